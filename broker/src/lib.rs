@@ -1,0 +1,1 @@
+//! Placeholder: the broker is being written.
