@@ -2,15 +2,19 @@
 //! prost types. Also writes the encoded descriptor sets that the crate embeds.
 use std::{env, path::PathBuf};
 
-use prost::Message;
-
 fn compile(
     files: &[&str],
     out_name: &str,
     out_dir: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let fds = protox::compile(files, ["."])?;
-    std::fs::write(out_dir.join(out_name), fds.encode_to_vec())?;
+    let mut compiler = protox::Compiler::new(["."])?;
+    compiler.include_imports(true).include_source_info(false);
+    for file in files {
+        compiler.open_file(file)?;
+    }
+    // Encoded by protox itself so the custom options survive (prost_types drops them).
+    std::fs::write(out_dir.join(out_name), compiler.encode_file_descriptor_set())?;
+    let fds = compiler.file_descriptor_set();
     let mut config = prost_build::Config::new();
     config.bytes(["."]).enable_type_names();
     config.compile_fds(only_own_files(fds))?;
@@ -29,12 +33,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     // The example compiles on its own so that its descriptor set is exactly what a
     // device built from `schema.proto` would send.
-    let fds = protox::Compiler::new(["examples/weather", "."])?
+    let mut compiler = protox::Compiler::new(["examples/weather", "."])?;
+    compiler
         .include_imports(true)
         .include_source_info(false)
-        .open_file("examples/weather/schema/v1/schema.proto")?
-        .file_descriptor_set();
-    std::fs::write(out_dir.join("weather_descriptor_set.bin"), fds.encode_to_vec())?;
+        .open_file("examples/weather/schema/v1/schema.proto")?;
+    std::fs::write(
+        out_dir.join("weather_descriptor_set.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
     let mut example = fds;
     example.file.retain(|f| f.package() == "schema.v1");
     prost_build::Config::new()

@@ -1,0 +1,69 @@
+//! Errors: [`BuildError`] when configuring a device, [`SdkError`] while it runs.
+
+use std::{io, path::PathBuf, time::Duration};
+
+use mir_proto::InvalidDeviceId;
+
+/// Why [`crate::Builder::build`] refused the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no device id: call .device_id(..)")]
+    MissingDeviceId,
+    #[error("invalid device id {id:?}: {source}")]
+    InvalidDeviceId {
+        id: String,
+        #[source]
+        source: InvalidDeviceId,
+    },
+    #[error("invalid target {target:?}: {reason} (expected mqtt://host:port or mqtts://host:port)")]
+    InvalidTarget { target: String, reason: String },
+    #[error("cannot read the {what} file {}: {source}", path.display())]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid {what} PEM: {reason}")]
+    InvalidPem { what: &'static str, reason: String },
+    #[error("the TLS configuration was refused: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("client credentials need a TLS target (mqtts://), not {0}")]
+    CredentialsWithoutTls(String),
+    #[error("schema #{index} is not an encoded google.protobuf.FileDescriptorSet: {source}")]
+    InvalidSchema {
+        index: usize,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("cannot compress the schema: {0}")]
+    CompressSchema(#[source] io::Error),
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption { option: &'static str, reason: String },
+}
+
+/// Errors of a built device: sending, launching, waiting.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkError {
+    /// The message can never be sent: its envelope would exceed the payload limit of
+    /// AWS IoT Core (see [`mir_proto::MAX_PAYLOAD_BYTES`]).
+    #[error("{name} is {size} bytes once enveloped, over the {limit}-byte limit of one MQTT payload")]
+    PayloadTooLarge {
+        name: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The SDK's queue towards the event loop is full: the message was not accepted.
+    /// Nothing in the SDK blocks the application; retry later or drop the message.
+    #[error("the SDK queue is full ({capacity} requests waiting for the event loop); message dropped")]
+    QueueFull { capacity: usize },
+    /// The event loop has stopped (shutdown) or was never launched and its queue is gone.
+    #[error("the device event loop has stopped")]
+    Closed,
+    #[error("launch() was already called on this device")]
+    AlreadyLaunched,
+    #[error("not connected after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("the device event loop failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}

@@ -1,0 +1,81 @@
+//! mTLS (rustls, client certificate) against the embedded broker and its local CA.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use mir_broker::{ca::LocalCa, Broker, BrokerConfig, Hooks, TlsListenerConfig};
+use mir_device_sdk::{Credentials, Mir, SdkError};
+use mir_proto::{examples::weather::DESCRIPTOR_SET, DeviceId};
+use support::{launch, launch_connected, Recorder};
+
+struct TlsBroker {
+    broker: Broker,
+    recorder: Arc<Recorder>,
+    ca: LocalCa,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn tls_broker() -> TlsBroker {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = LocalCa::load_or_create(dir.path()).expect("ca");
+    let server = ca.issue_server_cert(&[]).expect("server cert");
+    let config = BrokerConfig {
+        tls: Some(TlsListenerConfig {
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            server_cert_chain_pem: server.cert_pem,
+            server_key_pem: server.private_key_pem.expect("key"),
+            client_ca_pem: ca.ca_cert_pem().to_string(),
+        }),
+        ..Default::default()
+    };
+    let recorder = Arc::new(Recorder::default());
+    let hooks: Arc<dyn Hooks> = recorder.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let broker = Broker::start(config, hooks, async move {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("broker");
+    TlsBroker { broker, recorder, ca, _dir: dir, _stop: stop }
+}
+
+fn device(b: &TlsBroker, id: &str, cert_for: &str) -> Mir {
+    let issued = b
+        .ca
+        .issue_device_cert(&DeviceId::new(cert_for).expect("id"))
+        .expect("device cert");
+    let port = b.broker.tls_addr().expect("tls listener").port();
+    Mir::builder()
+        .device_id(id)
+        .target(format!("mqtts://localhost:{port}"))
+        .schema(DESCRIPTOR_SET)
+        .credentials(Credentials {
+            client_cert_pem: issued.cert_pem.into_bytes(),
+            client_key_pem: issued.private_key_pem.expect("key").into_bytes(),
+            ca_pem: Some(b.ca.ca_cert_pem().as_bytes().to_vec()),
+        })
+        .build()
+        .expect("build")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_with_its_certificate_connects_over_mutual_tls() {
+    let b = tls_broker().await;
+    let dev = launch_connected(device(&b, "weather-tls", "weather-tls")).await;
+    b.recorder.wait_on("mir/weather-tls/hello", 1).await;
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_device_is_refused() {
+    let b = tls_broker().await;
+    let dev = launch(device(&b, "weather-a", "weather-b")).await;
+    assert!(matches!(
+        dev.mir.wait_connected(Duration::from_millis(1500)).await,
+        Err(SdkError::ConnectTimeout(_))
+    ));
+    assert!(b.recorder.on("mir/weather-a/hello").is_empty());
+    dev.stop().await;
+}

@@ -1,0 +1,161 @@
+//! `command-response`: a device answered a command (rule `mir/+/cmd/resp`).
+//!
+//! Completes the pending command record with the decoded response. A duplicate or late
+//! answer (after a timeout) changes nothing; a device cannot answer another device's
+//! command.
+
+use prost::Message;
+
+use mir_proto::{
+    topics::DeviceTopic,
+    wire::{CommandResponse, CommandResponseStatus},
+};
+use mir_shared::{
+    domain::{command::CommandOutcome, CommandStatus, Event, EventReason},
+    ports::{CommandStore, EventStore, SchemaStore},
+    rule_event::RuleEvent,
+    service::{HandlerError, SchemaCache},
+};
+
+pub struct Deps<'a> {
+    pub commands: &'a dyn CommandStore,
+    pub schemas: &'a dyn SchemaStore,
+    pub events: &'a dyn EventStore,
+    pub cache: &'a SchemaCache,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseOutcome {
+    pub command_id: String,
+    pub status: CommandStatus,
+    pub changed: bool,
+}
+
+pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcome, HandlerError> {
+    let id = event.device()?;
+    let resp = CommandResponse::decode(event.payload_bytes()?.as_slice())
+        .map_err(HandlerError::malformed("CommandResponse"))?;
+    let record = deps
+        .commands
+        .get(&resp.id)
+        .await?
+        .ok_or_else(|| HandlerError::Invalid(format!("unknown command id {:?}", resp.id)))?;
+    if record.device_id != id.as_str() {
+        return Err(HandlerError::Invalid(format!(
+            "device {id} answered command {} of device {}; refused",
+            resp.id, record.device_id
+        )));
+    }
+    let status = CommandStatus::from_wire(CommandResponseStatus::try_from(resp.status).unwrap_or(CommandResponseStatus::Error));
+    let mut outcome = CommandOutcome {
+        status,
+        response_name: None,
+        response: None,
+        error: (!resp.error.is_empty()).then(|| resp.error.clone()),
+        completed_at: event.received_at(),
+    };
+    if status == CommandStatus::Success && !resp.name.is_empty() {
+        let decoded = match deps.cache.get(deps.schemas, id.as_str()).await? {
+            Some(schema) => schema.message(&resp.name).and_then(|d| schema.proto_to_json(&d, &resp.payload)).map_err(|e| e.to_string()),
+            None => Err(format!("device {id} has no schema")),
+        };
+        match decoded {
+            Ok(json) => {
+                outcome.response_name = Some(resp.name.clone());
+                outcome.response = Some(json);
+            }
+            Err(e) => {
+                outcome.status = CommandStatus::Error;
+                outcome.error = Some(format!("the device answered with an undecodable {}: {e}", resp.name));
+            }
+        }
+    }
+    if status == CommandStatus::Error && outcome.error.is_none() {
+        outcome.error = Some("the device reported an error".into());
+    }
+    let (record, changed) = deps.commands.complete(&resp.id, outcome).await?;
+    if changed {
+        let (reason, msg) = match record.status {
+            CommandStatus::Success => (EventReason::CommandCompleted, format!("{} completed", record.name)),
+            _ => (EventReason::CommandFailed, format!("{} failed: {}", record.name, record.error.as_deref().unwrap_or("error"))),
+        };
+        let ev = Event::new(reason, id.as_str(), event.received_at(), &event.cause(DeviceTopic::CommandResponse), msg)
+            .with_payload(serde_json::json!({ "commandId": record.id, "response": record.response }));
+        let mut ev = ev;
+        ev.name = record.device_name.clone();
+        ev.namespace = record.namespace.clone();
+        deps.events.append(&[ev]).await?;
+    }
+    Ok(ResponseOutcome { command_id: record.id, status: record.status, changed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mir_shared::{
+        domain::CommandRecord,
+        testing::{at_ms, command_response_event, TestWorld},
+    };
+
+    async fn pending(w: &TestWorld, device: &str) -> String {
+        let rec = CommandRecord {
+            id: "c1".into(),
+            device_id: device.into(),
+            device_name: device.into(),
+            namespace: "default".into(),
+            name: "schema.v1.ActivateHVACCmd".into(),
+            request: serde_json::json!({"durationSec": 1}),
+            status: CommandStatus::Pending,
+            response_name: None,
+            response: None,
+            error: None,
+            created_at: at_ms(0),
+            deadline: at_ms(10_000),
+            completed_at: None,
+        };
+        CommandStore::create(&w.store, &rec).await.expect("create");
+        rec.id
+    }
+
+    fn deps(w: &TestWorld) -> Deps<'_> {
+        Deps { commands: &w.store, schemas: &w.store, events: &w.store, cache: &w.cache }
+    }
+
+    #[tokio::test]
+    async fn a_success_is_decoded_and_a_duplicate_changes_nothing() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let id = pending(&w, "w1").await;
+        let ev = command_response_event("w1", &id, true, 1_000);
+        let out = handle(&deps(&w), &ev).await.expect("ok");
+        assert!(out.changed);
+        assert_eq!(out.status, CommandStatus::Success);
+        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        assert_eq!(rec.response, Some(serde_json::json!({"success": true})));
+        let again = handle(&deps(&w), &ev).await.expect("dup");
+        assert!(!again.changed);
+        assert_eq!(w.reasons("w1").await, ["CommandCompleted"]);
+    }
+
+    #[tokio::test]
+    async fn another_device_cannot_answer_the_command() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let id = pending(&w, "w1").await;
+        assert!(handle(&deps(&w), &command_response_event("w2", &id, true, 1)).await.is_err());
+        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        assert_eq!(rec.status, CommandStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_fails_the_command_with_the_devices_message() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let id = pending(&w, "w1").await;
+        let out = handle(&deps(&w), &command_response_event("w1", &id, false, 1)).await.expect("ok");
+        assert_eq!(out.status, CommandStatus::Error);
+        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        assert_eq!(rec.error.as_deref(), Some("hvac jammed"));
+    }
+}

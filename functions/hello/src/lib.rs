@@ -1,0 +1,150 @@
+//! `hello`: a device announced itself (rule `mir/+/hello`).
+//!
+//! Stores the device's schema (compressed, only when it changed), auto-provisions an
+//! unknown device in namespace `default`, and updates `status.schema` of its twin.
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use mir_proto::{topics::DeviceTopic, wire::Hello};
+use mir_shared::{
+    domain::{Event, EventReason},
+    ports::{EventStore, SchemaStore, StoredSchema, TwinStore},
+    rule_event::RuleEvent,
+    schema::{self, Schema},
+    service::{self, Change, HandlerError, SchemaCache},
+};
+
+/// What the handler needs.
+pub struct Deps<'a> {
+    pub twins: &'a dyn TwinStore,
+    pub schemas: &'a dyn SchemaStore,
+    pub events: &'a dyn EventStore,
+    pub cache: &'a SchemaCache,
+}
+
+/// What the handler did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelloOutcome {
+    pub device_id: String,
+    pub created: bool,
+    pub schema_changed: bool,
+    pub package_names: Vec<String>,
+}
+
+pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, HandlerError> {
+    let id = event.device()?;
+    let hello = Hello::decode(event.payload_bytes()?.as_slice()).map_err(HandlerError::malformed("Hello"))?;
+    let raw = schema::hello_schema_bytes(&hello)?;
+    let decoded = Arc::new(Schema::from_descriptor_set(&raw)?);
+    let hash = service::schema_hash(&raw);
+    let package_names = decoded.package_names();
+    let received_at = event.received_at();
+
+    let previous = deps.schemas.get(id.as_str()).await?;
+    let schema_changed = previous.as_ref().is_none_or(|p| p.hash != hash);
+    if schema_changed {
+        deps.schemas
+            .put(&StoredSchema {
+                device_id: id.to_string(),
+                compressed: schema::compress(&raw).into(),
+                hash: hash.clone(),
+                package_names: package_names.clone(),
+                updated_at: received_at,
+            })
+            .await?;
+    }
+    deps.cache.insert(id.as_str(), hash, decoded);
+
+    let (_, created) = service::ensure_twin(deps.twins, &id).await?;
+    let names = package_names.clone();
+    let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
+        let s = &mut twin.status.schema;
+        let newer = s.last_schema_fetch.is_none_or(|t| t < received_at);
+        if s.package_names == names && !newer {
+            return Ok(Change::Unchanged);
+        }
+        s.package_names = names.clone();
+        if newer {
+            s.last_schema_fetch = Some(received_at);
+        }
+        Ok(Change::Changed)
+    })
+    .await?
+    .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
+
+    let cause = event.cause(DeviceTopic::Hello);
+    let mut events = Vec::new();
+    if created {
+        events.push(
+            Event::new(EventReason::DeviceCreated, id.as_str(), received_at, &cause, "device auto-provisioned on first hello")
+                .for_twin(&twin.value),
+        );
+    }
+    if schema_changed {
+        events.push(
+            Event::new(EventReason::SchemaUpdated, id.as_str(), received_at, &cause, format!("schema with packages {}", package_names.join(", ")))
+                .for_twin(&twin.value)
+                .with_payload(serde_json::json!({ "packageNames": package_names, "sdkVersion": hello.sdk_version })),
+        );
+    }
+    deps.events.append(&events).await?;
+    Ok(HelloOutcome {
+        device_id: id.to_string(),
+        created,
+        schema_changed,
+        package_names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mir_shared::testing::{hello_event, TestWorld};
+
+    fn deps(w: &TestWorld) -> Deps<'_> {
+        Deps { twins: &w.store, schemas: &w.store, events: &w.store, cache: &w.cache }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_device_saying_hello_is_provisioned_with_its_schema() {
+        let w = TestWorld::new();
+        let out = handle(&deps(&w), &hello_event("weather", 1_000)).await.expect("ok");
+        assert!(out.created && out.schema_changed);
+        let twin = w.twin("weather").await;
+        assert_eq!(twin.display_name(), "weather/default");
+        assert_eq!(twin.status.schema.package_names, ["google.protobuf", "mir.device.v1", "schema.v1"]);
+        assert!(w.store_schema("weather").await.is_some());
+        let mut reasons = w.reasons("weather").await;
+        reasons.sort();
+        assert_eq!(reasons, ["DeviceCreated", "SchemaUpdated"]);
+    }
+
+    #[tokio::test]
+    async fn the_same_hello_delivered_twice_changes_nothing_the_second_time() {
+        let w = TestWorld::new();
+        let ev = hello_event("weather", 1_000);
+        handle(&deps(&w), &ev).await.expect("first");
+        let before = w.twin_versioned("weather").await;
+        let out = handle(&deps(&w), &ev).await.expect("again");
+        assert!(!out.created && !out.schema_changed);
+        assert_eq!(w.twin_versioned("weather").await, before);
+        assert_eq!(w.reasons("weather").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_hello_is_refused_without_touching_the_store() {
+        let w = TestWorld::new();
+        let mut ev = hello_event("weather", 1_000);
+        ev.payload = "//8=".into();
+        let err = handle(&deps(&w), &ev).await.expect_err("malformed");
+        assert!(!err.is_retryable(), "{err}");
+        assert!(w.store_schema("weather").await.is_none());
+        let mut ev = hello_event("weather", 1_000);
+        ev.client_id = "intruder".into();
+        assert!(handle(&deps(&w), &ev).await.is_err());
+        assert!(TwinStore::get(&w.store, "weather").await.expect("read").is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! `telemetry`: a batch of telemetry from a device (rule `mir/+/tlm`).
+//!
+//! Decodes the batch with the device's schema, maps each message to one multi-measure
+//! record (see `mir_shared::telemetry`) and writes them to the telemetry sink. Items
+//! that cannot be mapped (unknown message, malformed bytes) and records the sink
+//! rejects are reported in the outcome and in an `InvalidMessage` event, never dropped
+//! silently. A device with no schema yet is asked to resend it and the invocation fails
+//! as retryable, so the rule's retry delivers the batch once the schema is there.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+
+use mir_proto::{
+    topics::DeviceTopic,
+    wire::{TelemetryBatch, TelemetryItem},
+};
+use mir_shared::{
+    domain::{Event, EventReason},
+    ports::{DevicePublisher, EventStore, RejectedRecord, SchemaStore, TelemetrySink, TwinStore},
+    rule_event::RuleEvent,
+    schema::{Schema, SchemaError},
+    service::{self, HandlerError, SchemaCache},
+    telemetry::{RecordContext, TelemetryPlan, TelemetryRecord},
+};
+
+pub struct Deps<'a> {
+    pub twins: &'a dyn TwinStore,
+    pub schemas: &'a dyn SchemaStore,
+    pub sink: &'a dyn TelemetrySink,
+    pub events: &'a dyn EventStore,
+    pub publisher: &'a dyn DevicePublisher,
+    pub cache: &'a SchemaCache,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryOutcome {
+    pub device_id: String,
+    pub received: usize,
+    pub written: usize,
+    /// `(item index, reason)` of every item not stored.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Maps a decoded batch to records. Items that fail are returned with their reason.
+pub fn map_batch(
+    schema: &Schema,
+    items: &[TelemetryItem],
+    ctx: &RecordContext<'_>,
+) -> (Vec<TelemetryRecord>, Vec<(usize, String)>) {
+    let mut records = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    let mut last: Option<(&str, Arc<TelemetryPlan>)> = None;
+    for (index, item) in items.iter().enumerate() {
+        let plan = match &last {
+            Some((name, plan)) if *name == item.name => plan.clone(),
+            _ => match schema.telemetry_plan(&item.name) {
+                Ok(plan) => {
+                    last = Some((item.name.as_str(), plan.clone()));
+                    plan
+                }
+                Err(e) => {
+                    rejected.push((index, e.to_string()));
+                    continue;
+                }
+            },
+        };
+        let fallback = if item.sent_at_ns > 0 { item.sent_at_ns } else { ctx.received_at_ns };
+        match plan.map(&item.payload, ctx, fallback, item.seq) {
+            Ok(r) => records.push(r),
+            Err(e) => rejected.push((index, e.to_string())),
+        }
+    }
+    (records, rejected)
+}
+
+pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutcome, HandlerError> {
+    let id = event.device()?;
+    let batch = TelemetryBatch::decode(event.payload_bytes()?.as_slice())
+        .map_err(HandlerError::malformed("TelemetryBatch"))?;
+    let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
+    if twin.value.spec.disabled {
+        return Err(HandlerError::Invalid(format!("device {id} is disabled; telemetry refused")));
+    }
+    let Some(mut schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
+        ask_for_schema(deps, &id).await;
+        return Err(HandlerError::NoSchema(id.to_string()));
+    };
+    // A message name the cached schema does not know may come from a newer schema.
+    if batch.items.iter().any(|i| matches!(schema.telemetry_plan(&i.name), Err(SchemaError::UnknownMessage { .. }))) {
+        if let Some(fresh) = deps.cache.load(deps.schemas, id.as_str()).await? {
+            schema = fresh;
+        }
+    }
+    let ctx = RecordContext {
+        device_id: id.as_str(),
+        name: &twin.value.meta.name,
+        namespace: &twin.value.meta.namespace,
+        received_at_ns: service::nanos(event.received_at()),
+    };
+    let (records, mut rejected) = map_batch(&schema, &batch.items, &ctx);
+    let mut written = 0;
+    if !records.is_empty() {
+        let report = deps.sink.write(&records).await?;
+        written = report.written;
+        // Map record indexes back to item indexes.
+        let item_index: Vec<usize> = (0..batch.items.len()).filter(|i| !rejected.iter().any(|(r, _)| r == i)).collect();
+        for RejectedRecord { index, reason } in report.rejected {
+            rejected.push((item_index.get(index).copied().unwrap_or(index), format!("rejected by the store: {reason}")));
+        }
+    }
+    if !rejected.is_empty() {
+        rejected.sort_by_key(|(i, _)| *i);
+        tracing::warn!(device = %id, rejected = rejected.len(), first = %rejected[0].1, "telemetry items not stored");
+        let detail: Vec<serde_json::Value> = rejected
+            .iter()
+            .take(20)
+            .map(|(i, r)| serde_json::json!({ "item": i, "name": batch.items.get(*i).map(|x| x.name.as_str()), "reason": r }))
+            .collect();
+        let ev = Event::new(
+            EventReason::InvalidMessage,
+            id.as_str(),
+            event.received_at(),
+            &event.cause(DeviceTopic::Telemetry),
+            format!("{} of {} telemetry items not stored: {}", rejected.len(), batch.items.len(), rejected[0].1),
+        )
+        .for_twin(&twin.value)
+        .with_payload(serde_json::json!({ "rejected": detail }));
+        deps.events.append(&[ev]).await?;
+    }
+    Ok(TelemetryOutcome { device_id: id.to_string(), received: batch.items.len(), written, rejected })
+}
+
+async fn ask_for_schema(deps: &Deps<'_>, id: &mir_proto::DeviceId) {
+    if let Err(e) = deps.publisher.publish(&DeviceTopic::HelloGet.for_device(id), Bytes::new()).await {
+        tracing::info!(device = %id, error = %e, "could not ask the device for its schema");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mir_shared::{
+        ports::{TelemetryQuery, TelemetryReader},
+        testing::{env, telemetry_event, TestWorld},
+    };
+
+    fn deps(w: &TestWorld) -> Deps<'_> {
+        Deps { twins: &w.store, schemas: &w.store, sink: &w.store, events: &w.store, publisher: w.publisher.as_ref(), cache: &w.cache }
+    }
+
+    async fn stored(w: &TestWorld) -> Vec<TelemetryRecord> {
+        w.store
+            .query(&TelemetryQuery { device_id: "w1".into(), measure: "schema.v1.Env".into(), since_ns: 0, limit: 1000 })
+            .await
+            .expect("query")
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_with_the_devices_timestamps_and_fields() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let items = [("schema.v1.Env", env(1_000_000_000, 20).encode_to_vec(), 1), ("schema.v1.Env", env(2_000_000_000, 21).encode_to_vec(), 2)];
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000)).await.expect("ok");
+        assert_eq!((out.received, out.written), (2, 2));
+        let recs = stored(&w).await;
+        assert_eq!(recs.iter().map(|r| r.time_ns).collect::<Vec<_>>(), [1_000_000_000, 2_000_000_000]);
+        assert_eq!(recs[1].values[0].1, mir_shared::telemetry::FieldValue::Int(21));
+    }
+
+    #[tokio::test]
+    async fn the_same_batch_delivered_twice_is_stored_once() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let ev = telemetry_event("w1", &[("schema.v1.Env", env(1_000, 20).encode_to_vec(), 1)], 5_000);
+        handle(&deps(&w), &ev).await.expect("first");
+        handle(&deps(&w), &ev).await.expect("duplicate");
+        assert_eq!(stored(&w).await.len(), 1);
+        assert_eq!(w.store.series("w1").await.expect("series")[0].count, 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_items_are_reported_and_the_rest_is_stored() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let items = [
+            ("schema.v1.Nope", vec![], 1),
+            ("schema.v1.Env", vec![0xff, 0xff, 0xff], 2),
+            ("schema.v1.Env", env(3_000, 22).encode_to_vec(), 3),
+        ];
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000)).await.expect("partial");
+        assert_eq!(out.written, 1);
+        assert_eq!(out.rejected.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+        assert!(out.rejected[0].1.contains("schema.v1.Env"), "lists known: {}", out.rejected[0].1);
+        assert_eq!(w.reasons("w1").await, ["InvalidMessage"]);
+    }
+
+    #[tokio::test]
+    async fn a_device_without_schema_is_asked_for_it_and_the_batch_can_be_retried() {
+        let w = TestWorld::new();
+        let ev = telemetry_event("w2", &[("schema.v1.Env", env(1, 1).encode_to_vec(), 1)], 5_000);
+        let err = handle(&deps(&w), &ev).await.expect_err("no schema");
+        assert!(err.is_retryable());
+        assert_eq!(w.publisher.published()[0].0, "mir/w2/hello/get");
+    }
+}

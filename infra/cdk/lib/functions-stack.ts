@@ -1,0 +1,203 @@
+// One MirFunction per routes.json entry, with the grants, environment and schedules its
+// `access` and `schedules` ask for.
+import { ArnFormat, CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import * as path from 'node:path';
+import { ENV, MirConfig, TOPICS } from './config';
+import { DataStack } from './data-stack';
+import { MirFunction } from './mir-function';
+import { FunctionSpec, isApiFunction, Rw } from './routes';
+
+export interface FunctionsStackProps extends StackProps {
+  readonly config: MirConfig;
+  readonly data: DataStack;
+  /** Name of the device IoT policy (created by the IoT stack). */
+  readonly devicePolicyName: string;
+}
+
+/** Construct id of a function: "hello" -> "Hello", "api-devices" -> "ApiDevices". */
+export function pascal(name: string): string {
+  return name
+    .split('-')
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join('');
+}
+
+export class FunctionsStack extends Stack {
+  /** routes.json function name -> Lambda function. */
+  public readonly functions = new Map<string, lambda.IFunction>();
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly iotDataEndpoint: string;
+
+  constructor(scope: Construct, id: string, props: FunctionsStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+
+    this.deadLetterQueue = new sqs.Queue(this, 'FailedInvocations', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+
+    // The account's iot:Data-ATS endpoint host, looked up at deploy time.
+    const endpoint = new cr.AwsCustomResource(this, 'DescribeIotDataEndpoint', {
+      onUpdate: {
+        service: 'Iot',
+        action: 'DescribeEndpoint',
+        parameters: { endpointType: 'iot:Data-ATS' },
+        physicalResourceId: cr.PhysicalResourceId.of('iot-data-ats-endpoint'),
+      },
+      policy: cr.AwsCustomResourcePolicy.fromSdkCalls({ resources: cr.AwsCustomResourcePolicy.ANY_RESOURCE }),
+      installLatestAwsSdk: false,
+    });
+    this.iotDataEndpoint = endpoint.getResponseField('endpointAddress');
+    new CfnOutput(this, 'IotDataEndpoint', { value: this.iotDataEndpoint, description: 'MQTT endpoint for devices (port 8883, mTLS)' });
+
+    const manifestPath = path.join(config.repoRoot, 'Cargo.toml');
+    for (const spec of config.routes.functions) {
+      const mf = new MirFunction(this, pascal(spec.name), {
+        routeName: spec.name,
+        crate: spec.crate,
+        description: `mir ${spec.name}: ${spec.description}`,
+        manifestPath,
+        artifactsDir: config.artifactsDir,
+        timeout: Duration.seconds(isApiFunction(spec) ? 29 : 30),
+        environment: this.environmentFor(spec, props),
+        deadLetterQueue: this.deadLetterQueue,
+      });
+      this.grant(mf.function, spec, props);
+      for (const [i, s] of spec.schedules.entries()) {
+        new events.Rule(this, `${pascal(spec.name)}Schedule${i}`, {
+          description: `mir ${spec.name}: every ${s.rateMinutes} min`,
+          schedule: events.Schedule.rate(Duration.minutes(s.rateMinutes)),
+          targets: [new targets.LambdaFunction(mf.function, { retryAttempts: 2, maxEventAge: Duration.hours(1) })],
+        });
+      }
+      this.functions.set(spec.name, mf.function);
+    }
+  }
+
+  /** Only the variables a function's access needs (see ENV). */
+  private environmentFor(spec: FunctionSpec, props: FunctionsStackProps): Record<string, string> {
+    const { config, data } = props;
+    const a = spec.access;
+    const env: Record<string, string> = { [ENV.rustLog]: config.rustLog };
+    if (a.twins) env[ENV.twinsTable] = data.twins.tableName;
+    if (a.schemas) env[ENV.schemasTable] = data.schemas.tableName;
+    if (a.commands) {
+      env[ENV.commandsTable] = data.commands.tableName;
+      env[ENV.commandsTtlDays] = String(config.commandsTtlDays);
+    }
+    if (a.events) {
+      env[ENV.eventsTable] = data.events.tableName;
+      env[ENV.eventsTtlDays] = String(config.eventsTtlDays);
+    }
+    if (a.telemetry) {
+      env[ENV.telemetrySink] = data.telemetrySink;
+      if (data.timestream) {
+        env[ENV.timestreamDatabase] = data.timestream.databaseName;
+        env[ENV.timestreamTable] = data.timestream.tableName;
+      } else if (data.telemetryTable) {
+        env[ENV.telemetryTable] = data.telemetryTable.tableName;
+      }
+    }
+    if (a.publish || a.certificates) env[ENV.iotDataEndpoint] = this.iotDataEndpoint;
+    if (a.certificates) env[ENV.iotPolicyName] = props.devicePolicyName;
+    return env;
+  }
+
+  private grant(fn: lambda.IFunction, spec: FunctionSpec, props: FunctionsStackProps): void {
+    const { data } = props;
+    const a = spec.access;
+    const grantTable = (table: dynamodb.ITable, rw: Rw) => {
+      if (rw === 'r') table.grantReadData(fn);
+      else if (rw === 'w') table.grantWriteData(fn);
+      else table.grantReadWriteData(fn);
+    };
+    if (a.twins) grantTable(data.twins, a.twins);
+    if (a.schemas) grantTable(data.schemas, a.schemas);
+    if (a.commands) grantTable(data.commands, a.commands);
+    if (a.events) grantTable(data.events, a.events);
+    if (a.telemetry) {
+      if (data.telemetryTable) {
+        grantTable(data.telemetryTable, a.telemetry);
+      } else if (data.timestream) {
+        const ts = data.timestream;
+        const actions: string[] = [];
+        if (a.telemetry.includes('w')) actions.push('timestream:WriteRecords');
+        if (a.telemetry.includes('r')) actions.push('timestream:Select', 'timestream:DescribeTable', 'timestream:ListMeasures');
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions, resources: [ts.tableArn] }));
+        // Endpoint discovery does not support resource-level permissions.
+        fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['timestream:DescribeEndpoints'], resources: ['*'] }));
+        if (a.telemetry.includes('w')) {
+          // Error reports for records rejected by magnetic store writes.
+          ts.rejectedDataBucket.grantPut(fn, 'rejected/*');
+        }
+      }
+    }
+    if (a.publish) {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['iot:Publish'],
+          resources: TOPICS.cloudToDevice.map((suffix) => this.iotArn('topic', `mir/*/${suffix}`)),
+        }),
+      );
+    }
+    if (a.certificates) {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'iot:CreateThing',
+            'iot:DescribeThing',
+            'iot:UpdateThing',
+            'iot:DeleteThing',
+            'iot:ListThingPrincipals',
+          ],
+          resources: [this.iotArn('thing', '*')],
+        }),
+      );
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [
+            'iot:DescribeCertificate',
+            'iot:UpdateCertificate',
+            'iot:DeleteCertificate',
+            // AttachPolicy/DetachPolicy authorize on the target (the certificate).
+            'iot:AttachPolicy',
+            'iot:DetachPolicy',
+          ],
+          resources: [this.iotArn('cert', '*')],
+        }),
+      );
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          // These actions support no resource-level permissions.
+          actions: [
+            'iot:CreateCertificateFromCsr',
+            'iot:CreateKeysAndCertificate',
+            'iot:AttachThingPrincipal',
+            'iot:DetachThingPrincipal',
+          ],
+          resources: ['*'],
+        }),
+      );
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['iot:GetPolicy'],
+          resources: [this.iotArn('policy', props.devicePolicyName)],
+        }),
+      );
+    }
+  }
+
+  private iotArn(resource: string, resourceName: string): string {
+    return Stack.of(this).formatArn({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+  }
+}

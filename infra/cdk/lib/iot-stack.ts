@@ -1,0 +1,122 @@
+// AWS IoT Core: the device policy and one topic rule per routes.json rule.
+import { ArnFormat, CfnOutput, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { MirConfig, THING_NAME_VAR, TOPICS } from './config';
+import { pascal } from './functions-stack';
+
+export interface IotStackProps extends StackProps {
+  readonly config: MirConfig;
+  /** routes.json function name -> Lambda function. */
+  readonly functions: ReadonlyMap<string, lambda.IFunction>;
+  readonly devicePolicyName: string;
+}
+
+/**
+ * The device policy name. It is derived from the stage (not generated) because the
+ * functions stack needs it and the IoT stack depends on the functions stack: a
+ * reference the other way round would be a cycle.
+ */
+export function devicePolicyName(stage: string): string {
+  return `mir-${stage}-device`;
+}
+
+export class IotStack extends Stack {
+  public readonly devicePolicy: iot.CfnPolicy;
+
+  constructor(scope: Construct, id: string, props: IotStackProps) {
+    super(scope, id, props);
+
+    this.devicePolicy = new iot.CfnPolicy(this, 'DevicePolicy', {
+      policyName: props.devicePolicyName,
+      policyDocument: devicePolicyDocument(this),
+    });
+    new CfnOutput(this, 'DevicePolicyName', { value: props.devicePolicyName });
+
+    // Where a rule's action errors go (e.g. the Lambda invoke was refused or throttled).
+    const errorLogs = new logs.LogGroup(this, 'TopicRuleErrors', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const errorRole = new iam.Role(this, 'TopicRuleErrorRole', {
+      assumedBy: new iam.ServicePrincipal('iot.amazonaws.com'),
+      description: 'Lets the mir topic rules write their action errors to CloudWatch Logs',
+    });
+    errorLogs.grantWrite(errorRole);
+    errorRole.addToPolicy(new iam.PolicyStatement({ actions: ['logs:DescribeLogStreams'], resources: [errorLogs.logGroupArn] }));
+
+    for (const spec of props.config.routes.functions) {
+      const fn = props.functions.get(spec.name);
+      if (!fn) throw new Error(`no function for routes.json entry "${spec.name}"`);
+      for (const [i, r] of spec.rules.entries()) {
+        const id = `${pascal(spec.name)}Rule${i}`;
+        const rule = new iot.CfnTopicRule(this, id, {
+          topicRulePayload: {
+            description: `mir ${spec.name}: ${r.topicFilter} -> ${spec.crate}`,
+            sql: r.sql,
+            awsIotSqlVersion: '2016-03-23',
+            ruleDisabled: false,
+            actions: [{ lambda: { functionArn: fn.functionArn } }],
+            errorAction: { cloudwatchLogs: { logGroupName: errorLogs.logGroupName, roleArn: errorRole.roleArn } },
+          },
+        });
+        rule.node.addDependency(errorRole);
+        // The permission lives here (not in the functions stack) so that the
+        // functions stack does not depend on the rules.
+        new lambda.CfnPermission(this, `${id}Invoke`, {
+          action: 'lambda:InvokeFunction',
+          functionName: fn.functionArn,
+          principal: 'iot.amazonaws.com',
+          sourceArn: rule.attrArn,
+          sourceAccount: this.account,
+        });
+      }
+    }
+  }
+}
+
+/**
+ * A device may connect only as its own thing, publish only its device->cloud topics and
+ * subscribe/receive only its cloud->device topics: every resource carries
+ * ${iot:Connection.Thing.ThingName} in the device id position.
+ */
+export function devicePolicyDocument(scope: Construct): Record<string, unknown> {
+  const stack = Stack.of(scope);
+  const arn = (resource: string, resourceName: string) =>
+    stack.formatArn({ service: 'iot', resource, resourceName, arnFormat: ArnFormat.SLASH_RESOURCE_NAME });
+  const own = (suffix: string) => `mir/${THING_NAME_VAR}/${suffix}`;
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'ConnectAsOwnThing',
+        Effect: 'Allow',
+        Action: 'iot:Connect',
+        Resource: [arn('client', THING_NAME_VAR)],
+        // The certificate must be attached to the thing whose name is the client id.
+        Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
+      },
+      {
+        Sid: 'PublishOwnTopics',
+        Effect: 'Allow',
+        Action: 'iot:Publish',
+        Resource: TOPICS.deviceToCloud.map((s) => arn('topic', own(s))),
+      },
+      {
+        Sid: 'SubscribeOwnTopics',
+        Effect: 'Allow',
+        Action: 'iot:Subscribe',
+        Resource: TOPICS.cloudToDevice.map((s) => arn('topicfilter', own(s))),
+      },
+      {
+        Sid: 'ReceiveOwnTopics',
+        Effect: 'Allow',
+        Action: 'iot:Receive',
+        Resource: TOPICS.cloudToDevice.map((s) => arn('topic', own(s))),
+      },
+    ],
+  };
+}

@@ -1,0 +1,79 @@
+// routes.json and the synthesized templates must agree, both ways: nothing missing,
+// nothing extra.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { functionNameOfArn, mirFunctions, PARTS, resourcesOfType, ROUTES, synth } from './helpers';
+
+const sorted = (xs: string[]) => [...xs].sort();
+
+for (const flavour of ['timestream', 'dynamodb'] as const) {
+  test(`${flavour}: functions in the template == functions in routes.json`, () => {
+    const s = synth(flavour);
+    assert.deepEqual(sorted([...mirFunctions(s).keys()]), sorted(ROUTES.functions.map((f) => f.name)));
+    // The only other Lambda is the AwsCustomResource provider (IoT endpoint lookup).
+    const all = resourcesOfType(s.json.functions, 'AWS::Lambda::Function');
+    assert.equal(all.length, ROUTES.functions.length + 1);
+    for (const part of PARTS.filter((p) => p !== 'functions')) {
+      assert.equal(resourcesOfType(s.json[part], 'AWS::Lambda::Function').length, 0, `${part} holds no function`);
+    }
+  });
+
+  test(`${flavour}: topic rules in the template == rules in routes.json (SQL and target)`, () => {
+    const s = synth(flavour);
+    const inTemplate = resourcesOfType(s.json.iot, 'AWS::IoT::TopicRule').map(
+      ([, r]) => `${functionNameOfArn(s, r.Properties.TopicRulePayload.Actions[0].Lambda.FunctionArn)} ${r.Properties.TopicRulePayload.Sql}`,
+    );
+    const inRoutes = ROUTES.functions.flatMap((f) => f.rules.map((r) => `${f.name} ${r.sql}`));
+    assert.deepEqual(sorted(inTemplate), sorted(inRoutes));
+    for (const part of PARTS.filter((p) => p !== 'iot')) {
+      assert.equal(resourcesOfType(s.json[part], 'AWS::IoT::TopicRule').length, 0, part);
+    }
+  });
+
+  test(`${flavour}: HTTP routes in the template == http entries in routes.json (key and target)`, () => {
+    const s = synth(flavour);
+    const inTemplate = resourcesOfType(s.json.api, 'AWS::ApiGatewayV2::Route').map(([, r]) => {
+      const integrationId = r.Properties.Target['Fn::Join'][1][1].Ref;
+      const uri = s.json.api.Resources[integrationId].Properties.IntegrationUri;
+      return `${functionNameOfArn(s, uri)} ${r.Properties.RouteKey}`;
+    });
+    const inRoutes = ROUTES.functions.flatMap((f) => f.http.map((h) => `${f.name} ${h.method} ${h.path}`));
+    assert.deepEqual(sorted(inTemplate), sorted(inRoutes));
+  });
+
+  test(`${flavour}: schedules in the template == schedules in routes.json`, () => {
+    const s = synth(flavour);
+    const ids = new Map([...mirFunctions(s)].map(([name, [id]]) => [id, name]));
+    const inTemplate = resourcesOfType(s.json.functions, 'AWS::Events::Rule').flatMap(([, r]) =>
+      r.Properties.Targets.map((t: any) => `${ids.get(t.Arn['Fn::GetAtt'][0])} ${r.Properties.ScheduleExpression}`),
+    );
+    const inRoutes = ROUTES.functions.flatMap((f) =>
+      f.schedules.map((sc) => `${f.name} rate(${sc.rateMinutes} ${sc.rateMinutes === 1 ? 'minute' : 'minutes'})`),
+    );
+    assert.deepEqual(sorted(inTemplate), sorted(inRoutes));
+  });
+
+  test(`${flavour}: the outputs mir ctx import reads exist, without export names`, () => {
+    const s = synth(flavour);
+    const outputs: Record<string, any> = {};
+    for (const part of PARTS) {
+      for (const [k, v] of Object.entries<any>(s.json[part].Outputs ?? {})) {
+        if (k.startsWith('ExportsOutput')) continue; // CDK's own cross-stack references
+        assert.equal(outputs[k], undefined, `output ${k} defined twice`);
+        assert.equal(v.Export, undefined, `output ${k} must not be exported`);
+        outputs[k] = v;
+      }
+    }
+    const want = ['ApiUrl', 'Region', 'IotDataEndpoint', 'TwinsTable', 'SchemasTable', 'CommandsTable', 'EventsTable', 'TelemetrySink', 'DevicePolicyName'];
+    want.push(...(flavour === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable'] : ['TelemetryTable']));
+    assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
+  });
+}
+
+test('stack names carry the mir:stage prefix', () => {
+  const s = synth('dynamodb');
+  assert.deepEqual(
+    [s.mir.data, s.mir.functions, s.mir.iot, s.mir.api].map((x) => x.stackName),
+    PARTS.map((p) => `mir-${s.stage}-${p}`),
+  );
+});

@@ -1,0 +1,383 @@
+//! The HTTP API: API Gateway (HTTP API, payload v2) requests and responses, errors
+//! with a status and a plain message, and the JSON bodies the CLI reads.
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::{
+    apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse},
+    encodings::Body,
+};
+use base64::Engine;
+use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::{CommandStatus, Targets, Twin};
+use crate::ports::{StoreError, TelemetrySeries};
+use crate::telemetry::FieldValue;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// An API error: an HTTP status and a message for the user, never internals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: 400, message: message.into() }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { status: 404, message: message.into() }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { status: 409, message: message.into() }
+    }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self { status: 413, message: message.into() }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self { status: 503, message: message.into() }
+    }
+    pub fn internal() -> Self {
+        Self { status: 500, message: "internal error; see the function logs".into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::not_found(format!("not found: {m}")),
+            StoreError::AlreadyExists(m) => ApiError::conflict(format!("already exists: {m}")),
+            StoreError::Conflict(m) => ApiError::conflict(format!("changed concurrently, retry: {m}")),
+            StoreError::TooLarge(m) => ApiError::too_large(m),
+            StoreError::Unavailable { .. } => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::unavailable("the store is unavailable; retry later")
+            }
+            StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "corrupt stored data");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// A JSON response.
+pub fn json_response<T: Serialize>(status: u16, body: &T) -> ApiGatewayV2httpResponse {
+    match serde_json::to_string(body) {
+        Ok(text) => text_response(status, text),
+        Err(e) => {
+            tracing::error!(error = %e, "response serialization failed");
+            error_response(&ApiError::internal())
+        }
+    }
+}
+
+pub fn error_response(err: &ApiError) -> ApiGatewayV2httpResponse {
+    let body = ErrorBody { error: err.message.clone() };
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+    text_response(err.status, text)
+}
+
+fn text_response(status: u16, text: String) -> ApiGatewayV2httpResponse {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut resp = ApiGatewayV2httpResponse::default();
+    resp.status_code = i64::from(status);
+    resp.headers = headers;
+    resp.body = Some(Body::Text(text));
+    resp.is_base64_encoded = false;
+    resp
+}
+
+/// Turns a handler result into a response.
+pub fn respond<T: Serialize>(result: Result<(u16, T), ApiError>) -> ApiGatewayV2httpResponse {
+    match result {
+        Ok((status, body)) => json_response(status, &body),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// A request, read once: route key, path parameters, query, body.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub route_key: String,
+    pub path_params: BTreeMap<String, String>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl ApiRequest {
+    pub fn from_event(ev: &ApiGatewayV2httpRequest) -> Result<Self, ApiError> {
+        let route_key = ev.route_key.clone().unwrap_or_default();
+        let query = form_urlencoded::parse(ev.raw_query_string.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let body = match &ev.body {
+            None => None,
+            Some(b) if ev.is_base64_encoded => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|_| ApiError::bad_request("body is not valid base64"))?,
+            ),
+            Some(b) => Some(b.clone().into_bytes()),
+        };
+        if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
+            return Err(ApiError::too_large(format!("request body over {MAX_BODY_BYTES} bytes")));
+        }
+        Ok(Self {
+            route_key,
+            path_params: ev.path_parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            query,
+            body,
+        })
+    }
+
+    pub fn path_param(&self, name: &str) -> Result<&str, ApiError> {
+        self.path_params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| ApiError::bad_request(format!("missing path parameter {name}")))
+    }
+
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn targets(&self) -> Result<Targets, ApiError> {
+        Targets::from_query(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
+    /// The JSON body; the error says where it is wrong.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let body = self.body.as_deref().unwrap_or(b"");
+        if body.is_empty() {
+            return Err(ApiError::bad_request("a JSON body is required"));
+        }
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Parses `15m`, `2h`, `1d` (ago) or an RFC 3339 time.
+pub fn parse_since(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("since {s:?} must be like 15m, 2h, 7d or an RFC 3339 time")))?;
+    let d = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" | "" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(ApiError::bad_request(format!("since {s:?}: unit must be s, m, h or d"))),
+    };
+    Ok(now - d)
+}
+
+// ---- bodies ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<Twin>,
+}
+
+/// `POST /v1/devices/{id}/certificate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_pem: Option<String>,
+}
+
+/// `POST /v1/commands`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendCommand {
+    #[serde(default)]
+    pub targets: Targets,
+    pub name: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How long to wait for answers (default 10 s, at most 25 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Return at once with command ids to poll instead of waiting.
+    #[serde(default)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResult {
+    pub device_id: String,
+    pub name: String,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+    pub status: CommandStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResults {
+    pub results: Vec<CommandResult>,
+}
+
+/// One message a device accepts (command or config), with its JSON template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageInfo {
+    pub name: String,
+    pub template: Value,
+    /// Config only: the desired value stored in the twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Value>,
+}
+
+/// What one device offers (`GET /v1/commands`, `GET /v1/config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceCatalog {
+    pub device_id: String,
+    pub name: String,
+    pub namespace: String,
+    pub messages: Vec<MessageInfo>,
+    /// Why the list is empty (e.g. no schema yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub devices: Vec<DeviceCatalog>,
+}
+
+/// `POST /v1/config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendConfig {
+    #[serde(default)]
+    pub targets: Targets,
+    pub name: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConfigStatus {
+    /// Stored in the twin and pushed to the connected device.
+    Sent,
+    /// Stored in the twin; the device is offline and will pull it when it connects.
+    Stored,
+    /// `--dry-run`: valid, nothing written.
+    Validated,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigResult {
+    pub device_id: String,
+    pub name: String,
+    pub namespace: String,
+    pub status: ConfigStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigResults {
+    pub results: Vec<ConfigResult>,
+}
+
+/// `GET /v1/telemetry`: the telemetry messages of each device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceTelemetry {
+    pub device_id: String,
+    pub name: String,
+    pub namespace: String,
+    /// Telemetry messages declared by the schema, with what is stored of each.
+    pub messages: Vec<TelemetrySeries>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryList {
+    pub devices: Vec<DeviceTelemetry>,
+}
+
+/// One row of `GET /v1/telemetry/query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryRow {
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub values: BTreeMap<String, FieldValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryQueryResult {
+    pub device_id: String,
+    pub measure: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<TelemetryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<crate::domain::Event>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        let now = chrono::Utc::now();
+        assert_eq!(parse_since("15m", now).expect("ok"), now - chrono::Duration::minutes(15));
+        assert_eq!(parse_since("2h", now).expect("ok"), now - chrono::Duration::hours(2));
+        assert!(parse_since("2024-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("3w", now).is_err());
+    }
+
+    #[test]
+    fn store_errors_become_plain_statuses_without_internals() {
+        let e: ApiError = StoreError::unavailable("dynamodb", std::io::Error::other("secret-host:4566")).into();
+        assert_eq!(e.status, 503);
+        assert!(!e.message.contains("secret-host"));
+        let e: ApiError = StoreError::NotFound("device x".into()).into();
+        assert_eq!(e.status, 404);
+    }
+}

@@ -1,0 +1,181 @@
+//! The audit trail: one event per step of a device's life.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why an event was recorded (Mir's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventReason {
+    DeviceCreated,
+    DeviceUpdated,
+    DeviceDeleted,
+    DeviceOnline,
+    DeviceOffline,
+    SchemaUpdated,
+    CommandSent,
+    CommandCompleted,
+    CommandFailed,
+    DesiredPropertiesUpdated,
+    ReportedPropertiesUpdated,
+    InvalidMessage,
+}
+
+impl EventReason {
+    pub const ALL: [EventReason; 12] = [
+        EventReason::DeviceCreated,
+        EventReason::DeviceUpdated,
+        EventReason::DeviceDeleted,
+        EventReason::DeviceOnline,
+        EventReason::DeviceOffline,
+        EventReason::SchemaUpdated,
+        EventReason::CommandSent,
+        EventReason::CommandCompleted,
+        EventReason::CommandFailed,
+        EventReason::DesiredPropertiesUpdated,
+        EventReason::ReportedPropertiesUpdated,
+        EventReason::InvalidMessage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::DeviceCreated => "DeviceCreated",
+            EventReason::DeviceUpdated => "DeviceUpdated",
+            EventReason::DeviceDeleted => "DeviceDeleted",
+            EventReason::DeviceOnline => "DeviceOnline",
+            EventReason::DeviceOffline => "DeviceOffline",
+            EventReason::SchemaUpdated => "SchemaUpdated",
+            EventReason::CommandSent => "CommandSent",
+            EventReason::CommandCompleted => "CommandCompleted",
+            EventReason::CommandFailed => "CommandFailed",
+            EventReason::DesiredPropertiesUpdated => "DesiredPropertiesUpdated",
+            EventReason::ReportedPropertiesUpdated => "ReportedPropertiesUpdated",
+            EventReason::InvalidMessage => "InvalidMessage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s))
+    }
+
+    pub fn event_type(self) -> EventType {
+        match self {
+            EventReason::CommandFailed | EventReason::InvalidMessage => EventType::Warning,
+            _ => EventType::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// One recorded event. `id` is derived from what caused the event, so that a
+/// handler that runs twice on the same input records it once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub reason: EventReason,
+    pub device_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub message: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// Namespace of the v5 UUIDs used as event ids.
+const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d69_725f_6576_656e_7473_5f76_3100_0001);
+
+impl Event {
+    /// An event whose id is a function of `cause` (e.g. the rule event that led to
+    /// it): recording it twice keeps one.
+    pub fn new(
+        reason: EventReason,
+        device_id: &str,
+        time: DateTime<Utc>,
+        cause: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let key = format!("{}|{device_id}|{cause}", reason.as_str());
+        Self {
+            id: uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, key.as_bytes()).to_string(),
+            time,
+            event_type: reason.event_type(),
+            reason,
+            device_id: device_id.to_string(),
+            name: String::new(),
+            namespace: String::new(),
+            message: message.into(),
+            payload: Value::Null,
+        }
+    }
+
+    pub fn for_twin(mut self, twin: &super::Twin) -> Self {
+        self.name = twin.meta.name.clone();
+        self.namespace = twin.meta.namespace.clone();
+        self
+    }
+
+    pub fn with_payload(mut self, payload: Value) -> Self {
+        self.payload = payload;
+        self
+    }
+}
+
+/// Which events to list; everything optional. Newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EventReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    pub fn matches(&self, e: &Event) -> bool {
+        self.device_id.as_ref().is_none_or(|d| *d == e.device_id)
+            && self.reason.is_none_or(|r| r == e.reason)
+            && self.since.is_none_or(|s| e.time >= s)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, 10_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_cause_gives_the_same_event_id() {
+        let t = Utc::now();
+        let a = Event::new(EventReason::DeviceOnline, "d", t, "session-1", "online");
+        let b = Event::new(EventReason::DeviceOnline, "d", t, "session-1", "online");
+        let c = Event::new(EventReason::DeviceOnline, "d", t, "session-2", "online");
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, c.id);
+    }
+
+    #[test]
+    fn reasons_parse_case_insensitively() {
+        assert_eq!(EventReason::parse("deviceonline"), Some(EventReason::DeviceOnline));
+        assert_eq!(EventReason::parse("nope"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! The domain: twins, device targets, events and commands. Pure data and rules, no I/O.
+
+pub mod command;
+pub mod event;
+pub mod targets;
+pub mod twin;
+
+pub use command::{CommandRecord, CommandStatus};
+pub use event::{Event, EventFilter, EventReason, EventType};
+pub use targets::{NameRef, Targets};
+pub use twin::{Twin, Versioned};
+
+/// A rule of the domain was broken by the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{0}")]
+    Invalid(String),
+}

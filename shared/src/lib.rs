@@ -1,0 +1,26 @@
+//! The shared core of Mir Serverless.
+//!
+//! Layout:
+//! - [`domain`]: twins, targets, events and command records (pure rules).
+//! - [`schema`]: the schema registry (prost-reflect): message kinds, JSON <-> protobuf,
+//!   templates.
+//! - [`telemetry`]: mapping telemetry messages to multi-measure records.
+//! - [`rule_event`]: the JSON events IoT rules send (device messages, lifecycle,
+//!   schedules).
+//! - [`api`]: HTTP API requests/responses (API Gateway payload v2) and bodies.
+//! - [`routes`]: the routes table (`routes.json`), shared with the CDK app.
+//! - [`ports`]: the traits handlers use; [`adapters`]: their implementations.
+//! - [`service`]: small workflows over ports shared by several handlers.
+//! - `testing` (feature `testing`): builders and a temporary world for tests.
+
+pub mod adapters;
+pub mod api;
+pub mod domain;
+pub mod ports;
+pub mod routes;
+pub mod rule_event;
+pub mod schema;
+pub mod service;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,240 @@
+//! Ports: the narrow traits handlers are written against. Adapters implement them for
+//! the embedded database (local hub, tests) and for AWS (DynamoDB, Timestream, IoT).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    command::CommandOutcome, CommandRecord, Event, EventFilter, Targets, Twin, Versioned,
+};
+use crate::telemetry::TelemetryRecord;
+
+/// What went wrong in a store, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The item changed since it was read (optimistic concurrency): read again and retry.
+    #[error("version conflict on {0}")]
+    Conflict(String),
+    #[error("item too large: {0}")]
+    TooLarge(String),
+    #[error("invalid stored data: {0}")]
+    Corrupt(String),
+    /// The store could not be reached or refused for now (throttling, network).
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    pub fn unavailable(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable { .. })
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Device twins. Writes are conditional on the version read (optimistic concurrency),
+/// and name/namespace is unique.
+#[async_trait]
+pub trait TwinStore: Send + Sync {
+    async fn get(&self, device_id: &str) -> StoreResult<Option<Versioned<Twin>>>;
+    async fn get_by_name(&self, name: &str, namespace: &str) -> StoreResult<Option<Versioned<Twin>>>;
+    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>>;
+    /// Fails with `AlreadyExists` when the id or the name/namespace is taken.
+    async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>>;
+    /// Replaces the twin if its stored version is still `expected_version`, else `Conflict`.
+    async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>>;
+    /// Deletes and returns the twin; `None` when there was none.
+    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>>;
+}
+
+/// A device's schema (an encoded FileDescriptorSet), kept compressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSchema {
+    pub device_id: String,
+    /// zlib-compressed encoded FileDescriptorSet.
+    pub compressed: Bytes,
+    /// Hash of the uncompressed bytes, to notice changes cheaply.
+    pub hash: String,
+    pub package_names: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait SchemaStore: Send + Sync {
+    async fn get(&self, device_id: &str) -> StoreResult<Option<StoredSchema>>;
+    async fn put(&self, schema: &StoredSchema) -> StoreResult<()>;
+    async fn delete(&self, device_id: &str) -> StoreResult<()>;
+}
+
+/// Command records.
+#[async_trait]
+pub trait CommandStore: Send + Sync {
+    async fn create(&self, record: &CommandRecord) -> StoreResult<()>;
+    async fn get(&self, id: &str) -> StoreResult<Option<CommandRecord>>;
+    /// Ends a pending command. Returns the record as stored afterwards and whether this
+    /// call changed it (false: it had already ended, e.g. a duplicate response).
+    async fn complete(&self, id: &str, outcome: CommandOutcome) -> StoreResult<(CommandRecord, bool)>;
+    /// Waits until the command has ended or `timeout` passes; returns the record as it is
+    /// then. The default polls; adapters with notifications override it.
+    async fn wait_final(&self, id: &str, timeout: Duration) -> StoreResult<Option<CommandRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let rec = self.get(id).await?;
+            match &rec {
+                Some(r) if r.status.is_final() => return Ok(rec),
+                None => return Ok(None),
+                _ => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(rec);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+}
+
+/// The audit trail. `append` is idempotent on the event id.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn append(&self, events: &[Event]) -> StoreResult<()>;
+    /// Newest first.
+    async fn list(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+}
+
+/// A record the sink refused, with its index in the batch and the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedRecord {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// What a sink did with a batch: partial rejections are reported, never dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteReport {
+    pub written: usize,
+    pub rejected: Vec<RejectedRecord>,
+}
+
+#[async_trait]
+pub trait TelemetrySink: Send + Sync {
+    async fn write(&self, records: &[TelemetryRecord]) -> StoreResult<WriteReport>;
+}
+
+/// Summary of one telemetry message of one device.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetrySeries {
+    pub measure: String,
+    pub count: u64,
+    pub last_time_ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryQuery {
+    pub device_id: String,
+    pub measure: String,
+    pub since_ns: i64,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait TelemetryReader: Send + Sync {
+    /// The telemetry messages stored for a device.
+    async fn series(&self, device_id: &str) -> StoreResult<Vec<TelemetrySeries>>;
+    /// Records of one message since a time, oldest first, at most `limit` (the newest ones).
+    async fn query(&self, query: &TelemetryQuery) -> StoreResult<Vec<TelemetryRecord>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("device {0} is not connected")]
+    NotConnected(String),
+    #[error("publish failed: {message}")]
+    Failed {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Publishes cloud -> device messages (IoT data plane, or the local broker).
+#[async_trait]
+pub trait DevicePublisher: Send + Sync {
+    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), PublishError>;
+}
+
+/// A certificate issued to a device.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceCertificate {
+    pub certificate_id: String,
+    pub certificate_pem: String,
+    /// Only when the platform generated the key pair (no CSR given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<String>,
+    /// The CA that devices should trust to reach the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_ca_pem: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("invalid certificate request: {0}")]
+    Invalid(String),
+    #[error("certificate authority unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Issues and revokes device certificates (AWS IoT control plane, or the local CA).
+#[async_trait]
+pub trait CertificateIssuer: Send + Sync {
+    /// Signs `csr_pem` when given (the private key stays on the device), else creates a
+    /// key pair too.
+    async fn issue(&self, device_id: &str, csr_pem: Option<&str>) -> Result<DeviceCertificate, CertificateError>;
+    /// Revokes and deletes the device's certificates (on device delete).
+    async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError>;
+}
+
+/// Where handlers get the time from (tests set it).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

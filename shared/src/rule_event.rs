@@ -1,0 +1,178 @@
+//! The events IoT rules send to Lambda (and the local hub builds the same way).
+//!
+//! Device routes use the SQL of DESIGN.md section 4:
+//! `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, clientid() AS clientId,
+//! timestamp() AS receivedAt FROM 'mir/+/tlm'`.
+
+use base64::Engine;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use mir_proto::{topics::DeviceTopic, DeviceId};
+
+/// A device message as a topic rule delivers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleEvent {
+    /// The MQTT payload, base64.
+    #[serde(default)]
+    pub payload: String,
+    /// `topic(2)`: the device id in the topic.
+    pub device_id: String,
+    /// `clientid()`: the MQTT client that published.
+    #[serde(default)]
+    pub client_id: String,
+    /// `timestamp()`: when the broker received it, Unix ms.
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleEventError {
+    #[error("invalid device id in topic: {0}")]
+    BadDeviceId(#[from] mir_proto::InvalidDeviceId),
+    #[error("client {client_id:?} published on the topic of device {device_id:?}; refused")]
+    ClientMismatch { client_id: String, device_id: String },
+    #[error("payload is not base64: {0}")]
+    BadBase64(String),
+    #[error("payload of {size} bytes is over the {limit} bytes limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
+impl RuleEvent {
+    /// Builds the event the rule for `topic` would send; what the local hub does.
+    pub fn new(device_id: &str, client_id: &str, payload: &[u8], received_at: DateTime<Utc>) -> Self {
+        Self {
+            payload: base64::engine::general_purpose::STANDARD.encode(payload),
+            device_id: device_id.to_string(),
+            client_id: client_id.to_string(),
+            received_at: received_at.timestamp_millis(),
+        }
+    }
+
+    /// The device, checked: valid id, and published by that device itself.
+    pub fn device(&self) -> Result<DeviceId, RuleEventError> {
+        let id = DeviceId::new(self.device_id.clone())?;
+        if self.client_id != self.device_id {
+            return Err(RuleEventError::ClientMismatch {
+                client_id: self.client_id.clone(),
+                device_id: self.device_id.clone(),
+            });
+        }
+        Ok(id)
+    }
+
+    pub fn payload_bytes(&self) -> Result<Vec<u8>, RuleEventError> {
+        // Base64 of 128 KB is about 171 KB; refuse anything clearly beyond the limit.
+        let limit = mir_proto::MAX_PAYLOAD_BYTES;
+        if self.payload.len() > limit / 3 * 4 + 8 {
+            return Err(RuleEventError::TooLarge {
+                size: self.payload.len() / 4 * 3,
+                limit,
+            });
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(self.payload.as_bytes())
+            .map_err(|e| RuleEventError::BadBase64(e.to_string()))
+    }
+
+    pub fn received_at(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.received_at)
+            .single()
+            .unwrap_or_else(Utc::now)
+    }
+
+    /// A key that is the same for every delivery of this message (for idempotency).
+    pub fn cause(&self, topic: DeviceTopic) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.payload.hash(&mut h);
+        format!("{}|{}|{:016x}", topic.suffix(), self.received_at, h.finish())
+    }
+}
+
+/// An AWS IoT lifecycle event (`$aws/events/presence/...`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleEvent {
+    pub client_id: String,
+    /// Unix ms.
+    pub timestamp: i64,
+    /// `connected` or `disconnected`.
+    pub event_type: String,
+    #[serde(default)]
+    pub session_identifier: String,
+    #[serde(default)]
+    pub principal_identifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect_reason: Option<String>,
+    #[serde(default)]
+    pub version_number: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_initiated_disconnect: Option<bool>,
+}
+
+impl LifecycleEvent {
+    pub fn time(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.timestamp)
+            .single()
+            .unwrap_or_else(Utc::now)
+    }
+}
+
+/// An EventBridge scheduled event (only the parts the sweep reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledEvent {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    #[serde(default)]
+    pub source: String,
+    pub time: DateTime<Utc>,
+}
+
+/// What the presence function receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PresenceInput {
+    Lifecycle(LifecycleEvent),
+    Schedule(ScheduledEvent),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_event_from_the_aws_sql_deserializes() {
+        let ev: RuleEvent = serde_json::from_str(
+            r#"{"payload":"CAE=","deviceId":"weather","clientId":"weather","receivedAt":1700000000123}"#,
+        )
+        .expect("parses");
+        assert_eq!(ev.device().expect("ok").as_str(), "weather");
+        assert_eq!(ev.payload_bytes().expect("b64"), [8, 1]);
+        assert_eq!(ev.received_at().timestamp_millis(), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn another_client_on_a_devices_topic_is_refused() {
+        let ev = RuleEvent::new("victim", "attacker", b"x", Utc::now());
+        assert!(matches!(ev.device(), Err(RuleEventError::ClientMismatch { .. })));
+        let ev = RuleEvent::new("bad id", "bad id", b"x", Utc::now());
+        assert!(matches!(ev.device(), Err(RuleEventError::BadDeviceId(_))));
+    }
+
+    #[test]
+    fn lifecycle_and_schedule_events_are_told_apart() {
+        let lc: PresenceInput = serde_json::from_str(
+            r#"{"clientId":"d1","timestamp":1573002230757,"eventType":"disconnected","clientInitiatedDisconnect":true,"sessionIdentifier":"a4666d2a","principalIdentifier":"12345678901234567890123456789012","disconnectReason":"CLIENT_INITIATED_DISCONNECT","versionNumber":0}"#,
+        )
+        .expect("lifecycle");
+        assert!(matches!(lc, PresenceInput::Lifecycle(ref e) if e.event_type == "disconnected"));
+        let sc: PresenceInput = serde_json::from_str(
+            r#"{"version":"0","id":"53dc4d37","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2015-10-08T16:53:06Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/my-scheduled-rule"],"detail":{}}"#,
+        )
+        .expect("schedule");
+        assert!(matches!(sc, PresenceInput::Schedule(_)));
+    }
+}

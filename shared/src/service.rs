@@ -1,0 +1,276 @@
+//! Workflows over ports shared by several handlers, and the handlers' error type.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{DomainError, Twin, Versioned};
+use crate::ports::{PublishError, SchemaStore, StoreError, TwinStore};
+use crate::rule_event::RuleEventError;
+use crate::schema::{Schema, SchemaError};
+
+/// Why a handler failed, and whether a retry can help (IoT rules retry asynchronous
+/// invocations; a retry only helps when the cause was a store or the network).
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Event(#[from] RuleEventError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("malformed {what}: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("device {0} has not sent its schema yet")]
+    NoSchema(String),
+    #[error("device {0} does not exist")]
+    UnknownDevice(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl HandlerError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HandlerError::Store(e) => e.is_retryable(),
+            HandlerError::Publish(PublishError::Failed { .. }) => true,
+            // The schema usually arrives moments later: a retry delivers the data.
+            HandlerError::NoSchema(_) => true,
+            _ => false,
+        }
+    }
+
+    pub fn malformed(what: &'static str) -> impl FnOnce(prost::DecodeError) -> HandlerError {
+        move |source| HandlerError::Malformed { what, source }
+    }
+}
+
+/// How many times a read-modify-write is retried on a version conflict.
+pub const MAX_TWIN_ATTEMPTS: usize = 16;
+
+/// What a twin change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    Changed,
+}
+
+/// Reads a twin, applies `edit`, writes it back conditional on the version read, and
+/// starts over on a conflict. `edit` may run several times. Returns `None` when the
+/// twin does not exist.
+pub async fn update_twin<F>(
+    twins: &dyn TwinStore,
+    device_id: &str,
+    mut edit: F,
+) -> Result<Option<Versioned<Twin>>, HandlerError>
+where
+    F: FnMut(&mut Twin) -> Result<Change, HandlerError> + Send,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(current) = twins.get(device_id).await? else {
+            return Ok(None);
+        };
+        let mut twin = current.value.clone();
+        if edit(&mut twin)? == Change::Unchanged {
+            return Ok(Some(current));
+        }
+        match twins.update(&twin, current.version).await {
+            Ok(v) => return Ok(Some(v)),
+            Err(StoreError::Conflict(_)) if attempt < MAX_TWIN_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(jitter_ms(attempt))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn jitter_ms(attempt: usize) -> u64 {
+    let cap = 2u64.saturating_pow(attempt.min(8) as u32);
+    // Cheap jitter from the clock; exact randomness does not matter here.
+    let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
+    nanos % (cap + 1)
+}
+
+/// The twin of a device, created (auto-provisioned in `default`) if it does not exist.
+/// Returns whether it was created.
+pub async fn ensure_twin(
+    twins: &dyn TwinStore,
+    device_id: &mir_proto::DeviceId,
+) -> Result<(Versioned<Twin>, bool), HandlerError> {
+    if let Some(t) = twins.get(device_id.as_str()).await? {
+        return Ok((t, false));
+    }
+    let mut twin = Twin::auto_provisioned(device_id);
+    // The name may be taken by another device: fall back to a name no one chose.
+    for attempt in 0..3 {
+        match twins.create(&twin).await {
+            Ok(t) => return Ok((t, true)),
+            Err(StoreError::AlreadyExists(_)) => {
+                if let Some(t) = twins.get(device_id.as_str()).await? {
+                    return Ok((t, false));
+                }
+                twin.meta.name = format!("{}-{}", device_id, attempt + 1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HandlerError::Invalid(format!(
+        "could not auto-provision {device_id}: its name is taken"
+    )))
+}
+
+/// Decoded schemas by device, shared by the invocations of one process. Entries are
+/// re-validated against the stored hash after `ttl`.
+pub struct SchemaCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, String, Arc<Schema>)>>,
+}
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaCache").field("ttl", &self.ttl).finish()
+    }
+}
+
+impl Default for SchemaCache {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
+impl SchemaCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The device's schema, or `None` if it never sent one.
+    pub async fn get(
+        &self,
+        store: &dyn SchemaStore,
+        device_id: &str,
+    ) -> Result<Option<Arc<Schema>>, HandlerError> {
+        if let Some(s) = self.fresh(device_id) {
+            return Ok(Some(s));
+        }
+        self.load(store, device_id).await
+    }
+
+    /// Reads the store again (after a hello, or when a message name is unknown).
+    pub async fn load(
+        &self,
+        store: &dyn SchemaStore,
+        device_id: &str,
+    ) -> Result<Option<Arc<Schema>>, HandlerError> {
+        let Some(stored) = store.get(device_id).await? else {
+            self.forget(device_id);
+            return Ok(None);
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            if let Some((at, hash, schema)) = entries.get_mut(device_id) {
+                if *hash == stored.hash {
+                    *at = Instant::now();
+                    return Ok(Some(schema.clone()));
+                }
+            }
+        }
+        let raw = crate::schema::decompress(&stored.compressed)?;
+        let schema = Arc::new(Schema::from_descriptor_set(&raw)?);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(device_id.to_string(), (Instant::now(), stored.hash, schema.clone()));
+        }
+        Ok(Some(schema))
+    }
+
+    /// Stores a freshly decoded schema (the hello handler has it already).
+    pub fn insert(&self, device_id: &str, hash: String, schema: Arc<Schema>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(device_id.to_string(), (Instant::now(), hash, schema));
+        }
+    }
+
+    pub fn forget(&self, device_id: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(device_id);
+        }
+    }
+
+    fn fresh(&self, device_id: &str) -> Option<Arc<Schema>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, _, schema) = entries.get(device_id)?;
+        (at.elapsed() < self.ttl).then(|| schema.clone())
+    }
+}
+
+/// Hash of schema bytes, hex.
+pub fn schema_hash(raw: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    raw.hash(&mut h);
+    format!("{:016x}-{}", h.finish(), raw.len())
+}
+
+/// Nanoseconds since epoch of a time, saturating.
+pub fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The time of nanoseconds since epoch.
+pub fn from_nanos(ns: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(ns)
+}
+
+/// Encodes desired properties of `twin` for the device: all of them (`names` = None,
+/// `complete` set) or the named ones. Properties the schema cannot encode are skipped
+/// and returned with the reason.
+pub fn desired_message(
+    schema: &Schema,
+    twin: &Twin,
+    names: Option<&[String]>,
+) -> (mir_proto::wire::DesiredProperties, Vec<(String, String)>) {
+    let mut out = mir_proto::wire::DesiredProperties {
+        properties: Vec::new(),
+        complete: names.is_none(),
+    };
+    let mut skipped = Vec::new();
+    for (name, value) in &twin.properties.desired {
+        if names.is_some_and(|n| !n.contains(name)) {
+            continue;
+        }
+        let encoded = schema
+            .message(name)
+            .and_then(|desc| schema.json_to_proto(&desc, value));
+        match encoded {
+            Ok(bytes) => out.properties.push(mir_proto::wire::PropertyValue {
+                name: name.clone(),
+                payload: bytes.into(),
+                updated_at_ns: twin
+                    .status
+                    .properties
+                    .desired
+                    .get(name)
+                    .map(|t| nanos(*t))
+                    .unwrap_or(0),
+                version: 0,
+            }),
+            Err(e) => skipped.push((name.clone(), e.to_string())),
+        }
+    }
+    (out, skipped)
+}

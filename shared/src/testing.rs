@@ -1,0 +1,178 @@
+//! Test support: a temporary world (embedded store on a temp dir, recording publisher,
+//! fixed clock, schema cache) and builders of real event shapes for the weather device.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use prost::Message;
+
+use mir_proto::{
+    examples::weather,
+    wire::{
+        CommandResponse, CommandResponseStatus, Compression, Hello, PropertyValue,
+        ReportedProperties, TelemetryBatch, TelemetryItem,
+    },
+};
+
+use crate::{
+    adapters::{
+        embedded::EmbeddedStore,
+        memory::{FixedClock, RecordingPublisher},
+    },
+    domain::{EventFilter, Twin, Versioned},
+    ports::{EventStore, SchemaStore, StoredSchema, TwinStore},
+    rule_event::RuleEvent,
+    schema,
+    service::SchemaCache,
+};
+
+/// A world for one test. Dropping it deletes its files.
+pub struct TestWorld {
+    pub store: EmbeddedStore,
+    pub publisher: Arc<RecordingPublisher>,
+    pub clock: Arc<FixedClock>,
+    pub cache: SchemaCache,
+    _dir: tempfile::TempDir,
+}
+
+impl Default for TestWorld {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestWorld {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
+        Self {
+            store,
+            publisher: Arc::new(RecordingPublisher::new()),
+            clock: Arc::new(FixedClock::new(at_ms(1_700_000_000_000))),
+            cache: SchemaCache::default(),
+            _dir: dir,
+        }
+    }
+
+    pub async fn twin(&self, id: &str) -> Twin {
+        self.twin_versioned(id).await.value
+    }
+
+    pub async fn twin_versioned(&self, id: &str) -> Versioned<Twin> {
+        TwinStore::get(&self.store, id).await.unwrap().unwrap()
+    }
+
+    pub async fn store_schema(&self, id: &str) -> Option<StoredSchema> {
+        SchemaStore::get(&self.store, id).await.unwrap()
+    }
+
+    /// Reasons of the device's events, newest first.
+    pub async fn reasons(&self, id: &str) -> Vec<String> {
+        let filter = EventFilter {
+            device_id: Some(id.into()),
+            ..Default::default()
+        };
+        EventStore::list(&self.store, &filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.reason.as_str().to_string())
+            .collect()
+    }
+
+    /// Creates the weather device with its schema, as a hello would.
+    pub async fn with_weather_device(&self, id: &str) -> Twin {
+        let twin = Twin::auto_provisioned(&mir_proto::DeviceId::new(id).unwrap());
+        let twin = TwinStore::create(&self.store, &twin).await.unwrap().value;
+        self.store
+            .put(&StoredSchema {
+                device_id: id.into(),
+                compressed: schema::compress(weather::DESCRIPTOR_SET).into(),
+                hash: crate::service::schema_hash(weather::DESCRIPTOR_SET),
+                package_names: vec!["schema.v1".into()],
+                updated_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        twin
+    }
+}
+
+pub fn at_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap()
+}
+
+/// The rule event of a device's message, published by the device itself.
+pub fn rule_event(id: &str, payload: &[u8], received_ms: i64) -> RuleEvent {
+    RuleEvent::new(id, id, payload, at_ms(received_ms))
+}
+
+pub fn hello_event(id: &str, received_ms: i64) -> RuleEvent {
+    let hello = Hello {
+        schema: schema::compress(weather::DESCRIPTOR_SET).into(),
+        compression: Compression::Zlib as i32,
+        sdk_version: "test".into(),
+        sent_at_ns: 0,
+    };
+    rule_event(id, &hello.encode_to_vec(), received_ms)
+}
+
+pub fn env(ts_ns: i64, temperature: i32) -> weather::Env {
+    weather::Env {
+        ts: ts_ns,
+        temperature,
+        pressure: 1013,
+        humidity: 40,
+        wind_speed: 2.5,
+        raining: false,
+        station: "roof".into(),
+    }
+}
+
+pub fn telemetry_event(id: &str, items: &[(&str, Vec<u8>, u64)], received_ms: i64) -> RuleEvent {
+    let batch = TelemetryBatch {
+        items: items
+            .iter()
+            .map(|(name, payload, seq)| TelemetryItem {
+                name: (*name).into(),
+                payload: payload.clone().into(),
+                seq: *seq,
+                sent_at_ns: 0,
+            })
+            .collect(),
+    };
+    rule_event(id, &batch.encode_to_vec(), received_ms)
+}
+
+pub fn reported_event(id: &str, name: &str, payload: Vec<u8>, updated_ns: i64, received_ms: i64) -> RuleEvent {
+    let rp = ReportedProperties {
+        properties: vec![PropertyValue {
+            name: name.into(),
+            payload: payload.into(),
+            updated_at_ns: updated_ns,
+            version: 0,
+        }],
+    };
+    rule_event(id, &rp.encode_to_vec(), received_ms)
+}
+
+pub fn command_response_event(id: &str, command_id: &str, ok: bool, received_ms: i64) -> RuleEvent {
+    let resp = if ok {
+        CommandResponse {
+            id: command_id.into(),
+            status: CommandResponseStatus::Success as i32,
+            name: "schema.v1.ActivateHVACResp".into(),
+            payload: weather::ActivateHvacResp { success: true }.encode_to_vec().into(),
+            error: String::new(),
+        }
+    } else {
+        CommandResponse {
+            id: command_id.into(),
+            status: CommandResponseStatus::Error as i32,
+            error: "hvac jammed".into(),
+            ..Default::default()
+        }
+    };
+    rule_event(id, &resp.encode_to_vec(), received_ms)
+}
