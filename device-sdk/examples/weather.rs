@@ -51,7 +51,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mir.handle_command(move |cmd: ActivateHvacCmd| {
         let m = m.clone();
         async move {
-            tracing::info!("handling command: activating HVAC for {} sec", cmd.duration_sec);
+            tracing::info!(
+                "handling command: activating HVAC for {} sec",
+                cmd.duration_sec
+            );
             if let Err(e) = m.send_properties(&HvacStatus { online: true }) {
                 tracing::error!("error sending HVAC status: {e}");
             }

@@ -107,10 +107,10 @@ impl Mir {
         Fut: Future<Output = Result<Resp, E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        self.inner
-            .registry
-            .write()
-            .add_command(Req::full_name(), command_fn::<Req, Resp, F, Fut, E>(handler));
+        self.inner.registry.write().add_command(
+            Req::full_name(),
+            command_fn::<Req, Resp, F, Fut, E>(handler),
+        );
         self
     }
 
@@ -153,7 +153,10 @@ impl Mir {
     }
 
     /// Reports a property (`ReportedProperties` with one value, time = now). Never blocks.
-    pub fn send_properties<M: prost::Message + prost::Name>(&self, msg: &M) -> Result<(), SdkError> {
+    pub fn send_properties<M: prost::Message + prost::Name>(
+        &self,
+        msg: &M,
+    ) -> Result<(), SdkError> {
         let value = PropertyValue {
             name: M::full_name(),
             payload: msg.encode_to_vec().into(),
@@ -216,7 +219,8 @@ impl Mir {
     /// Waits until the device is connected after at least `n` connections since launch
     /// (`n = 2`: reconnected once).
     pub async fn wait_connects(&self, n: u64, timeout: Duration) -> Result<(), SdkError> {
-        self.wait_status(timeout, |s| s.connected && s.connects >= n).await
+        self.wait_status(timeout, |s| s.connected && s.connects >= n)
+            .await
     }
 
     async fn wait_status(
@@ -225,10 +229,8 @@ impl Mir {
         done: impl FnMut(&Status) -> bool,
     ) -> Result<(), SdkError> {
         let mut rx = self.inner.status.subscribe();
-        let reached = tokio::time::timeout(timeout, async move {
-            rx.wait_for(done).await.map(|_| ())
-        })
-        .await;
+        let reached =
+            tokio::time::timeout(timeout, async move { rx.wait_for(done).await.map(|_| ()) }).await;
         match reached {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(SdkError::Closed),

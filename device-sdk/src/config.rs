@@ -141,7 +141,13 @@ fn hostname() -> Option<String> {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -157,7 +163,10 @@ pub struct Credentials {
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
-            .field("client_cert_pem", &format_args!("{} bytes", self.client_cert_pem.len()))
+            .field(
+                "client_cert_pem",
+                &format_args!("{} bytes", self.client_cert_pem.len()),
+            )
             .field("client_key_pem", &"<redacted>")
             .field("ca_pem", &self.ca_pem.as_ref().map(|c| c.len()))
             .finish()
@@ -418,14 +427,19 @@ impl Builder {
             }),
         };
         let tls = match target.scheme {
-            Scheme::Mqtts => Some(crate::tls::client_config(credentials.as_ref(), target.port)?),
+            Scheme::Mqtts => Some(crate::tls::client_config(
+                credentials.as_ref(),
+                target.port,
+            )?),
             Scheme::Mqtt if credentials.is_some() => {
                 return Err(BuildError::CredentialsWithoutTls(target.to_string()))
             }
             Scheme::Mqtt => None,
         };
 
-        let heartbeat_interval = self.heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        let heartbeat_interval = self
+            .heartbeat_interval
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
         if heartbeat_interval < Duration::from_millis(100) {
             return Err(BuildError::InvalidOption {
                 option: "heartbeat_interval",

@@ -15,7 +15,9 @@ pub enum BuildError {
         #[source]
         source: InvalidDeviceId,
     },
-    #[error("invalid target {target:?}: {reason} (expected mqtt://host:port or mqtts://host:port)")]
+    #[error(
+        "invalid target {target:?}: {reason} (expected mqtt://host:port or mqtts://host:port)"
+    )]
     InvalidTarget { target: String, reason: String },
     #[error("cannot read the {what} file {}: {source}", path.display())]
     ReadFile {
@@ -39,7 +41,10 @@ pub enum BuildError {
     #[error("cannot compress the schema: {0}")]
     CompressSchema(#[source] io::Error),
     #[error("invalid option {option}: {reason}")]
-    InvalidOption { option: &'static str, reason: String },
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 }
 
 /// Errors of a built device: sending, launching, waiting.
@@ -47,7 +52,9 @@ pub enum BuildError {
 pub enum SdkError {
     /// The message can never be sent: its envelope would exceed the payload limit of
     /// AWS IoT Core (see [`mir_proto::MAX_PAYLOAD_BYTES`]).
-    #[error("{name} is {size} bytes once enveloped, over the {limit}-byte limit of one MQTT payload")]
+    #[error(
+        "{name} is {size} bytes once enveloped, over the {limit}-byte limit of one MQTT payload"
+    )]
     PayloadTooLarge {
         name: String,
         size: usize,
@@ -55,7 +62,9 @@ pub enum SdkError {
     },
     /// The SDK's queue towards the event loop is full: the message was not accepted.
     /// Nothing in the SDK blocks the application; retry later or drop the message.
-    #[error("the SDK queue is full ({capacity} requests waiting for the event loop); message dropped")]
+    #[error(
+        "the SDK queue is full ({capacity} requests waiting for the event loop); message dropped"
+    )]
     QueueFull { capacity: usize },
     /// The event loop has stopped (shutdown) or was never launched and its queue is gone.
     #[error("the device event loop has stopped")]

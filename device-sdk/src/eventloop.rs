@@ -21,11 +21,11 @@ use mir_proto::{
     wire::{CommandRequest, CommandResponse, CommandResponseStatus, PropertyValue},
     MAX_INFLIGHT, MAX_PAYLOAD_BYTES,
 };
-use rumqttc_ring as rumqttc;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS,
     SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
+use rumqttc_ring as rumqttc;
 use tokio::sync::{mpsc, watch};
 
 use crate::{

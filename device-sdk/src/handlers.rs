@@ -40,9 +40,8 @@ where
     Arc::new(move |payload: Bytes| {
         let handler = Arc::clone(&handler);
         Box::pin(async move {
-            let request = Req::decode(payload).map_err(|e| {
-                format!("cannot decode the payload as {}: {e}", Req::full_name())
-            })?;
+            let request = Req::decode(payload)
+                .map_err(|e| format!("cannot decode the payload as {}: {e}", Req::full_name()))?;
             let fut = handler(request);
             let response = fut.await.map_err(|e| e.to_string())?;
             Ok(Reply {

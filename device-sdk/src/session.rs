@@ -177,7 +177,11 @@ impl Batcher {
     }
 
     /// Adds an item; returns the batch that had to be closed first to make room.
-    fn push(&mut self, item: TelemetryItem, now: Instant) -> Result<Option<TelemetryBatch>, SdkError> {
+    fn push(
+        &mut self,
+        item: TelemetryItem,
+        now: Instant,
+    ) -> Result<Option<TelemetryBatch>, SdkError> {
         let len = batch_entry_len(&item);
         if len > self.limit {
             return Err(SdkError::PayloadTooLarge {
@@ -404,7 +408,9 @@ impl Session {
         now: Now,
     ) -> Vec<Action> {
         if topic == self.topics.command_request {
-            self.on_command(payload, handlers, now).into_iter().collect()
+            self.on_command(payload, handlers, now)
+                .into_iter()
+                .collect()
         } else if topic == self.topics.desired {
             self.on_desired(payload, handlers)
         } else if topic == self.topics.hello_get {
@@ -431,7 +437,11 @@ impl Session {
             }
         };
         if req.deadline_unix_ms > 0 && now.unix_ns / 1_000_000 > req.deadline_unix_ms {
-            tracing::warn!(id = req.id, name = req.name, "command received after its deadline");
+            tracing::warn!(
+                id = req.id,
+                name = req.name,
+                "command received after its deadline"
+            );
             self.respond(CommandResponse {
                 id: req.id,
                 status: CommandResponseStatus::Timeout as i32,
@@ -490,7 +500,10 @@ impl Session {
     fn apply(&mut self, value: PropertyValue) -> Option<Action> {
         if let Some(last) = self.applied.get(&value.name) {
             if value.updated_at_ns < last.updated_at_ns {
-                tracing::debug!(name = value.name, "ignoring a desired value older than the applied one");
+                tracing::debug!(
+                    name = value.name,
+                    "ignoring a desired value older than the applied one"
+                );
                 return None;
             }
             if value.updated_at_ns == last.updated_at_ns && value.payload == last.payload {

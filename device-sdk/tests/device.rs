@@ -63,13 +63,18 @@ async fn a_device_connects_says_hello_with_its_schema_and_pulls_desired() {
         "the weather schema is in the hello"
     );
 
-    let get = broker.recorder.wait_on("mir/weather-hello/cfg/desired/get", 1).await;
+    let get = broker
+        .recorder
+        .wait_on("mir/weather-hello/cfg/desired/get", 1)
+        .await;
     assert!(get[0].is_empty());
     let hb = broker.recorder.wait_on("mir/weather-hello/hb", 1).await;
     assert!(Heartbeat::decode(hb[0].clone()).expect("hb").sent_at_ns > 0);
 
     // The hub asks for the schema again.
-    broker.publish("mir/weather-hello/hello/get", Bytes::new()).await;
+    broker
+        .publish("mir/weather-hello/hello/get", Bytes::new())
+        .await;
     broker.recorder.wait_on("mir/weather-hello/hello", 2).await;
     dev.stop().await;
 }
@@ -102,7 +107,10 @@ async fn telemetry_arrives_in_batches_that_decode() {
     };
     assert_eq!(items.len(), 50);
     let batches = broker.recorder.on("mir/weather-tlm/tlm").len();
-    assert!(batches < 50, "{batches} batches for 50 messages: not batched");
+    assert!(
+        batches < 50,
+        "{batches} batches for 50 messages: not batched"
+    );
     for (i, item) in items.iter().enumerate() {
         assert_eq!(item.name, Env::full_name());
         let env = Env::decode(item.payload.clone()).expect("env decodes");
@@ -124,15 +132,28 @@ async fn a_command_published_by_the_hub_gets_a_success_response() {
     broker
         .publish(
             "mir/weather-cmd/cmd/req",
-            command("c1", &ActivateHvacCmd::full_name(), ActivateHvacCmd { duration_sec: 5 }),
+            command(
+                "c1",
+                &ActivateHvacCmd::full_name(),
+                ActivateHvacCmd { duration_sec: 5 },
+            ),
         )
         .await;
     let resp = broker.recorder.wait_on("mir/weather-cmd/cmd/resp", 1).await;
     let resp = CommandResponse::decode(resp[0].clone()).expect("response decodes");
     assert_eq!(resp.id, "c1");
-    assert_eq!(resp.status, CommandResponseStatus::Success as i32, "{}", resp.error);
+    assert_eq!(
+        resp.status,
+        CommandResponseStatus::Success as i32,
+        "{}",
+        resp.error
+    );
     assert_eq!(resp.name, ActivateHvacResp::full_name());
-    assert!(ActivateHvacResp::decode(resp.payload).expect("payload").success);
+    assert!(
+        ActivateHvacResp::decode(resp.payload)
+            .expect("payload")
+            .success
+    );
     dev.stop().await;
 }
 
@@ -146,8 +167,18 @@ async fn a_failing_handler_an_unknown_command_and_a_bad_payload_give_errors() {
 
     let topic = "mir/weather-err/cmd/req";
     let name = ActivateHvacCmd::full_name();
-    broker.publish(topic, command("fail", &name, ActivateHvacCmd { duration_sec: -1 })).await;
-    broker.publish(topic, command("unknown", "schema.v1.Nope", ActivateHvacCmd::default())).await;
+    broker
+        .publish(
+            topic,
+            command("fail", &name, ActivateHvacCmd { duration_sec: -1 }),
+        )
+        .await;
+    broker
+        .publish(
+            topic,
+            command("unknown", "schema.v1.Nope", ActivateHvacCmd::default()),
+        )
+        .await;
     let junk = CommandRequest {
         id: "junk".into(),
         name: name.clone(),
@@ -175,10 +206,17 @@ async fn a_failing_handler_an_unknown_command_and_a_bad_payload_give_errors() {
     assert_eq!(fail.error, "duration -1 is negative");
     let unknown = by_id("unknown");
     assert_eq!(unknown.status, CommandResponseStatus::Error as i32);
-    assert_eq!(unknown.error, "no handler for command schema.v1.Nope on device weather-err");
+    assert_eq!(
+        unknown.error,
+        "no handler for command schema.v1.Nope on device weather-err"
+    );
     let junk = by_id("junk");
     assert_eq!(junk.status, CommandResponseStatus::Error as i32);
-    assert!(junk.error.contains("schema.v1.ActivateHVACCmd"), "{}", junk.error);
+    assert!(
+        junk.error.contains("schema.v1.ActivateHVACCmd"),
+        "{}",
+        junk.error
+    );
     dev.stop().await;
 }
 
@@ -192,7 +230,9 @@ async fn desired_pushed_by_the_hub_reaches_the_handler_and_reported_arrives() {
     mir.handle_properties(move |rate: DataRateProp| {
         log.lock().expect("lock").push(rate.sec);
         reporter
-            .send_properties(&DataRateStatus { sec: rate.sec.max(1) })
+            .send_properties(&DataRateStatus {
+                sec: rate.sec.max(1),
+            })
             .expect("reported");
     });
     let dev = launch_connected(mir).await;
@@ -210,22 +250,40 @@ async fn desired_pushed_by_the_hub_reaches_the_handler_and_reported_arrives() {
         }
         .encode_to_vec()
     };
-    broker.publish("mir/weather-cfg/cfg/desired", push(5, 2_000)).await;
-    broker.publish("mir/weather-cfg/cfg/desired", push(7, 1_000)).await; // older: ignored
-    let reported = broker.recorder.wait_on("mir/weather-cfg/cfg/reported", 1).await;
+    broker
+        .publish("mir/weather-cfg/cfg/desired", push(5, 2_000))
+        .await;
+    broker
+        .publish("mir/weather-cfg/cfg/desired", push(7, 1_000))
+        .await; // older: ignored
+    let reported = broker
+        .recorder
+        .wait_on("mir/weather-cfg/cfg/reported", 1)
+        .await;
     let reported = ReportedProperties::decode(reported[0].clone()).expect("decodes");
     assert_eq!(reported.properties[0].name, DataRateStatus::full_name());
     assert_eq!(
-        DataRateStatus::decode(reported.properties[0].payload.clone()).expect("status").sec,
+        DataRateStatus::decode(reported.properties[0].payload.clone())
+            .expect("status")
+            .sec,
         5
     );
     assert!(reported.properties[0].updated_at_ns > 0);
 
     // Standalone report, as the HVAC command does.
-    dev.mir.send_properties(&HvacStatus { online: true }).expect("sent");
-    broker.recorder.wait_on("mir/weather-cfg/cfg/reported", 2).await;
+    dev.mir
+        .send_properties(&HvacStatus { online: true })
+        .expect("sent");
+    broker
+        .recorder
+        .wait_on("mir/weather-cfg/cfg/reported", 2)
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(*seen.lock().expect("lock"), vec![5], "the older value is ignored");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![5],
+        "the older value is ignored"
+    );
     dev.stop().await;
 }
 
@@ -235,22 +293,41 @@ async fn after_a_broker_restart_on_the_same_port_the_device_reconnects_and_resub
     let mir = device(&broker, "weather-restart").build().expect("build");
     hvac_handler(&mir);
     let dev = launch_connected(mir).await;
-    broker.recorder.wait_on("mir/weather-restart/hello", 1).await;
+    broker
+        .recorder
+        .wait_on("mir/weather-restart/hello", 1)
+        .await;
 
     broker.restart().await;
     dev.mir.wait_connects(2, WAIT).await.expect("reconnects");
-    broker.recorder.wait_on("mir/weather-restart/hello", 2).await;
-    broker.recorder.wait_on("mir/weather-restart/cfg/desired/get", 2).await;
+    broker
+        .recorder
+        .wait_on("mir/weather-restart/hello", 2)
+        .await;
+    broker
+        .recorder
+        .wait_on("mir/weather-restart/cfg/desired/get", 2)
+        .await;
 
     broker
         .publish(
             "mir/weather-restart/cmd/req",
-            command("after", &ActivateHvacCmd::full_name(), ActivateHvacCmd { duration_sec: 1 }),
+            command(
+                "after",
+                &ActivateHvacCmd::full_name(),
+                ActivateHvacCmd { duration_sec: 1 },
+            ),
         )
         .await;
-    let resp = broker.recorder.wait_on("mir/weather-restart/cmd/resp", 1).await;
+    let resp = broker
+        .recorder
+        .wait_on("mir/weather-restart/cmd/resp", 1)
+        .await;
     let resp = CommandResponse::decode(resp[0].clone()).expect("decodes");
-    assert_eq!((resp.id.as_str(), resp.status), ("after", CommandResponseStatus::Success as i32));
+    assert_eq!(
+        (resp.id.as_str(), resp.status),
+        ("after", CommandResponseStatus::Success as i32)
+    );
 
     // Telemetry sent while the broker was away is delivered after the reconnect.
     dev.mir.send_telemetry(&Env::default()).expect("accepted");
@@ -292,7 +369,11 @@ async fn sends_never_block_without_a_broker() {
         }
     }
     assert!(accepted > 0);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     dev.stop().await;
 }
 
@@ -304,12 +385,22 @@ async fn stopping_flushes_the_open_batch() {
         .build()
         .expect("build");
     let dev = launch_connected(mir).await;
-    dev.mir.send_telemetry(&Env { temperature: 42, ..Default::default() }).expect("accepted");
+    dev.mir
+        .send_telemetry(&Env {
+            temperature: 42,
+            ..Default::default()
+        })
+        .expect("accepted");
     tokio::time::sleep(Duration::from_millis(50)).await;
     dev.stop().await;
     let batch = broker.recorder.wait_on("mir/weather-flush/tlm", 1).await;
     let batch = TelemetryBatch::decode(batch[0].clone()).expect("batch");
-    assert_eq!(Env::decode(batch.items[0].payload.clone()).expect("env").temperature, 42);
+    assert_eq!(
+        Env::decode(batch.items[0].payload.clone())
+            .expect("env")
+            .temperature,
+        42
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,14 +38,19 @@ async fn tls_broker() -> TlsBroker {
     })
     .await
     .expect("broker");
-    TlsBroker { broker, recorder, ca, _dir: dir, _stop: stop }
+    TlsBroker {
+        broker,
+        recorder,
+        ca,
+        _dir: dir,
+        _stop: stop,
+    }
 }
 
 fn device(b: &TlsBroker, id: &str, cert_for: &str) -> Mir {
-    let issued = b
-        .ca
-        .issue_device_cert(&DeviceId::new(cert_for).expect("id"))
-        .expect("device cert");
+    let issued =
+        b.ca.issue_device_cert(&DeviceId::new(cert_for).expect("id"))
+            .expect("device cert");
     let port = b.broker.tls_addr().expect("tls listener").port();
     Mir::builder()
         .device_id(id)

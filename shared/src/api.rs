@@ -381,3 +381,30 @@ mod tests {
         assert_eq!(e.status, 404);
     }
 }
+
+impl From<crate::service::HandlerError> for ApiError {
+    fn from(e: crate::service::HandlerError) -> Self {
+        use crate::service::HandlerError as H;
+        match e {
+            H::Store(s) => s.into(),
+            H::Publish(p) => {
+                tracing::warn!(error = %p, "publish failed");
+                ApiError::unavailable("could not reach the device broker; retry later")
+            }
+            H::UnknownDevice(id) => ApiError::not_found(format!("device {id} does not exist")),
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::schema::SchemaError> for ApiError {
+    fn from(e: crate::schema::SchemaError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

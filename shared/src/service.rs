@@ -274,3 +274,93 @@ pub fn desired_message(
     }
     (out, skipped)
 }
+
+/// Pushes the named desired properties of `twin` to the device when it is online.
+/// Returns whether they were sent (false: offline; the device pulls them on connect).
+pub async fn push_desired(
+    publisher: &dyn crate::ports::DevicePublisher,
+    schema: &Schema,
+    twin: &Twin,
+    names: &[String],
+) -> Result<bool, HandlerError> {
+    if !twin.status.online || names.is_empty() {
+        return Ok(false);
+    }
+    let id = twin.device_id()?;
+    let (msg, skipped) = desired_message(schema, twin, Some(names));
+    if let Some((name, reason)) = skipped.first() {
+        return Err(HandlerError::Invalid(format!("desired {name}: {reason}")));
+    }
+    let topic = mir_proto::topics::DeviceTopic::Desired.for_device(&id);
+    match publisher
+        .publish(&topic, prost::Message::encode_to_vec(&msg).into())
+        .await
+    {
+        Ok(()) => Ok(true),
+        Err(PublishError::NotConnected(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks every desired property of `twin` against the schema (when there is one) and
+/// normalizes the JSON (proto3 names, defaults).
+pub fn validate_desired(schema: Option<&Schema>, twin: &mut Twin, names: &[String]) -> Result<(), HandlerError> {
+    let Some(schema) = schema else {
+        return Ok(());
+    };
+    for name in names {
+        let Some(value) = twin.properties.desired.get(name) else {
+            continue;
+        };
+        let desc = schema.message_of_kind(name, crate::schema::MessageKind::Config)?;
+        let bytes = schema.json_to_proto(&desc, value)?;
+        let normalized = schema.proto_to_json(&desc, &bytes)?;
+        twin.properties.desired.insert(name.clone(), normalized);
+    }
+    Ok(())
+}
+
+/// The messages of `kind` each targeted device accepts, with JSON templates and, for
+/// config, the desired value in the twin. `only` keeps one message name; when a
+/// device does not have it, its entry says which names it has.
+pub async fn catalog(
+    twins: &dyn TwinStore,
+    schemas: &dyn SchemaStore,
+    cache: &SchemaCache,
+    targets: &crate::domain::Targets,
+    only: Option<&str>,
+    kind: crate::schema::MessageKind,
+) -> Result<crate::api::Catalog, HandlerError> {
+    use crate::api::{DeviceCatalog, MessageInfo};
+    let mut devices = Vec::new();
+    for twin in twins.list(targets).await?.into_iter().map(|t| t.value) {
+        let mut entry = DeviceCatalog {
+            device_id: twin.spec.device_id.clone(),
+            name: twin.meta.name.clone(),
+            namespace: twin.meta.namespace.clone(),
+            messages: vec![],
+            error: None,
+        };
+        match cache.get(schemas, &twin.spec.device_id).await? {
+            None => entry.error = Some("no schema yet: the device has not connected".into()),
+            Some(schema) => {
+                for name in schema.messages_of(kind) {
+                    if only.is_some_and(|n| n != name) {
+                        continue;
+                    }
+                    let desc = schema.message(&name)?;
+                    entry.messages.push(MessageInfo {
+                        template: schema.template(&desc),
+                        desired: twin.properties.desired.get(&name).cloned(),
+                        name,
+                    });
+                }
+                if let (Some(n), true) = (only, entry.messages.is_empty()) {
+                    entry.error = schema.message_of_kind(n, kind).err().map(|e| e.to_string());
+                }
+            }
+        }
+        devices.push(entry);
+    }
+    Ok(crate::api::Catalog { devices })
+}

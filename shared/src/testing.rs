@@ -176,3 +176,47 @@ pub fn command_response_event(id: &str, command_id: &str, ok: bool, received_ms:
     };
     rule_event(id, &resp.encode_to_vec(), received_ms)
 }
+
+/// An API Gateway HTTP API (payload v2) request, from the real event shape in
+/// `fixtures/apigw-v2-request.json`, for `route` (e.g. `GET /v1/devices/{deviceId}`)
+/// called on `path` with `query` and an optional JSON body.
+pub fn api_request(
+    route: &str,
+    path: &str,
+    query: &str,
+    body: Option<serde_json::Value>,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+    let mut ev: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/apigw-v2-request.json")).unwrap();
+    let (method, template) = route.split_once(' ').unwrap();
+    let params = crate::routes::HttpRoute {
+        method: method.into(),
+        path: template.into(),
+    }
+    .match_path(method, path)
+    .unwrap();
+    ev["routeKey"] = route.into();
+    ev["requestContext"]["routeKey"] = route.into();
+    ev["rawPath"] = path.into();
+    ev["requestContext"]["http"]["method"] = method.into();
+    ev["requestContext"]["http"]["path"] = path.into();
+    ev["rawQueryString"] = query.into();
+    if !params.is_empty() {
+        ev["pathParameters"] = serde_json::to_value(params).unwrap();
+    }
+    if let Some(b) = body {
+        ev["body"] = b.to_string().into();
+    }
+    serde_json::from_value(ev).unwrap()
+}
+
+/// Status and JSON body of a response.
+pub fn response_json(
+    resp: &aws_lambda_events::apigw::ApiGatewayV2httpResponse,
+) -> (u16, serde_json::Value) {
+    let body = match &resp.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        _ => serde_json::Value::Null,
+    };
+    (resp.status_code as u16, body)
+}

@@ -19,7 +19,10 @@ fn self_signed() -> Credentials {
 fn defaults_target_the_local_hub_without_tls() {
     let c = builder().resolve().expect("valid");
     assert_eq!(c.device_id.as_str(), "weather");
-    assert_eq!(c.target, "mqtt://127.0.0.1:1883".parse::<Target>().expect("target"));
+    assert_eq!(
+        c.target,
+        "mqtt://127.0.0.1:1883".parse::<Target>().expect("target")
+    );
     assert!(c.tls.is_none());
     assert_eq!(c.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
     assert_eq!(c.telemetry_linger, DEFAULT_TELEMETRY_LINGER);
@@ -28,10 +31,16 @@ fn defaults_target_the_local_hub_without_tls() {
 
 #[test]
 fn a_missing_or_invalid_device_id_is_refused() {
-    assert!(matches!(Builder::default().resolve(), Err(BuildError::MissingDeviceId)));
+    assert!(matches!(
+        Builder::default().resolve(),
+        Err(BuildError::MissingDeviceId)
+    ));
     for bad in ["", "a/b", "dev ice", "a.b", "#"] {
         let err = Builder::default().device_id(bad).resolve().expect_err(bad);
-        assert!(matches!(err, BuildError::InvalidDeviceId { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, BuildError::InvalidDeviceId { .. }),
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -40,16 +49,25 @@ fn the_id_prefix_is_joined_with_an_underscore() {
     let c = builder().id_prefix("warehouse-a").resolve().expect("valid");
     assert_eq!(c.device_id.as_str(), "warehouse-a_weather");
     let host = builder()
-        .id_prefix(IdPrefix { hostname: true, ..IdPrefix::default() })
+        .id_prefix(IdPrefix {
+            hostname: true,
+            ..IdPrefix::default()
+        })
         .resolve()
         .expect("a hostname is sanitized into a valid id");
-    assert!(host.device_id.as_str().ends_with("_weather"), "{}", host.device_id);
+    assert!(
+        host.device_id.as_str().ends_with("_weather"),
+        "{}",
+        host.device_id
+    );
     assert!(builder().id_prefix("bad prefix").resolve().is_err());
 }
 
 #[test]
 fn targets_parse_with_default_ports_and_ipv6() {
-    let t: Target = "mqtts://abc-ats.iot.eu-west-1.amazonaws.com".parse().expect("target");
+    let t: Target = "mqtts://abc-ats.iot.eu-west-1.amazonaws.com"
+        .parse()
+        .expect("target");
     assert_eq!((t.scheme, t.port), (Scheme::Mqtts, 8883));
     let t: Target = "mqtt://[::1]:1884".parse().expect("target");
     assert_eq!((t.host.as_str(), t.port), ("::1", 1884));
@@ -72,7 +90,10 @@ fn bad_targets_are_refused_with_the_reason() {
         "mqtt://user@host",
     ] {
         let err = builder().target(bad).resolve().expect_err(bad);
-        assert!(matches!(err, BuildError::InvalidTarget { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, BuildError::InvalidTarget { .. }),
+            "{bad}: {err}"
+        );
         assert!(err.to_string().contains(bad), "{err}");
     }
 }
@@ -92,10 +113,16 @@ fn mqtts_with_pem_credentials_builds_a_rustls_config() {
 fn port_443_asks_aws_iot_for_mqtt_with_alpn() {
     let c = builder()
         .target("mqtts://abc-ats.iot.eu-west-1.amazonaws.com:443")
-        .credentials(Credentials { ca_pem: None, ..self_signed() })
+        .credentials(Credentials {
+            ca_pem: None,
+            ..self_signed()
+        })
         .resolve()
         .expect("valid");
-    assert_eq!(c.tls.expect("tls").alpn_protocols, vec![crate::AWS_IOT_ALPN.to_vec()]);
+    assert_eq!(
+        c.tls.expect("tls").alpn_protocols,
+        vec![crate::AWS_IOT_ALPN.to_vec()]
+    );
 }
 
 #[test]
@@ -108,7 +135,10 @@ fn tls_files_are_read_at_build_and_errors_name_the_file() {
     std::fs::write(&cert, &creds.client_cert_pem).expect("write");
     std::fs::write(&key, &creds.client_key_pem).expect("write");
     std::fs::write(&ca, creds.ca_pem.as_deref().expect("ca")).expect("write");
-    let ok = builder().target("mqtts://localhost").tls_files(&cert, &key, &ca).resolve();
+    let ok = builder()
+        .target("mqtts://localhost")
+        .tls_files(&cert, &key, &ca)
+        .resolve();
     assert!(ok.is_ok(), "{:?}", ok.err());
 
     let missing = dir.path().join("missing.key");
@@ -117,7 +147,16 @@ fn tls_files_are_read_at_build_and_errors_name_the_file() {
         .tls_files(&cert, &missing, &ca)
         .resolve()
         .expect_err("missing key");
-    assert!(matches!(err, BuildError::ReadFile { what: "client key", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            BuildError::ReadFile {
+                what: "client key",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("missing.key"), "{err}");
 }
 
@@ -125,20 +164,39 @@ fn tls_files_are_read_at_build_and_errors_name_the_file() {
 fn invalid_pem_is_refused() {
     let good = self_signed();
     let cases = [
-        Credentials { client_cert_pem: b"garbage".to_vec(), ..good.clone() },
-        Credentials { client_key_pem: b"garbage".to_vec(), ..good.clone() },
-        Credentials { ca_pem: Some(b"garbage".to_vec()), ..good.clone() },
-        Credentials { client_key_pem: good.client_cert_pem.clone(), ..good.clone() },
+        Credentials {
+            client_cert_pem: b"garbage".to_vec(),
+            ..good.clone()
+        },
+        Credentials {
+            client_key_pem: b"garbage".to_vec(),
+            ..good.clone()
+        },
+        Credentials {
+            ca_pem: Some(b"garbage".to_vec()),
+            ..good.clone()
+        },
+        Credentials {
+            client_key_pem: good.client_cert_pem.clone(),
+            ..good.clone()
+        },
     ];
     for creds in cases {
-        let err = builder().target("mqtts://localhost").credentials(creds).resolve().expect_err("bad");
+        let err = builder()
+            .target("mqtts://localhost")
+            .credentials(creds)
+            .resolve()
+            .expect_err("bad");
         assert!(matches!(err, BuildError::InvalidPem { .. }), "{err}");
     }
 }
 
 #[test]
 fn credentials_on_a_plain_target_are_refused() {
-    let err = builder().credentials(self_signed()).resolve().expect_err("plain");
+    let err = builder()
+        .credentials(self_signed())
+        .resolve()
+        .expect_err("plain");
     assert!(matches!(err, BuildError::CredentialsWithoutTls(_)), "{err}");
 }
 
@@ -149,13 +207,22 @@ fn a_schema_that_is_not_a_descriptor_set_is_refused() {
         .schema(b"\xff\xff not protobuf")
         .resolve()
         .expect_err("bad schema");
-    assert!(matches!(err, BuildError::InvalidSchema { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, BuildError::InvalidSchema { index: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn out_of_range_options_are_refused() {
-    assert!(builder().heartbeat_interval(Duration::ZERO).resolve().is_err());
-    assert!(builder().command_timeout_default(Duration::ZERO).resolve().is_err());
+    assert!(builder()
+        .heartbeat_interval(Duration::ZERO)
+        .resolve()
+        .is_err());
+    assert!(builder()
+        .command_timeout_default(Duration::ZERO)
+        .resolve()
+        .is_err());
     assert!(builder().queue_capacity(0).resolve().is_err());
     assert!(builder().max_queued_bytes(10).resolve().is_err());
 }

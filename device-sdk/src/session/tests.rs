@@ -16,7 +16,11 @@ use crate::test_support::{
 };
 
 fn subscriptions() -> Request {
-    Request::Subscribe(vec![topic("cmd/req"), topic("cfg/desired"), topic("hello/get")])
+    Request::Subscribe(vec![
+        topic("cmd/req"),
+        topic("cfg/desired"),
+        topic("hello/get"),
+    ])
 }
 
 fn desired(values: &[(&str, &[u8], i64)]) -> Bytes {
@@ -62,14 +66,25 @@ fn connecting_subscribes_then_says_hello_pulls_desired_and_beats() {
     let sent = drain(&mut s);
     assert_eq!(sent.len(), 4, "{sent:?}");
     assert_eq!(sent[0], subscriptions());
-    let Request::Publish(hello) = &sent[1] else { panic!("hello expected") };
+    let Request::Publish(hello) = &sent[1] else {
+        panic!("hello expected")
+    };
     assert_eq!(hello.topic, topic("hello"));
-    let Request::Publish(get) = &sent[2] else { panic!("desired get expected") };
+    let Request::Publish(get) = &sent[2] else {
+        panic!("desired get expected")
+    };
     assert_eq!(get.topic, topic("cfg/desired/get"));
     assert!(get.payload.is_empty());
-    let Request::Publish(hb) = &sent[3] else { panic!("heartbeat expected") };
+    let Request::Publish(hb) = &sent[3] else {
+        panic!("heartbeat expected")
+    };
     assert_eq!(hb.topic, topic("hb"));
-    assert_eq!(Heartbeat::decode(hb.payload.clone()).expect("hb").sent_at_ns, now.unix_ns);
+    assert_eq!(
+        Heartbeat::decode(hb.payload.clone())
+            .expect("hb")
+            .sent_at_ns,
+        now.unix_ns
+    );
 }
 
 #[test]
@@ -105,12 +120,20 @@ fn a_burst_not_yet_sent_is_replaced_not_repeated_and_durable_messages_stay() {
     let now = t0();
     let mut s = SessionBuilder::new().build(now);
     s.on_connected(now);
-    s.push_reported(PropertyValue { name: "schema.v1.HVACStatus".into(), ..Default::default() })
-        .expect("small");
+    s.push_reported(PropertyValue {
+        name: "schema.v1.HVACStatus".into(),
+        ..Default::default()
+    })
+    .expect("small");
     s.on_disconnected();
     s.on_connected(now);
     let sent = drain(&mut s);
-    assert_eq!(sent.iter().filter(|r| matches!(r, Request::Subscribe(_))).count(), 1);
+    assert_eq!(
+        sent.iter()
+            .filter(|r| matches!(r, Request::Subscribe(_)))
+            .count(),
+        1
+    );
     assert_eq!(published_on(&sent, "hello").len(), 1);
     assert_eq!(published_on(&sent, "hb").len(), 1);
     assert_eq!(published_on(&sent, "cfg/reported").len(), 1);
@@ -129,11 +152,17 @@ fn hello_get_publishes_hello_again() {
 #[test]
 fn telemetry_waits_for_the_linger_then_leaves_in_one_batch() {
     let now = t0();
-    let mut s = SessionBuilder::new().linger(Duration::from_millis(50)).connected(now);
+    let mut s = SessionBuilder::new()
+        .linger(Duration::from_millis(50))
+        .connected(now);
     for _ in 0..3 {
-        s.push_telemetry(item("schema.v1.Env", 20, now), now).expect("fits");
+        s.push_telemetry(item("schema.v1.Env", 20, now), now)
+            .expect("fits");
     }
-    assert_eq!(s.next_deadline(), Some(now.mono + Duration::from_millis(50)));
+    assert_eq!(
+        s.next_deadline(),
+        Some(now.mono + Duration::from_millis(50))
+    );
     s.on_timer(later(now, Duration::from_millis(49)));
     assert!(published_on(&drain(&mut s), "tlm").is_empty(), "too early");
     s.on_timer(later(now, Duration::from_millis(50)));
@@ -141,8 +170,15 @@ fn telemetry_waits_for_the_linger_then_leaves_in_one_batch() {
     assert_eq!(batches.len(), 1);
     let batch = TelemetryBatch::decode(batches[0].clone()).expect("batch decodes");
     assert_eq!(batch.items.len(), 3);
-    assert!(batch.items.iter().all(|i| i.name == "schema.v1.Env" && i.payload.len() == 20));
-    assert_eq!(s.next_deadline(), Some(now.mono + Duration::from_secs(30)), "only the heartbeat");
+    assert!(batch
+        .items
+        .iter()
+        .all(|i| i.name == "schema.v1.Env" && i.payload.len() == 20));
+    assert_eq!(
+        s.next_deadline(),
+        Some(now.mono + Duration::from_secs(30)),
+        "only the heartbeat"
+    );
 }
 
 #[test]
@@ -152,7 +188,10 @@ fn sequence_numbers_increase_by_one_across_batches() {
     let mut seqs = Vec::new();
     for round in 0..3u32 {
         for _ in 0..4 {
-            seqs.push(s.push_telemetry(item("schema.v1.Env", 8, now), now).expect("fits"));
+            seqs.push(
+                s.push_telemetry(item("schema.v1.Env", 8, now), now)
+                    .expect("fits"),
+            );
         }
         s.on_timer(later(now, Duration::from_secs(u64::from(round) + 1)));
     }
@@ -169,18 +208,28 @@ fn sequence_numbers_increase_by_one_across_batches() {
 #[test]
 fn a_full_batch_leaves_before_the_item_that_would_exceed_the_payload_limit() {
     let now = t0();
-    let mut s = SessionBuilder::new().linger(Duration::from_secs(60)).connected(now);
+    let mut s = SessionBuilder::new()
+        .linger(Duration::from_secs(60))
+        .connected(now);
     let n = 40;
     for _ in 0..n {
-        s.push_telemetry(item("schema.v1.Env", 10_000, now), now).expect("fits");
+        s.push_telemetry(item("schema.v1.Env", 10_000, now), now)
+            .expect("fits");
     }
     s.flush_telemetry();
     let batches = published_on(&drain(&mut s), "tlm");
     assert!(batches.len() >= 4, "{} batches", batches.len());
     let mut total = 0;
     for b in &batches {
-        assert!(b.len() <= BATCH_LIMIT && BATCH_LIMIT < MAX_PAYLOAD_BYTES, "{}", b.len());
-        total += TelemetryBatch::decode(b.clone()).expect("batch").items.len();
+        assert!(
+            b.len() <= BATCH_LIMIT && BATCH_LIMIT < MAX_PAYLOAD_BYTES,
+            "{}",
+            b.len()
+        );
+        total += TelemetryBatch::decode(b.clone())
+            .expect("batch")
+            .items
+            .len();
     }
     assert_eq!(total, n);
     // Every batch but the last is full: one more item would not have fitted.
@@ -207,7 +256,9 @@ fn a_message_that_can_never_fit_is_refused_at_once() {
         Err(SdkError::PayloadTooLarge { .. })
     ));
     assert!(check_item_fits(&item("schema.v1.Env", BATCH_LIMIT - 100, now)).is_ok());
-    assert!(s.push_telemetry(item("schema.v1.Env", BATCH_LIMIT - 100, now), now).is_ok());
+    assert!(s
+        .push_telemetry(item("schema.v1.Env", BATCH_LIMIT - 100, now), now)
+        .is_ok());
 }
 
 #[test]
@@ -215,13 +266,21 @@ fn a_command_without_handler_is_answered_with_an_error_naming_it() {
     let now = t0();
     let mut s = SessionBuilder::new().connected(now);
     let names = Names::default().command("schema.v1.ActivateHVACCmd");
-    let actions = s.on_incoming(&topic("cmd/req"), &command("c1", "schema.v1.Other", 0), &names, now);
+    let actions = s.on_incoming(
+        &topic("cmd/req"),
+        &command("c1", "schema.v1.Other", 0),
+        &names,
+        now,
+    );
     assert!(actions.is_empty());
     let r = responses(&drain(&mut s));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].id, "c1");
     assert_eq!(r[0].status, CommandResponseStatus::Error as i32);
-    assert_eq!(r[0].error, format!("no handler for command schema.v1.Other on device {DEVICE}"));
+    assert_eq!(
+        r[0].error,
+        format!("no handler for command schema.v1.Other on device {DEVICE}")
+    );
 }
 
 #[test]
@@ -231,7 +290,9 @@ fn a_command_with_a_handler_is_handed_to_the_event_loop_and_its_answer_published
     let names = Names::default().command("schema.v1.ActivateHVACCmd");
     let payload = command("c2", "schema.v1.ActivateHVACCmd", 0);
     let actions = s.on_incoming(&topic("cmd/req"), &payload, &names, now);
-    let [Action::RunCommand(req)] = actions.as_slice() else { panic!("{actions:?}") };
+    let [Action::RunCommand(req)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
     assert_eq!(req.id, "c2");
     assert!(drain(&mut s).is_empty());
     s.command_finished(CommandResponse {
@@ -252,10 +313,17 @@ fn a_command_past_its_deadline_is_answered_timeout_without_running() {
     let mut s = SessionBuilder::new().connected(now);
     let names = Names::default().command("schema.v1.ActivateHVACCmd");
     let past = now.unix_ns / 1_000_000 - 1;
-    let actions =
-        s.on_incoming(&topic("cmd/req"), &command("c3", "schema.v1.ActivateHVACCmd", past), &names, now);
+    let actions = s.on_incoming(
+        &topic("cmd/req"),
+        &command("c3", "schema.v1.ActivateHVACCmd", past),
+        &names,
+        now,
+    );
     assert!(actions.is_empty());
-    assert_eq!(responses(&drain(&mut s))[0].status, CommandResponseStatus::Timeout as i32);
+    assert_eq!(
+        responses(&drain(&mut s))[0].status,
+        CommandResponseStatus::Timeout as i32
+    );
     let future = now.unix_ns / 1_000_000 + 1_000;
     let actions = s.on_incoming(
         &topic("cmd/req"),
@@ -288,9 +356,15 @@ fn undecodable_messages_are_dropped_without_answer() {
     let mut s = SessionBuilder::new().connected(now);
     let junk = Bytes::from_static(b"\xff\xff\xff");
     let names = Names::default().property("p").command("c");
-    assert!(s.on_incoming(&topic("cmd/req"), &junk, &names, now).is_empty());
-    assert!(s.on_incoming(&topic("cfg/desired"), &junk, &names, now).is_empty());
-    assert!(s.on_incoming("mir/other/cmd/req", &junk, &names, now).is_empty());
+    assert!(s
+        .on_incoming(&topic("cmd/req"), &junk, &names, now)
+        .is_empty());
+    assert!(s
+        .on_incoming(&topic("cfg/desired"), &junk, &names, now)
+        .is_empty());
+    assert!(s
+        .on_incoming("mir/other/cmd/req", &junk, &names, now)
+        .is_empty());
     assert!(drain(&mut s).is_empty());
 }
 
@@ -302,18 +376,29 @@ fn a_desired_value_reaches_its_handler_and_an_older_one_is_ignored() {
     let at = now.unix_ns;
     let actions = s.on_incoming(
         &topic("cfg/desired"),
-        &desired(&[("schema.v1.DataRateProp", b"\x08\x05", at), ("schema.v1.Unhandled", b"", at)]),
+        &desired(&[
+            ("schema.v1.DataRateProp", b"\x08\x05", at),
+            ("schema.v1.Unhandled", b"", at),
+        ]),
         &names,
         now,
     );
-    let [Action::ApplyProperty(v)] = actions.as_slice() else { panic!("{actions:?}") };
+    let [Action::ApplyProperty(v)] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
     assert_eq!(v.payload, Bytes::from_static(b"\x08\x05"));
 
     let stale = desired(&[("schema.v1.DataRateProp", b"\x08\x02", at - 1)]);
-    assert!(s.on_incoming(&topic("cfg/desired"), &stale, &names, now).is_empty());
+    assert!(s
+        .on_incoming(&topic("cfg/desired"), &stale, &names, now)
+        .is_empty());
 
     let newer = desired(&[("schema.v1.DataRateProp", b"\x08\x09", at + 1)]);
-    assert_eq!(s.on_incoming(&topic("cfg/desired"), &newer, &names, now).len(), 1);
+    assert_eq!(
+        s.on_incoming(&topic("cfg/desired"), &newer, &names, now)
+            .len(),
+        1
+    );
     let applied: Vec<_> = s.applied_properties().map(|p| p.payload.clone()).collect();
     assert_eq!(applied, vec![Bytes::from_static(b"\x08\x09")]);
 }
@@ -324,10 +409,16 @@ fn the_same_desired_value_pulled_again_after_a_reconnect_is_not_applied_twice() 
     let mut s = SessionBuilder::new().connected(now);
     let names = Names::default().property("schema.v1.DataRateProp");
     let value = desired(&[("schema.v1.DataRateProp", b"\x08\x05", now.unix_ns)]);
-    assert_eq!(s.on_incoming(&topic("cfg/desired"), &value, &names, now).len(), 1);
+    assert_eq!(
+        s.on_incoming(&topic("cfg/desired"), &value, &names, now)
+            .len(),
+        1
+    );
     s.on_disconnected();
     s.on_connected(now);
-    assert!(s.on_incoming(&topic("cfg/desired"), &value, &names, now).is_empty());
+    assert!(s
+        .on_incoming(&topic("cfg/desired"), &value, &names, now)
+        .is_empty());
 }
 
 #[test]
@@ -335,19 +426,26 @@ fn a_property_handler_registered_late_gets_the_newest_value_received() {
     let now = t0();
     let mut s = SessionBuilder::new().connected(now);
     let value = desired(&[("schema.v1.DataRateProp", b"\x08\x07", now.unix_ns)]);
-    assert!(s.on_incoming(&topic("cfg/desired"), &value, &Names::default(), now).is_empty());
+    assert!(s
+        .on_incoming(&topic("cfg/desired"), &value, &Names::default(), now)
+        .is_empty());
     let Some(Action::ApplyProperty(v)) = s.on_property_registered("schema.v1.DataRateProp") else {
         panic!("the stored value should be applied")
     };
     assert_eq!(v.payload, Bytes::from_static(b"\x08\x07"));
-    assert!(s.on_property_registered("schema.v1.DataRateProp").is_none(), "once");
+    assert!(
+        s.on_property_registered("schema.v1.DataRateProp").is_none(),
+        "once"
+    );
     assert!(s.on_property_registered("schema.v1.Nothing").is_none());
 }
 
 #[test]
 fn heartbeats_follow_the_interval_only_while_connected() {
     let now = t0();
-    let mut s = SessionBuilder::new().heartbeat(Duration::from_secs(10)).connected(now);
+    let mut s = SessionBuilder::new()
+        .heartbeat(Duration::from_secs(10))
+        .connected(now);
     s.on_timer(later(now, Duration::from_secs(9)));
     assert!(published_on(&drain(&mut s), "hb").is_empty());
     let t10 = later(now, Duration::from_secs(10));
@@ -367,10 +465,14 @@ fn heartbeats_follow_the_interval_only_while_connected() {
 fn control_messages_leave_before_queued_telemetry() {
     let now = t0();
     let mut s = SessionBuilder::new().connected(now);
-    s.push_telemetry(item("schema.v1.Env", 8, now), now).expect("fits");
+    s.push_telemetry(item("schema.v1.Env", 8, now), now)
+        .expect("fits");
     s.flush_telemetry();
-    s.push_reported(PropertyValue { name: "schema.v1.HVACStatus".into(), ..Default::default() })
-        .expect("small");
+    s.push_reported(PropertyValue {
+        name: "schema.v1.HVACStatus".into(),
+        ..Default::default()
+    })
+    .expect("small");
     let sent = drain(&mut s);
     let topics: Vec<_> = sent
         .iter()
@@ -385,7 +487,9 @@ fn control_messages_leave_before_queued_telemetry() {
 #[test]
 fn offline_telemetry_beyond_the_byte_cap_drops_the_oldest_batches() {
     let now = t0();
-    let mut s = SessionBuilder::new().max_queued_bytes(MAX_PAYLOAD_BYTES * 2).build(now);
+    let mut s = SessionBuilder::new()
+        .max_queued_bytes(MAX_PAYLOAD_BYTES * 2)
+        .build(now);
     for i in 0..5u8 {
         let mut it = item("schema.v1.Env", 100_000, now);
         it.payload = Bytes::from(vec![i; 100_000]);
@@ -430,5 +534,8 @@ fn the_schema_sent_in_hello_is_zlib_of_the_descriptor_set() {
     flate2::read::ZlibDecoder::new(&config.schema[..])
         .read_to_end(&mut raw)
         .expect("zlib");
-    assert_eq!(prost_types::FileDescriptorSet::decode(&raw[..]).expect("set"), set);
+    assert_eq!(
+        prost_types::FileDescriptorSet::decode(&raw[..]).expect("set"),
+        set
+    );
 }

@@ -98,7 +98,11 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> Self {
-        Self::start_at("127.0.0.1:0".parse().expect("addr"), Arc::new(Recorder::default())).await
+        Self::start_at(
+            "127.0.0.1:0".parse().expect("addr"),
+            Arc::new(Recorder::default()),
+        )
+        .await
     }
 
     async fn start_at(addr: SocketAddr, recorder: Arc<Recorder>) -> Self {
@@ -173,7 +177,10 @@ impl TestBroker {
                     return;
                 }
                 Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "restart failed: {e}");
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "restart failed: {e}"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }

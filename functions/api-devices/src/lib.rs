@@ -1,1 +1,240 @@
-//! placeholder
+//! `api-devices`: `/v1/devices...` — list (by namespace, labels, names, ids), get,
+//! create, apply (PUT), merge (PATCH), delete, issue a certificate, ask for the schema.
+//!
+//! Operators edit meta, spec.disabled and desired properties; status is the system's.
+//! Desired properties are validated against the device schema when it is known and
+//! pushed to the device when it is online.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use bytes::Bytes;
+use serde_json::Value;
+
+use mir_proto::{topics::DeviceTopic, DeviceId};
+use mir_shared::{
+    api::{self, ApiError, ApiRequest, CertificateRequest, DeviceList},
+    domain::{twin::Status, Event, EventReason, Twin},
+    ports::{CertificateIssuer, Clock, DevicePublisher, EventStore, SchemaStore, TwinStore},
+    service::{self, Change, HandlerError, SchemaCache},
+};
+
+pub struct Deps<'a> {
+    pub twins: &'a dyn TwinStore,
+    pub schemas: &'a dyn SchemaStore,
+    pub events: &'a dyn EventStore,
+    pub publisher: &'a dyn DevicePublisher,
+    pub certificates: Option<&'a dyn CertificateIssuer>,
+    pub cache: &'a SchemaCache,
+    pub clock: &'a dyn Clock,
+}
+
+pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let req = match ApiRequest::from_event(event) {
+        Ok(r) => r,
+        Err(e) => return api::error_response(&e),
+    };
+    match req.route_key.as_str() {
+        "GET /v1/devices" => api::respond(list(deps, &req).await),
+        "POST /v1/devices" => api::respond(create(deps, &req).await),
+        "GET /v1/devices/{deviceId}" => api::respond(get(deps, &req).await),
+        "PUT /v1/devices/{deviceId}" => api::respond(apply(deps, &req).await),
+        "PATCH /v1/devices/{deviceId}" => api::respond(merge(deps, &req).await),
+        "DELETE /v1/devices/{deviceId}" => api::respond(delete(deps, &req).await),
+        "POST /v1/devices/{deviceId}/certificate" => api::respond(certificate(deps, &req).await),
+        "POST /v1/devices/{deviceId}/schema/refresh" => api::respond(refresh(deps, &req).await),
+        other => api::error_response(&ApiError::not_found(format!("no route {other}"))),
+    }
+}
+
+fn device_id(req: &ApiRequest) -> Result<DeviceId, ApiError> {
+    DeviceId::new(req.path_param("deviceId")?).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, DeviceList), ApiError> {
+    let mut devices: Vec<Twin> = deps.twins.list(&req.targets()?).await?.into_iter().map(|t| t.value).collect();
+    devices.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    Ok((200, DeviceList { devices }))
+}
+
+async fn get(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
+    let id = device_id(req)?;
+    let twin = deps.twins.get(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    Ok((200, twin.value))
+}
+
+async fn create(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
+    let twin: Twin = req.json()?;
+    let created = create_twin(deps, twin).await?;
+    Ok((201, created))
+}
+
+async fn create_twin(deps: &Deps<'_>, twin: Twin) -> Result<Twin, ApiError> {
+    let mut twin = twin.normalized()?;
+    let now = deps.clock.now();
+    twin.status = Status::default();
+    let names: Vec<String> = twin.properties.desired.keys().cloned().collect();
+    for name in &names {
+        twin.status.properties.desired.insert(name.clone(), now);
+    }
+    let schema = deps.cache.get(deps.schemas, &twin.spec.device_id).await?;
+    service::validate_desired(schema.as_deref(), &mut twin, &names)?;
+    let created = deps.twins.create(&twin).await?.value;
+    let ev = Event::new(EventReason::DeviceCreated, &created.spec.device_id, now, &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)), "device created")
+        .for_twin(&created);
+    deps.events.append(&[ev]).await?;
+    Ok(created)
+}
+
+/// PUT: create, or replace what operators may edit.
+async fn apply(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
+    let id = device_id(req)?;
+    let mut edit: Twin = req.json()?;
+    if edit.spec.device_id.is_empty() {
+        edit.spec.device_id = id.to_string();
+    }
+    if edit.spec.device_id != id.as_str() {
+        return Err(ApiError::bad_request(format!(
+            "spec.deviceId {:?} does not match the device {id} in the path; deviceId cannot change",
+            edit.spec.device_id
+        )));
+    }
+    let edit = edit.normalized()?;
+    if deps.twins.get(id.as_str()).await?.is_none() {
+        return Ok((201, create_twin(deps, edit).await?));
+    }
+    Ok((200, update(deps, &id, |twin, now| Ok(twin.apply_edit(&edit, now))).await?))
+}
+
+/// PATCH: a JSON merge patch (RFC 7386) on meta, spec and properties.desired.
+async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
+    let id = device_id(req)?;
+    let patch: Value = req.json()?;
+    if let Some(obj) = patch.as_object() {
+        if let Some(bad) = obj.keys().find(|k| !matches!(k.as_str(), "meta" | "spec" | "properties" | "apiVersion" | "kind")) {
+            return Err(ApiError::bad_request(format!("{bad} cannot be changed; only meta, spec and properties.desired can")));
+        }
+        if obj.get("properties").and_then(Value::as_object).is_some_and(|p| p.keys().any(|k| k != "desired")) {
+            return Err(ApiError::bad_request("only properties.desired can be changed"));
+        }
+    } else {
+        return Err(ApiError::bad_request("the merge patch must be a JSON object"));
+    }
+    let twin = update(deps, &id, |twin, now| {
+        let mut doc = serde_json::to_value(&*twin).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        merge_patch(&mut doc, &patch);
+        let edit: Twin = serde_json::from_value(doc).map_err(|e| HandlerError::Invalid(format!("the patched twin is invalid: {e}")))?;
+        if edit.spec.device_id != twin.spec.device_id {
+            return Err(HandlerError::Invalid("spec.deviceId cannot change".into()));
+        }
+        let edit = edit.normalized()?;
+        Ok(twin.apply_edit(&edit, now))
+    })
+    .await?;
+    Ok((200, twin))
+}
+
+/// Applies an operator edit with optimistic concurrency, validates and pushes changed
+/// desired properties, and records the event.
+async fn update<F>(deps: &Deps<'_>, id: &DeviceId, mut edit: F) -> Result<Twin, ApiError>
+where
+    F: FnMut(&mut Twin, chrono::DateTime<chrono::Utc>) -> Result<Vec<String>, HandlerError> + Send,
+{
+    let now = deps.clock.now();
+    let schema = deps.cache.get(deps.schemas, id.as_str()).await?;
+    let mut changed_desired = Vec::new();
+    let before = deps.twins.get(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
+        let original = twin.clone();
+        changed_desired = edit(twin, now)?;
+        service::validate_desired(schema.as_deref(), twin, &changed_desired)?;
+        Ok(if *twin == original { Change::Unchanged } else { Change::Changed })
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?
+    .value;
+    if twin != before.value {
+        let cause = format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0));
+        let mut events = vec![Event::new(EventReason::DeviceUpdated, id.as_str(), now, &cause, "device updated").for_twin(&twin)];
+        if !changed_desired.is_empty() {
+            events.push(
+                Event::new(EventReason::DesiredPropertiesUpdated, id.as_str(), now, &cause, format!("desired {}", changed_desired.join(", ")))
+                    .for_twin(&twin),
+            );
+        }
+        deps.events.append(&events).await?;
+        if let Some(schema) = &schema {
+            service::push_desired(deps.publisher, schema, &twin, &changed_desired).await?;
+        }
+    }
+    Ok(twin)
+}
+
+async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
+    let id = device_id(req)?;
+    let twin = deps.twins.delete(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    deps.schemas.delete(id.as_str()).await?;
+    deps.cache.forget(id.as_str());
+    if let Some(certs) = deps.certificates {
+        if let Err(e) = certs.revoke_all(id.as_str()).await {
+            tracing::warn!(device = %id, error = %e, "could not revoke the device's certificates");
+        }
+    }
+    let now = deps.clock.now();
+    let ev = Event::new(EventReason::DeviceDeleted, id.as_str(), now, &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)), "device deleted")
+        .for_twin(&twin);
+    deps.events.append(&[ev]).await?;
+    Ok((200, twin))
+}
+
+async fn certificate(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, mir_shared::ports::DeviceCertificate), ApiError> {
+    let id = device_id(req)?;
+    let body: CertificateRequest = if req.body.as_ref().is_none_or(|b| b.is_empty()) { CertificateRequest::default() } else { req.json()? };
+    if deps.twins.get(id.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} does not exist; create it first")));
+    }
+    let issuer = deps.certificates.ok_or_else(|| ApiError { status: 501, message: "this deployment does not issue certificates".into() })?;
+    let cert = issuer.issue(id.as_str(), body.csr_pem.as_deref()).await.map_err(|e| match e {
+        mir_shared::ports::CertificateError::Invalid(m) => ApiError::bad_request(m),
+        other => {
+            tracing::error!(error = %other, "certificate issue failed");
+            ApiError::unavailable("the certificate authority is unavailable; retry later")
+        }
+    })?;
+    Ok((201, cert))
+}
+
+async fn refresh(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Value), ApiError> {
+    let id = device_id(req)?;
+    if deps.twins.get(id.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} does not exist")));
+    }
+    deps.cache.forget(id.as_str());
+    let sent = match deps.publisher.publish(&DeviceTopic::HelloGet.for_device(&id), Bytes::new()).await {
+        Ok(()) => true,
+        Err(mir_shared::ports::PublishError::NotConnected(_)) => false,
+        Err(e) => return Err(HandlerError::from(e).into()),
+    };
+    Ok((202, serde_json::json!({ "deviceId": id.as_str(), "requested": sent })))
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

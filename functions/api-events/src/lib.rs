@@ -1,1 +1,85 @@
-//! placeholder
+//! `api-events`: `/v1/events` lists the audit trail, newest first, filtered by device,
+//! reason and time.
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+
+use mir_shared::{
+    api::{self, ApiError, ApiRequest, EventList},
+    domain::{EventFilter, EventReason},
+    ports::{Clock, EventStore},
+};
+
+pub struct Deps<'a> {
+    pub events: &'a dyn EventStore,
+    pub clock: &'a dyn Clock,
+}
+
+pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let req = match ApiRequest::from_event(event) {
+        Ok(r) => r,
+        Err(e) => return api::error_response(&e),
+    };
+    match req.route_key.as_str() {
+        "GET /v1/events" => api::respond(list(deps, &req).await),
+        other => api::error_response(&ApiError::not_found(format!("no route {other}"))),
+    }
+}
+
+/// Reads the filter from the query string.
+pub fn filter(req: &ApiRequest, now: chrono::DateTime<chrono::Utc>) -> Result<EventFilter, ApiError> {
+    let reason = match req.query_value("reason") {
+        Some(r) => Some(EventReason::parse(r).ok_or_else(|| {
+            let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
+            ApiError::bad_request(format!("unknown reason {r:?}; known: {}", known.join(", ")))
+        })?),
+        None => None,
+    };
+    let since = req.query_value("since").map(|s| api::parse_since(s, now)).transpose()?;
+    let limit = req
+        .query_value("limit")
+        .map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number")))
+        .transpose()?;
+    Ok(EventFilter { device_id: req.query_value("deviceId").map(String::from), reason, since, limit })
+}
+
+async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), ApiError> {
+    let f = filter(req, deps.clock.now())?;
+    Ok((200, EventList { events: deps.events.list(&f).await? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mir_shared::{
+        domain::Event,
+        testing::{api_request, at_ms, response_json, TestWorld},
+    };
+
+    #[tokio::test]
+    async fn events_filter_by_device_reason_and_time_newest_first() {
+        let w = TestWorld::new();
+        let evs = vec![
+            Event::new(EventReason::DeviceOnline, "a", at_ms(1_000), "1", "on"),
+            Event::new(EventReason::DeviceOffline, "a", at_ms(2_000), "2", "off"),
+            Event::new(EventReason::DeviceOnline, "b", at_ms(3_000), "3", "on"),
+        ];
+        w.store.append(&evs).await.expect("append");
+        w.store.append(&evs).await.expect("idempotent");
+        let deps = Deps { events: &w.store, clock: w.clock.as_ref() };
+        let call = |q: &'static str| {
+            let req = api_request("GET /v1/events", "/v1/events", q, None);
+            let deps = &deps;
+            async move { response_json(&handle(deps, &req).await) }
+        };
+        let (_, all) = call("").await;
+        assert_eq!(all["events"].as_array().map(Vec::len), Some(3));
+        assert_eq!(all["events"][0]["deviceId"], "b");
+        let (_, a) = call("deviceId=a&reason=deviceonline").await;
+        assert_eq!(a["events"].as_array().map(Vec::len), Some(1));
+        let (_, recent) = call("since=2026-01-01T00:00:00Z").await;
+        assert_eq!(recent["events"].as_array().map(Vec::len), Some(0));
+        let (status, body) = call("reason=Exploded").await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap_or("").contains("DeviceOnline"));
+    }
+}

@@ -23,7 +23,6 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
     ...common,
     description: 'Mir: DynamoDB tables and telemetry store (retained)',
     telemetrySink: config.telemetrySink,
-    terminationProtection: false,
   });
   const functions = new FunctionsStack(app, stackName(config.stage, 'functions'), {
     ...common,

@@ -16,6 +16,11 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   shift
 fi
 
+# cargo-lambda installed by the repository's scripts into <repo>/.venv (pip install cargo-lambda)
+if [[ -x ../../.venv/bin/cargo-lambda ]]; then
+  export PATH="$(cd ../../.venv/bin && pwd):$PATH"
+fi
+
 args=(synth --quiet)
 if [[ -n "$artifacts" ]]; then
   if [[ ! -d "$artifacts" ]]; then

@@ -30,6 +30,17 @@ export interface Synth {
   readonly assets: Record<Part, Map<string, string>>;
 }
 
+// Temporary directories made by this process (cloud assemblies, fake artifacts), removed at exit.
+const tmpDirs: string[] = [];
+function tmpDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.push(dir);
+  return dir;
+}
+process.on('exit', () => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 /** The feature flags and defaults of cdk.json, so tests synthesize what `cdk synth` does. */
 function cdkJsonContext(): Record<string, unknown> {
   const cdkJson = JSON.parse(fs.readFileSync(path.join(CDK_DIR, 'cdk.json'), 'utf8'));
@@ -38,7 +49,7 @@ function cdkJsonContext(): Record<string, unknown> {
 
 /** A fake artifacts dir laid out like `cargo lambda build --lambda-dir <dir>`. */
 export function fakeArtifacts(routes: RoutesTable = ROUTES): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mir-cdk-artifacts-'));
+  const dir = tmpDir('mir-cdk-artifacts-');
   for (const f of routes.functions) {
     fs.mkdirSync(path.join(dir, f.crate));
     fs.writeFileSync(path.join(dir, f.crate, 'bootstrap'), `#!/bin/sh\n# fake ${f.crate}\n`, { mode: 0o755 });
@@ -48,7 +59,7 @@ export function fakeArtifacts(routes: RoutesTable = ROUTES): string {
 
 export function newApp(extra: Record<string, unknown> = {}): App {
   return new App({
-    outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'mir-cdk-out-')),
+    outdir: tmpDir('mir-cdk-out-'),
     context: {
       ...cdkJsonContext(),
       // Never run cargo lambda (nor Docker) in tests.
