@@ -63,7 +63,10 @@ impl std::fmt::Debug for IssuedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IssuedCert")
             .field("certificate_id", &self.certificate_id)
-            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "<redacted>"))
+            .field(
+                "private_key_pem",
+                &self.private_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -101,8 +104,12 @@ impl LocalCa {
                 let key = KeyPair::generate()?;
                 let mut params = CertificateParams::default();
                 params.distinguished_name = DistinguishedName::new();
-                params.distinguished_name.push(DnType::CommonName, "Mir local CA");
-                params.distinguished_name.push(DnType::OrganizationName, "Mir");
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, "Mir local CA");
+                params
+                    .distinguished_name
+                    .push(DnType::OrganizationName, "Mir");
                 params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
                 params.key_usages = vec![
                     KeyUsagePurpose::KeyCertSign,
@@ -118,7 +125,9 @@ impl LocalCa {
                 let issuer = Issuer::new(params, key);
                 Ok(LocalCa { cert_pem, issuer })
             }
-            _ => Err(CaError::Incomplete { dir: dir.to_path_buf() }),
+            _ => Err(CaError::Incomplete {
+                dir: dir.to_path_buf(),
+            }),
         }
     }
 
@@ -142,9 +151,10 @@ impl LocalCa {
         }
         let mut params = CertificateParams::new(names.clone())?;
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().map_or("localhost", String::as_str));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("localhost", String::as_str),
+        );
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate()?;
@@ -160,7 +170,8 @@ impl LocalCa {
     /// Signs a device's CSR; the private key stays on the device. Whatever the CSR asks
     /// for, the certificate has CN = `device_id`, client authentication only, no SANs.
     pub fn sign_csr(&self, device_id: &DeviceId, csr_pem: &str) -> Result<IssuedCert, CaError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(CaError::InvalidCsr)?;
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(CaError::InvalidCsr)?;
         self.sign(device_params(device_id), &csr.public_key, None)
     }
 
@@ -186,14 +197,18 @@ impl LocalCa {
 fn device_params(device_id: &DeviceId) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, device_id.as_str());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, device_id.as_str());
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params
 }
 
 fn check_key_matches(cert_pem: &str, key: &KeyPair, dir: &Path) -> Result<(), CaError> {
-    let mismatch = || CaError::KeyMismatch { dir: dir.to_path_buf() };
+    let mismatch = || CaError::KeyMismatch {
+        dir: dir.to_path_buf(),
+    };
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| mismatch())?;
     let cert = pem.parse_x509().map_err(|_| mismatch())?;
     if cert.tbs_certificate.subject_pki.raw != key.subject_public_key_info().as_slice() {
@@ -235,11 +250,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn read(path: &Path) -> Result<String, CaError> {
-    fs::read_to_string(path).map_err(|source| CaError::Io { path: path.to_path_buf(), source })
+    fs::read_to_string(path).map_err(|source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), CaError> {
-    let io_err = |source| CaError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -10,7 +10,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub(crate) enum DecodeError {
     /// The remaining length announced by the fixed header exceeds the limit.
     #[error("packet of {size} bytes exceeds the limit of {max} bytes")]
-    TooLarge { size: usize, max: usize, publish: bool },
+    TooLarge {
+        size: usize,
+        max: usize,
+        publish: bool,
+    },
     #[error("malformed packet: {0}")]
     Malformed(&'static str),
 }
@@ -49,8 +53,14 @@ pub(crate) enum Packet {
     PubAck(u16),
     /// PUBREC, PUBREL or PUBCOMP: QoS 2, which AWS IoT does not have.
     Qos2Flow,
-    Subscribe { pkid: u16, filters: Vec<(String, u8)> },
-    Unsubscribe { pkid: u16, filters: Vec<String> },
+    Subscribe {
+        pkid: u16,
+        filters: Vec<(String, u8)>,
+    },
+    Unsubscribe {
+        pkid: u16,
+        filters: Vec<String>,
+    },
     PingReq,
     Disconnect,
     /// A packet only a server sends (CONNACK, SUBACK, ...): a protocol violation.
@@ -61,7 +71,10 @@ pub(crate) enum Packet {
 ///
 /// `max_remaining` bounds the remaining length of any packet; the frame is refused as
 /// soon as its fixed header is read, before its body arrives.
-pub(crate) fn decode(buf: &mut BytesMut, max_remaining: usize) -> Result<Option<Packet>, DecodeError> {
+pub(crate) fn decode(
+    buf: &mut BytesMut,
+    max_remaining: usize,
+) -> Result<Option<Packet>, DecodeError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -80,12 +93,18 @@ pub(crate) fn decode(buf: &mut BytesMut, max_remaining: usize) -> Result<Option<
         }
         shift += 7;
         if shift > 21 {
-            return Err(DecodeError::Malformed("remaining length longer than 4 bytes"));
+            return Err(DecodeError::Malformed(
+                "remaining length longer than 4 bytes",
+            ));
         }
     }
     let kind = byte1 >> 4;
     if remaining > max_remaining {
-        return Err(DecodeError::TooLarge { size: remaining, max: max_remaining, publish: kind == 3 });
+        return Err(DecodeError::TooLarge {
+            size: remaining,
+            max: max_remaining,
+            publish: kind == 3,
+        });
     }
     let frame_len = header_len + remaining;
     if buf.len() < frame_len {
@@ -114,7 +133,12 @@ fn decode_body(kind: u8, flags: u8, mut b: Bytes) -> Result<Packet, DecodeError>
             if qos > 0 && pkid == 0 {
                 return Err(DecodeError::Malformed("packet id 0"));
             }
-            Packet::Publish(Publish { qos, topic, pkid, payload: b })
+            Packet::Publish(Publish {
+                qos,
+                topic,
+                pkid,
+                payload: b,
+            })
         }
         4 => Packet::PubAck(read_u16(&mut b)?),
         5..=7 => {
@@ -190,7 +214,11 @@ fn decode_connect(mut b: Bytes) -> Result<Connect, DecodeError> {
             return Err(DecodeError::Malformed("will topic is not UTF-8"));
         }
         let payload = read_bytes(&mut b)?;
-        Some(Will { topic, payload, qos: will_qos })
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+        })
     } else {
         None
     };
@@ -202,7 +230,14 @@ fn decode_connect(mut b: Bytes) -> Result<Connect, DecodeError> {
     if has_password {
         read_bytes(&mut b)?;
     }
-    Ok(Connect { protocol_name, level, clean_session, keep_alive, client_id, will })
+    Ok(Connect {
+        protocol_name,
+        level,
+        clean_session,
+        keep_alive,
+        client_id,
+        will,
+    })
 }
 
 fn read_u16(b: &mut Bytes) -> Result<u16, DecodeError> {
@@ -254,7 +289,14 @@ pub(crate) fn put_connack(buf: &mut BytesMut, session_present: bool, code: Conne
 }
 
 /// Writes a PUBLISH (`qos` 0 or 1; `pkid` ignored for 0).
-pub(crate) fn put_publish(buf: &mut BytesMut, dup: bool, qos: u8, pkid: u16, topic: &[u8], payload: &[u8]) {
+pub(crate) fn put_publish(
+    buf: &mut BytesMut,
+    dup: bool,
+    qos: u8,
+    pkid: u16,
+    topic: &[u8],
+    payload: &[u8],
+) {
     let qos = qos.min(1);
     let len = 2 + topic.len() + if qos > 0 { 2 } else { 0 } + payload.len();
     buf.reserve(len + 5);

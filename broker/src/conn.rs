@@ -23,6 +23,8 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Outbound bytes encoded per write.
 const WRITE_BUDGET: usize = 64 * 1024;
+/// Spare read-buffer capacity kept before each read.
+const READ_CHUNK: usize = 16 * 1024;
 /// Without keepalive, the timer still wakes up this often (it never fires).
 const NO_KEEPALIVE: Duration = Duration::from_secs(24 * 3600);
 
@@ -104,7 +106,10 @@ pub(crate) async fn serve<S>(
             &mut kick_tx,
             &mut done_rx,
         ) {
-            Attach::Attached { session, session_present } => break (session, session_present),
+            Attach::Attached {
+                session,
+                session_present,
+            } => break (session, session_present),
             Attach::Busy { kick, done } => {
                 if let Some(kick) = kick {
                     let _ = kick.send(DisconnectReason::DuplicateClientId);
@@ -164,7 +169,14 @@ pub(crate) async fn serve<S>(
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
     let reason = conn
-        .run(&mut rd, &mut wr, &mut rbuf, &mut wbuf, keep_alive, &mut kick_rx)
+        .run(
+            &mut rd,
+            &mut wr,
+            &mut rbuf,
+            &mut wbuf,
+            keep_alive,
+            &mut kick_rx,
+        )
         .await;
 
     shared.detach(&session, conn_id);
@@ -175,7 +187,10 @@ pub(crate) async fn serve<S>(
         reason = reason.as_aws_str(),
         "client disconnected"
     );
-    if !matches!(reason, DisconnectReason::ClientInitiated | DisconnectReason::ServerShutdown) {
+    if !matches!(
+        reason,
+        DisconnectReason::ClientInitiated | DisconnectReason::ServerShutdown
+    ) {
         if let Some(will) = connect.will {
             conn.publish_will(will).await;
         }
@@ -241,11 +256,10 @@ impl Conn<'_> {
             }
             // Outbound: acks produced above, then queued messages within the window.
             loop {
-                let more = self.session.state().drain_into(
-                    wbuf,
-                    self.shared.max_inflight,
-                    WRITE_BUDGET,
-                );
+                let more =
+                    self.session
+                        .state()
+                        .drain_into(wbuf, self.shared.max_inflight, WRITE_BUDGET);
                 if wbuf.is_empty() {
                     break;
                 }
@@ -269,6 +283,11 @@ impl Conn<'_> {
                 if !more {
                     break;
                 }
+            }
+            // Read in large chunks: frames split off the buffer keep their memory while
+            // hooks or queues hold them, so the spare capacity shrinks.
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return DisconnectReason::ServerShutdown,
@@ -301,7 +320,11 @@ impl Conn<'_> {
     }
 
     /// Handles every complete packet in `rbuf`, writing responses into `wbuf`.
-    async fn process(&mut self, rbuf: &mut BytesMut, wbuf: &mut BytesMut) -> Result<(), DisconnectReason> {
+    async fn process(
+        &mut self,
+        rbuf: &mut BytesMut,
+        wbuf: &mut BytesMut,
+    ) -> Result<(), DisconnectReason> {
         let id = self.info.client_id.as_str();
         loop {
             let packet = match codec::decode(rbuf, self.max_remaining) {
@@ -323,7 +346,10 @@ impl Conn<'_> {
             match packet {
                 Packet::Publish(p) => {
                     if p.qos > 1 {
-                        warn!(client_id = id, "QoS 2 publish refused (AWS IoT has no QoS 2)");
+                        warn!(
+                            client_id = id,
+                            "QoS 2 publish refused (AWS IoT has no QoS 2)"
+                        );
                         return Err(DisconnectReason::ProtocolError);
                     }
                     if p.payload.len() > self.shared.max_payload {
@@ -340,8 +366,12 @@ impl Conn<'_> {
                         warn!(client_id = id, topic, "publish not authorized");
                         return Err(DisconnectReason::AuthorizationFailure);
                     }
-                    self.shared.hooks.on_publish(self.info, topic, p.payload.clone()).await;
-                    self.shared.route_own(self.session, &p.topic, &p.payload, p.qos);
+                    self.shared
+                        .hooks
+                        .on_publish(self.info, topic, p.payload.clone())
+                        .await;
+                    self.shared
+                        .route_own(self.session, &p.topic, &p.payload, p.qos);
                     if p.qos == 1 {
                         codec::put_puback(wbuf, p.pkid);
                     }
@@ -369,7 +399,10 @@ impl Conn<'_> {
                     codec::put_suback(wbuf, pkid, &codes);
                 }
                 Packet::Unsubscribe { pkid, filters } => {
-                    self.session.state().subs.retain(|(f, _)| !filters.contains(f));
+                    self.session
+                        .state()
+                        .subs
+                        .retain(|(f, _)| !filters.contains(f));
                     codec::put_unsuback(wbuf, pkid);
                 }
                 Packet::PingReq => codec::put_pingresp(wbuf),
@@ -399,8 +432,12 @@ impl Conn<'_> {
             return;
         }
         let payload: Bytes = will.payload.clone();
-        self.shared.hooks.on_publish(self.info, topic, payload).await;
-        self.shared.route_own(self.session, &will.topic, &will.payload, will.qos.min(1));
+        self.shared
+            .hooks
+            .on_publish(self.info, topic, payload)
+            .await;
+        self.shared
+            .route_own(self.session, &will.topic, &will.payload, will.qos.min(1));
     }
 }
 

@@ -31,14 +31,7 @@ mod conn;
 mod session;
 mod tls;
 
-use std::{
-    fmt,
-    future::Future,
-    io,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use tokio::{
@@ -259,7 +252,10 @@ impl Broker {
             None => None,
         };
         let plain_addr = plain.as_ref().map(TcpListener::local_addr).transpose()?;
-        let tls_addr = tls_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+        let tls_addr = tls_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -275,10 +271,20 @@ impl Broker {
         }
         if let (Some(listener), Some(acceptor)) = (tls_listener, acceptor) {
             info!(addr = ?tls_addr, "MQTT listener (mTLS)");
-            tokio::spawn(accept_loop(listener, Some(acceptor), shared.clone(), guard.clone()));
+            tokio::spawn(accept_loop(
+                listener,
+                Some(acceptor),
+                shared.clone(),
+                guard.clone(),
+            ));
         }
         drop(guard);
-        Ok(Broker { shared, plain_addr, tls_addr, tasks_done })
+        Ok(Broker {
+            shared,
+            plain_addr,
+            tls_addr,
+            tasks_done,
+        })
     }
 
     /// The bound address of the plain listener.
@@ -292,7 +298,9 @@ impl Broker {
     }
 
     pub fn handle(&self) -> BrokerHandle {
-        BrokerHandle { shared: self.shared.clone() }
+        BrokerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Resolves when every listener and connection task ended after shutdown.
@@ -302,7 +310,9 @@ impl Broker {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
-    TcpListener::bind(addr).await.map_err(|source| BrokerError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BrokerError::Bind { addr, source })
 }
 
 async fn accept_loop(
@@ -394,7 +404,12 @@ impl fmt::Debug for BrokerHandle {
 impl BrokerHandle {
     /// Server-side publish (the hub publishing commands/desired properties to devices).
     /// Returns how many sessions it was delivered or queued to.
-    pub async fn publish(&self, topic: &str, payload: Bytes, qos: QoS) -> Result<usize, BrokerError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+    ) -> Result<usize, BrokerError> {
         if *self.shared.shutdown.borrow() {
             return Err(BrokerError::Stopped);
         }
@@ -432,5 +447,8 @@ fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
     } else {
         return Ok(());
     };
-    Err(BrokerError::InvalidTopic { topic: topic.to_string(), why })
+    Err(BrokerError::InvalidTopic {
+        topic: topic.to_string(),
+        why,
+    })
 }

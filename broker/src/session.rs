@@ -102,7 +102,7 @@ impl Session {
             st.pending.pop_front();
             st.dropped += 1;
             let dropped = st.dropped;
-            if dropped == 1 || dropped.is_power_of_two() || dropped % 1000 == 0 {
+            if dropped == 1 || dropped.is_power_of_two() || dropped.is_multiple_of(1000) {
                 warn!(
                     client_id = %self.client_id,
                     dropped,
@@ -111,7 +111,11 @@ impl Session {
                 );
             }
         }
-        st.pending.push_back(OutMsg { topic: topic.clone(), payload: payload.clone(), qos });
+        st.pending.push_back(OutMsg {
+            topic: topic.clone(),
+            payload: payload.clone(),
+            qos,
+        });
         drop(st);
         self.wake.notify_one();
         true
@@ -184,7 +188,10 @@ pub(crate) struct Shared {
 
 /// Result of attaching a connection to the session table.
 pub(crate) enum Attach {
-    Attached { session: Arc<Session>, session_present: bool },
+    Attached {
+        session: Arc<Session>,
+        session_present: bool,
+    },
     /// Another connection holds the id: it must be kicked and awaited first.
     Busy {
         kick: Option<oneshot::Sender<DisconnectReason>>,
@@ -193,7 +200,11 @@ pub(crate) enum Attach {
 }
 
 impl Shared {
-    pub fn new(config: &BrokerConfig, hooks: Arc<dyn Hooks>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        config: &BrokerConfig,
+        hooks: Arc<dyn Hooks>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             max_payload: config.max_payload,
             max_inflight: usize::from(config.max_inflight.max(1)),
@@ -236,12 +247,19 @@ impl Shared {
                 let mut st = s.state();
                 if let Some(link) = st.link.as_mut() {
                     if !force {
-                        return Attach::Busy { kick: link.kick.take(), done: link.done.take() };
+                        return Attach::Busy {
+                            kick: link.kick.take(),
+                            done: link.done.take(),
+                        };
                     }
                 }
                 if !clean && s.persistent {
                     session_present = true;
-                    st.link = Some(Link { conn_id, kick: kick.take(), done: done.take() });
+                    st.link = Some(Link {
+                        conn_id,
+                        kick: kick.take(),
+                        done: done.take(),
+                    });
                     drop(st);
                     s
                 } else {
@@ -251,7 +269,10 @@ impl Shared {
             }
             None => self.fresh(&mut table, client_id, clean, conn_id, kick, done),
         };
-        Attach::Attached { session, session_present }
+        Attach::Attached {
+            session,
+            session_present,
+        }
     }
 
     fn fresh(
@@ -264,7 +285,11 @@ impl Shared {
         done: &mut Option<oneshot::Receiver<()>>,
     ) -> Arc<Session> {
         let s = Arc::new(Session::new(client_id, !clean));
-        s.state().link = Some(Link { conn_id, kick: kick.take(), done: done.take() });
+        s.state().link = Some(Link {
+            conn_id,
+            kick: kick.take(),
+            done: done.take(),
+        });
         table.insert(client_id.to_string(), s.clone());
         s
     }
@@ -308,7 +333,9 @@ impl Shared {
     }
 
     pub fn is_connected(&self, client_id: &str) -> bool {
-        self.table().get(client_id).is_some_and(|s| s.state().link.is_some())
+        self.table()
+            .get(client_id)
+            .is_some_and(|s| s.state().link.is_some())
     }
 
     pub fn connected_clients(&self) -> Vec<String> {
@@ -346,7 +373,11 @@ mod tests {
         let s = Session::new("a", true);
         let mut st = s.state();
         st.next_pkid = u16::MAX - 1;
-        let msg = OutMsg { topic: Bytes::new(), payload: Bytes::new(), qos: 1 };
+        let msg = OutMsg {
+            topic: Bytes::new(),
+            payload: Bytes::new(),
+            qos: 1,
+        };
         st.inflight.push_back((1, msg));
         assert_eq!(st.alloc_pkid(), u16::MAX);
         assert_eq!(st.alloc_pkid(), 2);

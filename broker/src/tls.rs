@@ -48,7 +48,10 @@ pub(crate) fn certs(
 
 fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, BrokerError> {
     rustls_pemfile::private_key(&mut BufReader::new(pem.as_bytes()))
-        .map_err(|source| BrokerError::Pem { what: "server key", source })?
+        .map_err(|source| BrokerError::Pem {
+            what: "server key",
+            source,
+        })?
         .ok_or(BrokerError::EmptyPem("server key"))
 }
 

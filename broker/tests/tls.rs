@@ -20,17 +20,35 @@ async fn a_device_with_a_certificate_from_the_hub_ca_is_accepted() {
     let addr = b.tls.unwrap();
     let cert = pki.ca.issue_device_cert(&id("dev-1")).unwrap();
     let key = cert.private_key_pem.clone().unwrap();
-    let o = tls_opts("dev-1", addr, pki.ca.ca_cert_pem(), Some((&cert.cert_pem, &key)));
+    let o = tls_opts(
+        "dev-1",
+        addr,
+        pki.ca.ca_cert_pem(),
+        Some((&cert.cert_pem, &key)),
+    );
     let (mut d, _) = Device::connect(o).await;
     b.hooks.wait_connects("dev-1", 1).await;
     let info = &b.hooks.connects("dev-1")[0];
     assert!(info.tls);
     assert_eq!(info.cert_common_name.as_deref(), Some("dev-1"));
 
-    d.subscribe(&[("mir/dev-1/cfg/desired", Q::AtLeastOnce)]).await;
-    d.client.publish("mir/dev-1/hb", Q::AtLeastOnce, false, b"hb".to_vec()).await.unwrap();
-    b.hooks.wait_until("the heartbeat", |_| b.hooks.publish_count() == 1).await;
-    b.handle.publish("mir/dev-1/cfg/desired", Bytes::from_static(b"d"), QoS::AtLeastOnce).await.unwrap();
+    d.subscribe(&[("mir/dev-1/cfg/desired", Q::AtLeastOnce)])
+        .await;
+    d.client
+        .publish("mir/dev-1/hb", Q::AtLeastOnce, false, b"hb".to_vec())
+        .await
+        .unwrap();
+    b.hooks
+        .wait_until("the heartbeat", |_| b.hooks.publish_count() == 1)
+        .await;
+    b.handle
+        .publish(
+            "mir/dev-1/cfg/desired",
+            Bytes::from_static(b"d"),
+            QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
     assert_eq!(&d.next_publish(WAIT).await.unwrap().payload[..], b"d");
 }
 
@@ -51,7 +69,12 @@ async fn a_certificate_from_another_ca_is_refused() {
     let b = broker().tls_only(pki.listener()).start().await;
     let cert = other.ca.issue_device_cert(&id("dev-1")).unwrap();
     let key = cert.private_key_pem.clone().unwrap();
-    let o = tls_opts("dev-1", b.tls.unwrap(), pki.ca.ca_cert_pem(), Some((&cert.cert_pem, &key)));
+    let o = tls_opts(
+        "dev-1",
+        b.tls.unwrap(),
+        pki.ca.ca_cert_pem(),
+        Some((&cert.cert_pem, &key)),
+    );
     let mut d = Device::start(o);
     assert!(d.connack().await.is_err());
     assert!(b.hooks.events().is_empty());
@@ -63,7 +86,12 @@ async fn a_certificate_for_another_device_is_not_authorized() {
     let b = broker().tls_only(pki.listener()).start().await;
     let cert = pki.ca.issue_device_cert(&id("dev-2")).unwrap();
     let key = cert.private_key_pem.clone().unwrap();
-    let o = tls_opts("dev-1", b.tls.unwrap(), pki.ca.ca_cert_pem(), Some((&cert.cert_pem, &key)));
+    let o = tls_opts(
+        "dev-1",
+        b.tls.unwrap(),
+        pki.ca.ca_cert_pem(),
+        Some((&cert.cert_pem, &key)),
+    );
     let mut d = Device::start(o);
     match d.connack().await {
         Err(ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized)) => {}
@@ -85,10 +113,17 @@ async fn a_certificate_signed_from_a_csr_is_accepted() {
         .unwrap();
     let cert = pki.ca.sign_csr(&id("dev-9"), &csr).unwrap();
     assert!(cert.private_key_pem.is_none());
-    let o = tls_opts("dev-9", b.tls.unwrap(), pki.ca.ca_cert_pem(), Some((&cert.cert_pem, &key.serialize_pem())));
+    let o = tls_opts(
+        "dev-9",
+        b.tls.unwrap(),
+        pki.ca.ca_cert_pem(),
+        Some((&cert.cert_pem, &key.serialize_pem())),
+    );
     let (d, _) = Device::connect(o).await;
     d.client.disconnect().await.unwrap();
-    b.hooks.wait_disconnect("dev-9", DisconnectReason::ClientInitiated).await;
+    b.hooks
+        .wait_disconnect("dev-9", DisconnectReason::ClientInitiated)
+        .await;
     // The plain listener runs beside it.
     let (_d, _) = Device::connect(opts("dev-8", b.addr())).await;
 }

@@ -8,7 +8,8 @@ use crate::local::LocalArgs;
 
 const ABOUT: &str = "A command line to operate the Mir ecosystem on AWS serverless";
 
-const TARGET_HELP: &str = "Devices: name/namespace, name (any namespace), /namespace or */namespace";
+const TARGET_HELP: &str =
+    "Devices: name/namespace, name (any namespace), /namespace or */namespace";
 
 #[derive(Debug, Parser)]
 #[command(name = "mir", version, about = ABOUT, propagate_version = true)]
@@ -28,8 +29,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "MIR_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
 
-    /// Log level of the CLI itself (error, warn, info, debug, trace); logs go to stderr
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    /// Log level of the CLI itself (error, warn, info, debug, trace; before the command,
+    /// e.g. `mir --log-level debug dev ls`); logs go to stderr
+    #[arg(
+        long,
+        env = "MIR_LOG_LEVEL",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
     pub log_level: String,
 
     #[command(subcommand)]
@@ -248,11 +255,13 @@ pub struct DeviceApplyArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Only meta, spec.disabled and properties.desired are editable.
+#[command(
+    after_help = "Only meta, spec.disabled and properties.desired are editable.
 
 Examples:
   mir device edit weather/default
-  EDITOR=nano mir device edit weather")]
+  EDITOR=nano mir device edit weather"
+)]
 pub struct DeviceEditArgs {
     #[arg(help = TARGET_HELP, value_name = "TARGET")]
     pub target: String,
@@ -476,7 +485,9 @@ pub struct ContextArgs {
 }
 
 /// Kind of Mir deployment a context points to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ContextKind {
     #[default]
@@ -547,31 +558,56 @@ mod tests {
     #[test]
     fn aliases_and_flags_parse_like_mir() {
         let cli = Cli::try_parse_from([
-            "mir", "dev", "cmd", "send", "weather/default", "-n", "x.Y", "-p", "{}", "--dry-run",
+            "mir",
+            "dev",
+            "cmd",
+            "send",
+            "weather/default",
+            "-n",
+            "x.Y",
+            "-p",
+            "{}",
+            "--dry-run",
         ])
         .expect("parses");
-        let Command::Device(DeviceArgs { command: DeviceCommand::Command(c) }) = cli.command
+        let Command::Device(DeviceArgs {
+            command: DeviceCommand::Command(c),
+        }) = cli.command
         else {
             panic!("not device command")
         };
-        let CommandCommand::Send(s) = c.command else { panic!("not send") };
+        let CommandCommand::Send(s) = c.command else {
+            panic!("not send")
+        };
         assert_eq!(s.send.targets.targets, ["weather/default"]);
         assert_eq!(s.send.name.as_deref(), Some("x.Y"));
         assert!(s.send.dry_run);
 
         let cli = Cli::try_parse_from(["mir", "ctx", "prod"]).expect("parses");
-        assert!(matches!(cli.command, Command::Context(ContextArgs { name: Some(_), command: None })));
+        assert!(matches!(
+            cli.command,
+            Command::Context(ContextArgs {
+                name: Some(_),
+                command: None
+            })
+        ));
         let cli = Cli::try_parse_from(["mir", "ctx", "add", "p", "--api", "http://x"]).expect("ok");
         assert!(matches!(
             cli.command,
-            Command::Context(ContextArgs { command: Some(ContextCommand::Add { .. }), .. })
+            Command::Context(ContextArgs {
+                command: Some(ContextCommand::Add { .. }),
+                ..
+            })
         ));
         let cli = Cli::try_parse_from(["mir", "evt", "list", "-o", "json"]).expect("parses");
         assert!(matches!(cli.command, Command::Event(_)));
         assert!(Cli::try_parse_from(["mir", "dev", "ls", "-o", "xml"]).is_err());
         let cli = Cli::try_parse_from(["mir", "device", "ls", "--ids", "a,b", "-l", "k=v"])
             .expect("parses");
-        let Command::Device(DeviceArgs { command: DeviceCommand::Ls(ls) }) = cli.command else {
+        let Command::Device(DeviceArgs {
+            command: DeviceCommand::Ls(ls),
+        }) = cli.command
+        else {
             panic!("not ls")
         };
         assert_eq!(ls.targets.ids, ["a", "b"]);

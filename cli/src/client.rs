@@ -97,7 +97,10 @@ impl Client {
     ) -> ClientResult<T> {
         let text = self.call_raw(method, segments, query, body).await?;
         let what = format!("/{}", segments.join("/"));
-        serde_json::from_str(&text).map_err(|e| ClientError::Decode { what, reason: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+            what,
+            reason: e.to_string(),
+        })
     }
 
     async fn call_raw<B: Serialize + ?Sized>(
@@ -141,29 +144,35 @@ impl Client {
     // ---- devices ----
 
     pub async fn list_devices(&self, targets: &Targets) -> ClientResult<DeviceList> {
-        self.call::<(), _>(Method::GET, &["v1", "devices"], &targets.to_query(), None).await
+        self.call::<(), _>(Method::GET, &["v1", "devices"], &targets.to_query(), None)
+            .await
     }
 
     pub async fn create_device(&self, twin: &Twin) -> ClientResult<Twin> {
-        self.call(Method::POST, &["v1", "devices"], &[], Some(twin)).await
+        self.call(Method::POST, &["v1", "devices"], &[], Some(twin))
+            .await
     }
 
     pub async fn get_device(&self, id: &str) -> ClientResult<Twin> {
-        self.call::<(), _>(Method::GET, &["v1", "devices", id], &[], None).await
+        self.call::<(), _>(Method::GET, &["v1", "devices", id], &[], None)
+            .await
     }
 
     /// Create or replace meta, spec.disabled and desired properties.
     pub async fn apply_device(&self, id: &str, twin: &Twin) -> ClientResult<Twin> {
-        self.call(Method::PUT, &["v1", "devices", id], &[], Some(twin)).await
+        self.call(Method::PUT, &["v1", "devices", id], &[], Some(twin))
+            .await
     }
 
     /// A JSON merge patch on `{meta, spec, properties.desired}`.
     pub async fn patch_device(&self, id: &str, patch: &Value) -> ClientResult<Twin> {
-        self.call(Method::PATCH, &["v1", "devices", id], &[], Some(patch)).await
+        self.call(Method::PATCH, &["v1", "devices", id], &[], Some(patch))
+            .await
     }
 
     pub async fn delete_device(&self, id: &str) -> ClientResult<()> {
-        self.call_raw::<()>(Method::DELETE, &["v1", "devices", id], &[], None).await?;
+        self.call_raw::<()>(Method::DELETE, &["v1", "devices", id], &[], None)
+            .await?;
         Ok(())
     }
 
@@ -172,48 +181,69 @@ impl Client {
         id: &str,
         req: &CertificateRequest,
     ) -> ClientResult<DeviceCertificate> {
-        self.call(Method::POST, &["v1", "devices", id, "certificate"], &[], Some(req)).await
+        self.call(
+            Method::POST,
+            &["v1", "devices", id, "certificate"],
+            &[],
+            Some(req),
+        )
+        .await
     }
 
     /// Asks the device to resend its schema (202).
     pub async fn refresh_schema(&self, id: &str) -> ClientResult<()> {
-        self.call_raw::<()>(Method::POST, &["v1", "devices", id, "schema", "refresh"], &[], None)
-            .await?;
+        self.call_raw::<()>(
+            Method::POST,
+            &["v1", "devices", id, "schema", "refresh"],
+            &[],
+            None,
+        )
+        .await?;
         Ok(())
     }
 
     // ---- commands ----
 
     pub async fn command_catalog(&self, targets: &Targets) -> ClientResult<Catalog> {
-        self.call::<(), _>(Method::GET, &["v1", "commands"], &targets.to_query(), None).await
+        self.call::<(), _>(Method::GET, &["v1", "commands"], &targets.to_query(), None)
+            .await
     }
 
     pub async fn send_command(&self, req: &SendCommand) -> ClientResult<CommandResults> {
-        self.call(Method::POST, &["v1", "commands"], &[], Some(req)).await
+        self.call(Method::POST, &["v1", "commands"], &[], Some(req))
+            .await
     }
 
     pub async fn get_command(&self, id: &str) -> ClientResult<CommandRecord> {
-        self.call::<(), _>(Method::GET, &["v1", "commands", id], &[], None).await
+        self.call::<(), _>(Method::GET, &["v1", "commands", id], &[], None)
+            .await
     }
 
     // ---- config ----
 
-    pub async fn config_catalog(&self, targets: &Targets, name: Option<&str>) -> ClientResult<Catalog> {
+    pub async fn config_catalog(
+        &self,
+        targets: &Targets,
+        name: Option<&str>,
+    ) -> ClientResult<Catalog> {
         let mut query = targets.to_query();
         if let Some(name) = name {
             query.push(("name", name.to_string()));
         }
-        self.call::<(), _>(Method::GET, &["v1", "config"], &query, None).await
+        self.call::<(), _>(Method::GET, &["v1", "config"], &query, None)
+            .await
     }
 
     pub async fn send_config(&self, req: &SendConfig) -> ClientResult<ConfigResults> {
-        self.call(Method::POST, &["v1", "config"], &[], Some(req)).await
+        self.call(Method::POST, &["v1", "config"], &[], Some(req))
+            .await
     }
 
     // ---- telemetry ----
 
     pub async fn list_telemetry(&self, targets: &Targets) -> ClientResult<TelemetryList> {
-        self.call::<(), _>(Method::GET, &["v1", "telemetry"], &targets.to_query(), None).await
+        self.call::<(), _>(Method::GET, &["v1", "telemetry"], &targets.to_query(), None)
+            .await
     }
 
     pub async fn query_telemetry(
@@ -231,7 +261,8 @@ impl Client {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
-        self.call::<(), _>(Method::GET, &["v1", "telemetry", "query"], &query, None).await
+        self.call::<(), _>(Method::GET, &["v1", "telemetry", "query"], &query, None)
+            .await
     }
 
     // ---- events ----
@@ -250,7 +281,8 @@ impl Client {
         if let Some(l) = q.limit {
             query.push(("limit", l.to_string()));
         }
-        self.call::<(), _>(Method::GET, &["v1", "events"], &query, None).await
+        self.call::<(), _>(Method::GET, &["v1", "events"], &query, None)
+            .await
     }
 }
 
@@ -269,7 +301,10 @@ fn api_error(status: StatusCode, text: &str) -> ClientError {
             }
         }
     };
-    ClientError::Api { status: status.as_u16(), message }
+    ClientError::Api {
+        status: status.as_u16(),
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -284,16 +319,25 @@ mod tests {
             "https://abc.execute-api.eu-west-1.amazonaws.com/prod/v1/devices/a%20b"
         );
         let c = Client::new("http://127.0.0.1:8180").expect("ok");
-        assert_eq!(c.url(&["v1", "events"]).as_str(), "http://127.0.0.1:8180/v1/events");
+        assert_eq!(
+            c.url(&["v1", "events"]).as_str(),
+            "http://127.0.0.1:8180/v1/events"
+        );
         assert!(Client::new("127.0.0.1:8180").is_err());
         assert!(Client::new("ftp://x").is_err());
     }
 
     #[test]
     fn error_bodies_are_shown_as_is() {
-        let e = api_error(StatusCode::BAD_REQUEST, r#"{"error":"unknown command x.Y; known: a.B"}"#);
+        let e = api_error(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"unknown command x.Y; known: a.B"}"#,
+        );
         assert_eq!(e.to_string(), "unknown command x.Y; known: a.B");
         let e = api_error(StatusCode::BAD_GATEWAY, "<html>bad</html>");
-        assert_eq!(e.to_string(), "the Mir API answered 502 Bad Gateway: <html>bad</html>");
+        assert_eq!(
+            e.to_string(),
+            "the Mir API answered 502 Bad Gateway: <html>bad</html>"
+        );
     }
 }

@@ -58,7 +58,11 @@ impl Default for CliConfig {
 
 /// Where the configuration file is, from the environment.
 pub fn config_path() -> anyhow::Result<PathBuf> {
-    config_path_from(|k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from))
+    config_path_from(|k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 fn config_path_from(env: impl Fn(&str) -> Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -85,12 +89,14 @@ impl CliConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(&text).with_context(|| format!("invalid CLI configuration {}", path.display()))
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("invalid CLI configuration {}", path.display()))
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let text = serde_yaml::to_string(self)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -137,7 +143,11 @@ impl CliConfig {
 
     /// The API base URL: `api_flag` (from --api or MIR_API) first, else the context
     /// `context_flag` or the current one.
-    pub fn resolve_api(&self, api_flag: Option<&str>, context_flag: Option<&str>) -> anyhow::Result<String> {
+    pub fn resolve_api(
+        &self,
+        api_flag: Option<&str>,
+        context_flag: Option<&str>,
+    ) -> anyhow::Result<String> {
         if let Some(api) = api_flag.filter(|a| !a.trim().is_empty()) {
             return Ok(api.trim().to_string());
         }
@@ -166,6 +176,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_api_is_the_local_hubs_port() {
+        let port = crate::local::config::DEFAULT_HTTP_PORT;
+        assert_eq!(DEFAULT_LOCAL_API, format!("http://127.0.0.1:{port}"));
+    }
+
+    #[test]
     fn the_path_follows_mir_config_then_xdg_then_home() {
         let p = config_path_from(|k| match k {
             "MIR_CONFIG" => Some("/x/cli.yaml".into()),
@@ -180,7 +196,10 @@ mod tests {
         });
         assert_eq!(p.expect("path"), PathBuf::from("/xdg/mir/cli.yaml"));
         let p = config_path_from(|k| (k == "HOME").then(|| PathBuf::from("/home/u")));
-        assert_eq!(p.expect("path"), PathBuf::from("/home/u/.config/mir/cli.yaml"));
+        assert_eq!(
+            p.expect("path"),
+            PathBuf::from("/home/u/.config/mir/cli.yaml")
+        );
         assert!(config_path_from(|_| None).is_err());
     }
 
@@ -188,7 +207,10 @@ mod tests {
     fn api_resolution_prefers_the_flag_then_the_context() {
         let mut cfg = CliConfig::default();
         assert_eq!(cfg.resolve_api(None, None).expect("ok"), DEFAULT_LOCAL_API);
-        assert_eq!(cfg.resolve_api(Some("http://x:1"), None).expect("ok"), "http://x:1");
+        assert_eq!(
+            cfg.resolve_api(Some("http://x:1"), None).expect("ok"),
+            "http://x:1"
+        );
         cfg.upsert(Context {
             name: "ls".into(),
             api: "http://ls:8180".into(),
@@ -198,7 +220,10 @@ mod tests {
         });
         cfg.switch("ls").expect("switch");
         assert_eq!(cfg.resolve_api(None, None).expect("ok"), "http://ls:8180");
-        assert_eq!(cfg.resolve_api(None, Some("local")).expect("ok"), DEFAULT_LOCAL_API);
+        assert_eq!(
+            cfg.resolve_api(None, Some("local")).expect("ok"),
+            DEFAULT_LOCAL_API
+        );
         assert!(cfg.switch("nope").is_err());
         cfg.upsert(Context {
             name: "prod".into(),
@@ -215,7 +240,10 @@ mod tests {
     fn the_file_round_trips_and_a_missing_file_gives_defaults() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("sub").join("cli.yaml");
-        assert_eq!(CliConfig::load(&path).expect("defaults"), CliConfig::default());
+        assert_eq!(
+            CliConfig::load(&path).expect("defaults"),
+            CliConfig::default()
+        );
         let mut cfg = CliConfig::default();
         cfg.upsert(Context {
             name: "b".into(),

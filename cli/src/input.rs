@@ -22,9 +22,18 @@ pub fn targets(args: &TargetArgs) -> anyhow::Result<Targets> {
     for spec in &args.labels {
         t.add_labels(spec)?;
     }
-    t.ids.extend(args.ids.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
-    t.namespaces
-        .extend(args.namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+    t.ids.extend(
+        args.ids
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+    );
+    t.namespaces.extend(
+        args.namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+    );
     Ok(t)
 }
 
@@ -58,9 +67,13 @@ pub fn key_values(items: &[String], what: &str) -> anyhow::Result<BTreeMap<Strin
 /// `500ms`, `10s`, `2m`, or a number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().with_context(|| format!("duration {s:?} must be like 500ms, 10s or 2m"))?;
+    let n: f64 = n
+        .parse()
+        .with_context(|| format!("duration {s:?} must be like 500ms, 10s or 2m"))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "s" | "" => n,
@@ -76,12 +89,17 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
 
 /// Parses a JSON payload, saying where it comes from when it is wrong.
 pub fn parse_json(text: &str, source: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text).with_context(|| format!("the payload from {source} is not valid JSON"))
+    serde_json::from_str(text)
+        .with_context(|| format!("the payload from {source} is not valid JSON"))
 }
 
 /// Where a payload comes from, in order: `-p`, `-e` (editor on `initial`), piped stdin,
 /// else `{}` (every field at its default).
-pub fn payload(flag: Option<&str>, edit: bool, initial: impl FnOnce() -> anyhow::Result<Value>) -> anyhow::Result<Value> {
+pub fn payload(
+    flag: Option<&str>,
+    edit: bool,
+    initial: impl FnOnce() -> anyhow::Result<Value>,
+) -> anyhow::Result<Value> {
     if let Some(text) = flag {
         return parse_json(text, "-p");
     }
@@ -112,7 +130,10 @@ pub fn piped_stdin() -> anyhow::Result<Option<String>> {
         return Ok(None);
     }
     let mut text = String::new();
-    stdin.lock().read_to_string(&mut text).context("cannot read stdin")?;
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .context("cannot read stdin")?;
     Ok(Some(text))
 }
 
@@ -120,7 +141,10 @@ pub fn piped_stdin() -> anyhow::Result<Option<String>> {
 pub fn read_file_or_stdin(path: &Path) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().lock().read_to_string(&mut text).context("cannot read stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .context("cannot read stdin")?;
         Ok(text)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -169,12 +193,16 @@ impl Drop for TempFile {
 pub fn run_editor(file: &Path) -> anyhow::Result<()> {
     let editor = editor();
     let mut parts = editor.split_whitespace();
-    let Some(program) = parts.next() else { bail!("no editor: set $EDITOR") };
+    let Some(program) = parts.next() else {
+        bail!("no editor: set $EDITOR")
+    };
     let status = std::process::Command::new(program)
         .args(parts)
         .arg(file)
         .status()
-        .with_context(|| format!("cannot start the editor {editor:?}: set $EDITOR to one you have"))?;
+        .with_context(|| {
+            format!("cannot start the editor {editor:?}: set $EDITOR to one you have")
+        })?;
     if !status.success() {
         bail!("the editor {editor:?} exited with {status}: nothing done");
     }
@@ -185,7 +213,8 @@ pub fn run_editor(file: &Path) -> anyhow::Result<()> {
 pub fn edit_text(text: &str, extension: &str) -> anyhow::Result<String> {
     let file = TempFile::create(text, extension)?;
     run_editor(&file.path)?;
-    std::fs::read_to_string(&file.path).with_context(|| format!("cannot read {}", file.path.display()))
+    std::fs::read_to_string(&file.path)
+        .with_context(|| format!("cannot read {}", file.path.display()))
 }
 
 #[cfg(test)]
@@ -206,10 +235,18 @@ mod tests {
         assert_eq!(t.ids, ["id1"]);
         assert_eq!(t.labels["floor"], "2");
         let q = t.to_query();
-        assert!(q.contains(&("names", "weather/default,power".to_string())), "{q:?}");
-        let bad = TargetArgs { targets: vec!["a/b/c".into()], ..Default::default() };
+        assert!(
+            q.contains(&("names", "weather/default,power".to_string())),
+            "{q:?}"
+        );
+        let bad = TargetArgs {
+            targets: vec!["a/b/c".into()],
+            ..Default::default()
+        };
         assert!(targets(&bad).is_err());
-        assert!(positional_targets(&["x/y"]).expect("ok").names[0].namespace.is_some());
+        assert!(positional_targets(&["x/y"]).expect("ok").names[0]
+            .namespace
+            .is_some());
     }
 
     #[test]
@@ -224,10 +261,16 @@ mod tests {
     #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("10s").expect("ok"), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").expect("ok"), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("500ms").expect("ok"),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("2m").expect("ok"), Duration::from_secs(120));
         assert_eq!(parse_duration("3").expect("ok"), Duration::from_secs(3));
-        assert_eq!(parse_duration("1.5s").expect("ok"), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1.5s").expect("ok"),
+            Duration::from_millis(1500)
+        );
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3w").is_err());
     }

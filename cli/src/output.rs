@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use mir_shared::api::{CommandResult, ConfigResult, ConfigStatus};
 use mir_shared::domain::CommandStatus;
@@ -19,7 +18,10 @@ pub struct Table {
 
 impl Table {
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(headers: I) -> Self {
-        Self { headers: headers.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        Self {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, cells: I) {
@@ -31,7 +33,13 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let cols = self.rows.iter().map(Vec::len).chain([self.headers.len()]).max().unwrap_or(0);
+        let cols = self
+            .rows
+            .iter()
+            .map(Vec::len)
+            .chain([self.headers.len()])
+            .max()
+            .unwrap_or(0);
         let mut widths = vec![0usize; cols];
         for line in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in line.iter().enumerate() {
@@ -61,7 +69,11 @@ impl Table {
 /// `3s ago`, `5m ago`, `2h ago`, `4d ago`; `in 3s` for the future.
 pub fn relative_time(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - t).num_seconds();
-    let (abs, future) = if secs < 0 { (-secs, true) } else { (secs, false) };
+    let (abs, future) = if secs < 0 {
+        (-secs, true)
+    } else {
+        (secs, false)
+    };
     let text = if abs < 60 {
         format!("{abs}s")
     } else if abs < 3600 {
@@ -95,7 +107,10 @@ pub fn from_nanos(ns: i64) -> Option<DateTime<Utc>> {
 
 /// `k=v,k2=v2`.
 pub fn labels(map: &std::collections::BTreeMap<String, String>) -> String {
-    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Pretty JSON (two spaces), without a trailing newline.
@@ -127,7 +142,12 @@ pub fn document<T: Serialize + ?Sized>(value: &T, yaml: bool) -> anyhow::Result<
 /// Mir's result block: `1. weather/default COMMAND_RESPONSE_STATUS_SUCCESS`, then the
 /// response name and pretty JSON, or the error.
 pub fn command_result(index: usize, r: &CommandResult) -> anyhow::Result<String> {
-    let mut out = format!("{index}. {}/{} {}\n", r.name, r.namespace, r.status.mir_name());
+    let mut out = format!(
+        "{index}. {}/{} {}\n",
+        r.name,
+        r.namespace,
+        r.status.mir_name()
+    );
     if let Some(name) = &r.response_name {
         let _ = writeln!(out, "{name}");
     }
@@ -136,7 +156,10 @@ pub fn command_result(index: usize, r: &CommandResult) -> anyhow::Result<String>
     }
     if r.status == CommandStatus::Pending {
         if let Some(id) = &r.command_id {
-            let _ = writeln!(out, "command id {id}: see the result with `mir cmd get {id}`");
+            let _ = writeln!(
+                out,
+                "command id {id}: see the result with `mir cmd get {id}`"
+            );
         }
     }
     if let Some(err) = &r.error {
@@ -156,7 +179,12 @@ pub fn config_status_name(s: ConfigStatus) -> &'static str {
 
 /// `1. weather/default SENT`, then the message name and the desired value, or the error.
 pub fn config_result(index: usize, message: &str, r: &ConfigResult) -> anyhow::Result<String> {
-    let mut out = format!("{index}. {}/{} {}\n", r.name, r.namespace, config_status_name(r.status));
+    let mut out = format!(
+        "{index}. {}/{} {}\n",
+        r.name,
+        r.namespace,
+        config_status_name(r.status)
+    );
     if let Some(desired) = &r.desired {
         let _ = writeln!(out, "{message}");
         let _ = writeln!(out, "{}", pretty_json(desired)?);
@@ -168,21 +196,19 @@ pub fn config_result(index: usize, message: &str, r: &ConfigResult) -> anyhow::R
 }
 
 /// How Mir lists a message a device accepts: `schema.v1.ActivateHVACCmd{}`.
-pub fn message_line(name: &str, template: &Value) -> String {
-    let compact = serde_json::to_string(template).unwrap_or_default();
-    match template {
-        Value::Object(m) if m.is_empty() => format!("{name}{{}}"),
-        Value::Object(_) => format!("{name}{compact}"),
-        _ => format!("{name}{{}}"),
-    }
+pub fn message_line(name: &str) -> String {
+    format!("{name}{{}}")
 }
 
 /// A plain-text line chart of `points` (time order), `height` rows tall and at most
 /// `width` columns wide: the y axis on the left, one `*` per column (the mean of the
 /// points that fall in it), the first and last time below.
 pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) -> String {
-    let points: Vec<(DateTime<Utc>, f64)> =
-        points.iter().copied().filter(|(_, v)| v.is_finite()).collect();
+    let points: Vec<(DateTime<Utc>, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     if points.is_empty() || height == 0 || width == 0 {
         return "(no numeric values to chart)\n".to_string();
     }
@@ -194,10 +220,20 @@ pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) 
         buckets[c].0 += v;
         buckets[c].1 += 1;
     }
-    let values: Vec<f64> =
-        buckets.iter().map(|(sum, n)| if *n == 0 { f64::NAN } else { sum / *n as f64 }).collect();
-    let min = values.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+    let values: Vec<f64> = buckets
+        .iter()
+        .map(|(sum, n)| if *n == 0 { f64::NAN } else { sum / *n as f64 })
+        .collect();
+    let min = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let max = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
     let span = if max > min { max - min } else { 1.0 };
     let row_of = |v: f64| -> usize {
         if max > min {
@@ -210,7 +246,11 @@ pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) 
     let label_width = label(max).len().max(label(min).len());
     let mut out = String::new();
     for r in (0..height).rev() {
-        let axis_value = if height > 1 { min + span * r as f64 / (height - 1) as f64 } else { min };
+        let axis_value = if height > 1 {
+            min + span * r as f64 / (height - 1) as f64
+        } else {
+            min
+        };
         let text = if r == height - 1 || r == 0 || r == (height - 1) / 2 {
             label(if max > min { axis_value } else { min })
         } else {
@@ -218,7 +258,11 @@ pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) 
         };
         let mut line = format!("{text:>label_width$} |");
         for v in &values {
-            line.push(if v.is_finite() && row_of(*v) == r { '*' } else { ' ' });
+            line.push(if v.is_finite() && row_of(*v) == r {
+                '*'
+            } else {
+                ' '
+            });
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -229,7 +273,12 @@ pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) 
     let left = first.format("%H:%M:%S").to_string();
     let right = last.format("%H:%M:%S").to_string();
     let gap = (cols + 1).saturating_sub(left.len() + right.len()).max(1);
-    let _ = writeln!(out, "{} {left}{}{right}", " ".repeat(label_width), " ".repeat(gap));
+    let _ = writeln!(
+        out,
+        "{} {left}{}{right}",
+        " ".repeat(label_width),
+        " ".repeat(gap)
+    );
     out
 }
 
@@ -265,7 +314,10 @@ mod tests {
 
     #[test]
     fn relative_times_read_like_kubectl() {
-        let now = Utc.with_ymd_and_hms(2025, 1, 2, 12, 0, 0).single().expect("time");
+        let now = Utc
+            .with_ymd_and_hms(2025, 1, 2, 12, 0, 0)
+            .single()
+            .expect("time");
         let ago = |s: i64| relative_time(now - chrono::Duration::seconds(s), now);
         assert_eq!(ago(3), "3s ago");
         assert_eq!(ago(59), "59s ago");
@@ -300,8 +352,14 @@ mod tests {
             desired: None,
             error: Some("device is disabled".into()),
         };
-        assert_eq!(config_result(2, "x.P", &c).expect("ok"), "2. w/default ERROR\ndevice is disabled\n");
-        assert_eq!(message_line("schema.v1.ActivateHVACCmd", &serde_json::json!({})), "schema.v1.ActivateHVACCmd{}");
+        assert_eq!(
+            config_result(2, "x.P", &c).expect("ok"),
+            "2. w/default ERROR\ndevice is disabled\n"
+        );
+        assert_eq!(
+            message_line("schema.v1.ActivateHVACCmd"),
+            "schema.v1.ActivateHVACCmd{}"
+        );
     }
 
     #[test]
@@ -312,7 +370,10 @@ mod tests {
 
     #[test]
     fn the_chart_has_a_fixed_height_and_marks_min_and_max() {
-        let t0 = Utc.with_ymd_and_hms(2025, 1, 2, 12, 0, 0).single().expect("time");
+        let t0 = Utc
+            .with_ymd_and_hms(2025, 1, 2, 12, 0, 0)
+            .single()
+            .expect("time");
         let points: Vec<_> = (0..20)
             .map(|i| (t0 + chrono::Duration::seconds(i), f64::from(i as i32 % 10)))
             .collect();
@@ -324,14 +385,21 @@ mod tests {
         assert_eq!(lines[0].matches('*').count(), 2, "{chart}");
         assert_eq!(chart.matches('*').count(), 20, "{chart}");
         assert!(lines[10].contains("+--------------------"), "{chart}");
-        assert!(lines[11].contains("12:00:00") && lines[11].contains("12:00:19"), "{chart}");
+        assert!(
+            lines[11].contains("12:00:00") && lines[11].contains("12:00:19"),
+            "{chart}"
+        );
         // More points than columns are averaged into the width.
         let many: Vec<_> = (0..200).map(|i| (t0, f64::from(i))).collect();
         let chart = line_chart(&many, 10, 50);
         assert_eq!(chart.matches('*').count(), 50, "{chart}");
         // A flat series sits in the middle; no values says so.
         let flat = line_chart(&[(t0, 3.0), (t0, 3.0)], 10, 50);
-        assert_eq!(flat.lines().filter(|l| l.contains('*')).count(), 1, "{flat}");
+        assert_eq!(
+            flat.lines().filter(|l| l.contains('*')).count(),
+            1,
+            "{flat}"
+        );
         assert_eq!(line_chart(&[], 10, 50), "(no numeric values to chart)\n");
     }
 }

@@ -49,7 +49,10 @@ impl DeviceUpdate {
     }
 }
 
-fn map_patch(set: &std::collections::BTreeMap<String, String>, remove: &[String]) -> Map<String, Value> {
+fn map_patch(
+    set: &std::collections::BTreeMap<String, String>,
+    remove: &[String],
+) -> Map<String, Value> {
     let mut m = Map::new();
     for k in remove.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
         m.insert(k.to_string(), Value::Null);

@@ -493,15 +493,39 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
     })
 }
 
+/// A `FileDescriptorSet` read as raw file entries, so that merging keeps every byte of
+/// each file: `prost_types` would drop the custom options (`mir.device.v1.*`) the
+/// server needs to tell telemetry, commands and config apart.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawDescriptorSet {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    file: Vec<Bytes>,
+}
+
+/// Only the name of a `FileDescriptorProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileName {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
 /// Merges the descriptor sets (a file present in several sets is kept once) and
 /// compresses the result with zlib.
 fn compressed_schema(sets: &[Vec<u8>]) -> Result<Bytes, BuildError> {
-    let mut merged = prost_types::FileDescriptorSet::default();
+    let mut merged = RawDescriptorSet::default();
+    let mut names = Vec::new();
     for (index, bytes) in sets.iter().enumerate() {
-        let set = prost_types::FileDescriptorSet::decode(bytes.as_slice())
+        // Validates the whole set once with the typed decoder.
+        prost_types::FileDescriptorSet::decode(bytes.as_slice())
             .map_err(|source| BuildError::InvalidSchema { index, source })?;
-        for file in set.file {
-            if !merged.file.iter().any(|f| f.name == file.name) {
+        let raw = RawDescriptorSet::decode(bytes.as_slice())
+            .map_err(|source| BuildError::InvalidSchema { index, source })?;
+        for file in raw.file {
+            let name = FileName::decode(file.clone())
+                .map_err(|source| BuildError::InvalidSchema { index, source })?
+                .name;
+            if !names.contains(&name) {
+                names.push(name);
                 merged.file.push(file);
             }
         }

@@ -30,7 +30,11 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub enum HookEvent {
     Connect(ClientInfo),
     Disconnect(ClientInfo, DisconnectReason),
-    Publish { client_id: String, topic: String, payload: Bytes },
+    Publish {
+        client_id: String,
+        topic: String,
+        payload: Bytes,
+    },
 }
 
 /// Hooks that record every call; `on_publish` optionally waits for a permit of `gate`.
@@ -73,11 +77,15 @@ impl Recorder {
     pub async fn wait_until(&self, what: &str, cond: impl Fn(&[HookEvent]) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if cond(&self.events.lock().unwrap()) {
+            let events = self.events();
+            if cond(&events) {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!("timed out waiting for {what}; hook events: {:#?}", self.events());
+                panic!(
+                    "timed out waiting for {what}; hook events: {:#?}",
+                    self.events()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -107,14 +115,23 @@ impl Recorder {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
-                HookEvent::Publish { client_id, topic, payload } => Some((client_id, topic, payload)),
+                HookEvent::Publish {
+                    client_id,
+                    topic,
+                    payload,
+                } => Some((client_id, topic, payload)),
                 _ => None,
             })
             .collect()
     }
 
     pub fn publish_count(&self) -> usize {
-        self.events.lock().unwrap().iter().filter(|e| matches!(e, HookEvent::Publish { .. })).count()
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, HookEvent::Publish { .. }))
+            .count()
     }
 
     pub async fn wait_disconnect(&self, client_id: &str, reason: DisconnectReason) {
@@ -145,7 +162,11 @@ pub struct BrokerBuilder {
 }
 
 pub fn broker() -> BrokerBuilder {
-    BrokerBuilder { config: BrokerConfig::default(), gate: None, plain: true }
+    BrokerBuilder {
+        config: BrokerConfig::default(),
+        gate: None,
+        plain: true,
+    }
 }
 
 impl BrokerBuilder {
@@ -179,7 +200,10 @@ impl BrokerBuilder {
         if self.plain {
             self.config.plain = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         }
-        let hooks = Arc::new(Recorder { events: Mutex::default(), gate: self.gate });
+        let hooks = Arc::new(Recorder {
+            events: Mutex::default(),
+            gate: self.gate,
+        });
         let (stop, stop_rx) = oneshot::channel::<()>();
         let broker = Broker::start(self.config, hooks.clone(), async {
             let _ = stop_rx.await;
@@ -217,7 +241,9 @@ impl TestBroker {
             let _ = stop.send(());
         }
         if let Some(broker) = self.broker.take() {
-            tokio::time::timeout(WAIT, broker.stopped()).await.expect("broker stopped in time");
+            tokio::time::timeout(WAIT, broker.stopped())
+                .await
+                .expect("broker stopped in time");
         }
     }
 }
@@ -257,7 +283,11 @@ impl Device {
                 }
             }
         });
-        Device { client, events, task }
+        Device {
+            client,
+            events,
+            task,
+        }
     }
 
     /// Connects and waits for the CONNACK; returns `session_present`.
@@ -279,7 +309,10 @@ impl Device {
 
     /// The next incoming packet or the error that ended the event loop.
     pub async fn next(&mut self, within: Duration) -> Option<Result<Packet, ConnectionError>> {
-        tokio::time::timeout(within, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next incoming PUBLISH within `within`, skipping other packets.
@@ -327,9 +360,17 @@ impl Device {
         &mut self,
         filters: &[(&str, rumqttc::QoS)],
     ) -> Vec<rumqttc::SubscribeReasonCode> {
-        let subs = filters.iter().map(|(f, q)| rumqttc::SubscribeFilter::new(f.to_string(), *q));
-        self.client.subscribe_many(subs).await.expect("subscribe queued");
-        match self.expect_packet("SUBACK", |p| matches!(p, Packet::SubAck(_))).await {
+        let subs = filters
+            .iter()
+            .map(|(f, q)| rumqttc::SubscribeFilter::new(f.to_string(), *q));
+        self.client
+            .subscribe_many(subs)
+            .await
+            .expect("subscribe queued");
+        match self
+            .expect_packet("SUBACK", |p| matches!(p, Packet::SubAck(_)))
+            .await
+        {
             Packet::SubAck(ack) => ack.return_codes,
             _ => unreachable!(),
         }
@@ -380,23 +421,26 @@ pub fn tls_opts(
     for c in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
     let config = match client {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert.as_bytes()).map(|c| c.unwrap()).collect();
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
             let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
             builder.with_client_auth_cert(chain, key).unwrap()
         }
         None => builder.with_no_client_auth(),
     };
     let mut o = opts(id, addr);
-    o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(
-        config,
-    ))));
+    o.set_transport(Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
+    ));
     o
 }
 
@@ -407,7 +451,9 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
-        RawClient { stream: tokio::net::TcpStream::connect(addr).await.unwrap() }
+        RawClient {
+            stream: tokio::net::TcpStream::connect(addr).await.unwrap(),
+        }
     }
 
     /// Sends CONNECT (protocol `level`) and returns the CONNACK return code and

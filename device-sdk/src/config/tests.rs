@@ -233,3 +233,17 @@ fn log_levels_parse_with_mir_names() {
     assert_eq!("fatal".parse::<LogLevel>().expect("fatal"), LogLevel::Error);
     assert!("loud".parse::<LogLevel>().is_err());
 }
+
+#[test]
+fn the_schema_sent_keeps_every_byte_of_the_descriptor_set_so_mir_options_survive() {
+    use std::io::Read;
+    let weather = mir_proto::examples::weather::DESCRIPTOR_SET;
+    let packed = compressed_schema(&[weather.to_vec(), weather.to_vec()]).expect("valid");
+    let mut raw = Vec::new();
+    flate2::read::ZlibDecoder::new(&packed[..])
+        .read_to_end(&mut raw)
+        .expect("inflates");
+    // Merging the same set twice keeps one copy of each file, byte for byte; a
+    // round trip through prost_types would have dropped the custom options.
+    assert_eq!(raw, weather);
+}

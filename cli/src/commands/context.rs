@@ -1,0 +1,117 @@
+//! `mir context` and `mir tools config`.
+
+use std::process::ExitCode;
+
+use crate::args::{ContextArgs, ContextCommand, ToolsArgs, ToolsCommand, ToolsConfigCommand};
+use crate::context::{config_path, CliConfig, Context};
+use crate::output::Table;
+
+use super::{out, Connection};
+
+pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<ExitCode> {
+    let path = config_path()?;
+    let mut cfg = CliConfig::load(&path)?;
+    match (args.command, args.name) {
+        (
+            Some(ContextCommand::Add {
+                name,
+                api,
+                kind,
+                region,
+                profile,
+                use_it,
+            }),
+            _,
+        ) => {
+            crate::client::Client::new(&api)?;
+            cfg.upsert(Context {
+                name: name.clone(),
+                api,
+                kind,
+                region,
+                profile,
+            });
+            if use_it {
+                cfg.switch(&name)?;
+            }
+            cfg.save(&path)?;
+            let note = if use_it { " and switched to it" } else { "" };
+            out(&format!("context {name} added{note}\n"))?;
+        }
+        (Some(ContextCommand::Remove { name }), _) => {
+            cfg.remove(&name)?;
+            cfg.save(&path)?;
+            out(&format!("context {name} removed\n"))?;
+        }
+        (None, Some(name)) => {
+            cfg.switch(&name)?;
+            cfg.save(&path)?;
+            out(&format!("switched to context {name}\n"))?;
+        }
+        (None, None) => out(&context_table(&cfg))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// NAME (`*` marks the current one), API, KIND, REGION.
+pub(crate) fn context_table(cfg: &CliConfig) -> String {
+    let mut t = Table::new(["NAME", "API", "KIND", "REGION"]);
+    let mut rows = cfg.contexts.clone();
+    if cfg.get(crate::context::DEFAULT_CONTEXT).is_none() {
+        rows.insert(0, CliConfig::default().contexts.remove(0));
+    }
+    for c in rows {
+        let mark = if c.name == cfg.current_context {
+            "*"
+        } else {
+            ""
+        };
+        let kind = serde_json::to_value(c.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        t.row([
+            format!("{mark}{}", c.name),
+            c.api,
+            kind,
+            c.region.unwrap_or_default(),
+        ]);
+    }
+    t.render()
+}
+
+pub(super) fn tools(args: ToolsArgs) -> anyhow::Result<ExitCode> {
+    let ToolsCommand::Config { command } = args.command;
+    let path = config_path()?;
+    match command {
+        ToolsConfigCommand::Path => out(&format!("{}\n", path.display()))?,
+        ToolsConfigCommand::Print => {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                    "# {} does not exist yet: these are the defaults\n{}",
+                    path.display(),
+                    serde_yaml::to_string(&CliConfig::default())?
+                ),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+                    )
+                }
+            };
+            out(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_current_context_is_marked() {
+        let cfg = CliConfig::default();
+        assert_eq!(context_table(&cfg), "NAME     API                     KIND    REGION\n*local   http://127.0.0.1:8180   local\n");
+    }
+}

@@ -1,0 +1,163 @@
+//! What each command does, over [`crate::client`] and [`crate::output`].
+
+mod context;
+mod device;
+mod event;
+mod message;
+mod telemetry;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::CommandFactory;
+
+use mir_shared::domain::{NameRef, Targets, Twin};
+
+use crate::args::{Cli, Command, DeviceCommand};
+use crate::client::Client;
+use crate::context::{config_path, CliConfig};
+
+/// Runs a parsed command line. Errors are for the caller to print; the exit code says
+/// whether every device succeeded.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = Connection {
+        api: cli.api,
+        context: cli.context,
+    };
+    match cli.command {
+        Command::Device(d) => match d.command {
+            DeviceCommand::Command(c) => message::command(&conn, c).await,
+            DeviceCommand::Config(c) => message::config(&conn, c).await,
+            DeviceCommand::Telemetry(t) => telemetry::run(&conn, t).await,
+            other => device::run(&conn, other).await,
+        },
+        Command::Command(c) => message::command(&conn, c).await,
+        Command::Config(c) => message::config(&conn, c).await,
+        Command::Telemetry(t) => telemetry::run(&conn, t).await,
+        Command::Event(e) => event::run(&conn, e).await,
+        Command::Context(c) => context::context(&conn, c),
+        Command::Tools(t) => context::tools(t),
+        Command::Completion { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mir", &mut buf);
+            out(&String::from_utf8_lossy(&buf))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local(args) => {
+            crate::local::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// How to reach the API: `--api`/`MIR_API`, `--context`, else the current context.
+#[derive(Debug, Clone)]
+pub(crate) struct Connection {
+    api: Option<String>,
+    context: Option<String>,
+}
+
+impl Connection {
+    fn client(&self) -> anyhow::Result<Client> {
+        let cfg = CliConfig::load(&config_path()?)?;
+        let api = cfg.resolve_api(self.api.as_deref(), self.context.as_deref())?;
+        Ok(Client::new(&api)?)
+    }
+}
+
+/// Writes to stdout; a closed pipe (`mir ... | head`) is not an error.
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// How a selection reads in messages: `weather/default, /lab, labels k=v`.
+pub(crate) fn describe(t: &Targets) -> String {
+    if t.is_all() {
+        return "(all devices)".to_string();
+    }
+    let mut parts: Vec<String> = t.ids.iter().map(|i| format!("id {i}")).collect();
+    parts.extend(t.names.iter().map(|n: &NameRef| match &n.namespace {
+        Some(ns) => format!("{}/{ns}", n.name),
+        None => n.name.clone(),
+    }));
+    parts.extend(t.namespaces.iter().map(|ns| format!("/{ns}")));
+    if !t.labels.is_empty() {
+        parts.push(format!("labels {}", crate::output::labels(&t.labels)));
+    }
+    parts.join(", ")
+}
+
+/// The devices of a selection; an error when there are none.
+pub(crate) async fn resolve(client: &Client, targets: &Targets) -> anyhow::Result<Vec<Twin>> {
+    let devices = client.list_devices(targets).await?.devices;
+    if devices.is_empty() {
+        bail!(
+            "no device matches {}; list devices with `mir device ls`",
+            describe(targets)
+        );
+    }
+    Ok(devices)
+}
+
+/// One device from `name/namespace`, `/namespace` (if it holds one device), a name or an id.
+pub(crate) async fn resolve_one(client: &Client, arg: &str) -> anyhow::Result<Twin> {
+    let targets = single_target(arg)?;
+    let mut devices = client.list_devices(&targets).await?.devices;
+    match devices.len() {
+        0 => bail!("no device {arg:?}; list devices with `mir device ls`"),
+        1 => Ok(devices.remove(0)),
+        n => {
+            let names: Vec<String> = devices.iter().map(Twin::display_name).collect();
+            bail!(
+                "{arg:?} matches {n} devices ({}): name one as name/namespace",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// A single-device argument: with a `/`, Mir's target syntax; without, a name or an id.
+pub(crate) fn single_target(arg: &str) -> anyhow::Result<Targets> {
+    let mut t = Targets::default();
+    t.add_positional(arg)?;
+    if !arg.contains('/') {
+        t.ids.push(arg.trim().to_string());
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_target_without_namespace_is_a_name_or_an_id() {
+        let t = single_target("weather").expect("ok");
+        assert_eq!(t.ids, ["weather"]);
+        assert_eq!(t.names[0].name, "weather");
+        let t = single_target("weather/lab").expect("ok");
+        assert!(t.ids.is_empty());
+        assert_eq!(describe(&t), "weather/lab");
+        let mut t = Targets::default();
+        t.namespaces.push("lab".into());
+        t.labels.insert("k".into(), "v".into());
+        assert_eq!(describe(&t), "/lab, labels k=v");
+        assert_eq!(describe(&Targets::all()), "(all devices)");
+    }
+}

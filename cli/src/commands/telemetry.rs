@@ -1,0 +1,249 @@
+//! `mir telemetry list|query`.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use mir_shared::api::{TelemetryList, TelemetryQueryResult};
+use mir_shared::telemetry::FieldValue;
+
+use super::{describe, message::refresh, out, resolve_one, Connection};
+use crate::args::{MessageListArgs, Output, TelemetryArgs, TelemetryCommand, TelemetryQueryArgs};
+use crate::client::Client;
+use crate::input;
+use crate::output::{self, Table};
+
+/// Rows of `--chart`.
+const CHART_HEIGHT: usize = 10;
+/// Widest `--chart`, in columns.
+const CHART_WIDTH: usize = 72;
+
+pub(super) async fn run(conn: &Connection, args: TelemetryArgs) -> anyhow::Result<ExitCode> {
+    let client = conn.client()?;
+    match args.command {
+        TelemetryCommand::List(a) => list(&client, a).await,
+        TelemetryCommand::Query(a) => query(&client, a).await,
+    }
+}
+
+async fn list(client: &Client, a: MessageListArgs) -> anyhow::Result<ExitCode> {
+    let targets = input::targets(&a.targets)?;
+    if a.refresh {
+        refresh(client, &targets).await?;
+    }
+    let list = client.list_telemetry(&targets).await?;
+    match a.output.output {
+        Output::Yaml => out(&output::document(&list, true)?)?,
+        Output::Json => out(&output::document(&list, false)?)?,
+        Output::Table => {
+            if list.devices.is_empty() {
+                bail!(
+                    "no device matches {}; list devices with `mir device ls`",
+                    describe(&targets)
+                );
+            }
+            out(&list_text(&list, chrono::Utc::now()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1. weather/default` then one line per telemetry message: stored count, last time.
+pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut text = String::new();
+    for (i, d) in list.devices.iter().enumerate() {
+        text.push_str(&format!("{}. {}/{}\n", i + 1, d.name, d.namespace));
+        if d.messages.is_empty() {
+            let why = d
+                .error
+                .clone()
+                .unwrap_or_else(|| "no telemetry messages; use -r to refresh the schema".into());
+            text.push_str(&format!("   ({why})\n"));
+            continue;
+        }
+        let mut t = Table::new(["TELEMETRY", "STORED", "LAST"]);
+        for m in &d.messages {
+            t.row([
+                m.measure.clone(),
+                m.count.to_string(),
+                output::relative_opt(output::from_nanos(m.last_time_ns), now),
+            ]);
+        }
+        for line in t.render().lines() {
+            text.push_str("   ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+async fn query(client: &Client, a: TelemetryQueryArgs) -> anyhow::Result<ExitCode> {
+    let device = resolve_one(client, &a.target).await?;
+    let result = client
+        .query_telemetry(&device.spec.device_id, &a.name, &a.since, a.limit)
+        .await?;
+    match a.output.output {
+        Output::Yaml => out(&output::document(&result, true)?)?,
+        Output::Json => out(&output::document(&result, false)?)?,
+        Output::Table => {
+            if result.rows.is_empty() {
+                eprintln!(
+                    "no {} from {} since {}",
+                    a.name,
+                    device.display_name(),
+                    a.since
+                );
+            } else {
+                out(&query_table(&result))?;
+            }
+        }
+    }
+    if let Some(field) = &a.chart {
+        out(&chart(&result, field)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cell(v: Option<&FieldValue>) -> String {
+    match v {
+        None => String::new(),
+        Some(FieldValue::Bool(b)) => b.to_string(),
+        Some(FieldValue::Int(i)) => i.to_string(),
+        Some(FieldValue::Double(d)) => d.to_string(),
+        Some(FieldValue::Text(s)) => s.clone(),
+    }
+}
+
+/// TIME then one column per field.
+pub(crate) fn query_table(r: &TelemetryQueryResult) -> String {
+    let mut columns = r.columns.clone();
+    if columns.is_empty() {
+        let mut all: Vec<String> = r
+            .rows
+            .iter()
+            .flat_map(|row| row.values.keys().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        columns = all;
+    }
+    let mut t = Table::new(
+        std::iter::once("TIME".to_string()).chain(columns.iter().map(|c| c.to_uppercase())),
+    );
+    for row in &r.rows {
+        t.row(
+            std::iter::once(output::timestamp(row.time))
+                .chain(columns.iter().map(|c| cell(row.values.get(c)))),
+        );
+    }
+    t.render()
+}
+
+/// The line chart of a numeric field.
+pub(crate) fn chart(r: &TelemetryQueryResult, field: &str) -> anyhow::Result<String> {
+    let known = r.columns.iter().any(|c| c == field)
+        || r.rows.iter().any(|row| row.values.contains_key(field));
+    if !known && !r.rows.is_empty() {
+        bail!(
+            "no field {field:?} in {}; fields: {}",
+            r.measure,
+            r.columns.join(", ")
+        );
+    }
+    let points: Vec<(chrono::DateTime<chrono::Utc>, f64)> = r
+        .rows
+        .iter()
+        .filter_map(|row| match row.values.get(field) {
+            Some(FieldValue::Int(i)) => Some((row.time, *i as f64)),
+            Some(FieldValue::Double(d)) => Some((row.time, *d)),
+            Some(FieldValue::Bool(b)) => Some((row.time, if *b { 1.0 } else { 0.0 })),
+            _ => None,
+        })
+        .collect();
+    Ok(format!(
+        "\n{field}\n{}",
+        output::line_chart(&points, CHART_HEIGHT, CHART_WIDTH)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use mir_shared::api::{DeviceTelemetry, TelemetryRow};
+    use mir_shared::ports::TelemetrySeries;
+
+    fn result() -> TelemetryQueryResult {
+        let t0 = Utc
+            .with_ymd_and_hms(2025, 2, 15, 17, 1, 25)
+            .single()
+            .expect("time");
+        TelemetryQueryResult {
+            device_id: "weather".into(),
+            measure: "schema.v1.Env".into(),
+            columns: vec!["temperature".into(), "humidity".into()],
+            rows: (0..3)
+                .map(|i| TelemetryRow {
+                    time: t0 + chrono::Duration::seconds(i),
+                    values: [
+                        (
+                            "temperature".to_string(),
+                            FieldValue::Double(20.5 + i as f64),
+                        ),
+                        ("humidity".to_string(), FieldValue::Int(40 + i)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn query_rows_become_a_table_with_one_column_per_field() {
+        assert_eq!(
+            query_table(&result()),
+            "TIME                  TEMPERATURE   HUMIDITY\n\
+             2025-02-15 17:01:25   20.5          40\n\
+             2025-02-15 17:01:26   21.5          41\n\
+             2025-02-15 17:01:27   22.5          42\n"
+        );
+    }
+
+    #[test]
+    fn the_chart_needs_a_known_field() {
+        let c = chart(&result(), "humidity").expect("chart");
+        assert_eq!(c.matches('*').count(), 3, "{c}");
+        assert_eq!(c.lines().count(), 2 + 10 + 2, "{c}");
+        let err = chart(&result(), "pressure").expect_err("unknown");
+        assert!(err.to_string().contains("temperature, humidity"), "{err}");
+    }
+
+    #[test]
+    fn the_list_shows_counts_and_last_times() {
+        let now = Utc
+            .with_ymd_and_hms(2025, 2, 15, 17, 0, 0)
+            .single()
+            .expect("time");
+        let list = TelemetryList {
+            devices: vec![DeviceTelemetry {
+                device_id: "weather".into(),
+                name: "weather".into(),
+                namespace: "default".into(),
+                messages: vec![TelemetrySeries {
+                    measure: "schema.v1.Env".into(),
+                    count: 120,
+                    last_time_ns: (now - chrono::Duration::seconds(4))
+                        .timestamp_nanos_opt()
+                        .unwrap_or(0),
+                }],
+                error: None,
+            }],
+        };
+        assert_eq!(
+            list_text(&list, now),
+            "1. weather/default\n   TELEMETRY       STORED   LAST\n   schema.v1.Env   120      4s ago\n"
+        );
+    }
+}

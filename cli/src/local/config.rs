@@ -1,0 +1,157 @@
+//! Configuration of the local hub: defaults < config file < flags. Validated once.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the hub keeps its stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Embedded database in the data directory (needs nothing installed).
+    Local,
+    /// DynamoDB/Timestream adapters against an AWS-compatible endpoint (LocalStack).
+    Localstack,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub profile: Profile,
+    /// Where the database, the local CA and dead letters live.
+    pub data_dir: PathBuf,
+    /// Address to listen on (keep it on loopback unless you mean to expose the hub).
+    pub bind: IpAddr,
+    /// Plain MQTT port (0: any free port).
+    pub mqtt_port: u16,
+    /// MQTT over mutual TLS (client certificates from the local CA).
+    pub mqtts_port: u16,
+    /// HTTP API (same routes as API Gateway).
+    pub http_port: u16,
+    pub log_level: String,
+    /// A device without heartbeat for this long is marked offline.
+    pub stale_after_secs: u64,
+    /// How often the stale-heartbeat sweep runs (the cloud's schedule).
+    pub sweep_interval_secs: u64,
+    pub events_retention_days: u32,
+    pub commands_retention_days: u32,
+    /// QoS 1 messages kept per offline persistent session.
+    pub max_queued_per_session: usize,
+    /// Endpoint of the AWS-compatible services for the `localstack` profile.
+    pub aws_endpoint: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Local,
+            data_dir: default_data_dir(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mqtt_port: 1883,
+            mqtts_port: 8883,
+            http_port: DEFAULT_HTTP_PORT,
+            log_level: "info".into(),
+            stale_after_secs: 90,
+            sweep_interval_secs: 30,
+            events_retention_days: 30,
+            commands_retention_days: 7,
+            max_queued_per_session: 10_000,
+            aws_endpoint: "http://localhost:4566".into(),
+        }
+    }
+}
+
+/// The HTTP port the CLI talks to by default.
+pub const DEFAULT_HTTP_PORT: u16 = 8180;
+
+/// `$MIR_DATA_DIR`, else `$XDG_DATA_HOME/mir/local`, else `~/.local/share/mir/local`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MIR_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("mir").join("local");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/mir/local"),
+        None => PathBuf::from(".mir-local"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl HubConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.stale_after_secs == 0 || self.sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid("staleAfterSecs and sweepIntervalSecs must be above 0".into()));
+        }
+        let ports = [self.mqtt_port, self.mqtts_port, self.http_port];
+        for (i, p) in ports.iter().enumerate() {
+            if *p != 0 && ports[..i].contains(p) {
+                return Err(ConfigError::Invalid(format!("port {p} is used twice")));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError::Invalid(format!("logLevel {:?}: {e}", self.log_level)))?;
+        Ok(())
+    }
+
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.bind, port)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("mir.redb")
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.data_dir.join("ca")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_defaults_parse_back_and_unknown_keys_are_refused() {
+        let yaml = serde_yaml::to_string(&HubConfig::default()).expect("yaml");
+        let back: HubConfig = serde_yaml::from_str(&yaml).expect("parses");
+        assert_eq!(back, HubConfig::default());
+        assert!(serde_yaml::from_str::<HubConfig>("httpPrt: 1").is_err());
+        let partial: HubConfig = serde_yaml::from_str("httpPort: 9000").expect("partial");
+        assert_eq!(partial.mqtt_port, 1883);
+    }
+
+    #[test]
+    fn the_same_port_twice_is_refused() {
+        let c = HubConfig { mqtt_port: 9000, http_port: 9000, ..HubConfig::default() };
+        assert!(c.validate().is_err());
+        let c = HubConfig { mqtt_port: 0, http_port: 0, mqtts_port: 0, ..HubConfig::default() };
+        assert!(c.validate().is_ok());
+    }
+}

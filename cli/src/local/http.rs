@@ -1,0 +1,143 @@
+//! The hub's HTTP server: the routes of API Gateway (from the routes table), turned
+//! into the same payload v2 events and handed to the same `api-*` handlers.
+
+use std::sync::Arc;
+
+use aws_lambda_events::{
+    apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse},
+    encodings::Body as LambdaBody,
+};
+use axum::{
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+
+use mir_shared::{api, routes::RoutesTable};
+
+use super::core::Core;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub core: Arc<Core>,
+    pub routes: Arc<RoutesTable>,
+}
+
+pub fn router(state: HttpState) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(state)
+}
+
+async fn dispatch(State(state): State<HttpState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    let mut path_known = false;
+    for f in &state.routes.functions {
+        for route in &f.http {
+            if route.match_path(route.method.as_str(), path).is_some() {
+                path_known = true;
+            }
+            let Some(params) = route.match_path(method.as_str(), path) else { continue };
+            let event = match to_event(&route.route_key(), &method, &uri, &headers, &body, params) {
+                Ok(e) => e,
+                Err(e) => return to_response(api::error_response(&api::ApiError::bad_request(e))),
+            };
+            return to_response(invoke(&state.core, &f.name, &event).await);
+        }
+    }
+    let err = if path_known {
+        api::ApiError { status: 405, message: format!("{method} is not allowed on {path}") }
+    } else {
+        api::ApiError::not_found(format!("no route {method} {path}"))
+    };
+    to_response(api::error_response(&err))
+}
+
+async fn invoke(core: &Core, function: &str, ev: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    let s = &core.store;
+    let publisher = core.publisher.as_ref();
+    let cache = &core.cache;
+    let clock = &core.clock;
+    match function {
+        "api-devices" => {
+            let deps = mir_fn_api_devices::Deps { twins: s, schemas: s, events: s, publisher, certificates: core.certificates.as_deref(), cache, clock };
+            mir_fn_api_devices::handle(&deps, ev).await
+        }
+        "api-commands" => {
+            let deps = mir_fn_api_commands::Deps { twins: s, schemas: s, commands: s, events: s, publisher, cache, clock };
+            mir_fn_api_commands::handle(&deps, ev).await
+        }
+        "api-config" => {
+            let deps = mir_fn_api_config::Deps { twins: s, schemas: s, events: s, publisher, cache, clock };
+            mir_fn_api_config::handle(&deps, ev).await
+        }
+        "api-telemetry" => {
+            let deps = mir_fn_api_telemetry::Deps { twins: s, schemas: s, telemetry: s, cache, clock };
+            mir_fn_api_telemetry::handle(&deps, ev).await
+        }
+        "api-events" => {
+            let deps = mir_fn_api_events::Deps { events: s, clock };
+            mir_fn_api_events::handle(&deps, ev).await
+        }
+        other => api::error_response(&api::ApiError::not_found(format!("no function {other}"))),
+    }
+}
+
+/// Builds the API Gateway HTTP API (payload v2) event of a request.
+fn to_event(
+    route_key: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    params: std::collections::BTreeMap<String, String>,
+) -> Result<ApiGatewayV2httpRequest, String> {
+    let now = chrono::Utc::now();
+    let mut hdrs = serde_json::Map::new();
+    for (k, v) in headers {
+        if let Ok(v) = v.to_str() {
+            hdrs.insert(k.as_str().to_string(), v.into());
+        }
+    }
+    let (body, b64) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (serde_json::Value::Null, false),
+        Ok(text) => (text.into(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body).into(), true),
+    };
+    let ev = serde_json::json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": uri.path(),
+        "rawQueryString": uri.query().unwrap_or(""),
+        "headers": hdrs,
+        "pathParameters": params,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "localhost",
+            "http": { "method": method.as_str(), "path": uri.path(), "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "" },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis()
+        },
+        "body": body,
+        "isBase64Encoded": b64
+    });
+    serde_json::from_value(ev).map_err(|e| format!("cannot build the API event: {e}"))
+}
+
+fn to_response(r: ApiGatewayV2httpResponse) -> Response {
+    let status = u16::try_from(r.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match r.body {
+        Some(LambdaBody::Text(t)) => Body::from(t),
+        Some(LambdaBody::Binary(b)) => Body::from(b),
+        _ => Body::empty(),
+    };
+    let mut resp = (status, body).into_response();
+    for (k, v) in r.headers.iter() {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    resp
+}
