@@ -21,12 +21,12 @@ const TARGET_HELP: &str =
   mir cfg send weather/default -n schema.v1.DataRateProp -c
   mir ctx                                     # list contexts")]
 pub struct Cli {
-    /// Base URL of the Mir API (overrides MIR_API and the current context)
-    #[arg(long, global = true, env = "MIR_API", value_name = "URL")]
+    /// Base URL of the Mir API [env: MIR_API] (else the context's)
+    #[arg(long, global = true, value_name = "URL")]
     pub api: Option<String>,
 
-    /// Use this context instead of the current one
-    #[arg(long, global = true, env = "MIR_CONTEXT", value_name = "NAME")]
+    /// Use this context instead of the current one [env: MIR_CONTEXT]
+    #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
 
     /// Log level of the CLI itself (error, warn, info, debug, trace; before the command,

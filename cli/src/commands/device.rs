@@ -49,7 +49,7 @@ async fn list(client: &Client, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
         Output::Yaml => out(&output::yaml_docs(&devices)?)?,
         Output::Table => {
             if devices.is_empty() {
-                eprintln!("no device matches {}", describe(&targets));
+                eprintln!("{}", super::no_device(&targets));
             } else {
                 out(&device_table(&devices, chrono::Utc::now()))?;
             }
@@ -69,7 +69,7 @@ pub(crate) fn device_table(devices: &[Twin], now: chrono::DateTime<chrono::Utc>)
     ]);
     for d in devices {
         let online = if d.spec.disabled {
-            "disabled".to_string()
+            format!("{} (disabled)", d.status.online)
         } else {
             d.status.online.to_string()
         };
@@ -403,9 +403,9 @@ mod tests {
         let table = device_table(&[a, b], now);
         assert_eq!(
             table,
-            "NAME/NAMESPACE    DEVICE ID   ONLINE     LAST HEARTBEAT   LABELS\n\
-             weather/default   weather     true       3s ago           type=sensor\n\
-             p/lab             power-1     disabled   never\n"
+            "NAME/NAMESPACE    DEVICE ID   ONLINE             LAST HEARTBEAT   LABELS\n\
+             weather/default   weather     true               3s ago           type=sensor\n\
+             p/lab             power-1     false (disabled)   never\n"
         );
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use mir_shared::api::{Catalog, ConfigStatus, MessageInfo, SendCommand, SendConfig};
 use mir_shared::domain::{CommandStatus, Targets};
 
-use super::{describe, out, resolve, status, Connection};
+use super::{describe, no_device, out, resolve, status, Connection};
 use crate::args::{
     CommandArgs, CommandCommand, ConfigArgs, ConfigCommand, MessageListArgs, MessageSendArgs,
     Output,
@@ -35,6 +35,13 @@ impl Kind {
         match self {
             Kind::Command => "command",
             Kind::Config => "config",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Command => "commands",
+            Kind::Config => "config messages",
         }
     }
 
@@ -157,16 +164,13 @@ fn print_catalog(
         Output::Json => out(&output::document(catalog, false)?)?,
         Output::Table => {
             if catalog.devices.is_empty() {
-                bail!(
-                    "no device matches {}; list devices with `mir device ls`",
-                    describe(targets)
-                );
+                bail!("{}", no_device(targets));
             }
             out(&catalog_text(kind, catalog))?;
             if catalog.devices.iter().any(|d| d.messages.is_empty()) {
                 eprintln!(
-                    "tip: if a device's {}s are missing, use -r to refresh its schema",
-                    kind.noun()
+                    "tip: if a device's {} are missing, use -r to refresh its schema",
+                    kind.plural()
                 );
             }
         }
@@ -186,7 +190,7 @@ fn catalog_text(kind: Kind, catalog: &Catalog) -> String {
         if d.messages.is_empty() {
             match &d.error {
                 Some(e) => text.push_str(&format!("({e})\n")),
-                None => text.push_str(&format!("(no {} messages)\n", kind.noun())),
+                None => text.push_str(&format!("(no {})\n", kind.plural())),
             }
         }
     }
@@ -202,10 +206,7 @@ fn find_message<'a>(
     targets: &Targets,
 ) -> anyhow::Result<&'a MessageInfo> {
     if catalog.devices.is_empty() {
-        bail!(
-            "no device matches {}; list devices with `mir device ls`",
-            describe(targets)
-        );
+        bail!("{}", no_device(targets));
     }
     if let Some(m) = catalog
         .devices
@@ -309,7 +310,7 @@ async fn send(
             };
             let results = client.send_command(&req).await?.results;
             if results.is_empty() {
-                bail!("no device matches {}", describe(&targets));
+                bail!("{}", no_device(&targets));
             }
             if a.output.output != Output::Table {
                 out(&output::document(
@@ -340,7 +341,7 @@ async fn send(
             };
             let results = client.send_config(&req).await?.results;
             if results.is_empty() {
-                bail!("no device matches {}", describe(&targets));
+                bail!("{}", no_device(&targets));
             }
             if a.output.output != Output::Table {
                 out(&output::document(

@@ -21,10 +21,7 @@ use crate::context::{config_path, CliConfig};
 /// Runs a parsed command line. Errors are for the caller to print; the exit code says
 /// whether every device succeeded.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let conn = Connection {
-        api: cli.api,
-        context: cli.context,
-    };
+    let conn = Connection::from_flags(cli.api, cli.context, |k| std::env::var(k).ok());
     match cli.command {
         Command::Device(d) => match d.command {
             DeviceCommand::Command(c) => message::command(&conn, c).await,
@@ -59,6 +56,29 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// Priority: `--api`, `--context`, `MIR_API`, `MIR_CONTEXT`, the current context.
+    fn from_flags(
+        api: Option<String>,
+        context: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        match (api, context) {
+            (Some(api), context) => Self {
+                api: Some(api),
+                context,
+            },
+            (None, Some(context)) => Self {
+                api: None,
+                context: Some(context),
+            },
+            (None, None) => Self {
+                api: env("MIR_API"),
+                context: env("MIR_CONTEXT"),
+            },
+        }
+    }
+
     fn client(&self) -> anyhow::Result<Client> {
         let cfg = CliConfig::load(&config_path()?)?;
         let api = cfg.resolve_api(self.api.as_deref(), self.context.as_deref())?;
@@ -89,7 +109,7 @@ pub(crate) fn status(ok: bool) -> ExitCode {
 /// How a selection reads in messages: `weather/default, /lab, labels k=v`.
 pub(crate) fn describe(t: &Targets) -> String {
     if t.is_all() {
-        return "(all devices)".to_string();
+        return "any device".to_string();
     }
     let mut parts: Vec<String> = t.ids.iter().map(|i| format!("id {i}")).collect();
     parts.extend(t.names.iter().map(|n: &NameRef| match &n.namespace {
@@ -103,14 +123,24 @@ pub(crate) fn describe(t: &Targets) -> String {
     parts.join(", ")
 }
 
+/// What to say when a selection is empty.
+pub(crate) fn no_device(t: &Targets) -> String {
+    if t.is_all() {
+        "there are no devices yet: create one with `mir device create --id ID`, or connect one"
+            .to_string()
+    } else {
+        format!(
+            "no device matches {}; list devices with `mir device ls`",
+            describe(t)
+        )
+    }
+}
+
 /// The devices of a selection; an error when there are none.
 pub(crate) async fn resolve(client: &Client, targets: &Targets) -> anyhow::Result<Vec<Twin>> {
     let devices = client.list_devices(targets).await?.devices;
     if devices.is_empty() {
-        bail!(
-            "no device matches {}; list devices with `mir device ls`",
-            describe(targets)
-        );
+        bail!("{}", no_device(targets));
     }
     Ok(devices)
 }
@@ -158,6 +188,29 @@ mod tests {
         t.namespaces.push("lab".into());
         t.labels.insert("k".into(), "v".into());
         assert_eq!(describe(&t), "/lab, labels k=v");
-        assert_eq!(describe(&Targets::all()), "(all devices)");
+        assert!(no_device(&Targets::all()).contains("no devices yet"));
+    }
+
+    #[test]
+    fn flags_beat_the_environment_for_the_api() {
+        let env = |k: &str| match k {
+            "MIR_API" => Some("http://env".to_string()),
+            "MIR_CONTEXT" => Some("envctx".to_string()),
+            _ => None,
+        };
+        let c = Connection::from_flags(None, None, env);
+        assert_eq!(
+            (c.api.as_deref(), c.context.as_deref()),
+            (Some("http://env"), Some("envctx"))
+        );
+        let c = Connection::from_flags(None, Some("prod".into()), env);
+        assert_eq!(
+            (c.api.as_deref(), c.context.as_deref()),
+            (None, Some("prod"))
+        );
+        let c = Connection::from_flags(Some("http://flag".into()), None, env);
+        assert_eq!(c.api.as_deref(), Some("http://flag"));
+        let c = Connection::from_flags(None, None, |_| Some(" ".into()));
+        assert_eq!((c.api, c.context), (None, None));
     }
 }

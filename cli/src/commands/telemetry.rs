@@ -7,7 +7,7 @@ use anyhow::bail;
 use mir_shared::api::{TelemetryList, TelemetryQueryResult};
 use mir_shared::telemetry::FieldValue;
 
-use super::{describe, message::refresh, out, resolve_one, Connection};
+use super::{message::refresh, no_device, out, resolve_one, Connection};
 use crate::args::{MessageListArgs, Output, TelemetryArgs, TelemetryCommand, TelemetryQueryArgs};
 use crate::client::Client;
 use crate::input;
@@ -37,10 +37,7 @@ async fn list(client: &Client, a: MessageListArgs) -> anyhow::Result<ExitCode> {
         Output::Json => out(&output::document(&list, false)?)?,
         Output::Table => {
             if list.devices.is_empty() {
-                bail!(
-                    "no device matches {}; list devices with `mir device ls`",
-                    describe(&targets)
-                );
+                bail!("{}", no_device(&targets));
             }
             out(&list_text(&list, chrono::Utc::now()))?;
         }
