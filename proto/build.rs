@@ -13,7 +13,10 @@ fn compile(
         compiler.open_file(file)?;
     }
     // Encoded by protox itself so the custom options survive (prost_types drops them).
-    std::fs::write(out_dir.join(out_name), compiler.encode_file_descriptor_set())?;
+    std::fs::write(
+        out_dir.join(out_name),
+        compiler.encode_file_descriptor_set(),
+    )?;
     let fds = compiler.file_descriptor_set();
     let mut config = prost_build::Config::new();
     config.bytes(["."]).enable_type_names();
@@ -54,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Keeps the files this crate owns: google's well-known types come from prost-types,
 /// and `mir.device.v1` is generated once.
 fn only_own_files(mut fds: prost_types::FileDescriptorSet) -> prost_types::FileDescriptorSet {
-    fds.file.retain(|f| !f.package().starts_with("google.protobuf"));
+    fds.file
+        .retain(|f| !f.package().starts_with("google.protobuf"));
     fds
 }

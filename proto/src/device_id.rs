@@ -43,7 +43,10 @@ impl DeviceId {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')))
         {
-            return Err(InvalidDeviceId::BadChar { id: id.to_string(), ch });
+            return Err(InvalidDeviceId::BadChar {
+                id: id.to_string(),
+                ch,
+            });
         }
         Ok(())
     }
@@ -116,7 +119,10 @@ mod tests {
     #[test]
     fn empty_long_and_topic_breaking_ids_are_refused() {
         assert_eq!(DeviceId::new(""), Err(InvalidDeviceId::Empty));
-        assert_eq!(DeviceId::new("a".repeat(129)), Err(InvalidDeviceId::TooLong(129)));
+        assert_eq!(
+            DeviceId::new("a".repeat(129)),
+            Err(InvalidDeviceId::TooLong(129))
+        );
         for bad in ["a/b", "+", "#", "dev ice", "é", "a.b"] {
             assert!(
                 matches!(DeviceId::new(bad), Err(InvalidDeviceId::BadChar { .. })),

@@ -52,7 +52,6 @@ pub mod examples {
             include_bytes!(concat!(env!("OUT_DIR"), "/weather_descriptor_set.bin"));
 
         /// The schema source, for tools that compile it (swarm, CLI).
-        pub const SCHEMA_PROTO: &str =
-            include_str!("../examples/weather/schema/v1/schema.proto");
+        pub const SCHEMA_PROTO: &str = include_str!("../examples/weather/schema/v1/schema.proto");
     }
 }

@@ -109,7 +109,8 @@ pub fn parse(topic: &str) -> Result<(DeviceId, DeviceTopic), TopicError> {
         topic: topic.to_string(),
         source,
     })?;
-    let kind = DeviceTopic::from_suffix(suffix).ok_or_else(|| TopicError::Unknown(topic.to_string()))?;
+    let kind =
+        DeviceTopic::from_suffix(suffix).ok_or_else(|| TopicError::Unknown(topic.to_string()))?;
     Ok((id, kind))
 }
 
@@ -178,7 +179,10 @@ mod tests {
     #[test]
     fn topics_of_other_roots_and_bad_ids_are_refused() {
         assert!(matches!(parse("foo/x/tlm"), Err(TopicError::NotMir(_))));
-        assert!(matches!(parse("mir/a b/tlm"), Err(TopicError::BadDeviceId { .. })));
+        assert!(matches!(
+            parse("mir/a b/tlm"),
+            Err(TopicError::BadDeviceId { .. })
+        ));
         assert!(matches!(parse("mir/x/nope"), Err(TopicError::Unknown(_))));
         assert!(matches!(parse("mir/x"), Err(TopicError::Unknown(_))));
         assert!(matches!(parse("mirx/y/tlm"), Err(TopicError::NotMir(_))));
@@ -191,7 +195,10 @@ mod tests {
         assert!(matches("mir/a/#", "mir/a/cfg/desired/get"));
         assert!(matches("#", "mir/a"));
         assert!(!matches("#", "$aws/events/presence/connected/a"));
-        assert!(matches(PRESENCE_FILTER, &presence(PresenceKind::Connected, "a")));
+        assert!(matches(
+            PRESENCE_FILTER,
+            &presence(PresenceKind::Connected, "a")
+        ));
         assert!(!matches("mir/+/tlm", "mir/a/b/tlm"));
     }
 }

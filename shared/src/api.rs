@@ -29,22 +29,40 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self { status: 400, message: message.into() }
+        Self {
+            status: 400,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: 404, message: message.into() }
+        Self {
+            status: 404,
+            message: message.into(),
+        }
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self { status: 409, message: message.into() }
+        Self {
+            status: 409,
+            message: message.into(),
+        }
     }
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self { status: 413, message: message.into() }
+        Self {
+            status: 413,
+            message: message.into(),
+        }
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { status: 503, message: message.into() }
+        Self {
+            status: 503,
+            message: message.into(),
+        }
     }
     pub fn internal() -> Self {
-        Self { status: 500, message: "internal error; see the function logs".into() }
+        Self {
+            status: 500,
+            message: "internal error; see the function logs".into(),
+        }
     }
 }
 
@@ -53,7 +71,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::not_found(format!("not found: {m}")),
             StoreError::AlreadyExists(m) => ApiError::conflict(format!("already exists: {m}")),
-            StoreError::Conflict(m) => ApiError::conflict(format!("changed concurrently, retry: {m}")),
+            StoreError::Conflict(m) => {
+                ApiError::conflict(format!("changed concurrently, retry: {m}"))
+            }
             StoreError::TooLarge(m) => ApiError::too_large(m),
             StoreError::Unavailable { .. } => {
                 tracing::error!(error = %e, "store unavailable");
@@ -84,7 +104,9 @@ pub fn json_response<T: Serialize>(status: u16, body: &T) -> ApiGatewayV2httpRes
 }
 
 pub fn error_response(err: &ApiError) -> ApiGatewayV2httpResponse {
-    let body = ErrorBody { error: err.message.clone() };
+    let body = ErrorBody {
+        error: err.message.clone(),
+    };
     let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
     text_response(err.status, text)
 }
@@ -133,11 +155,17 @@ impl ApiRequest {
             Some(b) => Some(b.clone().into_bytes()),
         };
         if body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
-            return Err(ApiError::too_large(format!("request body over {MAX_BODY_BYTES} bytes")));
+            return Err(ApiError::too_large(format!(
+                "request body over {MAX_BODY_BYTES} bytes"
+            )));
         }
         Ok(Self {
             route_key,
-            path_params: ev.path_parameters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            path_params: ev
+                .path_parameters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             query,
             body,
         })
@@ -151,7 +179,10 @@ impl ApiRequest {
     }
 
     pub fn query_value(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn targets(&self) -> Result<Targets, ApiError> {
@@ -165,27 +196,37 @@ impl ApiRequest {
         if body.is_empty() {
             return Err(ApiError::bad_request("a JSON body is required"));
         }
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
 /// Parses `15m`, `2h`, `1d` (ago) or an RFC 3339 time.
-pub fn parse_since(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+pub fn parse_since(
+    s: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("since {s:?} must be like 15m, 2h, 7d or an RFC 3339 time")))?;
+    let n: i64 = n.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "since {s:?} must be like 15m, 2h, 7d or an RFC 3339 time"
+        ))
+    })?;
     let d = match unit {
         "s" => chrono::Duration::seconds(n),
         "m" | "" => chrono::Duration::minutes(n),
         "h" => chrono::Duration::hours(n),
         "d" => chrono::Duration::days(n),
-        _ => return Err(ApiError::bad_request(format!("since {s:?}: unit must be s, m, h or d"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "since {s:?}: unit must be s, m, h or d"
+            )))
+        }
     };
     Ok(now - d)
 }
@@ -358,30 +399,6 @@ pub struct EventList {
     pub events: Vec<crate::domain::Event>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_accepts_durations_and_times() {
-        let now = chrono::Utc::now();
-        assert_eq!(parse_since("15m", now).expect("ok"), now - chrono::Duration::minutes(15));
-        assert_eq!(parse_since("2h", now).expect("ok"), now - chrono::Duration::hours(2));
-        assert!(parse_since("2024-01-01T00:00:00Z", now).is_ok());
-        assert!(parse_since("soon", now).is_err());
-        assert!(parse_since("3w", now).is_err());
-    }
-
-    #[test]
-    fn store_errors_become_plain_statuses_without_internals() {
-        let e: ApiError = StoreError::unavailable("dynamodb", std::io::Error::other("secret-host:4566")).into();
-        assert_eq!(e.status, 503);
-        assert!(!e.message.contains("secret-host"));
-        let e: ApiError = StoreError::NotFound("device x".into()).into();
-        assert_eq!(e.status, 404);
-    }
-}
-
 impl From<crate::service::HandlerError> for ApiError {
     fn from(e: crate::service::HandlerError) -> Self {
         use crate::service::HandlerError as H;
@@ -406,5 +423,36 @@ impl From<crate::domain::DomainError> for ApiError {
 impl From<crate::schema::SchemaError> for ApiError {
     fn from(e: crate::schema::SchemaError) -> Self {
         ApiError::bad_request(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            parse_since("15m", now).expect("ok"),
+            now - chrono::Duration::minutes(15)
+        );
+        assert_eq!(
+            parse_since("2h", now).expect("ok"),
+            now - chrono::Duration::hours(2)
+        );
+        assert!(parse_since("2024-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("3w", now).is_err());
+    }
+
+    #[test]
+    fn store_errors_become_plain_statuses_without_internals() {
+        let e: ApiError =
+            StoreError::unavailable("dynamodb", std::io::Error::other("secret-host:4566")).into();
+        assert_eq!(e.status, 503);
+        assert!(!e.message.contains("secret-host"));
+        let e: ApiError = StoreError::NotFound("device x".into()).into();
+        assert_eq!(e.status, 404);
     }
 }

@@ -48,7 +48,10 @@ impl StoreError {
 
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Conflict(_) | StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Conflict(_) | StoreError::Unavailable { .. }
+        )
     }
 }
 
@@ -59,7 +62,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait TwinStore: Send + Sync {
     async fn get(&self, device_id: &str) -> StoreResult<Option<Versioned<Twin>>>;
-    async fn get_by_name(&self, name: &str, namespace: &str) -> StoreResult<Option<Versioned<Twin>>>;
+    async fn get_by_name(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Versioned<Twin>>>;
     async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>>;
     /// Fails with `AlreadyExists` when the id or the name/namespace is taken.
     async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>>;
@@ -95,7 +102,11 @@ pub trait CommandStore: Send + Sync {
     async fn get(&self, id: &str) -> StoreResult<Option<CommandRecord>>;
     /// Ends a pending command. Returns the record as stored afterwards and whether this
     /// call changed it (false: it had already ended, e.g. a duplicate response).
-    async fn complete(&self, id: &str, outcome: CommandOutcome) -> StoreResult<(CommandRecord, bool)>;
+    async fn complete(
+        &self,
+        id: &str,
+        outcome: CommandOutcome,
+    ) -> StoreResult<(CommandRecord, bool)>;
     /// Waits until the command has ended or `timeout` passes; returns the record as it is
     /// then. The default polls; adapters with notifications override it.
     async fn wait_final(&self, id: &str, timeout: Duration) -> StoreResult<Option<CommandRecord>> {
@@ -219,7 +230,11 @@ pub enum CertificateError {
 pub trait CertificateIssuer: Send + Sync {
     /// Signs `csr_pem` when given (the private key stays on the device), else creates a
     /// key pair too.
-    async fn issue(&self, device_id: &str, csr_pem: Option<&str>) -> Result<DeviceCertificate, CertificateError>;
+    async fn issue(
+        &self,
+        device_id: &str,
+        csr_pem: Option<&str>,
+    ) -> Result<DeviceCertificate, CertificateError>;
     /// Revokes and deletes the device's certificates (on device delete).
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError>;
 }

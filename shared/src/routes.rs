@@ -95,7 +95,7 @@ impl HttpRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mir_proto::topics::{Direction, DeviceTopic};
+    use mir_proto::topics::{DeviceTopic, Direction};
 
     #[test]
     fn the_routes_file_parses_and_names_twelve_functions() {
@@ -104,14 +104,21 @@ mod tests {
         for f in &t.functions {
             assert_eq!(f.crate_name, format!("mir-fn-{}", f.name));
             assert_eq!(f.path, format!("functions/{}", f.name));
-            assert!(!f.rules.is_empty() || !f.http.is_empty(), "{} has no trigger", f.name);
+            assert!(
+                !f.rules.is_empty() || !f.http.is_empty(),
+                "{} has no trigger",
+                f.name
+            );
         }
     }
 
     #[test]
     fn every_device_to_cloud_topic_has_exactly_one_rule_whose_sql_reads_it() {
         let t = RoutesTable::load().expect("parses");
-        for topic in DeviceTopic::ALL.into_iter().filter(|t| t.direction() == Direction::DeviceToCloud) {
+        for topic in DeviceTopic::ALL
+            .into_iter()
+            .filter(|t| t.direction() == Direction::DeviceToCloud)
+        {
             let rules: Vec<&TopicRule> = t
                 .functions
                 .iter()
@@ -119,13 +126,18 @@ mod tests {
                 .filter(|r| r.topic_filter == topic.filter())
                 .collect();
             assert_eq!(rules.len(), 1, "{topic:?}");
-            assert!(rules[0].sql.ends_with(&format!("FROM '{}'", topic.filter())));
+            assert!(rules[0]
+                .sql
+                .ends_with(&format!("FROM '{}'", topic.filter())));
         }
     }
 
     #[test]
     fn route_templates_match_paths_and_extract_parameters() {
-        let r = HttpRoute { method: "GET".into(), path: "/v1/devices/{deviceId}".into() };
+        let r = HttpRoute {
+            method: "GET".into(),
+            path: "/v1/devices/{deviceId}".into(),
+        };
         let p = r.match_path("get", "/v1/devices/weather").expect("matches");
         assert_eq!(p["deviceId"], "weather");
         assert!(r.match_path("GET", "/v1/devices").is_none());
@@ -138,7 +150,11 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let t = RoutesTable::load().expect("parses");
         for f in &t.functions {
-            assert!(root.join(&f.path).join("Cargo.toml").exists(), "{} missing", f.path);
+            assert!(
+                root.join(&f.path).join("Cargo.toml").exists(),
+                "{} missing",
+                f.path
+            );
         }
     }
 }

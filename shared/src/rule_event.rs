@@ -31,7 +31,10 @@ pub enum RuleEventError {
     #[error("invalid device id in topic: {0}")]
     BadDeviceId(#[from] mir_proto::InvalidDeviceId),
     #[error("client {client_id:?} published on the topic of device {device_id:?}; refused")]
-    ClientMismatch { client_id: String, device_id: String },
+    ClientMismatch {
+        client_id: String,
+        device_id: String,
+    },
     #[error("payload is not base64: {0}")]
     BadBase64(String),
     #[error("payload of {size} bytes is over the {limit} bytes limit")]
@@ -40,7 +43,12 @@ pub enum RuleEventError {
 
 impl RuleEvent {
     /// Builds the event the rule for `topic` would send; what the local hub does.
-    pub fn new(device_id: &str, client_id: &str, payload: &[u8], received_at: DateTime<Utc>) -> Self {
+    pub fn new(
+        device_id: &str,
+        client_id: &str,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             payload: base64::engine::general_purpose::STANDARD.encode(payload),
             device_id: device_id.to_string(),
@@ -86,7 +94,12 @@ impl RuleEvent {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.payload.hash(&mut h);
-        format!("{}|{}|{:016x}", topic.suffix(), self.received_at, h.finish())
+        format!(
+            "{}|{}|{:016x}",
+            topic.suffix(),
+            self.received_at,
+            h.finish()
+        )
     }
 }
 
@@ -157,7 +170,10 @@ mod tests {
     #[test]
     fn another_client_on_a_devices_topic_is_refused() {
         let ev = RuleEvent::new("victim", "attacker", b"x", Utc::now());
-        assert!(matches!(ev.device(), Err(RuleEventError::ClientMismatch { .. })));
+        assert!(matches!(
+            ev.device(),
+            Err(RuleEventError::ClientMismatch { .. })
+        ));
         let ev = RuleEvent::new("bad id", "bad id", b"x", Utc::now());
         assert!(matches!(ev.device(), Err(RuleEventError::BadDeviceId(_))));
     }

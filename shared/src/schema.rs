@@ -12,9 +12,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use prost_reflect::{ReflectMessage, 
+use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
-    SerializeOptions, Value as PValue,
+    ReflectMessage, SerializeOptions, Value as PValue,
 };
 use serde_json::{Map, Value};
 
@@ -232,18 +232,27 @@ impl Schema {
     }
 
     /// proto3 JSON -> protobuf bytes. Errors name the offending field.
-    pub fn json_to_proto(&self, desc: &MessageDescriptor, json: &Value) -> Result<Vec<u8>, SchemaError> {
+    pub fn json_to_proto(
+        &self,
+        desc: &MessageDescriptor,
+        json: &Value,
+    ) -> Result<Vec<u8>, SchemaError> {
         let invalid = |error: String| SchemaError::InvalidJson {
             message: desc.full_name().to_string(),
             error,
         };
         check_json(desc, json, "").map_err(invalid)?;
-        let msg = DynamicMessage::deserialize(desc.clone(), json).map_err(|e| invalid(e.to_string()))?;
+        let msg =
+            DynamicMessage::deserialize(desc.clone(), json).map_err(|e| invalid(e.to_string()))?;
         Ok(msg.encode_to_vec())
     }
 
     /// protobuf bytes -> proto3 JSON (default values included, as Mir shows them).
-    pub fn proto_to_json(&self, desc: &MessageDescriptor, bytes: &[u8]) -> Result<Value, SchemaError> {
+    pub fn proto_to_json(
+        &self,
+        desc: &MessageDescriptor,
+        bytes: &[u8],
+    ) -> Result<Value, SchemaError> {
         let msg = DynamicMessage::decode(desc.clone(), bytes).map_err(|e| SchemaError::Decode {
             message: desc.full_name().to_string(),
             error: e.to_string(),
@@ -419,7 +428,10 @@ fn check_json(desc: &MessageDescriptor, json: &Value, path: &str) -> Result<(), 
         }
         if field.is_map() {
             let Value::Object(entries) = value else {
-                return Err(format!("field `{here}` must be an object (a map), got {}", json_type(value)));
+                return Err(format!(
+                    "field `{here}` must be an object (a map), got {}",
+                    json_type(value)
+                ));
             };
             if let Kind::Message(entry) = field.kind() {
                 let vfield = entry.map_entry_value_field();
@@ -429,7 +441,10 @@ fn check_json(desc: &MessageDescriptor, json: &Value, path: &str) -> Result<(), 
             }
         } else if field.is_list() {
             let Value::Array(items) = value else {
-                return Err(format!("field `{here}` must be a list, got {}", json_type(value)));
+                return Err(format!(
+                    "field `{here}` must be a list, got {}",
+                    json_type(value)
+                ));
             };
             for (i, item) in items.iter().enumerate() {
                 check_value(&field, item, &format!("{here}[{i}]"))?;
@@ -472,7 +487,12 @@ fn check_value(field: &FieldDescriptor, value: &Value, path: &str) -> Result<(),
         },
         Kind::Float | Kind::Double => match value {
             Value::Number(_) => Ok(()),
-            Value::String(s) if s.parse::<f64>().is_ok() || ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) => Ok(()),
+            Value::String(s)
+                if s.parse::<f64>().is_ok()
+                    || ["NaN", "Infinity", "-Infinity"].contains(&s.as_str()) =>
+            {
+                Ok(())
+            }
             _ => bad("a number"),
         },
         kind => {
@@ -537,30 +557,60 @@ mod tests {
     fn mir_annotations_classify_messages() {
         let s = schema();
         assert_eq!(s.messages_of(MessageKind::Telemetry), ["schema.v1.Env"]);
-        assert_eq!(s.messages_of(MessageKind::Command), ["schema.v1.ActivateHVACCmd"]);
-        assert_eq!(s.messages_of(MessageKind::Config), ["schema.v1.DataRateProp"]);
-        assert_eq!(s.package_names(), ["google.protobuf", "mir.device.v1", "schema.v1"]);
+        assert_eq!(
+            s.messages_of(MessageKind::Command),
+            ["schema.v1.ActivateHVACCmd"]
+        );
+        assert_eq!(
+            s.messages_of(MessageKind::Config),
+            ["schema.v1.DataRateProp"]
+        );
+        assert_eq!(
+            s.package_names(),
+            ["google.protobuf", "mir.device.v1", "schema.v1"]
+        );
     }
 
     #[test]
     fn json_round_trips_through_protobuf_with_proto3_names() {
         let s = schema();
-        let d = s.message_of_kind("schema.v1.ActivateHVACCmd", MessageKind::Command).expect("cmd");
-        let bytes = s.json_to_proto(&d, &json!({"durationSec": 5})).expect("encodes");
-        assert_eq!(s.proto_to_json(&d, &bytes).expect("decodes"), json!({"durationSec": 5}));
-        let bytes = s.json_to_proto(&d, &json!({"duration_sec": 7})).expect("proto names too");
-        assert_eq!(s.proto_to_json(&d, &bytes).expect("decodes"), json!({"durationSec": 7}));
+        let d = s
+            .message_of_kind("schema.v1.ActivateHVACCmd", MessageKind::Command)
+            .expect("cmd");
+        let bytes = s
+            .json_to_proto(&d, &json!({"durationSec": 5}))
+            .expect("encodes");
+        assert_eq!(
+            s.proto_to_json(&d, &bytes).expect("decodes"),
+            json!({"durationSec": 5})
+        );
+        let bytes = s
+            .json_to_proto(&d, &json!({"duration_sec": 7}))
+            .expect("proto names too");
+        assert_eq!(
+            s.proto_to_json(&d, &bytes).expect("decodes"),
+            json!({"durationSec": 7})
+        );
     }
 
     #[test]
     fn json_that_does_not_match_names_the_field() {
         let s = schema();
         let d = s.message("schema.v1.ActivateHVACCmd").expect("cmd");
-        let err = s.json_to_proto(&d, &json!({"durationSec": "five"})).expect_err("bad type");
+        let err = s
+            .json_to_proto(&d, &json!({"durationSec": "five"}))
+            .expect_err("bad type");
         assert!(err.to_string().contains("durationSec"), "{err}");
-        let err = s.json_to_proto(&d, &json!({"duration": 5})).expect_err("unknown");
-        assert!(err.to_string().contains("duration") && err.to_string().contains("durationSec"), "{err}");
-        let err = s.json_to_proto(&d, &json!({"durationSec": 1e12})).expect_err("range");
+        let err = s
+            .json_to_proto(&d, &json!({"duration": 5}))
+            .expect_err("unknown");
+        assert!(
+            err.to_string().contains("duration") && err.to_string().contains("durationSec"),
+            "{err}"
+        );
+        let err = s
+            .json_to_proto(&d, &json!({"durationSec": 1e12}))
+            .expect_err("range");
         assert!(err.to_string().contains("durationSec"), "{err}");
         let err = s.json_to_proto(&d, &json!([1])).expect_err("not object");
         assert!(err.to_string().contains("object"), "{err}");
@@ -569,9 +619,16 @@ mod tests {
     #[test]
     fn unknown_names_list_the_known_messages_of_that_kind() {
         let s = schema();
-        let err = s.message_of_kind("schema.v1.Nope", MessageKind::Command).expect_err("unknown");
-        assert!(err.to_string().contains("schema.v1.ActivateHVACCmd"), "{err}");
-        let err = s.message_of_kind("schema.v1.Env", MessageKind::Command).expect_err("wrong kind");
+        let err = s
+            .message_of_kind("schema.v1.Nope", MessageKind::Command)
+            .expect_err("unknown");
+        assert!(
+            err.to_string().contains("schema.v1.ActivateHVACCmd"),
+            "{err}"
+        );
+        let err = s
+            .message_of_kind("schema.v1.Env", MessageKind::Command)
+            .expect_err("wrong kind");
         assert!(matches!(err, SchemaError::WrongKind { .. }));
     }
 
@@ -592,16 +649,25 @@ mod tests {
     fn malformed_protobuf_is_an_error_not_a_panic() {
         let s = schema();
         let d = s.message("schema.v1.Env").expect("env");
-        assert!(matches!(s.proto_to_json(&d, &[0xff, 0xff, 0xff]), Err(SchemaError::Decode { .. })));
+        assert!(matches!(
+            s.proto_to_json(&d, &[0xff, 0xff, 0xff]),
+            Err(SchemaError::Decode { .. })
+        ));
         assert!(Schema::from_descriptor_set(b"\x0a\xff garbage").is_err());
     }
 
     #[test]
     fn compressed_schemas_round_trip_and_bombs_are_refused() {
         let packed = compress(weather::DESCRIPTOR_SET);
-        assert_eq!(decompress(&packed).expect("inflates"), weather::DESCRIPTOR_SET);
+        assert_eq!(
+            decompress(&packed).expect("inflates"),
+            weather::DESCRIPTOR_SET
+        );
         let bomb = compress(&vec![0u8; MAX_SCHEMA_BYTES + 10]);
         assert_eq!(decompress(&bomb), Err(SchemaError::TooLarge));
-        assert!(matches!(decompress(b"not zlib"), Err(SchemaError::Decompress(_))));
+        assert!(matches!(
+            decompress(b"not zlib"),
+            Err(SchemaError::Decompress(_))
+        ));
     }
 }

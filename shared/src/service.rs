@@ -133,16 +133,21 @@ pub async fn ensure_twin(
     )))
 }
 
+/// When a schema was loaded, its hash, and the schema.
+type CachedSchema = (Instant, String, Arc<Schema>);
+
 /// Decoded schemas by device, shared by the invocations of one process. Entries are
 /// re-validated against the stored hash after `ttl`.
 pub struct SchemaCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, String, Arc<Schema>)>>,
+    entries: Mutex<HashMap<String, CachedSchema>>,
 }
 
 impl std::fmt::Debug for SchemaCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaCache").field("ttl", &self.ttl).finish()
+        f.debug_struct("SchemaCache")
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }
 
@@ -193,7 +198,10 @@ impl SchemaCache {
         let raw = crate::schema::decompress(&stored.compressed)?;
         let schema = Arc::new(Schema::from_descriptor_set(&raw)?);
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(device_id.to_string(), (Instant::now(), stored.hash, schema.clone()));
+            entries.insert(
+                device_id.to_string(),
+                (Instant::now(), stored.hash, schema.clone()),
+            );
         }
         Ok(Some(schema))
     }
@@ -304,7 +312,11 @@ pub async fn push_desired(
 
 /// Checks every desired property of `twin` against the schema (when there is one) and
 /// normalizes the JSON (proto3 names, defaults).
-pub fn validate_desired(schema: Option<&Schema>, twin: &mut Twin, names: &[String]) -> Result<(), HandlerError> {
+pub fn validate_desired(
+    schema: Option<&Schema>,
+    twin: &mut Twin,
+    names: &[String],
+) -> Result<(), HandlerError> {
     let Some(schema) = schema else {
         return Ok(());
     };

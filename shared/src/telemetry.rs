@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use prost_reflect::{ReflectMessage, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value as PValue};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value as PValue,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::Schema;
@@ -130,7 +132,7 @@ impl TelemetryPlan {
             for (k, v) in schema.field_tags(&field) {
                 tags.push((Arc::from(format!("{}.{k}", field.name())), Arc::from(v)));
             }
-            fields.push(plan_field(schema, field, "", 0));
+            fields.push(plan_field(field, "", 0));
         }
         Self {
             measure: Arc::from(desc.full_name()),
@@ -154,10 +156,11 @@ impl TelemetryPlan {
         fallback_time_ns: i64,
         seq: u64,
     ) -> Result<TelemetryRecord, MapError> {
-        let msg = DynamicMessage::decode(self.desc.clone(), payload).map_err(|e| MapError::Decode {
-            message: self.measure.to_string(),
-            error: e.to_string(),
-        })?;
+        let msg =
+            DynamicMessage::decode(self.desc.clone(), payload).map_err(|e| MapError::Decode {
+                message: self.measure.to_string(),
+                error: e.to_string(),
+            })?;
         let mut values = Vec::with_capacity(self.fields.len());
         collect(&msg, &self.fields, &mut values);
         let time_ns = self
@@ -186,8 +189,16 @@ fn timestamp_unit(schema: &Schema, field: &FieldDescriptor) -> Option<TimeUnit> 
     }
     match field.kind() {
         Kind::Message(_) => Some(TimeUnit::Fraction),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 | Kind::Int32
-        | Kind::Uint32 | Kind::Sint32 | Kind::Fixed32 | Kind::Sfixed32 => Some(match annotated {
+        Kind::Int64
+        | Kind::Sint64
+        | Kind::Sfixed64
+        | Kind::Uint64
+        | Kind::Fixed64
+        | Kind::Int32
+        | Kind::Uint32
+        | Kind::Sint32
+        | Kind::Fixed32
+        | Kind::Sfixed32 => Some(match annotated {
             1 => TimeUnit::Sec,
             2 => TimeUnit::Micro,
             3 => TimeUnit::Milli,
@@ -197,26 +208,36 @@ fn timestamp_unit(schema: &Schema, field: &FieldDescriptor) -> Option<TimeUnit> 
     }
 }
 
-fn plan_field(schema: &Schema, field: FieldDescriptor, prefix: &str, depth: usize) -> PlanField {
+fn plan_field(field: FieldDescriptor, prefix: &str, depth: usize) -> PlanField {
     let path: Arc<str> = Arc::from(format!("{prefix}{}", field.name()));
     let nested = match field.kind() {
         Kind::Message(m)
-            if !field.is_list() && !field.is_map() && depth < MAX_NESTING && !is_time_message(&m) =>
+            if !field.is_list()
+                && !field.is_map()
+                && depth < MAX_NESTING
+                && !is_time_message(&m) =>
         {
             let child_prefix = format!("{path}.");
             Some(
                 m.fields()
-                    .map(|f| plan_field(schema, f, &child_prefix, depth + 1))
+                    .map(|f| plan_field(f, &child_prefix, depth + 1))
                     .collect(),
             )
         }
         _ => None,
     };
-    PlanField { path, field, nested }
+    PlanField {
+        path,
+        field,
+        nested,
+    }
 }
 
 fn is_time_message(m: &MessageDescriptor) -> bool {
-    matches!(m.full_name(), "google.protobuf.Timestamp" | "mir.device.v1.Timestamp")
+    matches!(
+        m.full_name(),
+        "google.protobuf.Timestamp" | "mir.device.v1.Timestamp"
+    )
 }
 
 fn collect(msg: &DynamicMessage, fields: &[PlanField], out: &mut Vec<(Arc<str>, FieldValue)>) {
@@ -261,9 +282,7 @@ fn scalar(v: &PValue, field: &FieldDescriptor) -> Option<FieldValue> {
         PValue::Message(m) if is_time_message(&m.descriptor()) => {
             FieldValue::Int(time_of(v, TimeUnit::Fraction)?)
         }
-        PValue::Message(m) => FieldValue::Text(
-            crate::schema::message_to_json(m).ok()?.to_string(),
-        ),
+        PValue::Message(m) => FieldValue::Text(crate::schema::message_to_json(m).ok()?.to_string()),
         PValue::List(_) | PValue::Map(_) => {
             // Lists and maps are kept whole, as JSON text.
             let json = list_or_map_json(v, field)?;
@@ -334,11 +353,24 @@ mod tests {
         assert_eq!(&*rec.measure, "schema.v1.Env");
         assert_eq!(rec.seq, 7);
         let names: Vec<&str> = rec.values.iter().map(|(k, _)| &**k).collect();
-        assert_eq!(names, ["temperature", "pressure", "humidity", "wind_speed", "raining", "station"]);
+        assert_eq!(
+            names,
+            [
+                "temperature",
+                "pressure",
+                "humidity",
+                "wind_speed",
+                "raining",
+                "station"
+            ]
+        );
         assert_eq!(rec.values[0].1, FieldValue::Int(21));
         assert_eq!(rec.values[3].1, FieldValue::Double(3.5));
-        let tags: Vec<(String, String)> =
-            rec.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let tags: Vec<(String, String)> = rec
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert!(tags.contains(&("site".into(), "roof".into())));
         assert!(tags.contains(&("temperature.unit".into(), "celsius".into())));
     }
@@ -347,7 +379,9 @@ mod tests {
     fn a_zero_timestamp_falls_back_to_the_given_time() {
         let schema = Schema::from_descriptor_set(weather::DESCRIPTOR_SET).expect("schema");
         let plan = schema.telemetry_plan("schema.v1.Env").expect("plan");
-        let rec = plan.map(&weather::Env::default().encode_to_vec(), &ctx(), 42, 0).expect("maps");
+        let rec = plan
+            .map(&weather::Env::default().encode_to_vec(), &ctx(), 42, 0)
+            .expect("maps");
         assert_eq!(rec.time_ns, 42);
     }
 
@@ -355,6 +389,9 @@ mod tests {
     fn malformed_bytes_are_a_decode_error() {
         let schema = Schema::from_descriptor_set(weather::DESCRIPTOR_SET).expect("schema");
         let plan = schema.telemetry_plan("schema.v1.Env").expect("plan");
-        assert!(matches!(plan.map(&[0x08], &ctx(), 1, 0), Err(MapError::Decode { .. })));
+        assert!(matches!(
+            plan.map(&[0x08], &ctx(), 1, 0),
+            Err(MapError::Decode { .. })
+        ));
     }
 }

@@ -145,7 +145,13 @@ pub fn telemetry_event(id: &str, items: &[(&str, Vec<u8>, u64)], received_ms: i6
     rule_event(id, &batch.encode_to_vec(), received_ms)
 }
 
-pub fn reported_event(id: &str, name: &str, payload: Vec<u8>, updated_ns: i64, received_ms: i64) -> RuleEvent {
+pub fn reported_event(
+    id: &str,
+    name: &str,
+    payload: Vec<u8>,
+    updated_ns: i64,
+    received_ms: i64,
+) -> RuleEvent {
     let rp = ReportedProperties {
         properties: vec![PropertyValue {
             name: name.into(),
@@ -163,7 +169,9 @@ pub fn command_response_event(id: &str, command_id: &str, ok: bool, received_ms:
             id: command_id.into(),
             status: CommandResponseStatus::Success as i32,
             name: "schema.v1.ActivateHVACResp".into(),
-            payload: weather::ActivateHvacResp { success: true }.encode_to_vec().into(),
+            payload: weather::ActivateHvacResp { success: true }
+                .encode_to_vec()
+                .into(),
             error: String::new(),
         }
     } else {

@@ -30,7 +30,17 @@ impl LocalHub {
     pub fn start() -> LocalHub {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(MIR)
-            .args(["local", "--http-port", "0", "--mqtt-port", "0", "--mqtts-port", "0", "--log-level", "warn"])
+            .args([
+                "local",
+                "--http-port",
+                "0",
+                "--mqtt-port",
+                "0",
+                "--mqtts-port",
+                "0",
+                "--log-level",
+                "warn",
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--stale-after-secs", "60"])
@@ -49,7 +59,11 @@ impl LocalHub {
             assert!(Instant::now() < deadline, "mir local did not start");
             std::thread::sleep(Duration::from_millis(50));
         };
-        LocalHub { child, dir, endpoints }
+        LocalHub {
+            child,
+            dir,
+            endpoints,
+        }
     }
 
     pub fn api(&self) -> String {
@@ -88,8 +102,13 @@ impl LocalHub {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.mir(&all);
-        assert!(out.ok, "mir {args:?} failed:\n{}\n{}", out.stdout, out.stderr);
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout))
+        assert!(
+            out.ok,
+            "mir {args:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", out.stdout))
     }
 
     pub fn twin(&self, target: &str) -> Value {
@@ -129,7 +148,11 @@ pub fn run_cli(api: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str
         .args(["--api", api])
         .env("HOME", home.path())
         .env("XDG_CONFIG_HOME", home.path())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -137,7 +160,12 @@ pub fn run_cli(api: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str
     }
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     CliOutput {
@@ -172,7 +200,15 @@ pub struct DeviceOptions {
 
 impl TestDevice {
     pub async fn start(hub: &LocalHub, id: &str, behaviour: Behaviour) -> TestDevice {
-        Self::start_with(DeviceOptions { target: hub.mqtt(), credentials: None }, id, behaviour).await
+        Self::start_with(
+            DeviceOptions {
+                target: hub.mqtt(),
+                credentials: None,
+            },
+            id,
+            behaviour,
+        )
+        .await
     }
 
     pub async fn start_with(opts: DeviceOptions, id: &str, behaviour: Behaviour) -> TestDevice {
@@ -190,7 +226,9 @@ impl TestDevice {
         mir.handle_command(move |cmd: ActivateHvacCmd| {
             let m = m.clone();
             async move {
-                let _ = m.send_properties(&HvacStatus { online: cmd.duration_sec > 0 });
+                let _ = m.send_properties(&HvacStatus {
+                    online: cmd.duration_sec > 0,
+                });
                 match behaviour {
                     Behaviour::Succeed => Ok(ActivateHvacResp { success: true }),
                     Behaviour::Fail => Err("hvac jammed".to_string()),
@@ -216,7 +254,12 @@ impl TestDevice {
             .await
             .unwrap();
         mir.wait_connected(Duration::from_secs(10)).await.unwrap();
-        TestDevice { mir, stop, running: Some(running), desired_seen: seen }
+        TestDevice {
+            mir,
+            stop,
+            running: Some(running),
+            desired_seen: seen,
+        }
     }
 
     /// Disconnects cleanly and waits for the SDK to finish.

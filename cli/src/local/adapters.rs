@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use mir_broker::{ca::LocalCa, BrokerHandle, QoS};
 use mir_proto::DeviceId;
-use mir_shared::ports::{CertificateError, CertificateIssuer, DeviceCertificate, DevicePublisher, PublishError};
+use mir_shared::ports::{
+    CertificateError, CertificateIssuer, DeviceCertificate, DevicePublisher, PublishError,
+};
 
 /// Publishes to devices through the broker. The handle is set once the broker runs
 /// (the broker's hooks need the publisher first).
@@ -26,13 +28,21 @@ impl BrokerPublisher {
 #[async_trait]
 impl DevicePublisher for BrokerPublisher {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), PublishError> {
-        let handle = self.handle.get().ok_or_else(|| PublishError::Failed { message: "broker not started".into(), source: None })?;
-        let delivered = handle.publish(topic, payload, QoS::AtLeastOnce).await.map_err(|e| PublishError::Failed {
-            message: e.to_string(),
-            source: Some(Box::new(e)),
+        let handle = self.handle.get().ok_or_else(|| PublishError::Failed {
+            message: "broker not started".into(),
+            source: None,
         })?;
+        let delivered = handle
+            .publish(topic, payload, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| PublishError::Failed {
+                message: e.to_string(),
+                source: Some(Box::new(e)),
+            })?;
         if delivered == 0 {
-            let device = mir_proto::topics::parse(topic).map(|(id, _)| id.to_string()).unwrap_or_else(|_| topic.to_string());
+            let device = mir_proto::topics::parse(topic)
+                .map(|(id, _)| id.to_string())
+                .unwrap_or_else(|_| topic.to_string());
             return Err(PublishError::NotConnected(device));
         }
         Ok(())
@@ -46,7 +56,11 @@ pub struct LocalCertificates {
 
 #[async_trait]
 impl CertificateIssuer for LocalCertificates {
-    async fn issue(&self, device_id: &str, csr_pem: Option<&str>) -> Result<DeviceCertificate, CertificateError> {
+    async fn issue(
+        &self,
+        device_id: &str,
+        csr_pem: Option<&str>,
+    ) -> Result<DeviceCertificate, CertificateError> {
         let id = DeviceId::new(device_id).map_err(|e| CertificateError::Invalid(e.to_string()))?;
         let issued = match csr_pem {
             Some(csr) => self.ca.sign_csr(&id, csr),
@@ -64,7 +78,10 @@ impl CertificateIssuer for LocalCertificates {
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
         // The local CA keeps no revocation list: a deleted device's certificate still
         // passes the TLS handshake, and the device is auto-provisioned again if it connects.
-        tracing::info!(device = device_id, "local CA: certificates are not revocable; nothing to do");
+        tracing::info!(
+            device = device_id,
+            "local CA: certificates are not revocable; nothing to do"
+        );
         Ok(())
     }
 }

@@ -101,13 +101,21 @@ pub enum ConfigError {
 
 impl HubConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.stale_after_secs == 0 || self.sweep_interval_secs == 0 {
-            return Err(ConfigError::Invalid("staleAfterSecs and sweepIntervalSecs must be above 0".into()));
+            return Err(ConfigError::Invalid(
+                "staleAfterSecs and sweepIntervalSecs must be above 0".into(),
+            ));
         }
         let ports = [self.mqtt_port, self.mqtts_port, self.http_port];
         for (i, p) in ports.iter().enumerate() {
@@ -149,9 +157,18 @@ mod tests {
 
     #[test]
     fn the_same_port_twice_is_refused() {
-        let c = HubConfig { mqtt_port: 9000, http_port: 9000, ..HubConfig::default() };
+        let c = HubConfig {
+            mqtt_port: 9000,
+            http_port: 9000,
+            ..HubConfig::default()
+        };
         assert!(c.validate().is_err());
-        let c = HubConfig { mqtt_port: 0, http_port: 0, mqtts_port: 0, ..HubConfig::default() };
+        let c = HubConfig {
+            mqtt_port: 0,
+            http_port: 0,
+            mqtts_port: 0,
+            ..HubConfig::default()
+        };
         assert!(c.validate().is_ok());
     }
 }

@@ -58,12 +58,23 @@ struct DeadLetter<'a, E: Serialize> {
 
 impl DeadLetters {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, lock: Mutex::new(()) }
+        Self {
+            path,
+            lock: Mutex::new(()),
+        }
     }
 
     fn write<E: Serialize>(&self, function: &str, err: &HandlerError, event: &E) {
-        let line = DeadLetter { time: Utc::now(), function, error: err.to_string(), retryable: err.is_retryable(), event };
-        let Ok(mut text) = serde_json::to_string(&line) else { return };
+        let line = DeadLetter {
+            time: Utc::now(),
+            function,
+            error: err.to_string(),
+            retryable: err.is_retryable(),
+            event,
+        };
+        let Ok(mut text) = serde_json::to_string(&line) else {
+            return;
+        };
         text.push('\n');
         let _guard = self.lock.lock();
         let written = std::fs::OpenOptions::new()
@@ -124,41 +135,94 @@ impl Core {
         let publisher = self.publisher.as_ref();
         match kind {
             DeviceTopic::Hello => {
-                let deps = mir_fn_hello::Deps { twins: s, schemas: s, events: s, cache };
-                self.invoke("hello", &ev, || mir_fn_hello::handle(&deps, &ev)).await
+                let deps = mir_fn_hello::Deps {
+                    twins: s,
+                    schemas: s,
+                    events: s,
+                    cache,
+                };
+                self.invoke("hello", &ev, || mir_fn_hello::handle(&deps, &ev))
+                    .await
             }
             DeviceTopic::Heartbeat => {
-                let deps = mir_fn_heartbeat::Deps { twins: s, events: s };
-                self.invoke("heartbeat", &ev, || mir_fn_heartbeat::handle(&deps, &ev)).await
+                let deps = mir_fn_heartbeat::Deps {
+                    twins: s,
+                    events: s,
+                };
+                self.invoke("heartbeat", &ev, || mir_fn_heartbeat::handle(&deps, &ev))
+                    .await
             }
             DeviceTopic::Telemetry => {
-                let deps = mir_fn_telemetry::Deps { twins: s, schemas: s, sink: s, events: s, publisher, cache };
-                self.invoke("telemetry", &ev, || mir_fn_telemetry::handle(&deps, &ev)).await
+                let deps = mir_fn_telemetry::Deps {
+                    twins: s,
+                    schemas: s,
+                    sink: s,
+                    events: s,
+                    publisher,
+                    cache,
+                };
+                self.invoke("telemetry", &ev, || mir_fn_telemetry::handle(&deps, &ev))
+                    .await
             }
             DeviceTopic::Reported => {
-                let deps = mir_fn_reported::Deps { twins: s, schemas: s, events: s, cache };
-                self.invoke("reported", &ev, || mir_fn_reported::handle(&deps, &ev)).await
+                let deps = mir_fn_reported::Deps {
+                    twins: s,
+                    schemas: s,
+                    events: s,
+                    cache,
+                };
+                self.invoke("reported", &ev, || mir_fn_reported::handle(&deps, &ev))
+                    .await
             }
             DeviceTopic::DesiredGet => {
-                let deps = mir_fn_desired::Deps { twins: s, schemas: s, publisher, cache };
-                self.invoke("desired", &ev, || mir_fn_desired::handle(&deps, &ev)).await
+                let deps = mir_fn_desired::Deps {
+                    twins: s,
+                    schemas: s,
+                    publisher,
+                    cache,
+                };
+                self.invoke("desired", &ev, || mir_fn_desired::handle(&deps, &ev))
+                    .await
             }
             DeviceTopic::CommandResponse => {
-                let deps = mir_fn_command_response::Deps { commands: s, schemas: s, events: s, cache };
-                self.invoke("command-response", &ev, || mir_fn_command_response::handle(&deps, &ev)).await
+                let deps = mir_fn_command_response::Deps {
+                    commands: s,
+                    schemas: s,
+                    events: s,
+                    cache,
+                };
+                self.invoke("command-response", &ev, || {
+                    mir_fn_command_response::handle(&deps, &ev)
+                })
+                .await
             }
             DeviceTopic::CommandRequest | DeviceTopic::Desired | DeviceTopic::HelloGet => {
-                tracing::warn!(client_id, topic, "a device published on a cloud-to-device topic");
+                tracing::warn!(
+                    client_id,
+                    topic,
+                    "a device published on a cloud-to-device topic"
+                );
             }
         }
     }
 
     fn presence_deps(&self) -> mir_fn_presence::Deps<'_> {
-        mir_fn_presence::Deps { twins: &self.store, events: &self.store, clock: &self.clock, stale_after: self.stale_after }
+        mir_fn_presence::Deps {
+            twins: &self.store,
+            events: &self.store,
+            clock: &self.clock,
+            stale_after: self.stale_after,
+        }
     }
 
     /// The lifecycle rule: a client connected or disconnected.
-    pub async fn on_presence(&self, kind: PresenceKind, client_id: &str, session_id: &str, disconnect_reason: Option<&str>) {
+    pub async fn on_presence(
+        &self,
+        kind: PresenceKind,
+        client_id: &str,
+        session_id: &str,
+        disconnect_reason: Option<&str>,
+    ) {
         let ev = PresenceInput::Lifecycle(LifecycleEvent {
             client_id: client_id.to_string(),
             timestamp: Utc::now().timestamp_millis(),
@@ -168,19 +232,23 @@ impl Core {
             ip_address: None,
             disconnect_reason: disconnect_reason.map(String::from),
             version_number: 0,
-            client_initiated_disconnect: disconnect_reason.map(|r| r == "CLIENT_INITIATED_DISCONNECT"),
+            client_initiated_disconnect: disconnect_reason
+                .map(|r| r == "CLIENT_INITIATED_DISCONNECT"),
         });
         let deps = self.presence_deps();
-        self.invoke("presence", &ev, || mir_fn_presence::handle(&deps, &ev)).await;
+        self.invoke("presence", &ev, || mir_fn_presence::handle(&deps, &ev))
+            .await;
     }
 
     /// The schedule: stale-heartbeat sweep.
     pub async fn sweep(&self) {
         let deps = self.presence_deps();
         let now = Utc::now();
-        self.invoke("presence", &serde_json::json!({"detail-type": "Scheduled Event", "time": now}), || {
-            mir_fn_presence::sweep(&deps, now)
-        })
+        self.invoke(
+            "presence",
+            &serde_json::json!({"detail-type": "Scheduled Event", "time": now}),
+            || mir_fn_presence::sweep(&deps, now),
+        )
         .await;
     }
 }

@@ -29,7 +29,13 @@ pub fn router(state: HttpState) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
 
-async fn dispatch(State(state): State<HttpState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(state): State<HttpState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     let mut path_known = false;
     for f in &state.routes.functions {
@@ -37,7 +43,9 @@ async fn dispatch(State(state): State<HttpState>, method: Method, uri: Uri, head
             if route.match_path(route.method.as_str(), path).is_some() {
                 path_known = true;
             }
-            let Some(params) = route.match_path(method.as_str(), path) else { continue };
+            let Some(params) = route.match_path(method.as_str(), path) else {
+                continue;
+            };
             let event = match to_event(&route.route_key(), &method, &uri, &headers, &body, params) {
                 Ok(e) => e,
                 Err(e) => return to_response(api::error_response(&api::ApiError::bad_request(e))),
@@ -46,33 +54,69 @@ async fn dispatch(State(state): State<HttpState>, method: Method, uri: Uri, head
         }
     }
     let err = if path_known {
-        api::ApiError { status: 405, message: format!("{method} is not allowed on {path}") }
+        api::ApiError {
+            status: 405,
+            message: format!("{method} is not allowed on {path}"),
+        }
     } else {
         api::ApiError::not_found(format!("no route {method} {path}"))
     };
     to_response(api::error_response(&err))
 }
 
-async fn invoke(core: &Core, function: &str, ev: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+async fn invoke(
+    core: &Core,
+    function: &str,
+    ev: &ApiGatewayV2httpRequest,
+) -> ApiGatewayV2httpResponse {
     let s = &core.store;
     let publisher = core.publisher.as_ref();
     let cache = &core.cache;
     let clock = &core.clock;
     match function {
         "api-devices" => {
-            let deps = mir_fn_api_devices::Deps { twins: s, schemas: s, events: s, publisher, certificates: core.certificates.as_deref(), cache, clock };
+            let deps = mir_fn_api_devices::Deps {
+                twins: s,
+                schemas: s,
+                events: s,
+                publisher,
+                certificates: core.certificates.as_deref(),
+                cache,
+                clock,
+            };
             mir_fn_api_devices::handle(&deps, ev).await
         }
         "api-commands" => {
-            let deps = mir_fn_api_commands::Deps { twins: s, schemas: s, commands: s, events: s, publisher, cache, clock };
+            let deps = mir_fn_api_commands::Deps {
+                twins: s,
+                schemas: s,
+                commands: s,
+                events: s,
+                publisher,
+                cache,
+                clock,
+            };
             mir_fn_api_commands::handle(&deps, ev).await
         }
         "api-config" => {
-            let deps = mir_fn_api_config::Deps { twins: s, schemas: s, events: s, publisher, cache, clock };
+            let deps = mir_fn_api_config::Deps {
+                twins: s,
+                schemas: s,
+                events: s,
+                publisher,
+                cache,
+                clock,
+            };
             mir_fn_api_config::handle(&deps, ev).await
         }
         "api-telemetry" => {
-            let deps = mir_fn_api_telemetry::Deps { twins: s, schemas: s, telemetry: s, cache, clock };
+            let deps = mir_fn_api_telemetry::Deps {
+                twins: s,
+                schemas: s,
+                telemetry: s,
+                cache,
+                clock,
+            };
             mir_fn_api_telemetry::handle(&deps, ev).await
         }
         "api-events" => {
@@ -102,7 +146,12 @@ fn to_event(
     let (body, b64) = match std::str::from_utf8(body) {
         _ if body.is_empty() => (serde_json::Value::Null, false),
         Ok(text) => (text.into(), false),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(body).into(), true),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD
+                .encode(body)
+                .into(),
+            true,
+        ),
     };
     let ev = serde_json::json!({
         "version": "2.0",
@@ -129,7 +178,10 @@ fn to_event(
 }
 
 fn to_response(r: ApiGatewayV2httpResponse) -> Response {
-    let status = u16::try_from(r.status_code).ok().and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = u16::try_from(r.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = match r.body {
         Some(LambdaBody::Text(t)) => Body::from(t),
         Some(LambdaBody::Binary(b)) => Body::from(b),

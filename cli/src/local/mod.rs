@@ -29,7 +29,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use mir_broker::{ca::LocalCa, Broker, BrokerConfig, ClientInfo, DisconnectReason, Hooks, TlsListenerConfig};
+use mir_broker::{
+    ca::LocalCa, Broker, BrokerConfig, ClientInfo, DisconnectReason, Hooks, TlsListenerConfig,
+};
 use mir_proto::topics::PresenceKind;
 use mir_shared::{
     adapters::embedded::{EmbeddedStore, Retention},
@@ -46,7 +48,9 @@ use self::{
 
 /// Options of `mir local`.
 #[derive(Debug, Clone, Default, clap::Args)]
-#[command(after_help = "Examples:\n  mir local                          # hub on 1883 (MQTT), 8883 (mTLS), 8180 (HTTP)\n  mir local --print-config > hub.yaml && mir local --config hub.yaml\n  mir local --http-port 0 --mqtt-port 0 --mqtts-port 0 --data-dir /tmp/hub")]
+#[command(
+    after_help = "Examples:\n  mir local                          # hub on 1883 (MQTT), 8883 (mTLS), 8180 (HTTP)\n  mir local --print-config > hub.yaml && mir local --config hub.yaml\n  mir local --http-port 0 --mqtt-port 0 --mqtts-port 0 --data-dir /tmp/hub"
+)]
 pub struct LocalArgs {
     /// Print the default configuration (YAML) and exit.
     #[arg(long)]
@@ -90,7 +94,16 @@ impl LocalArgs {
         macro_rules! take {
             ($($f:ident),*) => { $( if let Some(v) = &self.$f { c.$f = v.clone(); } )* };
         }
-        take!(profile, data_dir, bind, mqtt_port, mqtts_port, http_port, log_level, stale_after_secs);
+        take!(
+            profile,
+            data_dir,
+            bind,
+            mqtt_port,
+            mqtts_port,
+            http_port,
+            log_level,
+            stale_after_secs
+        );
         c.validate()?;
         Ok(c)
     }
@@ -124,29 +137,54 @@ struct RuleHooks(Arc<Core>);
 #[async_trait::async_trait]
 impl Hooks for RuleHooks {
     async fn on_connect(&self, c: &ClientInfo) {
-        self.0.on_presence(PresenceKind::Connected, &c.client_id, &c.session_id, None).await;
+        self.0
+            .on_presence(PresenceKind::Connected, &c.client_id, &c.session_id, None)
+            .await;
     }
     async fn on_disconnect(&self, c: &ClientInfo, reason: DisconnectReason) {
-        self.0.on_presence(PresenceKind::Disconnected, &c.client_id, &c.session_id, Some(reason.as_aws_str())).await;
+        self.0
+            .on_presence(
+                PresenceKind::Disconnected,
+                &c.client_id,
+                &c.session_id,
+                Some(reason.as_aws_str()),
+            )
+            .await;
     }
     async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
-        self.0.on_device_message(&c.client_id, topic, &payload).await;
+        self.0
+            .on_device_message(&c.client_id, topic, &payload)
+            .await;
     }
 }
 
 impl Hub {
     /// Starts every part; they stop when `shutdown` resolves.
-    pub async fn start(config: HubConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<Hub> {
+    pub async fn start(
+        config: HubConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<Hub> {
         if config.profile == Profile::Localstack {
             anyhow::bail!(
                 "the localstack profile needs the AWS adapters, which this build does not have yet; use --profile local"
             );
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-        let store = EmbeddedStore::open(&config.database_path())
-            .with_context(|| format!("cannot open the database in {} (is another hub running on it?)", config.data_dir.display()))?;
-        let ca = Arc::new(LocalCa::load_or_create(&config.ca_dir()).context("cannot load or create the local CA")?);
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = EmbeddedStore::open(&config.database_path()).with_context(|| {
+            format!(
+                "cannot open the database in {} (is another hub running on it?)",
+                config.data_dir.display()
+            )
+        })?;
+        let ca = Arc::new(
+            LocalCa::load_or_create(&config.ca_dir())
+                .context("cannot load or create the local CA")?,
+        );
         let server = ca
             .issue_server_cert(&["localhost".to_string(), config.bind.to_string()])
             .context("cannot issue the broker's server certificate")?;
@@ -157,7 +195,9 @@ impl Hub {
             certificates: Some(Arc::new(LocalCertificates { ca: ca.clone() })),
             cache: SchemaCache::default(),
             clock: mir_shared::ports::SystemClock,
-            stale_after: chrono::Duration::seconds(i64::try_from(config.stale_after_secs).unwrap_or(90)),
+            stale_after: chrono::Duration::seconds(
+                i64::try_from(config.stale_after_secs).unwrap_or(90),
+            ),
             dead_letters: DeadLetters::new(config.data_dir.join("dead-letters.jsonl")),
         });
         let token = CancellationToken::new();
@@ -179,18 +219,32 @@ impl Hub {
         .await
         .context("cannot start the MQTT broker")?;
         publisher.set(broker.handle());
-        let mqtt_addr = broker.plain_addr().context("the broker has no plain listener")?;
-        let mqtts_addr = broker.tls_addr().context("the broker has no TLS listener")?;
+        let mqtt_addr = broker
+            .plain_addr()
+            .context("the broker has no plain listener")?;
+        let mqtts_addr = broker
+            .tls_addr()
+            .context("the broker has no TLS listener")?;
 
         let listener = tokio::net::TcpListener::bind(config.addr(config.http_port))
             .await
-            .with_context(|| format!("cannot listen for HTTP on {}", config.addr(config.http_port)))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {}",
+                    config.addr(config.http_port)
+                )
+            })?;
         let http_addr = listener.local_addr()?;
         let routes = Arc::new(RoutesTable::load().context("the built-in routes table is invalid")?);
-        let app = http::router(http::HttpState { core: core.clone(), routes });
+        let app = http::router(http::HttpState {
+            core: core.clone(),
+            routes,
+        });
         let http_token = token.clone();
         let http = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(http_token.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(http_token.cancelled_owned())
+                .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP server failed");
             }
@@ -238,7 +292,15 @@ impl Hub {
             data_dir: config.data_dir.clone(),
         };
         write_endpoints(&config.data_dir, &endpoints)?;
-        Ok(Hub { endpoints, http_addr, mqtt_addr, mqtts_addr, ca, core, stopped })
+        Ok(Hub {
+            endpoints,
+            http_addr,
+            mqtt_addr,
+            mqtts_addr,
+            ca,
+            core,
+            stopped,
+        })
     }
 
     /// Resolves once every part has stopped (after the shutdown signal).
@@ -265,7 +327,10 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let hub = Hub::start(config, shutdown_signal()).await?;
-    println!("{}", serde_json::json!({ "event": "ready", "endpoints": hub.endpoints }));
+    println!(
+        "{}",
+        serde_json::json!({ "event": "ready", "endpoints": hub.endpoints })
+    );
     eprintln!(
         "mir local is running\n  HTTP API  {}\n  MQTT      {}\n  MQTT/mTLS {} (CA: {})\n  data      {}\nTry: mir device ls --api {}   (Ctrl-C to stop)",
         hub.endpoints.http,

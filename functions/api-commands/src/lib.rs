@@ -15,7 +15,9 @@ use mir_proto::{topics::DeviceTopic, wire::CommandRequest};
 use mir_shared::{
     api::{self, ApiError, ApiRequest, Catalog, CommandResult, CommandResults, SendCommand},
     domain::{command::CommandOutcome, CommandRecord, CommandStatus, Event, EventReason, Twin},
-    ports::{Clock, CommandStore, DevicePublisher, EventStore, PublishError, SchemaStore, TwinStore},
+    ports::{
+        Clock, CommandStore, DevicePublisher, EventStore, PublishError, SchemaStore, TwinStore,
+    },
     schema::MessageKind,
     service::{self, SchemaCache},
 };
@@ -52,14 +54,30 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
 }
 
 /// The messages of `kind` each targeted device accepts, with templates.
-pub async fn catalog(deps: &Deps<'_>, req: &ApiRequest, kind: MessageKind) -> Result<(u16, Catalog), ApiError> {
-    let found = service::catalog(deps.twins, deps.schemas, deps.cache, &req.targets()?, req.query_value("name"), kind).await?;
+pub async fn catalog(
+    deps: &Deps<'_>,
+    req: &ApiRequest,
+    kind: MessageKind,
+) -> Result<(u16, Catalog), ApiError> {
+    let found = service::catalog(
+        deps.twins,
+        deps.schemas,
+        deps.cache,
+        &req.targets()?,
+        req.query_value("name"),
+        kind,
+    )
+    .await?;
     Ok((200, found))
 }
 
 async fn get(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, CommandRecord), ApiError> {
     let id = req.path_param("commandId")?;
-    let rec = deps.commands.get(id).await?.ok_or_else(|| ApiError::not_found(format!("command {id} does not exist")))?;
+    let rec = deps
+        .commands
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("command {id} does not exist")))?;
     Ok((200, rec))
 }
 
@@ -78,13 +96,18 @@ fn result_for(twin: &Twin, status: CommandStatus, error: Option<String>) -> Comm
 
 /// Sends `cmd` to every targeted device and returns one result per device.
 pub async fn send(deps: &Deps<'_>, cmd: SendCommand) -> Result<CommandResults, ApiError> {
-    let timeout = cmd.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT).min(MAX_TIMEOUT);
+    let timeout = cmd
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .min(MAX_TIMEOUT);
     let twins = deps.twins.list(&cmd.targets).await?;
     if twins.is_empty() {
         return Err(ApiError::not_found("no device matches the targets"));
     }
     let now = deps.clock.now();
-    let deadline = now + chrono::Duration::from_std(timeout).unwrap_or_else(|_| chrono::Duration::seconds(10));
+    let deadline =
+        now + chrono::Duration::from_std(timeout).unwrap_or_else(|_| chrono::Duration::seconds(10));
     let mut results = Vec::with_capacity(twins.len());
     let mut waiting = Vec::new();
     let mut events = Vec::new();
@@ -109,11 +132,19 @@ pub async fn send(deps: &Deps<'_>, cmd: SendCommand) -> Result<CommandResults, A
             continue;
         }
         if twin.spec.disabled {
-            results.push(result_for(&twin, CommandStatus::Error, Some("device is disabled".into())));
+            results.push(result_for(
+                &twin,
+                CommandStatus::Error,
+                Some("device is disabled".into()),
+            ));
             continue;
         }
         if !twin.status.online {
-            results.push(result_for(&twin, CommandStatus::Error, Some("device is offline".into())));
+            results.push(result_for(
+                &twin,
+                CommandStatus::Error,
+                Some("device is offline".into()),
+            ));
             continue;
         }
         let record = CommandRecord {
@@ -141,12 +172,27 @@ pub async fn send(deps: &Deps<'_>, cmd: SendCommand) -> Result<CommandResults, A
         let device = twin.device_id()?;
         let mut result = result_for(&twin, CommandStatus::Pending, None);
         result.command_id = Some(record.id.clone());
-        match deps.publisher.publish(&DeviceTopic::CommandRequest.for_device(&device), request.encode_to_vec().into()).await {
+        match deps
+            .publisher
+            .publish(
+                &DeviceTopic::CommandRequest.for_device(&device),
+                request.encode_to_vec().into(),
+            )
+            .await
+        {
             Ok(()) => {
                 events.push(
-                    Event::new(EventReason::CommandSent, &id, now, &record.id, format!("{} sent", cmd.name))
-                        .for_twin(&twin)
-                        .with_payload(serde_json::json!({ "commandId": record.id, "request": cmd.payload })),
+                    Event::new(
+                        EventReason::CommandSent,
+                        &id,
+                        now,
+                        &record.id,
+                        format!("{} sent", cmd.name),
+                    )
+                    .for_twin(&twin)
+                    .with_payload(
+                        serde_json::json!({ "commandId": record.id, "request": cmd.payload }),
+                    ),
                 );
                 waiting.push(results.len());
             }
@@ -189,10 +235,21 @@ async fn wait(deps: &Deps<'_>, id: &str, timeout: Duration) -> Result<CommandRec
             return Ok(rec);
         }
     }
-    Ok(fail(deps, id, CommandStatus::Timeout, "the device did not answer in time").await?)
+    fail(
+        deps,
+        id,
+        CommandStatus::Timeout,
+        "the device did not answer in time",
+    )
+    .await
 }
 
-async fn fail(deps: &Deps<'_>, id: &str, status: CommandStatus, message: &str) -> Result<CommandRecord, ApiError> {
+async fn fail(
+    deps: &Deps<'_>,
+    id: &str,
+    status: CommandStatus,
+    message: &str,
+) -> Result<CommandRecord, ApiError> {
     let outcome = CommandOutcome {
         status,
         response_name: None,
@@ -202,8 +259,14 @@ async fn fail(deps: &Deps<'_>, id: &str, status: CommandStatus, message: &str) -
     };
     let (rec, changed) = deps.commands.complete(id, outcome).await?;
     if changed {
-        let ev = Event::new(EventReason::CommandFailed, &rec.device_id, deps.clock.now(), &format!("{id}|{status:?}"), format!("{}: {message}", rec.name))
-            .with_payload(serde_json::json!({ "commandId": id }));
+        let ev = Event::new(
+            EventReason::CommandFailed,
+            &rec.device_id,
+            deps.clock.now(),
+            &format!("{id}|{status:?}"),
+            format!("{}: {message}", rec.name),
+        )
+        .with_payload(serde_json::json!({ "commandId": id }));
         let mut ev = ev;
         ev.name = rec.device_name.clone();
         ev.namespace = rec.namespace.clone();

@@ -8,7 +8,9 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 
 use mir_shared::{
-    api::{self, ApiError, ApiRequest, Catalog, ConfigResult, ConfigResults, ConfigStatus, SendConfig},
+    api::{
+        self, ApiError, ApiRequest, Catalog, ConfigResult, ConfigResults, ConfigStatus, SendConfig,
+    },
     domain::{Event, EventReason, Twin},
     ports::{Clock, DevicePublisher, EventStore, SchemaStore, TwinStore},
     schema::MessageKind,
@@ -40,7 +42,15 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
 }
 
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Catalog), ApiError> {
-    let found = service::catalog(deps.twins, deps.schemas, deps.cache, &req.targets()?, req.query_value("name"), MessageKind::Config).await?;
+    let found = service::catalog(
+        deps.twins,
+        deps.schemas,
+        deps.cache,
+        &req.targets()?,
+        req.query_value("name"),
+        MessageKind::Config,
+    )
+    .await?;
     Ok((200, found))
 }
 
@@ -76,7 +86,11 @@ pub async fn send(deps: &Deps<'_>, cfg: SendConfig) -> Result<ConfigResults, Api
     Ok(ConfigResults { results })
 }
 
-async fn send_one(deps: &Deps<'_>, twin: &Twin, cfg: &SendConfig) -> Result<(ConfigStatus, serde_json::Value), HandlerError> {
+async fn send_one(
+    deps: &Deps<'_>,
+    twin: &Twin,
+    cfg: &SendConfig,
+) -> Result<(ConfigStatus, serde_json::Value), HandlerError> {
     let id = twin.device_id()?;
     let schema = deps
         .cache
@@ -94,7 +108,9 @@ async fn send_one(deps: &Deps<'_>, twin: &Twin, cfg: &SendConfig) -> Result<(Con
         if t.properties.desired.get(&cfg.name) == Some(&normalized) {
             return Ok(Change::Unchanged);
         }
-        t.properties.desired.insert(cfg.name.clone(), normalized.clone());
+        t.properties
+            .desired
+            .insert(cfg.name.clone(), normalized.clone());
         t.status.properties.desired.insert(cfg.name.clone(), now);
         Ok(Change::Changed)
     })
@@ -105,14 +121,31 @@ async fn send_one(deps: &Deps<'_>, twin: &Twin, cfg: &SendConfig) -> Result<(Con
         EventReason::DesiredPropertiesUpdated,
         id.as_str(),
         now,
-        &format!("config|{}|{}", cfg.name, now.timestamp_nanos_opt().unwrap_or(0)),
+        &format!(
+            "config|{}|{}",
+            cfg.name,
+            now.timestamp_nanos_opt().unwrap_or(0)
+        ),
         format!("desired {}", cfg.name),
     )
     .for_twin(&updated)
     .with_payload(serde_json::json!({ cfg.name.clone(): normalized }));
     deps.events.append(&[ev]).await?;
-    let sent = service::push_desired(deps.publisher, &schema, &updated, std::slice::from_ref(&cfg.name)).await?;
-    Ok((if sent { ConfigStatus::Sent } else { ConfigStatus::Stored }, normalized))
+    let sent = service::push_desired(
+        deps.publisher,
+        &schema,
+        &updated,
+        std::slice::from_ref(&cfg.name),
+    )
+    .await?;
+    Ok((
+        if sent {
+            ConfigStatus::Sent
+        } else {
+            ConfigStatus::Stored
+        },
+        normalized,
+    ))
 }
 
 #[cfg(test)]
@@ -122,11 +155,24 @@ mod tests {
     use serde_json::json;
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, schemas: &w.store, events: &w.store, publisher: w.publisher.as_ref(), cache: &w.cache, clock: w.clock.as_ref() }
+        Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            events: &w.store,
+            publisher: w.publisher.as_ref(),
+            cache: &w.cache,
+            clock: w.clock.as_ref(),
+        }
     }
 
     async fn post(w: &TestWorld, body: serde_json::Value) -> (u16, serde_json::Value) {
-        response_json(&handle(&deps(w), &api_request("POST /v1/config", "/v1/config", "", Some(body))).await)
+        response_json(
+            &handle(
+                &deps(w),
+                &api_request("POST /v1/config", "/v1/config", "", Some(body)),
+            )
+            .await,
+        )
     }
 
     #[tokio::test]
@@ -137,7 +183,10 @@ mod tests {
         TwinStore::update(&w.store, &twin, 1).await.expect("online");
         let (_, body) = post(&w, json!({"targets": {"ids": ["w1"]}, "name": "schema.v1.DataRateProp", "payload": {"sec": 5}})).await;
         assert_eq!(body["results"][0]["status"], "SENT", "{body}");
-        assert_eq!(w.twin("w1").await.properties.desired["schema.v1.DataRateProp"], json!({"sec": 5}));
+        assert_eq!(
+            w.twin("w1").await.properties.desired["schema.v1.DataRateProp"],
+            json!({"sec": 5})
+        );
         assert_eq!(w.publisher.published()[0].0, "mir/w1/cfg/desired");
         assert_eq!(w.reasons("w1").await, ["DesiredPropertiesUpdated"]);
     }
@@ -149,8 +198,22 @@ mod tests {
         let (_, body) = post(&w, json!({"targets": {"ids": ["w1"]}, "name": "schema.v1.DataRateProp", "payload": {"sec": 9}})).await;
         assert_eq!(body["results"][0]["status"], "STORED", "{body}");
         assert!(w.publisher.published().is_empty());
-        let (_, cat) = response_json(&handle(&deps(&w), &api_request("GET /v1/config", "/v1/config", "ids=w1&name=schema.v1.DataRateProp", None)).await);
-        assert_eq!(cat["devices"][0]["messages"][0]["desired"], json!({"sec": 9}));
+        let (_, cat) = response_json(
+            &handle(
+                &deps(&w),
+                &api_request(
+                    "GET /v1/config",
+                    "/v1/config",
+                    "ids=w1&name=schema.v1.DataRateProp",
+                    None,
+                ),
+            )
+            .await,
+        );
+        assert_eq!(
+            cat["devices"][0]["messages"][0]["desired"],
+            json!({"sec": 9})
+        );
     }
 
     #[tokio::test]
@@ -158,8 +221,18 @@ mod tests {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
         let (_, body) = post(&w, json!({"targets": {"ids": ["w1"]}, "name": "schema.v1.DataRateProp", "payload": {"seconds": 9}})).await;
-        assert!(body["results"][0]["error"].as_str().unwrap_or("").contains("seconds"), "{body}");
-        let (_, body) = post(&w, json!({"targets": {"ids": ["w1"]}, "name": "schema.v1.ActivateHVACCmd", "payload": {}})).await;
+        assert!(
+            body["results"][0]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("seconds"),
+            "{body}"
+        );
+        let (_, body) = post(
+            &w,
+            json!({"targets": {"ids": ["w1"]}, "name": "schema.v1.ActivateHVACCmd", "payload": {}}),
+        )
+        .await;
         assert_eq!(body["results"][0]["status"], "ERROR");
         assert!(w.twin("w1").await.properties.desired.is_empty());
     }

@@ -50,14 +50,25 @@ fn device_id(req: &ApiRequest) -> Result<DeviceId, ApiError> {
 }
 
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, DeviceList), ApiError> {
-    let mut devices: Vec<Twin> = deps.twins.list(&req.targets()?).await?.into_iter().map(|t| t.value).collect();
-    devices.sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
+    let mut devices: Vec<Twin> = deps
+        .twins
+        .list(&req.targets()?)
+        .await?
+        .into_iter()
+        .map(|t| t.value)
+        .collect();
+    devices
+        .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     Ok((200, DeviceList { devices }))
 }
 
 async fn get(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
     let id = device_id(req)?;
-    let twin = deps.twins.get(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    let twin = deps
+        .twins
+        .get(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
     Ok((200, twin.value))
 }
 
@@ -78,8 +89,14 @@ async fn create_twin(deps: &Deps<'_>, twin: Twin) -> Result<Twin, ApiError> {
     let schema = deps.cache.get(deps.schemas, &twin.spec.device_id).await?;
     service::validate_desired(schema.as_deref(), &mut twin, &names)?;
     let created = deps.twins.create(&twin).await?.value;
-    let ev = Event::new(EventReason::DeviceCreated, &created.spec.device_id, now, &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)), "device created")
-        .for_twin(&created);
+    let ev = Event::new(
+        EventReason::DeviceCreated,
+        &created.spec.device_id,
+        now,
+        &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)),
+        "device created",
+    )
+    .for_twin(&created);
     deps.events.append(&[ev]).await?;
     Ok(created)
 }
@@ -101,7 +118,10 @@ async fn apply(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
     if deps.twins.get(id.as_str()).await?.is_none() {
         return Ok((201, create_twin(deps, edit).await?));
     }
-    Ok((200, update(deps, &id, |twin, now| Ok(twin.apply_edit(&edit, now))).await?))
+    Ok((
+        200,
+        update(deps, &id, |twin, now| Ok(twin.apply_edit(&edit, now))).await?,
+    ))
 }
 
 /// PATCH: a JSON merge patch (RFC 7386) on meta, spec and properties.desired.
@@ -109,19 +129,36 @@ async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
     let id = device_id(req)?;
     let patch: Value = req.json()?;
     if let Some(obj) = patch.as_object() {
-        if let Some(bad) = obj.keys().find(|k| !matches!(k.as_str(), "meta" | "spec" | "properties" | "apiVersion" | "kind")) {
-            return Err(ApiError::bad_request(format!("{bad} cannot be changed; only meta, spec and properties.desired can")));
+        if let Some(bad) = obj.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "meta" | "spec" | "properties" | "apiVersion" | "kind"
+            )
+        }) {
+            return Err(ApiError::bad_request(format!(
+                "{bad} cannot be changed; only meta, spec and properties.desired can"
+            )));
         }
-        if obj.get("properties").and_then(Value::as_object).is_some_and(|p| p.keys().any(|k| k != "desired")) {
-            return Err(ApiError::bad_request("only properties.desired can be changed"));
+        if obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| p.keys().any(|k| k != "desired"))
+        {
+            return Err(ApiError::bad_request(
+                "only properties.desired can be changed",
+            ));
         }
     } else {
-        return Err(ApiError::bad_request("the merge patch must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the merge patch must be a JSON object",
+        ));
     }
     let twin = update(deps, &id, |twin, now| {
-        let mut doc = serde_json::to_value(&*twin).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&*twin).map_err(|e| HandlerError::Invalid(e.to_string()))?;
         merge_patch(&mut doc, &patch);
-        let edit: Twin = serde_json::from_value(doc).map_err(|e| HandlerError::Invalid(format!("the patched twin is invalid: {e}")))?;
+        let edit: Twin = serde_json::from_value(doc)
+            .map_err(|e| HandlerError::Invalid(format!("the patched twin is invalid: {e}")))?;
         if edit.spec.device_id != twin.spec.device_id {
             return Err(HandlerError::Invalid("spec.deviceId cannot change".into()));
         }
@@ -141,23 +178,44 @@ where
     let now = deps.clock.now();
     let schema = deps.cache.get(deps.schemas, id.as_str()).await?;
     let mut changed_desired = Vec::new();
-    let before = deps.twins.get(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    let before = deps
+        .twins
+        .get(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         let original = twin.clone();
         changed_desired = edit(twin, now)?;
         service::validate_desired(schema.as_deref(), twin, &changed_desired)?;
-        Ok(if *twin == original { Change::Unchanged } else { Change::Changed })
+        Ok(if *twin == original {
+            Change::Unchanged
+        } else {
+            Change::Changed
+        })
     })
     .await?
     .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?
     .value;
     if twin != before.value {
         let cause = format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0));
-        let mut events = vec![Event::new(EventReason::DeviceUpdated, id.as_str(), now, &cause, "device updated").for_twin(&twin)];
+        let mut events = vec![Event::new(
+            EventReason::DeviceUpdated,
+            id.as_str(),
+            now,
+            &cause,
+            "device updated",
+        )
+        .for_twin(&twin)];
         if !changed_desired.is_empty() {
             events.push(
-                Event::new(EventReason::DesiredPropertiesUpdated, id.as_str(), now, &cause, format!("desired {}", changed_desired.join(", ")))
-                    .for_twin(&twin),
+                Event::new(
+                    EventReason::DesiredPropertiesUpdated,
+                    id.as_str(),
+                    now,
+                    &cause,
+                    format!("desired {}", changed_desired.join(", ")),
+                )
+                .for_twin(&twin),
             );
         }
         deps.events.append(&events).await?;
@@ -170,7 +228,11 @@ where
 
 async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
     let id = device_id(req)?;
-    let twin = deps.twins.delete(id.as_str()).await?.ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    let twin = deps
+        .twins
+        .delete(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
     deps.schemas.delete(id.as_str()).await?;
     deps.cache.forget(id.as_str());
     if let Some(certs) = deps.certificates {
@@ -179,26 +241,47 @@ async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErr
         }
     }
     let now = deps.clock.now();
-    let ev = Event::new(EventReason::DeviceDeleted, id.as_str(), now, &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)), "device deleted")
-        .for_twin(&twin);
+    let ev = Event::new(
+        EventReason::DeviceDeleted,
+        id.as_str(),
+        now,
+        &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)),
+        "device deleted",
+    )
+    .for_twin(&twin);
     deps.events.append(&[ev]).await?;
     Ok((200, twin))
 }
 
-async fn certificate(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, mir_shared::ports::DeviceCertificate), ApiError> {
+async fn certificate(
+    deps: &Deps<'_>,
+    req: &ApiRequest,
+) -> Result<(u16, mir_shared::ports::DeviceCertificate), ApiError> {
     let id = device_id(req)?;
-    let body: CertificateRequest = if req.body.as_ref().is_none_or(|b| b.is_empty()) { CertificateRequest::default() } else { req.json()? };
+    let body: CertificateRequest = if req.body.as_ref().is_none_or(|b| b.is_empty()) {
+        CertificateRequest::default()
+    } else {
+        req.json()?
+    };
     if deps.twins.get(id.as_str()).await?.is_none() {
-        return Err(ApiError::not_found(format!("device {id} does not exist; create it first")));
+        return Err(ApiError::not_found(format!(
+            "device {id} does not exist; create it first"
+        )));
     }
-    let issuer = deps.certificates.ok_or_else(|| ApiError { status: 501, message: "this deployment does not issue certificates".into() })?;
-    let cert = issuer.issue(id.as_str(), body.csr_pem.as_deref()).await.map_err(|e| match e {
-        mir_shared::ports::CertificateError::Invalid(m) => ApiError::bad_request(m),
-        other => {
-            tracing::error!(error = %other, "certificate issue failed");
-            ApiError::unavailable("the certificate authority is unavailable; retry later")
-        }
+    let issuer = deps.certificates.ok_or_else(|| ApiError {
+        status: 501,
+        message: "this deployment does not issue certificates".into(),
     })?;
+    let cert = issuer
+        .issue(id.as_str(), body.csr_pem.as_deref())
+        .await
+        .map_err(|e| match e {
+            mir_shared::ports::CertificateError::Invalid(m) => ApiError::bad_request(m),
+            other => {
+                tracing::error!(error = %other, "certificate issue failed");
+                ApiError::unavailable("the certificate authority is unavailable; retry later")
+            }
+        })?;
     Ok((201, cert))
 }
 
@@ -208,12 +291,19 @@ async fn refresh(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Value), ApiE
         return Err(ApiError::not_found(format!("device {id} does not exist")));
     }
     deps.cache.forget(id.as_str());
-    let sent = match deps.publisher.publish(&DeviceTopic::HelloGet.for_device(&id), Bytes::new()).await {
+    let sent = match deps
+        .publisher
+        .publish(&DeviceTopic::HelloGet.for_device(&id), Bytes::new())
+        .await
+    {
         Ok(()) => true,
         Err(mir_shared::ports::PublishError::NotConnected(_)) => false,
         Err(e) => return Err(HandlerError::from(e).into()),
     };
-    Ok((202, serde_json::json!({ "deviceId": id.as_str(), "requested": sent })))
+    Ok((
+        202,
+        serde_json::json!({ "deviceId": id.as_str(), "requested": sent }),
+    ))
 }
 
 /// RFC 7386 JSON merge patch.

@@ -26,7 +26,10 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
 }
 
 /// Reads the filter from the query string.
-pub fn filter(req: &ApiRequest, now: chrono::DateTime<chrono::Utc>) -> Result<EventFilter, ApiError> {
+pub fn filter(
+    req: &ApiRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<EventFilter, ApiError> {
     let reason = match req.query_value("reason") {
         Some(r) => Some(EventReason::parse(r).ok_or_else(|| {
             let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
@@ -34,17 +37,33 @@ pub fn filter(req: &ApiRequest, now: chrono::DateTime<chrono::Utc>) -> Result<Ev
         })?),
         None => None,
     };
-    let since = req.query_value("since").map(|s| api::parse_since(s, now)).transpose()?;
+    let since = req
+        .query_value("since")
+        .map(|s| api::parse_since(s, now))
+        .transpose()?;
     let limit = req
         .query_value("limit")
-        .map(|l| l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number")))
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request("limit must be a number"))
+        })
         .transpose()?;
-    Ok(EventFilter { device_id: req.query_value("deviceId").map(String::from), reason, since, limit })
+    Ok(EventFilter {
+        device_id: req.query_value("deviceId").map(String::from),
+        reason,
+        since,
+        limit,
+    })
 }
 
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), ApiError> {
     let f = filter(req, deps.clock.now())?;
-    Ok((200, EventList { events: deps.events.list(&f).await? }))
+    Ok((
+        200,
+        EventList {
+            events: deps.events.list(&f).await?,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -65,7 +84,10 @@ mod tests {
         ];
         w.store.append(&evs).await.expect("append");
         w.store.append(&evs).await.expect("idempotent");
-        let deps = Deps { events: &w.store, clock: w.clock.as_ref() };
+        let deps = Deps {
+            events: &w.store,
+            clock: w.clock.as_ref(),
+        };
         let call = |q: &'static str| {
             let req = api_request("GET /v1/events", "/v1/events", q, None);
             let deps = &deps;
@@ -80,6 +102,9 @@ mod tests {
         assert_eq!(recent["events"].as_array().map(Vec::len), Some(0));
         let (status, body) = call("reason=Exploded").await;
         assert_eq!(status, 400);
-        assert!(body["error"].as_str().unwrap_or("").contains("DeviceOnline"));
+        assert!(body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DeviceOnline"));
     }
 }

@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 
 use mir_shared::{
-    api::{self, ApiError, ApiRequest, DeviceTelemetry, TelemetryList, TelemetryQueryResult, TelemetryRow},
+    api::{
+        self, ApiError, ApiRequest, DeviceTelemetry, TelemetryList, TelemetryQueryResult,
+        TelemetryRow,
+    },
     ports::{Clock, SchemaStore, TelemetryQuery, TelemetryReader, TelemetrySeries, TwinStore},
     schema::MessageKind,
     service::{self, SchemaCache},
@@ -39,20 +42,49 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
 
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryList), ApiError> {
     let mut devices = Vec::new();
-    for twin in deps.twins.list(&req.targets()?).await?.into_iter().map(|t| t.value) {
+    for twin in deps
+        .twins
+        .list(&req.targets()?)
+        .await?
+        .into_iter()
+        .map(|t| t.value)
+    {
         let id = twin.spec.device_id.clone();
         let stored = deps.telemetry.series(&id).await?;
-        let mut entry = DeviceTelemetry { device_id: id.clone(), name: twin.meta.name.clone(), namespace: twin.meta.namespace.clone(), messages: vec![], error: None };
+        let mut entry = DeviceTelemetry {
+            device_id: id.clone(),
+            name: twin.meta.name.clone(),
+            namespace: twin.meta.namespace.clone(),
+            messages: vec![],
+            error: None,
+        };
         let declared: BTreeSet<String> = match deps.cache.get(deps.schemas, &id).await? {
-            Some(schema) => schema.messages_of(MessageKind::Telemetry).into_iter().collect(),
+            Some(schema) => schema
+                .messages_of(MessageKind::Telemetry)
+                .into_iter()
+                .collect(),
             None => {
                 entry.error = Some("no schema yet: the device has not connected".into());
                 BTreeSet::new()
             }
         };
-        let names: BTreeSet<String> = declared.iter().cloned().chain(stored.iter().map(|s| s.measure.clone())).collect();
+        let names: BTreeSet<String> = declared
+            .iter()
+            .cloned()
+            .chain(stored.iter().map(|s| s.measure.clone()))
+            .collect();
         for name in names {
-            entry.messages.push(stored.iter().find(|s| s.measure == name).cloned().unwrap_or(TelemetrySeries { measure: name, count: 0, last_time_ns: 0 }));
+            entry.messages.push(
+                stored
+                    .iter()
+                    .find(|s| s.measure == name)
+                    .cloned()
+                    .unwrap_or(TelemetrySeries {
+                        measure: name,
+                        count: 0,
+                        last_time_ns: 0,
+                    }),
+            );
         }
         devices.push(entry);
     }
@@ -60,14 +92,19 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryList),
 }
 
 async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQueryResult), ApiError> {
-    let name = req.query_value("name").ok_or_else(|| ApiError::bad_request("name (the telemetry message) is required"))?;
+    let name = req
+        .query_value("name")
+        .ok_or_else(|| ApiError::bad_request("name (the telemetry message) is required"))?;
     let twins = deps.twins.list(&req.targets()?).await?;
     let twin = match twins.as_slice() {
         [one] => &one.value,
         [] => return Err(ApiError::not_found("no device matches the targets")),
         many => {
             let names: Vec<String> = many.iter().map(|t| t.value.display_name()).collect();
-            return Err(ApiError::bad_request(format!("the query needs one device; the targets match {}", names.join(", "))));
+            return Err(ApiError::bad_request(format!(
+                "the query needs one device; the targets match {}",
+                names.join(", ")
+            )));
         }
     };
     let now = deps.clock.now();
@@ -76,7 +113,9 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
         None => now - chrono::Duration::minutes(15),
     };
     let limit = match req.query_value("limit") {
-        Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request("limit must be a number"))?,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("limit must be a number"))?,
         None => DEFAULT_LIMIT,
     }
     .clamp(1, MAX_LIMIT);
@@ -85,7 +124,12 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
     }
     let records = deps
         .telemetry
-        .query(&TelemetryQuery { device_id: twin.spec.device_id.clone(), measure: name.to_string(), since_ns: service::nanos(since), limit })
+        .query(&TelemetryQuery {
+            device_id: twin.spec.device_id.clone(),
+            measure: name.to_string(),
+            since_ns: service::nanos(since),
+            limit,
+        })
         .await?;
     let mut columns: Vec<String> = Vec::new();
     let rows = records
@@ -96,10 +140,25 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
                     columns.push(k.to_string());
                 }
             }
-            TelemetryRow { time: service::from_nanos(r.time_ns), values: r.values.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }
+            TelemetryRow {
+                time: service::from_nanos(r.time_ns),
+                values: r
+                    .values
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            }
         })
         .collect();
-    Ok((200, TelemetryQueryResult { device_id: twin.spec.device_id.clone(), measure: name.to_string(), columns, rows }))
+    Ok((
+        200,
+        TelemetryQueryResult {
+            device_id: twin.spec.device_id.clone(),
+            measure: name.to_string(),
+            columns,
+            rows,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -107,34 +166,63 @@ mod tests {
     use super::*;
     use mir_shared::{
         ports::TelemetrySink,
-        testing::{api_request, env, response_json, TestWorld},
         telemetry::RecordContext,
+        testing::{api_request, env, response_json, TestWorld},
     };
     use prost::Message;
 
     async fn seed(w: &TestWorld) {
         w.with_weather_device("w1").await;
-        let schema = Schema::from_descriptor_set(mir_proto::examples::weather::DESCRIPTOR_SET).expect("schema");
+        let schema = Schema::from_descriptor_set(mir_proto::examples::weather::DESCRIPTOR_SET)
+            .expect("schema");
         let plan = schema.telemetry_plan("schema.v1.Env").expect("plan");
-        let ctx = RecordContext { device_id: "w1", name: "w1", namespace: "default", received_at_ns: 0 };
+        let ctx = RecordContext {
+            device_id: "w1",
+            name: "w1",
+            namespace: "default",
+            received_at_ns: 0,
+        };
         let t0 = service::nanos(w.clock.now());
         let recs: Vec<_> = (0..5)
-            .map(|i| plan.map(&env(t0 - (5 - i) * 60_000_000_000, 20 + i as i32).encode_to_vec(), &ctx, 0, i as u64).expect("map"))
+            .map(|i| {
+                plan.map(
+                    &env(t0 - (5 - i) * 60_000_000_000, 20 + i as i32).encode_to_vec(),
+                    &ctx,
+                    0,
+                    i as u64,
+                )
+                .expect("map")
+            })
             .collect();
         w.store.write(&recs).await.expect("write");
     }
     use mir_shared::schema::Schema;
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, schemas: &w.store, telemetry: &w.store, cache: &w.cache, clock: w.clock.as_ref() }
+        Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            telemetry: &w.store,
+            cache: &w.cache,
+            clock: w.clock.as_ref(),
+        }
     }
 
     #[tokio::test]
     async fn the_list_shows_declared_messages_with_what_is_stored() {
         let w = TestWorld::new();
         seed(&w).await;
-        let (_, body) = response_json(&handle(&deps(&w), &api_request("GET /v1/telemetry", "/v1/telemetry", "ids=w1", None)).await);
-        assert_eq!(body["devices"][0]["messages"][0]["measure"], "schema.v1.Env");
+        let (_, body) = response_json(
+            &handle(
+                &deps(&w),
+                &api_request("GET /v1/telemetry", "/v1/telemetry", "ids=w1", None),
+            )
+            .await,
+        );
+        assert_eq!(
+            body["devices"][0]["messages"][0]["measure"],
+            "schema.v1.Env"
+        );
         assert_eq!(body["devices"][0]["messages"][0]["count"], 5);
     }
 
@@ -143,19 +231,50 @@ mod tests {
         let w = TestWorld::new();
         seed(&w).await;
         let q = "ids=w1&name=schema.v1.Env&since=3m&limit=10";
-        let (status, body) = response_json(&handle(&deps(&w), &api_request("GET /v1/telemetry/query", "/v1/telemetry/query", q, None)).await);
+        let (status, body) = response_json(
+            &handle(
+                &deps(&w),
+                &api_request("GET /v1/telemetry/query", "/v1/telemetry/query", q, None),
+            )
+            .await,
+        );
         assert_eq!(status, 200, "{body}");
-        let temps: Vec<i64> = body["rows"].as_array().expect("rows").iter().map(|r| r["values"]["temperature"].as_i64().unwrap_or(-1)).collect();
+        let temps: Vec<i64> = body["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["values"]["temperature"].as_i64().unwrap_or(-1))
+            .collect();
         assert_eq!(temps, [22, 23, 24]);
-        assert!(body["columns"].as_array().expect("cols").contains(&serde_json::json!("wind_speed")));
+        assert!(body["columns"]
+            .as_array()
+            .expect("cols")
+            .contains(&serde_json::json!("wind_speed")));
     }
 
     #[tokio::test]
     async fn a_query_needs_a_known_telemetry_message() {
         let w = TestWorld::new();
         seed(&w).await;
-        let (status, body) = response_json(&handle(&deps(&w), &api_request("GET /v1/telemetry/query", "/v1/telemetry/query", "ids=w1&name=schema.v1.Nope", None)).await);
+        let (status, body) = response_json(
+            &handle(
+                &deps(&w),
+                &api_request(
+                    "GET /v1/telemetry/query",
+                    "/v1/telemetry/query",
+                    "ids=w1&name=schema.v1.Nope",
+                    None,
+                ),
+            )
+            .await,
+        );
         assert_eq!(status, 400);
-        assert!(body["error"].as_str().unwrap_or("").contains("schema.v1.Env"), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("schema.v1.Env"),
+            "{body}"
+        );
     }
 }

@@ -47,7 +47,9 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
             resp.id, record.device_id
         )));
     }
-    let status = CommandStatus::from_wire(CommandResponseStatus::try_from(resp.status).unwrap_or(CommandResponseStatus::Error));
+    let status = CommandStatus::from_wire(
+        CommandResponseStatus::try_from(resp.status).unwrap_or(CommandResponseStatus::Error),
+    );
     let mut outcome = CommandOutcome {
         status,
         response_name: None,
@@ -57,7 +59,10 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
     };
     if status == CommandStatus::Success && !resp.name.is_empty() {
         let decoded = match deps.cache.get(deps.schemas, id.as_str()).await? {
-            Some(schema) => schema.message(&resp.name).and_then(|d| schema.proto_to_json(&d, &resp.payload)).map_err(|e| e.to_string()),
+            Some(schema) => schema
+                .message(&resp.name)
+                .and_then(|d| schema.proto_to_json(&d, &resp.payload))
+                .map_err(|e| e.to_string()),
             None => Err(format!("device {id} has no schema")),
         };
         match decoded {
@@ -67,7 +72,10 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
             }
             Err(e) => {
                 outcome.status = CommandStatus::Error;
-                outcome.error = Some(format!("the device answered with an undecodable {}: {e}", resp.name));
+                outcome.error = Some(format!(
+                    "the device answered with an undecodable {}: {e}",
+                    resp.name
+                ));
             }
         }
     }
@@ -77,17 +85,37 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
     let (record, changed) = deps.commands.complete(&resp.id, outcome).await?;
     if changed {
         let (reason, msg) = match record.status {
-            CommandStatus::Success => (EventReason::CommandCompleted, format!("{} completed", record.name)),
-            _ => (EventReason::CommandFailed, format!("{} failed: {}", record.name, record.error.as_deref().unwrap_or("error"))),
+            CommandStatus::Success => (
+                EventReason::CommandCompleted,
+                format!("{} completed", record.name),
+            ),
+            _ => (
+                EventReason::CommandFailed,
+                format!(
+                    "{} failed: {}",
+                    record.name,
+                    record.error.as_deref().unwrap_or("error")
+                ),
+            ),
         };
-        let ev = Event::new(reason, id.as_str(), event.received_at(), &event.cause(DeviceTopic::CommandResponse), msg)
-            .with_payload(serde_json::json!({ "commandId": record.id, "response": record.response }));
+        let ev = Event::new(
+            reason,
+            id.as_str(),
+            event.received_at(),
+            &event.cause(DeviceTopic::CommandResponse),
+            msg,
+        )
+        .with_payload(serde_json::json!({ "commandId": record.id, "response": record.response }));
         let mut ev = ev;
         ev.name = record.device_name.clone();
         ev.namespace = record.namespace.clone();
         deps.events.append(&[ev]).await?;
     }
-    Ok(ResponseOutcome { command_id: record.id, status: record.status, changed })
+    Ok(ResponseOutcome {
+        command_id: record.id,
+        status: record.status,
+        changed,
+    })
 }
 
 #[cfg(test)]
@@ -119,7 +147,12 @@ mod tests {
     }
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { commands: &w.store, schemas: &w.store, events: &w.store, cache: &w.cache }
+        Deps {
+            commands: &w.store,
+            schemas: &w.store,
+            events: &w.store,
+            cache: &w.cache,
+        }
     }
 
     #[tokio::test]
@@ -131,7 +164,10 @@ mod tests {
         let out = handle(&deps(&w), &ev).await.expect("ok");
         assert!(out.changed);
         assert_eq!(out.status, CommandStatus::Success);
-        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        let rec = CommandStore::get(&w.store, &id)
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(rec.response, Some(serde_json::json!({"success": true})));
         let again = handle(&deps(&w), &ev).await.expect("dup");
         assert!(!again.changed);
@@ -143,8 +179,15 @@ mod tests {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
         let id = pending(&w, "w1").await;
-        assert!(handle(&deps(&w), &command_response_event("w2", &id, true, 1)).await.is_err());
-        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        assert!(
+            handle(&deps(&w), &command_response_event("w2", &id, true, 1))
+                .await
+                .is_err()
+        );
+        let rec = CommandStore::get(&w.store, &id)
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(rec.status, CommandStatus::Pending);
     }
 
@@ -153,9 +196,14 @@ mod tests {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
         let id = pending(&w, "w1").await;
-        let out = handle(&deps(&w), &command_response_event("w1", &id, false, 1)).await.expect("ok");
+        let out = handle(&deps(&w), &command_response_event("w1", &id, false, 1))
+            .await
+            .expect("ok");
         assert_eq!(out.status, CommandStatus::Error);
-        let rec = CommandStore::get(&w.store, &id).await.expect("get").expect("exists");
+        let rec = CommandStore::get(&w.store, &id)
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(rec.error.as_deref(), Some("hvac jammed"));
     }
 }

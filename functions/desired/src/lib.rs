@@ -30,7 +30,13 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome
     let id = event.device()?;
     let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
     let (msg, skipped) = if twin.value.properties.desired.is_empty() {
-        (mir_proto::wire::DesiredProperties { properties: vec![], complete: true }, vec![])
+        (
+            mir_proto::wire::DesiredProperties {
+                properties: vec![],
+                complete: true,
+            },
+            vec![],
+        )
     } else {
         let Some(schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
             return Err(HandlerError::NoSchema(id.to_string()));
@@ -41,36 +47,66 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome
         tracing::warn!(device = %id, property = %name, %reason, "desired property not sent");
     }
     let sent = msg.properties.iter().map(|p| p.name.clone()).collect();
-    deps.publisher.publish(&DeviceTopic::Desired.for_device(&id), msg.encode_to_vec().into()).await?;
-    Ok(DesiredOutcome { device_id: id.to_string(), sent, skipped })
+    deps.publisher
+        .publish(
+            &DeviceTopic::Desired.for_device(&id),
+            msg.encode_to_vec().into(),
+        )
+        .await?;
+    Ok(DesiredOutcome {
+        device_id: id.to_string(),
+        sent,
+        skipped,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use mir_proto::{examples::weather, wire::DesiredProperties};
-    use mir_shared::{ports::TwinStore, testing::{rule_event, TestWorld}};
+    use mir_shared::{
+        ports::TwinStore,
+        testing::{rule_event, TestWorld},
+    };
 
     #[tokio::test]
     async fn the_device_gets_every_desired_property_encoded() {
         let w = TestWorld::new();
         let mut twin = w.with_weather_device("w1").await;
-        twin.properties.desired.insert("schema.v1.DataRateProp".into(), serde_json::json!({"sec": 7}));
+        twin.properties.desired.insert(
+            "schema.v1.DataRateProp".into(),
+            serde_json::json!({"sec": 7}),
+        );
         w.store.update(&twin, 1).await.expect("update");
-        let deps = Deps { twins: &w.store, schemas: &w.store, publisher: w.publisher.as_ref(), cache: &w.cache };
+        let deps = Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            publisher: w.publisher.as_ref(),
+            cache: &w.cache,
+        };
         let out = handle(&deps, &rule_event("w1", b"", 1)).await.expect("ok");
         assert_eq!(out.sent, ["schema.v1.DataRateProp"]);
         let (topic, payload) = w.publisher.published().remove(0);
         assert_eq!(topic, "mir/w1/cfg/desired");
         let msg = DesiredProperties::decode(payload).expect("decodes");
         assert!(msg.complete);
-        assert_eq!(weather::DataRateProp::decode(msg.properties[0].payload.clone()).expect("prop").sec, 7);
+        assert_eq!(
+            weather::DataRateProp::decode(msg.properties[0].payload.clone())
+                .expect("prop")
+                .sec,
+            7
+        );
     }
 
     #[tokio::test]
     async fn a_device_with_nothing_desired_gets_an_empty_complete_set() {
         let w = TestWorld::new();
-        let deps = Deps { twins: &w.store, schemas: &w.store, publisher: w.publisher.as_ref(), cache: &w.cache };
+        let deps = Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            publisher: w.publisher.as_ref(),
+            cache: &w.cache,
+        };
         handle(&deps, &rule_event("w9", b"", 1)).await.expect("ok");
         let msg = DesiredProperties::decode(w.publisher.published()[0].1.clone()).expect("decodes");
         assert!(msg.complete && msg.properties.is_empty());

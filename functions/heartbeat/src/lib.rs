@@ -25,7 +25,8 @@ pub struct HeartbeatOutcome {
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutcome, HandlerError> {
     let id = event.device()?;
-    Heartbeat::decode(event.payload_bytes()?.as_slice()).map_err(HandlerError::malformed("Heartbeat"))?;
+    Heartbeat::decode(event.payload_bytes()?.as_slice())
+        .map_err(HandlerError::malformed("Heartbeat"))?;
     let at = event.received_at();
     let (_, created) = service::ensure_twin(deps.twins, &id).await?;
     let mut came_online = false;
@@ -49,13 +50,34 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutco
     let cause = event.cause(DeviceTopic::Heartbeat);
     let mut events = Vec::new();
     if created {
-        events.push(Event::new(EventReason::DeviceCreated, id.as_str(), at, &cause, "device auto-provisioned on heartbeat").for_twin(&twin.value));
+        events.push(
+            Event::new(
+                EventReason::DeviceCreated,
+                id.as_str(),
+                at,
+                &cause,
+                "device auto-provisioned on heartbeat",
+            )
+            .for_twin(&twin.value),
+        );
     }
     if came_online {
-        events.push(Event::new(EventReason::DeviceOnline, id.as_str(), at, &cause, "device online (heartbeat)").for_twin(&twin.value));
+        events.push(
+            Event::new(
+                EventReason::DeviceOnline,
+                id.as_str(),
+                at,
+                &cause,
+                "device online (heartbeat)",
+            )
+            .for_twin(&twin.value),
+        );
     }
     deps.events.append(&events).await?;
-    Ok(HeartbeatOutcome { device_id: id.to_string(), came_online })
+    Ok(HeartbeatOutcome {
+        device_id: id.to_string(),
+        came_online,
+    })
 }
 
 #[cfg(test)]
@@ -67,23 +89,43 @@ mod tests {
     async fn a_heartbeat_marks_the_device_online_and_an_older_one_does_not_move_time_back() {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
-        let deps = Deps { twins: &w.store, events: &w.store };
-        let hb = Heartbeat { sent_at_ns: 1, uptime_sec: 2, queued: 0 }.encode_to_vec();
-        let out = handle(&deps, &rule_event("w1", &hb, 2_000)).await.expect("ok");
+        let deps = Deps {
+            twins: &w.store,
+            events: &w.store,
+        };
+        let hb = Heartbeat {
+            sent_at_ns: 1,
+            uptime_sec: 2,
+            queued: 0,
+        }
+        .encode_to_vec();
+        let out = handle(&deps, &rule_event("w1", &hb, 2_000))
+            .await
+            .expect("ok");
         assert!(out.came_online);
-        let out = handle(&deps, &rule_event("w1", &hb, 1_000)).await.expect("ok");
+        let out = handle(&deps, &rule_event("w1", &hb, 1_000))
+            .await
+            .expect("ok");
         assert!(!out.came_online);
         let twin = w.twin("w1").await;
         assert!(twin.status.online);
-        assert_eq!(twin.status.last_heartbeat.map(|t| t.timestamp_millis()), Some(2_000));
+        assert_eq!(
+            twin.status.last_heartbeat.map(|t| t.timestamp_millis()),
+            Some(2_000)
+        );
         assert_eq!(w.reasons("w1").await, ["DeviceOnline"]);
     }
 
     #[tokio::test]
     async fn garbage_instead_of_a_heartbeat_is_refused() {
         let w = TestWorld::new();
-        let deps = Deps { twins: &w.store, events: &w.store };
-        let err = handle(&deps, &rule_event("w1", &[0xff, 0xff], 1)).await.expect_err("bad");
+        let deps = Deps {
+            twins: &w.store,
+            events: &w.store,
+        };
+        let err = handle(&deps, &rule_event("w1", &[0xff, 0xff], 1))
+            .await
+            .expect_err("bad");
         assert!(matches!(err, HandlerError::Malformed { .. }));
     }
 }

@@ -36,7 +36,8 @@ pub struct HelloOutcome {
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, HandlerError> {
     let id = event.device()?;
-    let hello = Hello::decode(event.payload_bytes()?.as_slice()).map_err(HandlerError::malformed("Hello"))?;
+    let hello = Hello::decode(event.payload_bytes()?.as_slice())
+        .map_err(HandlerError::malformed("Hello"))?;
     let raw = schema::hello_schema_bytes(&hello)?;
     let decoded = Arc::new(Schema::from_descriptor_set(&raw)?);
     let hash = service::schema_hash(&raw);
@@ -79,8 +80,14 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     let mut events = Vec::new();
     if created {
         events.push(
-            Event::new(EventReason::DeviceCreated, id.as_str(), received_at, &cause, "device auto-provisioned on first hello")
-                .for_twin(&twin.value),
+            Event::new(
+                EventReason::DeviceCreated,
+                id.as_str(),
+                received_at,
+                &cause,
+                "device auto-provisioned on first hello",
+            )
+            .for_twin(&twin.value),
         );
     }
     if schema_changed {
@@ -105,17 +112,27 @@ mod tests {
     use mir_shared::testing::{hello_event, TestWorld};
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, schemas: &w.store, events: &w.store, cache: &w.cache }
+        Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            events: &w.store,
+            cache: &w.cache,
+        }
     }
 
     #[tokio::test]
     async fn an_unknown_device_saying_hello_is_provisioned_with_its_schema() {
         let w = TestWorld::new();
-        let out = handle(&deps(&w), &hello_event("weather", 1_000)).await.expect("ok");
+        let out = handle(&deps(&w), &hello_event("weather", 1_000))
+            .await
+            .expect("ok");
         assert!(out.created && out.schema_changed);
         let twin = w.twin("weather").await;
         assert_eq!(twin.display_name(), "weather/default");
-        assert_eq!(twin.status.schema.package_names, ["google.protobuf", "mir.device.v1", "schema.v1"]);
+        assert_eq!(
+            twin.status.schema.package_names,
+            ["google.protobuf", "mir.device.v1", "schema.v1"]
+        );
         assert!(w.store_schema("weather").await.is_some());
         let mut reasons = w.reasons("weather").await;
         reasons.sort();
@@ -145,6 +162,9 @@ mod tests {
         let mut ev = hello_event("weather", 1_000);
         ev.client_id = "intruder".into();
         assert!(handle(&deps(&w), &ev).await.is_err());
-        assert!(TwinStore::get(&w.store, "weather").await.expect("read").is_none());
+        assert!(TwinStore::get(&w.store, "weather")
+            .await
+            .expect("read")
+            .is_none());
     }
 }

@@ -33,7 +33,10 @@ pub struct PresenceOutcome {
     pub changed: Vec<String>,
 }
 
-pub async fn handle(deps: &Deps<'_>, input: &PresenceInput) -> Result<PresenceOutcome, HandlerError> {
+pub async fn handle(
+    deps: &Deps<'_>,
+    input: &PresenceInput,
+) -> Result<PresenceOutcome, HandlerError> {
     match input {
         PresenceInput::Lifecycle(ev) => lifecycle(deps, ev).await,
         PresenceInput::Schedule(s) => sweep(deps, s.time.max(deps.clock.now())).await,
@@ -41,12 +44,17 @@ pub async fn handle(deps: &Deps<'_>, input: &PresenceInput) -> Result<PresenceOu
 }
 
 async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutcome, HandlerError> {
-    let id = mir_proto::DeviceId::new(ev.client_id.clone()).map_err(mir_shared::rule_event::RuleEventError::from)?;
+    let id = mir_proto::DeviceId::new(ev.client_id.clone())
+        .map_err(mir_shared::rule_event::RuleEventError::from)?;
     let at = ev.time();
     let connected = match ev.event_type.as_str() {
         "connected" => true,
         "disconnected" => false,
-        other => return Err(HandlerError::Invalid(format!("unknown lifecycle eventType {other:?}"))),
+        other => {
+            return Err(HandlerError::Invalid(format!(
+                "unknown lifecycle eventType {other:?}"
+            )))
+        }
     };
     let (_, created) = service::ensure_twin(deps.twins, &id).await?;
     let mut changed = false;
@@ -76,21 +84,45 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     })
     .await?
     .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
-    let cause = format!("{}|{}|{}", ev.event_type, ev.session_identifier, ev.timestamp);
+    let cause = format!(
+        "{}|{}|{}",
+        ev.event_type, ev.session_identifier, ev.timestamp
+    );
     let mut events = Vec::new();
     if created {
-        events.push(Event::new(EventReason::DeviceCreated, id.as_str(), at, &cause, "device auto-provisioned on connect").for_twin(&twin.value));
+        events.push(
+            Event::new(
+                EventReason::DeviceCreated,
+                id.as_str(),
+                at,
+                &cause,
+                "device auto-provisioned on connect",
+            )
+            .for_twin(&twin.value),
+        );
     }
     if changed {
         let (reason, msg) = if connected {
             (EventReason::DeviceOnline, "device connected".to_string())
         } else {
-            (EventReason::DeviceOffline, format!("device disconnected ({})", ev.disconnect_reason.as_deref().unwrap_or("unknown reason")))
+            (
+                EventReason::DeviceOffline,
+                format!(
+                    "device disconnected ({})",
+                    ev.disconnect_reason.as_deref().unwrap_or("unknown reason")
+                ),
+            )
         };
         events.push(Event::new(reason, id.as_str(), at, &cause, msg).for_twin(&twin.value));
     }
     deps.events.append(&events).await?;
-    Ok(PresenceOutcome { changed: if changed { vec![id.to_string()] } else { vec![] } })
+    Ok(PresenceOutcome {
+        changed: if changed {
+            vec![id.to_string()]
+        } else {
+            vec![]
+        },
+    })
 }
 
 /// Marks offline every online device whose last heartbeat is older than `stale_after`.
@@ -101,7 +133,9 @@ pub async fn sweep(deps: &Deps<'_>, now: DateTime<Utc>) -> Result<PresenceOutcom
         .list(&Targets::all())
         .await?
         .into_iter()
-        .filter(|t| t.value.status.online && t.value.status.last_heartbeat.is_none_or(|h| h < cutoff))
+        .filter(|t| {
+            t.value.status.online && t.value.status.last_heartbeat.is_none_or(|h| h < cutoff)
+        })
         .map(|t| t.value.spec.device_id)
         .collect();
     let mut changed = Vec::new();
@@ -119,10 +153,21 @@ pub async fn sweep(deps: &Deps<'_>, now: DateTime<Utc>) -> Result<PresenceOutcom
         })
         .await?;
         if let (true, Some(twin)) = (went_offline, twin) {
-            let last = twin.value.status.last_heartbeat.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
+            let last = twin
+                .value
+                .status
+                .last_heartbeat
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into());
             events.push(
-                Event::new(EventReason::DeviceOffline, &id, now, &format!("sweep|{last}"), format!("no heartbeat since {last}"))
-                    .for_twin(&twin.value),
+                Event::new(
+                    EventReason::DeviceOffline,
+                    &id,
+                    now,
+                    &format!("sweep|{last}"),
+                    format!("no heartbeat since {last}"),
+                )
+                .for_twin(&twin.value),
             );
             changed.push(id);
         }
@@ -146,24 +191,40 @@ mod tests {
     }
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, events: &w.store, clock: w.clock.as_ref(), stale_after: default_stale_after() }
+        Deps {
+            twins: &w.store,
+            events: &w.store,
+            clock: w.clock.as_ref(),
+            stale_after: default_stale_after(),
+        }
     }
 
     #[tokio::test]
     async fn connect_then_disconnect_records_online_and_offline() {
         let w = TestWorld::new();
-        handle(&deps(&w), &lifecycle_json("connected", 1_000)).await.expect("ok");
+        handle(&deps(&w), &lifecycle_json("connected", 1_000))
+            .await
+            .expect("ok");
         assert!(w.twin("w1").await.status.online);
-        handle(&deps(&w), &lifecycle_json("disconnected", 2_000)).await.expect("ok");
+        handle(&deps(&w), &lifecycle_json("disconnected", 2_000))
+            .await
+            .expect("ok");
         assert!(!w.twin("w1").await.status.online);
-        assert_eq!(w.reasons("w1").await, ["DeviceOffline", "DeviceOnline", "DeviceCreated"]);
+        assert_eq!(
+            w.reasons("w1").await,
+            ["DeviceOffline", "DeviceOnline", "DeviceCreated"]
+        );
     }
 
     #[tokio::test]
     async fn a_late_disconnect_from_an_old_session_is_ignored() {
         let w = TestWorld::new();
-        handle(&deps(&w), &lifecycle_json("connected", 5_000)).await.expect("ok");
-        let out = handle(&deps(&w), &lifecycle_json("disconnected", 3_000)).await.expect("ok");
+        handle(&deps(&w), &lifecycle_json("connected", 5_000))
+            .await
+            .expect("ok");
+        let out = handle(&deps(&w), &lifecycle_json("disconnected", 3_000))
+            .await
+            .expect("ok");
         assert!(out.changed.is_empty());
         assert!(w.twin("w1").await.status.online);
     }
@@ -171,7 +232,9 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_marks_silent_devices_offline_once() {
         let w = TestWorld::new();
-        handle(&deps(&w), &lifecycle_json("connected", 1_000)).await.expect("ok");
+        handle(&deps(&w), &lifecycle_json("connected", 1_000))
+            .await
+            .expect("ok");
         let out = sweep(&deps(&w), at_ms(1_000 + 60_000)).await.expect("ok");
         assert!(out.changed.is_empty(), "not stale yet");
         let out = sweep(&deps(&w), at_ms(1_000 + 91_000)).await.expect("ok");

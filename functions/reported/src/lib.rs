@@ -39,7 +39,9 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
         .map_err(HandlerError::malformed("ReportedProperties"))?;
     let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
     if twin.value.spec.disabled {
-        return Err(HandlerError::Invalid(format!("device {id} is disabled; reported properties refused")));
+        return Err(HandlerError::Invalid(format!(
+            "device {id} is disabled; reported properties refused"
+        )));
     }
     let Some(schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
         return Err(HandlerError::NoSchema(id.to_string()));
@@ -48,8 +50,14 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
     let mut decoded: BTreeMap<String, (Value, chrono::DateTime<chrono::Utc>)> = BTreeMap::new();
     let mut rejected = Vec::new();
     for p in &msg.properties {
-        let json = schema.message(&p.name).and_then(|d| schema.proto_to_json(&d, &p.payload));
-        let at = if p.updated_at_ns > 0 { service::from_nanos(p.updated_at_ns) } else { received_at };
+        let json = schema
+            .message(&p.name)
+            .and_then(|d| schema.proto_to_json(&d, &p.payload));
+        let at = if p.updated_at_ns > 0 {
+            service::from_nanos(p.updated_at_ns)
+        } else {
+            received_at
+        };
         match json {
             Ok(v) => {
                 // Within one message the last value of a name wins.
@@ -64,7 +72,12 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
         applied.clear();
         ignored.clear();
         for (name, (value, at)) in &decoded {
-            let newer = twin.status.properties.reported.get(name).is_none_or(|t| t < at);
+            let newer = twin
+                .status
+                .properties
+                .reported
+                .get(name)
+                .is_none_or(|t| t < at);
             if newer {
                 twin.properties.reported.insert(name.clone(), value.clone());
                 twin.status.properties.reported.insert(name.clone(), *at);
@@ -73,30 +86,53 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
                 ignored.push(name.clone());
             }
         }
-        Ok(if applied.is_empty() { Change::Unchanged } else { Change::Changed })
+        Ok(if applied.is_empty() {
+            Change::Unchanged
+        } else {
+            Change::Changed
+        })
     })
     .await?
     .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
     let cause = event.cause(DeviceTopic::Reported);
     let mut events = Vec::new();
     if !applied.is_empty() {
-        let values: serde_json::Map<String, Value> =
-            applied.iter().filter_map(|n| decoded.get(n).map(|(v, _)| (n.clone(), v.clone()))).collect();
+        let values: serde_json::Map<String, Value> = applied
+            .iter()
+            .filter_map(|n| decoded.get(n).map(|(v, _)| (n.clone(), v.clone())))
+            .collect();
         events.push(
-            Event::new(EventReason::ReportedPropertiesUpdated, id.as_str(), received_at, &cause, format!("reported {}", applied.join(", ")))
-                .for_twin(&twin.value)
-                .with_payload(Value::Object(values)),
+            Event::new(
+                EventReason::ReportedPropertiesUpdated,
+                id.as_str(),
+                received_at,
+                &cause,
+                format!("reported {}", applied.join(", ")),
+            )
+            .for_twin(&twin.value)
+            .with_payload(Value::Object(values)),
         );
     }
     if !rejected.is_empty() {
         events.push(
-            Event::new(EventReason::InvalidMessage, id.as_str(), received_at, &cause, format!("reported properties refused: {}", rejected[0].1))
-                .for_twin(&twin.value)
-                .with_payload(serde_json::json!({ "rejected": rejected })),
+            Event::new(
+                EventReason::InvalidMessage,
+                id.as_str(),
+                received_at,
+                &cause,
+                format!("reported properties refused: {}", rejected[0].1),
+            )
+            .for_twin(&twin.value)
+            .with_payload(serde_json::json!({ "rejected": rejected })),
         );
     }
     deps.events.append(&events).await?;
-    Ok(ReportedOutcome { device_id: id.to_string(), applied, ignored_older: ignored, rejected })
+    Ok(ReportedOutcome {
+        device_id: id.to_string(),
+        applied,
+        ignored_older: ignored,
+        rejected,
+    })
 }
 
 #[cfg(test)]
@@ -106,7 +142,12 @@ mod tests {
     use mir_shared::testing::{reported_event, TestWorld};
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, schemas: &w.store, events: &w.store, cache: &w.cache }
+        Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            events: &w.store,
+            cache: &w.cache,
+        }
     }
 
     #[tokio::test]
@@ -115,12 +156,25 @@ mod tests {
         w.with_weather_device("w1").await;
         let new = weather::DataRateStatus { sec: 5 }.encode_to_vec();
         let old = weather::DataRateStatus { sec: 1 }.encode_to_vec();
-        let out = handle(&deps(&w), &reported_event("w1", "schema.v1.DataRateStatus", new, 2_000_000_000, 3_000)).await.expect("ok");
+        let out = handle(
+            &deps(&w),
+            &reported_event("w1", "schema.v1.DataRateStatus", new, 2_000_000_000, 3_000),
+        )
+        .await
+        .expect("ok");
         assert_eq!(out.applied, ["schema.v1.DataRateStatus"]);
-        let out = handle(&deps(&w), &reported_event("w1", "schema.v1.DataRateStatus", old, 1_000_000_000, 4_000)).await.expect("ok");
+        let out = handle(
+            &deps(&w),
+            &reported_event("w1", "schema.v1.DataRateStatus", old, 1_000_000_000, 4_000),
+        )
+        .await
+        .expect("ok");
         assert_eq!(out.ignored_older, ["schema.v1.DataRateStatus"]);
         let twin = w.twin("w1").await;
-        assert_eq!(twin.properties.reported["schema.v1.DataRateStatus"], serde_json::json!({"sec": 5}));
+        assert_eq!(
+            twin.properties.reported["schema.v1.DataRateStatus"],
+            serde_json::json!({"sec": 5})
+        );
         assert_eq!(w.reasons("w1").await, ["ReportedPropertiesUpdated"]);
     }
 
@@ -128,7 +182,12 @@ mod tests {
     async fn an_unknown_property_is_refused_and_recorded() {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
-        let out = handle(&deps(&w), &reported_event("w1", "schema.v1.Ghost", vec![], 1, 1)).await.expect("ok");
+        let out = handle(
+            &deps(&w),
+            &reported_event("w1", "schema.v1.Ghost", vec![], 1, 1),
+        )
+        .await
+        .expect("ok");
         assert_eq!(out.rejected.len(), 1);
         assert!(w.twin("w1").await.properties.reported.is_empty());
         assert_eq!(w.reasons("w1").await, ["InvalidMessage"]);

@@ -67,7 +67,11 @@ pub fn map_batch(
                 }
             },
         };
-        let fallback = if item.sent_at_ns > 0 { item.sent_at_ns } else { ctx.received_at_ns };
+        let fallback = if item.sent_at_ns > 0 {
+            item.sent_at_ns
+        } else {
+            ctx.received_at_ns
+        };
         match plan.map(&item.payload, ctx, fallback, item.seq) {
             Ok(r) => records.push(r),
             Err(e) => rejected.push((index, e.to_string())),
@@ -82,14 +86,21 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
         .map_err(HandlerError::malformed("TelemetryBatch"))?;
     let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
     if twin.value.spec.disabled {
-        return Err(HandlerError::Invalid(format!("device {id} is disabled; telemetry refused")));
+        return Err(HandlerError::Invalid(format!(
+            "device {id} is disabled; telemetry refused"
+        )));
     }
     let Some(mut schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
         ask_for_schema(deps, &id).await;
         return Err(HandlerError::NoSchema(id.to_string()));
     };
     // A message name the cached schema does not know may come from a newer schema.
-    if batch.items.iter().any(|i| matches!(schema.telemetry_plan(&i.name), Err(SchemaError::UnknownMessage { .. }))) {
+    if batch.items.iter().any(|i| {
+        matches!(
+            schema.telemetry_plan(&i.name),
+            Err(SchemaError::UnknownMessage { .. })
+        )
+    }) {
         if let Some(fresh) = deps.cache.load(deps.schemas, id.as_str()).await? {
             schema = fresh;
         }
@@ -106,9 +117,14 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
         let report = deps.sink.write(&records).await?;
         written = report.written;
         // Map record indexes back to item indexes.
-        let item_index: Vec<usize> = (0..batch.items.len()).filter(|i| !rejected.iter().any(|(r, _)| r == i)).collect();
+        let item_index: Vec<usize> = (0..batch.items.len())
+            .filter(|i| !rejected.iter().any(|(r, _)| r == i))
+            .collect();
         for RejectedRecord { index, reason } in report.rejected {
-            rejected.push((item_index.get(index).copied().unwrap_or(index), format!("rejected by the store: {reason}")));
+            rejected.push((
+                item_index.get(index).copied().unwrap_or(index),
+                format!("rejected by the store: {reason}"),
+            ));
         }
     }
     if !rejected.is_empty() {
@@ -124,17 +140,31 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
             id.as_str(),
             event.received_at(),
             &event.cause(DeviceTopic::Telemetry),
-            format!("{} of {} telemetry items not stored: {}", rejected.len(), batch.items.len(), rejected[0].1),
+            format!(
+                "{} of {} telemetry items not stored: {}",
+                rejected.len(),
+                batch.items.len(),
+                rejected[0].1
+            ),
         )
         .for_twin(&twin.value)
         .with_payload(serde_json::json!({ "rejected": detail }));
         deps.events.append(&[ev]).await?;
     }
-    Ok(TelemetryOutcome { device_id: id.to_string(), received: batch.items.len(), written, rejected })
+    Ok(TelemetryOutcome {
+        device_id: id.to_string(),
+        received: batch.items.len(),
+        written,
+        rejected,
+    })
 }
 
 async fn ask_for_schema(deps: &Deps<'_>, id: &mir_proto::DeviceId) {
-    if let Err(e) = deps.publisher.publish(&DeviceTopic::HelloGet.for_device(id), Bytes::new()).await {
+    if let Err(e) = deps
+        .publisher
+        .publish(&DeviceTopic::HelloGet.for_device(id), Bytes::new())
+        .await
+    {
         tracing::info!(device = %id, error = %e, "could not ask the device for its schema");
     }
 }
@@ -148,12 +178,24 @@ mod tests {
     };
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps { twins: &w.store, schemas: &w.store, sink: &w.store, events: &w.store, publisher: w.publisher.as_ref(), cache: &w.cache }
+        Deps {
+            twins: &w.store,
+            schemas: &w.store,
+            sink: &w.store,
+            events: &w.store,
+            publisher: w.publisher.as_ref(),
+            cache: &w.cache,
+        }
     }
 
     async fn stored(w: &TestWorld) -> Vec<TelemetryRecord> {
         w.store
-            .query(&TelemetryQuery { device_id: "w1".into(), measure: "schema.v1.Env".into(), since_ns: 0, limit: 1000 })
+            .query(&TelemetryQuery {
+                device_id: "w1".into(),
+                measure: "schema.v1.Env".into(),
+                since_ns: 0,
+                limit: 1000,
+            })
             .await
             .expect("query")
     }
@@ -162,19 +204,34 @@ mod tests {
     async fn a_batch_is_stored_with_the_devices_timestamps_and_fields() {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
-        let items = [("schema.v1.Env", env(1_000_000_000, 20).encode_to_vec(), 1), ("schema.v1.Env", env(2_000_000_000, 21).encode_to_vec(), 2)];
-        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000)).await.expect("ok");
+        let items = [
+            ("schema.v1.Env", env(1_000_000_000, 20).encode_to_vec(), 1),
+            ("schema.v1.Env", env(2_000_000_000, 21).encode_to_vec(), 2),
+        ];
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000))
+            .await
+            .expect("ok");
         assert_eq!((out.received, out.written), (2, 2));
         let recs = stored(&w).await;
-        assert_eq!(recs.iter().map(|r| r.time_ns).collect::<Vec<_>>(), [1_000_000_000, 2_000_000_000]);
-        assert_eq!(recs[1].values[0].1, mir_shared::telemetry::FieldValue::Int(21));
+        assert_eq!(
+            recs.iter().map(|r| r.time_ns).collect::<Vec<_>>(),
+            [1_000_000_000, 2_000_000_000]
+        );
+        assert_eq!(
+            recs[1].values[0].1,
+            mir_shared::telemetry::FieldValue::Int(21)
+        );
     }
 
     #[tokio::test]
     async fn the_same_batch_delivered_twice_is_stored_once() {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
-        let ev = telemetry_event("w1", &[("schema.v1.Env", env(1_000, 20).encode_to_vec(), 1)], 5_000);
+        let ev = telemetry_event(
+            "w1",
+            &[("schema.v1.Env", env(1_000, 20).encode_to_vec(), 1)],
+            5_000,
+        );
         handle(&deps(&w), &ev).await.expect("first");
         handle(&deps(&w), &ev).await.expect("duplicate");
         assert_eq!(stored(&w).await.len(), 1);
@@ -190,17 +247,30 @@ mod tests {
             ("schema.v1.Env", vec![0xff, 0xff, 0xff], 2),
             ("schema.v1.Env", env(3_000, 22).encode_to_vec(), 3),
         ];
-        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000)).await.expect("partial");
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000))
+            .await
+            .expect("partial");
         assert_eq!(out.written, 1);
-        assert_eq!(out.rejected.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
-        assert!(out.rejected[0].1.contains("schema.v1.Env"), "lists known: {}", out.rejected[0].1);
+        assert_eq!(
+            out.rejected.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert!(
+            out.rejected[0].1.contains("schema.v1.Env"),
+            "lists known: {}",
+            out.rejected[0].1
+        );
         assert_eq!(w.reasons("w1").await, ["InvalidMessage"]);
     }
 
     #[tokio::test]
     async fn a_device_without_schema_is_asked_for_it_and_the_batch_can_be_retried() {
         let w = TestWorld::new();
-        let ev = telemetry_event("w2", &[("schema.v1.Env", env(1, 1).encode_to_vec(), 1)], 5_000);
+        let ev = telemetry_event(
+            "w2",
+            &[("schema.v1.Env", env(1, 1).encode_to_vec(), 1)],
+            5_000,
+        );
         let err = handle(&deps(&w), &ev).await.expect_err("no schema");
         assert!(err.is_retryable());
         assert_eq!(w.publisher.published()[0].0, "mir/w2/hello/get");

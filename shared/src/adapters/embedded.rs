@@ -177,7 +177,8 @@ impl EmbeddedStore {
                 for row in commands.iter().map_err(unavailable)? {
                     let (k, v) = row.map_err(unavailable)?;
                     let rec: CommandRecord = from_json(v.value())?;
-                    if rec.status.is_final() && rec.completed_at.unwrap_or(rec.created_at) < cutoff {
+                    if rec.status.is_final() && rec.completed_at.unwrap_or(rec.created_at) < cutoff
+                    {
                         old.push(k.value().to_string());
                     }
                 }
@@ -200,7 +201,10 @@ fn read_twin(db: &Database, id: &str) -> StoreResult<Option<Versioned<Twin>>> {
         return Ok(None);
     };
     let row: TwinRow = from_json(v.value())?;
-    Ok(Some(Versioned { version: row.version, value: row.twin }))
+    Ok(Some(Versioned {
+        version: row.version,
+        value: row.twin,
+    }))
 }
 
 fn check_size(id: &str, bytes: &[u8]) -> StoreResult<()> {
@@ -220,7 +224,11 @@ impl TwinStore for EmbeddedStore {
         self.run(move |db| read_twin(db, &id)).await
     }
 
-    async fn get_by_name(&self, name: &str, namespace: &str) -> StoreResult<Option<Versioned<Twin>>> {
+    async fn get_by_name(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Versioned<Twin>>> {
         let key = name_key(namespace, name);
         self.run(move |db| {
             let id = {
@@ -247,7 +255,10 @@ impl TwinStore for EmbeddedStore {
                 let (_, v) = row.map_err(unavailable)?;
                 let row: TwinRow = from_json(v.value())?;
                 if targets.matches(&row.twin) {
-                    out.push(Versioned { version: row.version, value: row.twin });
+                    out.push(Versioned {
+                        version: row.version,
+                        value: row.twin,
+                    });
                 }
             }
             Ok(out)
@@ -259,7 +270,10 @@ impl TwinStore for EmbeddedStore {
         let twin = twin.clone();
         self.run(move |db| {
             let id = twin.spec.device_id.clone();
-            let bytes = to_json(&TwinRow { version: 1, twin: twin.clone() })?;
+            let bytes = to_json(&TwinRow {
+                version: 1,
+                twin: twin.clone(),
+            })?;
             check_size(&id, &bytes)?;
             let tx = db.begin_write().map_err(unavailable)?;
             {
@@ -270,13 +284,23 @@ impl TwinStore for EmbeddedStore {
                 }
                 let nk = name_key(&twin.meta.namespace, &twin.meta.name);
                 if names.get(nk.as_str()).map_err(unavailable)?.is_some() {
-                    return Err(StoreError::AlreadyExists(format!("name {}", twin.display_name())));
+                    return Err(StoreError::AlreadyExists(format!(
+                        "name {}",
+                        twin.display_name()
+                    )));
                 }
-                twins.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
-                names.insert(nk.as_str(), id.as_str()).map_err(unavailable)?;
+                twins
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+                names
+                    .insert(nk.as_str(), id.as_str())
+                    .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)?;
-            Ok(Versioned { version: 1, value: twin })
+            Ok(Versioned {
+                version: 1,
+                value: twin,
+            })
         })
         .await
     }
@@ -286,7 +310,10 @@ impl TwinStore for EmbeddedStore {
         self.run(move |db| {
             let id = twin.spec.device_id.clone();
             let version = expected_version + 1;
-            let bytes = to_json(&TwinRow { version, twin: twin.clone() })?;
+            let bytes = to_json(&TwinRow {
+                version,
+                twin: twin.clone(),
+            })?;
             check_size(&id, &bytes)?;
             let tx = db.begin_write().map_err(unavailable)?;
             {
@@ -310,15 +337,25 @@ impl TwinStore for EmbeddedStore {
                         .map_err(unavailable)?
                         .map(|v| v.value().to_string());
                     if taken.is_some_and(|owner| owner != id) {
-                        return Err(StoreError::AlreadyExists(format!("name {}", twin.display_name())));
+                        return Err(StoreError::AlreadyExists(format!(
+                            "name {}",
+                            twin.display_name()
+                        )));
                     }
                     names.remove(old_key.as_str()).map_err(unavailable)?;
-                    names.insert(new_key.as_str(), id.as_str()).map_err(unavailable)?;
+                    names
+                        .insert(new_key.as_str(), id.as_str())
+                        .map_err(unavailable)?;
                 }
-                twins.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                twins
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)?;
-            Ok(Versioned { version, value: twin })
+            Ok(Versioned {
+                version,
+                value: twin,
+            })
         })
         .await
     }
@@ -417,7 +454,8 @@ impl CommandStore for EmbeddedStore {
                 if t.get(id.as_str()).map_err(unavailable)?.is_some() {
                     return Err(StoreError::AlreadyExists(format!("command {id}")));
                 }
-                t.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                t.insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
             }
             tx.commit().map_err(unavailable)
         })
@@ -435,7 +473,11 @@ impl CommandStore for EmbeddedStore {
         .await
     }
 
-    async fn complete(&self, id: &str, outcome: CommandOutcome) -> StoreResult<(CommandRecord, bool)> {
+    async fn complete(
+        &self,
+        id: &str,
+        outcome: CommandOutcome,
+    ) -> StoreResult<(CommandRecord, bool)> {
         let id = id.to_string();
         let result = self
             .run(move |db| {
@@ -452,7 +494,8 @@ impl CommandStore for EmbeddedStore {
                     let changed = rec.complete(outcome);
                     if changed {
                         let bytes = to_json(&rec)?;
-                        t.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                        t.insert(id.as_str(), bytes.as_slice())
+                            .map_err(unavailable)?;
                     }
                     (rec, changed)
                 };
@@ -513,7 +556,8 @@ impl EventStore for EmbeddedStore {
                     if t.get(id.as_str()).map_err(unavailable)?.is_some() {
                         continue;
                     }
-                    t.insert(id.as_str(), bytes.as_slice()).map_err(unavailable)?;
+                    t.insert(id.as_str(), bytes.as_slice())
+                        .map_err(unavailable)?;
                     by_time.insert(tk.as_str(), ()).map_err(unavailable)?;
                 }
             }
@@ -534,8 +578,12 @@ impl EventStore for EmbeddedStore {
             for row in by_time.range(from.as_str()..).map_err(unavailable)?.rev() {
                 let (k, _) = row.map_err(unavailable)?;
                 let key = k.value();
-                let Some((_, id)) = key.split_once(':') else { continue };
-                let Some(v) = events.get(id).map_err(unavailable)? else { continue };
+                let Some((_, id)) = key.split_once(':') else {
+                    continue;
+                };
+                let Some(v) = events.get(id).map_err(unavailable)? else {
+                    continue;
+                };
                 let e: Event = from_json(v.value())?;
                 if filter.matches(&e) {
                     out.push(e);
@@ -559,12 +607,29 @@ impl TelemetrySink for EmbeddedStore {
             let row = TelemetryRow {
                 name: r.name.clone(),
                 namespace: r.namespace.clone(),
-                tags: r.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                values: r.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                tags: r
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                values: r
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
             };
             match to_json(&row) {
-                Ok(bytes) => rows.push((r.device_id.clone(), r.measure.to_string(), r.time_ns, r.seq, bytes)),
-                Err(e) => report.rejected.push(RejectedRecord { index, reason: e.to_string() }),
+                Ok(bytes) => rows.push((
+                    r.device_id.clone(),
+                    r.measure.to_string(),
+                    r.time_ns,
+                    r.seq,
+                    bytes,
+                )),
+                Err(e) => report.rejected.push(RejectedRecord {
+                    index,
+                    reason: e.to_string(),
+                }),
             }
         }
         let written = self
@@ -576,7 +641,10 @@ impl TelemetrySink for EmbeddedStore {
                     let mut series = tx.open_table(SERIES).map_err(unavailable)?;
                     for (device, measure, time, seq, bytes) in &rows {
                         let replaced = t
-                            .insert((device.as_str(), measure.as_str(), *time, *seq), bytes.as_slice())
+                            .insert(
+                                (device.as_str(), measure.as_str(), *time, *seq),
+                                bytes.as_slice(),
+                            )
                             .map_err(unavailable)?
                             .is_some();
                         let key = (device.as_str(), measure.as_str());
@@ -586,7 +654,9 @@ impl TelemetrySink for EmbeddedStore {
                             .map(|v| v.value())
                             .unwrap_or((0, i64::MIN));
                         let count = if replaced { count } else { count + 1 };
-                        series.insert(key, (count, last.max(*time))).map_err(unavailable)?;
+                        series
+                            .insert(key, (count, last.max(*time)))
+                            .map_err(unavailable)?;
                     }
                 }
                 tx.commit().map_err(unavailable)?;
@@ -644,8 +714,16 @@ impl TelemetryReader for EmbeddedStore {
                     measure: measure.clone(),
                     time_ns,
                     seq,
-                    tags: row.tags.into_iter().map(|(k, v)| (Arc::from(k), Arc::from(v))).collect(),
-                    values: row.values.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
+                    tags: row
+                        .tags
+                        .into_iter()
+                        .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                        .collect(),
+                    values: row
+                        .values
+                        .into_iter()
+                        .map(|(k, v)| (Arc::from(k), v))
+                        .collect(),
                 });
                 if out.len() >= q.limit.max(1) {
                     break;

@@ -36,7 +36,11 @@ impl RecordingPublisher {
 impl DevicePublisher for RecordingPublisher {
     async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), PublishError> {
         if let Ok((id, _)) = mir_proto::topics::parse(topic) {
-            let offline = self.offline.lock().map(|o| o.contains(&id.to_string())).unwrap_or(false);
+            let offline = self
+                .offline
+                .lock()
+                .map(|o| o.contains(&id.to_string()))
+                .unwrap_or(false);
             if offline {
                 return Err(PublishError::NotConnected(id.to_string()));
             }

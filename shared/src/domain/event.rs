@@ -55,7 +55,9 @@ impl EventReason {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
     }
 
     pub fn event_type(self) -> EventType {
@@ -93,7 +95,8 @@ pub struct Event {
 }
 
 /// Namespace of the v5 UUIDs used as event ids.
-const EVENT_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d69_725f_6576_656e_7473_5f76_3100_0001);
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d69_725f_6576_656e_7473_5f76_3100_0001);
 
 impl Event {
     /// An event whose id is a function of `cause` (e.g. the rule event that led to
@@ -175,7 +178,10 @@ mod tests {
 
     #[test]
     fn reasons_parse_case_insensitively() {
-        assert_eq!(EventReason::parse("deviceonline"), Some(EventReason::DeviceOnline));
+        assert_eq!(
+            EventReason::parse("deviceonline"),
+            Some(EventReason::DeviceOnline)
+        );
         assert_eq!(EventReason::parse("nope"), None);
     }
 }

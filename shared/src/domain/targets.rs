@@ -71,10 +71,11 @@ impl Targets {
     /// Parses `k=v,k2=v2`.
     pub fn add_labels(&mut self, spec: &str) -> Result<(), DomainError> {
         for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                DomainError::Invalid(format!("label {pair:?} must be key=value"))
-            })?;
-            self.labels.insert(k.trim().to_string(), v.trim().to_string());
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| DomainError::Invalid(format!("label {pair:?} must be key=value")))?;
+            self.labels
+                .insert(k.trim().to_string(), v.trim().to_string());
         }
         Ok(())
     }
@@ -93,11 +94,13 @@ impl Targets {
 
     pub fn matches(&self, twin: &Twin) -> bool {
         let selected = !self.has_selectors()
-            || self.ids.iter().any(|id| *id == twin.spec.device_id)
-            || self.namespaces.iter().any(|ns| *ns == twin.meta.namespace)
+            || self.ids.contains(&twin.spec.device_id)
+            || self.namespaces.contains(&twin.meta.namespace)
             || self.names.iter().any(|n| {
                 n.name == twin.meta.name
-                    && n.namespace.as_ref().is_none_or(|ns| *ns == twin.meta.namespace)
+                    && n.namespace
+                        .as_ref()
+                        .is_none_or(|ns| *ns == twin.meta.namespace)
             });
         selected
             && self
@@ -127,7 +130,11 @@ impl Targets {
             q.push(("namespaces", self.namespaces.join(",")));
         }
         if !self.labels.is_empty() {
-            let labels: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let labels: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             q.push(("labels", labels.join(",")));
         }
         q

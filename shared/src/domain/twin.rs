@@ -225,8 +225,7 @@ impl Twin {
 fn check_name(what: &str, s: &str) -> Result<(), DomainError> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
     if ok {
         Ok(())
@@ -298,8 +297,14 @@ status:
     fn the_twin_from_mirs_documentation_parses_and_round_trips() {
         let twin: Twin = serde_yaml::from_str(MIR_DOC).expect("parses");
         assert_eq!(twin.meta.labels["location"], "floor-1");
-        assert_eq!(twin.properties.reported["sensor.v1.BatteryStatus"]["voltage"], 3.2);
-        assert_eq!(twin.status.schema.package_names, ["sensor.v1", "mir.device.v1"]);
+        assert_eq!(
+            twin.properties.reported["sensor.v1.BatteryStatus"]["voltage"],
+            3.2
+        );
+        assert_eq!(
+            twin.status.schema.package_names,
+            ["sensor.v1", "mir.device.v1"]
+        );
         let yaml = serde_yaml::to_string(&twin).expect("serializes");
         let back: Twin = serde_yaml::from_str(&yaml).expect("parses again");
         assert_eq!(back, twin);
@@ -341,7 +346,9 @@ status:
         edit.spec.device_id = "other".into();
         edit.status.online = false;
         edit.meta.labels.insert("a".into(), "b".into());
-        edit.properties.desired.insert("x.P".into(), serde_json::json!({"sec": 5}));
+        edit.properties
+            .desired
+            .insert("x.P".into(), serde_json::json!({"sec": 5}));
         let changed = twin.apply_edit(&edit, Utc::now());
         assert_eq!(changed, ["x.P"]);
         assert_eq!(twin.spec.device_id, "w");
