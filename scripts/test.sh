@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine of this kind:
+#   Rust workspace (unit, handler, conformance, end-to-end), lint, and the CDK app.
+# Whatever a test needs is installed here (Python venv for moto, npm packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# A persistent target dir outside the clone speeds up repeated runs; a cold one works too.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mir-serverless/target}"
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+aws_endpoint_started=0
+cleanup() {
+  if [ "$aws_endpoint_started" = 1 ] && [ -x scripts/moto.sh ]; then
+    scripts/moto.sh stop || true
+  fi
+}
+trap cleanup EXIT
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+# The AWS adapters' conformance tests need an AWS-compatible endpoint (moto's server,
+# installed into .venv by scripts/moto.sh) on 127.0.0.1:4566.
+if [ -x scripts/moto.sh ]; then
+  step "AWS-compatible endpoint (moto) on 127.0.0.1:4566"
+  scripts/moto.sh start
+  aws_endpoint_started=1
+  export MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:4566"
+fi
+
+step "cargo test (workspace)"
+cargo test --workspace --all-features --no-fail-fast
+
+step "clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+if [ -x scripts/lambda-smoke.sh ]; then
+  step "Lambda binaries under cargo lambda watch"
+  scripts/lambda-smoke.sh
+fi
+
+step "CDK app (synth + assertions, offline)"
+bash infra/cdk/scripts/test.sh
+
+step "all tests passed"
