@@ -63,25 +63,8 @@ fn map_patch(
     m
 }
 
-/// Applies a merge patch (RFC 7386) to `target`.
-pub fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
+/// Applies a merge patch (RFC 7386) to `target` (the API's own implementation).
+pub use mir_shared::api::merge_patch as merge;
 
 /// Parts of a twin an operator cannot change that differ in `edited` (status, reported
 /// properties, the device id): they are ignored by the API.

@@ -156,7 +156,7 @@ async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
     let twin = update(deps, &id, |twin, now| {
         let mut doc =
             serde_json::to_value(&*twin).map_err(|e| HandlerError::Invalid(e.to_string()))?;
-        merge_patch(&mut doc, &patch);
+        api::merge_patch(&mut doc, &patch);
         let edit: Twin = serde_json::from_value(doc)
             .map_err(|e| HandlerError::Invalid(format!("the patched twin is invalid: {e}")))?;
         if edit.spec.device_id != twin.spec.device_id {
@@ -304,26 +304,6 @@ async fn refresh(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Value), ApiE
         202,
         serde_json::json!({ "deviceId": id.as_str(), "requested": sent }),
     ))
-}
-
-/// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(serde_json::Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -257,10 +257,3 @@ async fn a_schema_refresh_asks_the_device_and_certificates_need_an_issuer() {
     .await;
     assert_eq!(status, 501);
 }
-
-#[test]
-fn merge_patch_follows_rfc_7386() {
-    let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-    merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
-    assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
-}
