@@ -235,6 +235,10 @@ impl Hub {
                 )
             })?;
         let http_addr = listener.local_addr()?;
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Small JSON answers must not wait for Nagle + delayed ACK.
+            let _ = tcp.set_nodelay(true);
+        });
         let routes = Arc::new(RoutesTable::load().context("the built-in routes table is invalid")?);
         let app = http::router(http::HttpState {
             core: core.clone(),
