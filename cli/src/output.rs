@@ -243,7 +243,16 @@ pub fn line_chart(points: &[(DateTime<Utc>, f64)], height: usize, width: usize) 
         }
     };
     let label = |v: f64| format_number(v);
-    let label_width = label(max).len().max(label(min).len());
+    let mid = if max > min {
+        min + span * ((height - 1) / 2) as f64 / (height - 1).max(1) as f64
+    } else {
+        min
+    };
+    let label_width = [min, mid, max]
+        .iter()
+        .map(|v| label(*v).len())
+        .max()
+        .unwrap_or(1);
     let mut out = String::new();
     for r in (0..height).rev() {
         let axis_value = if height > 1 {
