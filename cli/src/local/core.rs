@@ -19,7 +19,10 @@ use serde::Serialize;
 use mir_proto::topics::{self, DeviceTopic, PresenceKind};
 use mir_shared::{
     adapters::embedded::EmbeddedStore,
-    ports::{CertificateIssuer, SystemClock},
+    ports::{
+        CertificateIssuer, CommandStore, EventStore, SchemaStore, SystemClock, TelemetryReader,
+        TelemetrySink, TwinStore,
+    },
     rule_event::{LifecycleEvent, PresenceInput, RuleEvent},
     service::{HandlerError, SchemaCache},
 };
@@ -30,8 +33,34 @@ use super::adapters::BrokerPublisher;
 /// retries twice).
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
 
+/// The stores of one profile, as the ports the handlers take.
+pub struct Stores {
+    pub twins: Arc<dyn TwinStore>,
+    pub schemas: Arc<dyn SchemaStore>,
+    pub commands: Arc<dyn CommandStore>,
+    pub events: Arc<dyn EventStore>,
+    pub telemetry: Arc<dyn TelemetrySink>,
+    pub telemetry_reader: Arc<dyn TelemetryReader>,
+}
+
+impl Stores {
+    /// Every store on one embedded database.
+    pub fn embedded(store: &EmbeddedStore) -> Self {
+        Self {
+            twins: Arc::new(store.clone()),
+            schemas: Arc::new(store.clone()),
+            commands: Arc::new(store.clone()),
+            events: Arc::new(store.clone()),
+            telemetry: Arc::new(store.clone()),
+            telemetry_reader: Arc::new(store.clone()),
+        }
+    }
+}
+
 pub struct Core {
-    pub store: EmbeddedStore,
+    pub stores: Stores,
+    /// Set for the `local` profile: pruned like DynamoDB TTL would.
+    pub embedded: Option<EmbeddedStore>,
     pub publisher: Arc<BrokerPublisher>,
     pub certificates: Option<Arc<dyn CertificateIssuer>>,
     pub cache: SchemaCache,
@@ -130,15 +159,15 @@ impl Core {
             return;
         };
         let ev = RuleEvent::new(id.as_str(), client_id, payload, Utc::now());
-        let s = &self.store;
+        let st = &self.stores;
         let cache = &self.cache;
         let publisher = self.publisher.as_ref();
         match kind {
             DeviceTopic::Hello => {
                 let deps = mir_fn_hello::Deps {
-                    twins: s,
-                    schemas: s,
-                    events: s,
+                    twins: st.twins.as_ref(),
+                    schemas: st.schemas.as_ref(),
+                    events: st.events.as_ref(),
                     cache,
                 };
                 self.invoke("hello", &ev, || mir_fn_hello::handle(&deps, &ev))
@@ -146,18 +175,18 @@ impl Core {
             }
             DeviceTopic::Heartbeat => {
                 let deps = mir_fn_heartbeat::Deps {
-                    twins: s,
-                    events: s,
+                    twins: st.twins.as_ref(),
+                    events: st.events.as_ref(),
                 };
                 self.invoke("heartbeat", &ev, || mir_fn_heartbeat::handle(&deps, &ev))
                     .await
             }
             DeviceTopic::Telemetry => {
                 let deps = mir_fn_telemetry::Deps {
-                    twins: s,
-                    schemas: s,
-                    sink: s,
-                    events: s,
+                    twins: st.twins.as_ref(),
+                    schemas: st.schemas.as_ref(),
+                    sink: st.telemetry.as_ref(),
+                    events: st.events.as_ref(),
                     publisher,
                     cache,
                 };
@@ -166,9 +195,9 @@ impl Core {
             }
             DeviceTopic::Reported => {
                 let deps = mir_fn_reported::Deps {
-                    twins: s,
-                    schemas: s,
-                    events: s,
+                    twins: st.twins.as_ref(),
+                    schemas: st.schemas.as_ref(),
+                    events: st.events.as_ref(),
                     cache,
                 };
                 self.invoke("reported", &ev, || mir_fn_reported::handle(&deps, &ev))
@@ -176,8 +205,8 @@ impl Core {
             }
             DeviceTopic::DesiredGet => {
                 let deps = mir_fn_desired::Deps {
-                    twins: s,
-                    schemas: s,
+                    twins: st.twins.as_ref(),
+                    schemas: st.schemas.as_ref(),
                     publisher,
                     cache,
                 };
@@ -186,9 +215,9 @@ impl Core {
             }
             DeviceTopic::CommandResponse => {
                 let deps = mir_fn_command_response::Deps {
-                    commands: s,
-                    schemas: s,
-                    events: s,
+                    commands: st.commands.as_ref(),
+                    schemas: st.schemas.as_ref(),
+                    events: st.events.as_ref(),
                     cache,
                 };
                 self.invoke("command-response", &ev, || {
@@ -208,8 +237,8 @@ impl Core {
 
     fn presence_deps(&self) -> mir_fn_presence::Deps<'_> {
         mir_fn_presence::Deps {
-            twins: &self.store,
-            events: &self.store,
+            twins: self.stores.twins.as_ref(),
+            events: self.stores.events.as_ref(),
             clock: &self.clock,
             stale_after: self.stale_after,
         }

@@ -69,16 +69,16 @@ async fn invoke(
     function: &str,
     ev: &ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
-    let s = &core.store;
+    let st = &core.stores;
     let publisher = core.publisher.as_ref();
     let cache = &core.cache;
     let clock = &core.clock;
     match function {
         "api-devices" => {
             let deps = mir_fn_api_devices::Deps {
-                twins: s,
-                schemas: s,
-                events: s,
+                twins: st.twins.as_ref(),
+                schemas: st.schemas.as_ref(),
+                events: st.events.as_ref(),
                 publisher,
                 certificates: core.certificates.as_deref(),
                 cache,
@@ -88,10 +88,10 @@ async fn invoke(
         }
         "api-commands" => {
             let deps = mir_fn_api_commands::Deps {
-                twins: s,
-                schemas: s,
-                commands: s,
-                events: s,
+                twins: st.twins.as_ref(),
+                schemas: st.schemas.as_ref(),
+                commands: st.commands.as_ref(),
+                events: st.events.as_ref(),
                 publisher,
                 cache,
                 clock,
@@ -100,9 +100,9 @@ async fn invoke(
         }
         "api-config" => {
             let deps = mir_fn_api_config::Deps {
-                twins: s,
-                schemas: s,
-                events: s,
+                twins: st.twins.as_ref(),
+                schemas: st.schemas.as_ref(),
+                events: st.events.as_ref(),
                 publisher,
                 cache,
                 clock,
@@ -111,16 +111,19 @@ async fn invoke(
         }
         "api-telemetry" => {
             let deps = mir_fn_api_telemetry::Deps {
-                twins: s,
-                schemas: s,
-                telemetry: s,
+                twins: st.twins.as_ref(),
+                schemas: st.schemas.as_ref(),
+                telemetry: st.telemetry_reader.as_ref(),
                 cache,
                 clock,
             };
             mir_fn_api_telemetry::handle(&deps, ev).await
         }
         "api-events" => {
-            let deps = mir_fn_api_events::Deps { events: s, clock };
+            let deps = mir_fn_api_events::Deps {
+                events: st.events.as_ref(),
+                clock,
+            };
             mir_fn_api_events::handle(&deps, ev).await
         }
         other => api::error_response(&api::ApiError::not_found(format!("no function {other}"))),

@@ -190,7 +190,8 @@ impl Hub {
             .context("cannot issue the broker's server certificate")?;
         let publisher = Arc::new(BrokerPublisher::default());
         let core = Arc::new(Core {
-            store: store.clone(),
+            stores: core::Stores::embedded(&store),
+            embedded: Some(store.clone()),
             publisher: publisher.clone(),
             certificates: Some(Arc::new(LocalCertificates { ca: ca.clone() })),
             cache: SchemaCache::default(),
@@ -273,7 +274,11 @@ impl Hub {
                 sweep_core.sweep().await;
                 n += 1;
                 if n % 120 == 1 {
-                    if let Err(e) = sweep_core.store.prune(chrono::Utc::now(), retention).await {
+                    let pruned = match &sweep_core.embedded {
+                        Some(store) => store.prune(chrono::Utc::now(), retention).await,
+                        None => Ok(0),
+                    };
+                    if let Err(e) = pruned {
                         tracing::warn!(error = %e, "pruning old events and commands failed");
                     }
                 }
