@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
@@ -137,10 +137,12 @@ pub async fn ensure_twin(
 type CachedSchema = (Instant, String, Arc<Schema>);
 
 /// Decoded schemas by device, shared by the invocations of one process. Entries are
-/// re-validated against the stored hash after `ttl`.
+/// re-validated against the stored hash after `ttl`. Devices that sent the same schema
+/// share one decoded copy (a fleet of identical devices costs one descriptor pool).
 pub struct SchemaCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, CachedSchema>>,
+    by_hash: Mutex<HashMap<String, Weak<Schema>>>,
 }
 
 impl std::fmt::Debug for SchemaCache {
@@ -162,7 +164,25 @@ impl SchemaCache {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            by_hash: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The copy already decoded for `hash`, else `schema` (remembered for the next device).
+    fn shared(&self, hash: &str, schema: Arc<Schema>) -> Arc<Schema> {
+        let Ok(mut by_hash) = self.by_hash.lock() else {
+            return schema;
+        };
+        if let Some(existing) = by_hash.get(hash).and_then(Weak::upgrade) {
+            return existing;
+        }
+        by_hash.retain(|_, w| w.strong_count() > 0);
+        by_hash.insert(hash.to_string(), Arc::downgrade(&schema));
+        schema
+    }
+
+    fn decoded(&self, hash: &str) -> Option<Arc<Schema>> {
+        self.by_hash.lock().ok()?.get(hash).and_then(Weak::upgrade)
     }
 
     /// The device's schema, or `None` if it never sent one.
@@ -195,8 +215,13 @@ impl SchemaCache {
                 }
             }
         }
-        let raw = crate::schema::decompress(&stored.compressed)?;
-        let schema = Arc::new(Schema::from_descriptor_set(&raw)?);
+        let schema = match self.decoded(&stored.hash) {
+            Some(schema) => schema,
+            None => {
+                let raw = crate::schema::decompress(&stored.compressed)?;
+                self.shared(&stored.hash, Arc::new(Schema::from_descriptor_set(&raw)?))
+            }
+        };
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(
                 device_id.to_string(),
@@ -208,6 +233,7 @@ impl SchemaCache {
 
     /// Stores a freshly decoded schema (the hello handler has it already).
     pub fn insert(&self, device_id: &str, hash: String, schema: Arc<Schema>) {
+        let schema = self.shared(&hash, schema);
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(device_id.to_string(), (Instant::now(), hash, schema));
         }
@@ -375,4 +401,35 @@ pub async fn catalog(
         devices.push(entry);
     }
     Ok(crate::api::Catalog { devices })
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::TestWorld;
+
+    #[tokio::test]
+    async fn devices_with_the_same_schema_share_one_decoded_copy() {
+        let w = TestWorld::new();
+        w.with_weather_device("a").await;
+        w.with_weather_device("b").await;
+        let cache = SchemaCache::default();
+        let a = cache.get(&w.store, "a").await.expect("ok").expect("schema");
+        let b = cache.get(&w.store, "b").await.expect("ok").expect("schema");
+        assert!(Arc::ptr_eq(&a, &b));
+        let fresh = Arc::new(
+            Schema::from_descriptor_set(mir_proto::examples::weather::DESCRIPTOR_SET)
+                .expect("schema"),
+        );
+        cache.insert(
+            "c",
+            schema_hash(mir_proto::examples::weather::DESCRIPTOR_SET),
+            fresh,
+        );
+        let c = cache.get(&w.store, "c").await.expect("ok").expect("schema");
+        assert!(
+            Arc::ptr_eq(&a, &c),
+            "a hello's own copy is replaced by the shared one"
+        );
+    }
 }
