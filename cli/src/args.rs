@@ -76,6 +76,8 @@ pub enum Command {
     },
     /// Run the local hub: MQTT broker, rules, functions and the HTTP API in one process
     Local(LocalArgs),
+    /// Create virtual devices to mimic workload for test or demo purposes
+    Swarm(crate::swarm::SwarmArgs),
 }
 
 /// Output format of listing commands.
@@ -476,7 +478,8 @@ pub struct EventListArgs {
   mir ctx                                   # list contexts, * marks the current one
   mir ctx prod                              # switch to the context prod
   mir ctx add staging --api http://10.0.0.5:8180
-  mir ctx add prod --kind aws --region eu-west-1 --api https://abc.execute-api.eu-west-1.amazonaws.com")]
+  mir ctx add prod --kind aws --region eu-west-1 --api https://abc.execute-api.eu-west-1.amazonaws.com
+  mir ctx import --outputs cdk-outputs.json      # an aws context from `cdk deploy`")]
 pub struct ContextArgs {
     /// Switch to this context
     pub name: Option<String>,
@@ -516,6 +519,28 @@ pub enum ContextCommand {
         #[arg(long = "use")]
         use_it: bool,
     },
+    /// Add an aws context from `cdk deploy --outputs-file` (stacks mir-<stage>-*)
+    #[command(after_help = "Examples:
+  cdk deploy --all --outputs-file cdk-outputs.json
+  mir ctx import --outputs cdk-outputs.json               # context mir-<stage>, now current
+  mir ctx import --outputs cdk-outputs.json --name prod --stage prod --profile ops")]
+    Import {
+        /// The CDK outputs JSON file
+        #[arg(long, value_name = "FILE", default_value = "cdk-outputs.json")]
+        outputs: PathBuf,
+        /// Context name (default: mir-<stage>)
+        #[arg(long)]
+        name: Option<String>,
+        /// The stage, when the file holds several
+        #[arg(long)]
+        stage: Option<String>,
+        /// AWS profile used to sign requests (else the standard credential chain)
+        #[arg(long)]
+        profile: Option<String>,
+        /// Do not switch to the new context
+        #[arg(long)]
+        no_use: bool,
+    },
     /// Remove a context
     #[command(visible_alias = "rm")]
     Remove { name: String },
@@ -535,6 +560,17 @@ pub enum ToolsCommand {
         #[command(subcommand)]
         command: ToolsConfigCommand,
     },
+    /// Generate projects and files
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// A new Rust device project on the Mir device SDK
+    DeviceTemplate(crate::commands::template::DeviceTemplateArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,8 @@ pub enum ClientError {
     BadUrl { url: String, reason: String },
     #[error("unexpected answer from the Mir API ({what}): {reason}")]
     Decode { what: String, reason: String },
+    #[error("{reason}")]
+    Signing { reason: String },
     #[error("request to the Mir API failed: {0}")]
     Http(#[source] reqwest::Error),
 }
@@ -50,6 +52,8 @@ pub struct EventQuery {
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    /// SigV4 signing (aws contexts).
+    signer: Option<crate::sigv4::Signer>,
 }
 
 impl Client {
@@ -71,7 +75,17 @@ impl Client {
             .user_agent(concat!("mir-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Http)?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            signer: None,
+        })
+    }
+
+    /// Signs every request with SigV4 (API Gateway with IAM auth).
+    pub fn with_signer(mut self, signer: crate::sigv4::Signer) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -119,7 +133,18 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let mut request = req.build().map_err(ClientError::Http)?;
+        if let Some(signer) = &self.signer {
+            signer
+                .sign(&mut request)
+                .await
+                .map_err(|reason| ClientError::Signing { reason })?;
+        }
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| self.transport_error(e))?;
         tracing::debug!(%status, bytes = text.len(), "response");

@@ -35,6 +35,9 @@ pub struct Context {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The devices' MQTT endpoint (aws: `mqtts://<IotDataEndpoint>:8883`), informative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
 }
 
 fn default_context_name() -> String {
@@ -51,6 +54,7 @@ impl Default for CliConfig {
                 kind: ContextKind::Local,
                 region: None,
                 profile: None,
+                mqtt: None,
             }],
         }
     }
@@ -148,27 +152,141 @@ impl CliConfig {
         api_flag: Option<&str>,
         context_flag: Option<&str>,
     ) -> anyhow::Result<String> {
-        if let Some(api) = api_flag.filter(|a| !a.trim().is_empty()) {
-            return Ok(api.trim().to_string());
-        }
+        Ok(self.resolve(api_flag, context_flag)?.api)
+    }
+
+    /// Where the API is and how to sign requests: aws contexts sign with SigV4
+    /// (service `execute-api`, the context's region and profile), also with `--api`.
+    pub fn resolve(
+        &self,
+        api_flag: Option<&str>,
+        context_flag: Option<&str>,
+    ) -> anyhow::Result<Endpoint> {
         let name = context_flag.unwrap_or(&self.current_context);
         let ctx = match self.get(name) {
-            Some(c) => c,
-            None if name == DEFAULT_CONTEXT => return Ok(DEFAULT_LOCAL_API.to_string()),
+            Some(c) => Some(c),
+            None if name == DEFAULT_CONTEXT || api_flag.is_some() => None,
             None => bail!(
                 "no context {name:?}; known: {}. List them with `mir ctx`",
                 self.names().join(", ")
             ),
         };
-        if ctx.kind == ContextKind::Aws {
-            bail!(
-                "context {:?} is an aws context: signing requests with SigV4 is not yet supported. \
-                 Use a local or localstack context, or pass --api for an endpoint without IAM auth",
-                ctx.name
-            );
-        }
-        Ok(ctx.api.clone())
+        let sigv4 = match ctx {
+            Some(c) if c.kind == ContextKind::Aws => {
+                let Some(region) = c.region.clone().filter(|r| !r.trim().is_empty()) else {
+                    bail!(
+                        "context {:?} is an aws context without a region: set it with \
+                         `mir ctx add {} --kind aws --region REGION --api URL` or `mir ctx import`",
+                        c.name,
+                        c.name
+                    );
+                };
+                Some(SigV4Config {
+                    region,
+                    profile: c.profile.clone(),
+                })
+            }
+            _ => None,
+        };
+        let api = match (api_flag.filter(|a| !a.trim().is_empty()), ctx) {
+            (Some(api), _) => api.trim().to_string(),
+            (None, Some(c)) => c.api.clone(),
+            (None, None) => DEFAULT_LOCAL_API.to_string(),
+        };
+        Ok(Endpoint { api, sigv4 })
     }
+}
+
+/// A resolved API endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub api: String,
+    pub sigv4: Option<SigV4Config>,
+}
+
+/// How to sign requests for API Gateway's IAM auth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigV4Config {
+    pub region: String,
+    /// AWS profile; else the standard chain (environment, profile, SSO, IMDS, ...).
+    pub profile: Option<String>,
+}
+
+/// Reads `cdk deploy --outputs-file` JSON: merges the outputs of the stacks named
+/// `mir-<stage>-*` (one stage, or `stage` when the file holds several) into an aws
+/// context named `name` (default `mir-<stage>`).
+pub fn context_from_cdk_outputs(
+    text: &str,
+    name: Option<&str>,
+    stage: Option<&str>,
+    profile: Option<String>,
+) -> anyhow::Result<Context> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).context("the CDK outputs file is not JSON")?;
+    let stacks = json
+        .as_object()
+        .context("the CDK outputs file must map stack names to outputs")?;
+    let stage_of = |stack: &str| {
+        stack
+            .strip_prefix("mir-")
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(stage, _)| stage.to_string())
+    };
+    let mut stages: Vec<String> = stacks.keys().filter_map(|k| stage_of(k)).collect();
+    stages.sort();
+    stages.dedup();
+    let stage = match (stage, stages.as_slice()) {
+        (Some(s), _) if stages.iter().any(|x| x == s) => s.to_string(),
+        (Some(s), _) => bail!(
+            "no stack mir-{s}-* in the outputs; stages found: {}",
+            if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
+        ),
+        (None, [one]) => one.clone(),
+        (None, []) => bail!("no stack named mir-<stage>-* in the outputs: is this the file of `cdk deploy --outputs-file`?"),
+        (None, many) => bail!(
+            "the outputs hold several stages ({}): choose one with --stage",
+            many.join(", ")
+        ),
+    };
+    let mut outputs = serde_json::Map::new();
+    for (stack, values) in stacks {
+        if stage_of(stack).as_deref() == Some(stage.as_str()) {
+            if let Some(v) = values.as_object() {
+                outputs.extend(v.clone());
+            }
+        }
+    }
+    let get = |key: &str| {
+        outputs
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let api = get("ApiUrl").with_context(|| {
+        format!("no ApiUrl output in the stacks mir-{stage}-*: is the api stack deployed?")
+    })?;
+    let region = get("Region")
+        .or_else(|| region_from_url(&api))
+        .with_context(|| format!("no Region output in the stacks mir-{stage}-*"))?;
+    Ok(Context {
+        name: name
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("mir-{stage}")),
+        api,
+        kind: ContextKind::Aws,
+        region: Some(region),
+        profile,
+        mqtt: get("IotDataEndpoint").map(|e| format!("mqtts://{e}:8883")),
+    })
+}
+
+/// `https://abc.execute-api.eu-west-1.amazonaws.com/` -> `eu-west-1`.
+fn region_from_url(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split(['/', ':']).next()?;
+    let mut parts = host.split('.');
+    let _id = parts.next()?;
+    (parts.next()? == "execute-api").then(|| parts.next().map(str::to_string))?
 }
 
 #[cfg(test)]
@@ -217,6 +335,7 @@ mod tests {
             kind: ContextKind::Localstack,
             region: None,
             profile: None,
+            mqtt: None,
         });
         cfg.switch("ls").expect("switch");
         assert_eq!(cfg.resolve_api(None, None).expect("ok"), "http://ls:8180");
@@ -231,9 +350,66 @@ mod tests {
             kind: ContextKind::Aws,
             region: Some("eu-west-1".into()),
             profile: None,
+            mqtt: None,
         });
-        let err = cfg.resolve_api(None, Some("prod")).expect_err("aws");
-        assert!(err.to_string().contains("not yet supported"), "{err}");
+        let e = cfg.resolve(None, Some("prod")).expect("aws");
+        assert_eq!(e.api, "https://a");
+        assert_eq!(
+            e.sigv4,
+            Some(SigV4Config {
+                region: "eu-west-1".into(),
+                profile: None
+            })
+        );
+        // --api keeps the context's signing; local contexts never sign.
+        let e = cfg.resolve(Some("https://b"), Some("prod")).expect("aws");
+        assert_eq!((e.api.as_str(), e.sigv4.is_some()), ("https://b", true));
+        assert_eq!(cfg.resolve(None, Some("local")).expect("local").sigv4, None);
+    }
+
+    #[test]
+    fn cdk_outputs_become_an_aws_context() {
+        let text = r#"{
+            "mir-dev-data": {"TwinsTable": "mir-dev-twins", "TelemetrySink": "timestream"},
+            "mir-dev-api": {"ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com/", "Region": "eu-west-1"},
+            "mir-dev-functions": {"IotDataEndpoint": "a1b2c3-ats.iot.eu-west-1.amazonaws.com"},
+            "mir-dev-iot": {"DevicePolicyName": "mir-dev-device"},
+            "other-stack": {"ApiUrl": "https://wrong"}
+        }"#;
+        let ctx = context_from_cdk_outputs(text, None, None, Some("ops".into())).expect("ok");
+        assert_eq!(ctx.name, "mir-dev");
+        assert_eq!(
+            ctx.api,
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(ctx.kind, ContextKind::Aws);
+        assert_eq!(ctx.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(ctx.profile.as_deref(), Some("ops"));
+        assert_eq!(
+            ctx.mqtt.as_deref(),
+            Some("mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883")
+        );
+        // The region also comes from the URL; several stages need --stage.
+        let two = r#"{"mir-dev-api": {"ApiUrl": "https://x.execute-api.us-east-2.amazonaws.com/"},
+                      "mir-prod-api": {"ApiUrl": "https://y.execute-api.eu-west-3.amazonaws.com/"}}"#;
+        let e = context_from_cdk_outputs(two, None, None, None).expect_err("two stages");
+        assert!(
+            e.to_string().contains("dev, prod") && e.to_string().contains("--stage"),
+            "{e}"
+        );
+        let ctx = context_from_cdk_outputs(two, Some("p"), Some("prod"), None).expect("ok");
+        assert_eq!(
+            (ctx.name.as_str(), ctx.region.as_deref()),
+            ("p", Some("eu-west-3"))
+        );
+        let e = context_from_cdk_outputs(r#"{"mir-dev-data": {}}"#, None, None, None)
+            .expect_err("no api");
+        assert!(e.to_string().contains("no ApiUrl"), "{e}");
+        assert!(context_from_cdk_outputs("[]", None, None, None).is_err());
+        assert!(context_from_cdk_outputs("{}", None, None, None)
+            .expect_err("empty")
+            .to_string()
+            .contains("mir-<stage>-*"));
     }
 
     #[test]
@@ -251,6 +427,7 @@ mod tests {
             kind: ContextKind::Local,
             region: None,
             profile: None,
+            mqtt: None,
         });
         cfg.switch("b").expect("switch");
         cfg.save(&path).expect("save");

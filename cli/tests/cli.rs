@@ -28,6 +28,7 @@ struct Recorded {
     path: String,
     query: String,
     body: String,
+    headers: axum::http::HeaderMap,
 }
 
 type Log = Arc<Mutex<Vec<Recorded>>>;
@@ -55,7 +56,13 @@ fn error(status: StatusCode, msg: &str) -> Response {
 }
 
 /// The API double: enough of each route for the CLI's requests.
-async fn api(State(log): State<Log>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn api(
+    State(log): State<Log>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let body = String::from_utf8_lossy(&body).into_owned();
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
@@ -65,6 +72,7 @@ async fn api(State(log): State<Log>, method: Method, uri: Uri, body: Bytes) -> R
             path: path.clone(),
             query: query.clone(),
             body: body.clone(),
+            headers,
         });
     }
     match (method.as_str(), path.as_str()) {
@@ -725,5 +733,93 @@ fn contexts_choose_the_api_and_update_sends_a_merge_patch() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let run = mir(dir.path(), &["dev", "ls"], None, &[]);
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("not yet supported"), "{}", run.stderr);
+    assert!(run.stderr.contains("without a region"), "{}", run.stderr);
+}
+
+#[test]
+fn ctx_import_reads_cdk_outputs_and_aws_contexts_sign_requests_with_sigv4() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let outputs = dir.path().join("cdk-outputs.json");
+    std::fs::write(
+        &outputs,
+        json!({
+            "mir-test-api": {"ApiUrl": s.url(), "Region": "eu-west-1"},
+            "mir-test-functions": {"IotDataEndpoint": "abc-ats.iot.eu-west-1.amazonaws.com"},
+            "mir-test-data": {"TelemetrySink": "timestream"}
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let run = mir(
+        dir.path(),
+        &[
+            "ctx",
+            "import",
+            "--outputs",
+            outputs.to_str().expect("utf-8"),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("context mir-test imported"),
+        "{}",
+        run.stdout
+    );
+    let run = mir(dir.path(), &["ctx"], None, &[]);
+    assert!(
+        run.stdout.contains("*mir-test") && run.stdout.contains("eu-west-1"),
+        "{}",
+        run.stdout
+    );
+
+    // Credentials from the environment (the first link of the standard chain).
+    let home = dir.path().join("home");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_SESSION_TOKEN", "session"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+        ("HOME", home.to_str().expect("utf-8")),
+    ];
+    let run = mir(dir.path(), &["dev", "ls", "-o", "json"], None, &env);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let r = s.last("GET", "/v1/devices");
+    let auth = r.headers["authorization"].to_str().expect("ascii");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+            && auth.contains("/eu-west-1/execute-api/aws4_request, SignedHeaders=")
+            && auth.contains("host;x-amz-date;x-amz-security-token"),
+        "{auth}"
+    );
+    assert_eq!(r.headers["x-amz-security-token"], "session");
+    assert_eq!(r.headers["x-amz-date"].len(), "20240102T030405Z".len());
+    // A body is signed too.
+    let run = mir(
+        dir.path(),
+        &["dev", "update", "weather/default", "--label", "a=b"],
+        None,
+        &env,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let r = s.last("PATCH", "/v1/devices/weather");
+    assert!(r.headers.contains_key("authorization"));
+
+    // Without credentials: a clear error, nothing sent unsigned.
+    let before = s.requests().len();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+        ("HOME", home.to_str().expect("utf-8")),
+    ];
+    let run = mir(dir.path(), &["dev", "ls"], None, &env);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("no AWS credentials"), "{}", run.stderr);
+    assert_eq!(s.requests().len(), before);
 }

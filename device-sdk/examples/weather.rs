@@ -6,9 +6,13 @@
 //! - desired property `schema.v1.DataRateProp` changes the rate (at least 1 s) and is
 //!   reported back as `DataRateStatus`.
 //!
+//! Settings come from `device.yaml` (Mir's layout, see `examples/device.yaml`): the
+//! first of `./device.yaml`, `~/.config/mir/device.yaml`, `/etc/mir/device.yaml`, else
+//! the example's own file; a path can be given as the first argument. `MIR__...`
+//! variables fill what the file leaves out (`MIR__DEVICE__ID`, `MIR__TARGET`, ...).
+//!
 //! ```sh
-//! cargo run -p mir-device-sdk --example weather -- [mqtt://127.0.0.1:1883] [weather]
-//! # or MIR_TARGET=... MIR_DEVICE_ID=... cargo run -p mir-device-sdk --example weather
+//! cargo run -p mir-device-sdk --example weather -- [path/to/device.yaml]
 //! ```
 
 use std::{
@@ -19,33 +23,43 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use mir_device_sdk::{LogLevel, Mir};
+use mir_device_sdk::{default_config_paths, Mir, Secret};
 use mir_proto::examples::weather::{
     ActivateHvacCmd, ActivateHvacResp, DataRateProp, DataRateStatus, Env, HvacStatus,
     DESCRIPTOR_SET,
 };
 use tokio::sync::watch;
 
+/// The `user:` section of `device.yaml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WeatherConfig {
+    /// Seconds between two `Env` messages (until the desired `DataRateProp` says otherwise).
+    data_rate_sec: u64,
+    station: String,
+    /// Kept out of logs.
+    #[allow(dead_code)]
+    api_key: Option<Secret<String>>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let target = args
-        .next()
-        .or_else(|| std::env::var("MIR_TARGET").ok())
-        .unwrap_or_else(|| "mqtt://127.0.0.1:1883".to_string());
-    let device_id = args
-        .next()
-        .or_else(|| std::env::var("MIR_DEVICE_ID").ok())
-        .unwrap_or_else(|| "weather".to_string());
+    let file = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .or_else(|| default_config_paths().into_iter().find(|p| p.is_file()))
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/device.yaml")
+        });
 
-    let mir = Mir::builder()
-        .device_id(device_id)
-        .target(target)
-        .log_level(LogLevel::Info)
+    let (mir, config): (Mir, WeatherConfig) = Mir::builder()
+        .config_file(&file)
         .schema(DESCRIPTOR_SET)
-        .build()?;
+        .build_with_user_config()?;
+    tracing::info!(file = %file.display(), ?config, "weather station {}", mir.device_id());
 
-    let data_rate = Arc::new(AtomicU64::new(3));
+    let data_rate = Arc::new(AtomicU64::new(config.data_rate_sec.max(1)));
+    let station = config.station.clone();
 
     let m = mir.clone();
     mir.handle_command(move |cmd: ActivateHvacCmd| {
@@ -110,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             humidity: rand::random_range(0..101),
             wind_speed: rand::random_range(0.0..30.0),
             raining: rand::random_bool(0.2),
-            station: "roof".to_string(),
+            station: station.clone(),
         };
         if let Err(e) = mir.send_telemetry(&env) {
             tracing::error!("error sending telemetry: {e}");

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use mir_proto::{
     wire::{PropertyValue, TelemetryItem},
     DeviceId,
@@ -19,8 +20,12 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     config::{Builder, Config, Target},
     eventloop,
-    handlers::{command_fn, property_fn, SharedRegistry},
+    handlers::{
+        command_fn, property_fn, raw_command_fn, raw_property_fn, CommandFn, PropertyFn,
+        SharedRegistry,
+    },
     session::{check_item_fits, unix_ns},
+    store::Store,
     SdkError,
 };
 
@@ -32,16 +37,25 @@ pub(crate) enum AppRequest {
     PropertyRegistered(String),
 }
 
-/// Connection status, as seen by the event loop.
+/// Connection and queue status, as seen by the event loop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Status {
     pub connected: bool,
     /// Successful connections (ConnAck) since launch.
     pub connects: u64,
+    /// Telemetry messages not yet acknowledged by the broker (open batch, memory, store).
+    pub queued_messages: u64,
+    /// Records (telemetry batches, reported properties) in the offline store.
+    pub stored_records: u64,
+    /// Telemetry messages dropped since launch (retention, disk cap, memory cap).
+    pub dropped_messages: u64,
+    /// Telemetry messages in the offline store.
+    pub stored_messages: u64,
 }
 
 struct Inner {
     config: Arc<Config>,
+    store: Mutex<Option<Box<dyn Store>>>,
     tx: mpsc::Sender<AppRequest>,
     rx: Mutex<Option<mpsc::Receiver<AppRequest>>>,
     registry: SharedRegistry,
@@ -71,12 +85,13 @@ impl Mir {
         Builder::default()
     }
 
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config, store: Option<Box<dyn Store>>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (status, _) = watch::channel(Status::default());
         Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
+                store: Mutex::new(store),
                 tx,
                 rx: Mutex::new(Some(rx)),
                 registry: SharedRegistry::default(),
@@ -107,10 +122,26 @@ impl Mir {
         Fut: Future<Output = Result<Resp, E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        self.inner.registry.write().add_command(
+        self.register_command(
             Req::full_name(),
             command_fn::<Req, Resp, F, Fut, E>(handler),
-        );
+        )
+    }
+
+    /// Registers the handler of command `name` for messages known only at run time (e.g.
+    /// built with prost-reflect, as `mir swarm` does): it gets the encoded request and
+    /// answers the full name and the encoded bytes of its response.
+    pub fn handle_command_raw<F, Fut, E>(&self, name: &str, handler: F) -> &Self
+    where
+        F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(String, Bytes), E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        self.register_command(name.to_string(), raw_command_fn(handler))
+    }
+
+    fn register_command(&self, name: String, f: CommandFn) -> &Self {
+        self.inner.registry.write().add_command(name, f);
         self
     }
 
@@ -122,11 +153,20 @@ impl Mir {
         P: prost::Message + prost::Name + Default + 'static,
         F: Fn(P) + Send + Sync + 'static,
     {
-        let name = P::full_name();
-        self.inner
-            .registry
-            .write()
-            .add_property(name.clone(), property_fn::<P, F>(handler));
+        self.register_property(P::full_name(), property_fn::<P, F>(handler))
+    }
+
+    /// Registers the handler of desired property `name` for messages known only at run
+    /// time: it gets the encoded value.
+    pub fn handle_properties_raw<F>(&self, name: &str, handler: F) -> &Self
+    where
+        F: Fn(Bytes) + Send + Sync + 'static,
+    {
+        self.register_property(name.to_string(), raw_property_fn(handler))
+    }
+
+    fn register_property(&self, name: String, f: PropertyFn) -> &Self {
+        self.inner.registry.write().add_property(name.clone(), f);
         if self.inner.launched.load(Ordering::SeqCst)
             && self
                 .inner
@@ -142,9 +182,15 @@ impl Mir {
     /// Sends a telemetry message. Never blocks: the message joins the current batch,
     /// sent within the linger (default 50 ms) or as soon as the batch is full.
     pub fn send_telemetry<M: prost::Message + prost::Name>(&self, msg: &M) -> Result<(), SdkError> {
+        self.send_telemetry_raw(&M::full_name(), msg.encode_to_vec().into())
+    }
+
+    /// Sends a telemetry message given by its full name and encoded bytes (a message
+    /// known only at run time). Never blocks.
+    pub fn send_telemetry_raw(&self, name: &str, payload: Bytes) -> Result<(), SdkError> {
         let item = TelemetryItem {
-            name: M::full_name(),
-            payload: msg.encode_to_vec().into(),
+            name: name.to_string(),
+            payload,
             seq: 0,
             sent_at_ns: unix_ns(),
         };
@@ -157,9 +203,14 @@ impl Mir {
         &self,
         msg: &M,
     ) -> Result<(), SdkError> {
+        self.send_properties_raw(&M::full_name(), msg.encode_to_vec().into())
+    }
+
+    /// Reports a property given by its full name and encoded bytes. Never blocks.
+    pub fn send_properties_raw(&self, name: &str, payload: Bytes) -> Result<(), SdkError> {
         let value = PropertyValue {
-            name: M::full_name(),
-            payload: msg.encode_to_vec().into(),
+            name: name.to_string(),
+            payload,
             updated_at_ns: unix_ns(),
             version: 0,
         };
@@ -192,8 +243,15 @@ impl Mir {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or(SdkError::AlreadyLaunched)?;
+        let store = self
+            .inner
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let task = tokio::spawn(eventloop::run(
             Arc::clone(&self.inner.config),
+            store,
             self.inner.registry.clone(),
             rx,
             self.inner.status.clone(),
@@ -213,17 +271,18 @@ impl Mir {
 
     /// Waits until the device is connected (returns at once if it is).
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), SdkError> {
-        self.wait_status(timeout, |s| s.connected).await
+        self.wait_for_status(timeout, |s| s.connected).await
     }
 
     /// Waits until the device is connected after at least `n` connections since launch
     /// (`n = 2`: reconnected once).
     pub async fn wait_connects(&self, n: u64, timeout: Duration) -> Result<(), SdkError> {
-        self.wait_status(timeout, |s| s.connected && s.connects >= n)
+        self.wait_for_status(timeout, |s| s.connected && s.connects >= n)
             .await
     }
 
-    async fn wait_status(
+    /// Waits (at most `timeout`) until the status satisfies `done`.
+    pub async fn wait_for_status(
         &self,
         timeout: Duration,
         done: impl FnMut(&Status) -> bool,

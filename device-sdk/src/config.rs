@@ -1,8 +1,8 @@
-//! Device configuration: the [`Builder`] and what it validates.
+//! Device configuration: the [`Builder`], `device.yaml`, `MIR__...` environment
+//! variables, and what they validate.
 //!
-//! Every option is resolved here into a [`Config`] before anything runs, so that a
-//! `device.yaml` file and `MIR__...` environment variables (a later version) only add
-//! sources below the builder: builder > file > env > defaults.
+//! Every option is resolved here into a [`Config`] before anything runs, from four
+//! layers in this order of priority: builder > file > env > defaults (Mir's order).
 
 use std::{
     fmt,
@@ -17,7 +17,18 @@ use bytes::Bytes;
 use mir_proto::{wire::Compression, DeviceId, MAX_PAYLOAD_BYTES};
 use prost::Message;
 
-use crate::{client::Mir, BuildError};
+use crate::{
+    backoff::{DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN},
+    client::Mir,
+    credentials,
+    store::{RedbStore, Store},
+    BuildError,
+};
+
+pub(crate) mod file;
+
+pub use file::{default_config_paths, Secret};
+use file::{ConfigFile, MirSection};
 
 /// Default target: the local hub's plain MQTT listener.
 pub const DEFAULT_TARGET: &str = "mqtt://127.0.0.1:1883";
@@ -33,8 +44,92 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 /// MQTT keep alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Delay before reconnecting after a connection error.
-pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Default retention of the offline store (Mir's: one week).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default most used percentage of the store's file system (Mir's: 85 %).
+pub const DEFAULT_DISK_LIMIT_PERCENT: f64 = 85.0;
+
+/// Where the platform runs (DESIGN.md section 3). The profile gives the defaults of
+/// the target and of the trusted CA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// The local hub (`mir local`): `mqtt://127.0.0.1:1883`, or its mTLS listener
+    /// (8883) with its local CA in `ca.crt`.
+    #[default]
+    Local,
+    /// Development against LocalStack: the local hub's broker (or LocalStack's).
+    Localstack,
+    /// AWS IoT Core: the account's ATS endpoint (`xxx-ats.iot.<region>.amazonaws.com`),
+    /// port 8883 with the device certificate (or 443, with ALPN `x-amzn-mqtt-ca`),
+    /// Amazon Root CA 1 unless a `ca.crt` is given.
+    Aws,
+}
+
+impl FromStr for Profile {
+    type Err = BuildError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(Profile::Local),
+            "localstack" => Ok(Profile::Localstack),
+            "aws" => Ok(Profile::Aws),
+            other => Err(BuildError::InvalidOption {
+                option: "profile",
+                reason: format!("{other:?} is not one of local, localstack, aws"),
+            }),
+        }
+    }
+}
+
+/// When messages go to the offline store (Mir's `persistenceType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Persistence {
+    /// Never: the offline queue is in memory only (bounded, oldest dropped).
+    NoStorage,
+    /// While the device is offline (and what is unacknowledged when the connection
+    /// drops); online messages wait in memory for their PUBACK.
+    #[default]
+    IfOffline,
+    /// Every message goes through the store first and leaves it on PUBACK: nothing is
+    /// lost even if the process is killed while online.
+    Always,
+}
+
+impl FromStr for Persistence {
+    type Err = BuildError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['_', '-'], "")
+            .as_str()
+        {
+            "nostorage" | "none" => Ok(Persistence::NoStorage),
+            "ifoffline" => Ok(Persistence::IfOffline),
+            "always" => Ok(Persistence::Always),
+            other => Err(BuildError::InvalidOption {
+                option: "localStore.persistenceType",
+                reason: format!("{other:?} is not one of nostorage, ifoffline, always"),
+            }),
+        }
+    }
+}
+
+/// Options of the offline store (Mir's `StoreOptions`). Unset fields come from
+/// `device.yaml`, then `MIR__LOCAL_STORE__...`, then the defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreOptions {
+    /// Folder of the store database. Without one the queue is kept in memory only.
+    pub folder_path: Option<PathBuf>,
+    /// Keep the queue in memory only, even with a folder.
+    pub in_memory: Option<bool>,
+    /// Records older than this are dropped (default one week).
+    pub retention_limit: Option<Duration>,
+    /// Most used percentage of the file system holding the store (default 85).
+    pub disk_space_limit: Option<f64>,
+    /// Most bytes in the store (default: only the disk limit).
+    pub max_bytes: Option<u64>,
+    pub persistence_type: Option<Persistence>,
+}
 
 /// Log level of the subscriber the SDK installs (see [`Builder::log_level`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -257,15 +352,29 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub device_id: DeviceId,
+    pub profile: Profile,
     pub target: Target,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The FileDescriptorSet, zlib compressed.
     pub schema: Bytes,
+    pub no_schema_on_boot: bool,
     pub heartbeat_interval: Duration,
     pub telemetry_linger: Duration,
     pub command_timeout: Duration,
     pub queue_capacity: usize,
     pub max_queued_bytes: usize,
+    pub persistence: Persistence,
+    /// Where the store lives (`None`: memory only).
+    pub store_folder: Option<PathBuf>,
+    pub retention: Duration,
+    pub disk_limit_percent: f64,
+    pub max_store_bytes: Option<u64>,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub persistent_session: bool,
+    pub log_level: Option<LogLevel>,
+    /// The configuration file that was read, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -278,24 +387,73 @@ enum CredentialSource {
     },
 }
 
+#[derive(Debug, Clone)]
+enum ConfigSource {
+    File(PathBuf),
+    Search(Vec<PathBuf>),
+}
+
 /// Builds a [`Mir`] device, like Mir's Go `mir.Builder()`.
+///
+/// Each option comes from the first of: this builder, the configuration file
+/// ([`Builder::config_file`] / [`Builder::default_config_file`]), `MIR__...`
+/// environment variables, the defaults.
+///
+/// ```
+/// use mir_device_sdk::{Mir, Persistence, StoreOptions};
+/// # fn main() -> Result<(), mir_device_sdk::BuildError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("device.yaml"), r#"
+/// mir:
+///   target: mqtt://127.0.0.1:1883
+///   device:
+///     id: weather-01
+///   localStore:
+///     persistenceType: always
+/// user:
+///   station: roof
+/// "#).unwrap();
+///
+/// #[derive(serde::Deserialize)]
+/// struct App { station: String }
+///
+/// let (mir, app): (Mir, App) = Mir::builder()
+///     .config_file(dir.path().join("device.yaml"))
+///     .env_vars([("MIR__DEVICE__ID", "ignored-the-file-wins")])
+///     .store(StoreOptions { folder_path: Some(dir.path().join("store")), ..Default::default() })
+///     .build_with_user_config()?;
+/// assert_eq!(mir.device_id().as_str(), "weather-01");
+/// assert_eq!(app.station, "roof");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     device_id: Option<String>,
     id_prefix: Option<IdPrefix>,
+    profile: Option<Profile>,
     target: Option<String>,
     schemas: Vec<Vec<u8>>,
+    no_schema_on_boot: Option<bool>,
     log_level: Option<LogLevel>,
     credentials: Option<CredentialSource>,
+    credential_dirs: Option<Vec<PathBuf>>,
     heartbeat_interval: Option<Duration>,
     telemetry_linger: Option<Duration>,
     command_timeout: Option<Duration>,
     queue_capacity: Option<usize>,
     max_queued_bytes: Option<usize>,
+    store: StoreOptions,
+    backoff_min: Option<Duration>,
+    backoff_max: Option<Duration>,
+    persistent_session: Option<bool>,
+    config: Option<ConfigSource>,
+    env: Option<Vec<(String, String)>>,
 }
 
 impl Builder {
-    /// The device id: `^[a-zA-Z0-9:_-]{1,128}$` once prefixed. Also the MQTT client id.
+    /// The device id: `^[a-zA-Z0-9:_-]{1,128}$` once prefixed. Also the MQTT client id
+    /// and the AWS IoT thing name.
     pub fn device_id(mut self, id: impl Into<String>) -> Self {
         self.device_id = Some(id.into());
         self
@@ -307,7 +465,15 @@ impl Builder {
         self
     }
 
-    /// `mqtt://host:port` or `mqtts://host:port` (default [`DEFAULT_TARGET`]).
+    /// Where the platform runs: [`Profile::Local`] (default), [`Profile::Localstack`],
+    /// [`Profile::Aws`].
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// `mqtt://host:port` or `mqtts://host:port` (default [`DEFAULT_TARGET`]; with
+    /// [`Profile::Aws`] the ATS endpoint, a bare host meaning `mqtts://host:8883`).
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
@@ -320,8 +486,16 @@ impl Builder {
         self
     }
 
+    /// Do not send the schema (`Hello`) on every connection, only when the hub asks
+    /// (`hello/get`).
+    pub fn no_schema_on_boot(mut self, yes: bool) -> Self {
+        self.no_schema_on_boot = Some(yes);
+        self
+    }
+
     /// Installs a `tracing` fmt subscriber at this level, unless the application
-    /// already installed one. Without this call the SDK installs nothing.
+    /// already installed one. Without a level (here, in the file or the environment)
+    /// the SDK installs nothing.
     pub fn log_level(mut self, level: LogLevel) -> Self {
         self.log_level = Some(level);
         self
@@ -363,6 +537,13 @@ impl Builder {
         self
     }
 
+    /// Directories searched for `tls.crt`, `tls.key` and `ca.crt` when a TLS target
+    /// has no credentials configured (default: `./`, `~/.config/mir/`, `/etc/mir/`).
+    pub fn credentials_search_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.credential_dirs = Some(dirs);
+        self
+    }
+
     /// Interval between heartbeats (default 30 s); one is also sent on every connect.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = Some(interval);
@@ -389,42 +570,234 @@ impl Builder {
         self
     }
 
-    /// Bytes of telemetry batches kept in memory while offline (default 8 MiB); the
-    /// oldest batches are dropped beyond it.
+    /// Bytes of records (telemetry batches, reported properties) kept in memory
+    /// (default 8 MiB); beyond it the oldest go to the store, or are dropped without one.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.max_queued_bytes = Some(bytes);
         self
     }
 
-    /// Validates everything and returns the device, not yet connected (see [`Mir::launch`]).
-    pub fn build(self) -> Result<Mir, BuildError> {
-        if let Some(level) = self.log_level {
-            // Ignored when the application already installed a subscriber.
-            let _ = tracing_subscriber::fmt()
-                .with_max_level(level.as_tracing())
-                .try_init();
-        }
-        let config = self.resolve()?;
-        Ok(Mir::new(config))
+    /// The offline store (Mir's `Store(StoreOptions{..})`); unset fields come from the
+    /// lower layers.
+    pub fn store(mut self, options: StoreOptions) -> Self {
+        self.store = options;
+        self
     }
 
+    /// Reconnection delays: exponential backoff with full jitter, the first ceiling
+    /// `min` doubling up to `max` (default 1 s to 128 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff_min = Some(min);
+        self.backoff_max = Some(max);
+        self
+    }
+
+    /// MQTT persistent session (`clean_session = false`, default true): the broker
+    /// keeps the subscriptions and queues QoS 1 commands while the device is away.
+    pub fn persistent_session(mut self, yes: bool) -> Self {
+        self.persistent_session = Some(yes);
+        self
+    }
+
+    /// Reads this `device.yaml` (it must exist).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = Some(ConfigSource::File(path.into()));
+        self
+    }
+
+    /// Reads the first of `./device.yaml`, `~/.config/mir/device.yaml`,
+    /// `/etc/mir/device.yaml` that exists (none is fine).
+    pub fn default_config_file(mut self) -> Self {
+        self.config = Some(ConfigSource::Search(default_config_paths()));
+        self
+    }
+
+    /// Uses these variables instead of the process environment (tests, embedding).
+    pub fn env_vars<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Validates everything and returns the device, not yet connected (see [`Mir::launch`]).
+    pub fn build(self) -> Result<Mir, BuildError> {
+        let (config, _) = self.resolve_all()?;
+        build_device(config)
+    }
+
+    /// Like [`Builder::build`], also returning the `user:` section of the
+    /// configuration file deserialized into the application's type (Mir's
+    /// `BuildWithExtraConfig`). Wrap secrets in [`Secret`] to keep them out of logs.
+    pub fn build_with_user_config<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> Result<(Mir, T), BuildError> {
+        let (config, user) = self.resolve_all()?;
+        let path = config.config_file.clone().unwrap_or_default();
+        let user: T = serde_yaml::from_value(user).map_err(|e| BuildError::ConfigFile {
+            path,
+            reason: format!("user: {e}"),
+        })?;
+        Ok((build_device(config)?, user))
+    }
+
+    #[cfg(test)]
     pub(crate) fn resolve(self) -> Result<Config, BuildError> {
-        let raw_id = self.device_id.ok_or(BuildError::MissingDeviceId)?;
-        let mut parts = self.id_prefix.map(|p| p.parts()).unwrap_or_default();
+        self.resolve_all().map(|(c, _)| c)
+    }
+
+    fn resolve_all(self) -> Result<(Config, serde_yaml::Value), BuildError> {
+        let file = match &self.config {
+            None => ConfigFile::default(),
+            Some(ConfigSource::File(p)) => ConfigFile::read(p)?,
+            Some(ConfigSource::Search(paths)) => ConfigFile::search(paths)?,
+        };
+        let env_vars = match self.env.clone() {
+            Some(v) => v,
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        };
+        let env = file::from_env(env_vars)?;
+        let config = self.resolve_layers(&file.mir, &env, file.path.clone())?;
+        Ok((config, file.user))
+    }
+
+    fn resolve_layers(
+        self,
+        f: &MirSection,
+        e: &MirSection,
+        config_file: Option<PathBuf>,
+    ) -> Result<Config, BuildError> {
+        for layer in [f, e] {
+            if layer.credentials.as_deref().is_some_and(|c| !c.is_empty()) {
+                tracing::warn!(
+                    "mir.credentials (a NATS credentials file) has no use on AWS IoT: ignored; \
+                     use tlsCert/tlsKey/rootCA"
+                );
+            }
+        }
+        let raw_id = self
+            .device_id
+            .or_else(|| f.device_id().map(str::to_string))
+            .or_else(|| e.device_id().map(str::to_string))
+            .ok_or(BuildError::MissingDeviceId)?;
+        let prefix = match self.id_prefix {
+            Some(p) => p,
+            None => {
+                let (fp, ep) = (f.id_prefix(), e.id_prefix());
+                IdPrefix {
+                    prefix: fp
+                        .and_then(|p| p.prefix.clone())
+                        .or_else(|| ep.and_then(|p| p.prefix.clone()))
+                        .unwrap_or_default(),
+                    hostname: fp
+                        .and_then(|p| p.hostname)
+                        .or_else(|| ep.and_then(|p| p.hostname))
+                        .unwrap_or(false),
+                    username: fp
+                        .and_then(|p| p.username)
+                        .or_else(|| ep.and_then(|p| p.username))
+                        .unwrap_or(false),
+                }
+            }
+        };
+        let mut parts = prefix.parts();
         parts.push(raw_id);
         let id = parts.join("_");
         let device_id = DeviceId::new(id.clone())
             .map_err(|source| BuildError::InvalidDeviceId { id, source })?;
 
-        let target: Target = self.target.as_deref().unwrap_or(DEFAULT_TARGET).parse()?;
+        let profile = match self.profile {
+            Some(p) => p,
+            None => match f.profile.as_deref().or(e.profile.as_deref()) {
+                Some(p) => p.parse()?,
+                None => Profile::default(),
+            },
+        };
+        let raw_target = self
+            .target
+            .or_else(|| f.target.clone())
+            .or_else(|| e.target.clone());
+        let target: Target = match (profile, raw_target) {
+            (Profile::Aws, None) => {
+                return Err(BuildError::InvalidOption {
+                    option: "target",
+                    reason: "the aws profile needs the account's ATS endpoint \
+                             (xxx-ats.iot.<region>.amazonaws.com)"
+                        .into(),
+                })
+            }
+            (Profile::Aws, Some(t)) if !t.contains("://") => format!("mqtts://{t}").parse()?,
+            (_, Some(t)) => t.parse()?,
+            (_, None) => DEFAULT_TARGET.parse()?,
+        };
+        if profile == Profile::Aws && target.scheme != Scheme::Mqtts {
+            return Err(BuildError::InvalidOption {
+                option: "target",
+                reason: format!("AWS IoT Core needs mqtts:// (mutual TLS), not {target}"),
+            });
+        }
+
         let credentials = match self.credentials {
-            None => None,
             Some(CredentialSource::Pem(c)) => Some(c),
-            Some(CredentialSource::Files { cert, key, ca }) => Some(Credentials {
-                client_cert_pem: read("client certificate", &cert)?,
-                client_key_pem: read("client key", &key)?,
-                ca_pem: ca.map(|ca| read("CA certificate", &ca)).transpose()?,
-            }),
+            Some(CredentialSource::Files { cert, key, ca }) => {
+                let ca = ca.map(|ca| read("CA certificate", &ca)).transpose()?;
+                Some(Credentials {
+                    client_cert_pem: read("client certificate", &cert)?,
+                    client_key_pem: read("client key", &key)?,
+                    ca_pem: ca.or_else(|| aws_ca(profile)),
+                })
+            }
+            None => {
+                let cert = f.tls_cert.clone().or_else(|| e.tls_cert.clone());
+                let key = f.tls_key.clone().or_else(|| e.tls_key.clone());
+                let ca = f.root_ca.clone().or_else(|| e.root_ca.clone());
+                let found = if target.scheme == Scheme::Mqtts {
+                    let dirs = self
+                        .credential_dirs
+                        .clone()
+                        .unwrap_or_else(credentials::default_search_dirs);
+                    credentials::search(&dirs)
+                } else {
+                    credentials::FoundCredentials::default()
+                };
+                let (cert, key) = match (cert, key) {
+                    (Some(c), Some(k)) => (Some(c), Some(k)),
+                    (None, None) => (found.cert, found.key),
+                    (c, k) => {
+                        return Err(BuildError::InvalidOption {
+                            option: "tlsCert/tlsKey",
+                            reason: format!("give both or neither (certificate {c:?}, key {k:?})"),
+                        })
+                    }
+                };
+                let ca_pem = match ca.or(found.ca) {
+                    Some(path) => Some(read("CA certificate", &path)?),
+                    None => aws_ca(profile),
+                };
+                match (cert, key) {
+                    (Some(cert), Some(key)) => Some(Credentials {
+                        client_cert_pem: read("client certificate", &cert)?,
+                        client_key_pem: read("client key", &key)?,
+                        ca_pem,
+                    }),
+                    _ if profile == Profile::Aws => {
+                        return Err(BuildError::InvalidOption {
+                            option: "credentials",
+                            reason: "AWS IoT Core needs the device certificate and key \
+                                     (tls.crt and tls.key in ./, ~/.config/mir/ or /etc/mir/)"
+                                .into(),
+                        })
+                    }
+                    _ => None,
+                }
+            }
         };
         let tls = match target.scheme {
             Scheme::Mqtts => Some(crate::tls::client_config(
@@ -468,18 +841,154 @@ impl Builder {
             });
         }
 
+        // The store, field by field.
+        let (fs, es) = (f.store(), e.store());
+        let b = self.store;
+        let persistence = match b.persistence_type {
+            Some(p) => p,
+            None => match fs
+                .persistence_type
+                .as_deref()
+                .or(es.persistence_type.as_deref())
+            {
+                Some(p) => p.parse()?,
+                None => Persistence::default(),
+            },
+        };
+        let in_memory = b
+            .in_memory
+            .or(fs.in_memory)
+            .or(es.in_memory)
+            .unwrap_or(false);
+        let folder = b
+            .folder_path
+            .or(fs.folder_path)
+            .or(es.folder_path)
+            .filter(|p| !p.as_os_str().is_empty());
+        let store_folder = if in_memory || persistence == Persistence::NoStorage {
+            None
+        } else {
+            folder
+        };
+        let retention = b
+            .retention_limit
+            .or(fs.retention_limit)
+            .or(es.retention_limit)
+            .unwrap_or(DEFAULT_RETENTION);
+        if retention.is_zero() {
+            return Err(BuildError::InvalidOption {
+                option: "localStore.retentionLimit",
+                reason: "must be above zero".into(),
+            });
+        }
+        let disk_limit_percent = b
+            .disk_space_limit
+            .or(fs.disk_space_limit)
+            .or(es.disk_space_limit)
+            .unwrap_or(DEFAULT_DISK_LIMIT_PERCENT);
+        if !(disk_limit_percent > 0.0 && disk_limit_percent <= 100.0) {
+            return Err(BuildError::InvalidOption {
+                option: "localStore.diskSpaceLimit",
+                reason: format!("{disk_limit_percent} is not a percentage in (0, 100]"),
+            });
+        }
+        let max_store_bytes = b.max_bytes.or(fs.max_bytes).or(es.max_bytes);
+
+        let (fb, eb) = (f.backoff(), e.backoff());
+        let backoff_min = self
+            .backoff_min
+            .or(fb.min)
+            .or(eb.min)
+            .unwrap_or(DEFAULT_BACKOFF_MIN);
+        let backoff_max = self
+            .backoff_max
+            .or(fb.max)
+            .or(eb.max)
+            .unwrap_or(DEFAULT_BACKOFF_MAX);
+        if backoff_min.is_zero() || backoff_max < backoff_min {
+            return Err(BuildError::InvalidOption {
+                option: "backoff",
+                reason: format!("need 0 < min <= max, got {backoff_min:?} and {backoff_max:?}"),
+            });
+        }
+        let log_level = match self.log_level {
+            Some(l) => Some(l),
+            None => f
+                .log_level
+                .as_deref()
+                .or(e.log_level.as_deref())
+                .map(str::parse)
+                .transpose()?,
+        };
+
         Ok(Config {
             device_id,
+            profile,
             target,
             tls,
             schema: compressed_schema(&self.schemas)?,
+            no_schema_on_boot: self
+                .no_schema_on_boot
+                .or(f.no_schema_on_boot())
+                .or(e.no_schema_on_boot())
+                .unwrap_or(false),
             heartbeat_interval,
             telemetry_linger: self.telemetry_linger.unwrap_or(DEFAULT_TELEMETRY_LINGER),
             command_timeout,
             queue_capacity,
             max_queued_bytes,
+            persistence,
+            store_folder,
+            retention,
+            disk_limit_percent,
+            max_store_bytes,
+            backoff_min,
+            backoff_max,
+            persistent_session: self
+                .persistent_session
+                .or(f.persistent_session)
+                .or(e.persistent_session)
+                .unwrap_or(true),
+            log_level,
+            config_file,
         })
     }
+}
+
+/// Amazon Root CA 1 for the aws profile.
+fn aws_ca(profile: Profile) -> Option<Vec<u8>> {
+    (profile == Profile::Aws).then(|| credentials::AMAZON_ROOT_CA_1.as_bytes().to_vec())
+}
+
+/// Installs the log subscriber, opens the store and creates the device.
+fn build_device(config: Config) -> Result<Mir, BuildError> {
+    if let Some(level) = config.log_level {
+        // Ignored when the application already installed a subscriber.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(level.as_tracing())
+            .try_init();
+    }
+    if config.store_folder.is_none() && config.persistence != Persistence::NoStorage {
+        tracing::info!(
+            "no localStore.folderPath: the offline queue is kept in memory only \
+             (bounded, lost on restart)"
+        );
+    }
+    let store: Option<Box<dyn Store>> = match &config.store_folder {
+        Some(folder) => Some(Box::new(RedbStore::open(folder)?)),
+        None => None,
+    };
+    tracing::info!(
+        device = %config.device_id,
+        profile = ?config.profile,
+        target = %config.target,
+        tls = config.tls.is_some(),
+        persistence = ?config.persistence,
+        store = ?config.store_folder,
+        config_file = ?config.config_file,
+        "device configured"
+    );
+    Ok(Mir::new(config, store))
 }
 
 /// How the schema is compressed in `Hello`.

@@ -45,6 +45,12 @@ pub enum BuildError {
         option: &'static str,
         reason: String,
     },
+    #[error("invalid configuration file {}: {reason}", path.display())]
+    ConfigFile { path: PathBuf, reason: String },
+    #[error("invalid MIR__ environment variable: {0}")]
+    Environment(String),
+    #[error("cannot open the offline store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Errors of a built device: sending, launching, waiting.

@@ -1,11 +1,16 @@
 //! Network I/O: drives rumqttc and the [`Session`] state machine.
 //!
 //! Three tasks:
-//! - the poller owns rumqttc's `EventLoop` and only polls it, so no MQTT packet is
-//!   ever lost to a cancelled `poll()`; it forwards events and reconnects after a delay;
+//! - the connector owns the connection: for every attempt it creates a fresh rumqttc
+//!   client and event loop, polls it until the connection fails, then waits a backoff
+//!   delay (exponential, full jitter). A fresh client per connection means rumqttc never
+//!   replays (or drops) messages of an old connection on its own: the session is the
+//!   only owner of what is unacknowledged, and sends it again after a reconnect;
 //! - the driver (here, [`run`]) owns the session: it feeds it network events,
 //!   application requests and timers, spawns command handlers, and moves the session's
 //!   requests to rumqttc with `try_*` calls only, so it never waits on a full channel;
+//!   it maps rumqttc's packet ids to the session's messages (`Outgoing::Publish` comes in
+//!   the order the requests were handed) so that a PUBACK settles exactly one message;
 //! - the property task calls property handlers in order.
 
 use std::{
@@ -22,28 +27,48 @@ use mir_proto::{
     MAX_INFLIGHT, MAX_PAYLOAD_BYTES,
 };
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS,
-    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeFilter,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use rumqttc_ring as rumqttc;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    backoff::{seed, Backoff},
     client::{AppRequest, Status},
-    config::{Config, KEEP_ALIVE, RECONNECT_DELAY, SCHEMA_COMPRESSION},
+    config::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION},
     handlers::{CommandFn, SharedRegistry},
     session::{error_response, Action, Now, Request, Session, SessionConfig},
+    store::Store,
 };
 
-/// Capacity of rumqttc's request channel. Kept small: the session's outbox holds the
-/// backlog, and what sits in rumqttc's channel is lost when a clean session reconnects.
-const CLIENT_CHANNEL: usize = 32;
+/// Capacity of rumqttc's request channel: above the in-flight window, so that handing
+/// a request never fails while the connection is up.
+const CLIENT_CHANNEL: usize = MAX_INFLIGHT as usize + 16;
 /// Room for the topic and MQTT headers above the payload limit.
 const PACKET_OVERHEAD: usize = 4 * 1024;
 /// How long shutdown waits for queued messages to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-type NetEvent = Result<Event, ConnectionError>;
+/// What the connector tells the driver.
+enum NetMsg {
+    /// ConnAck of connection `epoch`, with the client that writes to it.
+    Connected {
+        epoch: u64,
+        client: AsyncClient,
+        session_present: bool,
+    },
+    Event {
+        epoch: u64,
+        event: Event,
+    },
+    /// Connection `epoch` failed (or never came up); the next attempt is in `retry_in`.
+    Lost {
+        epoch: u64,
+        error: ConnectionError,
+        retry_in: Duration,
+    },
+}
 
 pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
     let mut options = MqttOptions::new(
@@ -53,7 +78,7 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
     );
     options
         .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(true)
+        .set_clean_session(!config.persistent_session)
         .set_inflight(MAX_INFLIGHT)
         .set_max_packet_size(
             MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
@@ -71,42 +96,68 @@ fn now() -> Now {
     Now::system()
 }
 
+/// The session configuration of a device.
+pub(crate) fn session_config(config: &Config) -> SessionConfig {
+    SessionConfig {
+        device_id: config.device_id.clone(),
+        schema: config.schema.clone(),
+        schema_compression: SCHEMA_COMPRESSION,
+        heartbeat_interval: config.heartbeat_interval,
+        telemetry_linger: config.telemetry_linger,
+        max_queued_bytes: config.max_queued_bytes,
+        persistence: config.persistence,
+        retention: config.retention,
+        disk_limit_percent: config.disk_limit_percent,
+        max_store_bytes: config.max_store_bytes,
+        max_inflight: usize::from(MAX_INFLIGHT),
+        hello_on_connect: !config.no_schema_on_boot,
+    }
+}
+
 /// The event loop of one device, until `shutdown` completes.
 pub(crate) async fn run(
     config: Arc<Config>,
+    store: Option<Box<dyn Store>>,
     registry: SharedRegistry,
     mut app_rx: mpsc::Receiver<AppRequest>,
     status: watch::Sender<Status>,
     shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) {
-    let (client, eventloop) = AsyncClient::new(mqtt_options(&config), CLIENT_CHANNEL);
-    let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(64);
-    let poller = tokio::spawn(poll_network(eventloop, net_tx, config.target.to_string()));
+    let (net_tx, mut net_rx) = mpsc::channel::<NetMsg>(256);
+    let backoff = Backoff::new(
+        config.backoff_min,
+        config.backoff_max,
+        seed(config.device_id.as_str()),
+    );
+    let connector = tokio::spawn(connect_loop(
+        mqtt_options(&config),
+        net_tx,
+        backoff,
+        config.target.to_string(),
+    ));
     let (done_tx, mut done_rx) = mpsc::channel::<CommandResponse>(64);
     let (prop_tx, prop_rx) = mpsc::unbounded_channel::<PropertyValue>();
     let properties = tokio::spawn(apply_properties(registry.clone(), prop_rx));
 
-    let session = Session::new(
-        SessionConfig {
-            device_id: config.device_id.clone(),
-            schema: config.schema.clone(),
-            schema_compression: SCHEMA_COMPRESSION,
-            heartbeat_interval: config.heartbeat_interval,
-            telemetry_linger: config.telemetry_linger,
-            max_queued_bytes: config.max_queued_bytes,
-        },
-        now(),
-    );
+    let session = Session::new(session_config(&config), store, now());
     let mut driver = Driver {
         config,
         session,
-        client,
+        client: None,
+        epoch: 0,
         registry,
         status,
         done_tx,
         prop_tx,
-        unacked: 0,
     };
+    // A device that boots offline runs its property handlers with the cached values.
+    let names = driver.registry.read().property_names();
+    for name in names {
+        if let Some(action) = driver.session.on_property_registered(&name) {
+            driver.dispatch(action);
+        }
+    }
+    driver.publish_status();
 
     let mut shutdown = shutdown;
     let mut app_open = true;
@@ -114,15 +165,24 @@ pub(crate) async fn run(
         let deadline = driver.session.next_deadline();
         tokio::select! {
             _ = &mut shutdown => break,
-            event = net_rx.recv() => match event {
-                Some(event) => driver.on_net_event(event),
+            msg = net_rx.recv() => match msg {
+                Some(msg) => driver.on_net(msg),
                 None => {
-                    tracing::error!("the MQTT poller stopped");
+                    tracing::error!("the MQTT connector stopped");
                     break;
                 }
             },
             request = app_rx.recv(), if app_open => match request {
-                Some(request) => driver.on_app_request(request),
+                Some(request) => {
+                    driver.on_app_request(request);
+                    // Take what else is waiting, so that a burst of sends is one pass.
+                    for _ in 0..256 {
+                        match app_rx.try_recv() {
+                            Ok(request) => driver.on_app_request(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => app_open = false,
             },
             Some(response) = done_rx.recv() => driver.session.command_finished(response),
@@ -130,12 +190,14 @@ pub(crate) async fn run(
         }
         driver.session.on_timer(now());
         driver.drain();
+        driver.publish_status();
     }
 
     driver.shutdown(&mut net_rx, &mut app_rx).await;
-    poller.abort();
+    connector.abort();
     properties.abort();
     driver.status.send_modify(|s| s.connected = false);
+    driver.publish_status();
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -148,33 +210,66 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Driver {
     config: Arc<Config>,
     session: Session,
-    client: AsyncClient,
+    /// The client of the current connection, while it is up.
+    client: Option<AsyncClient>,
+    /// The current connection.
+    epoch: u64,
     registry: SharedRegistry,
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
     prop_tx: mpsc::UnboundedSender<PropertyValue>,
-    /// QoS 1 publishes handed to rumqttc on this connection and not yet acknowledged.
-    unacked: usize,
 }
 
 impl Driver {
-    fn on_net_event(&mut self, event: NetEvent) {
-        match event {
-            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+    fn on_net(&mut self, msg: NetMsg) {
+        match msg {
+            NetMsg::Connected {
+                epoch,
+                client,
+                session_present,
+            } => {
                 tracing::info!(
                     target = %self.config.target,
                     device = %self.config.device_id,
-                    session_present = ack.session_present,
+                    session_present,
                     "connected"
                 );
-                self.unacked = 0;
+                self.epoch = epoch;
+                self.client = Some(client);
                 self.session.on_connected(now());
                 self.status.send_modify(|s| {
                     s.connected = true;
                     s.connects += 1;
                 });
             }
-            Ok(Event::Incoming(Incoming::Publish(publish))) => {
+            NetMsg::Event { epoch, event } if epoch == self.epoch => self.on_event(event),
+            NetMsg::Event { .. } => {}
+            NetMsg::Lost {
+                epoch,
+                error,
+                retry_in,
+            } => {
+                if epoch == self.epoch && self.client.is_some() {
+                    tracing::warn!(
+                        target = %self.config.target,
+                        "connection lost: {error}; reconnecting in {retry_in:?}"
+                    );
+                    self.client = None;
+                    self.session.on_disconnected();
+                    self.status.send_modify(|s| s.connected = false);
+                } else {
+                    tracing::debug!(
+                        target = %self.config.target,
+                        "cannot connect: {error}; retrying in {retry_in:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Incoming(Incoming::Publish(publish)) => {
                 let actions = {
                     let registry = self.registry.read();
                     self.session
@@ -184,27 +279,32 @@ impl Driver {
                     self.dispatch(action);
                 }
             }
-            Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                self.unacked = self.unacked.saturating_sub(1);
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.session.on_outgoing_publish(pkid),
+            Event::Incoming(Incoming::PubAck(ack)) => self.session.on_puback(ack.pkid, now()),
+            Event::Incoming(Incoming::SubAck(ack))
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                tracing::error!(
+                    "the broker refused a subscription: commands or desired properties will not arrive"
+                );
             }
-            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
-                    tracing::error!(
-                        "the broker refused a subscription: commands or desired properties will not arrive"
-                    );
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if self.session.is_connected() {
-                    tracing::warn!(target = %self.config.target, "connection lost: {e}");
-                    self.session.on_disconnected();
-                    self.status.send_modify(|s| s.connected = false);
-                } else {
-                    tracing::debug!(target = %self.config.target, "cannot connect: {e}");
-                }
-            }
+            _ => {}
         }
+    }
+
+    fn publish_status(&self) {
+        let c = self.session.counters();
+        self.status.send_if_modified(|s| {
+            let changed = s.queued_messages != c.queued_messages
+                || s.stored_records != c.stored_records
+                || s.dropped_messages != c.dropped_messages
+                || s.stored_messages != c.stored_messages;
+            s.stored_messages = c.stored_messages;
+            s.queued_messages = c.queued_messages;
+            s.stored_records = c.stored_records;
+            s.dropped_messages = c.dropped_messages;
+            changed
+        });
     }
 
     fn on_app_request(&mut self, request: AppRequest) {
@@ -215,7 +315,7 @@ impl Driver {
                 }
             }
             AppRequest::Reported(value) => {
-                if let Err(e) = self.session.push_reported(value) {
+                if let Err(e) = self.session.push_reported(value, now()) {
                     tracing::error!("reported properties refused: {e}");
                 }
             }
@@ -253,19 +353,19 @@ impl Driver {
         }
     }
 
-    /// Moves queued requests to rumqttc while connected, until its channel is full.
+    /// Moves requests to rumqttc while connected, within the in-flight window.
     fn drain(&mut self) {
-        if !self.session.is_connected() {
+        let Some(client) = &self.client else {
             return;
-        }
-        while let Some(request) = self.session.next_request() {
-            let sent = match request {
-                Request::Subscribe(filters) => self.client.try_subscribe_many(
+        };
+        while let Some((request, token)) = self.session.next_request() {
+            let sent = match &request {
+                Request::Subscribe(filters) => client.try_subscribe_many(
                     filters
                         .iter()
                         .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
                 ),
-                Request::Publish(p) => self.client.try_publish(
+                Request::Publish(p) => client.try_publish(
                     p.topic.clone(),
                     QoS::AtLeastOnce,
                     false,
@@ -273,20 +373,18 @@ impl Driver {
                 ),
             };
             if sent.is_err() {
-                // Full: the next event from the poller means room again.
+                // Closed (the connection just failed: the Lost message follows) or full.
                 break;
             }
-            if let Some(Request::Publish(_)) = self.session.pop_request() {
-                self.unacked += 1;
-            }
+            self.session.handed(token);
         }
     }
 
-    /// Flushes telemetry, gives queued messages a few seconds to be acknowledged, then
-    /// disconnects.
+    /// Flushes telemetry, gives queued messages a few seconds to be acknowledged,
+    /// disconnects, and leaves what is still unacknowledged in the store.
     async fn shutdown(
         &mut self,
-        net_rx: &mut mpsc::Receiver<NetEvent>,
+        net_rx: &mut mpsc::Receiver<NetMsg>,
         app_rx: &mut mpsc::Receiver<AppRequest>,
     ) {
         while let Ok(request) = app_rx.try_recv() {
@@ -294,42 +392,44 @@ impl Driver {
                 self.on_app_request(request);
             }
         }
-        self.session.flush_telemetry();
+        self.session.flush_telemetry(now());
         self.drain();
         let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.session.is_connected()
-            && (self.session.next_request().is_some() || self.unacked > 0)
-        {
+        while self.client.is_some() && !self.session.is_idle() {
             tokio::select! {
-                event = net_rx.recv() => match event {
-                    Some(Ok(Event::Incoming(Incoming::Publish(_)))) => {}
-                    Some(event) => self.on_net_event(event),
+                msg = net_rx.recv() => match msg {
+                    Some(NetMsg::Event { event: Event::Incoming(Incoming::Publish(_)), .. }) => {}
+                    Some(msg) => self.on_net(msg),
                     None => break,
                 },
                 _ = tokio::time::sleep_until(grace) => {
                     tracing::warn!(
                         queued = self.session.queued(),
-                        unacked = self.unacked,
-                        "shutting down with messages not acknowledged"
+                        "shutting down with messages not acknowledged: they stay queued"
                     );
                     break;
                 }
             }
+            self.session.on_timer(now());
             self.drain();
         }
-        if self.session.is_connected() && self.client.try_disconnect().is_ok() {
-            let until = tokio::time::Instant::now() + Duration::from_secs(1);
-            loop {
-                tokio::select! {
-                    event = net_rx.recv() => match event {
-                        Some(Ok(Event::Outgoing(Outgoing::Disconnect))) | Some(Err(_)) | None => break,
-                        Some(_) => {}
-                    },
-                    _ = tokio::time::sleep_until(until) => break,
+        if let Some(client) = self.client.take() {
+            if client.try_disconnect().is_ok() {
+                let until = tokio::time::Instant::now() + Duration::from_secs(1);
+                loop {
+                    tokio::select! {
+                        msg = net_rx.recv() => match msg {
+                            Some(NetMsg::Event { event: Event::Outgoing(Outgoing::Disconnect), .. })
+                            | Some(NetMsg::Lost { .. })
+                            | None => break,
+                            Some(_) => {}
+                        },
+                        _ = tokio::time::sleep_until(until) => break,
+                    }
                 }
             }
         }
-        self.session.on_disconnected();
+        self.session.close(now());
         tracing::info!(device = %self.config.device_id, "stopped");
     }
 }
@@ -402,25 +502,58 @@ async fn apply_properties(
     }
 }
 
-/// Polls rumqttc forever, forwarding every event; waits before reconnecting after errors.
-async fn poll_network(mut eventloop: EventLoop, tx: mpsc::Sender<NetEvent>, target: String) {
+/// Connects, polls until the connection fails, waits a backoff delay, again, forever.
+async fn connect_loop(
+    options: MqttOptions,
+    tx: mpsc::Sender<NetMsg>,
+    mut backoff: Backoff,
+    target: String,
+) {
+    let mut epoch = 0u64;
     let mut failures: u32 = 0;
     loop {
-        let event = eventloop.poll().await;
-        let failed = event.is_err();
-        if let Err(e) = &event {
-            failures = failures.saturating_add(1);
-            if failures == 1 || failures.is_power_of_two() {
-                tracing::warn!(target, failures, "MQTT connection error: {e}");
+        epoch += 1;
+        let (client, mut eventloop) = AsyncClient::new(options.clone(), CLIENT_CHANNEL);
+        // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
+        eventloop.network_options.set_tcp_nodelay(true);
+        let error = loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
+                    backoff.reset();
+                    failures = 0;
+                    let msg = NetMsg::Connected {
+                        epoch,
+                        client: client.clone(),
+                        session_present: ack.session_present,
+                    };
+                    if tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(event) => {
+                    if tx.send(NetMsg::Event { epoch, event }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => break e,
             }
-        } else {
-            failures = 0;
+        };
+        // Everything this connection held is dropped here; the session resends it.
+        drop(eventloop);
+        drop(client);
+        failures = failures.saturating_add(1);
+        let retry_in = backoff.next_delay();
+        if failures == 1 || failures.is_power_of_two() {
+            tracing::warn!(target, failures, "MQTT connection error: {error}");
         }
-        if tx.send(event).await.is_err() {
+        let lost = NetMsg::Lost {
+            epoch,
+            error,
+            retry_in,
+        };
+        if tx.send(lost).await.is_err() {
             return;
         }
-        if failed {
-            tokio::time::sleep(RECONNECT_DELAY).await;
-        }
+        tokio::time::sleep(retry_in).await;
     }
 }

@@ -65,6 +65,34 @@ where
     })
 }
 
+/// A command handler over encoded bytes (messages known only at run time).
+pub(crate) fn raw_command_fn<F, Fut, E>(handler: F) -> CommandFn
+where
+    F: Fn(Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(String, Bytes), E>> + Send + 'static,
+    E: Display + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    Arc::new(move |payload: Bytes| {
+        let fut = handler(payload);
+        Box::pin(async move {
+            let (name, payload) = fut.await.map_err(|e| e.to_string())?;
+            Ok(Reply { name, payload })
+        })
+    })
+}
+
+/// A property handler over encoded bytes.
+pub(crate) fn raw_property_fn<F>(handler: F) -> PropertyFn
+where
+    F: Fn(Bytes) + Send + Sync + 'static,
+{
+    Arc::new(move |payload: Bytes| {
+        handler(payload);
+        Ok(())
+    })
+}
+
 /// Handlers by message full name.
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -92,6 +120,11 @@ impl Registry {
     pub fn property(&self, name: &str) -> Option<PropertyFn> {
         self.properties.get(name).cloned()
     }
+
+    /// Names of the properties with a handler.
+    pub fn property_names(&self) -> Vec<String> {
+        self.properties.keys().cloned().collect()
+    }
 }
 
 impl HandlerNames for Registry {
@@ -117,5 +150,31 @@ impl SharedRegistry {
 
     pub fn write(&self) -> RwLockWriteGuard<'_, Registry> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_raw_command_handler_answers_with_the_name_and_bytes_it_chose() {
+        let f = raw_command_fn(|payload: Bytes| async move {
+            Ok::<_, String>(("swarm.local.Echo".to_string(), payload))
+        });
+        let reply = f(Bytes::from_static(b"\x08\x01")).await.expect("ok");
+        assert_eq!(reply.name, "swarm.local.Echo");
+        assert_eq!(reply.payload, Bytes::from_static(b"\x08\x01"));
+        let failing = raw_command_fn(|_: Bytes| async { Err::<(String, Bytes), _>("jammed") });
+        assert_eq!(failing(Bytes::new()).await, Err("jammed".to_string()));
+    }
+
+    #[test]
+    fn a_raw_property_handler_gets_the_encoded_value() {
+        let seen = Arc::new(RwLock::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let f = raw_property_fn(move |b: Bytes| s.write().map(|mut v| v.push(b)).unwrap_or(()));
+        f(Bytes::from_static(b"\x08\x05")).expect("ok");
+        assert_eq!(seen.read().map(|v| v.len()).unwrap_or(0), 1);
     }
 }

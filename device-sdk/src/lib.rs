@@ -35,19 +35,90 @@
 //! # }
 //! ```
 //!
+//! # Configuration
+//!
+//! As in Mir: the builder, then a `device.yaml` ([`Builder::config_file`],
+//! [`Builder::default_config_file`]: `./device.yaml`, `~/.config/mir/device.yaml`,
+//! `/etc/mir/device.yaml`), then `MIR__...` environment variables (`MIR__DEVICE__ID`,
+//! `MIR__TARGET`, `MIR__PROFILE`, `MIR__LOG_LEVEL`, `MIR__LOCAL_STORE__PERSISTENCE_TYPE`,
+//! ...: the file's keys in SCREAMING_SNAKE_CASE, `__` between levels), then defaults.
+//! The `mir:` section refuses unknown keys; the free `user:` section is deserialized into
+//! the application's type by [`Builder::build_with_user_config`], with [`Secret`] for
+//! values kept out of logs. See `examples/device.yaml` for every key.
+//!
+//! Profiles ([`Profile`]): `local` (default, the local hub on `mqtt://127.0.0.1:1883`),
+//! `localstack`, `aws` (the account's ATS endpoint on 8883, or 443 with ALPN
+//! `x-amzn-mqtt-ca`, mutual TLS, [`credentials::AMAZON_ROOT_CA_1`]). Credentials are PEM
+//! files: `tls.crt`, `tls.key`, `ca.crt`, searched in `./`, `~/.config/mir/`,
+//! `/etc/mir/` for `mqtts://` targets; [`credentials::generate_csr`] creates the key on
+//! the device and returns a CSR for the platform to sign.
+//!
+//! # Offline store and delivery
+//!
+//! Telemetry (batched) and reported properties are records kept until the broker's
+//! PUBACK, never just handed to the MQTT client: a record written on a connection that
+//! drops is sent again on the next one (so the platform may see an exact redelivery,
+//! deduplicated by `seq`, never a loss). [`Persistence`]: `ifoffline` (default) writes
+//! records to the store while offline (and moves unacknowledged ones there when the
+//! connection drops), `always` writes every record first, `nostorage` keeps a bounded
+//! queue in memory. The store ([`store::RedbStore`], redb, one file) applies a retention
+//! (default one week) and a cap on the file system's use (default 85 %: new records then
+//! replace the oldest); it also keeps the sequence number and the last desired
+//! properties, so a device that boots offline calls its handlers with them. Without a
+//! `localStore.folderPath` the queue is kept in memory. Replay is oldest first, at most
+//! 100 publishes in flight (AWS IoT Core's limit).
+//!
+//! Reconnection: exponential backoff with full jitter, 1 s to 128 s by default
+//! ([`Builder::backoff`]); every connection subscribes again, says hello and pulls the
+//! desired properties; the MQTT session is persistent (`clean_session = false`) so the
+//! broker keeps commands for a device that is briefly away. Sends never block: they
+//! queue, or return [`SdkError::QueueFull`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use mir_device_sdk::{Mir, Persistence, StoreOptions};
+//! use mir_proto::examples::weather::Env;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let mir = Mir::builder()
+//!     .device_id("doc-offline")
+//!     .target("mqtt://127.0.0.1:9") // nobody listens: offline
+//!     .store(StoreOptions {
+//!         folder_path: Some(dir.path().to_path_buf()),
+//!         persistence_type: Some(Persistence::IfOffline),
+//!         ..Default::default()
+//!     })
+//!     .telemetry_linger(Duration::from_millis(10))
+//!     .build()?;
+//! let running = mir.launch(async {}).await?; // stops at once, after storing
+//! mir.send_telemetry(&Env { temperature: 21, ..Default::default() })?;
+//! running.wait().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
-//! - `config`: [`Builder`], [`Target`], [`Credentials`], [`LogLevel`], [`IdPrefix`]:
-//!   everything is validated by [`Builder::build`] ([`BuildError`]).
+//! - `config`: [`Builder`], [`Target`], [`Credentials`], [`LogLevel`], [`IdPrefix`],
+//!   [`Profile`], [`StoreOptions`], `device.yaml` and `MIR__` variables: everything is
+//!   validated by [`Builder::build`] ([`BuildError`]).
 //! - `client`: [`Mir`], the cloneable device handle: handler registration, sends
 //!   (never blocking: [`SdkError::QueueFull`] rather than waiting), [`Mir::launch`],
-//!   status.
+//!   [`Status`].
 //! - `session`: the session state machine, free of I/O: what is sent on every connect
 //!   (subscriptions, `Hello` with the zlib-compressed schema, a pull of desired
 //!   properties, a heartbeat), telemetry batching under the 128 KB payload limit,
-//!   command and desired-property routing, the outbox.
-//! - `eventloop`: the network side: a poller task owning rumqttc's event loop, the
-//!   driver feeding the session, command handler tasks and the property task.
+//!   command and desired-property routing, the outbox with its acknowledgement
+//!   tracking (packet id -> message), the in-flight window, persistence policy,
+//!   retention and caps over a [`store::Store`].
+//! - `store`: the [`store::Store`] trait, [`store::RedbStore`] and [`store::MemoryStore`].
+//! - `eventloop`: the network side: a connector task (a fresh rumqttc client per
+//!   connection, backoff), the driver feeding the session, command handler tasks and
+//!   the property task.
+//! - `backoff`: [`Backoff`], exponential with full jitter.
+//! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.
 //! - `handlers`: type-erased handlers by message full name.
 //!
@@ -57,22 +128,27 @@
 //! publishes `hello`, `hb`, `tlm`, `cfg/reported`, `cfg/desired/get`, `cmd/resp` (all
 //! QoS 1) and subscribes to `cmd/req`, `cfg/desired`, `hello/get`.
 
+mod backoff;
 mod client;
 mod config;
+pub mod credentials;
 mod error;
 mod eventloop;
 mod handlers;
 mod session;
+pub mod store;
 mod tls;
 
 #[cfg(test)]
 mod test_support;
 
+pub use backoff::{Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN};
 pub use client::{Mir, Running, Status};
 pub use config::{
-    Builder, Credentials, IdPrefix, LogLevel, Scheme, Target, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_TARGET,
-    DEFAULT_TELEMETRY_LINGER,
+    default_config_paths, Builder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
+    Secret, StoreOptions, Target, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
 };
 pub use error::{BuildError, SdkError};
 pub use session::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};

@@ -11,7 +11,11 @@ use mir_proto::{
     DeviceId,
 };
 
-use crate::session::{HandlerNames, Now, Publish, Request, Session, SessionConfig};
+use crate::{
+    config::Persistence,
+    session::{HandlerNames, Now, Publish, Request, Session, SessionConfig},
+    store::Store,
+};
 
 pub(crate) const DEVICE: &str = "weather";
 
@@ -60,6 +64,7 @@ impl HandlerNames for Names {
 
 pub(crate) struct SessionBuilder {
     config: SessionConfig,
+    store: Option<Box<dyn Store>>,
 }
 
 impl SessionBuilder {
@@ -72,8 +77,40 @@ impl SessionBuilder {
                 heartbeat_interval: Duration::from_secs(30),
                 telemetry_linger: Duration::from_millis(50),
                 max_queued_bytes: 8 * 1024 * 1024,
+                persistence: Persistence::IfOffline,
+                retention: Duration::from_secs(7 * 24 * 3600),
+                disk_limit_percent: 85.0,
+                max_store_bytes: None,
+                max_inflight: 100,
+                hello_on_connect: true,
             },
+            store: None,
         }
+    }
+
+    pub fn persistence(mut self, p: Persistence) -> Self {
+        self.config.persistence = p;
+        self
+    }
+
+    pub fn retention(mut self, d: Duration) -> Self {
+        self.config.retention = d;
+        self
+    }
+
+    pub fn max_store_bytes(mut self, n: u64) -> Self {
+        self.config.max_store_bytes = Some(n);
+        self
+    }
+
+    pub fn max_inflight(mut self, n: usize) -> Self {
+        self.config.max_inflight = n;
+        self
+    }
+
+    pub fn store(mut self, store: Box<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     pub fn linger(mut self, d: Duration) -> Self {
@@ -92,7 +129,7 @@ impl SessionBuilder {
     }
 
     pub fn build(self, now: Now) -> Session {
-        Session::new(self.config, now)
+        Session::new(self.config, self.store, now)
     }
 
     /// A session that is connected and has handed its connect burst to the network.
@@ -104,9 +141,61 @@ impl SessionBuilder {
     }
 }
 
-/// Takes every queued request, as the event loop does while connected.
+/// Takes every queued request as the event loop does while connected, on a network
+/// that writes and acknowledges each publish at once.
 pub(crate) fn drain(session: &mut Session) -> Vec<Request> {
-    std::iter::from_fn(|| session.pop_request()).collect()
+    let mut net = FakeNet::default();
+    let mut out = Vec::new();
+    loop {
+        let sent = net.send(session, usize::MAX);
+        if sent.is_empty() {
+            break;
+        }
+        net.ack_all(session, t0());
+        out.extend(sent);
+    }
+    out
+}
+
+/// A network that assigns packet ids like rumqttc (1..=100, in order) and acknowledges
+/// when told.
+#[derive(Debug, Default)]
+pub(crate) struct FakeNet {
+    next_pkid: u16,
+    /// Written and not acknowledged, oldest first.
+    pub written: Vec<u16>,
+}
+
+impl FakeNet {
+    /// Hands up to `max` requests to the network and writes them.
+    pub fn send(&mut self, session: &mut Session, max: usize) -> Vec<Request> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((request, token)) = session.next_request() else {
+                break;
+            };
+            session.handed(token);
+            if let Request::Publish(_) = request {
+                self.next_pkid = self.next_pkid % 100 + 1;
+                session.on_outgoing_publish(self.next_pkid);
+                self.written.push(self.next_pkid);
+            }
+            out.push(request);
+        }
+        out
+    }
+
+    pub fn ack_all(&mut self, session: &mut Session, now: Now) {
+        for pkid in std::mem::take(&mut self.written) {
+            session.on_puback(pkid, now);
+        }
+    }
+
+    /// The connection drops: nothing written is acknowledged.
+    pub fn drop_connection(&mut self, session: &mut Session) {
+        self.written.clear();
+        session.on_disconnected();
+    }
 }
 
 pub(crate) fn topic(suffix: &str) -> String {
@@ -131,5 +220,63 @@ pub(crate) fn item(name: &str, payload_len: usize, now: Now) -> TelemetryItem {
         payload: Bytes::from(vec![7u8; payload_len]),
         seq: 0,
         sent_at_ns: now.unix_ns,
+    }
+}
+
+/// A [`MemoryStore`](crate::store::MemoryStore) shared between sessions (a device
+/// restarting on the same store) and the test.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedStore(pub std::sync::Arc<std::sync::Mutex<crate::store::MemoryStore>>);
+
+impl SharedStore {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::store::MemoryStore> {
+        self.0.lock().expect("store lock")
+    }
+
+    pub fn boxed(&self) -> Box<dyn Store> {
+        Box::new(self.clone())
+    }
+}
+
+impl Store for SharedStore {
+    fn append(&mut self, records: &[crate::store::Record]) -> Result<(), crate::store::StoreError> {
+        self.lock().append(records)
+    }
+    fn read_after(
+        &self,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
+        self.lock().read_after(after, max)
+    }
+    fn remove(&mut self, keys: &[u64]) -> Result<(), crate::store::StoreError> {
+        self.lock().remove(keys)
+    }
+    fn expire(
+        &mut self,
+        cutoff_ns: i64,
+    ) -> Result<crate::store::StoreStats, crate::store::StoreError> {
+        self.lock().expire(cutoff_ns)
+    }
+    fn drop_oldest(
+        &mut self,
+        bytes: u64,
+    ) -> Result<crate::store::StoreStats, crate::store::StoreError> {
+        self.lock().drop_oldest(bytes)
+    }
+    fn stats(&self) -> crate::store::StoreStats {
+        self.lock().stats()
+    }
+    fn disk_used_percent(&self) -> Option<f64> {
+        self.lock().disk_used_percent
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        self.lock().get_meta(key)
+    }
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+        self.lock().put_meta(key, value)
+    }
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, crate::store::StoreError> {
+        self.lock().scan_meta(prefix)
     }
 }

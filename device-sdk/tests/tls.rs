@@ -84,3 +84,30 @@ async fn a_certificate_of_another_device_is_refused() {
     assert!(b.recorder.on("mir/weather-a/hello").is_empty());
     dev.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_on_the_device_and_a_signed_csr_connect_from_the_default_file_names() {
+    let b = tls_broker().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The key never leaves `dir`; only the CSR goes to the CA.
+    let csr = mir_device_sdk::credentials::generate_csr("weather-csr", dir.path()).expect("csr");
+    let issued =
+        b.ca.sign_csr(&DeviceId::new("weather-csr").expect("id"), &csr)
+            .expect("signed");
+    assert!(issued.private_key_pem.is_none());
+    std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).expect("write");
+    std::fs::write(dir.path().join("ca.crt"), b.ca.ca_cert_pem()).expect("write");
+    let port = b.broker.tls_addr().expect("tls listener").port();
+    // No credentials given: tls.crt, tls.key and ca.crt are found in the search path.
+    let mir = Mir::builder()
+        .device_id("weather-csr")
+        .target(format!("mqtts://localhost:{port}"))
+        .schema(DESCRIPTOR_SET)
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(Vec::<(String, String)>::new())
+        .build()
+        .expect("build");
+    let dev = launch_connected(mir).await;
+    b.recorder.wait_on("mir/weather-csr/hello", 1).await;
+    dev.stop().await;
+}

@@ -30,6 +30,7 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
                 kind,
                 region,
                 profile,
+                mqtt: None,
             });
             if use_it {
                 cfg.switch(&name)?;
@@ -37,6 +38,46 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
             cfg.save(&path)?;
             let note = if use_it { " and switched to it" } else { "" };
             out(&format!("context {name} added{note}\n"))?;
+        }
+        (
+            Some(ContextCommand::Import {
+                outputs,
+                name,
+                stage,
+                profile,
+                no_use,
+            }),
+            _,
+        ) => {
+            let text = std::fs::read_to_string(&outputs)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", outputs.display()))?;
+            let ctx = crate::context::context_from_cdk_outputs(
+                &text,
+                name.as_deref(),
+                stage.as_deref(),
+                profile,
+            )?;
+            let name = ctx.name.clone();
+            let summary = format!(
+                "context {name} imported: API {} (SigV4, region {}){}",
+                ctx.api,
+                ctx.region.as_deref().unwrap_or("?"),
+                ctx.mqtt
+                    .as_deref()
+                    .map(|m| format!(", devices connect to {m}"))
+                    .unwrap_or_default()
+            );
+            cfg.upsert(ctx);
+            if !no_use {
+                cfg.switch(&name)?;
+            }
+            cfg.save(&path)?;
+            let note = if no_use {
+                ""
+            } else {
+                "; it is now the current context"
+            };
+            out(&format!("{summary}{note}\n"))?;
         }
         (Some(ContextCommand::Remove { name }), _) => {
             cfg.remove(&name)?;
@@ -81,7 +122,9 @@ pub(crate) fn context_table(cfg: &CliConfig) -> String {
 }
 
 pub(super) fn tools(args: ToolsArgs) -> anyhow::Result<ExitCode> {
-    let ToolsCommand::Config { command } = args.command;
+    let ToolsCommand::Config { command } = args.command else {
+        anyhow::bail!("internal: only `mir tools config` is handled here");
+    };
     let path = config_path()?;
     match command {
         ToolsConfigCommand::Path => out(&format!("{}\n", path.display()))?,

@@ -5,6 +5,7 @@ mod device;
 mod event;
 mod message;
 mod telemetry;
+pub mod template;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,6 +35,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Telemetry(t) => telemetry::run(&conn, t).await,
         Command::Event(e) => event::run(&conn, e).await,
         Command::Context(c) => context::context(&conn, c),
+        Command::Tools(crate::args::ToolsArgs {
+            command:
+                crate::args::ToolsCommand::Generate {
+                    command: crate::args::GenerateCommand::DeviceTemplate(a),
+                },
+        }) => template::run(a),
         Command::Tools(t) => context::tools(t),
         Command::Completion { shell } => {
             let mut buf = Vec::new();
@@ -41,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out(&String::from_utf8_lossy(&buf))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Swarm(args) => crate::swarm::run(conn.client(), args).await,
         Command::Local(args) => {
             crate::local::run(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -81,8 +89,12 @@ impl Connection {
 
     fn client(&self) -> anyhow::Result<Client> {
         let cfg = CliConfig::load(&config_path()?)?;
-        let api = cfg.resolve_api(self.api.as_deref(), self.context.as_deref())?;
-        Ok(Client::new(&api)?)
+        let endpoint = cfg.resolve(self.api.as_deref(), self.context.as_deref())?;
+        let client = Client::new(&endpoint.api)?;
+        Ok(match &endpoint.sigv4 {
+            Some(s) => client.with_signer(crate::sigv4::Signer::from_config(s)),
+            None => client,
+        })
     }
 }
 

@@ -247,3 +247,418 @@ fn the_schema_sent_keeps_every_byte_of_the_descriptor_set_so_mir_options_survive
     // round trip through prost_types would have dropped the custom options.
     assert_eq!(raw, weather);
 }
+
+// ---- device.yaml, MIR__ variables and their priority ----
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn write_yaml(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("device.yaml");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+const FULL_YAML: &str = r#"
+mir:
+  target: "mqtt://file-host:1884"
+  logLevel: "warn"
+  device:
+    id: "from-file"
+    idPrefix:
+      prefix: "site"
+      hostname: false
+      username: false
+    noSchemaOnBoot: true
+  localStore:
+    folderPath: "/tmp/mir-file-store"
+    inMemory: false
+    retentionLimit: "48h"
+    diskSpaceLimit: 70
+    persistenceType: "always"
+  backoff:
+    min: 200ms
+    max: 10s
+user:
+  interval: 60s
+  apiKey: "secret-key"
+  sensors:
+    - type: temperature
+      password: "sensor-pass"
+"#;
+
+#[test]
+fn a_device_yaml_in_mirs_layout_configures_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_yaml(dir.path(), FULL_YAML);
+    let c = Builder::default()
+        .config_file(&path)
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "site_from-file");
+    assert_eq!(c.target, "mqtt://file-host:1884".parse().expect("target"));
+    assert_eq!(c.log_level, Some(LogLevel::Warn));
+    assert!(c.no_schema_on_boot);
+    assert_eq!(c.persistence, Persistence::Always);
+    assert_eq!(
+        c.store_folder,
+        Some(std::path::PathBuf::from("/tmp/mir-file-store"))
+    );
+    assert_eq!(c.retention, Duration::from_secs(48 * 3600));
+    assert_eq!(c.disk_limit_percent, 70.0);
+    assert_eq!(c.backoff_min, Duration::from_millis(200));
+    assert_eq!(c.backoff_max, Duration::from_secs(10));
+    assert_eq!(c.config_file, Some(path));
+}
+
+#[test]
+fn defaults_when_nothing_is_configured() {
+    let c = builder().env_vars(no_env()).resolve().expect("valid");
+    assert_eq!(c.profile, Profile::Local);
+    assert_eq!(c.persistence, Persistence::IfOffline);
+    assert_eq!(c.store_folder, None, "no folder: the queue is in memory");
+    assert_eq!(c.retention, DEFAULT_RETENTION);
+    assert_eq!(c.retention, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(c.disk_limit_percent, 85.0);
+    assert_eq!(c.backoff_min, Duration::from_secs(1));
+    assert_eq!(c.backoff_max, Duration::from_secs(128));
+    assert!(c.persistent_session);
+    assert_eq!(c.log_level, None);
+}
+
+#[test]
+fn priority_is_builder_then_file_then_env_then_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_yaml(
+        dir.path(),
+        r#"
+mir:
+  target: "mqtt://file-host:1884"
+  device:
+    id: "from-file"
+  localStore:
+    persistenceType: "always"
+"#,
+    );
+    let env = vec![
+        ("MIR__DEVICE__ID", "from-env"),
+        ("MIR__TARGET", "mqtt://env-host:1885"),
+        ("MIR__LOG_LEVEL", "debug"),
+        ("MIR__LOCAL_STORE__PERSISTENCE", "nostorage"),
+        ("MIR__LOCAL_STORE__RETENTION_LIMIT", "2h"),
+        ("MIR__LOCAL_STORE__DISK_SPACE_LIMIT", "60"),
+        ("MIR__BACKOFF__MAX", "30s"),
+    ];
+
+    // env only (over the defaults)
+    let c = Builder::default()
+        .env_vars(env.clone())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "from-env");
+    assert_eq!(c.target.host, "env-host");
+    assert_eq!(c.log_level, Some(LogLevel::Debug));
+    assert_eq!(c.persistence, Persistence::NoStorage);
+    assert_eq!(c.retention, Duration::from_secs(2 * 3600));
+    assert_eq!(c.disk_limit_percent, 60.0);
+    assert_eq!(c.backoff_max, Duration::from_secs(30));
+
+    // the file beats env; env still fills what the file leaves out
+    let c = Builder::default()
+        .config_file(&path)
+        .env_vars(env.clone())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "from-file");
+    assert_eq!(c.target.host, "file-host");
+    assert_eq!(c.persistence, Persistence::Always);
+    assert_eq!(c.log_level, Some(LogLevel::Debug), "from env");
+    assert_eq!(c.retention, Duration::from_secs(2 * 3600), "from env");
+
+    // the builder beats both
+    let c = Builder::default()
+        .config_file(&path)
+        .env_vars(env)
+        .device_id("from-builder")
+        .target("mqtt://builder-host:1886")
+        .store(StoreOptions {
+            persistence_type: Some(Persistence::IfOffline),
+            ..Default::default()
+        })
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "from-builder");
+    assert_eq!(c.target.host, "builder-host");
+    assert_eq!(c.persistence, Persistence::IfOffline);
+    assert_eq!(c.retention, Duration::from_secs(2 * 3600), "still from env");
+}
+
+#[test]
+fn env_variables_follow_mirs_naming_with_aliases() {
+    let c = Builder::default()
+        .env_vars([
+            ("MIR__DEVICE_ID", "alias"),
+            ("MIR__DEVICE__ID_PREFIX__PREFIX", "p"),
+            ("MIR__LOCAL_STORE__PERSISTENCE_TYPE", "always"),
+            ("MIR__LOCAL_STORE__FOLDER_PATH", "/tmp/x"),
+            ("MIR__PERSISTENT_SESSION", "false"),
+            ("MIR__NATS__URL", "ignored: not a device variable"),
+            ("PATH", "/usr/bin"),
+        ])
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "p_alias");
+    assert_eq!(c.persistence, Persistence::Always);
+    assert_eq!(c.store_folder, Some(std::path::PathBuf::from("/tmp/x")));
+    assert!(!c.persistent_session);
+    // A numeric-looking id stays a string.
+    let c = Builder::default()
+        .env_vars([("MIR__DEVICE__ID", "0042")])
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "0042");
+    let err = Builder::default()
+        .env_vars([
+            ("MIR__DEVICE__ID", "x"),
+            ("MIR__LOCAL_STORE__PERSISTENCE", "sometimes"),
+        ])
+        .resolve()
+        .expect_err("bad persistence");
+    assert!(err.to_string().contains("sometimes"), "{err}");
+}
+
+#[test]
+fn unknown_keys_in_the_mir_section_are_refused_with_the_file_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_yaml(
+        dir.path(),
+        "mir:\n  device:\n    id: a\n  tagret: mqtt://x\n",
+    );
+    let err = Builder::default()
+        .config_file(&path)
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("typo");
+    assert!(matches!(err, BuildError::ConfigFile { .. }), "{err}");
+    assert!(err.to_string().contains("tagret"), "{err}");
+    assert!(err.to_string().contains("device.yaml"), "{err}");
+    let path = write_yaml(dir.path(), "mir: {}\nother: 1\n");
+    assert!(Builder::default()
+        .config_file(&path)
+        .device_id("a")
+        .env_vars(no_env())
+        .resolve()
+        .is_err());
+}
+
+#[test]
+fn a_missing_explicit_file_is_an_error_but_a_missing_default_one_is_not() {
+    let err = builder()
+        .config_file("/nonexistent/device.yaml")
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("missing");
+    assert!(matches!(err, BuildError::ReadFile { .. }), "{err}");
+    let file = file::ConfigFile::search(&["/nonexistent/device.yaml".into()]).expect("none");
+    assert!(file.path.is_none());
+    let paths = default_config_paths();
+    assert_eq!(paths[0], std::path::PathBuf::from("./device.yaml"));
+    assert_eq!(
+        paths.last(),
+        Some(&std::path::PathBuf::from("/etc/mir/device.yaml"))
+    );
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppConfig {
+    #[serde(with = "humantime_serde_like")]
+    interval: Duration,
+    api_key: Secret<String>,
+    sensors: Vec<Sensor>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Sensor {
+    #[serde(rename = "type")]
+    kind: String,
+    password: Secret<String>,
+}
+
+mod humantime_serde_like {
+    use serde::Deserialize;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[test]
+fn the_user_section_is_the_applications_and_secrets_stay_out_of_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_yaml(dir.path(), FULL_YAML);
+    let (mir, app): (Mir, AppConfig) = Builder::default()
+        .config_file(&path)
+        .env_vars(no_env())
+        .store(StoreOptions {
+            folder_path: Some(dir.path().join("store")),
+            ..Default::default()
+        })
+        .build_with_user_config()
+        .expect("valid");
+    assert_eq!(mir.device_id().as_str(), "site_from-file");
+    assert_eq!(app.interval, Duration::from_secs(60));
+    assert_eq!(app.api_key.expose(), "secret-key");
+    assert_eq!(app.sensors[0].kind, "temperature");
+    assert_eq!(app.sensors[0].password.expose(), "sensor-pass");
+    let logged = format!("{app:?}");
+    assert!(
+        !logged.contains("secret-key") && !logged.contains("sensor-pass"),
+        "{logged}"
+    );
+    assert!(logged.contains("***"), "{logged}");
+    assert_eq!(app.api_key.to_string(), "***");
+}
+
+#[test]
+fn profiles_set_the_target_and_the_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = builder()
+        .profile(Profile::Aws)
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("aws needs an endpoint");
+    assert!(err.to_string().contains("ATS endpoint"), "{err}");
+    // aws without credentials in the search path is refused.
+    let err = builder()
+        .profile(Profile::Aws)
+        .target("abc-ats.iot.eu-west-1.amazonaws.com")
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("no certificate");
+    assert!(err.to_string().contains("tls.crt"), "{err}");
+    // With tls.crt/tls.key in the search path: mqtts on 8883, Amazon Root CA.
+    let creds = self_signed();
+    std::fs::write(dir.path().join("tls.crt"), &creds.client_cert_pem).expect("write");
+    std::fs::write(dir.path().join("tls.key"), &creds.client_key_pem).expect("write");
+    let c = builder()
+        .env_vars([
+            ("MIR__PROFILE", "aws"),
+            ("MIR__TARGET", "abc-ats.iot.eu-west-1.amazonaws.com"),
+        ])
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.profile, Profile::Aws);
+    assert_eq!((c.target.scheme, c.target.port), (Scheme::Mqtts, 8883));
+    assert!(c.tls.expect("tls").alpn_protocols.is_empty());
+    // Port 443: ALPN x-amzn-mqtt-ca.
+    let c = builder()
+        .profile(Profile::Aws)
+        .target("mqtts://abc-ats.iot.eu-west-1.amazonaws.com:443")
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(
+        c.tls.expect("tls").alpn_protocols,
+        vec![crate::AWS_IOT_ALPN.to_vec()]
+    );
+    // aws refuses a plain target.
+    assert!(builder()
+        .profile(Profile::Aws)
+        .target("mqtt://x:1883")
+        .env_vars(no_env())
+        .resolve()
+        .is_err());
+    // local and localstack default to the local hub.
+    for p in [Profile::Local, Profile::Localstack] {
+        let c = builder()
+            .profile(p)
+            .env_vars(no_env())
+            .resolve()
+            .expect("valid");
+        assert_eq!(c.target.to_string(), "mqtt://127.0.0.1:1883");
+    }
+    assert!("cloud".parse::<Profile>().is_err());
+}
+
+#[test]
+fn credentials_from_file_paths_and_the_search_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = self_signed();
+    std::fs::write(dir.path().join("tls.crt"), &creds.client_cert_pem).expect("write");
+    std::fs::write(dir.path().join("tls.key"), &creds.client_key_pem).expect("write");
+    std::fs::write(
+        dir.path().join("ca.crt"),
+        creds.ca_pem.as_deref().expect("ca"),
+    )
+    .expect("write");
+    // Found in the search path for an mqtts target.
+    let c = builder()
+        .target("mqtts://localhost:8883")
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert!(c.tls.is_some());
+    // A plain target does not search (a stray tls.crt does not break it).
+    let c = builder()
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(no_env())
+        .resolve()
+        .expect("plain");
+    assert!(c.tls.is_none());
+    // Paths given in the file (Mir's names).
+    let yaml = format!(
+        "mir:\n  target: mqtts://localhost\n  tlsCert: {0}/tls.crt\n  tlsKey: {0}/tls.key\n  rootCA: {0}/ca.crt\n  device:\n    id: a\n",
+        dir.path().display()
+    );
+    let path = write_yaml(dir.path(), &yaml);
+    let c = Builder::default()
+        .config_file(&path)
+        .credentials_search_dirs(vec![])
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert!(c.tls.is_some());
+    // One without the other is refused.
+    let err = builder()
+        .target("mqtts://localhost")
+        .env_vars([("MIR__TLS_CERT", "/x/tls.crt")])
+        .resolve()
+        .expect_err("half");
+    assert!(err.to_string().contains("both"), "{err}");
+}
+
+#[test]
+fn store_options_are_validated() {
+    assert!(builder()
+        .env_vars([("MIR__LOCAL_STORE__DISK_SPACE_LIMIT", "120")])
+        .resolve()
+        .is_err());
+    assert!(builder()
+        .env_vars([("MIR__LOCAL_STORE__RETENTION_LIMIT", "soon")])
+        .resolve()
+        .is_err());
+    assert!(builder()
+        .backoff(Duration::from_secs(2), Duration::from_secs(1))
+        .env_vars(no_env())
+        .resolve()
+        .is_err());
+    let c = builder()
+        .store(StoreOptions {
+            folder_path: Some("/tmp/s".into()),
+            in_memory: Some(true),
+            ..Default::default()
+        })
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.store_folder, None, "inMemory keeps the queue in memory");
+}

@@ -120,10 +120,13 @@ fn a_burst_not_yet_sent_is_replaced_not_repeated_and_durable_messages_stay() {
     let now = t0();
     let mut s = SessionBuilder::new().build(now);
     s.on_connected(now);
-    s.push_reported(PropertyValue {
-        name: "schema.v1.HVACStatus".into(),
-        ..Default::default()
-    })
+    s.push_reported(
+        PropertyValue {
+            name: "schema.v1.HVACStatus".into(),
+            ..Default::default()
+        },
+        now,
+    )
     .expect("small");
     s.on_disconnected();
     s.on_connected(now);
@@ -216,7 +219,7 @@ fn a_full_batch_leaves_before_the_item_that_would_exceed_the_payload_limit() {
         s.push_telemetry(item("schema.v1.Env", 10_000, now), now)
             .expect("fits");
     }
-    s.flush_telemetry();
+    s.flush_telemetry(now);
     let batches = published_on(&drain(&mut s), "tlm");
     assert!(batches.len() >= 4, "{} batches", batches.len());
     let mut total = 0;
@@ -462,17 +465,21 @@ fn heartbeats_follow_the_interval_only_while_connected() {
 }
 
 #[test]
-fn control_messages_leave_before_queued_telemetry() {
+fn control_messages_leave_before_records_and_records_keep_their_order() {
     let now = t0();
     let mut s = SessionBuilder::new().connected(now);
     s.push_telemetry(item("schema.v1.Env", 8, now), now)
         .expect("fits");
-    s.flush_telemetry();
-    s.push_reported(PropertyValue {
-        name: "schema.v1.HVACStatus".into(),
-        ..Default::default()
-    })
+    s.flush_telemetry(now);
+    s.push_reported(
+        PropertyValue {
+            name: "schema.v1.HVACStatus".into(),
+            ..Default::default()
+        },
+        now,
+    )
     .expect("small");
+    s.command_finished(error_response("c".into(), "e".into()));
     let sent = drain(&mut s);
     let topics: Vec<_> = sent
         .iter()
@@ -481,7 +488,10 @@ fn control_messages_leave_before_queued_telemetry() {
             Request::Subscribe(_) => None,
         })
         .collect();
-    assert_eq!(topics, vec![topic("cfg/reported"), topic("tlm")]);
+    assert_eq!(
+        topics,
+        vec![topic("cmd/resp"), topic("tlm"), topic("cfg/reported")]
+    );
 }
 
 #[test]
@@ -494,8 +504,9 @@ fn offline_telemetry_beyond_the_byte_cap_drops_the_oldest_batches() {
         let mut it = item("schema.v1.Env", 100_000, now);
         it.payload = Bytes::from(vec![i; 100_000]);
         s.push_telemetry(it, now).expect("fits");
-        s.flush_telemetry();
+        s.flush_telemetry(now);
     }
+    s.on_connected(now);
     let batches = published_on(&drain(&mut s), "tlm");
     assert_eq!(batches.len(), 2);
     let first = TelemetryBatch::decode(batches[0].clone()).expect("batch");
@@ -512,7 +523,7 @@ fn reported_properties_too_large_are_refused() {
         ..Default::default()
     };
     assert!(matches!(
-        s.push_reported(big),
+        s.push_reported(big, now),
         Err(SdkError::PayloadTooLarge { name, .. }) if name == "schema.v1.Big"
     ));
 }

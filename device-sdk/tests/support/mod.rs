@@ -105,6 +105,11 @@ impl TestBroker {
         .await
     }
 
+    /// A broker on a given address (a port chosen earlier).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_at(addr, Arc::new(Recorder::default())).await
+    }
+
     async fn start_at(addr: SocketAddr, recorder: Arc<Recorder>) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let config = BrokerConfig {

@@ -1,0 +1,202 @@
+//! X.509 credentials of a device: the files Mir looks for (`tls.crt`, `tls.key`,
+//! `ca.crt` in `./`, `~/.config/mir/`, `/etc/mir/`), the Amazon root CA of AWS IoT
+//! Core, and a key pair plus certificate signing request generated on the device, so
+//! that the private key never leaves it.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::path::Path::new("/etc/mir");
+//! // Writes /etc/mir/tls.key (mode 0600) and returns the CSR to send to
+//! // `POST /v1/devices/{id}/certificate` as {"csrPem": ...}; the answer's certificate
+//! // goes to /etc/mir/tls.crt.
+//! let csr_pem = mir_device_sdk::credentials::generate_csr("weather-01", dir)?;
+//! # let _ = csr_pem;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use crate::config::file::default_dirs;
+
+/// File name of the client certificate (PEM).
+pub const CERT_FILE: &str = "tls.crt";
+/// File name of the client private key (PEM).
+pub const KEY_FILE: &str = "tls.key";
+/// File name of the CA that signed the server certificate (PEM).
+pub const CA_FILE: &str = "ca.crt";
+
+/// Amazon Root CA 1 (RSA 2048), the root of AWS IoT Core's ATS endpoints
+/// (`*-ats.iot.*.amazonaws.com`); public, from <https://www.amazontrust.com/repository/>.
+pub const AMAZON_ROOT_CA_1: &str = "-----BEGIN CERTIFICATE-----
+MIIDQTCCAimgAwIBAgITBmyfz5m/jAo54vB4ikPmljZbyjANBgkqhkiG9w0BAQsF
+ADA5MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6
+b24gUm9vdCBDQSAxMB4XDTE1MDUyNjAwMDAwMFoXDTM4MDExNzAwMDAwMFowOTEL
+MAkGA1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJv
+b3QgQ0EgMTCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBALJ4gHHKeNXj
+ca9HgFB0fW7Y14h29Jlo91ghYPl0hAEvrAIthtOgQ3pOsqTQNroBvo3bSMgHFzZM
+9O6II8c+6zf1tRn4SWiw3te5djgdYZ6k/oI2peVKVuRF4fn9tBb6dNqcmzU5L/qw
+IFAGbHrQgLKm+a/sRxmPUDgH3KKHOVj4utWp+UhnMJbulHheb4mjUcAwhmahRWa6
+VOujw5H5SNz/0egwLX0tdHA114gk957EWW67c4cX8jJGKLhD+rcdqsq08p8kDi1L
+93FcXmn/6pUCyziKrlA4b9v7LWIbxcceVOF34GfID5yHI9Y/QCB/IIDEgEw+OyQm
+jgSubJrIqg0CAwEAAaNCMEAwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMC
+AYYwHQYDVR0OBBYEFIQYzIU07LwMlJQuCFmcx7IQTgoIMA0GCSqGSIb3DQEBCwUA
+A4IBAQCY8jdaQZChGsV2USggNiMOruYou6r4lK5IpDB/G/wkjUu0yKGX9rbxenDI
+U5PMCCjjmCXPI6T53iHTfIUJrU6adTrCC2qJeHZERxhlbI1Bjjt/msv0tadQ1wUs
+N+gDS63pYaACbvXy8MWy7Vu33PqUXHeeE6V/Uq2V8viTO96LXFvKWlJbYK8U90vv
+o/ufQJVtMVT8QtPHRh8jrdkPSHCa2XV4cdFyQzR1bldZwgJcJmApzyMZFo6IQ6XU
+5MsI+yMRQ+hDKXJioaldXgjUkK642M4UwtBV8ob2xJNDd2ZhwLnoQdeXeGADbkpy
+rqXRfboQnoZsG4q5WTP468SQvvG5
+-----END CERTIFICATE-----
+";
+
+/// Errors of key and CSR generation.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("cannot generate the key pair or the CSR: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid device id {0:?}")]
+    InvalidDeviceId(String),
+}
+
+/// Paths of the credential files found in the search directories (each file is
+/// searched on its own, as in Mir: the first directory holding it wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoundCredentials {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+}
+
+/// Mir's search directories: `./`, `~/.config/mir/`, `/etc/mir/`.
+pub fn default_search_dirs() -> Vec<PathBuf> {
+    default_dirs()
+}
+
+/// Looks for `tls.crt`, `tls.key` and `ca.crt` in `dirs`, in order.
+pub fn search(dirs: &[PathBuf]) -> FoundCredentials {
+    let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+    FoundCredentials {
+        cert: find(CERT_FILE),
+        key: find(KEY_FILE),
+        ca: find(CA_FILE),
+    }
+}
+
+/// Generates an ECDSA P-256 key pair on the device, writes the private key to
+/// `dir/tls.key` (PKCS#8 PEM, mode 0600, the folder is created) and returns a CSR
+/// (PEM) whose subject common name is `device_id`. Send the CSR to the platform
+/// (`POST /v1/devices/{id}/certificate` with `{"csrPem": ...}`) and save the
+/// certificate it returns as `dir/tls.crt`: the private key never leaves the device.
+pub fn generate_csr(device_id: &str, dir: &Path) -> Result<String, CredentialsError> {
+    mir_proto::DeviceId::new(device_id)
+        .map_err(|_| CredentialsError::InvalidDeviceId(device_id.to_string()))?;
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, device_id);
+    let csr = params.serialize_request(&key)?.pem()?;
+    std::fs::create_dir_all(dir).map_err(|source| CredentialsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(KEY_FILE);
+    write_private(&path, key.serialize_pem().as_bytes())
+        .map_err(|source| CredentialsError::Write { path, source })?;
+    Ok(csr)
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csr_names_the_device_and_the_key_is_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let csr = generate_csr("weather-01", dir.path()).expect("csr");
+        assert!(
+            csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+            "{csr}"
+        );
+        let params = rcgen::CertificateSigningRequestParams::from_pem(&csr).expect("parses");
+        let cn = params
+            .params
+            .distinguished_name
+            .get(&rcgen::DnType::CommonName)
+            .cloned();
+        assert_eq!(
+            cn,
+            Some(rcgen::DnValue::Utf8String("weather-01".into())),
+            "{cn:?}"
+        );
+        let key = std::fs::read_to_string(dir.path().join(KEY_FILE)).expect("key");
+        assert!(key.contains("PRIVATE KEY"));
+        assert!(!csr.contains("PRIVATE KEY"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(generate_csr("bad id", dir.path()).is_err());
+    }
+
+    #[test]
+    fn files_are_searched_one_by_one_in_order() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        std::fs::write(b.path().join(CERT_FILE), "b").expect("write");
+        std::fs::write(b.path().join(KEY_FILE), "b").expect("write");
+        std::fs::write(a.path().join(CA_FILE), "a").expect("write");
+        std::fs::write(b.path().join(CA_FILE), "b").expect("write");
+        let found = search(&[a.path().to_path_buf(), b.path().to_path_buf()]);
+        assert_eq!(found.cert, Some(b.path().join(CERT_FILE)));
+        assert_eq!(found.key, Some(b.path().join(KEY_FILE)));
+        assert_eq!(
+            found.ca,
+            Some(a.path().join(CA_FILE)),
+            "the first directory wins"
+        );
+        assert_eq!(search(&[]), FoundCredentials::default());
+    }
+
+    #[test]
+    fn the_amazon_root_ca_parses() {
+        let certs = rustls_pemfile::certs(&mut AMAZON_ROOT_CA_1.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("pem");
+        assert_eq!(certs.len(), 1);
+    }
+}

@@ -1,0 +1,221 @@
+//! `mir swarm` against `mir local`: two device groups from a swarm file piped on stdin,
+//! twins with the file's meta, generated telemetry stored, commands echoed and desired
+//! properties reported back.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const SWARM: &str = r#"
+apiVersion: mir/v1alpha
+kind: swarm
+meta: {name: e2e, namespace: swarm}
+swarm:
+  logLevel: warn
+  deployBatchSize: 4
+  devices:
+    - count: 15
+      meta:
+        name: sensor
+        namespace: swa
+        labels: {type: environmental, site: lab}
+        annotations: {swarm: "true"}
+      telemetry:
+        - name: Environment
+          interval: 300ms
+          tags: {unit_system: metric}
+          fields: [temperature, level, consumption]
+      commands:
+        - name: Calibrate
+          delay: 200ms
+          fields: [mode]
+      properties:
+        - name: SensorConfig
+          delay: 200ms
+          fields: [sampleRate, enabled]
+    - count: 5
+      meta:
+        name: meter
+        namespace: swb
+        labels: {type: power}
+      telemetry:
+        - name: Power
+          interval: 300ms
+          fields: [power]
+  fields:
+    - name: temperature
+      type: float64
+      tags: {unit: C}
+      generator: {expr: "20 + rand(0, 1)"}
+    - name: level
+      type: int8
+      generator: {expr: "1000"}
+    - name: consumption
+      type: message
+      fields: [power]
+    - name: power
+      type: float32
+      generator: {expr: "max(100, 50)"}
+    - name: mode
+      type: int32
+    - name: sampleRate
+      type: int32
+    - name: enabled
+      type: bool
+"#;
+
+fn rows(v: &Value) -> Vec<Value> {
+    v.as_array()
+        .cloned()
+        .or_else(|| v["devices"].as_array().cloned())
+        .or_else(|| v["results"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_properties() {
+    let hub = LocalHub::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(MIR)
+        .args(["swarm", "--api", &hub.api(), "--target", &hub.mqtt()])
+        .args(["--duration", "120s"])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SWARM.as_bytes())
+        .unwrap();
+
+    // THEN the 20 devices are online in their namespaces with the file's labels.
+    eventually(60, "15 sensors online in swa", || {
+        let v = hub.json(&["device", "ls", "/swa"]);
+        let r = rows(&v);
+        r.len() == 15 && r.iter().all(|t| t["status"]["online"] == true)
+    })
+    .await;
+    eventually(30, "5 meters online in swb", || {
+        let r = rows(&hub.json(&["device", "ls", "/swb", "--label", "type=power"]));
+        r.len() == 5 && r.iter().all(|t| t["status"]["online"] == true)
+    })
+    .await;
+    let twin = hub.twin("sensor__7/swa");
+    assert_eq!(twin["spec"]["deviceId"], "sensor__7");
+    assert_eq!(
+        twin["meta"]["labels"],
+        json!({"type": "environmental", "site": "lab"})
+    );
+    assert_eq!(twin["meta"]["annotations"]["swarm"], "true");
+    assert!(twin["status"]["schema"]["packageNames"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("swarm.e2e")));
+
+    // Telemetry with generated values: rand in range, int8 clamped, nested messages.
+    let mut q = Value::Null;
+    eventually(30, "telemetry rows", || {
+        q = hub.json(&[
+            "tlm",
+            "query",
+            "sensor__3/swa",
+            "-n",
+            "swarm.e2e.Environment",
+            "--since",
+            "5m",
+        ]);
+        rows(&q["rows"]).len() >= 3
+    })
+    .await;
+    for row in rows(&q["rows"]) {
+        let v = &row["values"];
+        let t = v["temperature"].as_f64().unwrap();
+        assert!((20.0..21.0).contains(&t), "{row}");
+        assert_eq!(v["level"], 127, "{row}");
+        assert_eq!(v["consumption.power"], 100.0, "{row}");
+    }
+    let q = hub.json(&[
+        "tlm",
+        "query",
+        "meter__4/swb",
+        "-n",
+        "swarm.e2e.Power",
+        "--since",
+        "5m",
+    ]);
+    assert!(!rows(&q["rows"]).is_empty(), "{q}");
+
+    // A command is echoed back: the response is the request.
+    let out = hub.json(&[
+        "cmd",
+        "send",
+        "sensor__0/swa",
+        "-n",
+        "swarm.e2e.Calibrate",
+        "-p",
+        r#"{"mode": 3}"#,
+    ]);
+    let r = &rows(&out)[0];
+    assert_eq!(r["status"], "SUCCESS", "{r}");
+    assert_eq!(r["responseName"], "swarm.e2e.Calibrate");
+    assert_eq!(r["response"], json!({"mode": 3}));
+    // The meters have no commands.
+    let list = hub.mir(&["cmd", "send", "meter__0/swb"]);
+    assert!(!list.stdout.contains("Calibrate"), "{list:?}");
+
+    // A desired property is reported back after its delay.
+    let out = hub.mir(&[
+        "cfg",
+        "send",
+        "sensor__1/swa",
+        "-n",
+        "swarm.e2e.SensorConfig",
+        "-p",
+        r#"{"sampleRate": 9, "enabled": true}"#,
+    ]);
+    assert!(out.ok, "{out:?}");
+    eventually(15, "reported SensorConfig", || {
+        hub.twin("sensor__1/swa")["properties"]["reported"]["swarm.e2e.SensorConfig"]
+            == json!({"sampleRate": 9, "enabled": true})
+    })
+    .await;
+
+    // Ctrl-C stops the swarm cleanly, after reporting progress.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("20/20 deployed"), "{stderr}");
+    assert!(stderr.contains("Stopped:"), "{stderr}");
+    eventually(20, "sensors offline", || {
+        rows(&hub.json(&["device", "ls", "/swa"]))
+            .iter()
+            .all(|t| t["status"]["online"] == false)
+    })
+    .await;
+}
+
+#[test]
+fn the_template_runs_as_printed_and_bad_files_fail_with_clear_errors() {
+    let t = run_cli("http://127.0.0.1:9", &["swarm", "-j"], None, &[]);
+    assert!(t.ok && t.stdout.contains("kind: swarm"), "{t:?}");
+    // A mistake is reported before anything is deployed.
+    let bad = t.stdout.replace("type: float32", "type: float33");
+    let out = run_cli("http://127.0.0.1:9", &["swarm", "-f", "-"], Some(&bad), &[]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("unknown type \"float33\""), "{out:?}");
+    // A valid file with no hub says what to do.
+    let out = run_cli("http://127.0.0.1:9", &["swarm"], Some(&t.stdout), &[]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("mir local"), "{out:?}");
+}
