@@ -554,7 +554,7 @@ pub struct ToolsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {
-    /// View the CLI configuration
+    /// View and edit the CLI configuration (contexts)
     #[command(visible_alias = "cfg")]
     Config {
         #[command(subcommand)]
@@ -579,6 +579,8 @@ pub enum ToolsConfigCommand {
     Print,
     /// Print where the configuration file is
     Path,
+    /// Edit the configuration file in $EDITOR; it is saved only if it is still valid
+    Edit,
 }
 
 #[cfg(test)]

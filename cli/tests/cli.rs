@@ -823,3 +823,46 @@ fn ctx_import_reads_cdk_outputs_and_aws_contexts_sign_requests_with_sigv4() {
     assert!(run.stderr.contains("no AWS credentials"), "{}", run.stderr);
     assert_eq!(s.requests().len(), before);
 }
+
+#[test]
+fn tools_config_edit_saves_a_valid_edit_and_refuses_a_broken_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.to_str().expect("utf-8").to_string()
+    };
+    // GIVEN an editor that adds a context
+    let add = script(
+        "add.sh",
+        "printf -- '- name: staging\\n  api: http://127.0.0.1:9999\\n' >> \"$1\"",
+    );
+    let printed = mir(dir.path(), &["tools", "config", "print"], None, &[]);
+    assert!(printed.stdout.contains("contexts"), "{}", printed.stdout);
+    let run = mir(
+        dir.path(),
+        &["tools", "config", "edit"],
+        None,
+        &[("EDITOR", &add)],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let listed = mir(dir.path(), &["ctx"], None, &[]);
+    assert!(listed.stdout.contains("staging"), "{}", listed.stdout);
+    // WHEN the edit breaks the file THEN nothing is saved and the error says so
+    let before = std::fs::read_to_string(dir.path().join("cli.yaml")).expect("saved");
+    let breaker = script("break.sh", "printf 'contexts: [oops' > \"$1\"");
+    let run = mir(
+        dir.path(),
+        &["tools", "config", "edit"],
+        None,
+        &[("EDITOR", &breaker)],
+    );
+    assert_ne!(run.code, Some(0));
+    assert!(run.stderr.contains("invalid"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cli.yaml")).expect("kept"),
+        before
+    );
+}

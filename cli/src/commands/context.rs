@@ -1,5 +1,6 @@
 //! `mir context` and `mir tools config`.
 
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use crate::args::{ContextArgs, ContextCommand, ToolsArgs, ToolsCommand, ToolsConfigCommand};
@@ -128,6 +129,19 @@ pub(super) fn tools(args: ToolsArgs) -> anyhow::Result<ExitCode> {
     let path = config_path()?;
     match command {
         ToolsConfigCommand::Path => out(&format!("{}\n", path.display()))?,
+        ToolsConfigCommand::Edit => {
+            let current = CliConfig::load(&path)?;
+            let before = serde_yaml::to_string(&current)?;
+            let after = crate::input::edit_text(&before, "yaml")?;
+            if after == before {
+                out("no change\n")?;
+            } else {
+                let edited: CliConfig = serde_yaml::from_str(&after)
+                    .context("the edited configuration is invalid; nothing saved")?;
+                edited.save(&path)?;
+                out(&format!("saved {}\n", path.display()))?;
+            }
+        }
         ToolsConfigCommand::Print => {
             let text = match std::fs::read_to_string(&path) {
                 Ok(t) => t,
