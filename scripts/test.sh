@@ -44,6 +44,9 @@ if [ -x scripts/lambda-smoke.sh ]; then
   scripts/lambda-smoke.sh
 fi
 
+step "device SDK portability: cargo check for aarch64 and armv7"
+scripts/cross-check.sh
+
 step "CDK app (synth + assertions, offline)"
 bash infra/cdk/scripts/test.sh
 
