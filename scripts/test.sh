@@ -36,6 +36,11 @@ fi
 step "cargo test (workspace)"
 cargo test --workspace --all-features --no-fail-fast
 
+if [ "$aws_endpoint_started" = 1 ]; then
+  step "end-to-end tests again with mir local --profile localstack (AWS adapters on moto)"
+  MIR_E2E_PROFILE=localstack cargo test -p mir-cli --all-features --test e2e
+fi
+
 step "clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 

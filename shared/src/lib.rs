@@ -11,11 +11,14 @@
 //! - [`routes`]: the routes table (`routes.json`), shared with the CDK app.
 //! - [`ports`]: the traits handlers use; [`adapters`]: their implementations.
 //! - [`service`]: small workflows over ports shared by several handlers.
+//! - `lambda` (feature `lambda`): the wiring of every function's `main.rs`.
 //! - `testing` (feature `testing`): builders and a temporary world for tests.
 
 pub mod adapters;
 pub mod api;
 pub mod domain;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
 pub mod routes;
 pub mod rule_event;

@@ -98,11 +98,13 @@ where
     }
 }
 
+/// Full jitter: a random pause in [0, min(1 s, 10 ms * 2^attempt)], so that many
+/// writers of one twin spread out instead of colliding again.
 fn jitter_ms(attempt: usize) -> u64 {
-    let cap = 2u64.saturating_pow(attempt.min(8) as u32);
-    // Cheap jitter from the clock; exact randomness does not matter here.
-    let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
-    nanos % (cap + 1)
+    let cap = 10u64
+        .saturating_mul(2u64.saturating_pow(attempt.min(7) as u32))
+        .min(1000);
+    rand::random_range(0..=cap)
 }
 
 /// The twin of a device, created (auto-provisioned in `default`) if it does not exist.

@@ -29,6 +29,24 @@ pub struct LocalHub {
 impl LocalHub {
     pub fn start() -> LocalHub {
         let dir = tempfile::tempdir().unwrap();
+        // MIR_E2E_PROFILE=localstack runs the same tests on the AWS adapters, against the
+        // endpoint in MIR_TEST_AWS_ENDPOINT, each hub with tables of its own.
+        let mut profile: Vec<String> = Vec::new();
+        if std::env::var("MIR_E2E_PROFILE").as_deref() == Ok("localstack") {
+            let endpoint = std::env::var("MIR_TEST_AWS_ENDPOINT")
+                .unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+            let prefix = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+            profile = [
+                "--profile",
+                "localstack",
+                "--aws-endpoint",
+                &endpoint,
+                "--aws-table-prefix",
+                &prefix,
+            ]
+            .map(String::from)
+            .to_vec();
+        }
         let child = Command::new(MIR)
             .args([
                 "local",
@@ -41,6 +59,7 @@ impl LocalHub {
                 "--log-level",
                 "warn",
             ])
+            .args(&profile)
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--stale-after-secs", "60"])

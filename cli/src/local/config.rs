@@ -42,6 +42,8 @@ pub struct HubConfig {
     pub max_queued_per_session: usize,
     /// Endpoint of the AWS-compatible services for the `localstack` profile.
     pub aws_endpoint: String,
+    /// Table names of the `localstack` profile: `<prefix>-twins`, `<prefix>-events`, ...
+    pub aws_table_prefix: String,
 }
 
 impl Default for HubConfig {
@@ -60,6 +62,7 @@ impl Default for HubConfig {
             commands_retention_days: 7,
             max_queued_per_session: 10_000,
             aws_endpoint: "http://localhost:4566".into(),
+            aws_table_prefix: "mir-local".into(),
         }
     }
 }

@@ -82,6 +82,12 @@ pub struct LocalArgs {
     /// Seconds without heartbeat before a device is marked offline.
     #[arg(long)]
     pub stale_after_secs: Option<u64>,
+    /// AWS-compatible endpoint of the `localstack` profile (DynamoDB).
+    #[arg(long)]
+    pub aws_endpoint: Option<String>,
+    /// Table name prefix of the `localstack` profile (`<prefix>-twins`, ...).
+    #[arg(long)]
+    pub aws_table_prefix: Option<String>,
 }
 
 impl LocalArgs {
@@ -102,7 +108,9 @@ impl LocalArgs {
             mqtts_port,
             http_port,
             log_level,
-            stale_after_secs
+            stale_after_secs,
+            aws_endpoint,
+            aws_table_prefix
         );
         c.validate()?;
         Ok(c)
@@ -164,23 +172,24 @@ impl Hub {
         config: HubConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Hub> {
-        if config.profile == Profile::Localstack {
-            anyhow::bail!(
-                "the localstack profile needs the AWS adapters, which this build does not have yet; use --profile local"
-            );
-        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()
             )
         })?;
-        let store = EmbeddedStore::open(&config.database_path()).with_context(|| {
-            format!(
-                "cannot open the database in {} (is another hub running on it?)",
-                config.data_dir.display()
-            )
-        })?;
+        let (stores, embedded) = match config.profile {
+            Profile::Local => {
+                let store = EmbeddedStore::open(&config.database_path()).with_context(|| {
+                    format!(
+                        "cannot open the database in {} (is another hub running on it?)",
+                        config.data_dir.display()
+                    )
+                })?;
+                (core::Stores::embedded(&store), Some(store))
+            }
+            Profile::Localstack => (localstack_stores(&config).await?, None),
+        };
         let ca = Arc::new(
             LocalCa::load_or_create(&config.ca_dir())
                 .context("cannot load or create the local CA")?,
@@ -190,8 +199,8 @@ impl Hub {
             .context("cannot issue the broker's server certificate")?;
         let publisher = Arc::new(BrokerPublisher::default());
         let core = Arc::new(Core {
-            stores: core::Stores::embedded(&store),
-            embedded: Some(store.clone()),
+            stores,
+            embedded,
             publisher: publisher.clone(),
             certificates: Some(Arc::new(LocalCertificates { ca: ca.clone() })),
             cache: SchemaCache::default(),
@@ -316,6 +325,43 @@ impl Hub {
     pub async fn stopped(self) {
         let _ = self.stopped.await;
     }
+}
+
+/// The stores of the `localstack` profile: DynamoDB tables (created when missing) and
+/// the DynamoDB telemetry sink on an AWS-compatible endpoint.
+#[cfg(feature = "localstack")]
+async fn localstack_stores(config: &HubConfig) -> anyhow::Result<core::Stores> {
+    use mir_shared::adapters::aws::AwsPorts;
+    let ports = AwsPorts::for_endpoint(&config.aws_endpoint, &config.aws_table_prefix)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use the AWS-compatible endpoint {} (is LocalStack or moto running? see infra/localstack)",
+                config.aws_endpoint
+            )
+        })?;
+    let missing = |what: &str| anyhow::anyhow!("the localstack profile has no {what} store");
+    Ok(core::Stores {
+        twins: ports.twins.clone().ok_or_else(|| missing("twins"))?,
+        schemas: ports.schemas.clone().ok_or_else(|| missing("schemas"))?,
+        commands: ports.commands.clone().ok_or_else(|| missing("commands"))?,
+        events: ports.events.clone().ok_or_else(|| missing("events"))?,
+        telemetry: ports
+            .telemetry_sink
+            .clone()
+            .ok_or_else(|| missing("telemetry"))?,
+        telemetry_reader: ports
+            .telemetry_reader
+            .clone()
+            .ok_or_else(|| missing("telemetry"))?,
+    })
+}
+
+#[cfg(not(feature = "localstack"))]
+async fn localstack_stores(_config: &HubConfig) -> anyhow::Result<core::Stores> {
+    anyhow::bail!(
+        "this mir was built without the localstack profile: build it with `cargo build -p mir-cli --features localstack`"
+    )
 }
 
 fn write_endpoints(dir: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {

@@ -36,7 +36,12 @@ fn bench(c: &mut Criterion) {
         items: envs
             .iter()
             .enumerate()
-            .map(|(i, e)| TelemetryItem { name: "schema.v1.Env".into(), payload: e.encode_to_vec().into(), seq: i as u64, sent_at_ns: 0 })
+            .map(|(i, e)| TelemetryItem {
+                name: "schema.v1.Env".into(),
+                payload: e.encode_to_vec().into(),
+                seq: i as u64,
+                sent_at_ns: 0,
+            })
             .collect(),
     }
     .encode_to_vec();
@@ -50,7 +55,12 @@ fn bench(c: &mut Criterion) {
             .collect::<Vec<_>>(),
     )
     .expect("json");
-    let ctx = RecordContext { device_id: "weather", name: "weather", namespace: "default", received_at_ns: 0 };
+    let ctx = RecordContext {
+        device_id: "weather",
+        name: "weather",
+        namespace: "default",
+        received_at_ns: 0,
+    };
 
     let mut g = c.benchmark_group("telemetry_7_fields");
     g.throughput(Throughput::Elements(BATCH as u64));

@@ -142,16 +142,19 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
         assert_eq!(v["level"], 127, "{row}");
         assert_eq!(v["consumption.power"], 100.0, "{row}");
     }
-    let q = hub.json(&[
-        "tlm",
-        "query",
-        "meter__4/swb",
-        "-n",
-        "swarm.e2e.Power",
-        "--since",
-        "5m",
-    ]);
-    assert!(!rows(&q["rows"]).is_empty(), "{q}");
+    eventually(30, "meter telemetry rows", || {
+        let q = hub.json(&[
+            "tlm",
+            "query",
+            "meter__4/swb",
+            "-n",
+            "swarm.e2e.Power",
+            "--since",
+            "5m",
+        ]);
+        !rows(&q["rows"]).is_empty()
+    })
+    .await;
 
     // A command is echoed back: the response is the request.
     let out = hub.json(&[

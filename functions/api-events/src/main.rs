@@ -1,0 +1,17 @@
+//! Lambda entry point of `api-events`: API Gateway (HTTP API, payload v2) -> [`mir_fn_api_events::handle`].
+//! Configuration from the environment, adapters built once per cold start
+//! (see `mir_shared::lambda`).
+
+use mir_shared::lambda;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda::Error> {
+    let env = lambda::init("api-events").await?;
+    // Built once per process and kept for its lifetime.
+    let deps = Box::leak(Box::new(mir_fn_api_events::Deps {
+        events: env.ports.events()?,
+        clock: &env.clock,
+    }));
+    let deps: &'static _ = deps;
+    lambda::run_api(|request| async move { mir_fn_api_events::handle(deps, &request).await }).await
+}

@@ -1,0 +1,724 @@
+//! The AWS side: one typed configuration read from the environment ([`AwsConfig`]),
+//! the SDK configuration (default credential chain, `AWS_ENDPOINT_URL` honoured), the
+//! mapping of SDK errors to [`StoreError`], and [`AwsPorts`], which builds every adapter
+//! a function needs once per cold start.
+//!
+//! Environment variables (the contract with `infra/cdk/lib/config.ts`):
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `MIR_TWINS_TABLE`, `MIR_SCHEMAS_TABLE`, `MIR_COMMANDS_TABLE`, `MIR_EVENTS_TABLE` | DynamoDB tables (a function only gets those its `access` names) |
+//! | `MIR_TELEMETRY_SINK` | `timestream` (default when a database is set) or `dynamodb` |
+//! | `MIR_TIMESTREAM_DATABASE`, `MIR_TIMESTREAM_TABLE` | the Timestream table (timestream sink) |
+//! | `MIR_TELEMETRY_TABLE` | the DynamoDB telemetry table (dynamodb sink) |
+//! | `MIR_IOT_DATA_ENDPOINT` | host of the account's `iot:Data-ATS` endpoint |
+//! | `MIR_IOT_POLICY_NAME` | IoT policy attached to device certificates |
+//! | `MIR_EVENTS_TTL_DAYS`, `MIR_COMMANDS_TTL_DAYS` | retention (default 30 and 7) |
+//! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
+
+#[cfg(feature = "aws")]
+use std::sync::Arc;
+use std::{fmt, time::Duration};
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::ports::StoreError;
+#[cfg(feature = "aws")]
+use crate::ports::{
+    CertificateIssuer, CommandStore, DevicePublisher, EventStore, SchemaStore, TelemetryReader,
+    TelemetrySink, TwinStore,
+};
+
+/// Environment variable names.
+pub mod env {
+    pub const TWINS_TABLE: &str = "MIR_TWINS_TABLE";
+    pub const SCHEMAS_TABLE: &str = "MIR_SCHEMAS_TABLE";
+    pub const COMMANDS_TABLE: &str = "MIR_COMMANDS_TABLE";
+    pub const EVENTS_TABLE: &str = "MIR_EVENTS_TABLE";
+    pub const TELEMETRY_SINK: &str = "MIR_TELEMETRY_SINK";
+    pub const TIMESTREAM_DATABASE: &str = "MIR_TIMESTREAM_DATABASE";
+    pub const TIMESTREAM_TABLE: &str = "MIR_TIMESTREAM_TABLE";
+    pub const TELEMETRY_TABLE: &str = "MIR_TELEMETRY_TABLE";
+    pub const IOT_DATA_ENDPOINT: &str = "MIR_IOT_DATA_ENDPOINT";
+    pub const IOT_POLICY_NAME: &str = "MIR_IOT_POLICY_NAME";
+    pub const EVENTS_TTL_DAYS: &str = "MIR_EVENTS_TTL_DAYS";
+    pub const COMMANDS_TTL_DAYS: &str = "MIR_COMMANDS_TTL_DAYS";
+    pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set; this function needs it")]
+    Missing { var: &'static str },
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Where telemetry goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TelemetryConfig {
+    Timestream { database: String, table: String },
+    DynamoDb { table: String },
+}
+
+/// Everything the AWS adapters need, read and validated once.
+///
+/// Holds no secret (credentials come from the SDK's default chain and never pass
+/// through here), so `Display` prints all of it for the cold-start log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub twins_table: Option<String>,
+    pub schemas_table: Option<String>,
+    pub commands_table: Option<String>,
+    pub events_table: Option<String>,
+    pub telemetry: Option<TelemetryConfig>,
+    /// Host of the IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
+    pub iot_data_endpoint: Option<String>,
+    pub iot_policy_name: Option<String>,
+    pub events_ttl_days: u32,
+    pub commands_ttl_days: u32,
+    /// `AWS_ENDPOINT_URL`: one endpoint for every service (LocalStack, moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            twins_table: None,
+            schemas_table: None,
+            commands_table: None,
+            events_table: None,
+            telemetry: None,
+            iot_data_endpoint: None,
+            iot_policy_name: None,
+            events_ttl_days: 30,
+            commands_ttl_days: 7,
+            endpoint_url: None,
+        }
+    }
+}
+
+fn check_table(var: &'static str, v: &str) -> Result<(), ConfigError> {
+    let ok = (3..=255).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            var,
+            value: v.to_string(),
+            reason: "a table name is 3 to 255 letters, digits, '_', '-' or '.'".into(),
+        })
+    }
+}
+
+fn days(var: &'static str, v: Option<String>, default: u32) -> Result<u32, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                var,
+                value: s,
+                reason: "must be a whole number of days, at least 1".into(),
+            }),
+        },
+    }
+}
+
+impl AwsConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the variables through `get` (tests pass a map). Empty values count as unset.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let table = |var: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(var) {
+                Some(v) => check_table(var, &v).map(|()| Some(v)),
+                None => Ok(None),
+            }
+        };
+        let twins_table = table(env::TWINS_TABLE)?;
+        let schemas_table = table(env::SCHEMAS_TABLE)?;
+        let commands_table = table(env::COMMANDS_TABLE)?;
+        let events_table = table(env::EVENTS_TABLE)?;
+        let telemetry_table = table(env::TELEMETRY_TABLE)?;
+        let database = get(env::TIMESTREAM_DATABASE);
+        let ts_table = get(env::TIMESTREAM_TABLE);
+        let telemetry = match get(env::TELEMETRY_SINK).as_deref() {
+            None if database.is_none() && telemetry_table.is_none() => None,
+            None | Some("timestream") if database.is_some() || ts_table.is_some() => {
+                Some(TelemetryConfig::Timestream {
+                    database: database.ok_or(ConfigError::Missing {
+                        var: env::TIMESTREAM_DATABASE,
+                    })?,
+                    table: ts_table.ok_or(ConfigError::Missing {
+                        var: env::TIMESTREAM_TABLE,
+                    })?,
+                })
+            }
+            Some("timestream") => {
+                return Err(ConfigError::Missing {
+                    var: env::TIMESTREAM_DATABASE,
+                })
+            }
+            None | Some("dynamodb") => Some(TelemetryConfig::DynamoDb {
+                table: telemetry_table.ok_or(ConfigError::Missing {
+                    var: env::TELEMETRY_TABLE,
+                })?,
+            }),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: env::TELEMETRY_SINK,
+                    value: other.to_string(),
+                    reason: "must be \"timestream\" or \"dynamodb\"".into(),
+                })
+            }
+        };
+        let iot_data_endpoint = match get(env::IOT_DATA_ENDPOINT) {
+            Some(v) => {
+                let host = v
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string();
+                if host.is_empty() || host.contains('/') || host.contains(' ') {
+                    return Err(ConfigError::Invalid {
+                        var: env::IOT_DATA_ENDPOINT,
+                        value: v,
+                        reason: "must be a host name such as abc-ats.iot.us-east-1.amazonaws.com"
+                            .into(),
+                    });
+                }
+                Some(host)
+            }
+            None => None,
+        };
+        let endpoint_url = match get(env::ENDPOINT_URL) {
+            Some(v) if !(v.starts_with("http://") || v.starts_with("https://")) => {
+                return Err(ConfigError::Invalid {
+                    var: env::ENDPOINT_URL,
+                    value: v,
+                    reason: "must be an http:// or https:// URL".into(),
+                })
+            }
+            other => other,
+        };
+        Ok(Self {
+            twins_table,
+            schemas_table,
+            commands_table,
+            events_table,
+            telemetry,
+            iot_data_endpoint,
+            iot_policy_name: get(env::IOT_POLICY_NAME),
+            events_ttl_days: days(env::EVENTS_TTL_DAYS, get(env::EVENTS_TTL_DAYS), 30)?,
+            commands_ttl_days: days(env::COMMANDS_TTL_DAYS, get(env::COMMANDS_TTL_DAYS), 7)?,
+            endpoint_url,
+        })
+    }
+
+    /// The configuration of `mir local --profile localstack`: every table named
+    /// `<prefix>-<store>` (e.g. `mir-local-twins`), the DynamoDB telemetry sink (community
+    /// LocalStack has no Timestream), all on `endpoint_url`.
+    pub fn localstack(endpoint_url: &str, prefix: &str) -> Self {
+        let t = |s: &str| Some(format!("{prefix}-{s}"));
+        Self {
+            twins_table: t("twins"),
+            schemas_table: t("schemas"),
+            commands_table: t("commands"),
+            events_table: t("events"),
+            telemetry: Some(TelemetryConfig::DynamoDb {
+                table: format!("{prefix}-telemetry"),
+            }),
+            iot_data_endpoint: None,
+            iot_policy_name: None,
+            endpoint_url: Some(endpoint_url.trim_end_matches('/').to_string()),
+            ..Self::default()
+        }
+    }
+
+    pub fn events_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.events_ttl_days.into())
+    }
+
+    pub fn commands_ttl(&self) -> chrono::Duration {
+        chrono::Duration::days(self.commands_ttl_days.into())
+    }
+
+    /// Every DynamoDB table of this configuration (for bootstrapping).
+    pub fn dynamodb_tables(&self) -> Vec<String> {
+        let mut out: Vec<String> = [
+            &self.twins_table,
+            &self.schemas_table,
+            &self.commands_table,
+            &self.events_table,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        if let Some(TelemetryConfig::DynamoDb { table }) = &self.telemetry {
+            out.push(table.clone());
+        }
+        out
+    }
+}
+
+impl fmt::Display for AwsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "twins={} schemas={} commands={} events={} telemetry=",
+            o(&self.twins_table),
+            o(&self.schemas_table),
+            o(&self.commands_table),
+            o(&self.events_table)
+        )?;
+        match &self.telemetry {
+            None => write!(f, "-")?,
+            Some(TelemetryConfig::Timestream { database, table }) => {
+                write!(f, "timestream:{database}.{table}")?
+            }
+            Some(TelemetryConfig::DynamoDb { table }) => write!(f, "dynamodb:{table}")?,
+        }
+        write!(
+            f,
+            " iotDataEndpoint={} iotPolicy={} eventsTtlDays={} commandsTtlDays={} endpointUrl={}",
+            o(&self.iot_data_endpoint),
+            o(&self.iot_policy_name),
+            self.events_ttl_days,
+            self.commands_ttl_days,
+            o(&self.endpoint_url)
+        )
+    }
+}
+
+/// Loads the SDK configuration: region and credentials from the default chain,
+/// `endpoint_url` (or `AWS_ENDPOINT_URL`) for every client. Against a local endpoint,
+/// missing credentials and region are filled with dummies (moto and LocalStack accept any).
+pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+        let local = url.contains("://127.")
+            || url.contains("://localhost")
+            || url.contains("://[::1]")
+            || url.contains("://0.0.0.0");
+        if local {
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                && std::env::var_os("AWS_PROFILE").is_none()
+            {
+                loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "mir-local",
+                ));
+            }
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                loader = loader.region(aws_config::Region::new("us-east-1"));
+            }
+        }
+    }
+    loader.load().await
+}
+
+/// Error codes that mean "not now": throttling, capacity, transient server trouble.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "InternalServerError",
+    "InternalServerException",
+    "InternalFailureException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Whether an SDK error is worth retrying.
+pub fn is_retryable_sdk<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
+        _ => false,
+    }
+}
+
+/// Maps an SDK error to a store error, keeping the cause and the retryability.
+pub fn store_error<E, R>(what: impl Into<String>, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let what = what.into();
+    let code = e.code().unwrap_or("").to_string();
+    let message = e.message().unwrap_or("").to_string();
+    if is_retryable_sdk(&e) {
+        return StoreError::unavailable(
+            format!(
+                "{what}: {}",
+                if code.is_empty() {
+                    "unreachable"
+                } else {
+                    &code
+                }
+            ),
+            e,
+        );
+    }
+    if message.contains("Item size") || message.contains("item size") {
+        return StoreError::TooLarge(format!("{what}: {message}"));
+    }
+    if code == "ResourceNotFoundException" {
+        // A missing table is a deployment problem: retrying will not help, but the
+        // event must not be lost either, so it ends in the dead-letter queue.
+        return StoreError::unavailable(format!("{what}: resource not found: {message}"), e);
+    }
+    let detail = match (code.is_empty(), message.is_empty()) {
+        (false, false) => format!("{code}: {message}"),
+        (false, true) => code,
+        (true, _) => format!("{}", DisplayErrorChain(&e)),
+    };
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+/// Displays an error with its sources (`a: b: c`), as the SDK's own Display is terse.
+pub struct DisplayErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl fmt::Display for DisplayErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with full jitter: attempt 1 -> up to `base`, doubling, capped.
+pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
+    let max = exp.min(cap);
+    let nanos = u128::from(chrono::Utc::now().timestamp_subsec_nanos());
+    let frac = (nanos % 1000) as u32;
+    max.mul_f64(f64::from(frac) / 1000.0)
+}
+
+/// A store or adapter the configuration does not provide.
+#[cfg(feature = "aws")]
+fn missing(var: &'static str) -> ConfigError {
+    ConfigError::Missing { var }
+}
+
+#[cfg(feature = "aws")]
+type TelemetryPorts = (
+    Option<Arc<dyn TelemetrySink>>,
+    Option<Arc<dyn TelemetryReader>>,
+);
+
+#[cfg(feature = "aws")]
+/// Every AWS adapter a function may use, built once per cold start from [`AwsConfig`].
+/// Adapters whose variables are unset are absent; the accessors say which variable is
+/// missing.
+#[derive(Clone)]
+pub struct AwsPorts {
+    pub config: AwsConfig,
+    pub sdk: aws_config::SdkConfig,
+    pub twins: Option<Arc<super::dynamodb::DynamoTwinStore>>,
+    pub schemas: Option<Arc<super::dynamodb::DynamoSchemaStore>>,
+    pub commands: Option<Arc<super::dynamodb::DynamoCommandStore>>,
+    pub events: Option<Arc<super::dynamodb::DynamoEventStore>>,
+    pub telemetry_sink: Option<Arc<dyn TelemetrySink>>,
+    pub telemetry_reader: Option<Arc<dyn TelemetryReader>>,
+    pub publisher: Option<Arc<super::iot::IotPublisher>>,
+    pub certificates: Option<Arc<super::iot::IotCertificates>>,
+}
+
+#[cfg(feature = "aws")]
+impl fmt::Debug for AwsPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsPorts")
+            .field("config", &self.config.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "aws")]
+impl AwsPorts {
+    /// Reads [`AwsConfig::from_env`] and builds the adapters it names.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = AwsConfig::from_env()?;
+        Ok(Self::from_config(config).await)
+    }
+
+    /// The ports of `mir local --profile localstack`: tables `<prefix>-twins`, ... and the
+    /// DynamoDB telemetry sink on `endpoint_url` (see [`AwsConfig::localstack`]). Creates
+    /// the tables that do not exist yet. The hub keeps its own publisher and CA.
+    pub async fn for_endpoint(endpoint_url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let ports = Self::from_config(AwsConfig::localstack(endpoint_url, prefix)).await;
+        ports.ensure_tables().await?;
+        Ok(ports)
+    }
+
+    /// Builds the adapters `config` names, sharing one SDK configuration.
+    pub async fn from_config(config: AwsConfig) -> Self {
+        let sdk = sdk_config(config.endpoint_url.as_deref()).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        use super::dynamodb::*;
+        let twins = config
+            .twins_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoTwinStore::new(ddb.clone(), t)));
+        let schemas = config
+            .schemas_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoSchemaStore::new(ddb.clone(), t)));
+        let commands = config.commands_table.as_ref().map(|t| {
+            Arc::new(DynamoCommandStore::new(
+                ddb.clone(),
+                t,
+                config.commands_ttl(),
+            ))
+        });
+        let events = config
+            .events_table
+            .as_ref()
+            .map(|t| Arc::new(DynamoEventStore::new(ddb.clone(), t, config.events_ttl())));
+        let (telemetry_sink, telemetry_reader): TelemetryPorts = match &config.telemetry {
+            None => (None, None),
+            Some(TelemetryConfig::DynamoDb { table }) => {
+                let t = Arc::new(DynamoTelemetry::new(ddb.clone(), table));
+                (Some(t.clone()), Some(t))
+            }
+            Some(TelemetryConfig::Timestream { database, table }) => {
+                let discover = config.endpoint_url.is_none();
+                let w = Arc::new(super::timestream::TimestreamSink::new(
+                    aws_sdk_timestreamwrite::Client::new(&sdk),
+                    database,
+                    table,
+                    discover,
+                ));
+                let r = Arc::new(super::timestream::TimestreamReader::new(
+                    aws_sdk_timestreamquery::Client::new(&sdk),
+                    database,
+                    table,
+                    discover,
+                ));
+                (Some(w), Some(r))
+            }
+        };
+        let publisher = match (&config.iot_data_endpoint, &config.endpoint_url) {
+            (_, Some(url)) => Some(Arc::new(super::iot::IotPublisher::new(&sdk, url))),
+            (Some(host), None) => Some(Arc::new(super::iot::IotPublisher::new(
+                &sdk,
+                &format!("https://{host}"),
+            ))),
+            (None, None) => None,
+        };
+        let certificates = config.iot_policy_name.as_ref().map(|policy| {
+            Arc::new(super::iot::IotCertificates::new(
+                aws_sdk_iot::Client::new(&sdk),
+                policy,
+            ))
+        });
+        Self {
+            config,
+            sdk,
+            twins,
+            schemas,
+            commands,
+            events,
+            telemetry_sink,
+            telemetry_reader,
+            publisher,
+            certificates,
+        }
+    }
+
+    /// Creates the configuration's DynamoDB tables that do not exist yet (contract key
+    /// schema, see [`super::dynamodb::create_table`]).
+    pub async fn ensure_tables(&self) -> Result<(), StoreError> {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        for t in self.config.dynamodb_tables() {
+            super::dynamodb::create_table(&ddb, &t).await?;
+        }
+        Ok(())
+    }
+
+    pub fn twins(&self) -> Result<&dyn TwinStore, ConfigError> {
+        match &self.twins {
+            Some(t) => Ok(t.as_ref()),
+            None => Err(missing(env::TWINS_TABLE)),
+        }
+    }
+
+    pub fn schemas(&self) -> Result<&dyn SchemaStore, ConfigError> {
+        match &self.schemas {
+            Some(t) => Ok(t.as_ref()),
+            None => Err(missing(env::SCHEMAS_TABLE)),
+        }
+    }
+
+    pub fn commands(&self) -> Result<&dyn CommandStore, ConfigError> {
+        match &self.commands {
+            Some(t) => Ok(t.as_ref()),
+            None => Err(missing(env::COMMANDS_TABLE)),
+        }
+    }
+
+    pub fn events(&self) -> Result<&dyn EventStore, ConfigError> {
+        match &self.events {
+            Some(t) => Ok(t.as_ref()),
+            None => Err(missing(env::EVENTS_TABLE)),
+        }
+    }
+
+    pub fn telemetry_sink(&self) -> Result<&dyn TelemetrySink, ConfigError> {
+        self.telemetry_sink
+            .as_deref()
+            .ok_or_else(|| missing(env::TELEMETRY_SINK))
+    }
+
+    pub fn telemetry_reader(&self) -> Result<&dyn TelemetryReader, ConfigError> {
+        self.telemetry_reader
+            .as_deref()
+            .ok_or_else(|| missing(env::TELEMETRY_SINK))
+    }
+
+    pub fn publisher(&self) -> Result<&dyn DevicePublisher, ConfigError> {
+        match &self.publisher {
+            Some(p) => Ok(p.as_ref()),
+            None => Err(missing(env::IOT_DATA_ENDPOINT)),
+        }
+    }
+
+    /// `None` when no IoT policy is configured (the API then answers that certificates
+    /// are not available).
+    pub fn certificates(&self) -> Option<&dyn CertificateIssuer> {
+        self.certificates
+            .as_deref()
+            .map(|c| c as &dyn CertificateIssuer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<AwsConfig, ConfigError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AwsConfig::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn the_cdk_environment_of_a_timestream_function_parses() {
+        let c = cfg(&[
+            ("MIR_TWINS_TABLE", "mir-dev-data-Twins1234"),
+            ("MIR_TELEMETRY_SINK", "timestream"),
+            ("MIR_TIMESTREAM_DATABASE", "db"),
+            ("MIR_TIMESTREAM_TABLE", "tbl"),
+            (
+                "MIR_IOT_DATA_ENDPOINT",
+                "abc-ats.iot.us-east-1.amazonaws.com",
+            ),
+            ("MIR_EVENTS_TTL_DAYS", "30"),
+        ])
+        .expect("valid");
+        assert_eq!(c.twins_table.as_deref(), Some("mir-dev-data-Twins1234"));
+        assert_eq!(
+            c.telemetry,
+            Some(TelemetryConfig::Timestream {
+                database: "db".into(),
+                table: "tbl".into()
+            })
+        );
+        assert_eq!(c.commands_ttl_days, 7);
+        let shown = c.to_string();
+        assert!(shown.contains("timestream:db.tbl"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_setting_names_the_variable() {
+        let e = cfg(&[("MIR_TELEMETRY_SINK", "influx")]).expect_err("bad sink");
+        assert!(e.to_string().contains("MIR_TELEMETRY_SINK"), "{e}");
+        let e = cfg(&[("MIR_TELEMETRY_SINK", "dynamodb")]).expect_err("no table");
+        assert_eq!(
+            e,
+            ConfigError::Missing {
+                var: "MIR_TELEMETRY_TABLE"
+            }
+        );
+        let e = cfg(&[("MIR_EVENTS_TTL_DAYS", "0")]).expect_err("zero");
+        assert!(e.to_string().contains("MIR_EVENTS_TTL_DAYS"), "{e}");
+        let e = cfg(&[("MIR_TWINS_TABLE", "a b")]).expect_err("name");
+        assert!(e.to_string().contains("MIR_TWINS_TABLE"), "{e}");
+        let e = cfg(&[("AWS_ENDPOINT_URL", "localhost:4566")]).expect_err("url");
+        assert!(e.to_string().contains("AWS_ENDPOINT_URL"), "{e}");
+    }
+
+    #[test]
+    fn the_dynamodb_sink_and_the_localstack_profile() {
+        let c = cfg(&[
+            ("MIR_TELEMETRY_SINK", "dynamodb"),
+            ("MIR_TELEMETRY_TABLE", "tlm"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.telemetry,
+            Some(TelemetryConfig::DynamoDb {
+                table: "tlm".into()
+            })
+        );
+        let l = AwsConfig::localstack("http://localhost:4566/", "mir-local");
+        assert_eq!(l.endpoint_url.as_deref(), Some("http://localhost:4566"));
+        assert_eq!(l.dynamodb_tables().len(), 5);
+        assert!(l
+            .dynamodb_tables()
+            .contains(&"mir-local-telemetry".to_string()));
+    }
+
+    #[test]
+    fn backoff_stays_under_the_cap() {
+        for attempt in 1..30 {
+            let d = backoff(attempt, Duration::from_millis(50), Duration::from_secs(2));
+            assert!(d <= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The Lambda wiring every function's `main.rs` shares (feature `lambda`).
+//!
+//! ```ignore
+//! #[tokio::main]
+//! async fn main() -> Result<(), mir_shared::lambda::Error> {
+//!     let env = mir_shared::lambda::init("hello").await?;
+//!     let deps = Box::leak(Box::new(mir_fn_hello::Deps { twins: env.ports.twins()?, /* ... */ }));
+//!     mir_shared::lambda::run_rule(|event| mir_fn_hello::handle(deps, &event)).await
+//! }
+//! ```
+//!
+//! - logs: JSON lines on stdout (CloudWatch), level from `RUST_LOG` (default `info`); the
+//!   configuration is logged once per cold start (it holds no secret);
+//! - adapters: built once per cold start from the environment ([`AwsPorts::from_env`]);
+//!   a missing or invalid variable fails the cold start with its name;
+//! - device routes ([`run_rule`]): a handler error is returned as the invocation's error,
+//!   so the asynchronous invocation is retried and then dead-lettered; the log line says
+//!   whether a retry can help;
+//! - HTTP routes ([`run_api`]): the handler always answers (errors are HTTP statuses).
+
+use std::{future::Future, sync::OnceLock};
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::adapters::aws::AwsPorts;
+use crate::ports::SystemClock;
+use crate::service::{HandlerError, SchemaCache};
+
+pub use lambda_runtime::Error;
+
+/// What one function process holds: the adapters, the schema cache, the clock.
+#[derive(Debug)]
+pub struct Env {
+    pub function: &'static str,
+    pub ports: AwsPorts,
+    pub cache: SchemaCache,
+    pub clock: SystemClock,
+}
+
+static ENV: OnceLock<Env> = OnceLock::new();
+
+/// JSON logs, filtered by `RUST_LOG` (default `info`). Safe to call twice.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Cold start: logs, configuration, adapters. Returns the process-wide [`Env`].
+pub async fn init(function: &'static str) -> Result<&'static Env, Error> {
+    init_tracing();
+    if let Some(env) = ENV.get() {
+        return Ok(env);
+    }
+    let ports = AwsPorts::from_env().await.inspect_err(|e| {
+        tracing::error!(function, error = %e, "invalid configuration");
+    })?;
+    tracing::info!(function, config = %ports.config, "cold start");
+    let env = Env {
+        function,
+        ports,
+        cache: SchemaCache::default(),
+        clock: SystemClock,
+    };
+    Ok(ENV.get_or_init(|| env))
+}
+
+/// Runs a device-route handler (IoT rule or schedule events) until the runtime stops.
+pub async fn run_rule<E, O, F, Fut>(handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+    F: Fn(E) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<O, HandlerError>> + Send,
+{
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<E>| async move {
+        let request_id = ev.context.request_id.clone();
+        match handler(ev.payload).await {
+            Ok(out) => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let outcome = serde_json::to_string(&out).unwrap_or_default();
+                    tracing::debug!(%request_id, %outcome, "done");
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                tracing::error!(%request_id, error = %e, retryable = e.is_retryable(), "handler failed");
+                Err(Error::from(e))
+            }
+        }
+    }))
+    .await
+}
+
+/// Runs an HTTP API handler (API Gateway payload v2): every request gets a response.
+pub async fn run_api<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(ApiGatewayV2httpRequest) -> Fut + Send + Sync,
+    Fut: Future<Output = ApiGatewayV2httpResponse> + Send,
+{
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+        let route = ev.payload.route_key.clone().unwrap_or_default();
+        let resp = handler(ev.payload).await;
+        if resp.status_code >= 500 {
+            tracing::error!(request_id = %ev.context.request_id, %route, status = resp.status_code, "request failed");
+        } else {
+            tracing::debug!(request_id = %ev.context.request_id, %route, status = resp.status_code, "request");
+        }
+        Ok::<_, Error>(resp)
+    }))
+    .await
+}

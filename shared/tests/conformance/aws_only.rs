@@ -1,0 +1,226 @@
+//! What only the AWS adapters have: Timestream writes against the endpoint, the
+//! DynamoDB sink's rejection of unstorable values, `AwsPorts` from the environment.
+
+use std::sync::Arc;
+
+use mir_shared::{
+    adapters::{
+        aws::{AwsConfig, AwsPorts, TelemetryConfig},
+        timestream,
+    },
+    telemetry::FieldValue,
+};
+
+use crate::support::{endpoint, random_prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestream_takes_batches_over_100_records() {
+    let Some(url) = endpoint() else { return };
+    let prefix = random_prefix();
+    let mut config = AwsConfig::localstack(&url, &prefix);
+    let (db, table) = (format!("{prefix}-db"), "telemetry".to_string());
+    config.telemetry = Some(TelemetryConfig::Timestream {
+        database: db.clone(),
+        table: table.clone(),
+    });
+    let ports = AwsPorts::from_config(config).await;
+    timestream::create_database_and_table(
+        &timestream::aws_sdk_timestreamwrite::Client::new(&ports.sdk),
+        &db,
+        &table,
+    )
+    .await
+    .unwrap();
+    let sink = ports.telemetry_sink().unwrap();
+    let records: Vec<_> = (0..250)
+        .map(|i| crate::telemetry::record("d1", "schema.v1.Env", 1_000 + i, i as u64, i))
+        .collect();
+    let report = sink.write(&records).await.unwrap();
+    assert_eq!((report.written, report.rejected.len()), (250, 0));
+    // Duplicates are accepted again (idempotent), unsendable records are reported.
+    let mut bad = records[3].clone();
+    bad.values[1].1 = FieldValue::Double(f64::NAN);
+    let report = sink
+        .write(&[records[0].clone(), bad, records[1].clone()])
+        .await
+        .unwrap();
+    assert_eq!(report.written, 2);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].index, 1);
+    assert!(
+        report.rejected[0].reason.contains("windSpeed"),
+        "{:?}",
+        report.rejected
+    );
+    let stored = timestream_records(&url, &db, &table)
+        .await
+        .expect("moto shows the table's records");
+    assert_eq!(stored.len(), 250 + 2);
+    let first = &stored[0];
+    assert_eq!(first["MeasureName"], "schema.v1.Env");
+    assert_eq!(first["MeasureValueType"], "MULTI");
+    assert_eq!(first["TimeUnit"], "NANOSECONDS");
+    assert_eq!(first["Time"], "1000");
+    assert_eq!(first["Version"], 1);
+    let types: Vec<(&str, &str)> = first["MeasureValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["Name"].as_str().unwrap(), m["Type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("temperature", "BIGINT"),
+            ("windSpeed", "DOUBLE"),
+            ("raining", "BOOLEAN"),
+            ("station", "VARCHAR"),
+            ("nested.depth", "DOUBLE"),
+            ("seq", "BIGINT")
+        ]
+    );
+}
+
+/// Records moto holds for a table, through its own inspection API (moto's timestream-query
+/// answers empty results, so reading back through Query is covered by fixture tests).
+async fn timestream_records(url: &str, db: &str, table: &str) -> Option<Vec<serde_json::Value>> {
+    let body: serde_json::Value = reqwest::get(format!("{url}/moto-api/data.json"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let tables = body
+        .get("timestreamwrite")?
+        .get("TimestreamTable")?
+        .as_array()?;
+    tables
+        .iter()
+        .find(|t| {
+            t.get("db_name").and_then(|v| v.as_str()) == Some(db)
+                && t.get("name").and_then(|v| v.as_str()) == Some(table)
+        })
+        .and_then(|t| t.get("records")?.as_array().cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_sink_reports_unstorable_values_by_index() {
+    let Some(p) = crate::support::aws().await else {
+        return;
+    };
+    let good = crate::telemetry::record("d1", "schema.v1.Env", 1, 1, 1);
+    let mut bad = good.clone();
+    bad.seq = 2;
+    bad.values[1].1 = FieldValue::Double(f64::INFINITY);
+    let report = p.sink.write(&[bad, good]).await.unwrap();
+    assert_eq!(report.written, 1);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].index, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_from_the_cdk_environment_work() {
+    let Some(url) = endpoint() else { return };
+    let prefix = random_prefix();
+    let tables = AwsConfig::localstack(&url, &prefix);
+    let vars: std::collections::HashMap<&str, String> = [
+        ("MIR_TWINS_TABLE", tables.twins_table.clone().unwrap()),
+        ("MIR_EVENTS_TABLE", tables.events_table.clone().unwrap()),
+        ("MIR_EVENTS_TTL_DAYS", "30".into()),
+        (
+            "MIR_IOT_DATA_ENDPOINT",
+            "example-ats.iot.us-east-1.amazonaws.com".into(),
+        ),
+        ("AWS_ENDPOINT_URL", url.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let config = AwsConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let ports = AwsPorts::from_config(config).await;
+    ports.ensure_tables().await.unwrap();
+    let twin = crate::twins::twin("d1", "d1", "default", &[]);
+    ports.twins().unwrap().create(&twin).await.unwrap();
+    assert!(
+        ports.schemas().is_err(),
+        "a store the function may not use is absent"
+    );
+    assert!(ports.certificates().is_none());
+    // The publisher goes to the endpoint override (moto's iot-data).
+    ports
+        .publisher()
+        .unwrap()
+        .publish("mir/d1/cmd/req", bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let _ = Arc::new(ports);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_issued_attached_and_revoked() {
+    use mir_shared::adapters::iot::{aws_sdk_iot, IotCertificates};
+    use mir_shared::ports::CertificateIssuer;
+    let Some(url) = endpoint() else { return };
+    let sdk = mir_shared::adapters::aws::sdk_config(Some(&url)).await;
+    let iot = aws_sdk_iot::Client::new(&sdk);
+    let policy = format!("{}-device", random_prefix());
+    iot.create_policy()
+        .policy_name(&policy)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let issuer = IotCertificates::new(iot.clone(), &policy);
+    let device = format!("dev-{}", random_prefix());
+    // Without a CSR: the platform makes the key pair.
+    let made = issuer.issue(&device, None).await.unwrap();
+    assert!(made.certificate_pem.contains("BEGIN CERTIFICATE"));
+    assert!(made
+        .private_key_pem
+        .as_deref()
+        .is_some_and(|k| k.contains("PRIVATE KEY")));
+    assert!(
+        made.root_ca_pem.is_none(),
+        "devices use the public Amazon root CA"
+    );
+    // With a CSR: the private key stays with the caller.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec![device.clone()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let signed = issuer.issue(&device, Some(&csr)).await.unwrap();
+    assert!(signed.private_key_pem.is_none());
+    let principals = iot
+        .list_thing_principals()
+        .thing_name(&device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(principals.principals().len(), 2);
+    let attached = iot
+        .list_attached_policies()
+        .target(principals.principals()[0].clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.policies()[0].policy_name(), Some(policy.as_str()));
+    issuer.revoke_all(&device).await.unwrap();
+    assert!(
+        iot.describe_thing()
+            .thing_name(&device)
+            .send()
+            .await
+            .is_err(),
+        "the thing is gone"
+    );
+    assert!(iot
+        .describe_certificate()
+        .certificate_id(&made.certificate_id)
+        .send()
+        .await
+        .is_err());
+    // Revoking a device that has nothing is fine (delete is idempotent).
+    issuer.revoke_all(&device).await.unwrap();
+}

@@ -1,0 +1,32 @@
+//! The store conformance suite: the same test bodies run against the embedded adapters
+//! (always) and against the AWS adapters (feature `aws`) on an AWS-compatible endpoint
+//! given by `MIR_TEST_AWS_ENDPOINT` (moto's server: `scripts/moto.sh start`), each test
+//! on tables of its own with random names.
+//!
+//! ```sh
+//! cargo test -p mir-shared --test conformance                       # embedded only
+//! scripts/moto.sh start
+//! MIR_TEST_AWS_ENDPOINT=http://127.0.0.1:4566 \
+//!   cargo test -p mir-shared --features aws --test conformance      # both
+//! scripts/moto.sh stop
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+mod commands;
+mod events;
+mod handlers;
+mod schemas;
+mod telemetry;
+mod twins;
+
+#[cfg(feature = "aws")]
+mod aws_only;
+
+/// Says, once and visibly, whether the AWS half runs.
+#[test]
+fn aws_half_status() {
+    support::aws_status_note();
+}

@@ -1,0 +1,297 @@
+//! Twins: create, get, list by ids/namespaces/names/labels, optimistic concurrency,
+//! rename, uniqueness of name/namespace, delete, the item size limit.
+
+use std::sync::Arc;
+
+use mir_shared::{
+    domain::{Targets, Twin},
+    ports::StoreError,
+    service::{self, Change},
+};
+
+use crate::support::Ports;
+
+pub fn twin(id: &str, name: &str, ns: &str, labels: &[(&str, &str)]) -> Twin {
+    let mut t = Twin::default();
+    t.spec.device_id = id.into();
+    t.meta.name = name.into();
+    t.meta.namespace = ns.into();
+    for (k, v) in labels {
+        t.meta.labels.insert((*k).into(), (*v).into());
+    }
+    t.normalized().unwrap()
+}
+
+async fn ids(p: &Ports, targets: &Targets) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .twins
+        .list(targets)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.value.spec.device_id)
+        .collect();
+    out.sort();
+    out
+}
+
+async fn create_and_get(p: &Ports) {
+    let mut t = twin("d1", "alpha", "factory", &[("type", "temp")]);
+    t.properties.desired.insert("a.B".into(), serde_json::json!({"sec": 5, "ratio": 0.5, "on": true, "tags": ["x", "y"], "nested": {"n": -3}}));
+    t.meta.annotations.insert("note".into(), "".into());
+    let v = p.twins.create(&t).await.unwrap();
+    assert_eq!(v.version, 1);
+    let got = p.twins.get("d1").await.unwrap().expect("stored");
+    assert_eq!((got.version, &got.value), (1, &t), "{}", p.kind);
+    let by_name = p
+        .twins
+        .get_by_name("alpha", "factory")
+        .await
+        .unwrap()
+        .expect("by name");
+    assert_eq!(by_name.value.spec.device_id, "d1");
+    assert!(p
+        .twins
+        .get_by_name("alpha", "office")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(p.twins.get("nope").await.unwrap().is_none());
+}
+
+async fn create_refuses_a_taken_id_or_name(p: &Ports) {
+    p.twins
+        .create(&twin("d1", "alpha", "factory", &[]))
+        .await
+        .unwrap();
+    let e = p
+        .twins
+        .create(&twin("d1", "beta", "factory", &[("k", "v")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
+    let e = p
+        .twins
+        .create(&twin("d2", "alpha", "factory", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
+    assert!(!e.is_retryable());
+    // Nothing of the refused writes stayed behind: their name and labels are free.
+    p.twins
+        .create(&twin("d3", "beta", "factory", &[]))
+        .await
+        .unwrap();
+    let mut labels = Targets::default();
+    labels.add_labels("k=v").unwrap();
+    assert!(ids(p, &labels).await.is_empty());
+    // The same name in another namespace is another name.
+    p.twins
+        .create(&twin("d2", "alpha", "office", &[]))
+        .await
+        .unwrap();
+}
+
+async fn list_by_ids_namespaces_names_and_labels(p: &Ports) {
+    for t in [
+        twin("a", "a", "factory", &[("type", "temp"), ("floor", "1")]),
+        twin("b", "b", "factory", &[("type", "hvac")]),
+        twin("c", "c", "office", &[("type", "temp")]),
+        twin("d", "shared", "office", &[]),
+        twin("e", "shared", "lab", &[]),
+    ] {
+        p.twins.create(&t).await.unwrap();
+    }
+    assert_eq!(ids(p, &Targets::all()).await, ["a", "b", "c", "d", "e"]);
+    assert_eq!(ids(p, &Targets::ids(["a", "c", "zzz"])).await, ["a", "c"]);
+    let mut t = Targets::default();
+    t.add_positional("/factory").unwrap();
+    assert_eq!(ids(p, &t).await, ["a", "b"]);
+    let mut t = Targets::default();
+    t.add_labels("type=temp").unwrap();
+    assert_eq!(ids(p, &t).await, ["a", "c"]);
+    t.add_labels("floor=1").unwrap();
+    assert_eq!(ids(p, &t).await, ["a"]);
+    let mut t = Targets::default();
+    t.add_positional("/office").unwrap();
+    t.add_labels("type=temp").unwrap();
+    assert_eq!(ids(p, &t).await, ["c"]);
+    let mut t = Targets::default();
+    t.add_positional("shared").unwrap();
+    assert_eq!(ids(p, &t).await, ["d", "e"]);
+    let mut t = Targets::default();
+    t.add_positional("shared/lab").unwrap();
+    t.add_positional("b/office").unwrap();
+    t.ids.push("c".into());
+    assert_eq!(ids(p, &t).await, ["c", "e"]);
+    let mut t = Targets::default();
+    t.add_labels("type=none").unwrap();
+    assert!(ids(p, &t).await.is_empty());
+}
+
+async fn update_with_a_stale_version_is_refused(p: &Ports) {
+    let t = twin("d1", "alpha", "factory", &[]);
+    p.twins.create(&t).await.unwrap();
+    let mut t2 = t.clone();
+    t2.status.online = true;
+    assert_eq!(p.twins.update(&t2, 1).await.unwrap().version, 2);
+    let mut stale = t.clone();
+    stale.meta.labels.insert("k".into(), "v".into());
+    let e = p.twins.update(&stale, 1).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert!(e.is_retryable());
+    let got = p.twins.get("d1").await.unwrap().unwrap();
+    assert_eq!((got.version, got.value), (2, t2));
+    let mut labels = Targets::default();
+    labels.add_labels("k=v").unwrap();
+    assert!(
+        ids(p, &labels).await.is_empty(),
+        "a refused update leaves no label behind"
+    );
+    let e = p
+        .twins
+        .update(&twin("ghost", "g", "default", &[]), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+}
+
+async fn rename_moves_the_name_and_labels_follow(p: &Ports) {
+    p.twins
+        .create(&twin("a", "alpha", "factory", &[("k", "v")]))
+        .await
+        .unwrap();
+    p.twins
+        .create(&twin("b", "beta", "factory", &[]))
+        .await
+        .unwrap();
+    let renamed = twin("a", "gamma", "office", &[("k", "w"), ("x", "y")]);
+    assert_eq!(p.twins.update(&renamed, 1).await.unwrap().version, 2);
+    assert!(p
+        .twins
+        .get_by_name("alpha", "factory")
+        .await
+        .unwrap()
+        .is_none());
+    let got = p
+        .twins
+        .get_by_name("gamma", "office")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.value.spec.device_id, "a");
+    // The old name is free again.
+    p.twins
+        .create(&twin("c", "alpha", "factory", &[]))
+        .await
+        .unwrap();
+    // Taking a used name is refused and changes nothing.
+    let e = p
+        .twins
+        .update(&twin("b", "gamma", "office", &[]), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
+    let b = p.twins.get("b").await.unwrap().unwrap();
+    assert_eq!(
+        (b.version, b.value.display_name()),
+        (1, "beta/factory".to_string())
+    );
+    let mut t = Targets::default();
+    t.add_labels("k=v").unwrap();
+    assert!(ids(p, &t).await.is_empty());
+    let mut t = Targets::default();
+    t.add_labels("k=w,x=y").unwrap();
+    assert_eq!(ids(p, &t).await, ["a"]);
+    let mut t = Targets::default();
+    t.add_positional("/office").unwrap();
+    assert_eq!(ids(p, &t).await, ["a"]);
+}
+
+async fn delete_returns_the_twin_and_frees_id_name_and_labels(p: &Ports) {
+    let t = twin("d1", "alpha", "factory", &[("k", "v")]);
+    p.twins.create(&t).await.unwrap();
+    assert_eq!(p.twins.delete("d1").await.unwrap(), Some(t.clone()));
+    assert!(p.twins.get("d1").await.unwrap().is_none());
+    assert!(p
+        .twins
+        .get_by_name("alpha", "factory")
+        .await
+        .unwrap()
+        .is_none());
+    let mut labels = Targets::default();
+    labels.add_labels("k=v").unwrap();
+    assert!(ids(p, &labels).await.is_empty());
+    assert!(ids(p, &Targets::all()).await.is_empty());
+    assert_eq!(p.twins.delete("d1").await.unwrap(), None);
+    assert_eq!(p.twins.create(&t).await.unwrap().version, 1);
+}
+
+async fn a_twin_over_the_item_limit_is_refused(p: &Ports) {
+    let mut t = twin("big", "big", "default", &[]);
+    t.meta
+        .annotations
+        .insert("blob".into(), "x".repeat(450 * 1024));
+    let e = p.twins.create(&t).await.unwrap_err();
+    assert!(matches!(e, StoreError::TooLarge(_)), "{}: {e}", p.kind);
+    assert!(p.twins.get("big").await.unwrap().is_none());
+    let small = twin("big", "big", "default", &[]);
+    p.twins.create(&small).await.unwrap();
+    let e = p.twins.update(&t, 1).await.unwrap_err();
+    assert!(matches!(e, StoreError::TooLarge(_)), "{}: {e}", p.kind);
+}
+
+/// 50 concurrent desired-property updates of one twin through `service::update_twin`:
+/// every one applies (conflicts are retried), none is lost.
+async fn fifty_concurrent_desired_updates_lose_none(p: &Ports) {
+    p.twins
+        .create(&twin("hot", "hot", "default", &[]))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let twins = Arc::clone(&p.twins);
+        tasks.push(tokio::spawn(async move {
+            // As an invocation would be: retried while the error says a retry can help.
+            let mut redeliveries = 0;
+            loop {
+                let r = service::update_twin(twins.as_ref(), "hot", |t| {
+                    t.properties
+                        .desired
+                        .insert(format!("p.Prop{i}"), serde_json::json!({ "i": i }));
+                    Ok(Change::Changed)
+                })
+                .await;
+                match r {
+                    Err(e) if e.is_retryable() && redeliveries < 20 => redeliveries += 1,
+                    other => return (other, redeliveries),
+                }
+            }
+        }));
+    }
+    let mut redelivered = 0;
+    for t in tasks {
+        let (r, n) = t.await.unwrap();
+        r.unwrap().expect("exists");
+        redelivered += n;
+    }
+    crate::support::note(&format!(
+        "conformance: {}: 50 concurrent updates applied, {redelivered} after exhausting update_twin's {} attempts",
+        p.kind,
+        service::MAX_TWIN_ATTEMPTS
+    ));
+    let got = p.twins.get("hot").await.unwrap().unwrap();
+    assert_eq!(got.value.properties.desired.len(), 50, "{}", p.kind);
+    assert_eq!(got.version, 51);
+}
+
+conformance!(
+    create_and_get,
+    create_refuses_a_taken_id_or_name,
+    list_by_ids_namespaces_names_and_labels,
+    update_with_a_stale_version_is_refused,
+    rename_moves_the_name_and_labels_follow,
+    delete_returns_the_twin_and_frees_id_name_and_labels,
+    a_twin_over_the_item_limit_is_refused,
+    fifty_concurrent_desired_updates_lose_none,
+);
