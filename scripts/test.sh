@@ -27,10 +27,15 @@ cargo fmt --all -- --check
 # The AWS adapters' conformance tests need an AWS-compatible endpoint (moto's server,
 # installed into .venv by scripts/moto.sh) on 127.0.0.1:4566.
 if [ -x scripts/moto.sh ]; then
-  step "AWS-compatible endpoint (moto) on 127.0.0.1:4566"
+  # 4566 as in LocalStack, or any free port when something already listens there.
+  export MOTO_PORT="${MOTO_PORT:-4566}"
+  if (echo >"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
+    MOTO_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
+  step "AWS-compatible endpoint (moto) on 127.0.0.1:$MOTO_PORT"
   scripts/moto.sh start
   aws_endpoint_started=1
-  export MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:4566"
+  export MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 fi
 
 step "cargo test (workspace)"
