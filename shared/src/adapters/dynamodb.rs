@@ -114,6 +114,12 @@ struct Table {
     name: Arc<str>,
 }
 
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 /// How a transaction failed.
 enum TxError {
     /// These actions' conditions failed (indexes into the transaction).
@@ -620,17 +626,9 @@ fn label_set(twin: &Twin) -> BTreeSet<(String, String)> {
 }
 
 /// Twins on DynamoDB (see the module docs for the items).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoTwinStore {
     table: Table,
-}
-
-impl std::fmt::Debug for DynamoTwinStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoTwinStore")
-            .field("table", &self.table.name)
-            .finish()
-    }
 }
 
 impl DynamoTwinStore {
@@ -907,17 +905,9 @@ fn schema_key(id: &str) -> Key {
 }
 
 /// Device schemas on DynamoDB (compressed bytes as a Binary attribute).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoSchemaStore {
     table: Table,
-}
-
-impl std::fmt::Debug for DynamoSchemaStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoSchemaStore")
-            .field("table", &self.table.name)
-            .finish()
-    }
 }
 
 impl DynamoSchemaStore {
@@ -1018,18 +1008,10 @@ fn status_name(r: &CommandRecord) -> StoreResult<String> {
 
 /// Command records on DynamoDB. Completion is conditional on `status = PENDING`;
 /// finished records expire `ttl` after they ended, pending ones `ttl` after their deadline.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoCommandStore {
     table: Table,
     ttl: chrono::Duration,
-}
-
-impl std::fmt::Debug for DynamoCommandStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoCommandStore")
-            .field("table", &self.table.name)
-            .finish()
-    }
 }
 
 impl DynamoCommandStore {
@@ -1180,14 +1162,6 @@ pub struct DynamoEventStore {
     ttl: chrono::Duration,
     /// Days this process already registered in the `DAYS` directory.
     known_days: Mutex<HashSet<String>>,
-}
-
-impl std::fmt::Debug for DynamoEventStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoEventStore")
-            .field("table", &self.table.name)
-            .finish()
-    }
 }
 
 impl DynamoEventStore {
@@ -1471,17 +1445,9 @@ impl From<PointItem> for TelemetryRecord {
 }
 
 /// Telemetry on a DynamoDB table: one item per point, a summary item per series.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DynamoTelemetry {
     table: Table,
-}
-
-impl std::fmt::Debug for DynamoTelemetry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoTelemetry")
-            .field("table", &self.table.name)
-            .finish()
-    }
 }
 
 /// What happened to one point.
