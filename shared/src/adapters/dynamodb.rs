@@ -1157,6 +1157,7 @@ fn event_time_key(t: DateTime<Utc>, id: &str) -> String {
 /// The audit trail on DynamoDB: per-day partitions `DAY#<date>` (time order, newest
 /// first), `gsi1` by device, an id guard per event for idempotent appends, and items
 /// that expire `ttl` after the event.
+#[derive(Debug)]
 pub struct DynamoEventStore {
     table: Table,
     ttl: chrono::Duration,
