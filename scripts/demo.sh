@@ -1,50 +1,144 @@
 #!/usr/bin/env bash
 # The main job: builds the `mir` CLI and the weather example device, starts the local
-# hub (`mir local`) and the simulated device, then runs the commands a newcomer types
-# next. Leaves both running until Ctrl-C (or exits after the tour with --once).
+# hub (`mir local`) and the simulated device, waits until the device is online, then
+# runs the commands a newcomer types next. Leaves both running until Ctrl-C, or stops
+# after the tour with --once.
+#
+# - Default ports (HTTP 8180, MQTT 1883, MQTT/mTLS 8883) are used when free; a port
+#   that is taken is replaced by a free one, and the tour uses what the hub got.
+# - Every step is checked: the script exits 1 naming the step that failed.
+# - MIR_DATA_DIR: where the hub keeps its data (default .mir-demo/, reused across runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mir-serverless/target}"
-once=0; [ "${1:-}" = "--once" ] && once=1
 
-echo "building mir and the weather device (first build takes a few minutes)..."
-cargo build -q -p mir-cli --bin mir
-cargo build -q -p mir-device-sdk --example weather
+once=0
+for arg in "$@"; do
+  case "$arg" in
+    --once) once=1 ;;
+    -h | --help)
+      echo "usage: scripts/demo.sh [--once]   (--once: run the tour, then stop)"
+      exit 0
+      ;;
+    *)
+      echo "scripts/demo.sh: unknown argument '$arg' (usage: scripts/demo.sh [--once])" >&2
+      exit 2
+      ;;
+  esac
+done
+
+current_step="starting"
+hub=""
+device=""
+data=""
+fail() {
+  echo >&2
+  echo "demo failed at step: $current_step" >&2
+  [ -n "$*" ] && echo "  $*" >&2
+  if [ -n "$data" ]; then
+    for log in hub.log device.log; do
+      if [ -s "$data/$log" ]; then
+        echo "--- last lines of $data/$log" >&2
+        tail -n 15 "$data/$log" >&2
+      fi
+    done
+  fi
+  exit 1
+}
+stop_all() {
+  [ -n "$device" ] && kill "$device" 2>/dev/null || true
+  [ -n "$hub" ] && kill "$hub" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+step() { current_step="$1"; printf '\n==> %s\n' "$1"; }
+
+# Polls "$@" every 0.5 s until it succeeds or $1 seconds pass.
+wait_for() {
+  local secs=$1; shift
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.5
+  done
+}
+
+port_free() { ! (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() { if port_free "$1"; then echo "$1"; else echo 0; fi; }
+
+step "build mir and the weather device (the first build takes a few minutes)"
+cargo build -q -p mir-cli --bin mir || fail "cargo build -p mir-cli failed"
+cargo build -q -p mir-device-sdk --example weather || fail "cargo build of the weather example failed"
 bin="$CARGO_TARGET_DIR/debug"
 export PATH="$bin:$PATH"
 
-data="${MIR_DATA_DIR:-$PWD/.mir-demo}"
-mkdir -p "$data"; rm -f "$data/endpoints.json"
-http_port="${MIR_DEMO_HTTP_PORT:-8180}"
-mir local --data-dir "$data" --http-port "$http_port" --mqtt-port "${MIR_DEMO_MQTT_PORT:-1883}" \
-  --mqtts-port "${MIR_DEMO_MQTTS_PORT:-8883}" --log-level warn > "$data/hub.out" 2> "$data/hub.log" &
+step "start the local hub (mir local)"
+data="${MIR_DATA_DIR:-$root/.mir-demo}"
+mkdir -p "$data" 2>/dev/null || fail "cannot create the data directory $data"
+rm -f "$data/endpoints.json"
+http_port=$(pick_port 8180)
+mqtt_port=$(pick_port 1883)
+mqtts_port=$(pick_port 8883)
+mir local --data-dir "$data" --http-port "$http_port" --mqtt-port "$mqtt_port" \
+  --mqtts-port "$mqtts_port" --log-level warn >"$data/hub.out" 2>"$data/hub.log" &
 hub=$!
-trap 'kill $hub $device 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do [ -s "$data/endpoints.json" ] && break; sleep 0.1; done
-[ -s "$data/endpoints.json" ] || { echo "mir local did not start:"; cat "$data/hub.log"; exit 1; }
-api=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['http'])" "$data/endpoints.json")
-mqtt=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['mqtt'])" "$data/endpoints.json")
+hub_ready() { kill -0 "$hub" 2>/dev/null && [ -s "$data/endpoints.json" ]; }
+wait_for 60 hub_ready || fail "mir local did not write $data/endpoints.json"
+endpoint() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$data/endpoints.json" | head -n 1; }
+api=$(endpoint http)
+mqtt=$(endpoint mqtt)
+[ -n "$api" ] && [ -n "$mqtt" ] || fail "endpoints.json has no http or mqtt endpoint"
 export MIR_API="$api"
+echo "hub: API $api, MQTT $mqtt"
+[ "$http_port" = 8180 ] || echo "(port 8180 was taken: the hub listens on $api instead)"
 
-RUST_LOG=warn "$bin/examples/weather" "$mqtt" weather > "$data/device.log" 2>&1 &
+step "start the weather device"
+mkdir -p "$data/weather"
+# The example's own device.yaml with the hub's MQTT endpoint and a store under the data dir.
+sed -e "s|^  target: .*|  target: \"$mqtt\"|" \
+  -e "s|^    folderPath: .*|    folderPath: \"$data/weather/store\"|" \
+  device-sdk/examples/device.yaml >"$data/weather/device.yaml"
+grep -q "target: \"$mqtt\"" "$data/weather/device.yaml" || fail "could not write $data/weather/device.yaml"
+RUST_LOG=warn "$bin/examples/weather" "$data/weather/device.yaml" >"$data/device.log" 2>&1 &
 device=$!
-sleep 4
 
-run() { printf '\n$ %s\n' "$*"; "$@" || true; }
-run mir device ls
-run mir device ls weather/default -o yaml
-run mir cmd send weather
-run mir cmd send weather/default -n schema.v1.ActivateHVACCmd -j
-run mir cmd send weather/default -n schema.v1.ActivateHVACCmd -p '{"durationSec": 5}'
-run mir cfg send weather/default -n schema.v1.DataRateProp -p '{"sec": 2}'
-sleep 3
-run mir cfg send weather/default -n schema.v1.DataRateProp -c
-run mir tlm list weather
-run mir tlm query weather/default -n schema.v1.Env --since 5m --limit 5 --chart temperature
-run mir evt ls --limit 10
+step "wait until the device is online"
+device_online() {
+  kill -0 "$device" 2>/dev/null || return 1
+  mir device ls weather/default -o json 2>/dev/null | grep -q '"online": *true'
+}
+wait_for 60 device_online || fail "the weather device did not come online (see $data/device.log)"
 
+# The tour. Each command is printed, then run; a failing command fails the demo.
+run() {
+  current_step="mir ${*}"
+  printf '\n$ mir %s\n' "$*"
+  mir "$@" || fail "the command exited with status $?"
+}
+has_telemetry() { mir tlm query weather/default -n schema.v1.Env --since 5m --limit 1 -o json | grep -q temperature; }
+reported() { mir device ls weather/default -o json | tr -d ' \n' | grep -q '"schema.v1.DataRateStatus":{"sec":2}'; }
+
+run device ls
+run device ls weather/default -o yaml
+run cmd send weather
+run cmd send weather/default -n schema.v1.ActivateHVACCmd -j
+run cmd send weather/default -n schema.v1.ActivateHVACCmd -p '{"durationSec": 5}'
+run cfg send weather/default -n schema.v1.DataRateProp -p '{"sec": 2}'
+current_step="the device reports DataRateStatus back"
+wait_for 20 reported || fail "the reported DataRateStatus did not reach the twin"
+run cfg send weather/default -n schema.v1.DataRateProp -c
+current_step="telemetry arrives"
+wait_for 30 has_telemetry || fail "no schema.v1.Env telemetry was stored"
+run tlm list weather
+run tlm query weather/default -n schema.v1.Env --since 5m --limit 5 --chart temperature
+run evt ls --limit 10
+
+printf '\ntour completed: every step succeeded\n'
 [ "$once" = 1 ] && exit 0
+current_step="running"
 printf '\nThe hub (%s) and the weather device are running; try more commands in another terminal:\n' "$api"
-printf '  export MIR_API=%s; export PATH=%s:$PATH\n  mir dev ls\n' "$api" "$bin"
+printf '  export MIR_API=%s PATH=%s:$PATH\n  mir dev ls\n' "$api" "$bin"
 printf 'Logs: %s/hub.log, %s/device.log. Ctrl-C to stop.\n' "$data" "$data"
-wait $hub
+wait "$hub" || true

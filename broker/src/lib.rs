@@ -1,7 +1,8 @@
 //! The embedded MQTT 3.1.1 broker of the local hub (`mir local`) and its local
 //! certificate authority.
 //!
-//! The broker emulates AWS IoT Core with the device IoT policy of DESIGN.md section 4:
+//! The broker emulates AWS IoT Core with the device IoT policy of docs/architecture.md
+//! (Topics and rule events):
 //! the client id must be a valid [`mir_proto::DeviceId`]; on the mTLS listener the
 //! certificate's common name must equal it; a device may publish only on its own
 //! device-to-cloud topics (anything else disconnects it, as AWS does) and subscribe
@@ -24,6 +25,8 @@
 //! per-connection channel, so that a persistent session keeps exactly one queue whether
 //! its device is online or not; the connection task is woken to drain it within the
 //! in-flight window.
+//!
+//! Architecture: see docs/architecture.md in the repository (section Topics and rule events).
 
 pub mod ca;
 mod codec;

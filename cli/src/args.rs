@@ -101,6 +101,9 @@ pub struct OutputArgs {
 pub struct TargetArgs {
     #[arg(help = TARGET_HELP, value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// Same as the positional TARGET, as in Mir (repeatable)
+    #[arg(long = "target", value_name = "TARGET")]
+    pub target_flags: Vec<String>,
     /// Only devices with these labels (k=v,k2=v2; repeatable)
     #[arg(short, long = "label", value_name = "K=V,...")]
     pub labels: Vec<String>,
@@ -146,6 +149,8 @@ pub enum DeviceCommand {
     /// Delete devices
     #[command(visible_alias = "rm")]
     Delete(DeviceDeleteArgs),
+    /// Issue a new certificate for a device (the key is generated here, only a CSR is sent)
+    Cert(DeviceCertArgs),
     /// Send commands to devices (same as `mir command`)
     #[command(visible_alias = "cmd")]
     Command(CommandArgs),
@@ -161,12 +166,16 @@ pub enum DeviceCommand {
 #[command(after_help = "Examples:
   mir device ls
   mir device ls weather/default -o yaml
-  mir device ls /factory --label type=hvac -o json")]
+  mir device ls /factory --label type=hvac -o json
+
+As in Mir, naming one device (`mir device ls power`) prints its twin as YAML;
+a selection prints a table.")]
 pub struct DeviceListArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    /// Output format (default: the twin as YAML when one device is named, else a table)
+    #[arg(short, long, value_enum)]
+    pub output: Option<Output>,
 }
 
 #[derive(Debug, Args)]
@@ -201,7 +210,8 @@ pub struct DeviceCreateArgs {
     /// Print a template twin YAML and exit
     #[arg(short = 'j', long = "template")]
     pub template: bool,
-    /// Also issue a certificate and write tls.crt, tls.key and ca.crt
+    /// Also issue a certificate: the key pair is generated here and only a CSR is sent;
+    /// writes tls.crt, tls.key (0600), ca.crt and a device.yaml for the SDK
     #[arg(long)]
     pub provision: bool,
     /// Where --provision writes the files
@@ -213,14 +223,38 @@ pub struct DeviceCreateArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The key pair is generated on this machine; only a certificate signing
+request goes to the API. Writes tls.crt, tls.key (mode 0600), ca.crt and device.yaml
+(the SDK configuration: target, files, device id) in --cert-dir.
+
+Examples:
+  mir device cert weather/default --cert-dir ./weather-certs
+  mir device cert weather --cert-dir ./weather-certs --force   # rotate"
+)]
+pub struct DeviceCertArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Where to write the files
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub cert_dir: PathBuf,
+    /// Overwrite existing files
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 #[command(after_help = "Examples:
   mir device update weather/default --label floor=2,room=12
   mir device update weather/default --remove-label floor
   mir device update weather/default --disabled true
   mir device update weather/default --name weather-1 --namespace lab")]
 pub struct DeviceUpdateArgs {
-    #[arg(help = TARGET_HELP, value_name = "TARGET", required = true)]
+    #[arg(help = TARGET_HELP, value_name = "TARGET", required_unless_present = "target_flags")]
     pub targets: Vec<String>,
+    /// Same as the positional TARGET, as in Mir (repeatable)
+    #[arg(long = "target", value_name = "TARGET")]
+    pub target_flags: Vec<String>,
     /// Set labels k=v (repeatable, or k=v,k2=v2)
     #[arg(short, long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
@@ -265,8 +299,29 @@ Examples:
   EDITOR=nano mir device edit weather"
 )]
 pub struct DeviceEditArgs {
+    #[command(flatten)]
+    pub target: OneTarget,
+}
+
+/// One device, given as the positional TARGET or as `--target` (as in Mir).
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct OneTarget {
     #[arg(help = TARGET_HELP, value_name = "TARGET")]
-    pub target: String,
+    positional: Option<String>,
+    /// Same as the positional TARGET, as in Mir
+    #[arg(long = "target", value_name = "TARGET")]
+    flag: Option<String>,
+}
+
+impl OneTarget {
+    /// The device selector, whichever way it was given.
+    pub fn get(&self) -> &str {
+        self.positional
+            .as_deref()
+            .or(self.flag.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -415,8 +470,8 @@ pub enum TelemetryCommand {
 
 #[derive(Debug, Args)]
 pub struct TelemetryQueryArgs {
-    #[arg(help = TARGET_HELP, value_name = "TARGET")]
-    pub target: String,
+    #[command(flatten)]
+    pub target: OneTarget,
     /// Full name of the telemetry message
     #[arg(short, long)]
     pub name: String,

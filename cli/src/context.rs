@@ -193,7 +193,11 @@ impl CliConfig {
             (None, Some(c)) => c.api.clone(),
             (None, None) => DEFAULT_LOCAL_API.to_string(),
         };
-        Ok(Endpoint { api, sigv4 })
+        Ok(Endpoint {
+            api,
+            sigv4,
+            mqtt: ctx.and_then(|c| c.mqtt.clone()),
+        })
     }
 }
 
@@ -202,6 +206,8 @@ impl CliConfig {
 pub struct Endpoint {
     pub api: String,
     pub sigv4: Option<SigV4Config>,
+    /// The devices' MQTT endpoint recorded in the context, if any.
+    pub mqtt: Option<String>,
 }
 
 /// How to sign requests for API Gateway's IAM auth.

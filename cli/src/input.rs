@@ -16,7 +16,7 @@ use crate::args::TargetArgs;
 /// The selection described by positional targets and flags.
 pub fn targets(args: &TargetArgs) -> anyhow::Result<Targets> {
     let mut t = Targets::default();
-    for arg in &args.targets {
+    for arg in args.targets.iter().chain(&args.target_flags) {
         t.add_positional(arg)?;
     }
     for spec in &args.labels {
@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn targets_combine_positionals_and_flags() {
         let args = TargetArgs {
-            targets: vec!["weather/default".into(), "/lab".into(), "power".into()],
+            targets: vec!["weather/default".into(), "/lab".into()],
+            target_flags: vec!["power".into()],
             labels: vec!["type=hvac,floor=2".into()],
             ids: vec!["id1".into(), " ".into()],
             namespaces: vec!["prod".into()],

@@ -12,6 +12,8 @@
 //!   contexts, tools), over the client and the output helpers.
 //! - [`local`]: `mir local`, the local hub.
 //! - [`swarm`]: `mir swarm`, virtual devices from a swarm file on the real device SDK.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Layout, Profiles, Guides).
 
 pub mod args;
 pub mod client;

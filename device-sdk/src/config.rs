@@ -36,7 +36,8 @@ pub const DEFAULT_TARGET: &str = "mqtt://127.0.0.1:1883";
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Default batching window of telemetry.
 pub const DEFAULT_TELEMETRY_LINGER: Duration = Duration::from_millis(50);
-/// Default time a command handler may run (DESIGN.md section 8: commands time out after 10 s).
+/// Default time a command handler may run (docs/architecture.md, Routes: commands time out
+/// after 10 s).
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default capacity of the queue between the application and the event loop.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -49,7 +50,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default most used percentage of the store's file system (Mir's: 85 %).
 pub const DEFAULT_DISK_LIMIT_PERCENT: f64 = 85.0;
 
-/// Where the platform runs (DESIGN.md section 3). The profile gives the defaults of
+/// Where the platform runs (docs/architecture.md, Profiles). The profile gives the defaults of
 /// the target and of the trusted CA.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Profile {

@@ -29,29 +29,8 @@ pub const KEY_FILE: &str = "tls.key";
 /// File name of the CA that signed the server certificate (PEM).
 pub const CA_FILE: &str = "ca.crt";
 
-/// Amazon Root CA 1 (RSA 2048), the root of AWS IoT Core's ATS endpoints
-/// (`*-ats.iot.*.amazonaws.com`); public, from <https://www.amazontrust.com/repository/>.
-pub const AMAZON_ROOT_CA_1: &str = "-----BEGIN CERTIFICATE-----
-MIIDQTCCAimgAwIBAgITBmyfz5m/jAo54vB4ikPmljZbyjANBgkqhkiG9w0BAQsF
-ADA5MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1hem9uMRkwFwYDVQQDExBBbWF6
-b24gUm9vdCBDQSAxMB4XDTE1MDUyNjAwMDAwMFoXDTM4MDExNzAwMDAwMFowOTEL
-MAkGA1UEBhMCVVMxDzANBgNVBAoTBkFtYXpvbjEZMBcGA1UEAxMQQW1hem9uIFJv
-b3QgQ0EgMTCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBALJ4gHHKeNXj
-ca9HgFB0fW7Y14h29Jlo91ghYPl0hAEvrAIthtOgQ3pOsqTQNroBvo3bSMgHFzZM
-9O6II8c+6zf1tRn4SWiw3te5djgdYZ6k/oI2peVKVuRF4fn9tBb6dNqcmzU5L/qw
-IFAGbHrQgLKm+a/sRxmPUDgH3KKHOVj4utWp+UhnMJbulHheb4mjUcAwhmahRWa6
-VOujw5H5SNz/0egwLX0tdHA114gk957EWW67c4cX8jJGKLhD+rcdqsq08p8kDi1L
-93FcXmn/6pUCyziKrlA4b9v7LWIbxcceVOF34GfID5yHI9Y/QCB/IIDEgEw+OyQm
-jgSubJrIqg0CAwEAAaNCMEAwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMC
-AYYwHQYDVR0OBBYEFIQYzIU07LwMlJQuCFmcx7IQTgoIMA0GCSqGSIb3DQEBCwUA
-A4IBAQCY8jdaQZChGsV2USggNiMOruYou6r4lK5IpDB/G/wkjUu0yKGX9rbxenDI
-U5PMCCjjmCXPI6T53iHTfIUJrU6adTrCC2qJeHZERxhlbI1Bjjt/msv0tadQ1wUs
-N+gDS63pYaACbvXy8MWy7Vu33PqUXHeeE6V/Uq2V8viTO96LXFvKWlJbYK8U90vv
-o/ufQJVtMVT8QtPHRh8jrdkPSHCa2XV4cdFyQzR1bldZwgJcJmApzyMZFo6IQ6XU
-5MsI+yMRQ+hDKXJioaldXgjUkK642M4UwtBV8ob2xJNDd2ZhwLnoQdeXeGADbkpy
-rqXRfboQnoZsG4q5WTP468SQvvG5
------END CERTIFICATE-----
-";
+/// Amazon Root CA 1, the root of AWS IoT Core's ATS endpoints.
+pub use mir_proto::aws::AMAZON_ROOT_CA_1;
 
 /// Errors of key and CSR generation.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +71,28 @@ pub fn search(dirs: &[PathBuf]) -> FoundCredentials {
     }
 }
 
-/// Generates an ECDSA P-256 key pair on the device, writes the private key to
-/// `dir/tls.key` (PKCS#8 PEM, mode 0600, the folder is created) and returns a CSR
-/// (PEM) whose subject common name is `device_id`. Send the CSR to the platform
-/// (`POST /v1/devices/{id}/certificate` with `{"csrPem": ...}`) and save the
-/// certificate it returns as `dir/tls.crt`: the private key never leaves the device.
-pub fn generate_csr(device_id: &str, dir: &Path) -> Result<String, CredentialsError> {
+/// A fresh key pair and the CSR for it, both still in memory: write the key only once
+/// the certificate for it has come back, so that a failed request leaves the current
+/// key and certificate in place.
+pub struct KeyAndCsr {
+    /// The certificate signing request (PEM): what is sent to the platform.
+    pub csr_pem: String,
+    /// The private key (PKCS#8 PEM): never sent anywhere.
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for KeyAndCsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAndCsr")
+            .field("csr_pem", &self.csr_pem)
+            .field("private_key_pem", &"***")
+            .finish()
+    }
+}
+
+/// Generates an ECDSA P-256 key pair and a CSR (PEM) whose subject common name is
+/// `device_id`, without writing anything.
+pub fn key_and_csr(device_id: &str) -> Result<KeyAndCsr, CredentialsError> {
     mir_proto::DeviceId::new(device_id)
         .map_err(|_| CredentialsError::InvalidDeviceId(device_id.to_string()))?;
     let key = rcgen::KeyPair::generate()?;
@@ -105,15 +100,34 @@ pub fn generate_csr(device_id: &str, dir: &Path) -> Result<String, CredentialsEr
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, device_id);
-    let csr = params.serialize_request(&key)?.pem()?;
+    let csr_pem = params.serialize_request(&key)?.pem()?;
+    Ok(KeyAndCsr {
+        csr_pem,
+        private_key_pem: key.serialize_pem(),
+    })
+}
+
+/// Generates an ECDSA P-256 key pair on the device, writes the private key to
+/// `dir/tls.key` (PKCS#8 PEM, mode 0600, the folder is created) and returns a CSR
+/// (PEM) whose subject common name is `device_id`. Send the CSR to the platform
+/// (`POST /v1/devices/{id}/certificate` with `{"csrPem": ...}`) and save the
+/// certificate it returns as `dir/tls.crt`: the private key never leaves the device.
+pub fn generate_csr(device_id: &str, dir: &Path) -> Result<String, CredentialsError> {
+    let pending = key_and_csr(device_id)?;
     std::fs::create_dir_all(dir).map_err(|source| CredentialsError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
     let path = dir.join(KEY_FILE);
-    write_private(&path, key.serialize_pem().as_bytes())
+    write_private(&path, pending.private_key_pem.as_bytes())
         .map_err(|source| CredentialsError::Write { path, source })?;
-    Ok(csr)
+    Ok(pending.csr_pem)
+}
+
+/// Writes `bytes` to `path`, readable by its owner only (mode 0600 on Unix, also when
+/// the file existed with a wider mode), and syncs it to disk.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_private(path, bytes)
 }
 
 /// Writes a file readable by its owner only.

@@ -127,6 +127,8 @@
 //! Everything lives under `mir/{device id}/` (see [`mir_proto::topics`]): the device
 //! publishes `hello`, `hb`, `tlm`, `cfg/reported`, `cfg/desired/get`, `cmd/resp` (all
 //! QoS 1) and subscribes to `cmd/req`, `cfg/desired`, `hello/get`.
+//!
+//! Architecture: see docs/architecture.md in the repository (section Profiles).
 
 mod backoff;
 mod client;

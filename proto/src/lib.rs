@@ -3,12 +3,16 @@
 //! Layout:
 //! - [`wire`]: the `mir.wire.v1` envelopes (prost types) exchanged on MQTT.
 //! - [`device`]: the `mir.device.v1` schema annotations (Mir compatible).
-//! - [`topics`]: topic names, building and parsing (DESIGN.md section 4).
+//! - [`topics`]: topic names, building and parsing (docs/architecture.md, Topics and
+//!   rule events).
 //! - [`DeviceId`]: a validated device id (= MQTT client id = AWS thing name).
 //! - [`MIR_DESCRIPTOR_SET`]: encoded descriptor set of the Mir protos, for schema
 //!   registries that need to resolve imports of `mir/device/v1/mir.proto`.
 //! - `examples` (feature `examples`): the weather device of Mir's SDK tutorial.
+//!
+//! Architecture: see docs/architecture.md in the repository (section Wire messages and schemas).
 
+pub mod aws;
 pub mod topics;
 
 mod device_id;

@@ -1,4 +1,5 @@
-//! MQTT topics (DESIGN.md section 4). Every device topic is `mir/{device id}/{suffix}`.
+//! MQTT topics (docs/architecture.md, Topics and rule events). Every device topic is
+//! `mir/{device id}/{suffix}`.
 
 use crate::{DeviceId, InvalidDeviceId};
 

@@ -388,6 +388,9 @@ pub struct DeviceTelemetry {
     pub namespace: String,
     /// Telemetry messages declared by the schema, with what is stored of each.
     pub messages: Vec<TelemetrySeries>,
+    /// The fields of each telemetry message the schema declares (without the timestamp).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -13,6 +13,8 @@
 //! - [`service`]: small workflows over ports shared by several handlers.
 //! - `lambda` (feature `lambda`): the wiring of every function's `main.rs`.
 //! - `testing` (feature `testing`): builders and a temporary world for tests.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Layout, Delivery semantics).
 
 pub mod adapters;
 pub mod api;

@@ -211,6 +211,10 @@ pub struct DeviceCertificate {
     /// The CA that devices should trust to reach the broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_ca_pem: Option<String>,
+    /// Where the device connects with this certificate (`mqtts://host:port`), when
+    /// the platform knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The events IoT rules send to Lambda (and the local hub builds the same way).
 //!
-//! Device routes use the SQL of DESIGN.md section 4:
+//! Device routes use the SQL of docs/architecture.md, Topics and rule events:
 //! `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, clientid() AS clientId,
 //! timestamp() AS receivedAt FROM 'mir/+/tlm'`.
 

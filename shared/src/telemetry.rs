@@ -147,6 +147,11 @@ impl TelemetryPlan {
         &self.measure
     }
 
+    /// The message's fields as stored (top level, without the timestamp field).
+    pub fn field_names(&self) -> Vec<String> {
+        self.fields.iter().map(|f| f.path.to_string()).collect()
+    }
+
     /// Decodes `payload` and maps it. `fallback_time_ns` is used when the message has
     /// no annotated timestamp (or it is zero).
     pub fn map(

@@ -7,7 +7,6 @@
 mod swarm;
 mod template;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mir_proto::examples::weather::Env;
@@ -29,25 +28,6 @@ fn reasons(hub: &LocalHub, args: &[&str]) -> Vec<String> {
         .iter()
         .map(|e| e["reason"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// A shell script usable as `$EDITOR`: runs `body` with the file as `$1`.
-fn editor_script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
-fn with_editor(hub: &LocalHub, editor: &Path, args: &[&str]) -> CliOutput {
-    let editor = editor.to_str().unwrap();
-    run_cli(
-        &hub.api(),
-        args,
-        None,
-        &[("EDITOR", editor), ("VISUAL", "")],
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod fleet;
+mod provision;
+mod quickstart;
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -291,44 +293,5 @@ async fn desired_properties_are_stored_delivered_reported_and_pulled_again_on_re
     ] {
         assert!(r.contains(&want.to_string()), "missing {want} in {r:?}");
     }
-    dev.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_device_provisioned_by_the_cli_connects_over_mutual_tls() {
-    let hub = LocalHub::start();
-    let certs = tempfile::tempdir().unwrap();
-    let dir = certs.path().to_str().unwrap();
-    let out = hub.mir(&[
-        "device",
-        "create",
-        "--id",
-        "secure-1",
-        "--label",
-        "site=lab",
-        "--provision",
-        "--cert-dir",
-        dir,
-    ]);
-    assert!(out.ok, "{out:?}");
-    let dev = TestDevice::start_with(
-        DeviceOptions {
-            target: hub.mqtts(),
-            credentials: Some((
-                certs.path().join("tls.crt"),
-                certs.path().join("tls.key"),
-                certs.path().join("ca.crt"),
-            )),
-        },
-        "secure-1",
-        Behaviour::Succeed,
-    )
-    .await;
-    eventually(10, "online over mTLS", || {
-        hub.twin("secure-1/default")["status"]["online"] == true
-    })
-    .await;
-    let listed = hub.json(&["device", "ls", "--label", "site=lab"]);
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     dev.stop().await;
 }

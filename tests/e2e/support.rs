@@ -308,3 +308,22 @@ pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) 
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
+
+/// A shell script usable as `$EDITOR`: runs `body` with the file as `$1`.
+pub fn editor_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+pub fn with_editor(hub: &LocalHub, editor: &Path, args: &[&str]) -> CliOutput {
+    let editor = editor.to_str().unwrap();
+    run_cli(
+        &hub.api(),
+        args,
+        None,
+        &[("EDITOR", editor), ("VISUAL", "")],
+    )
+}

@@ -1,15 +1,13 @@
 //! `mir device ls|create|update|apply|edit|delete`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
-use mir_shared::api::CertificateRequest;
 use mir_shared::domain::Twin;
-use mir_shared::ports::DeviceCertificate;
 
+use super::provision::{self, CertDir};
 use super::{describe, out, resolve, resolve_one, status, Connection};
 use crate::args::{
     DeviceApplyArgs, DeviceCommand, DeviceCreateArgs, DeviceDeleteArgs, DeviceEditArgs,
@@ -30,7 +28,10 @@ pub(super) async fn run(conn: &Connection, cmd: DeviceCommand) -> anyhow::Result
     let client = conn.client()?;
     match cmd {
         DeviceCommand::Ls(a) => list(&client, a).await,
-        DeviceCommand::Create(a) => create(&client, a).await,
+        DeviceCommand::Create(a) => create(&client, a, conn.device_endpoint()).await,
+        DeviceCommand::Cert(a) => {
+            provision::cert(&client, a, conn.device_endpoint().as_deref()).await
+        }
         DeviceCommand::Update(a) => update(&client, a).await,
         DeviceCommand::Apply(a) => apply(&client, a).await,
         DeviceCommand::Edit(a) => edit(&client, a).await,
@@ -44,7 +45,16 @@ pub(super) async fn run(conn: &Connection, cmd: DeviceCommand) -> anyhow::Result
 async fn list(client: &Client, a: DeviceListArgs) -> anyhow::Result<ExitCode> {
     let targets = input::targets(&a.targets)?;
     let devices = client.list_devices(&targets).await?.devices;
-    match a.output.output {
+    let one_named = targets.names.len() + targets.ids.len() == 1
+        && targets.namespaces.is_empty()
+        && targets.labels.is_empty()
+        && devices.len() == 1;
+    let format = a.output.unwrap_or(if one_named {
+        Output::Yaml
+    } else {
+        Output::Table
+    });
+    match format {
         Output::Json => out(&format!("{}\n", output::pretty_json(&devices)?))?,
         Output::Yaml => out(&output::yaml_docs(&devices)?)?,
         Output::Table => {
@@ -104,7 +114,11 @@ fn parse_twin(text: &str, source: &str) -> anyhow::Result<Twin> {
         .with_context(|| format!("{source} is not a valid twin (see `mir device create -j`)"))
 }
 
-async fn create(client: &Client, a: DeviceCreateArgs) -> anyhow::Result<ExitCode> {
+async fn create(
+    client: &Client,
+    a: DeviceCreateArgs,
+    device_endpoint: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let mut twin = match &a.file {
         Some(path) => parse_twin(&input::read_file_or_stdin(path)?, &path.display().to_string())?,
         None if a.id.is_none() => match input::piped_stdin()? {
@@ -136,7 +150,7 @@ async fn create(client: &Client, a: DeviceCreateArgs) -> anyhow::Result<ExitCode
     if twin.spec.device_id.trim().is_empty() {
         bail!("the twin has no spec.deviceId: give --id");
     }
-    let files = CertFiles::new(&a.cert_dir);
+    let files = CertDir::new(&a.cert_dir);
     if a.provision {
         files.check(a.force)?;
     }
@@ -147,92 +161,17 @@ async fn create(client: &Client, a: DeviceCreateArgs) -> anyhow::Result<ExitCode
         created.spec.device_id
     ))?;
     if a.provision {
-        let cert = client
-            .issue_certificate(&created.spec.device_id, &CertificateRequest::default())
-            .await
-            .context("the device was created but its certificate was not issued")?;
-        let written = files.write(&cert)?;
-        out(&format!(
-            "certificate {} written to {}: {}\n",
-            cert.certificate_id,
-            a.cert_dir.display(),
-            written.join(", ")
-        ))?;
+        let done = provision::provision(
+            client,
+            &created.spec.device_id,
+            &files,
+            device_endpoint.as_deref(),
+        )
+        .await
+        .context("the device was created but its certificate was not issued (retry with `mir device cert`)")?;
+        out(&provision::summary(&done))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `tls.crt`, `tls.key` (0600) and `ca.crt` in a directory.
-struct CertFiles {
-    dir: std::path::PathBuf,
-}
-
-impl CertFiles {
-    const CERT: &'static str = "tls.crt";
-    const KEY: &'static str = "tls.key";
-    const CA: &'static str = "ca.crt";
-
-    fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn check(&self, force: bool) -> anyhow::Result<()> {
-        if force {
-            return Ok(());
-        }
-        for name in [Self::CERT, Self::KEY, Self::CA] {
-            let p = self.dir.join(name);
-            if p.exists() {
-                bail!(
-                    "{} already exists: use --force to overwrite it, or another --cert-dir",
-                    p.display()
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn write(&self, cert: &DeviceCertificate) -> anyhow::Result<Vec<&'static str>> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        let mut written = vec![Self::CERT];
-        write_file(&self.dir.join(Self::CERT), &cert.certificate_pem, false)?;
-        if let Some(key) = &cert.private_key_pem {
-            write_file(&self.dir.join(Self::KEY), key, true)?;
-            written.push(Self::KEY);
-        }
-        if let Some(ca) = &cert.root_ca_pem {
-            write_file(&self.dir.join(Self::CA), ca, false)?;
-            written.push(Self::CA);
-        }
-        Ok(written)
-    }
-}
-
-fn write_file(path: &Path, text: &str, private: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    if private {
-        // An existing file keeps its mode on open: set it explicitly.
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 async fn update(client: &Client, a: DeviceUpdateArgs) -> anyhow::Result<ExitCode> {
@@ -248,7 +187,7 @@ async fn update(client: &Client, a: DeviceUpdateArgs) -> anyhow::Result<ExitCode
     if upd.is_empty() {
         bail!("nothing to update: give --label, --remove-label, --annotation, --name, --namespace or --disabled");
     }
-    let targets = input::positional_targets(&a.targets)?;
+    let targets = input::positional_targets(&[a.targets, a.target_flags].concat())?;
     let devices = resolve(client, &targets).await?;
     if upd.name.is_some() && devices.len() > 1 {
         bail!(
@@ -313,7 +252,7 @@ const EDIT_HEADER: &str = "# Edit the twin, save and quit to apply it; an empty 
 # Only meta, spec.disabled and properties.desired are editable.\n";
 
 async fn edit(client: &Client, a: DeviceEditArgs) -> anyhow::Result<ExitCode> {
-    let found = resolve_one(client, &a.target).await?;
+    let found = resolve_one(client, a.target.get()).await?;
     let original = client.get_device(&found.spec.device_id).await?;
     let text = format!("{EDIT_HEADER}{}", serde_yaml::to_string(&original)?);
     let file = input::TempFile::create(&text, "yaml")?;
@@ -426,33 +365,5 @@ mod tests {
         assert!(parse_twins("meta:\n  name: x\n").is_err());
         let err = parse_twins("spec:\n  deviceID: a\n").expect_err("typo");
         assert!(format!("{err:#}").contains("deviceID"), "{err:#}");
-    }
-
-    #[test]
-    fn certificate_files_refuse_to_overwrite_and_keep_the_key_private() {
-        let dir = tempfile::tempdir().expect("dir");
-        let files = CertFiles::new(dir.path());
-        files.check(false).expect("empty dir");
-        let cert = DeviceCertificate {
-            certificate_id: "c".into(),
-            certificate_pem: "CERT".into(),
-            private_key_pem: Some("KEY".into()),
-            root_ca_pem: Some("CA".into()),
-        };
-        assert_eq!(
-            files.write(&cert).expect("write"),
-            ["tls.crt", "tls.key", "ca.crt"]
-        );
-        assert!(files.check(false).is_err());
-        files.check(true).expect("forced");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("tls.key"))
-                .expect("meta")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
     }
 }

@@ -4,6 +4,7 @@ mod context;
 mod device;
 mod event;
 mod message;
+mod provision;
 mod telemetry;
 pub mod template;
 
@@ -87,9 +88,18 @@ impl Connection {
         }
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    fn endpoint(&self) -> anyhow::Result<crate::context::Endpoint> {
         let cfg = CliConfig::load(&config_path()?)?;
-        let endpoint = cfg.resolve(self.api.as_deref(), self.context.as_deref())?;
+        cfg.resolve(self.api.as_deref(), self.context.as_deref())
+    }
+
+    /// The devices' MQTT endpoint of the context, when it records one.
+    fn device_endpoint(&self) -> Option<String> {
+        self.endpoint().ok().and_then(|e| e.mqtt)
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        let endpoint = self.endpoint()?;
         let client = Client::new(&endpoint.api)?;
         Ok(match &endpoint.sigv4 {
             Some(s) => client.with_signer(crate::sigv4::Signer::from_config(s)),

@@ -58,10 +58,14 @@ pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>
             text.push_str(&format!("   ({why})\n"));
             continue;
         }
-        let mut t = Table::new(["TELEMETRY", "STORED", "LAST"]);
+        let mut t = Table::new(["TELEMETRY", "FIELDS", "STORED", "LAST"]);
         for m in &d.messages {
             t.row([
                 m.measure.clone(),
+                d.fields
+                    .get(&m.measure)
+                    .map(|f| f.join(", "))
+                    .unwrap_or_default(),
                 m.count.to_string(),
                 output::relative_opt(output::from_nanos(m.last_time_ns), now),
             ]);
@@ -76,7 +80,7 @@ pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>
 }
 
 async fn query(client: &Client, a: TelemetryQueryArgs) -> anyhow::Result<ExitCode> {
-    let device = resolve_one(client, &a.target).await?;
+    let device = resolve_one(client, a.target.get()).await?;
     let result = client
         .query_telemetry(&device.spec.device_id, &a.name, &a.since, a.limit)
         .await?;
@@ -235,12 +239,17 @@ mod tests {
                         .timestamp_nanos_opt()
                         .unwrap_or(0),
                 }],
+                fields: [(
+                    "schema.v1.Env".to_string(),
+                    vec!["temperature".to_string(), "humidity".to_string()],
+                )]
+                .into(),
                 error: None,
             }],
         };
         assert_eq!(
             list_text(&list, now),
-            "1. weather/default\n   TELEMETRY       STORED   LAST\n   schema.v1.Env   120      4s ago\n"
+            "1. weather/default\n   TELEMETRY       FIELDS                  STORED   LAST\n   schema.v1.Env   temperature, humidity   120      4s ago\n"
         );
     }
 }

@@ -52,6 +52,8 @@ impl DevicePublisher for BrokerPublisher {
 /// Issues device certificates from the hub's local CA.
 pub struct LocalCertificates {
     pub ca: Arc<LocalCa>,
+    /// The broker's mTLS endpoint (`mqtts://...`), known once the broker listens.
+    pub endpoint: Arc<std::sync::OnceLock<String>>,
 }
 
 #[async_trait]
@@ -72,6 +74,7 @@ impl CertificateIssuer for LocalCertificates {
             certificate_pem: issued.cert_pem,
             private_key_pem: issued.private_key_pem,
             root_ca_pem: Some(self.ca.ca_cert_pem().to_string()),
+            endpoint: self.endpoint.get().cloned(),
         })
     }
 

@@ -198,11 +198,15 @@ impl Hub {
             .issue_server_cert(&["localhost".to_string(), config.bind.to_string()])
             .context("cannot issue the broker's server certificate")?;
         let publisher = Arc::new(BrokerPublisher::default());
+        let mtls_endpoint = Arc::new(std::sync::OnceLock::new());
         let core = Arc::new(Core {
             stores,
             embedded,
             publisher: publisher.clone(),
-            certificates: Some(Arc::new(LocalCertificates { ca: ca.clone() })),
+            certificates: Some(Arc::new(LocalCertificates {
+                ca: ca.clone(),
+                endpoint: mtls_endpoint.clone(),
+            })),
             cache: SchemaCache::default(),
             clock: mir_shared::ports::SystemClock,
             stale_after: chrono::Duration::seconds(
@@ -235,6 +239,13 @@ impl Hub {
         let mqtts_addr = broker
             .tls_addr()
             .context("the broker has no TLS listener")?;
+        // What a device provisioned through this hub connects to: an unspecified bind
+        // address is reached as localhost (a name of the broker's server certificate).
+        let _ = mtls_endpoint.set(if mqtts_addr.ip().is_unspecified() {
+            format!("mqtts://localhost:{}", mqtts_addr.port())
+        } else {
+            format!("mqtts://{mqtts_addr}")
+        });
 
         let listener = tokio::net::TcpListener::bind(config.addr(config.http_port))
             .await

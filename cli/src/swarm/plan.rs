@@ -811,14 +811,42 @@ mod tests {
     }
 
     #[test]
-    fn ids_give_simple_devices_with_a_default_schema() {
-        let file = SwarmFile::for_ids(&["reco".into(), "capstone".into()]);
+    fn ids_give_devices_with_the_schema_of_mirs_quick_start() {
+        let file = SwarmFile::for_ids(&["power".into(), "weather".into()]);
         let plan = plan(&file).expect("plans");
         assert_eq!(plan.device_count(), 2);
-        assert_eq!(plan.groups[1].devices[0].id, "capstone");
+        assert_eq!(plan.package, "swarm.v1");
+        assert_eq!(plan.groups[1].devices[0].id, "weather");
         assert_eq!(plan.groups[0].devices[0].namespace, "default");
-        assert_eq!(plan.groups[0].telemetry[0].full_name, "swarm.local.Env");
-        assert_eq!(plan.groups[0].commands[0].0, "swarm.local.Ping");
+        let telemetry: Vec<&str> = plan.groups[0]
+            .telemetry
+            .iter()
+            .map(|t| t.full_name.as_str())
+            .collect();
+        assert_eq!(
+            telemetry,
+            ["swarm.v1.EnvironmentTlm", "swarm.v1.PowerConsumption"]
+        );
+        assert_eq!(plan.groups[0].commands[0].0, "swarm.v1.ActivateHVAC");
+        assert_eq!(plan.groups[0].properties[0].0, "swarm.v1.DataRateProp");
+        let pool = DescriptorPool::decode(plan.groups[0].descriptor_set.clone()).expect("schema");
+        let fields = |name: &str| -> Vec<String> {
+            pool.get_message_by_name(name)
+                .expect(name)
+                .fields()
+                .map(|f| f.json_name().to_string())
+                .collect()
+        };
+        assert_eq!(
+            fields("swarm.v1.EnvironmentTlm"),
+            ["ts", "temperature", "humidity"]
+        );
+        assert_eq!(
+            fields("swarm.v1.PowerConsumption"),
+            ["ts", "power", "voltage"]
+        );
+        assert_eq!(fields("swarm.v1.ActivateHVAC"), ["durationSec"]);
+        assert_eq!(fields("swarm.v1.DataRateProp"), ["sec"]);
     }
 
     #[test]

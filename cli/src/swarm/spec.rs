@@ -120,8 +120,10 @@ impl SwarmFile {
     }
 
     /// The swarm of `mir swarm --ids a,b`: one device per id in namespace `default`,
-    /// sending an `Env` reading every 5 s, echoing a `Ping` command and a `DataRate`
-    /// property.
+    /// with the schema of Mir's quick start (package `swarm.v1`): telemetry
+    /// `EnvironmentTlm` (temperature, humidity) and `PowerConsumption` (power, voltage)
+    /// every 5 s, the command `ActivateHVAC` (`durationSec`) echoed back, and the
+    /// property `DataRateProp` (`sec`) reported back.
     pub fn for_ids(ids: &[String]) -> SwarmFile {
         let msg = |name: &str, fields: &[&str]| MessageDef {
             name: name.into(),
@@ -137,11 +139,19 @@ impl SwarmFile {
             fields: vec![],
             generator: expr.map(|e| Generator { expr: e.into() }),
         };
+        let every = |m: MessageDef| MessageDef {
+            interval: Some("5s".into()),
+            ..m
+        };
+        let after = |m: MessageDef| MessageDef {
+            delay: Some("100ms".into()),
+            ..m
+        };
         SwarmFile {
             api_version: api_version(),
             kind: kind(),
             meta: Meta {
-                name: "local".into(),
+                name: "v1".into(),
                 namespace: "swarm".into(),
                 ..Default::default()
             },
@@ -157,18 +167,12 @@ impl SwarmFile {
                             namespace: "default".into(),
                             ..Default::default()
                         },
-                        telemetry: vec![MessageDef {
-                            interval: Some("5s".into()),
-                            ..msg("Env", &["temperature", "humidity", "pressure"])
-                        }],
-                        commands: vec![MessageDef {
-                            delay: Some("100ms".into()),
-                            ..msg("Ping", &["value"])
-                        }],
-                        properties: vec![MessageDef {
-                            delay: Some("100ms".into()),
-                            ..msg("DataRate", &["sec"])
-                        }],
+                        telemetry: vec![
+                            every(msg("EnvironmentTlm", &["temperature", "humidity"])),
+                            every(msg("PowerConsumption", &["power", "voltage"])),
+                        ],
+                        commands: vec![after(msg("ActivateHVAC", &["durationSec"]))],
+                        properties: vec![after(msg("DataRateProp", &["sec"]))],
                     })
                     .collect(),
                 fields: vec![
@@ -180,12 +184,13 @@ impl SwarmFile {
                     ),
                     field("humidity", "float64", Some("%"), Some("60 + 10*cos(t/120)")),
                     field(
-                        "pressure",
-                        "int32",
-                        Some("hPa"),
-                        Some("1013 + 5*sin(t/300)"),
+                        "power",
+                        "float64",
+                        Some("W"),
+                        Some("100 + 30*cos(t/450) + rand*5"),
                     ),
-                    field("value", "int32", None, None),
+                    field("voltage", "float64", Some("V"), Some("230 + 2*sin(t/90)")),
+                    field("durationSec", "int32", Some("s"), None),
                     field("sec", "int32", Some("s"), None),
                 ],
             },

@@ -5,6 +5,8 @@
 //! Sending validates the JSON against each device's schema (errors name the field),
 //! encodes it, records a pending command, publishes it and waits (at most 25 s) for the
 //! answers; an offline device fails fast. `noWait` returns command ids to poll.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::time::Duration;
 

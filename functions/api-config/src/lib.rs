@@ -4,6 +4,8 @@
 //! Setting validates the JSON against each device's schema, writes the desired value in
 //! the twin first (optimistic concurrency), then pushes it to the device if it is
 //! online; an offline device pulls it when it connects.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 

@@ -4,6 +4,8 @@
 //! Operators edit meta, spec.disabled and desired properties; status is the system's.
 //! Desired properties are validated against the device schema when it is known and
 //! pushed to the device when it is online.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use bytes::Bytes;

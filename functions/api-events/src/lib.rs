@@ -1,5 +1,7 @@
 //! `api-events`: `/v1/events` lists the audit trail, newest first, filtered by device,
 //! reason and time.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 

@@ -1,6 +1,8 @@
 //! `api-telemetry`: `/v1/telemetry` lists the telemetry messages of each device (from
 //! its schema, with what is stored of each); `/v1/telemetry/query` returns recent
 //! values of one message of one device.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::collections::BTreeSet;
 
@@ -56,13 +58,19 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryList),
             name: twin.meta.name.clone(),
             namespace: twin.meta.namespace.clone(),
             messages: vec![],
+            fields: Default::default(),
             error: None,
         };
         let declared: BTreeSet<String> = match deps.cache.get(deps.schemas, &id).await? {
-            Some(schema) => schema
-                .messages_of(MessageKind::Telemetry)
-                .into_iter()
-                .collect(),
+            Some(schema) => {
+                let declared = schema.messages_of(MessageKind::Telemetry);
+                for name in &declared {
+                    if let Ok(plan) = schema.telemetry_plan(name) {
+                        entry.fields.insert(name.clone(), plan.field_names());
+                    }
+                }
+                declared.into_iter().collect()
+            }
             None => {
                 entry.error = Some("no schema yet: the device has not connected".into());
                 BTreeSet::new()

@@ -3,6 +3,8 @@
 //! Completes the pending command record with the decoded response. A duplicate or late
 //! answer (after a timeout) changes nothing; a device cannot answer another device's
 //! command.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use prost::Message;
 

@@ -1,6 +1,8 @@
 //! `desired`: a device asks for its desired properties (rule `mir/+/cfg/desired/get`,
 //! sent on every connect). Publishes all of them, encoded with the device's schema, on
 //! `mir/{id}/cfg/desired`.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use prost::Message;
 

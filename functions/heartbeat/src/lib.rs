@@ -1,5 +1,7 @@
 //! `heartbeat`: a device is alive (rule `mir/+/hb`). Records `lastHeartbeat` and marks
 //! the device online (DeviceOnline when it was offline).
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use prost::Message;
 

@@ -2,6 +2,8 @@
 //!
 //! Stores the device's schema (compressed, only when it changed), auto-provisions an
 //! unknown device in namespace `default`, and updates `status.schema` of its twin.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::sync::Arc;
 

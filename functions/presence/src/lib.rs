@@ -3,6 +3,8 @@
 //!
 //! Lifecycle events can arrive late or out of order: a disconnect older than the last
 //! heartbeat is ignored, since the device has spoken since.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use chrono::{DateTime, Duration, Utc};
 

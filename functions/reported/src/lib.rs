@@ -3,6 +3,8 @@
 //! Each property is decoded with the device's schema and stored as proto3 JSON under
 //! `properties.reported`, only if its device time is newer than the stored one: replays
 //! and duplicate deliveries change nothing.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,8 @@
 //! rejects are reported in the outcome and in an `InvalidMessage` event, never dropped
 //! silently. A device with no schema yet is asked to resend it and the invocation fails
 //! as retryable, so the rule's retry delivers the batch once the schema is there.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::sync::Arc;
 

@@ -80,7 +80,7 @@ export const ENV = {
   rustLog: 'RUST_LOG',
 } as const;
 
-/** MQTT topic suffixes after `mir/{deviceId}/` (DESIGN section 4). */
+/** MQTT topic suffixes after `mir/{deviceId}/` (docs/architecture.md, Topics and rule events). */
 export const TOPICS = {
   /** device -> cloud: the device may publish these. */
   deviceToCloud: ['hello', 'hb', 'tlm', 'cfg/reported', 'cfg/desired/get', 'cmd/resp'],

@@ -549,10 +549,10 @@ impl AwsPorts {
             (None, None) => None,
         };
         let certificates = config.iot_policy_name.as_ref().map(|policy| {
-            Arc::new(super::iot::IotCertificates::new(
-                aws_sdk_iot::Client::new(&sdk),
-                policy,
-            ))
+            Arc::new(
+                super::iot::IotCertificates::new(aws_sdk_iot::Client::new(&sdk), policy)
+                    .with_device_endpoint(config.iot_data_endpoint.clone()),
+            )
         });
         Self {
             config,

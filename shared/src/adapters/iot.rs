@@ -90,6 +90,7 @@ where
 pub struct IotCertificates {
     client: aws_sdk_iot::Client,
     policy_name: String,
+    device_endpoint: Option<String>,
 }
 
 impl IotCertificates {
@@ -97,7 +98,15 @@ impl IotCertificates {
         Self {
             client,
             policy_name: policy_name.to_string(),
+            device_endpoint: None,
         }
+    }
+
+    /// The host of the account's `iot:Data-ATS` endpoint, returned with each
+    /// certificate so that the device knows where to connect.
+    pub fn with_device_endpoint(mut self, host: Option<String>) -> Self {
+        self.device_endpoint = host;
+        self
     }
 
     async fn ensure_thing(&self, device_id: &str) -> Result<(), CertificateError> {
@@ -253,7 +262,11 @@ impl CertificateIssuer for IotCertificates {
             certificate_id: id,
             certificate_pem: pem,
             private_key_pem: key,
-            root_ca_pem: None,
+            root_ca_pem: Some(mir_proto::aws::AMAZON_ROOT_CA_1.to_string()),
+            endpoint: self
+                .device_endpoint
+                .as_ref()
+                .map(|host| format!("mqtts://{host}:8883")),
         })
     }
 

@@ -1,0 +1,241 @@
+//! Provisioning from the CLI: the key is generated on the operator's machine, only a
+//! CSR goes to the API, and the files written are all a device needs to connect over
+//! mutual TLS.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use mir_device_sdk::Mir;
+use mir_proto::examples::weather::DESCRIPTOR_SET;
+
+use super::support::*;
+
+/// Everything that went through a TCP proxy, per direction.
+#[derive(Default)]
+struct Recorded {
+    requests: Mutex<Vec<u8>>,
+    responses: Mutex<Vec<u8>>,
+}
+
+/// A plain TCP proxy in front of the hub's HTTP API that records both directions:
+/// the CLI talks to it as it would to the API.
+async fn recording_proxy(upstream: (String, u16)) -> (String, Arc<Recorded>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = Arc::new(Recorded::default());
+    let rec = recorded.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect((upstream.0.as_str(), upstream.1)).await else {
+                continue;
+            };
+            let rec = rec.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up_rec = rec.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        up_rec.requests.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        rec.responses.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (format!("http://{addr}"), recorded)
+}
+
+/// Starts an SDK device from nothing but a `device.yaml`, and waits for its connection.
+async fn device_from_file(path: &std::path::Path) -> (Mir, tokio::sync::watch::Sender<bool>) {
+    let mir = Mir::builder()
+        .config_file(path)
+        .schema(DESCRIPTOR_SET)
+        .build()
+        .unwrap_or_else(|e| panic!("the written {} does not build: {e}", path.display()));
+    let (stop, mut rx) = tokio::sync::watch::channel(false);
+    mir.launch(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    })
+    .await
+    .unwrap();
+    mir.wait_connected(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|e| panic!("the device did not connect with {}: {e}", path.display()));
+    (mir, stop)
+}
+
+fn text(bytes: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&bytes.lock().unwrap()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_key_leaves_the_machine(
+) {
+    let hub = LocalHub::start();
+    let (api, recorded) = recording_proxy(host_port(&hub.api())).await;
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().join("secure-1");
+    let dir_arg = dir.to_str().unwrap();
+
+    // WHEN the operator creates the device with --provision
+    let out = run_cli(
+        &api,
+        &[
+            "device",
+            "create",
+            "--id",
+            "secure-1",
+            "--label",
+            "site=lab",
+            "--provision",
+            "--cert-dir",
+            dir_arg,
+        ],
+        None,
+        &[],
+    );
+    assert!(out.ok, "{out:?}");
+    assert!(
+        out.stdout.contains("tls.crt, tls.key, ca.crt, device.yaml"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("the device connects to {}", hub.mqtts())),
+        "{}",
+        out.stdout
+    );
+
+    // THEN the key stayed here: the API got a CSR and never a private key, either way.
+    let requests = text(&recorded.requests);
+    assert!(
+        requests.contains("BEGIN CERTIFICATE REQUEST"),
+        "no CSR was sent:\n{requests}"
+    );
+    assert!(
+        !requests.contains("PRIVATE KEY"),
+        "a private key was sent:\n{requests}"
+    );
+    let responses = text(&recorded.responses);
+    assert!(
+        !responses.contains("PRIVATE KEY"),
+        "the API answered with a private key:\n{responses}"
+    );
+    let key = std::fs::read_to_string(dir.join("tls.key")).unwrap();
+    assert!(key.contains("BEGIN PRIVATE KEY"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("tls.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "tls.key must be private");
+    }
+    let yaml = std::fs::read_to_string(dir.join("device.yaml")).unwrap();
+    assert!(
+        yaml.contains(&format!("target: \"{}\"", hub.mqtts())),
+        "{yaml}"
+    );
+
+    // AND the SDK connects over mTLS with nothing but the written device.yaml.
+    let (mir, stop) = device_from_file(&dir.join("device.yaml")).await;
+    assert_eq!(mir.device_id().as_str(), "secure-1");
+    eventually(10, "online over mTLS", || {
+        hub.twin("secure-1/default")["status"]["online"] == true
+    })
+    .await;
+    let listed = hub.json(&["device", "ls", "--label", "site=lab"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let _ = stop.send(true);
+
+    // WHEN the operator rotates the certificate into the same folder: refused without
+    // --force, nothing overwritten.
+    let again = run_cli(
+        &api,
+        &["device", "cert", "secure-1", "--cert-dir", dir_arg],
+        None,
+        &[],
+    );
+    assert!(!again.ok, "{again:?}");
+    assert!(
+        again.stderr.contains("already exists: use --force"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("tls.key")).unwrap(), key);
+
+    // AND with --force (and the --target flag, as in Mir): a new key and certificate
+    // that connect too, again with no key on the wire.
+    let rotated = run_cli(
+        &api,
+        &[
+            "device",
+            "cert",
+            "--target",
+            "secure-1/default",
+            "--cert-dir",
+            dir_arg,
+            "--force",
+        ],
+        None,
+        &[],
+    );
+    assert!(rotated.ok, "{rotated:?}");
+    let new_key = std::fs::read_to_string(dir.join("tls.key")).unwrap();
+    assert_ne!(new_key, key, "rotation must generate a new key");
+    assert!(!text(&recorded.requests).contains("PRIVATE KEY"));
+    assert!(!text(&recorded.responses).contains("PRIVATE KEY"));
+    assert_eq!(
+        text(&recorded.requests)
+            .matches("BEGIN CERTIFICATE REQUEST")
+            .count(),
+        2
+    );
+    let (_mir, stop) = device_from_file(&dir.join("device.yaml")).await;
+    let _ = stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_an_unknown_device_is_refused_and_writes_nothing() {
+    let hub = LocalHub::start();
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().join("ghost");
+    let out = hub.mir(&[
+        "device",
+        "cert",
+        "ghost",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.ok, "{out:?}");
+    assert!(
+        out.stderr.contains("no device matches ghost"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !dir.exists(),
+        "nothing may be written for an unknown device"
+    );
+}
