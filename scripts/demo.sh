@@ -112,16 +112,29 @@ device_online() {
 wait_for 60 device_online || fail "the weather device did not come online (see $data/device.log)"
 
 # The tour. Each command is printed, then run; a failing command fails the demo.
+# Prints a command line as typed: arguments with spaces or quotes in single quotes.
+shown() {
+  local out="" a
+  for a in "$@"; do
+    case "$a" in
+      *[[:space:]\"\'\{\}\$]*) out+=" '${a//\'/\'\\\'\'}'" ;;
+      *) out+=" $a" ;;
+    esac
+  done
+  printf '%s' "${out# }"
+}
 run() {
-  current_step="mir ${*}"
-  printf '\n$ mir %s\n' "$*"
+  current_step="mir $(shown "$@")"
+  printf '\n$ mir %s\n' "$(shown "$@")"
   mir "$@" || fail "the command exited with status $?"
 }
-has_telemetry() { mir tlm query weather/default -n schema.v1.Env --since 5m --limit 1 -o json | grep -q temperature; }
+# At least three stored readings (the chart needs a few points).
+has_telemetry() {
+  [ "$(mir tlm query weather/default -n schema.v1.Env --since 5m -o json | grep -c '"temperature"')" -ge 3 ]
+}
 reported() { mir device ls weather/default -o json | tr -d ' \n' | grep -q '"schema.v1.DataRateStatus":{"sec":2}'; }
 
 run device ls
-run device ls weather/default -o yaml
 run cmd send weather
 run cmd send weather/default -n schema.v1.ActivateHVACCmd -j
 run cmd send weather/default -n schema.v1.ActivateHVACCmd -p '{"durationSec": 5}'
@@ -129,8 +142,9 @@ run cfg send weather/default -n schema.v1.DataRateProp -p '{"sec": 2}'
 current_step="the device reports DataRateStatus back"
 wait_for 20 reported || fail "the reported DataRateStatus did not reach the twin"
 run cfg send weather/default -n schema.v1.DataRateProp -c
+run device ls weather/default -o yaml
 current_step="telemetry arrives"
-wait_for 30 has_telemetry || fail "no schema.v1.Env telemetry was stored"
+wait_for 30 has_telemetry || fail "fewer than 3 schema.v1.Env readings were stored"
 run tlm list weather
 run tlm query weather/default -n schema.v1.Env --since 5m --limit 5 --chart temperature
 run evt ls --limit 10

@@ -46,6 +46,9 @@ if [ "$aws_endpoint_started" = 1 ]; then
   MIR_E2E_PROFILE=localstack cargo test -p mir-cli --all-features --test e2e
 fi
 
+step "the README's first command: scripts/demo.sh --once (scripts/test-demo.sh)"
+scripts/test-demo.sh
+
 step "clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 

@@ -8,6 +8,7 @@
 //! - [`output`]: tables, relative times, YAML/JSON printing, Mir-style result lines, charts.
 //! - [`input`]: targets and flags parsing, payloads from a flag, stdin or `$EDITOR`.
 //! - [`patch`]: JSON merge patches (RFC 7386) for `mir device update`.
+//! - [`progress`]: progress bars and spinners, on a terminal only.
 //! - [`commands`]: what each command does (devices, commands/config, telemetry, events,
 //!   contexts, tools), over the client and the output helpers.
 //! - [`local`]: `mir local`, the local hub.
@@ -23,6 +24,7 @@ pub mod input;
 pub mod local;
 pub mod output;
 pub mod patch;
+pub mod progress;
 pub mod sigv4;
 pub mod swarm;
 

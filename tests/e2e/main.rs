@@ -5,6 +5,7 @@ mod bad_input;
 mod fleet;
 mod provision;
 mod quickstart;
+mod readme;
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -10,7 +10,7 @@ use crate::support::*;
 
 /// Splits a command line as a POSIX shell would for what the guide uses: words, and
 /// single-quoted strings kept whole.
-fn words(line: &str) -> Vec<String> {
+pub fn words(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -64,173 +64,191 @@ fn ok(hub: &LocalHub, editor: &std::path::Path, text: &str) -> String {
     out.stdout
 }
 
+/// Mir's quick start as its guide prints it (`mir local` standing for `mir infra up`
+/// and `mir serve`; the guide's `mir swarm --ids power` is started with `weather` too).
+const MIR_QUICK_START: [&str; 14] = [
+    "mir local",
+    "mir swarm --ids power,weather",
+    "mir device list",
+    "mir device ls power",
+    "mir tlm list power",
+    "mir cmd send power",
+    "mir command send power/default -n swarm.v1.ActivateHVAC -j",
+    r#"mir command send power/default -n swarm.v1.ActivateHVAC -p '{"durationSec": 5}'"#,
+    "mir command send power/default -n swarm.v1.ActivateHVAC -e",
+    "mir cfg send power/default",
+    "mir config send power/default -n swarm.v1.DataRateProp -c",
+    "mir config send power/default -n swarm.v1.DataRateProp -j",
+    r#"mir config send power/default -n swarm.v1.DataRateProp -p '{"sec": 5}'"#,
+    "mir config send power/default -n swarm.v1.DataRateProp -e",
+];
+
+#[test]
+fn the_readme_prints_mirs_quick_start_verbatim() {
+    assert_eq!(crate::readme::block("Mir's quick start"), MIR_QUICK_START);
+}
+
+fn reported_sec(hub: &LocalHub) -> Value {
+    hub.twin("power/default")["properties"]["reported"]["swarm.v1.DataRateProp"]["sec"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirs_quick_start_works_as_printed() {
     let hub = LocalHub::start();
     let home = tempfile::tempdir().unwrap();
     let scripts = tempfile::tempdir().unwrap();
-
-    // Terminal 3: `mir swarm --ids power,weather` (MIR_SWARM_TARGET: the hub's port).
-    let swarm = words("mir swarm --ids power,weather");
-    let _swarm = SwarmProcess(
-        Command::new(MIR)
-            .args(&swarm[1..])
-            .args(["--api", &hub.api()])
-            .env("MIR_SWARM_TARGET", hub.mqtt())
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(60, "power and weather online", || {
-        let v = hub.json(&["device", "ls", "--ids", "power,weather"]);
-        v.as_array()
-            .is_some_and(|a| a.len() == 2 && a.iter().all(|t| t["status"]["online"] == true))
-    })
-    .await;
-    eventually(20, "power's schema in its twin", || {
-        hub.twin("power/default")["status"]["schema"]["packageNames"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|n| n == "swarm.v1"))
-    })
-    .await;
     let editor = editor_script(scripts.path(), "none", "true");
-
-    // `mir device list`: both devices, online.
-    let list = ok(&hub, &editor, "mir device list");
-    assert!(list.contains("NAME/NAMESPACE"), "{list}");
-    for name in ["power/default", "weather/default"] {
-        let row = list
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no row {name} in\n{list}"));
-        assert!(row.contains("true"), "{name} not online: {row}");
-    }
-
-    // `mir device ls power`: the twin.
-    let twin = ok(&hub, &editor, "mir device ls power");
-    let twin: Value = serde_yaml::from_str(&twin).unwrap();
-    assert_eq!(twin["apiVersion"], "mir/v1alpha");
-    assert_eq!(twin["meta"]["name"], "power");
-    assert_eq!(twin["status"]["online"], true);
-
-    // `mir tlm list power`: both telemetry messages with their fields.
-    let tlm = ok(&hub, &editor, "mir tlm list power");
-    assert!(tlm.contains("power/default"), "{tlm}");
-    for m in ["swarm.v1.EnvironmentTlm", "swarm.v1.PowerConsumption"] {
-        assert!(tlm.contains(m), "{m} missing from\n{tlm}");
-    }
-    for f in ["temperature", "humidity", "power", "voltage"] {
-        assert!(tlm.contains(f), "field {f} missing from\n{tlm}");
-    }
-
-    // `mir cmd send power`: the commands.
-    let cmds = ok(&hub, &editor, "mir cmd send power");
-    assert!(cmds.contains("swarm.v1.ActivateHVAC"), "{cmds}");
-
-    // The command's payload template, a send, an edited send.
-    let tpl = ok(
-        &hub,
-        &editor,
-        "mir command send power/default -n swarm.v1.ActivateHVAC -j",
-    );
-    let tpl: Value = serde_json::from_str(&tpl).unwrap();
-    assert_eq!(tpl, serde_json::json!({"durationSec": 0}));
-    let sent = ok(
-        &hub,
-        &editor,
-        r#"mir command send power/default -n swarm.v1.ActivateHVAC -p '{"durationSec": 5}'"#,
-    );
-    assert!(sent.contains("power/default"), "{sent}");
-    assert!(sent.contains("SUCCESS"), "{sent}");
-    assert!(sent.contains("\"durationSec\": 5"), "the echo: {sent}");
     let seven = editor_script(
         scripts.path(),
         "seven",
         r#"printf '{"durationSec": 7}' > "$1""#,
     );
-    let edited = line(
-        &hub,
-        &seven,
-        "mir command send power/default -n swarm.v1.ActivateHVAC -e",
-    );
-    assert!(edited.ok, "{edited:?}");
-    assert!(edited.stdout.contains("SUCCESS"), "{edited:?}");
-    assert!(edited.stdout.contains("\"durationSec\": 7"), "{edited:?}");
-
-    // `mir cfg send power/default`: the configuration messages.
-    let cfgs = ok(&hub, &editor, "mir cfg send power/default");
-    assert!(cfgs.contains("swarm.v1.DataRateProp"), "{cfgs}");
-
-    // Current value (none yet: the template), template, send, edited send.
-    let current = ok(
-        &hub,
-        &editor,
-        "mir config send power/default -n swarm.v1.DataRateProp -c",
-    );
-    assert_eq!(
-        serde_json::from_str::<Value>(&current).unwrap(),
-        serde_json::json!({"sec": 0})
-    );
-    let tpl = ok(
-        &hub,
-        &editor,
-        "mir config send power/default -n swarm.v1.DataRateProp -j",
-    );
-    assert_eq!(
-        serde_json::from_str::<Value>(&tpl).unwrap(),
-        serde_json::json!({"sec": 0})
-    );
-    let sent = ok(
-        &hub,
-        &editor,
-        r#"mir config send power/default -n swarm.v1.DataRateProp -p '{"sec": 5}'"#,
-    );
-    assert!(sent.contains("power/default"), "{sent}");
-    eventually(20, "the swarm reports sec 5 back", || {
-        hub.twin("power/default")["properties"]["reported"]["swarm.v1.DataRateProp"]["sec"] == 5
-    })
-    .await;
-    let current = ok(
-        &hub,
-        &editor,
-        "mir config send power/default -n swarm.v1.DataRateProp -c",
-    );
-    assert_eq!(
-        serde_json::from_str::<Value>(&current).unwrap(),
-        serde_json::json!({"sec": 5})
-    );
     let nine = editor_script(scripts.path(), "nine", r#"printf '{"sec": 9}' > "$1""#);
-    let edited = line(
-        &hub,
-        &nine,
-        "mir config send power/default -n swarm.v1.DataRateProp -e",
-    );
-    assert!(edited.ok, "{edited:?}");
-    eventually(20, "the swarm reports sec 9 back", || {
-        hub.twin("power/default")["properties"]["reported"]["swarm.v1.DataRateProp"]["sec"] == 9
-    })
-    .await;
+    let mut swarm = None;
+
+    for text in MIR_QUICK_START {
+        match text {
+            // The hub is this test's (on free ports).
+            "mir local" => {}
+            // Terminal 3 (MIR_SWARM_TARGET: the hub's MQTT port).
+            "mir swarm --ids power,weather" => {
+                let w = words(text);
+                swarm = Some(SwarmProcess(
+                    Command::new(MIR)
+                        .args(&w[1..])
+                        .args(["--api", &hub.api()])
+                        .env("MIR_SWARM_TARGET", hub.mqtt())
+                        .env("HOME", home.path())
+                        .env("XDG_CONFIG_HOME", home.path())
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                ));
+                eventually(60, "power and weather online", || {
+                    let v = hub.json(&["device", "ls", "--ids", "power,weather"]);
+                    v.as_array().is_some_and(|a| {
+                        a.len() == 2 && a.iter().all(|t| t["status"]["online"] == true)
+                    })
+                })
+                .await;
+                eventually(20, "power's schema in its twin", || {
+                    hub.twin("power/default")["status"]["schema"]["packageNames"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|n| n == "swarm.v1"))
+                })
+                .await;
+            }
+            "mir device list" => {
+                let list = ok(&hub, &editor, text);
+                assert!(list.contains("NAME/NAMESPACE"), "{list}");
+                for name in ["power/default", "weather/default"] {
+                    let row = list
+                        .lines()
+                        .find(|l| l.starts_with(name))
+                        .unwrap_or_else(|| panic!("no row {name} in\n{list}"));
+                    assert!(row.contains("true"), "{name} not online: {row}");
+                }
+            }
+            "mir device ls power" => {
+                let twin: Value = serde_yaml::from_str(&ok(&hub, &editor, text)).unwrap();
+                assert_eq!(twin["apiVersion"], "mir/v1alpha");
+                assert_eq!(twin["meta"]["name"], "power");
+                assert_eq!(twin["status"]["online"], true);
+            }
+            "mir tlm list power" => {
+                let tlm = ok(&hub, &editor, text);
+                assert!(tlm.contains("power/default"), "{tlm}");
+                for m in ["swarm.v1.EnvironmentTlm", "swarm.v1.PowerConsumption"] {
+                    assert!(tlm.contains(m), "{m} missing from\n{tlm}");
+                }
+                for f in ["temperature, humidity", "power, voltage"] {
+                    assert!(tlm.contains(f), "fields {f} missing from\n{tlm}");
+                }
+            }
+            "mir cmd send power" => {
+                let cmds = ok(&hub, &editor, text);
+                assert!(cmds.contains("swarm.v1.ActivateHVAC{}"), "{cmds}");
+            }
+            t if t.ends_with("ActivateHVAC -j") => {
+                let tpl: Value = serde_json::from_str(&ok(&hub, &editor, t)).unwrap();
+                assert_eq!(tpl, serde_json::json!({"durationSec": 0}));
+            }
+            t if t.contains("ActivateHVAC -p") => {
+                let sent = ok(&hub, &editor, t);
+                assert!(
+                    sent.contains("1. power/default COMMAND_RESPONSE_STATUS_SUCCESS"),
+                    "{sent}"
+                );
+                assert!(sent.contains("\"durationSec\": 5"), "the echo: {sent}");
+            }
+            t if t.ends_with("ActivateHVAC -e") => {
+                let sent = ok(&hub, &seven, t);
+                assert!(sent.contains("COMMAND_RESPONSE_STATUS_SUCCESS"), "{sent}");
+                assert!(sent.contains("\"durationSec\": 7"), "the echo: {sent}");
+            }
+            "mir cfg send power/default" => {
+                let cfgs = ok(&hub, &editor, text);
+                assert!(cfgs.contains("swarm.v1.DataRateProp{}"), "{cfgs}");
+            }
+            t if t.ends_with("DataRateProp -c") => {
+                // Nothing desired yet: the current value is the template.
+                let current: Value = serde_json::from_str(&ok(&hub, &editor, t)).unwrap();
+                assert_eq!(current, serde_json::json!({"sec": 0}));
+            }
+            t if t.ends_with("DataRateProp -j") => {
+                let tpl: Value = serde_json::from_str(&ok(&hub, &editor, t)).unwrap();
+                assert_eq!(tpl, serde_json::json!({"sec": 0}));
+            }
+            t if t.contains("DataRateProp -p") => {
+                let sent = ok(&hub, &editor, t);
+                assert!(sent.contains("1. power/default"), "{sent}");
+                eventually(20, "the swarm reports sec 5 back", || {
+                    reported_sec(&hub) == 5
+                })
+                .await;
+                let c = ok(
+                    &hub,
+                    &editor,
+                    "mir config send power/default -n swarm.v1.DataRateProp -c",
+                );
+                let current: Value = serde_json::from_str(&c).unwrap();
+                assert_eq!(current, serde_json::json!({"sec": 5}));
+            }
+            t if t.ends_with("DataRateProp -e") => {
+                ok(&hub, &nine, t);
+                eventually(20, "the swarm reports sec 9 back", || {
+                    reported_sec(&hub) == 9
+                })
+                .await;
+            }
+            other => panic!("a quick-start line without a check: {other}"),
+        }
+    }
 
     // Telemetry flows for both messages.
-    eventually(30, "power telemetry stored", || {
-        let q = hub.json(&[
-            "tlm",
-            "query",
-            "power/default",
-            "-n",
-            "swarm.v1.PowerConsumption",
-            "--since",
-            "5m",
-        ]);
-        q["rows"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|row| row["values"]["power"].is_number()))
-    })
-    .await;
+    for (message, field) in [
+        ("swarm.v1.PowerConsumption", "power"),
+        ("swarm.v1.EnvironmentTlm", "humidity"),
+    ] {
+        eventually(30, &format!("{message} stored"), || {
+            let q = hub.json(&[
+                "tlm",
+                "query",
+                "power/default",
+                "-n",
+                message,
+                "--since",
+                "5m",
+            ]);
+            q["rows"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|row| row["values"][field].is_number()))
+        })
+        .await;
+    }
+    drop(swarm);
 }
 
 #[test]

@@ -160,9 +160,23 @@ pub struct CliOutput {
 }
 
 pub fn run_cli(api: &str, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> CliOutput {
+    run_cli_in(None, api, args, stdin, env)
+}
+
+/// [`run_cli`] in a working directory (relative paths in the arguments land there).
+pub fn run_cli_in(
+    cwd: Option<&Path>,
+    api: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> CliOutput {
     use std::io::Write;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(MIR);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(args)
         .args(["--api", api])
         .env("HOME", home.path())

@@ -308,7 +308,10 @@ async fn send(
                 timeout_ms,
                 no_wait,
             };
-            let results = client.send_command(&req).await?.results;
+            let waiting = bulk_spinner(&targets, &req.name, "waiting for the devices' answers");
+            let results = client.send_command(&req).await;
+            waiting.finish_and_clear();
+            let results = results?.results;
             if results.is_empty() {
                 bail!("{}", no_device(&targets));
             }
@@ -339,7 +342,10 @@ async fn send(
                 payload,
                 dry_run: a.dry_run,
             };
-            let results = client.send_config(&req).await?.results;
+            let waiting = bulk_spinner(&targets, &req.name, "storing and sending");
+            let results = client.send_config(&req).await;
+            waiting.finish_and_clear();
+            let results = results?.results;
             if results.is_empty() {
                 bail!("{}", no_device(&targets));
             }
@@ -365,10 +371,35 @@ async fn send(
     }
 }
 
+/// Whether a selection may hold many devices (anything but one name or one id).
+fn is_bulk(targets: &Targets) -> bool {
+    targets.names.len() + targets.ids.len() != 1
+        || !targets.namespaces.is_empty()
+        || !targets.labels.is_empty()
+}
+
+/// A spinner while a send to many devices runs (on a terminal only).
+fn bulk_spinner(targets: &Targets, name: &str, doing: &str) -> indicatif::ProgressBar {
+    crate::progress::spinner(
+        format!("{name} to {}: {doing}", describe(targets)),
+        is_bulk(targets) && crate::progress::on_terminal(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mir_shared::api::DeviceCatalog;
+
+    #[test]
+    fn a_selection_beyond_one_named_device_is_a_bulk_send() {
+        let one = crate::commands::single_target("weather/default").expect("target");
+        assert!(!is_bulk(&one));
+        let mut ns = Targets::default();
+        ns.namespaces.push("factory".into());
+        assert!(is_bulk(&ns));
+        assert!(is_bulk(&Targets::default()), "the whole fleet");
+    }
     use serde_json::json;
 
     fn catalog() -> Catalog {

@@ -13,7 +13,7 @@ pub mod expr;
 pub mod plan;
 pub mod spec;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +36,6 @@ use spec::SwarmFile;
 
 /// How long a device may take to connect while deploying.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Non-terminal progress: at most one line this often (and at the end).
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Status line while running.
 const STATS_EVERY: Duration = Duration::from_secs(30);
 
@@ -132,7 +130,11 @@ pub async fn run(client: anyhow::Result<Client>, args: SwarmArgs) -> anyhow::Res
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stats = Arc::new(Stats::default());
-    let mut progress = Progress::new(total);
+    let progress = crate::progress::bar(
+        u64::try_from(total).unwrap_or(u64::MAX),
+        "deployed",
+        crate::progress::on_terminal(),
+    );
     let mut running: Vec<(Mir, Running)> = Vec::with_capacity(total);
     let mut failures: Vec<String> = Vec::new();
 
@@ -166,19 +168,16 @@ pub async fn run(client: anyhow::Result<Client>, args: SwarmArgs) -> anyhow::Res
         }
         for (r, (_, d)) in results.into_iter().zip(batch) {
             match r {
-                Ok(device) => {
-                    running.push(device);
-                    progress.done += 1;
-                }
+                Ok(device) => running.push(device),
                 Err(e) => {
-                    progress.failed += 1;
                     failures.push(format!("{}: {e:#}", d.id));
+                    progress.set_message(format!(", {} failed", failures.len()));
                 }
             }
+            progress.inc(1);
         }
-        progress.draw(false);
     }
-    progress.draw(true);
+    progress.finish_and_clear();
     let deploy_time = started.elapsed();
     for f in failures.iter().take(10) {
         eprintln!("  failed: {f}");
@@ -406,84 +405,4 @@ async fn deploy(
         });
     }
     Ok((mir, running))
-}
-
-/// The deployment progress on stderr: a bar on a terminal, else a line now and then.
-struct Progress {
-    total: usize,
-    done: usize,
-    failed: usize,
-    started: Instant,
-    last_line: Option<Instant>,
-    final_printed: bool,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(total: usize) -> Self {
-        Self {
-            total,
-            done: 0,
-            failed: 0,
-            started: Instant::now(),
-            last_line: None,
-            final_printed: false,
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn draw(&mut self, last: bool) {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let text = render(self.total, self.done, self.failed, elapsed, 30);
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K{text}");
-            if last {
-                let _ = writeln!(err);
-            }
-        } else if !self.final_printed
-            && (last
-                || self.done + self.failed == self.total
-                || self.last_line.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY))
-        {
-            let _ = writeln!(err, "{text}");
-            self.last_line = Some(Instant::now());
-            self.final_printed = last || self.done + self.failed == self.total;
-        }
-        let _ = err.flush();
-    }
-}
-
-/// `[#########.....] 120/1000 deployed, 2 failed, 3.1 s`
-fn render(total: usize, done: usize, failed: usize, elapsed: f64, width: usize) -> String {
-    let finished = done + failed;
-    let filled = (finished * width)
-        .checked_div(total)
-        .unwrap_or(width)
-        .min(width);
-    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(width - filled));
-    let failed = if failed > 0 {
-        format!(", {failed} failed")
-    } else {
-        String::new()
-    };
-    format!("[{bar}] {done}/{total} deployed{failed}, {elapsed:.1} s")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bar_fills_with_progress() {
-        assert_eq!(
-            render(10, 0, 0, 0.0, 10),
-            "[..........] 0/10 deployed, 0.0 s"
-        );
-        assert_eq!(
-            render(10, 4, 1, 1.25, 10),
-            "[#####.....] 4/10 deployed, 1 failed, 1.2 s"
-        );
-        assert_eq!(render(3, 3, 0, 2.0, 6), "[######] 3/3 deployed, 2.0 s");
-    }
 }

@@ -169,7 +169,8 @@ async fn certificates_are_issued_attached_and_revoked() {
         .send()
         .await
         .unwrap();
-    let issuer = IotCertificates::new(iot.clone(), &policy);
+    let issuer = IotCertificates::new(iot.clone(), &policy)
+        .with_device_endpoint(Some("a1b2c3-ats.iot.eu-west-1.amazonaws.com".into()));
     let device = format!("dev-{}", random_prefix());
     // Without a CSR: the platform makes the key pair.
     let made = issuer.issue(&device, None).await.unwrap();
@@ -178,9 +179,14 @@ async fn certificates_are_issued_attached_and_revoked() {
         .private_key_pem
         .as_deref()
         .is_some_and(|k| k.contains("PRIVATE KEY")));
-    assert!(
-        made.root_ca_pem.is_none(),
-        "devices use the public Amazon root CA"
+    assert_eq!(
+        made.root_ca_pem.as_deref(),
+        Some(mir_proto::aws::AMAZON_ROOT_CA_1),
+        "devices trust the public Amazon root CA"
+    );
+    assert_eq!(
+        made.endpoint.as_deref(),
+        Some("mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883")
     );
     // With a CSR: the private key stays with the caller.
     let key = rcgen::KeyPair::generate().unwrap();
@@ -192,6 +198,8 @@ async fn certificates_are_issued_attached_and_revoked() {
         .unwrap();
     let signed = issuer.issue(&device, Some(&csr)).await.unwrap();
     assert!(signed.private_key_pem.is_none());
+    assert!(signed.certificate_pem.contains("BEGIN CERTIFICATE"));
+    assert_eq!(signed.endpoint, made.endpoint);
     let principals = iot
         .list_thing_principals()
         .thing_name(&device)

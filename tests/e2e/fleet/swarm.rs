@@ -198,7 +198,15 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("20/20 deployed"), "{stderr}");
+    assert!(
+        stderr.contains("Swarm running: 20 of 20 devices deployed"),
+        "{stderr}"
+    );
+    // Piped, the progress bar prints nothing.
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("[#") && !stderr.contains("\x1b["),
+        "{stderr}"
+    );
     assert!(stderr.contains("Stopped:"), "{stderr}");
     eventually(20, "sensors offline", || {
         rows(&hub.json(&["device", "ls", "/swa"]))
