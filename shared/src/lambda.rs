@@ -3,16 +3,18 @@
 //! ```ignore
 //! #[tokio::main]
 //! async fn main() -> Result<(), mir_shared::lambda::Error> {
-//!     let env = mir_shared::lambda::init("hello").await?;
-//!     let deps = Box::leak(Box::new(mir_fn_hello::Deps { twins: env.ports.twins()?, /* ... */ }));
-//!     mir_shared::lambda::run_rule(|event| mir_fn_hello::handle(deps, &event)).await
+//!     let ports = mir_shared::lambda::init("hello").await?;
+//!     let deps = mir_fn_hello::Deps::try_from(ports)?;
+//!     mir_shared::lambda::run_rule(|event| async { mir_fn_hello::handle(&deps, &event).await }).await
 //! }
 //! ```
 //!
 //! - logs: JSON lines on stdout (CloudWatch), level from `RUST_LOG` (default `info`); the
 //!   configuration is logged once per cold start (it holds no secret);
-//! - adapters: built once per cold start from the environment ([`AwsPorts::from_env`]);
-//!   a missing or invalid variable fails the cold start with its name;
+//! - adapters: built once per cold start from the environment
+//!   ([`AwsEnvironment::from_env`]) into the process's [`Ports`]; a missing or invalid
+//!   variable, or a port the function's `Deps` needs and the environment lacks, fails
+//!   the cold start with its name;
 //! - device routes ([`run_rule`]): a handler error is returned as the invocation's error,
 //!   so the asynchronous invocation is retried and then dead-lettered; the log line says
 //!   whether a retry can help;
@@ -24,22 +26,14 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::adapters::aws::AwsPorts;
-use crate::ports::SystemClock;
-use crate::service::{HandlerError, SchemaCache};
+use crate::adapters::aws::AwsEnvironment;
+use crate::ports::Ports;
+use crate::service::HandlerError;
 
 pub use lambda_runtime::Error;
 
-/// What one function process holds: the adapters, the schema cache, the clock.
-#[derive(Debug)]
-pub struct Env {
-    pub function: &'static str,
-    pub ports: AwsPorts,
-    pub cache: SchemaCache,
-    pub clock: SystemClock,
-}
-
-static ENV: OnceLock<Env> = OnceLock::new();
+/// The process's ports, built once per cold start.
+static PORTS: OnceLock<Ports> = OnceLock::new();
 
 /// JSON logs, filtered by `RUST_LOG` (default `info`). Safe to call twice.
 pub fn init_tracing() {
@@ -56,23 +50,18 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Cold start: logs, configuration, adapters. Returns the process-wide [`Env`].
-pub async fn init(function: &'static str) -> Result<&'static Env, Error> {
+/// Cold start: logs, configuration, adapters. Returns the process-wide [`Ports`], from
+/// which the function derives its `Deps` (`Deps::try_from(ports)?`).
+pub async fn init(function: &'static str) -> Result<&'static Ports, Error> {
     init_tracing();
-    if let Some(env) = ENV.get() {
-        return Ok(env);
+    if let Some(ports) = PORTS.get() {
+        return Ok(ports);
     }
-    let ports = AwsPorts::from_env().await.inspect_err(|e| {
+    let env = AwsEnvironment::from_env().await.inspect_err(|e| {
         tracing::error!(function, error = %e, "invalid configuration");
     })?;
-    tracing::info!(function, config = %ports.config, "cold start");
-    let env = Env {
-        function,
-        ports,
-        cache: SchemaCache::default(),
-        clock: SystemClock,
-    };
-    Ok(ENV.get_or_init(|| env))
+    tracing::info!(function, config = %env.config, "cold start");
+    Ok(PORTS.get_or_init(|| env.ports))
 }
 
 /// Runs a device-route handler (IoT rule or schedule events) until the runtime stops.

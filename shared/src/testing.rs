@@ -21,18 +21,20 @@ use crate::{
         memory::{FixedClock, RecordingPublisher},
     },
     domain::{EventFilter, Twin, Versioned},
-    ports::{EventStore, SchemaStore, StoredSchema, TwinStore},
+    ports::{EventStore, Ports, SchemaStore, StoredSchema, TwinStore},
     rule_event::RuleEvent,
     schema,
     service::SchemaCache,
 };
 
-/// A world for one test. Dropping it deletes its files.
+/// A world for one test. Dropping it deletes its files. [`TestWorld::ports`] holds the
+/// same store, publisher, clock and cache as the fields, for `Deps::try_from`.
 pub struct TestWorld {
     pub store: EmbeddedStore,
     pub publisher: Arc<RecordingPublisher>,
     pub clock: Arc<FixedClock>,
-    pub cache: SchemaCache,
+    pub cache: Arc<SchemaCache>,
+    pub ports: Ports,
     _dir: tempfile::TempDir,
 }
 
@@ -46,11 +48,21 @@ impl TestWorld {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
+        let publisher = Arc::new(RecordingPublisher::new());
+        let clock = Arc::new(FixedClock::new(at_ms(1_700_000_000_000)));
+        let cache = Arc::new(SchemaCache::default());
+        let ports = Ports {
+            publisher: Some(publisher.clone()),
+            clock: clock.clone(),
+            cache: cache.clone(),
+            ..Ports::with_stores(store.clone())
+        };
         Self {
             store,
-            publisher: Arc::new(RecordingPublisher::new()),
-            clock: Arc::new(FixedClock::new(at_ms(1_700_000_000_000))),
-            cache: SchemaCache::default(),
+            publisher,
+            clock,
+            cache,
+            ports,
             _dir: dir,
         }
     }

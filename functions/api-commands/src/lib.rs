@@ -18,7 +18,8 @@ use mir_shared::{
     api::{self, ApiError, ApiRequest, Catalog, CommandResult, CommandResults, SendCommand},
     domain::{command::CommandOutcome, CommandRecord, CommandStatus, Event, EventReason, Twin},
     ports::{
-        Clock, CommandStore, DevicePublisher, EventStore, PublishError, SchemaStore, TwinStore,
+        Clock, CommandStore, DevicePublisher, EventStore, MissingPort, Ports, PublishError,
+        SchemaStore, TwinStore,
     },
     schema::MessageKind,
     service::{self, SchemaCache},
@@ -37,6 +38,23 @@ pub struct Deps<'a> {
     pub publisher: &'a dyn DevicePublisher,
     pub cache: &'a SchemaCache,
     pub clock: &'a dyn Clock,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            commands: ports.commands()?,
+            events: ports.events()?,
+            publisher: ports.publisher()?,
+            cache: ports.cache(),
+            clock: ports.clock(),
+        })
+    }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {

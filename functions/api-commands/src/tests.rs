@@ -50,13 +50,8 @@ async fn online(w: &TestWorld, id: &str) {
 
 fn deps<'a>(w: &'a TestWorld, publisher: &'a dyn DevicePublisher) -> Deps<'a> {
     Deps {
-        twins: &w.store,
-        schemas: &w.store,
-        commands: &w.store,
-        events: &w.store,
         publisher,
-        cache: &w.cache,
-        clock: w.clock.as_ref(),
+        ..Deps::try_from(&w.ports).expect("the test world has every port")
     }
 }
 

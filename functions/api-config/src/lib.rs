@@ -14,7 +14,7 @@ use mir_shared::{
         self, ApiError, ApiRequest, Catalog, ConfigResult, ConfigResults, ConfigStatus, SendConfig,
     },
     domain::{Event, EventReason, Twin},
-    ports::{Clock, DevicePublisher, EventStore, SchemaStore, TwinStore},
+    ports::{Clock, DevicePublisher, EventStore, MissingPort, Ports, SchemaStore, TwinStore},
     schema::MessageKind,
     service::{self, Change, HandlerError, SchemaCache},
 };
@@ -26,6 +26,22 @@ pub struct Deps<'a> {
     pub publisher: &'a dyn DevicePublisher,
     pub cache: &'a SchemaCache,
     pub clock: &'a dyn Clock,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            events: ports.events()?,
+            publisher: ports.publisher()?,
+            cache: ports.cache(),
+            clock: ports.clock(),
+        })
+    }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -157,14 +173,7 @@ mod tests {
     use serde_json::json;
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            events: &w.store,
-            publisher: w.publisher.as_ref(),
-            cache: &w.cache,
-            clock: w.clock.as_ref(),
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     async fn post(w: &TestWorld, body: serde_json::Value) -> (u16, serde_json::Value) {

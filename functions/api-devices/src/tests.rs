@@ -3,15 +3,7 @@ use mir_shared::testing::{api_request, response_json, TestWorld};
 use serde_json::json;
 
 fn deps<'a>(w: &'a TestWorld) -> Deps<'a> {
-    Deps {
-        twins: &w.store,
-        schemas: &w.store,
-        events: &w.store,
-        publisher: w.publisher.as_ref(),
-        certificates: None,
-        cache: &w.cache,
-        clock: w.clock.as_ref(),
-    }
+    Deps::try_from(&w.ports).expect("the test world has every port")
 }
 
 async fn call(

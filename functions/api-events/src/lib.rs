@@ -8,12 +8,24 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use mir_shared::{
     api::{self, ApiError, ApiRequest, EventList},
     domain::{EventFilter, EventReason},
-    ports::{Clock, EventStore},
+    ports::{Clock, EventStore, MissingPort, Ports},
 };
 
 pub struct Deps<'a> {
     pub events: &'a dyn EventStore,
     pub clock: &'a dyn Clock,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            events: ports.events()?,
+            clock: ports.clock(),
+        })
+    }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -86,10 +98,7 @@ mod tests {
         ];
         w.store.append(&evs).await.expect("append");
         w.store.append(&evs).await.expect("idempotent");
-        let deps = Deps {
-            events: &w.store,
-            clock: w.clock.as_ref(),
-        };
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
         let call = |q: &'static str| {
             let req = api_request("GET /v1/events", "/v1/events", q, None);
             let deps = &deps;

@@ -1,17 +1,12 @@
 //! Lambda entry point of `api-events`: API Gateway (HTTP API, payload v2) -> [`mir_fn_api_events::handle`].
-//! Configuration from the environment, adapters built once per cold start
-//! (see `mir_shared::lambda`).
+//! Ports built once per cold start from the environment, the handler's `Deps` taken
+//! from them (see `mir_shared::lambda`).
 
 use mir_shared::lambda;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    let env = lambda::init("api-events").await?;
-    // Built once per process and kept for its lifetime.
-    let deps = Box::leak(Box::new(mir_fn_api_events::Deps {
-        events: env.ports.events()?,
-        clock: &env.clock,
-    }));
-    let deps: &'static _ = deps;
+    let deps = mir_fn_api_events::Deps::try_from(lambda::init("api-events").await?)?;
+    let deps = &deps;
     lambda::run_api(|request| async move { mir_fn_api_events::handle(deps, &request).await }).await
 }

@@ -13,7 +13,10 @@ use mir_shared::{
         self, ApiError, ApiRequest, DeviceTelemetry, TelemetryList, TelemetryQueryResult,
         TelemetryRow,
     },
-    ports::{Clock, SchemaStore, TelemetryQuery, TelemetryReader, TelemetrySeries, TwinStore},
+    ports::{
+        Clock, MissingPort, Ports, SchemaStore, TelemetryQuery, TelemetryReader, TelemetrySeries,
+        TwinStore,
+    },
     schema::MessageKind,
     service::{self, SchemaCache},
 };
@@ -28,6 +31,21 @@ pub struct Deps<'a> {
     pub telemetry: &'a dyn TelemetryReader,
     pub cache: &'a SchemaCache,
     pub clock: &'a dyn Clock,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            telemetry: ports.telemetry_reader()?,
+            cache: ports.cache(),
+            clock: ports.clock(),
+        })
+    }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -207,13 +225,7 @@ mod tests {
     use mir_shared::schema::Schema;
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            telemetry: &w.store,
-            cache: &w.cache,
-            clock: w.clock.as_ref(),
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     #[tokio::test]

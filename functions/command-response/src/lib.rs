@@ -14,7 +14,7 @@ use mir_proto::{
 };
 use mir_shared::{
     domain::{command::CommandOutcome, CommandStatus, Event, EventReason},
-    ports::{CommandStore, EventStore, SchemaStore},
+    ports::{CommandStore, EventStore, MissingPort, Ports, SchemaStore},
     rule_event::RuleEvent,
     service::{HandlerError, SchemaCache},
 };
@@ -24,6 +24,20 @@ pub struct Deps<'a> {
     pub schemas: &'a dyn SchemaStore,
     pub events: &'a dyn EventStore,
     pub cache: &'a SchemaCache,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            commands: ports.commands()?,
+            schemas: ports.schemas()?,
+            events: ports.events()?,
+            cache: ports.cache(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -149,12 +163,7 @@ mod tests {
     }
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            commands: &w.store,
-            schemas: &w.store,
-            events: &w.store,
-            cache: &w.cache,
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use prost::Message;
 
 use mir_proto::topics::DeviceTopic;
 use mir_shared::{
-    ports::{DevicePublisher, SchemaStore, TwinStore},
+    ports::{DevicePublisher, MissingPort, Ports, SchemaStore, TwinStore},
     rule_event::RuleEvent,
     service::{self, HandlerError, SchemaCache},
 };
@@ -18,6 +18,20 @@ pub struct Deps<'a> {
     pub schemas: &'a dyn SchemaStore,
     pub publisher: &'a dyn DevicePublisher,
     pub cache: &'a SchemaCache,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            publisher: ports.publisher()?,
+            cache: ports.cache(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -80,12 +94,7 @@ mod tests {
             serde_json::json!({"sec": 7}),
         );
         w.store.update(&twin, 1).await.expect("update");
-        let deps = Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            publisher: w.publisher.as_ref(),
-            cache: &w.cache,
-        };
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
         let out = handle(&deps, &rule_event("w1", b"", 1)).await.expect("ok");
         assert_eq!(out.sent, ["schema.v1.DataRateProp"]);
         let (topic, payload) = w.publisher.published().remove(0);
@@ -103,12 +112,7 @@ mod tests {
     #[tokio::test]
     async fn a_device_with_nothing_desired_gets_an_empty_complete_set() {
         let w = TestWorld::new();
-        let deps = Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            publisher: w.publisher.as_ref(),
-            cache: &w.cache,
-        };
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
         handle(&deps, &rule_event("w9", b"", 1)).await.expect("ok");
         let msg = DesiredProperties::decode(w.publisher.published()[0].1.clone()).expect("decodes");
         assert!(msg.complete && msg.properties.is_empty());

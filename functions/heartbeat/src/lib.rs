@@ -8,7 +8,7 @@ use prost::Message;
 use mir_proto::{topics::DeviceTopic, wire::Heartbeat};
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{EventStore, TwinStore},
+    ports::{EventStore, MissingPort, Ports, TwinStore},
     rule_event::RuleEvent,
     service::{self, Change, HandlerError},
 };
@@ -16,6 +16,18 @@ use mir_shared::{
 pub struct Deps<'a> {
     pub twins: &'a dyn TwinStore,
     pub events: &'a dyn EventStore,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            events: ports.events()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -91,10 +103,7 @@ mod tests {
     async fn a_heartbeat_marks_the_device_online_and_an_older_one_does_not_move_time_back() {
         let w = TestWorld::new();
         w.with_weather_device("w1").await;
-        let deps = Deps {
-            twins: &w.store,
-            events: &w.store,
-        };
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
         let hb = Heartbeat {
             sent_at_ns: 1,
             uptime_sec: 2,
@@ -121,10 +130,7 @@ mod tests {
     #[tokio::test]
     async fn garbage_instead_of_a_heartbeat_is_refused() {
         let w = TestWorld::new();
-        let deps = Deps {
-            twins: &w.store,
-            events: &w.store,
-        };
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
         let err = handle(&deps, &rule_event("w1", &[0xff, 0xff], 1))
             .await
             .expect_err("bad");

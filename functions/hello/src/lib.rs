@@ -12,7 +12,7 @@ use prost::Message;
 use mir_proto::{topics::DeviceTopic, wire::Hello};
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{EventStore, SchemaStore, StoredSchema, TwinStore},
+    ports::{EventStore, MissingPort, Ports, SchemaStore, StoredSchema, TwinStore},
     rule_event::RuleEvent,
     schema::{self, Schema},
     service::{self, Change, HandlerError, SchemaCache},
@@ -24,6 +24,20 @@ pub struct Deps<'a> {
     pub schemas: &'a dyn SchemaStore,
     pub events: &'a dyn EventStore,
     pub cache: &'a SchemaCache,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            events: ports.events()?,
+            cache: ports.cache(),
+        })
+    }
 }
 
 /// What the handler did.
@@ -114,12 +128,7 @@ mod tests {
     use mir_shared::testing::{hello_event, TestWorld};
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            events: &w.store,
-            cache: &w.cache,
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use mir_shared::{
     domain::{Event, EventReason, Targets},
-    ports::{Clock, EventStore, TwinStore},
+    ports::{Clock, EventStore, MissingPort, Ports, TwinStore},
     rule_event::{LifecycleEvent, PresenceInput},
     service::{self, Change, HandlerError},
 };
@@ -21,6 +21,20 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     /// A device whose last heartbeat is older than this is offline.
     pub stale_after: Duration,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            events: ports.events()?,
+            clock: ports.clock(),
+            stale_after: ports.stale_after,
+        })
+    }
 }
 
 /// Default for [`Deps::stale_after`]: three missed 30 s heartbeats.
@@ -193,12 +207,7 @@ mod tests {
     }
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            twins: &w.store,
-            events: &w.store,
-            clock: w.clock.as_ref(),
-            stale_after: default_stale_after(),
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     #[tokio::test]

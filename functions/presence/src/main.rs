@@ -1,20 +1,13 @@
 //! Lambda entry point of `presence`: the IoT rule's event -> [`mir_fn_presence::handle`].
-//! Configuration from the environment, adapters built once per cold start
-//! (see `mir_shared::lambda`).
+//! Ports built once per cold start from the environment, the handler's `Deps` taken
+//! from them (see `mir_shared::lambda`).
 
 use mir_shared::{lambda, rule_event::PresenceInput};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    let env = lambda::init("presence").await?;
-    // Built once per process and kept for its lifetime.
-    let deps = Box::leak(Box::new(mir_fn_presence::Deps {
-        twins: env.ports.twins()?,
-        events: env.ports.events()?,
-        clock: &env.clock,
-        stale_after: mir_fn_presence::default_stale_after(),
-    }));
-    let deps: &'static _ = deps;
+    let deps = mir_fn_presence::Deps::try_from(lambda::init("presence").await?)?;
+    let deps = &deps;
     lambda::run_rule(
         |event: PresenceInput| async move { mir_fn_presence::handle(deps, &event).await },
     )

@@ -1,20 +1,13 @@
 //! Lambda entry point of `reported`: the IoT rule's event -> [`mir_fn_reported::handle`].
-//! Configuration from the environment, adapters built once per cold start
-//! (see `mir_shared::lambda`).
+//! Ports built once per cold start from the environment, the handler's `Deps` taken
+//! from them (see `mir_shared::lambda`).
 
 use mir_shared::{lambda, rule_event::RuleEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {
-    let env = lambda::init("reported").await?;
-    // Built once per process and kept for its lifetime.
-    let deps = Box::leak(Box::new(mir_fn_reported::Deps {
-        twins: env.ports.twins()?,
-        schemas: env.ports.schemas()?,
-        events: env.ports.events()?,
-        cache: &env.cache,
-    }));
-    let deps: &'static _ = deps;
+    let deps = mir_fn_reported::Deps::try_from(lambda::init("reported").await?)?;
+    let deps = &deps;
     lambda::run_rule(|event: RuleEvent| async move { mir_fn_reported::handle(deps, &event).await })
         .await
 }

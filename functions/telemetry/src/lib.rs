@@ -20,7 +20,10 @@ use mir_proto::{
 };
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{DevicePublisher, EventStore, RejectedRecord, SchemaStore, TelemetrySink, TwinStore},
+    ports::{
+        DevicePublisher, EventStore, MissingPort, Ports, RejectedRecord, SchemaStore,
+        TelemetrySink, TwinStore,
+    },
     rule_event::RuleEvent,
     schema::{Schema, SchemaError},
     service::{self, HandlerError, SchemaCache},
@@ -34,6 +37,22 @@ pub struct Deps<'a> {
     pub events: &'a dyn EventStore,
     pub publisher: &'a dyn DevicePublisher,
     pub cache: &'a SchemaCache,
+}
+
+impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+    type Error = MissingPort;
+
+    /// The ports this handler uses, from the environment's bundle.
+    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+        Ok(Self {
+            twins: ports.twins()?,
+            schemas: ports.schemas()?,
+            sink: ports.telemetry_sink()?,
+            events: ports.events()?,
+            publisher: ports.publisher()?,
+            cache: ports.cache(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -180,14 +199,7 @@ mod tests {
     };
 
     fn deps(w: &TestWorld) -> Deps<'_> {
-        Deps {
-            twins: &w.store,
-            schemas: &w.store,
-            sink: &w.store,
-            events: &w.store,
-            publisher: w.publisher.as_ref(),
-            cache: &w.cache,
-        }
+        Deps::try_from(&w.ports).expect("the test world has every port")
     }
 
     async fn stored(w: &TestWorld) -> Vec<TelemetryRecord> {

@@ -1,11 +1,11 @@
 //! What only the AWS adapters have: Timestream writes against the endpoint, the
-//! DynamoDB sink's rejection of unstorable values, `AwsPorts` from the environment.
+//! DynamoDB sink's rejection of unstorable values, `AwsEnvironment` from the environment.
 
 use std::sync::Arc;
 
 use mir_shared::{
     adapters::{
-        aws::{AwsConfig, AwsPorts, TelemetryConfig},
+        aws::{AwsConfig, AwsEnvironment, TelemetryConfig},
         timestream,
     },
     telemetry::FieldValue,
@@ -23,9 +23,10 @@ async fn timestream_takes_batches_over_100_records() {
         database: db.clone(),
         table: table.clone(),
     });
-    let ports = AwsPorts::from_config(config).await;
+    let env = AwsEnvironment::from_config(config).await;
+    let ports = &env.ports;
     timestream::create_database_and_table(
-        &timestream::aws_sdk_timestreamwrite::Client::new(&ports.sdk),
+        &timestream::aws_sdk_timestreamwrite::Client::new(&env.sdk),
         &db,
         &table,
     )
@@ -112,7 +113,7 @@ async fn the_dynamodb_sink_reports_unstorable_values_by_index() {
     let mut bad = good.clone();
     bad.seq = 2;
     bad.values[1].1 = FieldValue::Double(f64::INFINITY);
-    let report = p.sink.write(&[bad, good]).await.unwrap();
+    let report = p.sink().write(&[bad, good]).await.unwrap();
     assert_eq!(report.written, 1);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(report.rejected[0].index, 0);
@@ -136,12 +137,14 @@ async fn ports_from_the_cdk_environment_work() {
     .into_iter()
     .collect();
     let config = AwsConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
-    let ports = AwsPorts::from_config(config).await;
-    ports.ensure_tables().await.unwrap();
+    let env = AwsEnvironment::from_config(config).await;
+    env.ensure_tables().await.unwrap();
+    let ports = env.ports;
     let twin = crate::twins::twin("d1", "d1", "default", &[]);
     ports.twins().unwrap().create(&twin).await.unwrap();
-    assert!(
-        ports.schemas().is_err(),
+    assert_eq!(
+        ports.schemas().err(),
+        Some(mir_shared::ports::MissingPort { port: "schemas" }),
         "a store the function may not use is absent"
     );
     assert!(ports.certificates().is_none());

@@ -1,6 +1,6 @@
 //! Commands: create once, complete once (duplicates and late answers change nothing).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use mir_shared::{
     domain::{command::CommandOutcome, CommandRecord, CommandStatus},
@@ -40,17 +40,17 @@ fn outcome(status: CommandStatus, ms: i64) -> CommandOutcome {
 
 async fn create_get_and_complete_once(p: &Ports) {
     let rec = pending("c1", "w1");
-    p.commands.create(&rec).await.unwrap();
-    let e = p.commands.create(&rec).await.unwrap_err();
+    p.commands().create(&rec).await.unwrap();
+    let e = p.commands().create(&rec).await.unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
     assert_eq!(
-        p.commands.get("c1").await.unwrap(),
+        p.commands().get("c1").await.unwrap(),
         Some(rec.clone()),
         "{}",
         p.kind
     );
     let (done, changed) = p
-        .commands
+        .commands()
         .complete("c1", outcome(CommandStatus::Success, 2_000))
         .await
         .unwrap();
@@ -58,33 +58,33 @@ async fn create_get_and_complete_once(p: &Ports) {
     assert_eq!(done.status, CommandStatus::Success);
     assert_eq!(done.completed_at, Some(at_ms(2_000)));
     let (again, changed) = p
-        .commands
+        .commands()
         .complete("c1", outcome(CommandStatus::Error, 3_000))
         .await
         .unwrap();
     assert!(!changed);
     assert_eq!(again, done);
-    assert_eq!(p.commands.get("c1").await.unwrap(), Some(done.clone()));
+    assert_eq!(p.commands().get("c1").await.unwrap(), Some(done.clone()));
     assert_eq!(
-        p.commands
+        p.commands()
             .wait_final("c1", Duration::from_millis(50))
             .await
             .unwrap(),
         Some(done)
     );
     let e = p
-        .commands
+        .commands()
         .complete("nope", outcome(CommandStatus::Success, 1))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{e}");
-    assert!(p.commands.get("nope").await.unwrap().is_none());
+    assert!(p.commands().get("nope").await.unwrap().is_none());
     // A record created final (a dry run) stays as it is.
     let mut dry = pending("c2", "w1");
     dry.status = CommandStatus::Validated;
-    p.commands.create(&dry).await.unwrap();
+    p.commands().create(&dry).await.unwrap();
     let (rec, changed) = p
-        .commands
+        .commands()
         .complete("c2", outcome(CommandStatus::Success, 5))
         .await
         .unwrap();
@@ -92,10 +92,10 @@ async fn create_get_and_complete_once(p: &Ports) {
 }
 
 async fn concurrent_completions_change_it_exactly_once(p: &Ports) {
-    p.commands.create(&pending("c1", "w1")).await.unwrap();
+    p.commands().create(&pending("c1", "w1")).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let commands = Arc::clone(&p.commands);
+        let commands = p.ports.commands.clone().expect("commands");
         tasks.push(tokio::spawn(async move {
             commands
                 .complete("c1", outcome(CommandStatus::Success, 2_000 + i))
@@ -111,7 +111,7 @@ async fn concurrent_completions_change_it_exactly_once(p: &Ports) {
         finals.push(rec.completed_at);
     }
     assert_eq!(changed, 1, "{}", p.kind);
-    let stored = p.commands.get("c1").await.unwrap().unwrap();
+    let stored = p.commands().get("c1").await.unwrap().unwrap();
     assert!(finals.iter().all(|f| *f == stored.completed_at));
 }
 

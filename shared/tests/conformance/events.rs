@@ -21,7 +21,7 @@ fn event(reason: EventReason, device: &str, ms: i64, cause: &str) -> Event {
 }
 
 async fn ids(p: &Ports, filter: EventFilter) -> Vec<String> {
-    p.events
+    p.events()
         .list(&filter)
         .await
         .unwrap()
@@ -37,14 +37,14 @@ async fn append_is_idempotent_and_lists_newest_first(p: &Ports) {
     let e3 = event(EventReason::DeviceCreated, "d2", t0 + 2_000, "c");
     let e4 = event(EventReason::CommandSent, "d1", t0 + DAY_MS, "d");
     let e5 = event(EventReason::CommandSent, "d3", t0 - 3 * DAY_MS, "e");
-    p.events.append(&[e1.clone(), e2.clone()]).await.unwrap();
-    p.events
+    p.events().append(&[e1.clone(), e2.clone()]).await.unwrap();
+    p.events()
         .append(&[e2.clone(), e3.clone(), e4.clone(), e5.clone()])
         .await
         .unwrap();
-    p.events.append(std::slice::from_ref(&e1)).await.unwrap();
-    p.events.append(&[]).await.unwrap();
-    let all = p.events.list(&EventFilter::default()).await.unwrap();
+    p.events().append(std::slice::from_ref(&e1)).await.unwrap();
+    p.events().append(&[]).await.unwrap();
+    let all = p.events().list(&EventFilter::default()).await.unwrap();
     assert_eq!(
         all,
         [e4.clone(), e3.clone(), e2.clone(), e1.clone(), e5.clone()],
@@ -113,18 +113,18 @@ async fn many_events_page_through(p: &Ports) {
             )
         })
         .collect();
-    p.events.append(&events).await.unwrap();
+    p.events().append(&events).await.unwrap();
     let filter = EventFilter {
         reason: Some(EventReason::DeviceOffline),
         limit: Some(25),
         ..Default::default()
     };
-    let got = p.events.list(&filter).await.unwrap();
+    let got = p.events().list(&filter).await.unwrap();
     assert_eq!(got.len(), 25);
     assert_eq!(got[0].id, events[59].id);
     assert!(got.windows(2).all(|w| w[0].time > w[1].time));
     let got = p
-        .events
+        .events()
         .list(&EventFilter {
             device_id: Some("d1".into()),
             ..filter

@@ -1,6 +1,8 @@
 //! The device-facing handlers on fixture events, through each backend's stores,
 //! including duplicate delivery of the same event (IoT rules deliver at least once).
 
+use std::sync::Arc;
+
 use prost::Message;
 
 use mir_proto::{examples::weather, wire::Heartbeat};
@@ -20,27 +22,33 @@ use crate::support::Ports;
 
 struct World<'a> {
     p: &'a Ports,
-    cache: SchemaCache,
-    publisher: RecordingPublisher,
-    clock: FixedClock,
+    publisher: Arc<RecordingPublisher>,
+    /// The backend's stores with this world's publisher, clock and cache.
+    ports: mir_shared::ports::Ports,
 }
 
 impl<'a> World<'a> {
     fn new(p: &'a Ports) -> Self {
+        let publisher = Arc::new(RecordingPublisher::new());
+        let ports = mir_shared::ports::Ports {
+            publisher: Some(publisher.clone()),
+            clock: Arc::new(FixedClock::new(at_ms(1_700_000_000_000))),
+            cache: Arc::new(SchemaCache::default()),
+            ..p.ports.clone()
+        };
         Self {
             p,
-            cache: SchemaCache::default(),
-            publisher: RecordingPublisher::new(),
-            clock: FixedClock::new(at_ms(1_700_000_000_000)),
+            publisher,
+            ports,
         }
     }
 
     async fn twin(&self, id: &str) -> Twin {
-        self.p.twins.get(id).await.unwrap().expect("twin").value
+        self.p.twins().get(id).await.unwrap().expect("twin").value
     }
 
     async fn version(&self, id: &str) -> u64 {
-        self.p.twins.get(id).await.unwrap().expect("twin").version
+        self.p.twins().get(id).await.unwrap().expect("twin").version
     }
 
     async fn reasons(&self, id: &str) -> Vec<String> {
@@ -49,7 +57,7 @@ impl<'a> World<'a> {
             ..Default::default()
         };
         self.p
-            .events
+            .events()
             .list(&f)
             .await
             .unwrap()
@@ -61,9 +69,9 @@ impl<'a> World<'a> {
     /// The weather device with its schema, as after a hello.
     async fn weather(&self, id: &str) {
         let twin = Twin::auto_provisioned(&mir_proto::DeviceId::new(id).unwrap());
-        self.p.twins.create(&twin).await.unwrap();
+        self.p.twins().create(&twin).await.unwrap();
         self.p
-            .schemas
+            .schemas()
             .put(&StoredSchema {
                 device_id: id.into(),
                 compressed: mir_shared::schema::compress(weather::DESCRIPTOR_SET).into(),
@@ -78,32 +86,24 @@ impl<'a> World<'a> {
 
 async fn hello_provisions_once(p: &Ports) {
     let w = World::new(p);
-    let deps = mir_fn_hello::Deps {
-        twins: p.twins.as_ref(),
-        schemas: p.schemas.as_ref(),
-        events: p.events.as_ref(),
-        cache: &w.cache,
-    };
+    let deps = mir_fn_hello::Deps::try_from(&w.ports).unwrap();
     let ev = hello_event("w1", 1_000);
     let out = mir_fn_hello::handle(&deps, &ev).await.unwrap();
     assert!(out.created && out.schema_changed);
-    let before = p.twins.get("w1").await.unwrap();
+    let before = p.twins().get("w1").await.unwrap();
     let again = mir_fn_hello::handle(&deps, &ev).await.unwrap();
     assert!(!again.created && !again.schema_changed);
-    assert_eq!(p.twins.get("w1").await.unwrap(), before, "{}", p.kind);
+    assert_eq!(p.twins().get("w1").await.unwrap(), before, "{}", p.kind);
     let mut reasons = w.reasons("w1").await;
     reasons.sort();
     assert_eq!(reasons, ["DeviceCreated", "SchemaUpdated"]);
-    assert!(p.schemas.get("w1").await.unwrap().is_some());
+    assert!(p.schemas().get("w1").await.unwrap().is_some());
 }
 
 async fn heartbeat_marks_online_once(p: &Ports) {
     let w = World::new(p);
     w.weather("w1").await;
-    let deps = mir_fn_heartbeat::Deps {
-        twins: p.twins.as_ref(),
-        events: p.events.as_ref(),
-    };
+    let deps = mir_fn_heartbeat::Deps::try_from(&w.ports).unwrap();
     let hb = Heartbeat {
         sent_at_ns: 1,
         uptime_sec: 2,
@@ -136,14 +136,7 @@ async fn heartbeat_marks_online_once(p: &Ports) {
 async fn telemetry_is_stored_once(p: &Ports) {
     let w = World::new(p);
     w.weather("w1").await;
-    let deps = mir_fn_telemetry::Deps {
-        twins: p.twins.as_ref(),
-        schemas: p.schemas.as_ref(),
-        sink: p.sink.as_ref(),
-        events: p.events.as_ref(),
-        publisher: &w.publisher,
-        cache: &w.cache,
-    };
+    let deps = mir_fn_telemetry::Deps::try_from(&w.ports).unwrap();
     let items = [
         ("schema.v1.Env", env(1_000_000_000, 20).encode_to_vec(), 1),
         ("schema.v1.Env", env(2_000_000_000, 21).encode_to_vec(), 2),
@@ -159,14 +152,14 @@ async fn telemetry_is_stored_once(p: &Ports) {
         since_ns: 0,
         limit: 100,
     };
-    let recs = p.reader.query(&q).await.unwrap();
+    let recs = p.reader().query(&q).await.unwrap();
     assert_eq!(
         recs.iter().map(|r| r.time_ns).collect::<Vec<_>>(),
         [1_000_000_000, 2_000_000_000],
         "{}",
         p.kind
     );
-    assert_eq!(p.reader.series("w1").await.unwrap()[0].count, 2);
+    assert_eq!(p.reader().series("w1").await.unwrap()[0].count, 2);
     assert_eq!(
         w.reasons("w1").await,
         ["InvalidMessage"],
@@ -177,12 +170,7 @@ async fn telemetry_is_stored_once(p: &Ports) {
 async fn reported_applies_newer_once(p: &Ports) {
     let w = World::new(p);
     w.weather("w1").await;
-    let deps = mir_fn_reported::Deps {
-        twins: p.twins.as_ref(),
-        schemas: p.schemas.as_ref(),
-        events: p.events.as_ref(),
-        cache: &w.cache,
-    };
+    let deps = mir_fn_reported::Deps::try_from(&w.ports).unwrap();
     let new = weather::DataRateStatus { sec: 5 }.encode_to_vec();
     let old = weather::DataRateStatus { sec: 1 }.encode_to_vec();
     let ev = reported_event("w1", "schema.v1.DataRateStatus", new, 2_000_000_000, 3_000);
@@ -215,13 +203,8 @@ async fn desired_is_published_to_the_device(p: &Ports) {
         "schema.v1.DataRateProp".into(),
         serde_json::json!({"sec": 7}),
     );
-    p.twins.update(&twin, 1).await.unwrap();
-    let deps = mir_fn_desired::Deps {
-        twins: p.twins.as_ref(),
-        schemas: p.schemas.as_ref(),
-        publisher: &w.publisher,
-        cache: &w.cache,
-    };
+    p.twins().update(&twin, 1).await.unwrap();
+    let deps = mir_fn_desired::Deps::try_from(&w.ports).unwrap();
     let ev = rule_event("w1", b"", 1);
     assert_eq!(
         mir_fn_desired::handle(&deps, &ev).await.unwrap().sent,
@@ -250,20 +233,15 @@ async fn desired_is_published_to_the_device(p: &Ports) {
 async fn a_command_response_completes_once(p: &Ports) {
     let w = World::new(p);
     w.weather("w1").await;
-    p.commands
+    p.commands()
         .create(&crate::commands::pending("c1", "w1"))
         .await
         .unwrap();
-    let deps = mir_fn_command_response::Deps {
-        commands: p.commands.as_ref(),
-        schemas: p.schemas.as_ref(),
-        events: p.events.as_ref(),
-        cache: &w.cache,
-    };
+    let deps = mir_fn_command_response::Deps::try_from(&w.ports).unwrap();
     let ev = command_response_event("w1", "c1", true, 2_000);
     let out = mir_fn_command_response::handle(&deps, &ev).await.unwrap();
     assert!(out.changed);
-    let rec = p.commands.get("c1").await.unwrap().unwrap();
+    let rec = p.commands().get("c1").await.unwrap().unwrap();
     assert_eq!(rec.response, Some(serde_json::json!({"success": true})));
     let late_error = command_response_event("w1", "c1", false, 3_000);
     assert!(
@@ -278,7 +256,7 @@ async fn a_command_response_completes_once(p: &Ports) {
             .unwrap()
             .changed
     );
-    assert_eq!(p.commands.get("c1").await.unwrap(), Some(rec));
+    assert_eq!(p.commands().get("c1").await.unwrap(), Some(rec));
     assert_eq!(w.reasons("w1").await, ["CommandCompleted"]);
 }
 
@@ -293,12 +271,7 @@ fn lifecycle(kind: &str, ms: i64) -> PresenceInput {
 
 async fn presence_records_each_transition_once(p: &Ports) {
     let w = World::new(p);
-    let deps = mir_fn_presence::Deps {
-        twins: p.twins.as_ref(),
-        events: p.events.as_ref(),
-        clock: &w.clock,
-        stale_after: mir_fn_presence::default_stale_after(),
-    };
+    let deps = mir_fn_presence::Deps::try_from(&w.ports).unwrap();
     let on = lifecycle("connected", 1_000);
     mir_fn_presence::handle(&deps, &on).await.unwrap();
     assert!(mir_fn_presence::handle(&deps, &on)

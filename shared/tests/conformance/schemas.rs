@@ -16,17 +16,17 @@ fn schema(id: &str, bytes: &[u8], ms: i64) -> StoredSchema {
 }
 
 async fn put_get_replace_delete(p: &Ports) {
-    assert!(p.schemas.get("w1").await.unwrap().is_none());
+    assert!(p.schemas().get("w1").await.unwrap().is_none());
     let s1 = schema("w1", mir_proto::examples::weather::DESCRIPTOR_SET, 1_000);
-    p.schemas.put(&s1).await.unwrap();
-    assert_eq!(p.schemas.get("w1").await.unwrap(), Some(s1), "{}", p.kind);
+    p.schemas().put(&s1).await.unwrap();
+    assert_eq!(p.schemas().get("w1").await.unwrap(), Some(s1), "{}", p.kind);
     let mut s2 = schema("w1", b"another schema", 2_000);
     s2.package_names.clear();
-    p.schemas.put(&s2).await.unwrap();
-    assert_eq!(p.schemas.get("w1").await.unwrap(), Some(s2));
-    p.schemas.delete("w1").await.unwrap();
-    assert!(p.schemas.get("w1").await.unwrap().is_none());
-    p.schemas.delete("w1").await.unwrap();
+    p.schemas().put(&s2).await.unwrap();
+    assert_eq!(p.schemas().get("w1").await.unwrap(), Some(s2));
+    p.schemas().delete("w1").await.unwrap();
+    assert!(p.schemas().get("w1").await.unwrap().is_none());
+    p.schemas().delete("w1").await.unwrap();
 }
 
 conformance!(put_get_replace_delete);

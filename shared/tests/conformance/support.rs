@@ -1,6 +1,6 @@
 //! Backends for the suite and the macro that runs one body against each.
 
-use std::{io::Write, sync::Arc};
+use std::io::Write;
 
 use mir_shared::ports::{
     CommandStore, EventStore, SchemaStore, TelemetryReader, TelemetrySink, TwinStore,
@@ -9,13 +9,34 @@ use mir_shared::ports::{
 /// The stores under test.
 pub struct Ports {
     pub kind: &'static str,
-    pub twins: Arc<dyn TwinStore>,
-    pub schemas: Arc<dyn SchemaStore>,
-    pub commands: Arc<dyn CommandStore>,
-    pub events: Arc<dyn EventStore>,
-    pub sink: Arc<dyn TelemetrySink>,
-    pub reader: Arc<dyn TelemetryReader>,
+    /// The backend's stores, in the platform's one bundle.
+    pub ports: mir_shared::ports::Ports,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Ports {
+    pub fn twins(&self) -> &dyn TwinStore {
+        self.ports.twins().expect("every backend has twins")
+    }
+    pub fn schemas(&self) -> &dyn SchemaStore {
+        self.ports.schemas().expect("every backend has schemas")
+    }
+    pub fn commands(&self) -> &dyn CommandStore {
+        self.ports.commands().expect("every backend has commands")
+    }
+    pub fn events(&self) -> &dyn EventStore {
+        self.ports.events().expect("every backend has events")
+    }
+    pub fn sink(&self) -> &dyn TelemetrySink {
+        self.ports
+            .telemetry_sink()
+            .expect("every backend has a telemetry sink")
+    }
+    pub fn reader(&self) -> &dyn TelemetryReader {
+        self.ports
+            .telemetry_reader()
+            .expect("every backend has a telemetry reader")
+    }
 }
 
 pub async fn embedded() -> Ports {
@@ -24,12 +45,7 @@ pub async fn embedded() -> Ports {
         mir_shared::adapters::embedded::EmbeddedStore::open(&dir.path().join("t.redb")).unwrap();
     Ports {
         kind: "embedded",
-        twins: Arc::new(store.clone()),
-        schemas: Arc::new(store.clone()),
-        commands: Arc::new(store.clone()),
-        events: Arc::new(store.clone()),
-        sink: Arc::new(store.clone()),
-        reader: Arc::new(store),
+        ports: mir_shared::ports::Ports::with_stores(store),
         _dir: Some(dir),
     }
 }
@@ -70,34 +86,26 @@ pub fn random_prefix() -> String {
 /// The AWS adapters on fresh tables, or `None` (with a note) when no endpoint is set.
 #[cfg(feature = "aws")]
 pub async fn aws() -> Option<Ports> {
-    let ports = aws_ports().await?;
+    let env = aws_env().await?;
     Some(Ports {
         kind: "aws",
-        twins: ports.twins.clone().unwrap(),
-        schemas: ports.schemas.clone().unwrap(),
-        commands: ports.commands.clone().unwrap(),
-        events: ports.events.clone().unwrap(),
-        sink: ports.telemetry_sink.clone().unwrap(),
-        reader: ports.telemetry_reader.clone().unwrap(),
+        ports: env.ports,
         _dir: None,
     })
 }
 
-/// `AwsPorts` on fresh tables (DynamoDB telemetry sink).
+/// The AWS environment on fresh tables (DynamoDB telemetry sink).
 #[cfg(feature = "aws")]
-pub async fn aws_ports() -> Option<mir_shared::adapters::aws::AwsPorts> {
+pub async fn aws_env() -> Option<mir_shared::adapters::aws::AwsEnvironment> {
     static SKIP: std::sync::Once = std::sync::Once::new();
     let Some(url) = endpoint() else {
         SKIP.call_once(aws_status_note);
         return None;
     };
     let config = mir_shared::adapters::aws::AwsConfig::localstack(&url, &random_prefix());
-    let ports = mir_shared::adapters::aws::AwsPorts::from_config(config).await;
-    ports
-        .ensure_tables()
-        .await
-        .expect("creating the test tables");
-    Some(ports)
+    let env = mir_shared::adapters::aws::AwsEnvironment::from_config(config).await;
+    env.ensure_tables().await.expect("creating the test tables");
+    Some(env)
 }
 
 /// Runs each named `async fn(&Ports)` of the calling module against every backend:

@@ -44,32 +44,32 @@ async fn writes_read_back_typed_and_replays_overwrite(p: &Ports) {
     let r3 = record("d1", env, 3_000, 3, 22);
     let other = record("d1", "schema.v1.Other", 500, 4, 0);
     let elsewhere = record("d2", env, 1_000, 1, 0);
-    let rep = p.sink.write(&[r1.clone(), r2.clone()]).await.unwrap();
+    let rep = p.sink().write(&[r1.clone(), r2.clone()]).await.unwrap();
     assert_eq!((rep.written, rep.rejected.len()), (2, 0));
     let mut r2b = r2.clone();
     r2b.values[0].1 = FieldValue::Int(99);
     let rep = p
-        .sink
+        .sink()
         .write(&[r2b.clone(), r3.clone(), other, elsewhere])
         .await
         .unwrap();
     assert_eq!((rep.written, rep.rejected.len()), (4, 0));
     // The replay of r1 (same time and seq) changes nothing.
-    p.sink.write(std::slice::from_ref(&r1)).await.unwrap();
+    p.sink().write(std::slice::from_ref(&r1)).await.unwrap();
     assert_eq!(
-        p.reader.query(&q(0, 100)).await.unwrap(),
+        p.reader().query(&q(0, 100)).await.unwrap(),
         [r1, r2b.clone(), r3.clone()],
         "{}",
         p.kind
     );
     assert_eq!(
-        p.reader.query(&q(1_500, 100)).await.unwrap(),
+        p.reader().query(&q(1_500, 100)).await.unwrap(),
         [r2b, r3.clone()]
     );
-    assert_eq!(p.reader.query(&q(0, 1)).await.unwrap(), [r3]);
-    assert!(p.reader.query(&q(10_000, 5)).await.unwrap().is_empty());
+    assert_eq!(p.reader().query(&q(0, 1)).await.unwrap(), [r3]);
+    assert!(p.reader().query(&q(10_000, 5)).await.unwrap().is_empty());
     assert_eq!(
-        p.reader.series("d1").await.unwrap(),
+        p.reader().series("d1").await.unwrap(),
         [
             TelemetrySeries {
                 measure: env.into(),
@@ -85,14 +85,14 @@ async fn writes_read_back_typed_and_replays_overwrite(p: &Ports) {
         "{}",
         p.kind
     );
-    assert!(p.reader.series("nobody").await.unwrap().is_empty());
+    assert!(p.reader().series("nobody").await.unwrap().is_empty());
 }
 
 async fn the_same_time_with_another_seq_is_another_point(p: &Ports) {
     let a = record("d1", "schema.v1.Env", 1_000, 1, 1);
     let b = record("d1", "schema.v1.Env", 1_000, 2, 2);
-    p.sink.write(&[a.clone(), b.clone()]).await.unwrap();
-    assert_eq!(p.reader.query(&q(0, 10)).await.unwrap(), [a, b]);
+    p.sink().write(&[a.clone(), b.clone()]).await.unwrap();
+    assert_eq!(p.reader().query(&q(0, 10)).await.unwrap(), [a, b]);
 }
 
 conformance!(

@@ -1,8 +1,6 @@
 //! Twins: create, get, list by ids/namespaces/names/labels, optimistic concurrency,
 //! rename, uniqueness of name/namespace, delete, the item size limit.
 
-use std::sync::Arc;
-
 use mir_shared::{
     domain::{Targets, Twin},
     ports::StoreError,
@@ -24,7 +22,7 @@ pub fn twin(id: &str, name: &str, ns: &str, labels: &[(&str, &str)]) -> Twin {
 
 async fn ids(p: &Ports, targets: &Targets) -> Vec<String> {
     let mut out: Vec<String> = p
-        .twins
+        .twins()
         .list(targets)
         .await
         .unwrap()
@@ -39,46 +37,46 @@ async fn create_and_get(p: &Ports) {
     let mut t = twin("d1", "alpha", "factory", &[("type", "temp")]);
     t.properties.desired.insert("a.B".into(), serde_json::json!({"sec": 5, "ratio": 0.5, "on": true, "tags": ["x", "y"], "nested": {"n": -3}}));
     t.meta.annotations.insert("note".into(), "".into());
-    let v = p.twins.create(&t).await.unwrap();
+    let v = p.twins().create(&t).await.unwrap();
     assert_eq!(v.version, 1);
-    let got = p.twins.get("d1").await.unwrap().expect("stored");
+    let got = p.twins().get("d1").await.unwrap().expect("stored");
     assert_eq!((got.version, &got.value), (1, &t), "{}", p.kind);
     let by_name = p
-        .twins
+        .twins()
         .get_by_name("alpha", "factory")
         .await
         .unwrap()
         .expect("by name");
     assert_eq!(by_name.value.spec.device_id, "d1");
     assert!(p
-        .twins
+        .twins()
         .get_by_name("alpha", "office")
         .await
         .unwrap()
         .is_none());
-    assert!(p.twins.get("nope").await.unwrap().is_none());
+    assert!(p.twins().get("nope").await.unwrap().is_none());
 }
 
 async fn create_refuses_a_taken_id_or_name(p: &Ports) {
-    p.twins
+    p.twins()
         .create(&twin("d1", "alpha", "factory", &[]))
         .await
         .unwrap();
     let e = p
-        .twins
+        .twins()
         .create(&twin("d1", "beta", "factory", &[("k", "v")]))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
     let e = p
-        .twins
+        .twins()
         .create(&twin("d2", "alpha", "factory", &[]))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
     assert!(!e.is_retryable());
     // Nothing of the refused writes stayed behind: their name and labels are free.
-    p.twins
+    p.twins()
         .create(&twin("d3", "beta", "factory", &[]))
         .await
         .unwrap();
@@ -86,7 +84,7 @@ async fn create_refuses_a_taken_id_or_name(p: &Ports) {
     labels.add_labels("k=v").unwrap();
     assert!(ids(p, &labels).await.is_empty());
     // The same name in another namespace is another name.
-    p.twins
+    p.twins()
         .create(&twin("d2", "alpha", "office", &[]))
         .await
         .unwrap();
@@ -100,7 +98,7 @@ async fn list_by_ids_namespaces_names_and_labels(p: &Ports) {
         twin("d", "shared", "office", &[]),
         twin("e", "shared", "lab", &[]),
     ] {
-        p.twins.create(&t).await.unwrap();
+        p.twins().create(&t).await.unwrap();
     }
     assert_eq!(ids(p, &Targets::all()).await, ["a", "b", "c", "d", "e"]);
     assert_eq!(ids(p, &Targets::ids(["a", "c", "zzz"])).await, ["a", "c"]);
@@ -131,16 +129,16 @@ async fn list_by_ids_namespaces_names_and_labels(p: &Ports) {
 
 async fn update_with_a_stale_version_is_refused(p: &Ports) {
     let t = twin("d1", "alpha", "factory", &[]);
-    p.twins.create(&t).await.unwrap();
+    p.twins().create(&t).await.unwrap();
     let mut t2 = t.clone();
     t2.status.online = true;
-    assert_eq!(p.twins.update(&t2, 1).await.unwrap().version, 2);
+    assert_eq!(p.twins().update(&t2, 1).await.unwrap().version, 2);
     let mut stale = t.clone();
     stale.meta.labels.insert("k".into(), "v".into());
-    let e = p.twins.update(&stale, 1).await.unwrap_err();
+    let e = p.twins().update(&stale, 1).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e}");
     assert!(e.is_retryable());
-    let got = p.twins.get("d1").await.unwrap().unwrap();
+    let got = p.twins().get("d1").await.unwrap().unwrap();
     assert_eq!((got.version, got.value), (2, t2));
     let mut labels = Targets::default();
     labels.add_labels("k=v").unwrap();
@@ -149,7 +147,7 @@ async fn update_with_a_stale_version_is_refused(p: &Ports) {
         "a refused update leaves no label behind"
     );
     let e = p
-        .twins
+        .twins()
         .update(&twin("ghost", "g", "default", &[]), 1)
         .await
         .unwrap_err();
@@ -157,42 +155,42 @@ async fn update_with_a_stale_version_is_refused(p: &Ports) {
 }
 
 async fn rename_moves_the_name_and_labels_follow(p: &Ports) {
-    p.twins
+    p.twins()
         .create(&twin("a", "alpha", "factory", &[("k", "v")]))
         .await
         .unwrap();
-    p.twins
+    p.twins()
         .create(&twin("b", "beta", "factory", &[]))
         .await
         .unwrap();
     let renamed = twin("a", "gamma", "office", &[("k", "w"), ("x", "y")]);
-    assert_eq!(p.twins.update(&renamed, 1).await.unwrap().version, 2);
+    assert_eq!(p.twins().update(&renamed, 1).await.unwrap().version, 2);
     assert!(p
-        .twins
+        .twins()
         .get_by_name("alpha", "factory")
         .await
         .unwrap()
         .is_none());
     let got = p
-        .twins
+        .twins()
         .get_by_name("gamma", "office")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got.value.spec.device_id, "a");
     // The old name is free again.
-    p.twins
+    p.twins()
         .create(&twin("c", "alpha", "factory", &[]))
         .await
         .unwrap();
     // Taking a used name is refused and changes nothing.
     let e = p
-        .twins
+        .twins()
         .update(&twin("b", "gamma", "office", &[]), 1)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::AlreadyExists(_)), "{e}");
-    let b = p.twins.get("b").await.unwrap().unwrap();
+    let b = p.twins().get("b").await.unwrap().unwrap();
     assert_eq!(
         (b.version, b.value.display_name()),
         (1, "beta/factory".to_string())
@@ -210,11 +208,11 @@ async fn rename_moves_the_name_and_labels_follow(p: &Ports) {
 
 async fn delete_returns_the_twin_and_frees_id_name_and_labels(p: &Ports) {
     let t = twin("d1", "alpha", "factory", &[("k", "v")]);
-    p.twins.create(&t).await.unwrap();
-    assert_eq!(p.twins.delete("d1").await.unwrap(), Some(t.clone()));
-    assert!(p.twins.get("d1").await.unwrap().is_none());
+    p.twins().create(&t).await.unwrap();
+    assert_eq!(p.twins().delete("d1").await.unwrap(), Some(t.clone()));
+    assert!(p.twins().get("d1").await.unwrap().is_none());
     assert!(p
-        .twins
+        .twins()
         .get_by_name("alpha", "factory")
         .await
         .unwrap()
@@ -223,8 +221,8 @@ async fn delete_returns_the_twin_and_frees_id_name_and_labels(p: &Ports) {
     labels.add_labels("k=v").unwrap();
     assert!(ids(p, &labels).await.is_empty());
     assert!(ids(p, &Targets::all()).await.is_empty());
-    assert_eq!(p.twins.delete("d1").await.unwrap(), None);
-    assert_eq!(p.twins.create(&t).await.unwrap().version, 1);
+    assert_eq!(p.twins().delete("d1").await.unwrap(), None);
+    assert_eq!(p.twins().create(&t).await.unwrap().version, 1);
 }
 
 async fn a_twin_over_the_item_limit_is_refused(p: &Ports) {
@@ -232,25 +230,25 @@ async fn a_twin_over_the_item_limit_is_refused(p: &Ports) {
     t.meta
         .annotations
         .insert("blob".into(), "x".repeat(450 * 1024));
-    let e = p.twins.create(&t).await.unwrap_err();
+    let e = p.twins().create(&t).await.unwrap_err();
     assert!(matches!(e, StoreError::TooLarge(_)), "{}: {e}", p.kind);
-    assert!(p.twins.get("big").await.unwrap().is_none());
+    assert!(p.twins().get("big").await.unwrap().is_none());
     let small = twin("big", "big", "default", &[]);
-    p.twins.create(&small).await.unwrap();
-    let e = p.twins.update(&t, 1).await.unwrap_err();
+    p.twins().create(&small).await.unwrap();
+    let e = p.twins().update(&t, 1).await.unwrap_err();
     assert!(matches!(e, StoreError::TooLarge(_)), "{}: {e}", p.kind);
 }
 
 /// 50 concurrent desired-property updates of one twin through `service::update_twin`:
 /// every one applies (conflicts are retried), none is lost.
 async fn fifty_concurrent_desired_updates_lose_none(p: &Ports) {
-    p.twins
+    p.twins()
         .create(&twin("hot", "hot", "default", &[]))
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for i in 0..50 {
-        let twins = Arc::clone(&p.twins);
+        let twins = p.ports.twins.clone().expect("twins");
         tasks.push(tokio::spawn(async move {
             // As an invocation would be: retried while the error says a retry can help.
             let mut redeliveries = 0;
@@ -280,7 +278,7 @@ async fn fifty_concurrent_desired_updates_lose_none(p: &Ports) {
         p.kind,
         service::MAX_TWIN_ATTEMPTS
     ));
-    let got = p.twins.get("hot").await.unwrap().unwrap();
+    let got = p.twins().get("hot").await.unwrap().unwrap();
     assert_eq!(got.value.properties.desired.len(), 50, "{}", p.kind);
     assert_eq!(got.version, 51);
 }

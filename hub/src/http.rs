@@ -1,5 +1,6 @@
 //! The hub's HTTP server: the routes of API Gateway (from the routes table), turned
-//! into the same payload v2 events and handed to the same `api-*` handlers.
+//! into the same payload v2 events and handed to the same `api-*` handlers through the
+//! [`registry`](crate::registry).
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use base64::Engine;
 
 use mir_shared::{api, routes::RoutesTable};
 
-use super::core::Core;
+use crate::core::Core;
+use crate::registry::{self, Function};
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -69,64 +71,11 @@ async fn invoke(
     function: &str,
     ev: &ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
-    let st = &core.stores;
-    let publisher = core.publisher.as_ref();
-    let cache = &core.cache;
-    let clock = &core.clock;
-    match function {
-        "api-devices" => {
-            let deps = mir_fn_api_devices::Deps {
-                twins: st.twins.as_ref(),
-                schemas: st.schemas.as_ref(),
-                events: st.events.as_ref(),
-                publisher,
-                certificates: core.certificates.as_deref(),
-                cache,
-                clock,
-            };
-            mir_fn_api_devices::handle(&deps, ev).await
-        }
-        "api-commands" => {
-            let deps = mir_fn_api_commands::Deps {
-                twins: st.twins.as_ref(),
-                schemas: st.schemas.as_ref(),
-                commands: st.commands.as_ref(),
-                events: st.events.as_ref(),
-                publisher,
-                cache,
-                clock,
-            };
-            mir_fn_api_commands::handle(&deps, ev).await
-        }
-        "api-config" => {
-            let deps = mir_fn_api_config::Deps {
-                twins: st.twins.as_ref(),
-                schemas: st.schemas.as_ref(),
-                events: st.events.as_ref(),
-                publisher,
-                cache,
-                clock,
-            };
-            mir_fn_api_config::handle(&deps, ev).await
-        }
-        "api-telemetry" => {
-            let deps = mir_fn_api_telemetry::Deps {
-                twins: st.twins.as_ref(),
-                schemas: st.schemas.as_ref(),
-                telemetry: st.telemetry_reader.as_ref(),
-                cache,
-                clock,
-            };
-            mir_fn_api_telemetry::handle(&deps, ev).await
-        }
-        "api-events" => {
-            let deps = mir_fn_api_events::Deps {
-                events: st.events.as_ref(),
-                clock,
-            };
-            mir_fn_api_events::handle(&deps, ev).await
-        }
-        other => api::error_response(&api::ApiError::not_found(format!("no function {other}"))),
+    match registry::function(function) {
+        Some(Function::Api(handler)) => handler(&core.ports, ev).await,
+        _ => api::error_response(&api::ApiError::not_found(format!(
+            "no HTTP function {function}"
+        ))),
     }
 }
 

@@ -1,5 +1,10 @@
 //! Ports: the narrow traits handlers are written against. Adapters implement them for
 //! the embedded database (local hub, tests) and for AWS (DynamoDB, Timestream, IoT).
+//! [`Ports`] bundles them for one environment.
+
+mod bundle;
+
+pub use bundle::{MissingPort, Ports, DEFAULT_STALE_AFTER};
 
 use std::time::Duration;
 

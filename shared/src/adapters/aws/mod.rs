@@ -1,7 +1,7 @@
 //! The AWS side: one typed configuration read from the environment ([`AwsConfig`]),
 //! the SDK configuration (default credential chain, `AWS_ENDPOINT_URL` honoured), the
-//! mapping of SDK errors to [`StoreError`], and [`AwsPorts`], which builds every adapter
-//! a function needs once per cold start.
+//! mapping of SDK errors to [`StoreError`], and (in `environment.rs`) [`AwsEnvironment`],
+//! which builds the [`crate::ports::Ports`] of a function once per cold start.
 //!
 //! Environment variables (the contract with `infra/cdk/lib/config.ts`):
 //!
@@ -16,19 +16,12 @@
 //! | `MIR_EVENTS_TTL_DAYS`, `MIR_COMMANDS_TTL_DAYS` | retention (default 30 and 7) |
 //! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
 
-#[cfg(feature = "aws")]
-use std::sync::Arc;
 use std::{fmt, time::Duration};
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ports::StoreError;
-#[cfg(feature = "aws")]
-use crate::ports::{
-    CertificateIssuer, CommandStore, DevicePublisher, EventStore, SchemaStore, TelemetryReader,
-    TelemetrySink, TwinStore,
-};
 
 /// Environment variable names.
 pub mod env {
@@ -437,202 +430,10 @@ pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     max.mul_f64(f64::from(frac) / 1000.0)
 }
 
-/// A store or adapter the configuration does not provide.
 #[cfg(feature = "aws")]
-fn missing(var: &'static str) -> ConfigError {
-    ConfigError::Missing { var }
-}
-
+mod environment;
 #[cfg(feature = "aws")]
-type TelemetryPorts = (
-    Option<Arc<dyn TelemetrySink>>,
-    Option<Arc<dyn TelemetryReader>>,
-);
-
-#[cfg(feature = "aws")]
-/// Every AWS adapter a function may use, built once per cold start from [`AwsConfig`].
-/// Adapters whose variables are unset are absent; the accessors say which variable is
-/// missing.
-#[derive(Clone)]
-pub struct AwsPorts {
-    pub config: AwsConfig,
-    pub sdk: aws_config::SdkConfig,
-    pub twins: Option<Arc<super::dynamodb::DynamoTwinStore>>,
-    pub schemas: Option<Arc<super::dynamodb::DynamoSchemaStore>>,
-    pub commands: Option<Arc<super::dynamodb::DynamoCommandStore>>,
-    pub events: Option<Arc<super::dynamodb::DynamoEventStore>>,
-    pub telemetry_sink: Option<Arc<dyn TelemetrySink>>,
-    pub telemetry_reader: Option<Arc<dyn TelemetryReader>>,
-    pub publisher: Option<Arc<super::iot::IotPublisher>>,
-    pub certificates: Option<Arc<super::iot::IotCertificates>>,
-}
-
-#[cfg(feature = "aws")]
-impl fmt::Debug for AwsPorts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AwsPorts")
-            .field("config", &self.config.to_string())
-            .finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "aws")]
-impl AwsPorts {
-    /// Reads [`AwsConfig::from_env`] and builds the adapters it names.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let config = AwsConfig::from_env()?;
-        Ok(Self::from_config(config).await)
-    }
-
-    /// The ports of `mir local --profile localstack`: tables `<prefix>-twins`, ... and the
-    /// DynamoDB telemetry sink on `endpoint_url` (see [`AwsConfig::localstack`]). Creates
-    /// the tables that do not exist yet. The hub keeps its own publisher and CA.
-    pub async fn for_endpoint(endpoint_url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let ports = Self::from_config(AwsConfig::localstack(endpoint_url, prefix)).await;
-        ports.ensure_tables().await?;
-        Ok(ports)
-    }
-
-    /// Builds the adapters `config` names, sharing one SDK configuration.
-    pub async fn from_config(config: AwsConfig) -> Self {
-        let sdk = sdk_config(config.endpoint_url.as_deref()).await;
-        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-        use super::dynamodb::*;
-        let twins = config
-            .twins_table
-            .as_ref()
-            .map(|t| Arc::new(DynamoTwinStore::new(ddb.clone(), t)));
-        let schemas = config
-            .schemas_table
-            .as_ref()
-            .map(|t| Arc::new(DynamoSchemaStore::new(ddb.clone(), t)));
-        let commands = config.commands_table.as_ref().map(|t| {
-            Arc::new(DynamoCommandStore::new(
-                ddb.clone(),
-                t,
-                config.commands_ttl(),
-            ))
-        });
-        let events = config
-            .events_table
-            .as_ref()
-            .map(|t| Arc::new(DynamoEventStore::new(ddb.clone(), t, config.events_ttl())));
-        let (telemetry_sink, telemetry_reader): TelemetryPorts = match &config.telemetry {
-            None => (None, None),
-            Some(TelemetryConfig::DynamoDb { table }) => {
-                let t = Arc::new(DynamoTelemetry::new(ddb.clone(), table));
-                (Some(t.clone()), Some(t))
-            }
-            Some(TelemetryConfig::Timestream { database, table }) => {
-                let discover = config.endpoint_url.is_none();
-                let w = Arc::new(super::timestream::TimestreamSink::new(
-                    aws_sdk_timestreamwrite::Client::new(&sdk),
-                    database,
-                    table,
-                    discover,
-                ));
-                let r = Arc::new(super::timestream::TimestreamReader::new(
-                    aws_sdk_timestreamquery::Client::new(&sdk),
-                    database,
-                    table,
-                    discover,
-                ));
-                (Some(w), Some(r))
-            }
-        };
-        let publisher = match (&config.iot_data_endpoint, &config.endpoint_url) {
-            (_, Some(url)) => Some(Arc::new(super::iot::IotPublisher::new(&sdk, url))),
-            (Some(host), None) => Some(Arc::new(super::iot::IotPublisher::new(
-                &sdk,
-                &format!("https://{host}"),
-            ))),
-            (None, None) => None,
-        };
-        let certificates = config.iot_policy_name.as_ref().map(|policy| {
-            Arc::new(
-                super::iot::IotCertificates::new(aws_sdk_iot::Client::new(&sdk), policy)
-                    .with_device_endpoint(config.iot_data_endpoint.clone()),
-            )
-        });
-        Self {
-            config,
-            sdk,
-            twins,
-            schemas,
-            commands,
-            events,
-            telemetry_sink,
-            telemetry_reader,
-            publisher,
-            certificates,
-        }
-    }
-
-    /// Creates the configuration's DynamoDB tables that do not exist yet (contract key
-    /// schema, see [`super::dynamodb::create_table`]).
-    pub async fn ensure_tables(&self) -> Result<(), StoreError> {
-        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
-        for t in self.config.dynamodb_tables() {
-            super::dynamodb::create_table(&ddb, &t).await?;
-        }
-        Ok(())
-    }
-
-    pub fn twins(&self) -> Result<&dyn TwinStore, ConfigError> {
-        match &self.twins {
-            Some(t) => Ok(t.as_ref()),
-            None => Err(missing(env::TWINS_TABLE)),
-        }
-    }
-
-    pub fn schemas(&self) -> Result<&dyn SchemaStore, ConfigError> {
-        match &self.schemas {
-            Some(t) => Ok(t.as_ref()),
-            None => Err(missing(env::SCHEMAS_TABLE)),
-        }
-    }
-
-    pub fn commands(&self) -> Result<&dyn CommandStore, ConfigError> {
-        match &self.commands {
-            Some(t) => Ok(t.as_ref()),
-            None => Err(missing(env::COMMANDS_TABLE)),
-        }
-    }
-
-    pub fn events(&self) -> Result<&dyn EventStore, ConfigError> {
-        match &self.events {
-            Some(t) => Ok(t.as_ref()),
-            None => Err(missing(env::EVENTS_TABLE)),
-        }
-    }
-
-    pub fn telemetry_sink(&self) -> Result<&dyn TelemetrySink, ConfigError> {
-        self.telemetry_sink
-            .as_deref()
-            .ok_or_else(|| missing(env::TELEMETRY_SINK))
-    }
-
-    pub fn telemetry_reader(&self) -> Result<&dyn TelemetryReader, ConfigError> {
-        self.telemetry_reader
-            .as_deref()
-            .ok_or_else(|| missing(env::TELEMETRY_SINK))
-    }
-
-    pub fn publisher(&self) -> Result<&dyn DevicePublisher, ConfigError> {
-        match &self.publisher {
-            Some(p) => Ok(p.as_ref()),
-            None => Err(missing(env::IOT_DATA_ENDPOINT)),
-        }
-    }
-
-    /// `None` when no IoT policy is configured (the API then answers that certificates
-    /// are not available).
-    pub fn certificates(&self) -> Option<&dyn CertificateIssuer> {
-        self.certificates
-            .as_deref()
-            .map(|c| c as &dyn CertificateIssuer)
-    }
-}
+pub use environment::AwsEnvironment;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,225 @@
+//! The hub's core: the environment's [`Ports`], and the IoT rules emulation. A device
+//! message goes to the function whose rule in `routes.json` matches its topic, through
+//! the [`registry`](crate::registry), with the same event a rule builds; failed
+//! invocations are retried like asynchronous Lambda invocations (two retries) and then
+//! written to the dead-letter file, so nothing is lost silently.
+
+use std::{future::Future, io::Write, path::PathBuf, sync::Mutex, time::Duration};
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::Value;
+
+use mir_proto::topics::{self, PresenceKind};
+use mir_shared::{
+    adapters::embedded::EmbeddedStore,
+    ports::Ports,
+    routes::RoutesTable,
+    rule_event::{LifecycleEvent, PresenceInput, RuleEvent},
+};
+
+use crate::registry::{self, Function, InvokeError, PresenceFn, RuleFn, ScheduleFn};
+
+/// Retry delays of a failed invocation (IoT rules invoke Lambda asynchronously, which
+/// retries twice).
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
+
+/// The rules of `routes.json`, resolved to the registry's functions once.
+pub struct Rules {
+    /// Device routes: topic filter, function name, handler.
+    device: Vec<(String, &'static str, RuleFn)>,
+    /// The lifecycle route and its schedule (the presence function).
+    presence: Option<(&'static str, PresenceFn, ScheduleFn)>,
+}
+
+/// A function of `routes.json` the registry cannot dispatch.
+#[derive(Debug, thiserror::Error)]
+#[error("routes.json names the function {0:?}, which the hub's registry cannot dispatch")]
+pub struct UnknownFunction(pub String);
+
+impl Rules {
+    pub fn from_routes(routes: &RoutesTable) -> Result<Self, UnknownFunction> {
+        let mut rules = Rules {
+            device: Vec::new(),
+            presence: None,
+        };
+        for f in &routes.functions {
+            let (name, entry) = registry::REGISTRY
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .ok_or_else(|| UnknownFunction(f.name.clone()))?;
+            match entry {
+                Function::Rule(handler) => {
+                    for r in &f.rules {
+                        rules.device.push((r.topic_filter.clone(), name, *handler));
+                    }
+                }
+                Function::Presence {
+                    lifecycle,
+                    schedule,
+                } => rules.presence = Some((name, *lifecycle, *schedule)),
+                Function::Api(_) => {}
+            }
+        }
+        Ok(rules)
+    }
+
+    fn device_rule(&self, topic: &str) -> Option<(&'static str, RuleFn)> {
+        self.device
+            .iter()
+            .find(|(filter, _, _)| topics::matches(filter, topic))
+            .map(|(_, name, f)| (*name, *f))
+    }
+}
+
+pub struct Core {
+    pub ports: Ports,
+    pub rules: Rules,
+    /// Set for the `local` profile: pruned like DynamoDB TTL would.
+    pub embedded: Option<EmbeddedStore>,
+    pub dead_letters: DeadLetters,
+}
+
+/// Appends failed invocations to `dead-letters.jsonl` (the hub's on-failure destination).
+pub struct DeadLetters {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeadLetter<'a, E: Serialize> {
+    time: chrono::DateTime<Utc>,
+    function: &'a str,
+    error: String,
+    retryable: bool,
+    event: &'a E,
+}
+
+impl DeadLetters {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn write<E: Serialize>(&self, function: &str, err: &InvokeError, event: &E) {
+        let line = DeadLetter {
+            time: Utc::now(),
+            function,
+            error: err.to_string(),
+            retryable: err.is_retryable(),
+            event,
+        };
+        let Ok(mut text) = serde_json::to_string(&line) else {
+            return;
+        };
+        text.push('\n');
+        let _guard = self.lock.lock();
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::error!(error = %e, path = %self.path.display(), "could not write a dead letter");
+        }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Core {
+    /// Runs `call` like an asynchronous Lambda invocation: retried while the error is
+    /// retryable, then dead-lettered.
+    async fn invoke<E, F, Fut>(&self, function: &str, event: &E, call: F)
+    where
+        E: Serialize,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Value, InvokeError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(outcome) => {
+                    tracing::debug!(function, %outcome, "handled");
+                    return;
+                }
+                Err(e) if e.is_retryable() && attempt < RETRY_DELAYS.len() => {
+                    tracing::info!(function, error = %e, attempt, "retrying");
+                    tokio::time::sleep(RETRY_DELAYS[attempt]).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(function, error = %e, "invocation failed; dead-lettered");
+                    self.dead_letters.write(function, &e, event);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The IoT rules emulation: a device published `payload` on `topic`.
+    pub async fn on_device_message(&self, client_id: &str, topic: &str, payload: &Bytes) {
+        let Some((function, handler)) = self.rules.device_rule(topic) else {
+            tracing::warn!(client_id, topic, "message on a topic no rule reads");
+            return;
+        };
+        let Ok((id, _)) = topics::parse(topic) else {
+            tracing::warn!(
+                client_id,
+                topic,
+                "a rule matched a topic without a device id"
+            );
+            return;
+        };
+        let ev = RuleEvent::new(id.as_str(), client_id, payload, Utc::now());
+        self.invoke(function, &ev, || handler(&self.ports, &ev))
+            .await
+    }
+
+    /// The lifecycle rule: a client connected or disconnected.
+    pub async fn on_presence(
+        &self,
+        kind: PresenceKind,
+        client_id: &str,
+        session_id: &str,
+        disconnect_reason: Option<&str>,
+    ) {
+        let Some((function, lifecycle, _)) = self.rules.presence else {
+            return;
+        };
+        let ev = PresenceInput::Lifecycle(LifecycleEvent {
+            client_id: client_id.to_string(),
+            timestamp: Utc::now().timestamp_millis(),
+            event_type: kind.as_str().to_string(),
+            session_identifier: session_id.to_string(),
+            principal_identifier: client_id.to_string(),
+            ip_address: None,
+            disconnect_reason: disconnect_reason.map(String::from),
+            version_number: 0,
+            client_initiated_disconnect: disconnect_reason
+                .map(|r| r == "CLIENT_INITIATED_DISCONNECT"),
+        });
+        self.invoke(function, &ev, || lifecycle(&self.ports, &ev))
+            .await;
+    }
+
+    /// The schedule: stale-heartbeat sweep.
+    pub async fn sweep(&self) {
+        let Some((function, _, schedule)) = self.rules.presence else {
+            return;
+        };
+        let now = Utc::now();
+        self.invoke(
+            function,
+            &serde_json::json!({"detail-type": "Scheduled Event", "time": now}),
+            || schedule(&self.ports, now),
+        )
+        .await;
+    }
+}

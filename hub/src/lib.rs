@@ -1,0 +1,351 @@
+//! `mir-hub`: the whole platform in one process, needing nothing installed; `mir local`
+//! wraps it, and tests start it in-process on port 0.
+//!
+//! - [`config`]: [`HubConfig`] (defaults < file < flags, validated once) and [`Profile`];
+//! - [`registry`]: function name (`routes.json`) -> handler, over one [`Ports`] bundle;
+//! - [`core`]: the IoT rules emulation (same topic filters, same rule event JSON, same
+//!   handlers as the Lambda functions), retries and the dead-letter file;
+//! - [`http`]: the HTTP server with the API Gateway routes and event shape;
+//! - [`adapters`]: publishing through the embedded broker, certificates from the local CA;
+//! - this module: [`Hub::start`] wires the embedded broker (`mir-broker`: a plain port and
+//!   an mTLS port whose certificates come from a local CA created on first run; the broker
+//!   enforces the cloud IoT policy), the stores of the profile, the HTTP server, presence
+//!   from connects and disconnects and the stale-heartbeat sweep. It takes its shutdown
+//!   signal as an argument.
+//!
+//! Architecture: see docs/architecture.md in the repository (sections Layout, Profiles,
+//! Delivery semantics).
+
+pub mod adapters;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod registry;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use mir_broker::{
+    ca::LocalCa, Broker, BrokerConfig, ClientInfo, DisconnectReason, Hooks, TlsListenerConfig,
+};
+use mir_proto::topics::PresenceKind;
+use mir_shared::{
+    adapters::embedded::{EmbeddedStore, Retention},
+    ports::Ports,
+    routes::RoutesTable,
+};
+
+pub use config::{ConfigError, HubConfig, Profile};
+
+use self::{
+    adapters::{BrokerPublisher, LocalCertificates},
+    core::{Core, DeadLetters, Rules},
+};
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database in {path} (is another hub running on it?): {source}")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: mir_shared::ports::StoreError,
+    },
+    #[error("the local CA in {path}: {source}")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: mir_broker::ca::CaError,
+    },
+    #[error("cannot start the MQTT broker: {0}")]
+    Broker(#[source] mir_broker::BrokerError),
+    #[error("the broker has no {0} listener")]
+    NoListener(&'static str),
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Endpoints {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the built-in routes table is invalid: {0}")]
+    Routes(#[source] serde_json::Error),
+    #[error(transparent)]
+    UnknownFunction(#[from] core::UnknownFunction),
+    #[error("cannot use the AWS-compatible endpoint {endpoint} (is LocalStack or moto running? see infra/localstack): {source}")]
+    Localstack {
+        endpoint: String,
+        #[source]
+        source: mir_shared::ports::StoreError,
+    },
+    #[error("this hub was built without the localstack profile: build it with the `localstack` feature (`cargo build -p mir-cli --features localstack`)")]
+    LocalstackNotBuilt,
+}
+
+/// Where the running hub listens; printed as one JSON line and written to
+/// `<data dir>/endpoints.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub http: String,
+    pub mqtt: String,
+    pub mqtts: String,
+    pub ca_cert: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+/// A running hub.
+pub struct Hub {
+    pub endpoints: Endpoints,
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub mqtts_addr: SocketAddr,
+    pub ca: Arc<LocalCa>,
+    pub core: Arc<Core>,
+    stopped: tokio::task::JoinHandle<()>,
+}
+
+struct RuleHooks(Arc<Core>);
+
+#[async_trait::async_trait]
+impl Hooks for RuleHooks {
+    async fn on_connect(&self, c: &ClientInfo) {
+        self.0
+            .on_presence(PresenceKind::Connected, &c.client_id, &c.session_id, None)
+            .await;
+    }
+    async fn on_disconnect(&self, c: &ClientInfo, reason: DisconnectReason) {
+        self.0
+            .on_presence(
+                PresenceKind::Disconnected,
+                &c.client_id,
+                &c.session_id,
+                Some(reason.as_aws_str()),
+            )
+            .await;
+    }
+    async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
+        self.0
+            .on_device_message(&c.client_id, topic, &payload)
+            .await;
+    }
+}
+
+impl Hub {
+    /// Starts every part; they stop when `shutdown` resolves.
+    pub async fn start(
+        config: HubConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Hub, HubError> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| HubError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let (stores, embedded) = match config.profile {
+            Profile::Local => {
+                let store = EmbeddedStore::open(&config.database_path()).map_err(|source| {
+                    HubError::Database {
+                        path: config.data_dir.clone(),
+                        source,
+                    }
+                })?;
+                (Ports::with_stores(store.clone()), Some(store))
+            }
+            Profile::Localstack => (localstack_stores(&config).await?, None),
+        };
+        let ca_error = |source| HubError::Ca {
+            path: config.ca_dir(),
+            source,
+        };
+        let ca = Arc::new(LocalCa::load_or_create(&config.ca_dir()).map_err(ca_error)?);
+        let server = ca
+            .issue_server_cert(&["localhost".to_string(), config.bind.to_string()])
+            .map_err(ca_error)?;
+        let publisher = Arc::new(BrokerPublisher::default());
+        let mtls_endpoint = Arc::new(std::sync::OnceLock::new());
+        let ports = Ports {
+            publisher: Some(publisher.clone()),
+            certificates: Some(Arc::new(LocalCertificates {
+                ca: ca.clone(),
+                endpoint: mtls_endpoint.clone(),
+            })),
+            stale_after: chrono::Duration::seconds(
+                i64::try_from(config.stale_after_secs).unwrap_or(90),
+            ),
+            ..stores
+        };
+        let routes = Arc::new(RoutesTable::load().map_err(HubError::Routes)?);
+        let core = Arc::new(Core {
+            ports,
+            rules: Rules::from_routes(&routes)?,
+            embedded,
+            dead_letters: DeadLetters::new(config.data_dir.join("dead-letters.jsonl")),
+        });
+        let token = CancellationToken::new();
+        let broker = Broker::start(
+            BrokerConfig {
+                plain: Some(config.addr(config.mqtt_port)),
+                tls: Some(TlsListenerConfig {
+                    addr: config.addr(config.mqtts_port),
+                    server_cert_chain_pem: server.cert_pem.clone(),
+                    server_key_pem: server.private_key_pem.clone().unwrap_or_default(),
+                    client_ca_pem: ca.ca_cert_pem().to_string(),
+                }),
+                max_queued_per_session: config.max_queued_per_session,
+                ..BrokerConfig::default()
+            },
+            Arc::new(RuleHooks(core.clone())),
+            token.clone().cancelled_owned(),
+        )
+        .await
+        .map_err(HubError::Broker)?;
+        publisher.set(broker.handle());
+        let mqtt_addr = broker.plain_addr().ok_or(HubError::NoListener("plain"))?;
+        let mqtts_addr = broker.tls_addr().ok_or(HubError::NoListener("TLS"))?;
+        // What a device provisioned through this hub connects to: an unspecified bind
+        // address is reached as localhost (a name of the broker's server certificate).
+        let _ = mtls_endpoint.set(if mqtts_addr.ip().is_unspecified() {
+            format!("mqtts://localhost:{}", mqtts_addr.port())
+        } else {
+            format!("mqtts://{mqtts_addr}")
+        });
+
+        let http_error = |source| HubError::Http {
+            addr: config.addr(config.http_port),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.addr(config.http_port))
+            .await
+            .map_err(http_error)?;
+        let http_addr = listener.local_addr().map_err(http_error)?;
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            // Small JSON answers must not wait for Nagle + delayed ACK.
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = http::router(http::HttpState {
+            core: core.clone(),
+            routes,
+        });
+        let http_token = token.clone();
+        let http = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(http_token.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+
+        let sweep_core = core.clone();
+        let sweep_token = token.clone();
+        let every = Duration::from_secs(config.sweep_interval_secs);
+        let retention = Retention {
+            events: chrono::Duration::days(config.events_retention_days.into()),
+            commands: chrono::Duration::days(config.commands_retention_days.into()),
+        };
+        let housekeeping = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            let mut n: u64 = 0;
+            loop {
+                tokio::select! {
+                    _ = sweep_token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                sweep_core.sweep().await;
+                n += 1;
+                if n % 120 == 1 {
+                    let pruned = match &sweep_core.embedded {
+                        Some(store) => store.prune(chrono::Utc::now(), retention).await,
+                        None => Ok(0),
+                    };
+                    if let Err(e) = pruned {
+                        tracing::warn!(error = %e, "pruning old events and commands failed");
+                    }
+                }
+            }
+        });
+
+        let stopped = tokio::spawn(async move {
+            shutdown.await;
+            token.cancel();
+            broker.stopped().await;
+            let _ = http.await;
+            let _ = housekeeping.await;
+        });
+
+        let endpoints = Endpoints {
+            http: format!("http://{http_addr}"),
+            mqtt: format!("mqtt://{mqtt_addr}"),
+            mqtts: format!("mqtts://{mqtts_addr}"),
+            ca_cert: config.ca_dir().join("ca.crt"),
+            data_dir: config.data_dir.clone(),
+        };
+        write_endpoints(&config.data_dir, &endpoints)?;
+        Ok(Hub {
+            endpoints,
+            http_addr,
+            mqtt_addr,
+            mqtts_addr,
+            ca,
+            core,
+            stopped,
+        })
+    }
+
+    /// Resolves once every part has stopped (after the shutdown signal).
+    pub async fn stopped(self) {
+        let _ = self.stopped.await;
+    }
+}
+
+/// The stores of the `localstack` profile: DynamoDB tables (created when missing) and
+/// the DynamoDB telemetry sink on an AWS-compatible endpoint.
+#[cfg(feature = "localstack")]
+async fn localstack_stores(config: &HubConfig) -> Result<Ports, HubError> {
+    use mir_shared::adapters::aws::AwsEnvironment;
+    let env = AwsEnvironment::for_endpoint(&config.aws_endpoint, &config.aws_table_prefix)
+        .await
+        .map_err(|source| HubError::Localstack {
+            endpoint: config.aws_endpoint.clone(),
+            source,
+        })?;
+    Ok(env.ports)
+}
+
+#[cfg(not(feature = "localstack"))]
+async fn localstack_stores(_config: &HubConfig) -> Result<Ports, HubError> {
+    Err(HubError::LocalstackNotBuilt)
+}
+
+fn write_endpoints(dir: &Path, endpoints: &Endpoints) -> Result<(), HubError> {
+    let path = dir.join("endpoints.json");
+    let text = serde_json::to_string_pretty(endpoints).map_err(|e| HubError::Endpoints {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text).map_err(|source| HubError::Endpoints { path, source })
+}
