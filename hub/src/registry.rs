@@ -197,6 +197,75 @@ mod tests {
         );
     }
 
+    /// Every device route that may meet an unknown device provisions it through
+    /// `service::provision`, so the device gets its `DeviceCreated` event.
+    #[tokio::test]
+    async fn every_device_route_that_auto_provisions_records_device_created() {
+        use mir_proto::wire::Heartbeat;
+        use mir_shared::testing::{env, hello_event, reported_event, rule_event, telemetry_event};
+        use prost::Message;
+
+        let hb = Heartbeat::default().encode_to_vec();
+        let status = mir_proto::examples::weather::DataRateStatus { sec: 1 }.encode_to_vec();
+        let events: Vec<(&str, RuleEvent)> = vec![
+            ("hello", hello_event("d-hello", 1)),
+            ("heartbeat", rule_event("d-heartbeat", &hb, 1)),
+            (
+                "telemetry",
+                telemetry_event(
+                    "d-telemetry",
+                    &[("schema.v1.Env", env(1, 20).encode_to_vec(), 1)],
+                    1,
+                ),
+            ),
+            (
+                "reported",
+                reported_event("d-reported", "schema.v1.DataRateStatus", status, 1, 1),
+            ),
+            ("desired", rule_event("d-desired", b"", 1)),
+        ];
+        for (name, event) in events {
+            let world = mir_shared::testing::TestWorld::new();
+            let Some(Function::Rule(handler)) = function(name) else {
+                panic!("{name} is a device route")
+            };
+            // Telemetry before any schema is retried later; the device exists already.
+            let _ = handler(&world.ports, &event).await;
+            let id = format!("d-{name}");
+            assert!(
+                world
+                    .reasons(&id)
+                    .await
+                    .contains(&"DeviceCreated".to_string()),
+                "{name} auto-provisioned {id} without a DeviceCreated event: {:?}",
+                world.reasons(&id).await
+            );
+            // A redelivery records nothing twice.
+            let _ = handler(&world.ports, &event).await;
+            let created = world
+                .reasons(&id)
+                .await
+                .iter()
+                .filter(|r| *r == "DeviceCreated")
+                .count();
+            assert_eq!(created, 1, "{name}");
+        }
+        let world = mir_shared::testing::TestWorld::new();
+        let Some(Function::Presence { lifecycle, .. }) = function("presence") else {
+            panic!("presence")
+        };
+        let connected: PresenceInput = serde_json::from_value(serde_json::json!({
+            "clientId": "d-presence", "timestamp": 1, "eventType": "connected",
+            "sessionIdentifier": "s1", "principalIdentifier": "p", "versionNumber": 0
+        }))
+        .expect("lifecycle fixture");
+        lifecycle(&world.ports, &connected).await.expect("connect");
+        assert!(world
+            .reasons("d-presence")
+            .await
+            .contains(&"DeviceCreated".to_string()));
+    }
+
     #[tokio::test]
     async fn a_function_without_its_ports_is_a_missing_port_not_a_panic() {
         let ports = Ports::default();

@@ -423,16 +423,20 @@ pub struct EventList {
 }
 
 impl From<crate::service::HandlerError> for ApiError {
+    /// The status the cause maps to; internals (stores, the broker) are logged, not sent.
     fn from(e: crate::service::HandlerError) -> Self {
         use crate::service::HandlerError as H;
+        let status = e.http_status();
         match e {
             H::Store(s) => s.into(),
-            H::Publish(p) => {
-                tracing::warn!(error = %p, "publish failed");
+            H::Publish(crate::ports::PublishError::Failed { .. }) => {
+                tracing::warn!(error = %e, "publish failed");
                 ApiError::unavailable("could not reach the device broker; retry later")
             }
-            H::UnknownDevice(id) => ApiError::not_found(format!("device {id} does not exist")),
-            other => ApiError::bad_request(other.to_string()),
+            other => ApiError {
+                status,
+                message: other.to_string(),
+            },
         }
     }
 }

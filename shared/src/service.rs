@@ -8,13 +8,15 @@ use std::{
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DomainError, Twin, Versioned};
-use crate::ports::{PublishError, SchemaStore, StoreError, TwinStore};
+use crate::domain::{DomainError, Event, EventReason, Twin, Versioned};
+use crate::ports::{EventStore, PublishError, SchemaStore, StoreError, TwinStore};
 use crate::rule_event::RuleEventError;
 use crate::schema::{Schema, SchemaError};
 
-/// Why a handler failed, and whether a retry can help (IoT rules retry asynchronous
-/// invocations; a retry only helps when the cause was a store or the network).
+/// Why a handler failed: each cause says whether a retry can help (IoT rules retry
+/// asynchronous invocations; only a store, the network or a schema that has not arrived
+/// yet can change between two tries) and which HTTP status it maps to. No decision is
+/// made on the text.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error(transparent)]
@@ -33,12 +35,30 @@ pub enum HandlerError {
         #[source]
         source: prost::DecodeError,
     },
+    /// Input that names what is wrong with it (`field`: a JSON path or a message name).
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: String, reason: String },
+    /// The device has not sent its schema yet: it is asked for it, and a retry decodes.
     #[error("device {0} has not sent its schema yet")]
     NoSchema(String),
     #[error("device {0} does not exist")]
     UnknownDevice(String),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("unknown command id {0:?}")]
+    UnknownCommand(String),
+    /// A device answered a command sent to another device.
+    #[error("device {device} answered command {command} of device {owner}; refused")]
+    NotItsCommand {
+        device: String,
+        command: String,
+        owner: String,
+    },
+    #[error("device {device} is disabled; {what} refused")]
+    DeviceDisabled { device: String, what: &'static str },
+    /// An unknown device's default name is taken by other devices.
+    #[error("could not auto-provision {0}: its name is taken")]
+    NameTaken(String),
+    #[error("unknown lifecycle eventType {0:?}")]
+    UnknownLifecycle(String),
 }
 
 impl HandlerError {
@@ -48,7 +68,44 @@ impl HandlerError {
             HandlerError::Publish(PublishError::Failed { .. }) => true,
             // The schema usually arrives moments later: a retry delivers the data.
             HandlerError::NoSchema(_) => true,
-            _ => false,
+            HandlerError::Event(_)
+            | HandlerError::Schema(_)
+            | HandlerError::Domain(_)
+            | HandlerError::Publish(PublishError::NotConnected(_))
+            | HandlerError::Malformed { .. }
+            | HandlerError::InvalidInput { .. }
+            | HandlerError::UnknownDevice(_)
+            | HandlerError::UnknownCommand(_)
+            | HandlerError::NotItsCommand { .. }
+            | HandlerError::DeviceDisabled { .. }
+            | HandlerError::NameTaken(_)
+            | HandlerError::UnknownLifecycle(_) => false,
+        }
+    }
+
+    /// The HTTP status an API answers with for this cause.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            HandlerError::Store(e) => e.http_status(),
+            HandlerError::Publish(PublishError::NotConnected(_)) => 409,
+            HandlerError::Publish(PublishError::Failed { .. }) => 503,
+            HandlerError::NoSchema(_) => 409,
+            HandlerError::UnknownDevice(_) | HandlerError::UnknownCommand(_) => 404,
+            HandlerError::DeviceDisabled { .. } | HandlerError::NameTaken(_) => 409,
+            HandlerError::NotItsCommand { .. } => 403,
+            HandlerError::Event(_)
+            | HandlerError::Schema(_)
+            | HandlerError::Domain(_)
+            | HandlerError::Malformed { .. }
+            | HandlerError::InvalidInput { .. }
+            | HandlerError::UnknownLifecycle(_) => 400,
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> HandlerError {
+        HandlerError::InvalidInput {
+            field: field.into(),
+            reason: reason.to_string(),
         }
     }
 
@@ -107,9 +164,37 @@ fn jitter_ms(attempt: usize) -> u64 {
     rand::random_range(0..=cap)
 }
 
+/// The one provisioning step of the device-facing handlers: the twin of the device that
+/// sent a message, auto-provisioned in `default` when it is unknown, with its
+/// `DeviceCreated` event (`how` says which message created it; `cause` keys the event, so
+/// a redelivery records it once). Returns the twin and whether it was created.
+pub async fn provision(
+    twins: &dyn TwinStore,
+    events: &dyn EventStore,
+    device_id: &mir_proto::DeviceId,
+    at: DateTime<Utc>,
+    cause: &str,
+    how: &str,
+) -> Result<(Versioned<Twin>, bool), HandlerError> {
+    let (twin, created) = ensure_twin(twins, device_id).await?;
+    if created {
+        let event = Event::new(
+            EventReason::DeviceCreated,
+            device_id.as_str(),
+            at,
+            cause,
+            format!("device auto-provisioned on {how}"),
+        )
+        .for_twin(&twin.value);
+        events.append(&[event]).await?;
+    }
+    Ok((twin, created))
+}
+
 /// The twin of a device, created (auto-provisioned in `default`) if it does not exist.
-/// Returns whether it was created.
-pub async fn ensure_twin(
+/// Returns whether it was created. Handlers go through [`provision`], which records the
+/// creation.
+async fn ensure_twin(
     twins: &dyn TwinStore,
     device_id: &mir_proto::DeviceId,
 ) -> Result<(Versioned<Twin>, bool), HandlerError> {
@@ -130,9 +215,7 @@ pub async fn ensure_twin(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(HandlerError::Invalid(format!(
-        "could not auto-provision {device_id}: its name is taken"
-    )))
+    Err(HandlerError::NameTaken(device_id.to_string()))
 }
 
 /// When a schema was loaded, its hash, and the schema.
@@ -325,7 +408,7 @@ pub async fn push_desired(
     let id = twin.device_id()?;
     let (msg, skipped) = desired_message(schema, twin, Some(names));
     if let Some((name, reason)) = skipped.first() {
-        return Err(HandlerError::Invalid(format!("desired {name}: {reason}")));
+        return Err(HandlerError::invalid(format!("desired {name}"), reason));
     }
     let topic = mir_proto::topics::DeviceTopic::Desired.for_device(&id);
     match publisher
@@ -409,6 +492,70 @@ pub async fn catalog(
 mod tests {
     use super::*;
     use crate::testing::TestWorld;
+
+    #[test]
+    fn each_cause_says_whether_a_retry_helps_and_its_http_status() {
+        let cases: Vec<(HandlerError, bool, u16)> = vec![
+            (HandlerError::NoSchema("d".into()), true, 409),
+            (
+                HandlerError::Store(StoreError::Unavailable {
+                    message: "throttled".into(),
+                    source: None,
+                }),
+                true,
+                503,
+            ),
+            (
+                HandlerError::Store(StoreError::Conflict("d".into())),
+                true,
+                409,
+            ),
+            (
+                HandlerError::Store(StoreError::TooLarge("d".into())),
+                false,
+                413,
+            ),
+            (
+                HandlerError::invalid("spec.deviceId", "cannot change"),
+                false,
+                400,
+            ),
+            (HandlerError::UnknownDevice("d".into()), false, 404),
+            (HandlerError::UnknownCommand("c".into()), false, 404),
+            (
+                HandlerError::DeviceDisabled {
+                    device: "d".into(),
+                    what: "telemetry",
+                },
+                false,
+                409,
+            ),
+            (HandlerError::NameTaken("d".into()), false, 409),
+            (
+                HandlerError::Publish(PublishError::NotConnected("d".into())),
+                false,
+                409,
+            ),
+            (
+                HandlerError::Publish(PublishError::Failed {
+                    message: "x".into(),
+                    source: None,
+                }),
+                true,
+                503,
+            ),
+            (HandlerError::UnknownLifecycle("x".into()), false, 400),
+        ];
+        for (e, retry, status) in cases {
+            assert_eq!(e.is_retryable(), retry, "{e}");
+            assert_eq!(e.http_status(), status, "{e}");
+            assert_eq!(crate::api::ApiError::from(e).status, status);
+        }
+        assert_eq!(
+            HandlerError::invalid("spec.deviceId", "cannot change").to_string(),
+            "invalid spec.deviceId: cannot change"
+        );
+    }
 
     #[tokio::test]
     async fn devices_with_the_same_schema_share_one_decoded_copy() {

@@ -6,9 +6,9 @@ use anyhow::bail;
 
 use mir_shared::domain::{Event, EventReason};
 
-use super::{out, resolve_one, Connection};
+use super::{out, resolve_one, Connection, ResolveError};
 use crate::args::{EventArgs, EventCommand, EventListArgs, Output};
-use crate::client::{ClientError, EventQuery};
+use crate::client::EventQuery;
 use crate::output::{self, Table};
 
 pub(super) async fn run(conn: &Connection, args: EventArgs) -> anyhow::Result<ExitCode> {
@@ -33,9 +33,8 @@ async fn list(client: &crate::client::Client, a: EventListArgs) -> anyhow::Resul
         // A deleted device keeps its events: fall back to the argument as an id.
         Some(d) => match resolve_one(client, d).await {
             Ok(t) => Some(t.spec.device_id),
-            Err(e) if e.downcast_ref::<ClientError>().is_some() => return Err(e),
-            Err(e) if d.contains('/') || e.to_string().contains("matches") => return Err(e),
-            Err(_) => Some(d.clone()),
+            Err(ResolveError::NoDevice(_)) if !d.contains('/') => Some(d.clone()),
+            Err(e) => return Err(e.into()),
         },
     };
     let q = EventQuery {

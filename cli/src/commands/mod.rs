@@ -167,25 +167,35 @@ pub(crate) async fn resolve(client: &Client, targets: &Targets) -> anyhow::Resul
     Ok(devices)
 }
 
+/// Why one device could not be picked out of an argument.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ResolveError {
+    #[error("{0}")]
+    Target(#[from] mir_shared::domain::DomainError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error("no device {0:?}; list devices with `mir device ls`")]
+    NoDevice(String),
+    #[error("{arg:?} matches {} devices ({}): name one as name/namespace", .names.len(), .names.join(", "))]
+    Ambiguous { arg: String, names: Vec<String> },
+}
+
 /// One device from `name/namespace`, `/namespace` (if it holds one device), a name or an id.
-pub(crate) async fn resolve_one(client: &Client, arg: &str) -> anyhow::Result<Twin> {
+pub(crate) async fn resolve_one(client: &Client, arg: &str) -> Result<Twin, ResolveError> {
     let targets = single_target(arg)?;
     let mut devices = client.list_devices(&targets).await?.devices;
     match devices.len() {
-        0 => bail!("no device {arg:?}; list devices with `mir device ls`"),
+        0 => Err(ResolveError::NoDevice(arg.to_string())),
         1 => Ok(devices.remove(0)),
-        n => {
-            let names: Vec<String> = devices.iter().map(Twin::display_name).collect();
-            bail!(
-                "{arg:?} matches {n} devices ({}): name one as name/namespace",
-                names.join(", ")
-            )
-        }
+        _ => Err(ResolveError::Ambiguous {
+            arg: arg.to_string(),
+            names: devices.iter().map(Twin::display_name).collect(),
+        }),
     }
 }
 
 /// A single-device argument: with a `/`, Mir's target syntax; without, a name or an id.
-pub(crate) fn single_target(arg: &str) -> anyhow::Result<Targets> {
+pub(crate) fn single_target(arg: &str) -> Result<Targets, mir_shared::domain::DomainError> {
     let mut t = Targets::default();
     t.add_positional(arg)?;
     if !arg.contains('/') {

@@ -176,13 +176,12 @@ async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
         ));
     }
     let twin = update(deps, &id, |twin, now| {
-        let mut doc =
-            serde_json::to_value(&*twin).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        let mut doc = serde_json::to_value(&*twin).map_err(|e| HandlerError::invalid("twin", e))?;
         api::merge_patch(&mut doc, &patch);
         let edit: Twin = serde_json::from_value(doc)
-            .map_err(|e| HandlerError::Invalid(format!("the patched twin is invalid: {e}")))?;
+            .map_err(|e| HandlerError::invalid("the patched twin", e))?;
         if edit.spec.device_id != twin.spec.device_id {
-            return Err(HandlerError::Invalid("spec.deviceId cannot change".into()));
+            return Err(HandlerError::invalid("spec.deviceId", "cannot change"));
         }
         let edit = edit.normalized()?;
         Ok(twin.apply_edit(&edit, now))

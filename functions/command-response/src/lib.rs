@@ -56,12 +56,13 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
         .commands
         .get(&resp.id)
         .await?
-        .ok_or_else(|| HandlerError::Invalid(format!("unknown command id {:?}", resp.id)))?;
+        .ok_or_else(|| HandlerError::UnknownCommand(resp.id.clone()))?;
     if record.device_id != id.as_str() {
-        return Err(HandlerError::Invalid(format!(
-            "device {id} answered command {} of device {}; refused",
-            resp.id, record.device_id
-        )));
+        return Err(HandlerError::NotItsCommand {
+            device: id.to_string(),
+            command: resp.id.clone(),
+            owner: record.device_id.clone(),
+        });
     }
     let status = CommandStatus::from_wire(
         CommandResponseStatus::try_from(resp.status).unwrap_or(CommandResponseStatus::Error),

@@ -8,7 +8,7 @@ use prost::Message;
 
 use mir_proto::topics::DeviceTopic;
 use mir_shared::{
-    ports::{DevicePublisher, MissingPort, Ports, SchemaStore, TwinStore},
+    ports::{DevicePublisher, EventStore, MissingPort, Ports, SchemaStore, TwinStore},
     rule_event::RuleEvent,
     service::{self, HandlerError, SchemaCache},
 };
@@ -16,6 +16,7 @@ use mir_shared::{
 pub struct Deps<'a> {
     pub twins: &'a dyn TwinStore,
     pub schemas: &'a dyn SchemaStore,
+    pub events: &'a dyn EventStore,
     pub publisher: &'a dyn DevicePublisher,
     pub cache: &'a SchemaCache,
 }
@@ -28,6 +29,7 @@ impl<'a> TryFrom<&'a Ports> for Deps<'a> {
         Ok(Self {
             twins: ports.twins()?,
             schemas: ports.schemas()?,
+            events: ports.events()?,
             publisher: ports.publisher()?,
             cache: ports.cache(),
         })
@@ -44,7 +46,15 @@ pub struct DesiredOutcome {
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome, HandlerError> {
     let id = event.device()?;
-    let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
+    let (twin, _) = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        event.received_at(),
+        &event.cause(DeviceTopic::DesiredGet),
+        "desired properties request",
+    )
+    .await?;
     let (msg, skipped) = if twin.value.properties.desired.is_empty() {
         (
             mir_proto::wire::DesiredProperties {

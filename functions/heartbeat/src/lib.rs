@@ -42,7 +42,8 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutco
     Heartbeat::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("Heartbeat"))?;
     let at = event.received_at();
-    let (_, created) = service::ensure_twin(deps.twins, &id).await?;
+    let cause = event.cause(DeviceTopic::Heartbeat);
+    service::provision(deps.twins, deps.events, &id, at, &cause, "heartbeat").await?;
     let mut came_online = false;
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         came_online = false;
@@ -61,20 +62,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutco
     })
     .await?
     .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
-    let cause = event.cause(DeviceTopic::Heartbeat);
     let mut events = Vec::new();
-    if created {
-        events.push(
-            Event::new(
-                EventReason::DeviceCreated,
-                id.as_str(),
-                at,
-                &cause,
-                "device auto-provisioned on heartbeat",
-            )
-            .for_twin(&twin.value),
-        );
-    }
     if came_online {
         events.push(
             Event::new(

@@ -75,7 +75,16 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     }
     deps.cache.insert(id.as_str(), hash, decoded);
 
-    let (_, created) = service::ensure_twin(deps.twins, &id).await?;
+    let cause = event.cause(DeviceTopic::Hello);
+    let (_, created) = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        received_at,
+        &cause,
+        "first hello",
+    )
+    .await?;
     let names = package_names.clone();
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         let s = &mut twin.status.schema;
@@ -92,20 +101,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     .await?
     .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
 
-    let cause = event.cause(DeviceTopic::Hello);
     let mut events = Vec::new();
-    if created {
-        events.push(
-            Event::new(
-                EventReason::DeviceCreated,
-                id.as_str(),
-                received_at,
-                &cause,
-                "device auto-provisioned on first hello",
-            )
-            .for_twin(&twin.value),
-        );
-    }
     if schema_changed {
         events.push(
             Event::new(EventReason::SchemaUpdated, id.as_str(), received_at, &cause, format!("schema with packages {}", package_names.join(", ")))

@@ -66,13 +66,13 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     let connected = match ev.event_type.as_str() {
         "connected" => true,
         "disconnected" => false,
-        other => {
-            return Err(HandlerError::Invalid(format!(
-                "unknown lifecycle eventType {other:?}"
-            )))
-        }
+        other => return Err(HandlerError::UnknownLifecycle(other.to_string())),
     };
-    let (_, created) = service::ensure_twin(deps.twins, &id).await?;
+    let cause = format!(
+        "{}|{}|{}",
+        ev.event_type, ev.session_identifier, ev.timestamp
+    );
+    service::provision(deps.twins, deps.events, &id, at, &cause, "connect").await?;
     let mut changed = false;
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         changed = false;
@@ -100,23 +100,7 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     })
     .await?
     .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
-    let cause = format!(
-        "{}|{}|{}",
-        ev.event_type, ev.session_identifier, ev.timestamp
-    );
     let mut events = Vec::new();
-    if created {
-        events.push(
-            Event::new(
-                EventReason::DeviceCreated,
-                id.as_str(),
-                at,
-                &cause,
-                "device auto-provisioned on connect",
-            )
-            .for_twin(&twin.value),
-        );
-    }
     if changed {
         let (reason, msg) = if connected {
             (EventReason::DeviceOnline, "device connected".to_string())

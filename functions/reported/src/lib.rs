@@ -53,11 +53,20 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
     let id = event.device()?;
     let msg = ReportedProperties::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("ReportedProperties"))?;
-    let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
+    let (twin, _) = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        event.received_at(),
+        &event.cause(DeviceTopic::Reported),
+        "reported properties",
+    )
+    .await?;
     if twin.value.spec.disabled {
-        return Err(HandlerError::Invalid(format!(
-            "device {id} is disabled; reported properties refused"
-        )));
+        return Err(HandlerError::DeviceDisabled {
+            device: id.to_string(),
+            what: "reported properties",
+        });
     }
     let Some(schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
         return Err(HandlerError::NoSchema(id.to_string()));

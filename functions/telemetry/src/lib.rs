@@ -105,11 +105,20 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
     let id = event.device()?;
     let batch = TelemetryBatch::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("TelemetryBatch"))?;
-    let (twin, _) = service::ensure_twin(deps.twins, &id).await?;
+    let (twin, _) = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        event.received_at(),
+        &event.cause(DeviceTopic::Telemetry),
+        "telemetry",
+    )
+    .await?;
     if twin.value.spec.disabled {
-        return Err(HandlerError::Invalid(format!(
-            "device {id} is disabled; telemetry refused"
-        )));
+        return Err(HandlerError::DeviceDisabled {
+            device: id.to_string(),
+            what: "telemetry",
+        });
     }
     let Some(mut schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
         ask_for_schema(deps, &id).await;

@@ -58,6 +58,17 @@ impl StoreError {
             StoreError::Conflict(_) | StoreError::Unavailable { .. }
         )
     }
+
+    /// The HTTP status an API answers with for this cause.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StoreError::NotFound(_) => 404,
+            StoreError::AlreadyExists(_) | StoreError::Conflict(_) => 409,
+            StoreError::TooLarge(_) => 413,
+            StoreError::Corrupt(_) => 500,
+            StoreError::Unavailable { .. } => 503,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
