@@ -24,7 +24,7 @@ trap cleanup EXIT
 export MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:${MOTO_PORT:-4566}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}" AWS_REGION="${AWS_REGION:-us-east-1}"
 
-cargo test -p mir-shared --features aws,lambda
+cargo test -p mir-shared --features aws,lambda -- --include-ignored
 if [[ "${1:-}" != "--no-smoke" ]]; then
   scripts/lambda-smoke.sh
 fi

@@ -38,8 +38,19 @@ if [ -x scripts/moto.sh ]; then
   export MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 fi
 
+# Tests that need the AWS endpoint are #[ignore]d, so that a run without one reports them
+# as ignored; here the endpoint runs, so they run too, and no test may be skipped.
 step "cargo test (workspace)"
-cargo test --workspace --all-features --no-fail-fast
+include_ignored=()
+[ "$aws_endpoint_started" = 1 ] && include_ignored=(-- --include-ignored)
+test_log=$(mktemp)
+cargo test --workspace --all-features --no-fail-fast "${include_ignored[@]}" 2>&1 | tee "$test_log"
+skipped=$(grep -Eo '[0-9]+ ignored' "$test_log" | awk '{s += $1} END {print s + 0}')
+rm -f "$test_log"
+if [ "$skipped" != 0 ]; then
+  echo "error: $skipped test(s) were skipped (ignored); the test command runs every test" >&2
+  exit 1
+fi
 
 if [ "$aws_endpoint_started" = 1 ]; then
   step "end-to-end tests again with mir local --profile localstack (AWS adapters on moto)"

@@ -1,11 +1,29 @@
 //! The Lambda wiring every function's `main.rs` shares (feature `lambda`).
 //!
-//! ```ignore
+//! ```no_run
+//! use mir_shared::{lambda, ports::{MissingPort, Ports, TwinStore}, rule_event::RuleEvent};
+//! use mir_shared::service::HandlerError;
+//!
+//! // A function crate's lib: its Deps, taken from the environment's ports, and its handler.
+//! struct Deps<'a> {
+//!     twins: &'a dyn TwinStore,
+//! }
+//! impl<'a> TryFrom<&'a Ports> for Deps<'a> {
+//!     type Error = MissingPort;
+//!     fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
+//!         Ok(Self { twins: ports.twins()? })
+//!     }
+//! }
+//! async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<bool, HandlerError> {
+//!     Ok(deps.twins.get(event.device()?.as_str()).await?.is_some())
+//! }
+//!
+//! // Its main.rs.
 //! #[tokio::main]
-//! async fn main() -> Result<(), mir_shared::lambda::Error> {
-//!     let ports = mir_shared::lambda::init("hello").await?;
-//!     let deps = mir_fn_hello::Deps::try_from(ports)?;
-//!     mir_shared::lambda::run_rule(|event| async { mir_fn_hello::handle(&deps, &event).await }).await
+//! async fn main() -> Result<(), lambda::Error> {
+//!     let deps = Deps::try_from(lambda::init("hello").await?)?;
+//!     let deps = &deps;
+//!     lambda::run_rule(|event: RuleEvent| async move { handle(deps, &event).await }).await
 //! }
 //! ```
 //!

@@ -1,7 +1,5 @@
 //! Backends for the suite and the macro that runs one body against each.
 
-use std::io::Write;
-
 use mir_shared::ports::{
     CommandStore, EventStore, SchemaStore, TelemetryReader, TelemetrySink, TwinStore,
 };
@@ -58,22 +56,19 @@ pub fn endpoint() -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// Writes past the test harness's capture, so the note shows in every run.
-pub fn note(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
+/// The endpoint of a test that needs one: such tests are `#[ignore]`d (a plain
+/// `cargo test` reports them as ignored, never as passed), and run with
+/// `--include-ignored`, where a missing endpoint fails them.
+pub fn required_endpoint() -> String {
+    endpoint().unwrap_or_else(|| {
+        panic!("{ENDPOINT_VAR} is not set: this test needs an AWS-compatible endpoint (scripts/moto.sh start)")
+    })
 }
 
-pub fn aws_status_note() {
-    if cfg!(not(feature = "aws")) {
-        note("conformance: AWS half NOT COMPILED (run with `--features aws` and MIR_TEST_AWS_ENDPOINT=http://127.0.0.1:4566); embedded half ran");
-    } else if endpoint().is_none() {
-        note("conformance: AWS half SKIPPED: MIR_TEST_AWS_ENDPOINT is not set (start an endpoint with `scripts/moto.sh start`, then MIR_TEST_AWS_ENDPOINT=http://127.0.0.1:4566)");
-    } else {
-        note(&format!(
-            "conformance: AWS half runs against {}",
-            endpoint().unwrap_or_default()
-        ));
-    }
+/// Writes past the test harness's capture, so the note shows in every run.
+pub fn note(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
 /// A random table prefix, unique per test.
@@ -83,29 +78,24 @@ pub fn random_prefix() -> String {
     format!("mirt-{n:016x}")
 }
 
-/// The AWS adapters on fresh tables, or `None` (with a note) when no endpoint is set.
+/// The AWS adapters on fresh tables of the endpoint (see [`required_endpoint`]).
 #[cfg(feature = "aws")]
-pub async fn aws() -> Option<Ports> {
-    let env = aws_env().await?;
-    Some(Ports {
+pub async fn aws() -> Ports {
+    Ports {
         kind: "aws",
-        ports: env.ports,
+        ports: aws_env().await.ports,
         _dir: None,
-    })
+    }
 }
 
 /// The AWS environment on fresh tables (DynamoDB telemetry sink).
 #[cfg(feature = "aws")]
-pub async fn aws_env() -> Option<mir_shared::adapters::aws::AwsEnvironment> {
-    static SKIP: std::sync::Once = std::sync::Once::new();
-    let Some(url) = endpoint() else {
-        SKIP.call_once(aws_status_note);
-        return None;
-    };
+pub async fn aws_env() -> mir_shared::adapters::aws::AwsEnvironment {
+    let url = required_endpoint();
     let config = mir_shared::adapters::aws::AwsConfig::localstack(&url, &random_prefix());
     let env = mir_shared::adapters::aws::AwsEnvironment::from_config(config).await;
     env.ensure_tables().await.expect("creating the test tables");
-    Some(env)
+    env
 }
 
 /// Runs each named `async fn(&Ports)` of the calling module against every backend:
@@ -125,8 +115,9 @@ macro_rules! conformance {
         mod aws {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
                 async fn $name() {
-                    let Some(p) = crate::support::aws().await else { return };
+                    let p = crate::support::aws().await;
                     super::$name(&p).await;
                 }
             )*
