@@ -6,7 +6,7 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use mir_broker::{DisconnectReason, QoS};
+use mir_broker::{BrokerError, DisconnectReason, QoS};
 use rumqttc::{
     ConnectReturnCode, ConnectionError, LastWill, Packet, QoS as Q, SubscribeReasonCode,
 };
@@ -62,11 +62,18 @@ async fn a_device_receives_what_the_hub_publishes_on_its_topics() {
         .publish("mir/other/cmd/req", Bytes::new(), QoS::AtLeastOnce)
         .await;
     assert_eq!(n.unwrap(), 0);
-    assert!(b
+    let refused = b
         .handle
         .publish("mir/+/cmd/req", Bytes::new(), QoS::AtMostOnce)
-        .await
-        .is_err());
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(BrokerError::InvalidTopic { topic, why })
+                if topic == "mir/+/cmd/req" && why.contains("wildcards")
+        ),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -176,10 +183,14 @@ async fn an_invalid_client_id_is_refused_with_identifier_rejected() {
     }
     let mut raw = RawClient::connect(b.addr()).await;
     assert_eq!(raw.handshake("", 4, 30).await, Some((2, false)));
-    tokio::time::sleep(QUIET).await;
+    // Refused connections call no hook: once a valid device's connect is reported, it is
+    // the only event (a refused connection ends before any hook could run).
+    let (_d, _) = Device::connect(opts("dev-ok", b.addr())).await;
+    b.hooks.wait_connects("dev-ok", 1).await;
+    let events = b.hooks.events();
     assert!(
-        b.hooks.events().is_empty(),
-        "refused connections call no hook"
+        matches!(&events[..], [HookEvent::Connect(c)] if c.client_id == "dev-ok"),
+        "refused connections call no hook: {events:#?}"
     );
 }
 
@@ -222,11 +233,20 @@ async fn a_payload_over_the_limit_disconnects_the_device() {
     b.hooks
         .wait_disconnect("dev-2", DisconnectReason::PayloadTooLarge)
         .await;
-    assert!(b
+    let refused = b
         .handle
         .publish("mir/dev-1/cmd/req", vec![0u8; 1025].into(), QoS::AtMostOnce)
-        .await
-        .is_err());
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(BrokerError::PayloadTooLarge {
+                size: 1025,
+                max: 1024
+            })
+        ),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -437,38 +457,51 @@ async fn a_second_connection_with_the_same_client_id_takes_over() {
         )
         .await
         .unwrap();
-    assert!(second.next_publish(WAIT).await.is_some());
+    let p = second
+        .next_publish(WAIT)
+        .await
+        .expect("delivered to the new connection");
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("mir/dev-1/cmd/req", &b"x"[..])
+    );
     assert!(b.handle.is_connected("dev-1"));
 }
 
-#[tokio::test]
+// On tokio's paused clock (the broker's timers are tokio timers): time moves only when
+// every task waits, straight to the next timer, so durations are exact and take no time.
+#[tokio::test(start_paused = true)]
 async fn a_silent_client_is_closed_after_one_and_a_half_keepalives() {
     let b = broker().start().await;
     let mut raw = RawClient::connect(b.addr()).await;
     assert_eq!(raw.handshake("dev-1", 4, 1).await, Some((0, false)));
     let took = raw.wait_closed(WAIT).await.expect("closed by the broker");
     assert!(
-        took >= Duration::from_millis(1400),
-        "closed too early: {took:?}"
-    );
-    assert!(
-        took <= Duration::from_millis(3000),
-        "closed too late: {took:?}"
+        (Duration::from_millis(1500)..=Duration::from_millis(1501)).contains(&took),
+        "closed after {took:?}, not 1.5 keepalives of 1 s"
     );
     b.hooks
         .wait_disconnect("dev-1", DisconnectReason::KeepAliveTimeout)
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pings_keep_a_client_alive() {
     let b = broker().start().await;
     let mut o = opts("dev-1", b.addr());
     o.set_keep_alive(Duration::from_secs(1));
+    let start = tokio::time::Instant::now();
     let (mut d, _) = Device::connect(o).await;
-    d.expect_packet("PINGRESP", |p| matches!(p, Packet::PingResp))
-        .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Nothing but pings for three keepalives, twice the broker's 1.5 s timeout.
+    for _ in 0..3 {
+        d.expect_packet("PINGRESP", |p| matches!(p, Packet::PingResp))
+            .await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(b.handle.is_connected("dev-1"));
     assert!(b.hooks.disconnects("dev-1").is_empty());
 }
@@ -545,14 +578,18 @@ async fn shutdown_closes_every_client_and_stopped_returns() {
         vec![DisconnectReason::ServerShutdown]
     );
     assert!(handle.connected_clients().is_empty());
-    assert!(handle
+    let refused = handle
         .publish("mir/dev-1/cmd/req", Bytes::new(), QoS::AtMostOnce)
-        .await
-        .is_err());
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed"
-    );
+        .await;
+    assert!(matches!(refused, Err(BrokerError::Stopped)), "{refused:?}");
+    match tokio::net::TcpStream::connect(addr).await {
+        Err(e) => assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "listener closed"
+        ),
+        Ok(_) => panic!("the listener still accepts after shutdown"),
+    }
 }
 
 #[tokio::test]

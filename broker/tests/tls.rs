@@ -7,6 +7,7 @@ use bytes::Bytes;
 use mir_broker::{DisconnectReason, QoS};
 use mir_proto::DeviceId;
 use rumqttc::{ConnectReturnCode, ConnectionError, QoS as Q};
+use rustls::AlertDescription;
 use support::*;
 
 fn id(s: &str) -> DeviceId {
@@ -58,7 +59,15 @@ async fn a_device_without_a_certificate_is_refused() {
     let b = broker().tls_only(pki.listener()).start().await;
     let o = tls_opts("dev-1", b.tls.unwrap(), pki.ca.ca_cert_pem(), None);
     let mut d = Device::start(o);
-    assert!(d.connack().await.is_err());
+    // The broker ends the handshake: a client certificate is required.
+    match d.connack().await {
+        Err(e) => assert_eq!(
+            tls_alert(&e),
+            Some(AlertDescription::CertificateRequired),
+            "{e:?}"
+        ),
+        Ok(present) => panic!("accepted without a certificate (session_present {present})"),
+    }
     assert!(b.hooks.events().is_empty());
 }
 
@@ -76,7 +85,13 @@ async fn a_certificate_from_another_ca_is_refused() {
         Some((&cert.cert_pem, &key)),
     );
     let mut d = Device::start(o);
-    assert!(d.connack().await.is_err());
+    // The broker ends the handshake: every local CA is named "Mir local CA", so the
+    // certificate's issuer is found by name and its signature fails (bad signature is
+    // rustls's decrypt_error alert).
+    match d.connack().await {
+        Err(e) => assert_eq!(tls_alert(&e), Some(AlertDescription::DecryptError), "{e:?}"),
+        Ok(present) => panic!("accepted a foreign certificate (session_present {present})"),
+    }
     assert!(b.hooks.events().is_empty());
 }
 
@@ -92,12 +107,24 @@ async fn a_certificate_for_another_device_is_not_authorized() {
         pki.ca.ca_cert_pem(),
         Some((&cert.cert_pem, &key)),
     );
+    // The handshake succeeds (a valid certificate of the hub's CA); the CONNECT is refused
+    // because its client id is not the certificate's common name.
     let mut d = Device::start(o);
     match d.connack().await {
         Err(ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized)) => {}
         other => panic!("expected not authorized, got {other:?}"),
     }
     assert!(b.hooks.events().is_empty());
+    // The same certificate connects as the device it names.
+    let o = tls_opts(
+        "dev-2",
+        b.tls.unwrap(),
+        pki.ca.ca_cert_pem(),
+        Some((&cert.cert_pem, &key)),
+    );
+    let (_d, _) = Device::connect(o).await;
+    b.hooks.wait_connects("dev-2", 1).await;
+    assert!(b.hooks.connects("dev-1").is_empty());
 }
 
 #[tokio::test]

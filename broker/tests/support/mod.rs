@@ -1,6 +1,8 @@
 //! Builders and helpers shared by the broker's integration tests.
 //!
-//! Every wait is bounded by [`WAIT`]; brokers bind 127.0.0.1:0 only.
+//! Every wait is bounded by [`WAIT`] and ends as soon as what it waits for happened (no
+//! polling, no fixed sleeps); only "nothing happens" is observed for a while ([`QUIET`]).
+//! Brokers bind 127.0.0.1:0 only.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -16,7 +18,7 @@ use mir_broker::{
 };
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, Transport};
 use tokio::{
-    sync::{mpsc, oneshot, Semaphore},
+    sync::{mpsc, oneshot, Notify, Semaphore},
     task::JoinHandle,
 };
 
@@ -41,6 +43,8 @@ pub enum HookEvent {
 #[derive(Default)]
 pub struct Recorder {
     events: Mutex<Vec<HookEvent>>,
+    /// Woken on every recorded event.
+    changed: Notify,
     gate: Option<Arc<Semaphore>>,
 }
 
@@ -67,27 +71,31 @@ impl Hooks for Recorder {
 impl Recorder {
     fn push(&self, e: HookEvent) {
         self.events.lock().unwrap().push(e);
+        self.changed.notify_waiters();
     }
 
     pub fn events(&self) -> Vec<HookEvent> {
         self.events.lock().unwrap().clone()
     }
 
-    /// Waits until `cond` holds on the events, or panics after [`WAIT`].
+    /// Waits until `cond` holds on the events (checked again on every new event), or
+    /// panics after [`WAIT`].
     pub async fn wait_until(&self, what: &str, cond: impl Fn(&[HookEvent]) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let events = self.events();
-            if cond(&events) {
+            // Registered before the check, so that an event pushed in between wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if cond(&self.events()) {
                 return;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 panic!(
                     "timed out waiting for {what}; hook events: {:#?}",
                     self.events()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -201,8 +209,8 @@ impl BrokerBuilder {
             self.config.plain = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         }
         let hooks = Arc::new(Recorder {
-            events: Mutex::default(),
             gate: self.gate,
+            ..Recorder::default()
         });
         let (stop, stop_rx) = oneshot::channel::<()>();
         let broker = Broker::start(self.config, hooks.clone(), async {
@@ -442,6 +450,27 @@ pub fn tls_opts(
         rumqttc::TlsConfiguration::Rustls(Arc::new(config)),
     ));
     o
+}
+
+/// The TLS alert the broker sent if a refused handshake is what ended the connection
+/// (rumqttc reports it from the handshake or, with TLS 1.3, where the client certificate is
+/// judged after the client's side of the handshake, from reading the CONNACK).
+pub fn tls_alert(e: &ConnectionError) -> Option<rustls::AlertDescription> {
+    use rumqttc::{StateError, TlsError};
+    let io = match e {
+        ConnectionError::Tls(TlsError::TLS(rustls::Error::AlertReceived(alert))) => {
+            return Some(*alert)
+        }
+        ConnectionError::Tls(TlsError::Io(io))
+        | ConnectionError::Io(io)
+        | ConnectionError::MqttState(StateError::Io(io))
+        | ConnectionError::MqttState(StateError::Deserialization(rumqttc::Error::Io(io))) => io,
+        _ => return None,
+    };
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
 }
 
 /// A bare TCP MQTT client, for what rumqttc will not send (silence, odd CONNECTs).
