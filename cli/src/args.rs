@@ -694,7 +694,8 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["mir", "evt", "list", "-o", "json"]).expect("parses");
         assert!(matches!(cli.command, Command::Event(_)));
-        assert!(Cli::try_parse_from(["mir", "dev", "ls", "-o", "xml"]).is_err());
+        let e = Cli::try_parse_from(["mir", "dev", "ls", "-o", "xml"]).expect_err("xml");
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
         let cli = Cli::try_parse_from(["mir", "device", "ls", "--ids", "a,b", "-l", "k=v"])
             .expect("parses");
         let Command::Device(DeviceArgs {

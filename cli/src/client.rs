@@ -348,8 +348,14 @@ mod tests {
             c.url(&["v1", "events"]).as_str(),
             "http://127.0.0.1:8180/v1/events"
         );
-        assert!(Client::new("127.0.0.1:8180").is_err());
-        assert!(Client::new("ftp://x").is_err());
+        assert!(matches!(
+            Client::new("127.0.0.1:8180"),
+            Err(ClientError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            Client::new("ftp://x"),
+            Err(ClientError::BadUrl { .. })
+        ));
     }
 
     #[test]

@@ -324,7 +324,11 @@ mod tests {
             p.expect("path"),
             PathBuf::from("/home/u/.config/mir/cli.yaml")
         );
-        assert!(config_path_from(|_| None).is_err());
+        let e = config_path_from(|_| None).expect_err("no HOME");
+        assert_eq!(
+            e.to_string(),
+            "cannot find the CLI configuration: set MIR_CONFIG or HOME"
+        );
     }
 
     #[test]
@@ -349,7 +353,12 @@ mod tests {
             cfg.resolve_api(None, Some("local")).expect("ok"),
             DEFAULT_LOCAL_API
         );
-        assert!(cfg.switch("nope").is_err());
+        let e = cfg.switch("nope").expect_err("unknown");
+        assert!(
+            e.to_string()
+                .starts_with("no context \"nope\"; known: local"),
+            "{e}"
+        );
         cfg.upsert(Context {
             name: "prod".into(),
             api: "https://a".into(),
@@ -411,7 +420,11 @@ mod tests {
         let e = context_from_cdk_outputs(r#"{"mir-dev-data": {}}"#, None, None, None)
             .expect_err("no api");
         assert!(e.to_string().contains("no ApiUrl"), "{e}");
-        assert!(context_from_cdk_outputs("[]", None, None, None).is_err());
+        let e = context_from_cdk_outputs("[]", None, None, None).expect_err("a list");
+        assert_eq!(
+            e.to_string(),
+            "the CDK outputs file must map stack names to outputs"
+        );
         assert!(context_from_cdk_outputs("{}", None, None, None)
             .expect_err("empty")
             .to_string()

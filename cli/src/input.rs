@@ -244,7 +244,8 @@ mod tests {
             targets: vec!["a/b/c".into()],
             ..Default::default()
         };
-        assert!(targets(&bad).is_err());
+        let e = targets(&bad).expect_err("two slashes");
+        assert!(e.to_string().contains("must be name/namespace"), "{e}");
         assert!(positional_targets(&["x/y"]).expect("ok").names[0]
             .namespace
             .is_some());
@@ -255,8 +256,10 @@ mod tests {
         let m = key_values(&["a=1,b=2".into(), "c=".into()], "label").expect("ok");
         assert_eq!(m.len(), 3);
         assert_eq!(m["c"], "");
-        assert!(key_values(&["novalue".into()], "label").is_err());
-        assert!(key_values(&["=v".into()], "label").is_err());
+        let e = key_values(&["novalue".into()], "label").expect_err("no value");
+        assert_eq!(e.to_string(), "label \"novalue\" must be key=value");
+        let e = key_values(&["=v".into()], "label").expect_err("no key");
+        assert_eq!(e.to_string(), "label \"=v\" has an empty key");
     }
 
     #[test]
@@ -272,8 +275,16 @@ mod tests {
             parse_duration("1.5s").expect("ok"),
             Duration::from_millis(1500)
         );
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3w").is_err());
+        let e = parse_duration("soon").expect_err("no number");
+        assert_eq!(
+            e.to_string(),
+            "duration \"soon\" must be like 500ms, 10s or 2m"
+        );
+        let e = parse_duration("3w").expect_err("weeks");
+        assert_eq!(
+            e.to_string(),
+            "duration \"3w\": unknown unit \"w\" (use ms, s, m or h)"
+        );
     }
 
     #[test]

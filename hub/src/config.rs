@@ -153,7 +153,8 @@ mod tests {
         let yaml = serde_yaml::to_string(&HubConfig::default()).expect("yaml");
         let back: HubConfig = serde_yaml::from_str(&yaml).expect("parses");
         assert_eq!(back, HubConfig::default());
-        assert!(serde_yaml::from_str::<HubConfig>("httpPrt: 1").is_err());
+        let e = serde_yaml::from_str::<HubConfig>("httpPrt: 1").expect_err("a typo");
+        assert!(e.to_string().contains("unknown field `httpPrt`"), "{e}");
         let partial: HubConfig = serde_yaml::from_str("httpPort: 9000").expect("partial");
         assert_eq!(partial.mqtt_port, 1883);
     }
@@ -165,13 +166,16 @@ mod tests {
             http_port: 9000,
             ..HubConfig::default()
         };
-        assert!(c.validate().is_err());
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid(m)) if m == "port 9000 is used twice"
+        ));
         let c = HubConfig {
             mqtt_port: 0,
             http_port: 0,
             mqtts_port: 0,
             ..HubConfig::default()
         };
-        assert!(c.validate().is_ok());
+        c.validate().expect("any free port, three times");
     }
 }

@@ -475,9 +475,18 @@ mod tests {
             parse_since("2h", now).expect("ok"),
             now - chrono::Duration::hours(2)
         );
-        assert!(parse_since("2024-01-01T00:00:00Z", now).is_ok());
-        assert!(parse_since("soon", now).is_err());
-        assert!(parse_since("3w", now).is_err());
+        assert_eq!(
+            parse_since("2024-01-01T00:00:00Z", now).expect("a time"),
+            chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("time")
+        );
+        let e = parse_since("soon", now).expect_err("no number");
+        assert_eq!(
+            (e.status, e.message.contains("must be like 15m")),
+            (400, true),
+            "{e}"
+        );
+        let e = parse_since("3w", now).expect_err("weeks");
+        assert_eq!(e.message, "since \"3w\": unit must be s, m, h or d");
     }
 
     #[test]

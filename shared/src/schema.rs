@@ -653,7 +653,10 @@ mod tests {
             s.proto_to_json(&d, &[0xff, 0xff, 0xff]),
             Err(SchemaError::Decode { .. })
         ));
-        assert!(Schema::from_descriptor_set(b"\x0a\xff garbage").is_err());
+        assert!(matches!(
+            Schema::from_descriptor_set(b"\x0a\xff garbage"),
+            Err(SchemaError::InvalidDescriptor(_))
+        ));
     }
 
     #[test]

@@ -362,7 +362,8 @@ mod tests {
         let twins = parse_twins(text).expect("ok");
         assert_eq!(twins.len(), 2);
         assert_eq!(twins[1].meta.name, "b");
-        assert!(parse_twins("meta:\n  name: x\n").is_err());
+        let e = parse_twins("meta:\n  name: x\n").expect_err("no id");
+        assert_eq!(e.to_string(), "document 1 has no spec.deviceId");
         let err = parse_twins("spec:\n  deviceID: a\n").expect_err("typo");
         assert!(format!("{err:#}").contains("deviceID"), "{err:#}");
     }

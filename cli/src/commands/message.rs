@@ -438,7 +438,10 @@ mod tests {
     #[test]
     fn an_unknown_message_lists_the_known_ones() {
         let t = Targets::default();
-        assert!(find_message(Kind::Command, &catalog(), "schema.v1.ActivateHVACCmd", &t).is_ok());
+        let c = catalog();
+        let found = find_message(Kind::Command, &c, "schema.v1.ActivateHVACCmd", &t)
+            .expect("offered by weather");
+        assert_eq!(found.template, json!({"durationSec": 0}));
         let err = find_message(Kind::Command, &catalog(), "x.Nope", &t).expect_err("unknown");
         assert!(
             err.to_string().contains("known: schema.v1.ActivateHVACCmd"),

@@ -382,9 +382,15 @@ mod tests {
         assert!(!get("src/main.rs").contains("{{"));
         let files = files_with_version();
         assert!(files.contains("mir-device-sdk = \"0.1.0\""), "{files}");
-        assert!(check_name("weather-1").is_ok());
-        assert!(check_name("1weather").is_err());
-        assert!(check_name("a b").is_err());
+        check_name("weather-1").expect("a valid name");
+        for bad in ["1weather", "a b"] {
+            let e = check_name(bad).expect_err(bad);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid project name {bad:?}")),
+                "{e}"
+            );
+        }
     }
 
     fn files_with_version() -> String {

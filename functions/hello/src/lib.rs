@@ -168,7 +168,14 @@ mod tests {
         assert!(w.store_schema("weather").await.is_none());
         let mut ev = hello_event("weather", 1_000);
         ev.client_id = "intruder".into();
-        assert!(handle(&deps(&w), &ev).await.is_err());
+        let err = handle(&deps(&w), &ev).await.expect_err("another client");
+        assert!(
+            matches!(
+                err,
+                HandlerError::Event(mir_shared::rule_event::RuleEventError::ClientMismatch { .. })
+            ),
+            "{err}"
+        );
         assert!(TwinStore::get(&w.store, "weather")
             .await
             .expect("read")

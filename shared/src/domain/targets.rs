@@ -187,7 +187,11 @@ mod tests {
         t.add_positional("power").expect("ok");
         assert_eq!(t.namespaces, ["factory", "prod"]);
         assert_eq!(t.names.len(), 2);
-        assert!(t.add_positional("a/b/c").is_err());
+        let e = t.add_positional("a/b/c").expect_err("two slashes");
+        assert_eq!(
+            e.to_string(),
+            "target \"a/b/c\" must be name/namespace, /namespace or name"
+        );
     }
 
     #[test]
@@ -217,6 +221,9 @@ mod tests {
         let q = t.to_query();
         let back = Targets::from_query(q.iter().map(|(k, v)| (*k, v.as_str()))).expect("parses");
         assert_eq!(back, t);
-        assert!(Targets::default().add_labels("novalue").is_err());
+        let e = Targets::default()
+            .add_labels("novalue")
+            .expect_err("no value");
+        assert_eq!(e.to_string(), "label \"novalue\" must be key=value");
     }
 }

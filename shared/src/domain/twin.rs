@@ -327,7 +327,8 @@ status:
         assert_eq!(twin.display_name(), "weather/default");
         let mut bad = Twin::default();
         bad.spec.device_id = "bad id".into();
-        assert!(bad.normalized().is_err());
+        let e = bad.normalized().expect_err("an invalid device id");
+        assert!(e.to_string().starts_with("spec.deviceId: "), "{e}");
     }
 
     #[test]
