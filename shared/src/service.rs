@@ -191,6 +191,20 @@ pub async fn provision(
     Ok((twin, created))
 }
 
+/// [`provision`] for the device that sent `event` on `topic` (the rule event's device,
+/// receive time and cause).
+pub async fn provision_sender(
+    twins: &dyn TwinStore,
+    events: &dyn EventStore,
+    event: &crate::rule_event::RuleEvent,
+    topic: mir_proto::topics::DeviceTopic,
+    how: &str,
+) -> Result<(Versioned<Twin>, bool), HandlerError> {
+    let id = event.device()?;
+    let cause = event.cause(topic);
+    provision(twins, events, &id, event.received_at(), &cause, how).await
+}
+
 /// The twin of a device, created (auto-provisioned in `default`) if it does not exist.
 /// Returns whether it was created. Handlers go through [`provision`], which records the
 /// creation.

@@ -17,12 +17,9 @@ use mir_proto::{topics::DeviceTopic, wire::CommandRequest};
 use mir_shared::{
     api::{self, ApiError, ApiRequest, Catalog, CommandResult, CommandResults, SendCommand},
     domain::{command::CommandOutcome, CommandRecord, CommandStatus, Event, EventReason, Twin},
-    ports::{
-        Clock, CommandStore, DevicePublisher, EventStore, MissingPort, Ports, PublishError,
-        SchemaStore, TwinStore,
-    },
+    ports::PublishError,
     schema::MessageKind,
-    service::{self, SchemaCache},
+    service,
 };
 
 /// Default time to wait for answers.
@@ -30,31 +27,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait (API Gateway's integration timeout is 29 s).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(25);
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub commands: &'a dyn CommandStore,
-    pub events: &'a dyn EventStore,
-    pub publisher: &'a dyn DevicePublisher,
-    pub cache: &'a SchemaCache,
-    pub clock: &'a dyn Clock,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            commands: ports.commands()?,
-            events: ports.events()?,
-            publisher: ports.publisher()?,
-            cache: ports.cache(),
-            clock: ports.clock(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `api-commands` uses.
+    pub struct Deps { twins, schemas, commands, events, publisher, cache, clock }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use super::*;
 use mir_shared::{
     adapters::embedded::EmbeddedStore,
+    ports::{CommandStore, DevicePublisher, PublishError, TwinStore},
     testing::{api_request, response_json, TestWorld},
 };
 use serde_json::{json, Value};

@@ -14,34 +14,13 @@ use mir_shared::{
         self, ApiError, ApiRequest, Catalog, ConfigResult, ConfigResults, ConfigStatus, SendConfig,
     },
     domain::{Event, EventReason, Twin},
-    ports::{Clock, DevicePublisher, EventStore, MissingPort, Ports, SchemaStore, TwinStore},
     schema::MessageKind,
-    service::{self, Change, HandlerError, SchemaCache},
+    service::{self, Change, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub publisher: &'a dyn DevicePublisher,
-    pub cache: &'a SchemaCache,
-    pub clock: &'a dyn Clock,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            publisher: ports.publisher()?,
-            cache: ports.cache(),
-            clock: ports.clock(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `api-config` uses.
+    pub struct Deps { twins, schemas, events, publisher, cache, clock }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -169,6 +148,7 @@ async fn send_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::TwinStore;
     use mir_shared::testing::{api_request, response_json, TestWorld};
     use serde_json::json;
 

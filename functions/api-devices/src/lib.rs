@@ -15,38 +15,12 @@ use mir_proto::{topics::DeviceTopic, DeviceId};
 use mir_shared::{
     api::{self, ApiError, ApiRequest, CertificateRequest, DeviceList},
     domain::{twin::Status, Event, EventReason, Twin},
-    ports::{
-        CertificateIssuer, Clock, DevicePublisher, EventStore, MissingPort, Ports, SchemaStore,
-        TwinStore,
-    },
-    service::{self, Change, HandlerError, SchemaCache},
+    service::{self, Change, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub publisher: &'a dyn DevicePublisher,
-    pub certificates: Option<&'a dyn CertificateIssuer>,
-    pub cache: &'a SchemaCache,
-    pub clock: &'a dyn Clock,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            publisher: ports.publisher()?,
-            certificates: ports.certificates(),
-            cache: ports.cache(),
-            clock: ports.clock(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `api-devices` uses.
+    pub struct Deps { twins, schemas, events, publisher, certificates, cache, clock }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {

@@ -8,24 +8,11 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use mir_shared::{
     api::{self, ApiError, ApiRequest, EventList},
     domain::{EventFilter, EventReason},
-    ports::{Clock, EventStore, MissingPort, Ports},
 };
 
-pub struct Deps<'a> {
-    pub events: &'a dyn EventStore,
-    pub clock: &'a dyn Clock,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            events: ports.events()?,
-            clock: ports.clock(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `api-events` uses.
+    pub struct Deps { events, clock }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -83,6 +70,7 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), Api
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::EventStore;
     use mir_shared::{
         domain::Event,
         testing::{api_request, at_ms, response_json, TestWorld},

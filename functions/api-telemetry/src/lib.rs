@@ -13,39 +13,18 @@ use mir_shared::{
         self, ApiError, ApiRequest, DeviceTelemetry, TelemetryList, TelemetryQueryResult,
         TelemetryRow,
     },
-    ports::{
-        Clock, MissingPort, Ports, SchemaStore, TelemetryQuery, TelemetryReader, TelemetrySeries,
-        TwinStore,
-    },
+    ports::{TelemetryQuery, TelemetrySeries},
     schema::MessageKind,
-    service::{self, SchemaCache},
+    service,
 };
 
 /// Default and largest number of rows a query returns.
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub telemetry: &'a dyn TelemetryReader,
-    pub cache: &'a SchemaCache,
-    pub clock: &'a dyn Clock,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            telemetry: ports.telemetry_reader()?,
-            cache: ports.cache(),
-            clock: ports.clock(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `api-telemetry` uses.
+    pub struct Deps { twins, schemas, telemetry, cache, clock }
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -190,6 +169,7 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::Clock;
     use mir_shared::{
         ports::TelemetrySink,
         telemetry::RecordContext,

@@ -14,30 +14,13 @@ use mir_proto::{
 };
 use mir_shared::{
     domain::{command::CommandOutcome, CommandStatus, Event, EventReason},
-    ports::{CommandStore, EventStore, MissingPort, Ports, SchemaStore},
     rule_event::RuleEvent,
-    service::{HandlerError, SchemaCache},
+    service::HandlerError,
 };
 
-pub struct Deps<'a> {
-    pub commands: &'a dyn CommandStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub cache: &'a SchemaCache,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            commands: ports.commands()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            cache: ports.cache(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `command-response` uses.
+    pub struct Deps { commands, schemas, events, cache }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -138,6 +121,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::CommandStore;
     use mir_shared::{
         domain::CommandRecord,
         testing::{at_ms, command_response_event, TestWorld},

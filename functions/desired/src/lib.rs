@@ -8,32 +8,13 @@ use prost::Message;
 
 use mir_proto::topics::DeviceTopic;
 use mir_shared::{
-    ports::{DevicePublisher, EventStore, MissingPort, Ports, SchemaStore, TwinStore},
     rule_event::RuleEvent,
-    service::{self, HandlerError, SchemaCache},
+    service::{self, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub publisher: &'a dyn DevicePublisher,
-    pub cache: &'a SchemaCache,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            publisher: ports.publisher()?,
-            cache: ports.cache(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `desired` uses.
+    pub struct Deps { twins, schemas, events, publisher, cache }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -46,12 +27,11 @@ pub struct DesiredOutcome {
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome, HandlerError> {
     let id = event.device()?;
-    let (twin, _) = service::provision(
+    let (twin, _) = service::provision_sender(
         deps.twins,
         deps.events,
-        &id,
-        event.received_at(),
-        &event.cause(DeviceTopic::DesiredGet),
+        event,
+        DeviceTopic::DesiredGet,
         "desired properties request",
     )
     .await?;

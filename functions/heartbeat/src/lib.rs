@@ -8,26 +8,13 @@ use prost::Message;
 use mir_proto::{topics::DeviceTopic, wire::Heartbeat};
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{EventStore, MissingPort, Ports, TwinStore},
     rule_event::RuleEvent,
     service::{self, Change, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub events: &'a dyn EventStore,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            events: ports.events()?,
-        })
-    }
+mir_shared::deps! {
+    /// The ports `heartbeat` uses.
+    pub struct Deps { twins, events }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

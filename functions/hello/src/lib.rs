@@ -12,32 +12,15 @@ use prost::Message;
 use mir_proto::{topics::DeviceTopic, wire::Hello};
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{EventStore, MissingPort, Ports, SchemaStore, StoredSchema, TwinStore},
+    ports::StoredSchema,
     rule_event::RuleEvent,
     schema::{self, Schema},
-    service::{self, Change, HandlerError, SchemaCache},
+    service::{self, Change, HandlerError},
 };
 
-/// What the handler needs.
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub cache: &'a SchemaCache,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            cache: ports.cache(),
-        })
-    }
+mir_shared::deps! {
+    /// What the handler needs.
+    pub struct Deps { twins, schemas, events, cache }
 }
 
 /// What the handler did.
@@ -121,6 +104,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::TwinStore;
     use mir_shared::testing::{hello_event, TestWorld};
 
     fn deps(w: &TestWorld) -> Deps<'_> {

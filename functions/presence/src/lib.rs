@@ -10,31 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use mir_shared::{
     domain::{Event, EventReason, Targets},
-    ports::{Clock, EventStore, MissingPort, Ports, TwinStore},
     rule_event::{LifecycleEvent, PresenceInput},
     service::{self, Change, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub events: &'a dyn EventStore,
-    pub clock: &'a dyn Clock,
-    /// A device whose last heartbeat is older than this is offline.
-    pub stale_after: Duration,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            events: ports.events()?,
-            clock: ports.clock(),
-            stale_after: ports.stale_after,
-        })
-    }
+mir_shared::deps! {
+    /// The ports `presence` uses.
+    pub struct Deps { twins, events, clock, stale_after }
 }
 
 /// Default for [`Deps::stale_after`]: three missed 30 s heartbeats.

@@ -14,30 +14,13 @@ use serde_json::Value;
 use mir_proto::{topics::DeviceTopic, wire::ReportedProperties};
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{EventStore, MissingPort, Ports, SchemaStore, TwinStore},
     rule_event::RuleEvent,
-    service::{self, Change, HandlerError, SchemaCache},
+    service::{self, Change, HandlerError},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub events: &'a dyn EventStore,
-    pub cache: &'a SchemaCache,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            events: ports.events()?,
-            cache: ports.cache(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `reported` uses.
+    pub struct Deps { twins, schemas, events, cache }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -53,12 +36,11 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ReportedOutcom
     let id = event.device()?;
     let msg = ReportedProperties::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("ReportedProperties"))?;
-    let (twin, _) = service::provision(
+    let (twin, _) = service::provision_sender(
         deps.twins,
         deps.events,
-        &id,
-        event.received_at(),
-        &event.cause(DeviceTopic::Reported),
+        event,
+        DeviceTopic::Reported,
         "reported properties",
     )
     .await?;

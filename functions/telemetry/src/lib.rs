@@ -20,39 +20,16 @@ use mir_proto::{
 };
 use mir_shared::{
     domain::{Event, EventReason},
-    ports::{
-        DevicePublisher, EventStore, MissingPort, Ports, RejectedRecord, SchemaStore,
-        TelemetrySink, TwinStore,
-    },
+    ports::RejectedRecord,
     rule_event::RuleEvent,
     schema::{Schema, SchemaError},
-    service::{self, HandlerError, SchemaCache},
+    service::{self, HandlerError},
     telemetry::{RecordContext, TelemetryPlan, TelemetryRecord},
 };
 
-pub struct Deps<'a> {
-    pub twins: &'a dyn TwinStore,
-    pub schemas: &'a dyn SchemaStore,
-    pub sink: &'a dyn TelemetrySink,
-    pub events: &'a dyn EventStore,
-    pub publisher: &'a dyn DevicePublisher,
-    pub cache: &'a SchemaCache,
-}
-
-impl<'a> TryFrom<&'a Ports> for Deps<'a> {
-    type Error = MissingPort;
-
-    /// The ports this handler uses, from the environment's bundle.
-    fn try_from(ports: &'a Ports) -> Result<Self, MissingPort> {
-        Ok(Self {
-            twins: ports.twins()?,
-            schemas: ports.schemas()?,
-            sink: ports.telemetry_sink()?,
-            events: ports.events()?,
-            publisher: ports.publisher()?,
-            cache: ports.cache(),
-        })
-    }
+mir_shared::deps! {
+    /// The ports `telemetry` uses.
+    pub struct Deps { twins, schemas, sink, events, publisher, cache }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -105,12 +82,11 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
     let id = event.device()?;
     let batch = TelemetryBatch::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("TelemetryBatch"))?;
-    let (twin, _) = service::provision(
+    let (twin, _) = service::provision_sender(
         deps.twins,
         deps.events,
-        &id,
-        event.received_at(),
-        &event.cause(DeviceTopic::Telemetry),
+        event,
+        DeviceTopic::Telemetry,
         "telemetry",
     )
     .await?;

@@ -12,6 +12,9 @@ use super::{
 };
 use crate::service::SchemaCache;
 
+/// The type of [`Ports::stale_after`].
+pub type StaleAfter = chrono::Duration;
+
 /// A device whose last heartbeat is older than this is offline (the presence sweep).
 pub const DEFAULT_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(90);
 
@@ -145,6 +148,59 @@ impl Ports {
     pub fn cache(&self) -> &SchemaCache {
         &self.cache
     }
+}
+
+/// Declares a function's `Deps`: the ports its handler uses, named as in [`Ports`]
+/// (`twins`, `schemas`, `commands`, `events`, `sink` (the telemetry sink), `telemetry`
+/// (the telemetry reader), `publisher`, `certificates` (optional), `cache`, `clock`,
+/// `stale_after`), with its `TryFrom<&Ports>`. A port the environment lacks is a
+/// [`MissingPort`] naming it.
+///
+/// ```
+/// mir_shared::deps! {
+///     /// The ports of a heartbeat handler.
+///     pub struct Deps { twins, events }
+/// }
+/// let ports = mir_shared::ports::Ports::default();
+/// let missing = Deps::try_from(&ports).err();
+/// assert_eq!(missing, Some(mir_shared::ports::MissingPort { port: "twins" }));
+/// ```
+#[macro_export]
+macro_rules! deps {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        $vis struct $name<'a> {
+            $(pub $field: $crate::deps!(@type $field 'a),)+
+        }
+
+        impl<'a> ::core::convert::TryFrom<&'a $crate::ports::Ports> for $name<'a> {
+            type Error = $crate::ports::MissingPort;
+
+            fn try_from(ports: &'a $crate::ports::Ports) -> ::core::result::Result<Self, Self::Error> {
+                Ok(Self {
+                    $($field: $crate::deps!(@get $field ports),)+
+                })
+            }
+        }
+    };
+    (@type twins $l:lifetime) => { &$l dyn $crate::ports::TwinStore };
+    (@type schemas $l:lifetime) => { &$l dyn $crate::ports::SchemaStore };
+    (@type commands $l:lifetime) => { &$l dyn $crate::ports::CommandStore };
+    (@type events $l:lifetime) => { &$l dyn $crate::ports::EventStore };
+    (@type sink $l:lifetime) => { &$l dyn $crate::ports::TelemetrySink };
+    (@type telemetry $l:lifetime) => { &$l dyn $crate::ports::TelemetryReader };
+    (@type publisher $l:lifetime) => { &$l dyn $crate::ports::DevicePublisher };
+    (@type certificates $l:lifetime) => { Option<&$l dyn $crate::ports::CertificateIssuer> };
+    (@type cache $l:lifetime) => { &$l $crate::service::SchemaCache };
+    (@type clock $l:lifetime) => { &$l dyn $crate::ports::Clock };
+    (@type stale_after $l:lifetime) => { $crate::ports::StaleAfter };
+    (@get sink $p:ident) => { $p.telemetry_sink()? };
+    (@get telemetry $p:ident) => { $p.telemetry_reader()? };
+    (@get certificates $p:ident) => { $p.certificates() };
+    (@get cache $p:ident) => { $p.cache() };
+    (@get clock $p:ident) => { $p.clock() };
+    (@get stale_after $p:ident) => { $p.stale_after };
+    (@get $field:ident $p:ident) => { $p.$field()? };
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 mod bundle;
 
-pub use bundle::{MissingPort, Ports, DEFAULT_STALE_AFTER};
+pub use bundle::{MissingPort, Ports, StaleAfter, DEFAULT_STALE_AFTER};
 
 use std::time::Duration;
 
