@@ -184,7 +184,11 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert!(generate_csr("bad id", dir.path()).is_err());
+        let err = generate_csr("bad id", dir.path()).expect_err("a space in the id");
+        assert!(
+            matches!(&err, CredentialsError::InvalidDeviceId(id) if id == "bad id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //!   it maps rumqttc's packet ids to the session's messages (`Outgoing::Publish` comes in
 //!   the order the requests were handed) so that a PUBACK settles exactly one message;
 //! - the property task calls property handlers in order.
+//!
+//! The driver never touches the offline store: the session asks for store operations,
+//! the driver passes them to the store task ([`store_task`], tokio's blocking pool, one
+//! batch at a time, in order) and feeds the answers back to the session.
 
 use std::{
     future::Future,
@@ -38,9 +42,13 @@ use crate::{
     client::{AppRequest, Status},
     config::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION},
     handlers::{CommandFn, SharedRegistry},
-    session::{error_response, Action, Now, Request, Session, SessionConfig},
+    session::{error_response, unix_ns, Action, Now, Request, Session, SessionConfig, StoreReply},
     store::Store,
 };
+
+pub(crate) mod store_task;
+
+use store_task::StoreTask;
 
 /// Capacity of rumqttc's request channel: above the in-flight window, so that handing
 /// a request never fails while the connection is up.
@@ -92,8 +100,13 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
     options
 }
 
+/// The clocks as the driver reads them: tokio's monotonic clock (the system's, or
+/// the paused clock of a test) and the wall clock.
 fn now() -> Now {
-    Now::system()
+    Now {
+        mono: tokio::time::Instant::now().into_std(),
+        unix_ns: unix_ns(),
+    }
 }
 
 /// The session configuration of a device.
@@ -139,10 +152,18 @@ pub(crate) async fn run(
     let (prop_tx, prop_rx) = mpsc::unbounded_channel::<PropertyValue>();
     let properties = tokio::spawn(apply_properties(registry.clone(), prop_rx));
 
-    let session = Session::new(session_config(&config), store, now());
+    let (store, boot) = match store {
+        Some(store) => match StoreTask::open(store).await {
+            Some((task, boot)) => (task, Some(boot)),
+            None => return,
+        },
+        None => (StoreTask::none(), None),
+    };
+    let session = Session::new(session_config(&config), boot, now());
     let mut driver = Driver {
         config,
         session,
+        store,
         client: None,
         epoch: 0,
         registry,
@@ -157,6 +178,7 @@ pub(crate) async fn run(
             driver.dispatch(action);
         }
     }
+    driver.run_store_ops();
     driver.publish_status();
 
     let mut shutdown = shutdown;
@@ -186,10 +208,14 @@ pub(crate) async fn run(
                 None => app_open = false,
             },
             Some(response) = done_rx.recv() => driver.session.command_finished(response),
+            replies = driver.store.replies(), if driver.store.is_busy() => {
+                driver.on_store_replies(replies);
+            }
             _ = sleep_until(deadline) => {}
         }
         driver.session.on_timer(now());
         driver.drain();
+        driver.run_store_ops();
         driver.publish_status();
     }
 
@@ -198,6 +224,7 @@ pub(crate) async fn run(
     properties.abort();
     driver.status.send_modify(|s| s.connected = false);
     driver.publish_status();
+    driver.store.close().await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -210,6 +237,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Driver {
     config: Arc<Config>,
     session: Session,
+    store: StoreTask,
     /// The client of the current connection, while it is up.
     client: Option<AsyncClient>,
     /// The current connection.
@@ -221,6 +249,20 @@ struct Driver {
 }
 
 impl Driver {
+    /// Hands the store operations the session asked for to the store task.
+    fn run_store_ops(&mut self) {
+        let ops = self.session.take_store_ops();
+        if !ops.is_empty() {
+            self.store.submit(ops);
+        }
+    }
+
+    fn on_store_replies(&mut self, replies: Vec<StoreReply>) {
+        for reply in replies {
+            self.session.on_store_reply(reply);
+        }
+    }
+
     fn on_net(&mut self, msg: NetMsg) {
         match msg {
             NetMsg::Connected {
@@ -394,6 +436,7 @@ impl Driver {
         }
         self.session.flush_telemetry(now());
         self.drain();
+        self.run_store_ops();
         let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while self.client.is_some() && !self.session.is_idle() {
             tokio::select! {
@@ -402,6 +445,9 @@ impl Driver {
                     Some(msg) => self.on_net(msg),
                     None => break,
                 },
+                replies = self.store.replies(), if self.store.is_busy() => {
+                    self.on_store_replies(replies);
+                }
                 _ = tokio::time::sleep_until(grace) => {
                     tracing::warn!(
                         queued = self.session.queued(),
@@ -412,6 +458,7 @@ impl Driver {
             }
             self.session.on_timer(now());
             self.drain();
+            self.run_store_ops();
         }
         if let Some(client) = self.client.take() {
             if client.try_disconnect().is_ok() {
@@ -430,6 +477,13 @@ impl Driver {
             }
         }
         self.session.close(now());
+        // What is left goes to the store before the device stops.
+        self.run_store_ops();
+        while self.store.is_busy() {
+            let replies = self.store.replies().await;
+            self.on_store_replies(replies);
+            self.run_store_ops();
+        }
         tracing::info!(device = %self.config.device_id, "stopped");
     }
 }
@@ -557,3 +611,6 @@ async fn connect_loop(
         tokio::time::sleep(retry_in).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

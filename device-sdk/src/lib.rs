@@ -112,11 +112,13 @@
 //!   properties, a heartbeat), telemetry batching under the 128 KB payload limit,
 //!   command and desired-property routing, the outbox with its acknowledgement
 //!   tracking (packet id -> message), the in-flight window, persistence policy,
-//!   retention and caps over a [`store::Store`].
+//!   retention and caps. It never calls the store: it asks for store operations
+//!   (append, read, remove, expire, meta writes) and takes their answers.
 //! - `store`: the [`store::Store`] trait, [`store::RedbStore`] and [`store::MemoryStore`].
-//! - `eventloop`: the network side: a connector task (a fresh rumqttc client per
-//!   connection, backoff), the driver feeding the session, command handler tasks and
-//!   the property task.
+//! - `eventloop`: the I/O side: a connector task (a fresh rumqttc client per
+//!   connection, backoff), the driver feeding the session, the store task running the
+//!   session's store operations in order on tokio's blocking pool, command handler
+//!   tasks and the property task.
 //! - `backoff`: [`Backoff`], exponential with full jitter.
 //! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.

@@ -2,9 +2,9 @@
 //! the broker's acknowledgement, and a small key-value space for the session's own
 //! state (the next sequence number, the last desired properties).
 //!
-//! The session state machine talks to a [`Store`]; the device uses
-//! [`RedbStore`] (an embedded, transactional database in one file, pure Rust), the
-//! unit tests [`MemoryStore`].
+//! The event loop runs the session's store operations on a [`Store`] (off the async
+//! executor: every commit is fsync'd); the device uses [`RedbStore`] (an embedded,
+//! transactional database in one file, pure Rust), the unit tests [`MemoryStore`].
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -2,6 +2,11 @@
 
 use std::{
     collections::HashSet,
+    ops::{Deref, DerefMut},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -13,8 +18,9 @@ use mir_proto::{
 
 use crate::{
     config::Persistence,
-    session::{HandlerNames, Now, Publish, Request, Session, SessionConfig},
-    store::Store,
+    eventloop::store_task::{execute, load_boot},
+    session::{HandlerNames, Now, Publish, Request, Session, SessionConfig, StoreOp},
+    store::{MemoryStore, Record, Store, StoreError, StoreStats},
 };
 
 pub(crate) const DEVICE: &str = "weather";
@@ -128,12 +134,20 @@ impl SessionBuilder {
         self
     }
 
-    pub fn build(self, now: Now) -> Session {
-        Session::new(self.config, self.store, now)
+    /// The session, started on what the store holds, with its first store operations
+    /// run.
+    pub fn build(self, now: Now) -> TestSession {
+        let boot = self.store.as_deref().map(load_boot);
+        let mut s = TestSession {
+            session: Session::new(self.config, boot, now),
+            store: self.store,
+        };
+        s.settle();
+        s
     }
 
     /// A session that is connected and has handed its connect burst to the network.
-    pub fn connected(self, now: Now) -> Session {
+    pub fn connected(self, now: Now) -> TestSession {
         let mut s = self.build(now);
         s.on_connected(now);
         drain(&mut s);
@@ -141,9 +155,58 @@ impl SessionBuilder {
     }
 }
 
+/// A session and its store. Its store operations run when the test says so
+/// ([`TestSession::settle`]), with the event loop's own `execute`, in order.
+pub(crate) struct TestSession {
+    session: Session,
+    store: Option<Box<dyn Store>>,
+}
+
+impl Deref for TestSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl DerefMut for TestSession {
+    fn deref_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}
+
+impl TestSession {
+    /// Runs every store operation the session asked for, and those their answers ask
+    /// for, as the store task does; returns how many ran.
+    pub fn settle(&mut self) -> usize {
+        let mut ran = 0;
+        loop {
+            let ops = self.session.take_store_ops();
+            if ops.is_empty() {
+                return ran;
+            }
+            for op in ops {
+                self.run(op);
+                ran += 1;
+            }
+        }
+    }
+
+    /// Runs one store operation (taken with [`Session::take_store_ops`]) and hands
+    /// its answer to the session.
+    pub fn run(&mut self, op: StoreOp) {
+        let store = self
+            .store
+            .as_deref_mut()
+            .expect("a store operation from a session without a store");
+        let reply = execute(store, op);
+        self.session.on_store_reply(reply);
+    }
+}
+
 /// Takes every queued request as the event loop does while connected, on a network
 /// that writes and acknowledges each publish at once.
-pub(crate) fn drain(session: &mut Session) -> Vec<Request> {
+pub(crate) fn drain(session: &mut TestSession) -> Vec<Request> {
     let mut net = FakeNet::default();
     let mut out = Vec::new();
     loop {
@@ -167,11 +230,15 @@ pub(crate) struct FakeNet {
 }
 
 impl FakeNet {
-    /// Hands up to `max` requests to the network and writes them.
-    pub fn send(&mut self, session: &mut Session, max: usize) -> Vec<Request> {
+    /// Hands up to `max` requests to the network and writes them (running the store
+    /// operations the session waits for, as the event loop does).
+    pub fn send(&mut self, session: &mut TestSession, max: usize) -> Vec<Request> {
         let mut out = Vec::new();
         while out.len() < max {
             let Some((request, token)) = session.next_request() else {
+                if session.settle() > 0 {
+                    continue;
+                }
                 break;
             };
             session.handed(token);
@@ -185,16 +252,18 @@ impl FakeNet {
         out
     }
 
-    pub fn ack_all(&mut self, session: &mut Session, now: Now) {
+    pub fn ack_all(&mut self, session: &mut TestSession, now: Now) {
         for pkid in std::mem::take(&mut self.written) {
             session.on_puback(pkid, now);
         }
+        session.settle();
     }
 
     /// The connection drops: nothing written is acknowledged.
-    pub fn drop_connection(&mut self, session: &mut Session) {
+    pub fn drop_connection(&mut self, session: &mut TestSession) {
         self.written.clear();
         session.on_disconnected();
+        session.settle();
     }
 }
 
@@ -223,60 +292,64 @@ pub(crate) fn item(name: &str, payload_len: usize, now: Now) -> TelemetryItem {
     }
 }
 
-/// A [`MemoryStore`](crate::store::MemoryStore) shared between sessions (a device
-/// restarting on the same store) and the test.
+/// A [`MemoryStore`] shared between sessions (a device restarting on the same store)
+/// and the test, whose appends fail while the test says so.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SharedStore(pub std::sync::Arc<std::sync::Mutex<crate::store::MemoryStore>>);
+pub(crate) struct SharedStore {
+    store: Arc<Mutex<MemoryStore>>,
+    fail_appends: Arc<AtomicBool>,
+}
 
 impl SharedStore {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, crate::store::MemoryStore> {
-        self.0.lock().expect("store lock")
+    pub fn lock(&self) -> MutexGuard<'_, MemoryStore> {
+        self.store.lock().expect("store lock")
     }
 
     pub fn boxed(&self) -> Box<dyn Store> {
         Box::new(self.clone())
     }
+
+    /// Makes every append fail (a broken disk) or succeed again.
+    pub fn fail_appends(&self, fail: bool) {
+        self.fail_appends.store(fail, Ordering::SeqCst);
+    }
 }
 
 impl Store for SharedStore {
-    fn append(&mut self, records: &[crate::store::Record]) -> Result<(), crate::store::StoreError> {
+    fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return Err(StoreError::Database {
+                path: "test".into(),
+                reason: "appends fail".into(),
+            });
+        }
         self.lock().append(records)
     }
-    fn read_after(
-        &self,
-        after: Option<u64>,
-        max: usize,
-    ) -> Result<Vec<crate::store::Record>, crate::store::StoreError> {
+    fn read_after(&self, after: Option<u64>, max: usize) -> Result<Vec<Record>, StoreError> {
         self.lock().read_after(after, max)
     }
-    fn remove(&mut self, keys: &[u64]) -> Result<(), crate::store::StoreError> {
+    fn remove(&mut self, keys: &[u64]) -> Result<(), StoreError> {
         self.lock().remove(keys)
     }
-    fn expire(
-        &mut self,
-        cutoff_ns: i64,
-    ) -> Result<crate::store::StoreStats, crate::store::StoreError> {
+    fn expire(&mut self, cutoff_ns: i64) -> Result<StoreStats, StoreError> {
         self.lock().expire(cutoff_ns)
     }
-    fn drop_oldest(
-        &mut self,
-        bytes: u64,
-    ) -> Result<crate::store::StoreStats, crate::store::StoreError> {
+    fn drop_oldest(&mut self, bytes: u64) -> Result<StoreStats, StoreError> {
         self.lock().drop_oldest(bytes)
     }
-    fn stats(&self) -> crate::store::StoreStats {
+    fn stats(&self) -> StoreStats {
         self.lock().stats()
     }
     fn disk_used_percent(&self) -> Option<f64> {
         self.lock().disk_used_percent
     }
-    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.lock().get_meta(key)
     }
-    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), crate::store::StoreError> {
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.lock().put_meta(key, value)
     }
-    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, crate::store::StoreError> {
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.lock().scan_meta(prefix)
     }
 }

@@ -86,16 +86,26 @@ async fn twenty_thousand_messages_survive_two_broker_restarts() {
         if (restarts == 0 && sent >= 5_000) || (restarts == 1 && sent >= 12_000) {
             restarts += 1;
             broker.stop().await;
-            // Keep streaming while the broker is away.
-            let away = Instant::now() + Duration::from_millis(800);
-            while Instant::now() < away && sent < TOTAL {
+            // Keep streaming while the broker is away: until the device has seen it
+            // go, then 2,000 more messages (bounded in time).
+            let away = Instant::now() + Duration::from_secs(20);
+            let mut offline = 0usize;
+            while (dev.mir.is_connected() || offline < 2_000) && sent < TOTAL {
+                assert!(
+                    Instant::now() < away,
+                    "the device did not see the broker go"
+                );
+                let connected = dev.mir.is_connected();
                 for _ in 0..50 {
                     let env = Env {
                         ts: sent as i64,
                         ..Default::default()
                     };
                     match dev.mir.send_telemetry(&env) {
-                        Ok(()) => sent += 1,
+                        Ok(()) => {
+                            sent += 1;
+                            offline += usize::from(!connected);
+                        }
                         Err(SdkError::QueueFull { .. }) => {
                             queue_full += 1;
                             break;
@@ -105,7 +115,6 @@ async fn twenty_thousand_messages_survive_two_broker_restarts() {
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert!(!dev.mir.is_connected(), "the device saw the broker go");
             broker.restart().await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -20,7 +20,7 @@ use mir_proto::{
     },
 };
 use prost::{Message, Name};
-use support::{device, launch, launch_connected, TestBroker, WAIT};
+use support::{device, launch, launch_connected, wait_until, TestBroker, WAIT};
 
 fn command(id: &str, name: &str, payload: impl Message) -> Bytes {
     CommandRequest {
@@ -278,10 +278,18 @@ async fn desired_pushed_by_the_hub_reaches_the_handler_and_reported_arrives() {
         .recorder
         .wait_on("mir/weather-cfg/cfg/reported", 2)
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Values reach the handler in order: once a newer one arrived, the older one
+    // published before it was either applied or ignored.
+    broker
+        .publish("mir/weather-cfg/cfg/desired", push(9, 3_000))
+        .await;
+    wait_until("the newest desired value applied", || {
+        seen.lock().expect("lock").contains(&9)
+    })
+    .await;
     assert_eq!(
         *seen.lock().expect("lock"),
-        vec![5],
+        vec![5, 9],
         "the older value is ignored"
     );
     dev.stop().await;
@@ -391,7 +399,11 @@ async fn stopping_flushes_the_open_batch() {
             ..Default::default()
         })
         .expect("accepted");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    dev.mir
+        .wait_for_status(WAIT, |s| s.queued_messages == 1)
+        .await
+        .expect("in the open batch");
+    assert!(broker.recorder.on("mir/weather-flush/tlm").is_empty());
     dev.stop().await;
     let batch = broker.recorder.wait_on("mir/weather-flush/tlm", 1).await;
     let batch = TelemetryBatch::decode(batch[0].clone()).expect("batch");

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mir_device_sdk::{Mir, Persistence, StoreOptions};
+use mir_device_sdk::{Mir, Persistence, SdkError, StoreOptions};
 use mir_proto::{examples::weather::Env, wire::TelemetryBatch};
 use prost::Message;
 use support::TestBroker;
@@ -55,10 +55,16 @@ async fn child_device() {
         .build()
         .expect("build");
     let _running = mir.launch(std::future::pending()).await.expect("launch");
-    // Wait for the event loop to open the store, then note what it holds.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The event loop opens the store in the background: wait (bounded) until the
+    // status counts what the earlier processes left there (`from` messages), then
+    // note what it holds (the parent checks it).
+    let left = u64::try_from(from).expect("from >= 0");
+    let opened = mir
+        .wait_for_status(Duration::from_secs(10), |s| s.stored_messages >= left)
+        .await;
     let before = mir.status().stored_messages;
-    println!("CHILD STARTED with {before} stored");
+    let late = if opened.is_err() { " (timed out)" } else { "" };
+    println!("CHILD STARTED with {before} stored{late}");
     let mut ts = from;
     let deadline = Instant::now() + Duration::from_secs(30);
     while ts < from + count {
@@ -68,7 +74,8 @@ async fn child_device() {
             ..Default::default()
         }) {
             Ok(()) => ts += 1,
-            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(SdkError::QueueFull { .. }) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(e) => panic!("send failed: {e}"),
         }
     }
     let want = before + count as u64;

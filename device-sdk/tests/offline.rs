@@ -15,7 +15,7 @@ use mir_proto::{
     wire::{DesiredProperties, PropertyValue, TelemetryBatch},
 };
 use prost::{Message, Name};
-use support::{launch, launch_connected, TestBroker, WAIT};
+use support::{launch, launch_connected, wait_until, TestBroker, WAIT};
 
 fn device(target: String, dir: &std::path::Path, persistence: Persistence) -> Mir {
     Mir::builder()
@@ -61,14 +61,10 @@ async fn a_device_booting_offline_applies_the_last_desired_values_from_its_store
     broker
         .publish("mir/offline-boot/cfg/desired", desired.encode_to_vec())
         .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while seen.lock().expect("lock").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "desired not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the desired value applied", || {
+        !seen.lock().expect("lock").is_empty()
+    })
+    .await;
     dev.stop().await;
     let target = broker.target();
     broker.stop().await;
@@ -77,14 +73,10 @@ async fn a_device_booting_offline_applies_the_last_desired_values_from_its_store
     let mir = device(target, dir.path(), Persistence::IfOffline);
     let seen = record_rates(&mir);
     let dev = launch(mir).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while seen.lock().expect("lock").is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "cached value not applied"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the cached value applied", || {
+        !seen.lock().expect("lock").is_empty()
+    })
+    .await;
     assert_eq!(*seen.lock().expect("lock"), vec![9]);
     assert!(!dev.mir.is_connected());
     dev.stop().await;

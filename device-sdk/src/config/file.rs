@@ -1,14 +1,15 @@
 //! The `device.yaml` file (Mir's layout: a `mir:` section and a free `user:` section)
-//! and `MIR__...` environment variables, both read into [`MirSection`].
+//! and `MIR__...` environment variables, both read into a [`Layer`].
 
 use std::{
     fmt,
     path::{Path, PathBuf},
 };
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
+use super::layers::Layer;
 use crate::BuildError;
 
 /// The file searched by [`crate::Builder::default_config_file`], in this order:
@@ -30,122 +31,11 @@ pub fn default_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The `mir:` section of `device.yaml` (unknown keys are refused).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct MirSection {
-    pub target: Option<String>,
-    /// `local` (default), `localstack` or `aws`.
-    pub profile: Option<String>,
-    /// Mir's NATS credentials file: there is no such thing on AWS IoT (ignored, warned).
-    pub credentials: Option<String>,
-    #[serde(rename = "rootCA")]
-    pub root_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub log_level: Option<String>,
-    pub device: Option<DeviceSection>,
-    /// Shorthand of `device.id`.
-    pub device_id: Option<String>,
-    /// Shorthand of `device.idPrefix`.
-    pub id_prefix: Option<IdPrefixSection>,
-    pub local_store: Option<LocalStoreSection>,
-    pub backoff: Option<BackoffSection>,
-    /// MQTT persistent session (`clean_session = false`), default true.
-    pub persistent_session: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct DeviceSection {
-    pub id: Option<String>,
-    pub id_prefix: Option<IdPrefixSection>,
-    pub no_schema_on_boot: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct IdPrefixSection {
-    pub prefix: Option<String>,
-    pub hostname: Option<bool>,
-    pub username: Option<bool>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct LocalStoreSection {
-    pub folder_path: Option<PathBuf>,
-    pub in_memory: Option<bool>,
-    #[serde(default, deserialize_with = "duration")]
-    pub retention_limit: Option<std::time::Duration>,
-    pub disk_space_limit: Option<f64>,
-    /// Extension: most bytes in the store.
-    pub max_bytes: Option<u64>,
-    #[serde(alias = "persistence")]
-    pub persistence_type: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct BackoffSection {
-    #[serde(default, deserialize_with = "duration")]
-    pub min: Option<std::time::Duration>,
-    #[serde(default, deserialize_with = "duration")]
-    pub max: Option<std::time::Duration>,
-}
-
-/// `"168h"`, `"1m 30s"` (humantime) or a number of seconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|s| *s >= 0.0 && s.is_finite())
-            .map(|s| Some(std::time::Duration::from_secs_f64(s)))
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid duration {n}"))),
-        Some(Value::String(s)) => humantime::parse_duration(s.trim())
-            .map(Some)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))),
-        Some(other) => Err(serde::de::Error::custom(format!(
-            "invalid duration {other:?}"
-        ))),
-    }
-}
-
-impl MirSection {
-    pub fn device_id(&self) -> Option<&str> {
-        self.device
-            .as_ref()
-            .and_then(|d| d.id.as_deref())
-            .or(self.device_id.as_deref())
-    }
-
-    pub fn id_prefix(&self) -> Option<&IdPrefixSection> {
-        self.device
-            .as_ref()
-            .and_then(|d| d.id_prefix.as_ref())
-            .or(self.id_prefix.as_ref())
-    }
-
-    pub fn no_schema_on_boot(&self) -> Option<bool> {
-        self.device.as_ref().and_then(|d| d.no_schema_on_boot)
-    }
-
-    pub fn store(&self) -> LocalStoreSection {
-        self.local_store.clone().unwrap_or_default()
-    }
-
-    pub fn backoff(&self) -> BackoffSection {
-        self.backoff.clone().unwrap_or_default()
-    }
-}
-
 /// A parsed `device.yaml`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConfigFile {
     pub path: Option<PathBuf>,
-    pub mir: MirSection,
+    pub mir: Layer,
     pub user: Value,
 }
 
@@ -173,7 +63,7 @@ impl ConfigFile {
             serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?
         };
         let mir = match layout.mir {
-            None | Some(Value::Null) => MirSection::default(),
+            None | Some(Value::Null) => Layer::default(),
             Some(v) => serde_yaml::from_value(v).map_err(|e| bad(format!("mir: {e}")))?,
         };
         Ok(Self {
@@ -256,7 +146,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
 /// `MIR__` names are warned about).
 pub(crate) fn from_env(
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<MirSection, BuildError> {
+) -> Result<Layer, BuildError> {
     let mut root = Mapping::new();
     for (name, raw) in vars {
         let Some(key) = name.strip_prefix("MIR__") else {

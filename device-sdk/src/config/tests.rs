@@ -60,7 +60,14 @@ fn the_id_prefix_is_joined_with_an_underscore() {
         "{}",
         host.device_id
     );
-    assert!(builder().id_prefix("bad prefix").resolve().is_err());
+    let err = builder()
+        .id_prefix("bad prefix")
+        .resolve()
+        .expect_err("a space is not valid in an id");
+    assert!(
+        matches!(&err, BuildError::InvalidDeviceId { id, .. } if id == "bad prefix_weather"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,11 +142,12 @@ fn tls_files_are_read_at_build_and_errors_name_the_file() {
     std::fs::write(&cert, &creds.client_cert_pem).expect("write");
     std::fs::write(&key, &creds.client_key_pem).expect("write");
     std::fs::write(&ca, creds.ca_pem.as_deref().expect("ca")).expect("write");
-    let ok = builder()
+    let c = builder()
         .target("mqtts://localhost")
         .tls_files(&cert, &key, &ca)
-        .resolve();
-    assert!(ok.is_ok(), "{:?}", ok.err());
+        .resolve()
+        .expect("the files are read");
+    assert!(c.tls.is_some());
 
     let missing = dir.path().join("missing.key");
     let err = builder()
@@ -213,25 +221,40 @@ fn a_schema_that_is_not_a_descriptor_set_is_refused() {
     );
 }
 
+/// The option an [`BuildError::InvalidOption`] names.
+fn refused_option(err: BuildError) -> &'static str {
+    match err {
+        BuildError::InvalidOption { option, .. } => option,
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+}
+
 #[test]
 fn out_of_range_options_are_refused() {
-    assert!(builder()
-        .heartbeat_interval(Duration::ZERO)
-        .resolve()
-        .is_err());
-    assert!(builder()
-        .command_timeout_default(Duration::ZERO)
-        .resolve()
-        .is_err());
-    assert!(builder().queue_capacity(0).resolve().is_err());
-    assert!(builder().max_queued_bytes(10).resolve().is_err());
+    let cases = [
+        (
+            builder().heartbeat_interval(Duration::ZERO),
+            "heartbeat_interval",
+        ),
+        (
+            builder().command_timeout_default(Duration::ZERO),
+            "command_timeout_default",
+        ),
+        (builder().queue_capacity(0), "queue_capacity"),
+        (builder().max_queued_bytes(10), "max_queued_bytes"),
+    ];
+    for (b, option) in cases {
+        let err = b.resolve().expect_err(option);
+        assert_eq!(refused_option(err), option);
+    }
 }
 
 #[test]
 fn log_levels_parse_with_mir_names() {
     assert_eq!("INFO".parse::<LogLevel>().expect("info"), LogLevel::Info);
     assert_eq!("fatal".parse::<LogLevel>().expect("fatal"), LogLevel::Error);
-    assert!("loud".parse::<LogLevel>().is_err());
+    let err = "loud".parse::<LogLevel>().expect_err("not a level");
+    assert_eq!(refused_option(err), "log level");
 }
 
 #[test]
@@ -445,12 +468,14 @@ fn unknown_keys_in_the_mir_section_are_refused_with_the_file_name() {
     assert!(err.to_string().contains("tagret"), "{err}");
     assert!(err.to_string().contains("device.yaml"), "{err}");
     let path = write_yaml(dir.path(), "mir: {}\nother: 1\n");
-    assert!(Builder::default()
+    let err = Builder::default()
         .config_file(&path)
         .device_id("a")
         .env_vars(no_env())
         .resolve()
-        .is_err());
+        .expect_err("only mir: and user: at the top");
+    assert!(matches!(err, BuildError::ConfigFile { .. }), "{err}");
+    assert!(err.to_string().contains("other"), "{err}");
 }
 
 #[test]
@@ -570,12 +595,14 @@ fn profiles_set_the_target_and_the_ca() {
         vec![crate::AWS_IOT_ALPN.to_vec()]
     );
     // aws refuses a plain target.
-    assert!(builder()
+    let err = builder()
         .profile(Profile::Aws)
         .target("mqtt://x:1883")
         .env_vars(no_env())
         .resolve()
-        .is_err());
+        .expect_err("plain MQTT");
+    assert!(err.to_string().contains("mqtts://"), "{err}");
+    assert_eq!(refused_option(err), "target");
     // local and localstack default to the local hub.
     for p in [Profile::Local, Profile::Localstack] {
         let c = builder()
@@ -585,7 +612,8 @@ fn profiles_set_the_target_and_the_ca() {
             .expect("valid");
         assert_eq!(c.target.to_string(), "mqtt://127.0.0.1:1883");
     }
-    assert!("cloud".parse::<Profile>().is_err());
+    let err = "cloud".parse::<Profile>().expect_err("not a profile");
+    assert_eq!(refused_option(err), "profile");
 }
 
 #[test]
@@ -638,19 +666,25 @@ fn credentials_from_file_paths_and_the_search_path() {
 
 #[test]
 fn store_options_are_validated() {
-    assert!(builder()
+    let err = builder()
         .env_vars([("MIR__LOCAL_STORE__DISK_SPACE_LIMIT", "120")])
         .resolve()
-        .is_err());
-    assert!(builder()
+        .expect_err("over 100 %");
+    assert_eq!(refused_option(err), "localStore.diskSpaceLimit");
+    let err = builder()
         .env_vars([("MIR__LOCAL_STORE__RETENTION_LIMIT", "soon")])
         .resolve()
-        .is_err());
-    assert!(builder()
+        .expect_err("not a duration");
+    assert!(
+        matches!(&err, BuildError::Environment(reason) if reason.contains("soon")),
+        "{err}"
+    );
+    let err = builder()
         .backoff(Duration::from_secs(2), Duration::from_secs(1))
         .env_vars(no_env())
         .resolve()
-        .is_err());
+        .expect_err("min over max");
+    assert_eq!(refused_option(err), "backoff");
     let c = builder()
         .store(StoreOptions {
             folder_path: Some("/tmp/s".into()),

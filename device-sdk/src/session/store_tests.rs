@@ -1,5 +1,7 @@
 //! The session with an offline store: acknowledgements, replay, persistence types,
 //! retention, caps, sequence numbers and cached desired properties, without a network.
+//! The store operations run when the test settles the session, as the event loop's
+//! store task runs them.
 
 use std::time::Duration;
 
@@ -10,17 +12,21 @@ use prost::Message;
 use super::*;
 use crate::{
     config::Persistence,
+    store::Store,
     test_support::{
         drain, item, later, published_on, t0, topic, FakeNet, Names, SessionBuilder, SharedStore,
+        TestSession,
     },
 };
 
-/// Pushes one telemetry message and closes its batch: one record.
-fn record(s: &mut Session, now: Now) -> u64 {
+/// Pushes one telemetry message and closes its batch: one record (in the store once
+/// the session settled, if it goes there).
+fn record(s: &mut TestSession, now: Now) -> u64 {
     let seq = s
         .push_telemetry(item("schema.v1.Env", 16, now), now)
         .expect("fits");
     s.flush_telemetry(now);
+    s.settle();
     seq
 }
 
@@ -33,7 +39,7 @@ fn seqs(requests: &[Request]) -> Vec<u64> {
 }
 
 /// Connects and takes the connect burst (acknowledged).
-fn connect(s: &mut Session, now: Now) {
+fn connect(s: &mut TestSession, now: Now) {
     s.on_connected(now);
     let mut net = FakeNet::default();
     let burst = net.send(s, 4);
@@ -100,6 +106,7 @@ fn ifoffline_stores_only_while_offline_then_replays_oldest_first_and_empties_the
     net.ack_all(&mut s, now);
     assert_eq!(store.lock().stats().records, 3, "removals are batched");
     s.on_timer(later(now, DELETE_LINGER));
+    s.settle();
     assert_eq!(store.lock().stats().records, 0);
     assert!(s.is_idle());
 }
@@ -146,6 +153,7 @@ fn always_writes_every_record_to_the_store_before_sending_it() {
     assert_eq!(seqs(&net.send(&mut s2, 10)), vec![a]);
     net.ack_all(&mut s2, now);
     s2.close(now);
+    s2.settle();
     assert_eq!(store.lock().stats().records, 0);
 }
 
@@ -163,6 +171,7 @@ fn nostorage_keeps_the_queue_in_memory_even_with_a_store() {
     net.send(&mut s, 10);
     net.drop_connection(&mut s);
     s.close(now);
+    assert_eq!(s.settle(), 0, "nothing for the store to do");
     assert_eq!(store.lock().stats().records, 0);
     connect(&mut s, now);
     assert_eq!(
@@ -208,6 +217,7 @@ fn retention_drops_stored_records_older_than_the_limit() {
     assert_eq!(store.lock().stats().records, 2);
     // Applied every minute...
     s.on_timer(later(eight_days, RETENTION_EVERY));
+    s.settle();
     assert_eq!(store.lock().stats().records, 1);
     assert_eq!(s.counters().dropped_messages, 1);
     // ... and when a device starts on an old store.
@@ -260,6 +270,7 @@ fn a_size_cap_keeps_the_store_under_its_bytes() {
         s.push_telemetry(item("schema.v1.Env", 2_000, now), now)
             .expect("fits");
         s.flush_telemetry(now);
+        s.settle();
         assert!(store.lock().stats().bytes <= 10_000);
     }
     assert!(store.lock().stats().records >= 3);
@@ -304,6 +315,7 @@ fn a_device_booting_offline_gets_its_cached_desired_properties() {
             .len(),
         1
     );
+    s.settle();
     drop(s);
 
     // Reboot without network.
@@ -345,4 +357,170 @@ fn nothing_is_handed_while_disconnected() {
     let mut s = SessionBuilder::new().build(now);
     record(&mut s, now);
     assert!(s.next_request().is_none());
+}
+
+// ---- the store boundary: the session asks, the event loop runs, answers come back ----
+
+/// A builder of sessions over a fresh shared store.
+fn over_a_store(builder: SessionBuilder) -> (SharedStore, SessionBuilder) {
+    let store = SharedStore::default();
+    let builder = builder.store(store.boxed());
+    (store, builder)
+}
+
+/// Pushes one telemetry message and closes its batch, leaving the store operations
+/// waiting.
+fn push_record(s: &mut TestSession, now: Now) {
+    s.push_telemetry(item("schema.v1.Env", 16, now), now)
+        .expect("fits");
+    s.flush_telemetry(now);
+}
+
+/// Sequence numbers of what a fresh network takes from the session.
+fn replayed(s: &mut TestSession) -> Vec<u64> {
+    seqs(&FakeNet::default().send(s, 10))
+}
+
+#[test]
+fn the_session_asks_for_store_operations_instead_of_running_them() {
+    let now = t0();
+    let (store, builder) = over_a_store(SessionBuilder::new());
+    let mut s = builder.build(now);
+    push_record(&mut s, now);
+    assert_eq!(store.lock().stats().records, 0, "nothing written yet");
+    let ops = s.take_store_ops();
+    let [StoreOp::Append { records, room }] = ops.as_slice() else {
+        panic!("one append expected: {ops:?}")
+    };
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        *room,
+        Room {
+            max_bytes: None,
+            disk_limit_percent: 85.0
+        }
+    );
+    assert!(s.take_store_ops().is_empty(), "taken once");
+    assert!(!s.is_idle(), "an append is running");
+    s.run(ops[0].clone());
+    assert_eq!(store.lock().stats().records, 1);
+    assert_eq!(
+        s.counters().stored_records,
+        1,
+        "counts come with the answer"
+    );
+}
+
+#[test]
+fn always_publishes_a_record_only_after_its_append_and_a_read_of_it_were_answered() {
+    let now = t0();
+    let (_store, builder) = over_a_store(SessionBuilder::new().persistence(Persistence::Always));
+    let mut s = builder.connected(now);
+    push_record(&mut s, now);
+    assert!(s.next_request().is_none(), "not on disk yet");
+    // The read is asked right away: the store runs it after the append.
+    let ops = s.take_store_ops();
+    let [append @ StoreOp::Append { .. }, read @ StoreOp::Read { after: None, .. }] =
+        ops.as_slice()
+    else {
+        panic!("an append then a read expected: {ops:?}")
+    };
+    s.run(append.clone());
+    assert!(s.next_request().is_none(), "not read back yet");
+    s.run(read.clone());
+    let (request, token) = s.next_request().expect("the stored record leaves");
+    assert!(matches!(token, Token::Disk(_)), "{token:?}");
+    assert_eq!(published_on(&[request], "tlm").len(), 1);
+}
+
+#[test]
+fn records_wait_while_an_append_of_older_ones_is_unanswered() {
+    let now = t0();
+    // Room in memory for one record: the oldest not yet sent goes to the store.
+    let (_store, builder) = over_a_store(SessionBuilder::new().max_queued_bytes(100));
+    let mut s = builder.connected(now);
+    let old = record(&mut s, now);
+    push_record(&mut s, now); // the first record moves to the store
+    assert!(
+        s.next_request().is_none(),
+        "the newer record in memory waits for the older one"
+    );
+    assert_eq!(replayed(&mut s), vec![old, old + 1], "oldest first");
+}
+
+#[test]
+fn a_read_answered_after_the_connection_dropped_is_ignored() {
+    let now = t0();
+    let (_store, builder) = over_a_store(SessionBuilder::new());
+    let mut s = builder.build(now);
+    let a = record(&mut s, now);
+    connect(&mut s, now);
+    assert!(s.next_request().is_none());
+    let stale = s.take_store_ops();
+    assert!(
+        matches!(stale.as_slice(), [StoreOp::Read { .. }]),
+        "{stale:?}"
+    );
+    FakeNet::default().drop_connection(&mut s);
+    s.run(stale[0].clone());
+    assert!(s.next_request().is_none(), "offline");
+    connect(&mut s, now);
+    assert_eq!(replayed(&mut s), vec![a], "sent once, from a fresh read");
+}
+
+#[test]
+fn records_in_memory_wait_until_the_sequence_numbers_they_use_are_reserved() {
+    let now = t0();
+    let (store, builder) = over_a_store(SessionBuilder::new());
+    let mut s = builder.connected(now);
+    assert!(s.is_idle());
+    // Use up the block reserved at boot, and one more number: the next block is
+    // asked for.
+    for _ in 0..=SEQ_BLOCK {
+        s.push_telemetry(item("schema.v1.Env", 0, now), now)
+            .expect("fits");
+    }
+    s.flush_telemetry(now);
+    let ops = s.take_store_ops();
+    let [StoreOp::ReserveSeq { upto }] = ops.as_slice() else {
+        panic!("a reservation expected: {ops:?}")
+    };
+    assert!(s.next_request().is_none(), "not reserved yet");
+    s.run(ops[0].clone());
+    assert_eq!(
+        store.lock().get_meta(META_SEQ).expect("meta"),
+        Some(upto.to_be_bytes().to_vec())
+    );
+    assert!(s.next_request().is_some(), "reserved: the records leave");
+}
+
+#[test]
+fn records_whose_append_failed_stay_in_memory_and_are_sent() {
+    let now = t0();
+    let (store, builder) = over_a_store(SessionBuilder::new());
+    let mut s = builder.build(now);
+    store.fail_appends(true);
+    let a = record(&mut s, now);
+    assert_eq!(store.lock().stats().records, 0);
+    assert_eq!(s.counters().queued_messages, 1, "kept in memory");
+    connect(&mut s, now);
+    assert_eq!(replayed(&mut s), vec![a]);
+}
+
+#[test]
+fn a_failing_store_does_not_spill_memory_back_to_it_forever() {
+    let now = t0();
+    let (store, builder) = over_a_store(SessionBuilder::new().max_queued_bytes(100));
+    let mut s = builder.connected(now);
+    store.fail_appends(true);
+    for _ in 0..3 {
+        push_record(&mut s, now);
+    }
+    let ran = s.settle();
+    assert!(
+        ran <= 3,
+        "one failed append per spilled record at most: {ran}"
+    );
+    assert_eq!(s.counters().dropped_messages, 2, "over the cap, dropped");
+    assert_eq!(s.counters().queued_messages, 1);
 }

@@ -97,7 +97,12 @@ fn the_redb_store_passes_the_conformance_checks_and_survives_a_reopen() {
 fn the_redb_store_is_locked_to_one_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = RedbStore::open(dir.path()).expect("open");
-    assert!(RedbStore::open(dir.path()).is_err());
+    let err = RedbStore::open(dir.path()).expect_err("locked by the first");
+    assert!(
+        matches!(&err, StoreError::Database { path, .. } if path.ends_with(redb_store::STORE_FILE)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already open"), "{err}");
 }
 
 #[test]

@@ -88,6 +88,18 @@ impl Recorder {
     }
 }
 
+/// Polls `done` every 10 ms until it holds; fails the test after [`WAIT`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A broker on 127.0.0.1 that can be stopped and restarted on the same port.
 pub struct TestBroker {
     pub recorder: Arc<Recorder>,

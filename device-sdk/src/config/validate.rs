@@ -1,0 +1,312 @@
+//! From the merged options to a [`Config`]: each option's default, the checks, and
+//! what is derived (the prefixed device id, the target of the profile, the
+//! credentials and their TLS configuration, the compressed schema).
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use mir_proto::{DeviceId, MAX_PAYLOAD_BYTES};
+use prost::Message;
+
+use super::{
+    layers::{CredentialSource, Layer, Setting},
+    Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
+};
+use crate::{
+    backoff::{DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN},
+    credentials, BuildError,
+};
+
+fn invalid(option: &'static str, reason: impl Into<String>) -> BuildError {
+    BuildError::InvalidOption {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// The winning value of a setting parsed, or `None`.
+fn setting<T: std::str::FromStr<Err = BuildError>>(
+    s: Option<Setting<T>>,
+) -> Result<Option<T>, BuildError> {
+    s.map(Setting::resolve).transpose()
+}
+
+/// Resolves the merged options (builder > file > environment) into a [`Config`].
+pub(super) fn resolve(
+    o: Layer,
+    schemas: &[Vec<u8>],
+    config_file: Option<PathBuf>,
+) -> Result<Config, BuildError> {
+    let device = o.device.unwrap_or_default();
+    let raw_id = device.id.ok_or(BuildError::MissingDeviceId)?;
+    let prefix = device.id_prefix.unwrap_or_default();
+    let prefix = IdPrefix {
+        prefix: prefix.prefix.unwrap_or_default(),
+        hostname: prefix.hostname.unwrap_or(false),
+        username: prefix.username.unwrap_or(false),
+    };
+    let mut parts = prefix.parts();
+    parts.push(raw_id);
+    let id = parts.join("_");
+    let device_id =
+        DeviceId::new(id.clone()).map_err(|source| BuildError::InvalidDeviceId { id, source })?;
+
+    let profile = setting(o.profile)?.unwrap_or_default();
+    let target = target(profile, o.target)?;
+    let credentials = match o.tls_credentials {
+        Some(source) => Some(given_credentials(source, profile)?),
+        None => found_credentials(
+            profile,
+            &target,
+            TlsPaths {
+                cert: o.tls_cert,
+                key: o.tls_key,
+                ca: o.root_ca,
+            },
+            o.credential_dirs,
+        )?,
+    };
+    let tls = match target.scheme {
+        Scheme::Mqtts => Some(crate::tls::client_config(
+            credentials.as_ref(),
+            target.port,
+        )?),
+        Scheme::Mqtt if credentials.is_some() => {
+            return Err(BuildError::CredentialsWithoutTls(target.to_string()))
+        }
+        Scheme::Mqtt => None,
+    };
+
+    let heartbeat_interval = o.heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+    if heartbeat_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "heartbeat_interval",
+            format!("{heartbeat_interval:?} is below 100 ms"),
+        ));
+    }
+    let command_timeout = o.command_timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    if command_timeout.is_zero() {
+        return Err(invalid("command_timeout_default", "must be above zero"));
+    }
+    let queue_capacity = o.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+    if queue_capacity == 0 {
+        return Err(invalid("queue_capacity", "must be at least 1"));
+    }
+    let max_queued_bytes = o.max_queued_bytes.unwrap_or(DEFAULT_MAX_QUEUED_BYTES);
+    if max_queued_bytes < MAX_PAYLOAD_BYTES {
+        return Err(invalid(
+            "max_queued_bytes",
+            format!("must hold at least one batch ({MAX_PAYLOAD_BYTES} bytes)"),
+        ));
+    }
+
+    let store = o.local_store.unwrap_or_default();
+    let persistence = setting(store.persistence_type)?.unwrap_or_default();
+    let in_memory = store.in_memory.unwrap_or(false);
+    let folder = store.folder_path.filter(|p| !p.as_os_str().is_empty());
+    let store_folder = if in_memory || persistence == Persistence::NoStorage {
+        None
+    } else {
+        folder
+    };
+    let retention = store.retention_limit.unwrap_or(DEFAULT_RETENTION);
+    if retention.is_zero() {
+        return Err(invalid("localStore.retentionLimit", "must be above zero"));
+    }
+    let disk_limit_percent = store.disk_space_limit.unwrap_or(DEFAULT_DISK_LIMIT_PERCENT);
+    if !(disk_limit_percent > 0.0 && disk_limit_percent <= 100.0) {
+        return Err(invalid(
+            "localStore.diskSpaceLimit",
+            format!("{disk_limit_percent} is not a percentage in (0, 100]"),
+        ));
+    }
+
+    let backoff = o.backoff.unwrap_or_default();
+    let backoff_min = backoff.min.unwrap_or(DEFAULT_BACKOFF_MIN);
+    let backoff_max = backoff.max.unwrap_or(DEFAULT_BACKOFF_MAX);
+    if backoff_min.is_zero() || backoff_max < backoff_min {
+        return Err(invalid(
+            "backoff",
+            format!("need 0 < min <= max, got {backoff_min:?} and {backoff_max:?}"),
+        ));
+    }
+    let log_level = setting(o.log_level)?;
+
+    Ok(Config {
+        device_id,
+        profile,
+        target,
+        tls,
+        schema: compressed_schema(schemas)?,
+        no_schema_on_boot: device.no_schema_on_boot.unwrap_or(false),
+        heartbeat_interval,
+        telemetry_linger: o.telemetry_linger.unwrap_or(DEFAULT_TELEMETRY_LINGER),
+        command_timeout,
+        queue_capacity,
+        max_queued_bytes,
+        persistence,
+        store_folder,
+        retention,
+        disk_limit_percent,
+        max_store_bytes: store.max_bytes,
+        backoff_min,
+        backoff_max,
+        persistent_session: o.persistent_session.unwrap_or(true),
+        log_level,
+        config_file,
+    })
+}
+
+/// The target, by default the profile's (the aws profile has none and takes a bare host).
+fn target(profile: Profile, raw: Option<String>) -> Result<Target, BuildError> {
+    let target: Target = match (profile, raw) {
+        (Profile::Aws, None) => {
+            return Err(invalid(
+                "target",
+                "the aws profile needs the account's ATS endpoint \
+                 (xxx-ats.iot.<region>.amazonaws.com)",
+            ))
+        }
+        (Profile::Aws, Some(t)) if !t.contains("://") => format!("mqtts://{t}").parse()?,
+        (_, Some(t)) => t.parse()?,
+        (_, None) => DEFAULT_TARGET.parse()?,
+    };
+    if profile == Profile::Aws && target.scheme != Scheme::Mqtts {
+        return Err(invalid(
+            "target",
+            format!("AWS IoT Core needs mqtts:// (mutual TLS), not {target}"),
+        ));
+    }
+    Ok(target)
+}
+
+/// Credentials given to the builder, read now.
+fn given_credentials(
+    source: CredentialSource,
+    profile: Profile,
+) -> Result<Credentials, BuildError> {
+    match source {
+        CredentialSource::Pem(c) => Ok(c),
+        CredentialSource::Files { cert, key, ca } => {
+            let ca = ca.map(|ca| read("CA certificate", &ca)).transpose()?;
+            Ok(Credentials {
+                client_cert_pem: read("client certificate", &cert)?,
+                client_key_pem: read("client key", &key)?,
+                ca_pem: ca.or_else(|| aws_ca(profile)),
+            })
+        }
+    }
+}
+
+/// `tlsCert`, `tlsKey`, `rootCA` from the file or the environment.
+struct TlsPaths {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+}
+
+/// Credentials from the paths of the file or the environment, else (for a TLS target)
+/// from the search directories; required by the aws profile.
+fn found_credentials(
+    profile: Profile,
+    target: &Target,
+    paths: TlsPaths,
+    dirs: Option<Vec<PathBuf>>,
+) -> Result<Option<Credentials>, BuildError> {
+    let found = if target.scheme == Scheme::Mqtts {
+        credentials::search(&dirs.unwrap_or_else(credentials::default_search_dirs))
+    } else {
+        credentials::FoundCredentials::default()
+    };
+    let (cert, key) = match (paths.cert, paths.key) {
+        (Some(c), Some(k)) => (Some(c), Some(k)),
+        (None, None) => (found.cert, found.key),
+        (c, k) => {
+            return Err(invalid(
+                "tlsCert/tlsKey",
+                format!("give both or neither (certificate {c:?}, key {k:?})"),
+            ))
+        }
+    };
+    let ca_pem = match paths.ca.or(found.ca) {
+        Some(path) => Some(read("CA certificate", &path)?),
+        None => aws_ca(profile),
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(Credentials {
+            client_cert_pem: read("client certificate", &cert)?,
+            client_key_pem: read("client key", &key)?,
+            ca_pem,
+        })),
+        _ if profile == Profile::Aws => Err(invalid(
+            "credentials",
+            "AWS IoT Core needs the device certificate and key \
+             (tls.crt and tls.key in ./, ~/.config/mir/ or /etc/mir/)",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Amazon Root CA 1 for the aws profile.
+fn aws_ca(profile: Profile) -> Option<Vec<u8>> {
+    (profile == Profile::Aws).then(|| credentials::AMAZON_ROOT_CA_1.as_bytes().to_vec())
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path).map_err(|source| BuildError::ReadFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A `FileDescriptorSet` read as raw file entries, so that merging keeps every byte of
+/// each file: `prost_types` would drop the custom options (`mir.device.v1.*`) the
+/// server needs to tell telemetry, commands and config apart.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawDescriptorSet {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    file: Vec<Bytes>,
+}
+
+/// Only the name of a `FileDescriptorProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileName {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+/// Merges the descriptor sets (a file present in several sets is kept once) and
+/// compresses the result with zlib.
+pub(super) fn compressed_schema(sets: &[Vec<u8>]) -> Result<Bytes, BuildError> {
+    let mut merged = RawDescriptorSet::default();
+    let mut names = Vec::new();
+    for (index, bytes) in sets.iter().enumerate() {
+        // Validates the whole set once with the typed decoder.
+        prost_types::FileDescriptorSet::decode(bytes.as_slice())
+            .map_err(|source| BuildError::InvalidSchema { index, source })?;
+        let raw = RawDescriptorSet::decode(bytes.as_slice())
+            .map_err(|source| BuildError::InvalidSchema { index, source })?;
+        for file in raw.file {
+            let name = FileName::decode(file.clone())
+                .map_err(|source| BuildError::InvalidSchema { index, source })?
+                .name;
+            if !names.contains(&name) {
+                names.push(name);
+                merged.file.push(file);
+            }
+        }
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&merged.encode_to_vec())
+        .map_err(BuildError::CompressSchema)?;
+    let compressed = encoder.finish().map_err(BuildError::CompressSchema)?;
+    Ok(compressed.into())
+}
