@@ -69,6 +69,10 @@ fn decode<T: DeserializeOwned>(what: &str, item: Item) -> StoreResult<T> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("decoding {what}: {e}")))
 }
 
+fn decode_all<T: DeserializeOwned>(what: &str, items: Vec<Item>) -> StoreResult<Vec<T>> {
+    items.into_iter().map(|i| decode(what, i)).collect()
+}
+
 /// Expression attribute values from a JSON object (`{":v": 3}`), through serde_dynamo.
 fn values(v: serde_json::Value) -> StoreResult<Item> {
     encode("expression values", &v)
@@ -107,6 +111,21 @@ fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
 /// A condition expression with its attribute names and values.
 type Condition<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<Item>);
 
+/// A condition as a request's three fields: expression, attribute names (none when
+/// empty), attribute values.
+fn condition_fields(
+    condition: Option<Condition<'_>>,
+) -> (
+    Option<String>,
+    Option<HashMap<String, String>>,
+    Option<Item>,
+) {
+    match condition {
+        None => (None, None, None),
+        Some((cond, n, v)) => (Some(cond.to_string()), (!n.is_empty()).then(|| names(n)), v),
+    }
+}
+
 /// A table and the client to reach it.
 #[derive(Clone)]
 struct Table {
@@ -130,6 +149,206 @@ enum TxError {
 impl From<StoreError> for TxError {
     fn from(e: StoreError) -> Self {
         TxError::Store(e)
+    }
+}
+
+/// How a single-item write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Written; `replaced`: an item was there before (only known when asked for).
+    Done { replaced: bool },
+    /// The condition failed: nothing was written.
+    ConditionFailed,
+}
+
+/// What a [`Query`] reads.
+#[derive(Debug, Clone, Copy)]
+enum Read<'a> {
+    /// Query: the partition `pk` of the table (`index` None) or of an index, sort keys
+    /// from `sk_from` (inclusive) on.
+    Partition {
+        index: Option<&'a str>,
+        pk: &'a str,
+        sk_from: Option<&'a str>,
+    },
+    /// Scan: every item whose sort key is this.
+    SortKey(&'a str),
+}
+
+/// The one builder of Query (and Scan) requests, and the one loop over their pages.
+/// From [`Table::partition`] or [`Table::scan_sk`].
+#[derive(Debug, Clone, Copy)]
+struct Query<'a> {
+    table: &'a Table,
+    read: Read<'a>,
+    forward: bool,
+    /// Consistent reads (never on an index, where DynamoDB has none).
+    consistent: bool,
+}
+
+/// A key condition (or filter) with its attribute names and values.
+#[derive(Debug, Clone, PartialEq)]
+struct Expression {
+    text: &'static str,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl<'a> Query<'a> {
+    /// The partition of this index rather than of the table.
+    fn index(mut self, name: &'a str) -> Self {
+        if let Read::Partition { index, .. } = &mut self.read {
+            *index = Some(name);
+        }
+        self
+    }
+
+    /// Only sort keys from `from` on (inclusive), when set.
+    fn sk_from(mut self, from: Option<&'a str>) -> Self {
+        if let Read::Partition { sk_from, .. } = &mut self.read {
+            *sk_from = from;
+        }
+        self
+    }
+
+    /// Descending sort keys.
+    fn newest_first(mut self) -> Self {
+        self.forward = false;
+        self
+    }
+
+    /// Eventually consistent reads on the table too.
+    fn eventually_consistent(mut self) -> Self {
+        self.consistent = false;
+        self
+    }
+
+    fn expression(&self) -> StoreResult<Expression> {
+        Ok(match self.read {
+            Read::Partition { index, pk, sk_from } => {
+                let (pk_name, sk_name) = match index {
+                    Some(_) => ("gsi1pk", "gsi1sk"),
+                    None => ("pk", "sk"),
+                };
+                match sk_from {
+                    Some(from) => Expression {
+                        text: "#pk = :pk AND #sk >= :from",
+                        names: names(&[("#pk", pk_name), ("#sk", sk_name)]),
+                        values: values(serde_json::json!({ ":pk": pk, ":from": from }))?,
+                    },
+                    None => Expression {
+                        text: "#pk = :pk",
+                        names: names(&[("#pk", pk_name)]),
+                        values: values(serde_json::json!({ ":pk": pk }))?,
+                    },
+                }
+            }
+            Read::SortKey(sk) => Expression {
+                text: "#sk = :sk",
+                names: names(&[("#sk", "sk")]),
+                values: values(serde_json::json!({ ":sk": sk }))?,
+            },
+        })
+    }
+
+    /// The pages, one request each.
+    fn pages(self) -> StoreResult<Pages<'a>> {
+        Ok(Pages {
+            expression: self.expression()?,
+            query: self,
+            start: None,
+            done: false,
+        })
+    }
+
+    /// Every item.
+    async fn all(self) -> StoreResult<Vec<Item>> {
+        let mut pages = self.pages()?;
+        let mut out = Vec::new();
+        while let Some(items) = pages.next(None).await? {
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// The first `limit` items (at least one request).
+    async fn first(self, limit: usize) -> StoreResult<Vec<Item>> {
+        let mut pages = self.pages()?;
+        let mut out = Vec::new();
+        while let Some(items) = pages
+            .next(Some(limit.saturating_sub(out.len()).max(1)))
+            .await?
+        {
+            out.extend(items);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The pages of a [`Query`], from [`Query::pages`].
+struct Pages<'a> {
+    query: Query<'a>,
+    expression: Expression,
+    start: Option<Item>,
+    done: bool,
+}
+
+impl Pages<'_> {
+    /// The next page, of at most `size` items when set; `None` after the last.
+    async fn next(&mut self, size: Option<usize>) -> StoreResult<Option<Vec<Item>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let Query {
+            table,
+            read,
+            forward,
+            consistent,
+        } = self.query;
+        let e = &self.expression;
+        let start = self.start.take();
+        let (items, next) = match read {
+            Read::Partition { index, .. } => {
+                let out = table
+                    .client
+                    .query()
+                    .table_name(&*table.name)
+                    .set_index_name(index.map(str::to_owned))
+                    .key_condition_expression(e.text)
+                    .set_expression_attribute_names(Some(e.names.clone()))
+                    .set_expression_attribute_values(Some(e.values.clone()))
+                    .scan_index_forward(forward)
+                    .set_consistent_read((consistent && index.is_none()).then_some(true))
+                    .set_limit(size.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(table.what("Query"), e))?;
+                (out.items, out.last_evaluated_key)
+            }
+            Read::SortKey(_) => {
+                let out = table
+                    .client
+                    .scan()
+                    .table_name(&*table.name)
+                    .filter_expression(e.text)
+                    .set_expression_attribute_names(Some(e.names.clone()))
+                    .set_expression_attribute_values(Some(e.values.clone()))
+                    .set_consistent_read(consistent.then_some(true))
+                    .set_limit(size.map(|s| i32::try_from(s).unwrap_or(i32::MAX)))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(table.what("Scan"), e))?;
+                (out.items, out.last_evaluated_key)
+            }
+        };
+        self.done = next.is_none();
+        self.start = next;
+        Ok(Some(items.unwrap_or_default()))
     }
 }
 
@@ -215,143 +434,117 @@ impl Table {
         Ok(out)
     }
 
-    /// Queries a partition (of the table or of `gsi1`), in `forward` order, at most
-    /// `limit` items when set. `sk_from`: lower bound of the sort key (inclusive).
-    async fn query(
-        &self,
-        index: Option<&str>,
-        pk: &str,
-        sk_from: Option<&str>,
-        forward: bool,
-        limit: Option<usize>,
-    ) -> StoreResult<Vec<Item>> {
-        let (pk_name, sk_name) = match index {
-            Some(_) => ("gsi1pk", "gsi1sk"),
-            None => ("pk", "sk"),
-        };
-        let (cond, vals) = match sk_from {
-            Some(from) => (
-                "#pk = :pk AND #sk >= :from",
-                values(serde_json::json!({ ":pk": pk, ":from": from }))?,
-            ),
-            None => ("#pk = :pk", values(serde_json::json!({ ":pk": pk }))?),
-        };
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&*self.name)
-                .key_condition_expression(cond)
-                .set_expression_attribute_names(Some(if sk_from.is_some() {
-                    names(&[("#pk", pk_name), ("#sk", sk_name)])
-                } else {
-                    names(&[("#pk", pk_name)])
-                }))
-                .set_expression_attribute_values(Some(vals.clone()))
-                .scan_index_forward(forward)
-                .set_exclusive_start_key(start.take());
-            if let Some(i) = index {
-                q = q.index_name(i);
-            } else {
-                q = q.consistent_read(true);
-            }
-            if let Some(l) = limit {
-                let left = l.saturating_sub(out.len()).max(1);
-                q = q.limit(i32::try_from(left).unwrap_or(i32::MAX));
-            }
-            let resp = q
-                .send()
-                .await
-                .map_err(|e| store_error(self.what("Query"), e))?;
-            out.extend(resp.items.unwrap_or_default());
-            start = resp.last_evaluated_key;
-            if start.is_none() || limit.is_some_and(|l| out.len() >= l) {
-                return Ok(out);
-            }
+    /// A query of the partition `pk`: of the table, oldest first, with consistent reads
+    /// (refine it with [`Query`]'s methods).
+    fn partition<'a>(&'a self, pk: &'a str) -> Query<'a> {
+        Query {
+            table: self,
+            read: Read::Partition {
+                index: None,
+                pk,
+                sk_from: None,
+            },
+            forward: true,
+            consistent: true,
         }
-    }
-
-    /// One page of a query, newest first, from `start`; returns the items and where to
-    /// go on.
-    async fn query_page(
-        &self,
-        index: Option<&str>,
-        pk: &str,
-        sk_from: Option<&str>,
-        page: usize,
-        start: Option<Item>,
-    ) -> StoreResult<(Vec<Item>, Option<Item>)> {
-        let (pk_name, sk_name) = match index {
-            Some(_) => ("gsi1pk", "gsi1sk"),
-            None => ("pk", "sk"),
-        };
-        let (cond, vals) = match sk_from {
-            Some(from) => (
-                "#pk = :pk AND #sk >= :from",
-                values(serde_json::json!({ ":pk": pk, ":from": from }))?,
-            ),
-            None => ("#pk = :pk", values(serde_json::json!({ ":pk": pk }))?),
-        };
-        let mut q = self
-            .client
-            .query()
-            .table_name(&*self.name)
-            .key_condition_expression(cond)
-            .set_expression_attribute_names(Some(if sk_from.is_some() {
-                names(&[("#pk", pk_name), ("#sk", sk_name)])
-            } else {
-                names(&[("#pk", pk_name)])
-            }))
-            .set_expression_attribute_values(Some(vals))
-            .scan_index_forward(false)
-            .limit(i32::try_from(page).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start);
-        if let Some(i) = index {
-            q = q.index_name(i);
-        }
-        let resp = q
-            .send()
-            .await
-            .map_err(|e| store_error(self.what("Query"), e))?;
-        Ok((resp.items.unwrap_or_default(), resp.last_evaluated_key))
     }
 
     /// Every item whose sort key is `sk` (a full scan: only for "all devices").
-    async fn scan_sk(&self, sk: &str) -> StoreResult<Vec<Item>> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&*self.name)
-                .filter_expression("#sk = :sk")
-                .set_expression_attribute_names(Some(names(&[("#sk", "sk")])))
-                .set_expression_attribute_values(Some(values(serde_json::json!({ ":sk": sk }))?))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| store_error(self.what("Scan"), e))?;
-            out.extend(resp.items.unwrap_or_default());
-            start = resp.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
+    fn scan_sk<'a>(&'a self, sk: &'a str) -> Query<'a> {
+        Query {
+            table: self,
+            read: Read::SortKey(sk),
+            forward: true,
+            consistent: true,
         }
     }
 
-    fn put(&self, item: Item, condition: Option<Condition<'_>>) -> StoreResult<TransactWriteItem> {
-        let mut p = Put::builder().table_name(&*self.name).set_item(Some(item));
-        if let Some((cond, n, v)) = condition {
-            p = p.condition_expression(cond);
-            if !n.is_empty() {
-                p = p.set_expression_attribute_names(Some(names(n)));
+    /// PutItem, unless `condition` fails. `return_old`: report whether it replaced an
+    /// item.
+    async fn put_item(
+        &self,
+        item: Item,
+        condition: Option<Condition<'_>>,
+        return_old: bool,
+    ) -> StoreResult<Written> {
+        let (cond, n, v) = condition_fields(condition);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(n)
+            .set_expression_attribute_values(v)
+            .set_return_values(return_old.then_some(ReturnValue::AllOld))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Written::Done {
+                replaced: out.attributes.is_some_and(|a| !a.is_empty()),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
             }
-            p = p.set_expression_attribute_values(v);
+            Err(e) => Err(store_error(self.what("PutItem"), e)),
         }
+    }
+
+    /// UpdateItem with the expression `update`, unless `condition` fails; `names` and
+    /// `values` serve both expressions.
+    async fn update_item(
+        &self,
+        key: &Key,
+        update: &str,
+        condition: Option<&str>,
+        attribute_names: &[(&str, &str)],
+        values: Item,
+    ) -> StoreResult<Written> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&*self.name)
+            .set_key(Some(key.item()?))
+            .update_expression(update)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(Some(names(attribute_names)))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Written::Done { replaced: false }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(store_error(self.what("UpdateItem"), e)),
+        }
+    }
+
+    async fn delete_item(&self, key: &Key) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&*self.name)
+            .set_key(Some(key.item()?))
+            .send()
+            .await
+            .map_err(|e| store_error(self.what("DeleteItem"), e))?;
+        Ok(())
+    }
+
+    fn put(&self, item: Item, condition: Option<Condition<'_>>) -> StoreResult<TransactWriteItem> {
+        let (cond, n, v) = condition_fields(condition);
+        let p = Put::builder()
+            .table_name(&*self.name)
+            .set_item(Some(item))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(n)
+            .set_expression_attribute_values(v);
         Ok(TransactWriteItem::builder()
             .put(p.build().map_err(build_err)?)
             .build())
@@ -362,16 +555,13 @@ impl Table {
         key: &Key,
         condition: Option<Condition<'_>>,
     ) -> StoreResult<TransactWriteItem> {
-        let mut d = Delete::builder()
+        let (cond, n, v) = condition_fields(condition);
+        let d = Delete::builder()
             .table_name(&*self.name)
-            .set_key(Some(key.item()?));
-        if let Some((cond, n, v)) = condition {
-            d = d.condition_expression(cond);
-            if !n.is_empty() {
-                d = d.set_expression_attribute_names(Some(names(n)));
-            }
-            d = d.set_expression_attribute_values(v);
-        }
+            .set_key(Some(key.item()?))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(n)
+            .set_expression_attribute_values(v);
         Ok(TransactWriteItem::builder()
             .delete(d.build().map_err(build_err)?)
             .build())
@@ -650,12 +840,7 @@ impl DynamoTwinStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.table
-            .batch_get(keys)
-            .await?
-            .into_iter()
-            .map(|i| decode("twin", i))
-            .collect()
+        decode_all("twin", self.table.batch_get(keys).await?)
     }
 }
 
@@ -680,19 +865,13 @@ impl TwinStore for DynamoTwinStore {
     async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
         let mut found: Vec<TwinItem> = Vec::new();
         if targets.is_all() {
-            for item in self.table.scan_sk(TWIN_SK).await? {
-                found.push(decode("twin", item)?);
-            }
+            found = decode_all("twin", self.table.scan_sk(TWIN_SK).all().await?)?;
         } else if targets.has_selectors() {
             let mut ids: BTreeSet<String> = targets.ids.iter().cloned().collect();
             for ns in &targets.namespaces {
-                for item in self
-                    .table
-                    .query(Some(GSI1), &format!("NS#{ns}"), None, true, None)
-                    .await?
-                {
-                    found.push(decode("twin", item)?);
-                }
+                let pk = format!("NS#{ns}");
+                let items = self.table.partition(&pk).index(GSI1).all().await?;
+                found.extend(decode_all::<TwinItem>("twin", items)?);
             }
             for n in &targets.names {
                 match &n.namespace {
@@ -702,12 +881,10 @@ impl TwinStore for DynamoTwinStore {
                         }
                     }
                     None => {
-                        for item in self
-                            .table
-                            .query(Some(GSI1), &format!("NAME#{}", n.name), None, true, None)
-                            .await?
-                        {
-                            ids.insert(decode::<NameItem>("name reservation", item)?.device_id);
+                        let pk = format!("NAME#{}", n.name);
+                        let items = self.table.partition(&pk).index(GSI1).all().await?;
+                        for n in decode_all::<NameItem>("name reservation", items)? {
+                            ids.insert(n.device_id);
                         }
                     }
                 }
@@ -721,14 +898,12 @@ impl TwinStore for DynamoTwinStore {
             // Labels only: intersect the label index partitions, then read the twins.
             let mut ids: Option<BTreeSet<String>> = None;
             for (k, v) in &targets.labels {
-                let mut these = BTreeSet::new();
-                for item in self
-                    .table
-                    .query(None, &label_pk(k, v), None, true, None)
-                    .await?
-                {
-                    these.insert(decode::<LabelItem>("label index", item)?.device_id);
-                }
+                let pk = label_pk(k, v);
+                let items = self.table.partition(&pk).all().await?;
+                let these: BTreeSet<String> = decode_all::<LabelItem>("label index", items)?
+                    .into_iter()
+                    .map(|l| l.device_id)
+                    .collect();
                 ids = Some(match ids {
                     None => these,
                     Some(prev) => prev.intersection(&these).cloned().collect(),
@@ -954,26 +1129,13 @@ impl SchemaStore for DynamoSchemaStore {
             updated_at: schema.updated_at,
         };
         self.table
-            .client
-            .put_item()
-            .table_name(&*self.table.name)
-            .set_item(Some(encode("schema", &item)?))
-            .send()
-            .await
-            .map_err(|e| store_error(self.table.what("PutItem"), e))?;
+            .put_item(encode("schema", &item)?, None, false)
+            .await?;
         Ok(())
     }
 
     async fn delete(&self, device_id: &str) -> StoreResult<()> {
-        self.table
-            .client
-            .delete_item()
-            .table_name(&*self.table.name)
-            .set_key(Some(schema_key(device_id).item()?))
-            .send()
-            .await
-            .map_err(|e| store_error(self.table.what("DeleteItem"), e))?;
-        Ok(())
+        self.table.delete_item(&schema_key(device_id)).await
     }
 }
 
@@ -1050,24 +1212,19 @@ impl DynamoCommandStore {
 impl CommandStore for DynamoCommandStore {
     async fn create(&self, record: &CommandRecord) -> StoreResult<()> {
         let item = self.item(record)?;
-        let result = self
+        let written = self
             .table
-            .client
-            .put_item()
-            .table_name(&*self.table.name)
-            .set_item(Some(encode("command", &item)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            .put_item(
+                encode("command", &item)?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+                false,
+            )
+            .await?;
+        match written {
+            Written::Done { .. } => Ok(()),
+            Written::ConditionFailed => {
                 Err(StoreError::AlreadyExists(format!("command {}", record.id)))
             }
-            Err(e) => Err(store_error(self.table.what("PutItem"), e)),
         }
     }
 
@@ -1090,32 +1247,24 @@ impl CommandStore for DynamoCommandStore {
             return Ok((rec, false));
         }
         let item = self.item(&rec)?;
-        let result = self
+        let pending = values(serde_json::json!({ ":pending": PENDING }))?;
+        let written = self
             .table
-            .client
-            .put_item()
-            .table_name(&*self.table.name)
-            .set_item(Some(encode("command", &item)?))
-            .condition_expression("#s = :pending")
-            .set_expression_attribute_names(Some(names(&[("#s", "status")])))
-            .set_expression_attribute_values(Some(values(
-                serde_json::json!({ ":pending": PENDING }),
-            )?))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok((rec, true)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            .put_item(
+                encode("command", &item)?,
+                Some(("#s = :pending", &[("#s", "status")], Some(pending))),
+                false,
+            )
+            .await?;
+        match written {
+            Written::Done { .. } => Ok((rec, true)),
+            Written::ConditionFailed => {
                 // Someone else completed it first: return what is stored.
                 let stored = CommandStore::get(self, id)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("command {id}")))?;
                 Ok((stored, false))
             }
-            Err(e) => Err(store_error(self.table.what("PutItem"), e)),
         }
     }
 }
@@ -1243,12 +1392,16 @@ impl DynamoEventStore {
         out: &mut Vec<Event>,
     ) -> StoreResult<()> {
         let limit = filter.limit();
-        let mut start = None;
-        loop {
-            let page = (limit - out.len()).clamp(25, 1000);
-            let (items, next) = self.table.query_page(index, pk, from, page, start).await?;
-            for item in items {
-                let e: EventItem = decode("event", item)?;
+        let mut query = self.table.partition(pk).sk_from(from).newest_first();
+        if let Some(index) = index {
+            query = query.index(index);
+        }
+        let mut pages = query.eventually_consistent().pages()?;
+        while let Some(items) = pages
+            .next(Some((limit - out.len()).clamp(25, 1000)))
+            .await?
+        {
+            for e in decode_all::<EventItem>("event", items)? {
                 if filter.matches(&e.event) {
                     out.push(e.event);
                     if out.len() >= limit {
@@ -1256,11 +1409,8 @@ impl DynamoEventStore {
                     }
                 }
             }
-            match next {
-                Some(n) => start = Some(n),
-                None => return Ok(()),
-            }
         }
+        Ok(())
     }
 }
 
@@ -1288,13 +1438,14 @@ impl EventStore for DynamoEventStore {
             return Ok(out);
         }
         let since_day = filter.since.map(day_of);
-        let days: Vec<MarkerItem> = self
+        let days = self
             .table
-            .query(None, DAYS_PK, since_day.as_deref(), false, None)
-            .await?
-            .into_iter()
-            .map(|i| decode("day marker", i))
-            .collect::<StoreResult<_>>()?;
+            .partition(DAYS_PK)
+            .sk_from(since_day.as_deref())
+            .newest_first()
+            .all()
+            .await?;
+        let days: Vec<MarkerItem> = decode_all("day marker", days)?;
         for d in days {
             self.collect(
                 None,
@@ -1470,25 +1621,12 @@ impl DynamoTelemetry {
             Ok(i) => i,
             Err(e) => return Ok(PointWrite::Rejected(e.to_string())),
         };
-        let result = self
-            .table
-            .client
-            .put_item()
-            .table_name(&*self.table.name)
-            .set_item(Some(item))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(if out.attributes.is_some_and(|a| !a.is_empty()) {
-                PointWrite::Replaced
-            } else {
-                PointWrite::New
-            }),
-            Err(e) => match store_error(self.table.what("PutItem"), e) {
-                err if err.is_retryable() => Err(err),
-                err => Ok(PointWrite::Rejected(err.to_string())),
-            },
+        match self.table.put_item(item, None, true).await {
+            Ok(Written::Done { replaced: true }) => Ok(PointWrite::Replaced),
+            // Without a condition, a write cannot fail one.
+            Ok(Written::Done { replaced: false } | Written::ConditionFailed) => Ok(PointWrite::New),
+            Err(err) if err.is_retryable() => Err(err),
+            Err(err) => Ok(PointWrite::Rejected(err.to_string())),
         }
     }
 
@@ -1502,51 +1640,27 @@ impl DynamoTelemetry {
         let key = Key::new(format!("SERIES#{device}"), measure);
         let with_time = self
             .table
-            .client
-            .update_item()
-            .table_name(&*self.table.name)
-            .set_key(Some(key.item()?))
-            .update_expression("ADD #c :n SET #m = :m, #l = :t")
-            .condition_expression("attribute_not_exists(#l) OR #l < :t")
-            .set_expression_attribute_names(Some(names(&[
-                ("#c", "count"),
-                ("#m", "measure"),
-                ("#l", "lastTimeNs"),
-            ])))
-            .set_expression_attribute_values(Some(values(
-                serde_json::json!({ ":n": added, ":m": measure, ":t": last }),
-            )?))
-            .send()
-            .await;
-        match with_time {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                if added == 0 {
-                    return Ok(());
-                }
-                self.table
-                    .client
-                    .update_item()
-                    .table_name(&*self.table.name)
-                    .set_key(Some(key.item()?))
-                    .update_expression("ADD #c :n SET #m = :m")
-                    .set_expression_attribute_names(Some(names(&[
-                        ("#c", "count"),
-                        ("#m", "measure"),
-                    ])))
-                    .set_expression_attribute_values(Some(values(
-                        serde_json::json!({ ":n": added, ":m": measure }),
-                    )?))
-                    .send()
-                    .await
-                    .map_err(|e| store_error(self.table.what("UpdateItem"), e))?;
-                Ok(())
-            }
-            Err(e) => Err(store_error(self.table.what("UpdateItem"), e)),
+            .update_item(
+                &key,
+                "ADD #c :n SET #m = :m, #l = :t",
+                Some("attribute_not_exists(#l) OR #l < :t"),
+                &[("#c", "count"), ("#m", "measure"), ("#l", "lastTimeNs")],
+                values(serde_json::json!({ ":n": added, ":m": measure, ":t": last }))?,
+            )
+            .await?;
+        if with_time == Written::ConditionFailed && added > 0 {
+            // An older point: count it, keep the last time.
+            self.table
+                .update_item(
+                    &key,
+                    "ADD #c :n SET #m = :m",
+                    None,
+                    &[("#c", "count"), ("#m", "measure")],
+                    values(serde_json::json!({ ":n": added, ":m": measure }))?,
+                )
+                .await?;
         }
+        Ok(())
     }
 }
 
@@ -1588,35 +1702,32 @@ impl TelemetrySink for DynamoTelemetry {
 #[async_trait]
 impl TelemetryReader for DynamoTelemetry {
     async fn series(&self, device_id: &str) -> StoreResult<Vec<TelemetrySeries>> {
-        self.table
-            .query(None, &format!("SERIES#{device_id}"), None, true, None)
-            .await?
+        let pk = format!("SERIES#{device_id}");
+        let items = self.table.partition(&pk).all().await?;
+        Ok(decode_all::<SeriesItem>("telemetry series", items)?
             .into_iter()
-            .map(|i| {
-                decode::<SeriesItem>("telemetry series", i).map(|s| TelemetrySeries {
-                    measure: s.measure,
-                    count: s.count,
-                    last_time_ns: s.last_time_ns,
-                })
+            .map(|s| TelemetrySeries {
+                measure: s.measure,
+                count: s.count,
+                last_time_ns: s.last_time_ns,
             })
-            .collect()
+            .collect())
     }
 
     async fn query(&self, q: &TelemetryQuery) -> StoreResult<Vec<TelemetryRecord>> {
         let from = point_sk(q.since_ns, 0);
-        let mut out: Vec<TelemetryRecord> = self
+        let pk = point_pk(&q.device_id, &q.measure);
+        let items = self
             .table
-            .query(
-                None,
-                &point_pk(&q.device_id, &q.measure),
-                Some(&from),
-                false,
-                Some(q.limit.max(1)),
-            )
-            .await?
+            .partition(&pk)
+            .sk_from(Some(&from))
+            .newest_first()
+            .first(q.limit.max(1))
+            .await?;
+        let mut out: Vec<TelemetryRecord> = decode_all::<PointItem>("telemetry point", items)?
             .into_iter()
-            .map(|i| decode::<PointItem>("telemetry point", i).map(Into::into))
-            .collect::<StoreResult<_>>()?;
+            .map(Into::into)
+            .collect();
         out.truncate(q.limit.max(1));
         out.reverse();
         Ok(out)
