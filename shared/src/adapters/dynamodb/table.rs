@@ -8,6 +8,7 @@ use std::{
 };
 
 use aws_sdk_dynamodb::{
+    error::{ProvideErrorMetadata, SdkError},
     operation::transact_write_items::TransactWriteItemsError,
     types::{AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem},
     Client,
@@ -19,6 +20,8 @@ use crate::ports::{StoreError, StoreResult};
 
 /// Most actions in one TransactWriteItems call.
 const MAX_TRANSACT_ITEMS: usize = 100;
+/// The error code of a write whose condition failed.
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -120,6 +123,28 @@ pub(super) enum Written {
     Done { replaced: bool },
     /// The condition failed: nothing was written.
     ConditionFailed,
+}
+
+/// A single-item write's result as [`Written`] (`replaced` from the output), a failed
+/// condition included; any other error as a [`StoreError`] about `what`.
+fn written<T, E, R>(
+    what: String,
+    result: Result<T, SdkError<E, R>>,
+    replaced: impl FnOnce(T) -> bool,
+) -> StoreResult<Written>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Written::Done {
+            replaced: replaced(out),
+        }),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some(CONDITION_FAILED) => {
+            Ok(Written::ConditionFailed)
+        }
+        Err(e) => Err(store_error(what, e)),
+    }
 }
 
 impl Table {
@@ -224,18 +249,9 @@ impl Table {
             .set_return_values(return_old.then_some(ReturnValue::AllOld))
             .send()
             .await;
-        match result {
-            Ok(out) => Ok(Written::Done {
-                replaced: out.attributes.is_some_and(|a| !a.is_empty()),
-            }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(store_error(self.what("PutItem"), e)),
-        }
+        written(self.what("PutItem"), result, |out| {
+            out.attributes.is_some_and(|a| !a.is_empty())
+        })
     }
 
     /// UpdateItem with the expression `update`, unless `condition` fails; `names` and
@@ -259,16 +275,7 @@ impl Table {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Written::Done { replaced: false }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Written::ConditionFailed)
-            }
-            Err(e) => Err(store_error(self.what("UpdateItem"), e)),
-        }
+        written(self.what("UpdateItem"), result, |_| false)
     }
 
     pub(super) async fn delete_item(&self, key: &Key) -> StoreResult<()> {
