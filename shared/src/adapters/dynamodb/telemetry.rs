@@ -9,6 +9,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::table::{decode_all, encode, values, Key, Table, Written};
+use crate::adapters::pairs;
 use crate::ports::*;
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
@@ -105,16 +106,8 @@ impl TryFrom<&TelemetryRecord> for PointItem {
             measure: r.measure.to_string(),
             time_ns: r.time_ns,
             seq: r.seq,
-            tags: r
-                .tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            values: r
-                .values
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.into()))
-                .collect(),
+            tags: pairs::owned(&r.tags, |v| v.to_string()),
+            values: pairs::owned(&r.values, |v| v.into()),
         })
     }
 }
@@ -128,16 +121,8 @@ impl From<PointItem> for TelemetryRecord {
             measure: Arc::from(p.measure),
             time_ns: p.time_ns,
             seq: p.seq,
-            tags: p
-                .tags
-                .into_iter()
-                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
-                .collect(),
-            values: p
-                .values
-                .into_iter()
-                .map(|(k, v)| (Arc::from(k), v.into()))
-                .collect(),
+            tags: pairs::shared(p.tags, Arc::from),
+            values: pairs::shared(p.values, FieldValue::from),
         }
     }
 }

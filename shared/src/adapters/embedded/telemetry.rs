@@ -8,6 +8,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::store::{from_json, to_json, unavailable, EmbeddedStore, SERIES, TELEMETRY};
+use crate::adapters::pairs;
 use crate::ports::*;
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
@@ -28,16 +29,8 @@ impl TelemetrySink for EmbeddedStore {
             let row = TelemetryRow {
                 name: r.name.clone(),
                 namespace: r.namespace.clone(),
-                tags: r
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                values: r
-                    .values
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
+                tags: pairs::owned(&r.tags, |v| v.to_string()),
+                values: pairs::owned(&r.values, FieldValue::clone),
             };
             match to_json(&row) {
                 Ok(bytes) => rows.push((
@@ -131,16 +124,8 @@ impl TelemetryReader for EmbeddedStore {
                     measure: measure.clone(),
                     time_ns,
                     seq,
-                    tags: row
-                        .tags
-                        .into_iter()
-                        .map(|(k, v)| (Arc::from(k), Arc::from(v)))
-                        .collect(),
-                    values: row
-                        .values
-                        .into_iter()
-                        .map(|(k, v)| (Arc::from(k), v))
-                        .collect(),
+                    tags: pairs::shared(row.tags, Arc::from),
+                    values: pairs::shared(row.values, |v| v),
                 });
                 if out.len() >= q.limit.max(1) {
                     break;
