@@ -113,7 +113,7 @@ fn label_set(twin: &Twin) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Twins on DynamoDB (see the module docs for the items).
+/// Twins on DynamoDB (see the `dynamodb` module docs for the items).
 #[derive(Clone, Debug)]
 pub struct DynamoTwinStore {
     table: Table,
@@ -181,8 +181,8 @@ impl TwinStore for DynamoTwinStore {
                     None => {
                         let pk = format!("NAME#{}", n.name);
                         let items = self.table.partition(&pk).index(GSI1).all().await?;
-                        for n in decode_all::<NameItem>("name reservation", items)? {
-                            ids.insert(n.device_id);
+                        for reservation in decode_all::<NameItem>("name reservation", items)? {
+                            ids.insert(reservation.device_id);
                         }
                     }
                 }
