@@ -15,5 +15,7 @@ pub mod embedded;
 #[cfg(feature = "iot")]
 pub mod iot;
 pub mod memory;
+#[cfg(any(feature = "dynamodb", feature = "embedded"))]
+mod pairs;
 #[cfg(feature = "timestream")]
 pub mod timestream;

@@ -1,0 +1,50 @@
+//! DynamoDB adapters: twins, schemas, commands, events, and the DynamoDB telemetry sink.
+//!
+//! Every table has the key schema of the CDK app (`infra/cdk/lib/data-stack.ts`):
+//! partition key `pk` (S), sort key `sk` (S), GSI `gsi1` on `gsi1pk`/`gsi1sk` (S, all
+//! attributes projected), TTL attribute `expiresAt` (epoch seconds). Items are converted
+//! with `serde_dynamo` from each file's item structs; no attribute map is built by hand.
+//!
+//! | table | item | pk | sk | gsi1pk / gsi1sk |
+//! |---|---|---|---|---|
+//! | twins | twin | `DEV#<id>` | `TWIN` | `NS#<namespace>` / `<name>` |
+//! | twins | name reservation | `NAME#<namespace>/<name>` | `NAME` | `NAME#<name>` / `<namespace>` |
+//! | twins | label index | `LABEL#<k>=<v>` | `<id>` | - |
+//! | schemas | schema | `DEV#<id>` | `SCHEMA` | - |
+//! | commands | command | `CMD#<id>` | `CMD` | `DEV#<device>` / `<created time>#<id>` |
+//! | events | event | `DAY#<yyyy-mm-dd>` | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
+//! | events | id guard (idempotency) | `EVT#<id>` | `EVT` | - |
+//! | events | day directory | `DAYS` | `<yyyy-mm-dd>` | - |
+//! | telemetry | point | `TLM#<device>#<measure>` | `<time>#<seq>` (zero-padded) | - |
+//! | telemetry | series summary | `SERIES#<device>` | `<measure>` | - |
+//!
+//! Twin writes are transactions (TransactWriteItems): the twin item conditional on its
+//! `version`, its name reservation and its label index items together, so name/namespace
+//! uniqueness and the label index can never disagree with the twins.
+//!
+//! Files: `table` (the table helper: items through serde_dynamo, keys, single-item
+//! writes, transactions), `query` (the one Query/Scan builder and its pages), `create`
+//! (the contract table), and one per port implementation: `twins`, `schemas`,
+//! `commands`, `events`, `telemetry` (each with its unit tests in `<x>_tests.rs`).
+
+mod commands;
+mod create;
+mod events;
+mod query;
+mod schemas;
+mod table;
+mod telemetry;
+mod twins;
+
+pub use aws_sdk_dynamodb;
+pub use commands::DynamoCommandStore;
+pub use create::create_table;
+pub use events::DynamoEventStore;
+pub use schemas::DynamoSchemaStore;
+pub use telemetry::DynamoTelemetry;
+pub use twins::DynamoTwinStore;
+
+/// Largest item DynamoDB stores.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The one global secondary index.
+pub const GSI1: &str = "gsi1";

@@ -1,0 +1,356 @@
+//! Twins on DynamoDB: the twin item, its name reservation and its label index items,
+//! written together in one transaction.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use super::table::{decode, decode_all, encode, values, Key, Table, TxError};
+use super::{GSI1, MAX_ITEM_BYTES};
+use crate::adapters::aws::backoff;
+use crate::domain::{Targets, Twin, Versioned};
+use crate::ports::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TwinItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    version: u64,
+    device_id: String,
+    twin: Twin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NameItem {
+    pk: String,
+    sk: String,
+    gsi1pk: String,
+    gsi1sk: String,
+    device_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LabelItem {
+    pk: String,
+    sk: String,
+    device_id: String,
+}
+
+const TWIN_SK: &str = "TWIN";
+const NAME_SK: &str = "NAME";
+
+fn twin_key(id: &str) -> Key {
+    Key::new(format!("DEV#{id}"), TWIN_SK)
+}
+
+fn name_key(namespace: &str, name: &str) -> Key {
+    Key::new(format!("NAME#{namespace}/{name}"), NAME_SK)
+}
+
+fn label_pk(k: &str, v: &str) -> String {
+    format!("LABEL#{k}={v}")
+}
+
+impl TwinItem {
+    fn new(twin: &Twin, version: u64) -> StoreResult<Self> {
+        let id = twin.spec.device_id.clone();
+        let size = serde_json::to_vec(twin)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .len();
+        if size > MAX_ITEM_BYTES - 1024 {
+            return Err(StoreError::TooLarge(format!(
+                "twin {id} would be {size} bytes; DynamoDB stores at most {MAX_ITEM_BYTES} per item"
+            )));
+        }
+        let key = twin_key(&id);
+        Ok(Self {
+            pk: key.pk,
+            sk: key.sk,
+            gsi1pk: format!("NS#{}", twin.meta.namespace),
+            gsi1sk: twin.meta.name.clone(),
+            version,
+            device_id: id,
+            twin: twin.clone(),
+        })
+    }
+}
+
+impl From<TwinItem> for Versioned<Twin> {
+    fn from(i: TwinItem) -> Self {
+        Versioned {
+            version: i.version,
+            value: i.twin,
+        }
+    }
+}
+
+fn name_item(twin: &Twin) -> NameItem {
+    let key = name_key(&twin.meta.namespace, &twin.meta.name);
+    NameItem {
+        pk: key.pk,
+        sk: key.sk,
+        gsi1pk: format!("NAME#{}", twin.meta.name),
+        gsi1sk: twin.meta.namespace.clone(),
+        device_id: twin.spec.device_id.clone(),
+    }
+}
+
+fn label_set(twin: &Twin) -> BTreeSet<(String, String)> {
+    twin.meta
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Twins on DynamoDB (see the `dynamodb` module docs for the items).
+#[derive(Clone, Debug)]
+pub struct DynamoTwinStore {
+    table: Table,
+}
+
+impl DynamoTwinStore {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self {
+            table: Table::new(client, table),
+        }
+    }
+
+    async fn read(&self, id: &str) -> StoreResult<Option<TwinItem>> {
+        match self.table.get(&twin_key(id)).await? {
+            Some(item) => decode("twin", item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn by_ids(&self, ids: impl IntoIterator<Item = String>) -> StoreResult<Vec<TwinItem>> {
+        let keys: Vec<Key> = ids.into_iter().map(|id| twin_key(&id)).collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        decode_all("twin", self.table.batch_get(keys).await?)
+    }
+}
+
+#[async_trait]
+impl TwinStore for DynamoTwinStore {
+    async fn get(&self, device_id: &str) -> StoreResult<Option<Versioned<Twin>>> {
+        Ok(self.read(device_id).await?.map(Into::into))
+    }
+
+    async fn get_by_name(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Versioned<Twin>>> {
+        let Some(item) = self.table.get(&name_key(namespace, name)).await? else {
+            return Ok(None);
+        };
+        let n: NameItem = decode("name reservation", item)?;
+        self.get(&n.device_id).await
+    }
+
+    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
+        let mut found: Vec<TwinItem> = Vec::new();
+        if targets.is_all() {
+            found = decode_all("twin", self.table.scan_sk(TWIN_SK).all().await?)?;
+        } else if targets.has_selectors() {
+            let mut ids: BTreeSet<String> = targets.ids.iter().cloned().collect();
+            for ns in &targets.namespaces {
+                let pk = format!("NS#{ns}");
+                let items = self.table.partition(&pk).index(GSI1).all().await?;
+                found.extend(decode_all::<TwinItem>("twin", items)?);
+            }
+            for n in &targets.names {
+                match &n.namespace {
+                    Some(ns) => {
+                        if let Some(item) = self.table.get(&name_key(ns, &n.name)).await? {
+                            ids.insert(decode::<NameItem>("name reservation", item)?.device_id);
+                        }
+                    }
+                    None => {
+                        let pk = format!("NAME#{}", n.name);
+                        let items = self.table.partition(&pk).index(GSI1).all().await?;
+                        for reservation in decode_all::<NameItem>("name reservation", items)? {
+                            ids.insert(reservation.device_id);
+                        }
+                    }
+                }
+            }
+            let have: HashSet<String> = found.iter().map(|t| t.device_id.clone()).collect();
+            found.extend(
+                self.by_ids(ids.into_iter().filter(|i| !have.contains(i)))
+                    .await?,
+            );
+        } else {
+            // Labels only: intersect the label index partitions, then read the twins.
+            let mut ids: Option<BTreeSet<String>> = None;
+            for (k, v) in &targets.labels {
+                let pk = label_pk(k, v);
+                let items = self.table.partition(&pk).all().await?;
+                let these: BTreeSet<String> = decode_all::<LabelItem>("label index", items)?
+                    .into_iter()
+                    .map(|l| l.device_id)
+                    .collect();
+                ids = Some(match ids {
+                    None => these,
+                    Some(prev) => prev.intersection(&these).cloned().collect(),
+                });
+                if ids.as_ref().is_some_and(BTreeSet::is_empty) {
+                    break;
+                }
+            }
+            found = self.by_ids(ids.unwrap_or_default()).await?;
+        }
+        let mut out: BTreeMap<String, Versioned<Twin>> = BTreeMap::new();
+        for t in found {
+            if targets.matches(&t.twin) {
+                out.insert(t.device_id.clone(), t.into());
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>> {
+        let item = TwinItem::new(twin, 1)?;
+        let t = &self.table;
+        let mut actions = vec![
+            t.put(
+                encode("twin", &item)?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?,
+            t.put(
+                encode("name reservation", &name_item(twin))?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?,
+        ];
+        for (k, v) in label_set(twin) {
+            let l = LabelItem {
+                pk: label_pk(&k, &v),
+                sk: item.device_id.clone(),
+                device_id: item.device_id.clone(),
+            };
+            actions.push(t.put(encode("label index", &l)?, None)?);
+        }
+        match t.transact(actions).await {
+            Ok(()) => Ok(Versioned {
+                version: 1,
+                value: twin.clone(),
+            }),
+            Err(TxError::Condition(failed)) if failed.contains(&0) => Err(
+                StoreError::AlreadyExists(format!("device {}", item.device_id)),
+            ),
+            Err(TxError::Condition(_)) => Err(StoreError::AlreadyExists(format!(
+                "name {}",
+                twin.display_name()
+            ))),
+            Err(TxError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>> {
+        let id = twin.spec.device_id.clone();
+        let item = TwinItem::new(twin, expected_version + 1)?;
+        let Some(current) = self.read(&id).await? else {
+            return Err(StoreError::NotFound(format!("device {id}")));
+        };
+        if current.version != expected_version {
+            return Err(StoreError::Conflict(format!("device {id}")));
+        }
+        let t = &self.table;
+        let expected = values(serde_json::json!({ ":v": expected_version }))?;
+        let mut actions = vec![t.put(
+            encode("twin", &item)?,
+            Some(("#v = :v", &[("#v", "version")], Some(expected))),
+        )?];
+        let old = &current.twin;
+        let mut new_name_at = None;
+        if (&old.meta.namespace, &old.meta.name) != (&twin.meta.namespace, &twin.meta.name) {
+            let owner = values(serde_json::json!({ ":id": id }))?;
+            actions.push(t.delete(
+                &name_key(&old.meta.namespace, &old.meta.name),
+                Some(("#d = :id", &[("#d", "deviceId")], Some(owner))),
+            )?);
+            new_name_at = Some(actions.len());
+            actions.push(t.put(
+                encode("name reservation", &name_item(twin))?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?);
+        }
+        let (before, after) = (label_set(old), label_set(twin));
+        for (k, v) in before.difference(&after) {
+            actions.push(t.delete(&Key::new(label_pk(k, v), id.clone()), None)?);
+        }
+        for (k, v) in after.difference(&before) {
+            let l = LabelItem {
+                pk: label_pk(k, v),
+                sk: id.clone(),
+                device_id: id.clone(),
+            };
+            actions.push(t.put(encode("label index", &l)?, None)?);
+        }
+        match t.transact(actions).await {
+            Ok(()) => Ok(Versioned {
+                version: expected_version + 1,
+                value: twin.clone(),
+            }),
+            Err(TxError::Condition(failed)) => {
+                if new_name_at.is_some_and(|i| failed.contains(&i)) && !failed.contains(&0) {
+                    Err(StoreError::AlreadyExists(format!(
+                        "name {}",
+                        twin.display_name()
+                    )))
+                } else {
+                    Err(StoreError::Conflict(format!("device {id}")))
+                }
+            }
+            Err(TxError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>> {
+        for attempt in 1..=crate::service::MAX_TWIN_ATTEMPTS as u32 {
+            let Some(current) = self.read(device_id).await? else {
+                return Ok(None);
+            };
+            let t = &self.table;
+            let expected = values(serde_json::json!({ ":v": current.version }))?;
+            let mut actions = vec![
+                t.delete(
+                    &twin_key(device_id),
+                    Some(("#v = :v", &[("#v", "version")], Some(expected))),
+                )?,
+                t.delete(
+                    &name_key(&current.twin.meta.namespace, &current.twin.meta.name),
+                    None,
+                )?,
+            ];
+            for (k, v) in label_set(&current.twin) {
+                actions.push(t.delete(&Key::new(label_pk(&k, &v), device_id), None)?);
+            }
+            match t.transact(actions).await {
+                Ok(()) => return Ok(Some(current.twin)),
+                Err(TxError::Condition(_)) => {
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        Duration::from_millis(10),
+                        Duration::from_millis(500),
+                    ))
+                    .await;
+                }
+                Err(TxError::Store(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(format!("device {device_id}")))
+    }
+}

@@ -1,0 +1,68 @@
+//! Pruning the embedded store like DynamoDB TTL would: events and finished commands
+//! older than the retention.
+
+use chrono::{DateTime, Utc};
+use redb::ReadableTable;
+
+use super::store::{from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME};
+use super::EmbeddedStore;
+use crate::domain::CommandRecord;
+use crate::ports::StoreResult;
+
+/// How long finished records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub events: chrono::Duration,
+    pub commands: chrono::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events: chrono::Duration::days(30),
+            commands: chrono::Duration::days(7),
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Deletes events and finished commands older than the retention (the embedded
+    /// equivalent of DynamoDB TTL). Returns how many items went.
+    pub async fn prune(&self, now: DateTime<Utc>, retention: Retention) -> StoreResult<usize> {
+        self.writing(move |tx| {
+            let mut removed = 0;
+            let cutoff = time_key(now - retention.events, "");
+            let mut by_time = tx.open_table(EVENTS_BY_TIME).map_err(unavailable)?;
+            let mut events = tx.open_table(EVENTS).map_err(unavailable)?;
+            let old: Vec<String> = by_time
+                .range(..cutoff.as_str())
+                .map_err(unavailable)?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_string())
+                .collect();
+            for key in old {
+                by_time.remove(key.as_str()).map_err(unavailable)?;
+                if let Some((_, id)) = key.split_once(':') {
+                    events.remove(id).map_err(unavailable)?;
+                }
+                removed += 1;
+            }
+            let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
+            let cutoff = now - retention.commands;
+            let mut old = Vec::new();
+            for row in commands.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let rec: CommandRecord = from_json(v.value())?;
+                if rec.status.is_final() && rec.completed_at.unwrap_or(rec.created_at) < cutoff {
+                    old.push(k.value().to_string());
+                }
+            }
+            for id in old {
+                commands.remove(id.as_str()).map_err(unavailable)?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}

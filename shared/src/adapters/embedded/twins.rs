@@ -1,0 +1,184 @@
+//! Twins in the embedded store: `twins` (id -> version and twin) and `twin_names`
+//! (namespace/name -> id), written together in one transaction.
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::store::{
+    from_json, get_json, read, to_json, unavailable, EmbeddedStore, TWINS, TWIN_NAMES,
+};
+use super::MAX_ITEM_BYTES;
+use crate::domain::{Targets, Twin, Versioned};
+use crate::ports::*;
+
+#[derive(Serialize, Deserialize)]
+struct TwinRow {
+    version: u64,
+    twin: Twin,
+}
+
+impl From<TwinRow> for Versioned<Twin> {
+    fn from(row: TwinRow) -> Self {
+        Versioned {
+            version: row.version,
+            value: row.twin,
+        }
+    }
+}
+
+fn name_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+fn read_twin(db: &Database, id: &str) -> StoreResult<Option<Versioned<Twin>>> {
+    read(db, |tx| {
+        let t = tx.open_table(TWINS).map_err(unavailable)?;
+        Ok(get_json::<TwinRow>(&t, id)?.map(Into::into))
+    })
+}
+
+/// The row of `twin` at `version`, refused when over [`MAX_ITEM_BYTES`].
+fn twin_row(twin: &Twin, version: u64) -> StoreResult<Vec<u8>> {
+    let bytes = to_json(&TwinRow {
+        version,
+        twin: twin.clone(),
+    })?;
+    if bytes.len() > MAX_ITEM_BYTES {
+        return Err(StoreError::TooLarge(format!(
+            "twin {} would be {} bytes; at most {MAX_ITEM_BYTES} are allowed",
+            twin.spec.device_id,
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+#[async_trait]
+impl TwinStore for EmbeddedStore {
+    async fn get(&self, device_id: &str) -> StoreResult<Option<Versioned<Twin>>> {
+        let id = device_id.to_string();
+        self.run(move |db| read_twin(db, &id)).await
+    }
+
+    async fn get_by_name(
+        &self,
+        name: &str,
+        namespace: &str,
+    ) -> StoreResult<Option<Versioned<Twin>>> {
+        let key = name_key(namespace, name);
+        self.run(move |db| {
+            let id = read(db, |tx| {
+                let t = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+                let found = t.get(key.as_str()).map_err(unavailable)?;
+                Ok(found.map(|v| v.value().to_string()))
+            })?;
+            match id {
+                Some(id) => read_twin(db, &id),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
+        let targets = targets.clone();
+        self.reading(move |tx| {
+            let t = tx.open_table(TWINS).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(unavailable)? {
+                let (_, v) = row.map_err(unavailable)?;
+                let row: TwinRow = from_json(v.value())?;
+                if targets.matches(&row.twin) {
+                    out.push(row.into());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>> {
+        let twin = twin.clone();
+        let bytes = twin_row(&twin, 1)?;
+        self.writing(move |tx| {
+            let id = twin.spec.device_id.as_str();
+            let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
+            let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+            if twins.get(id).map_err(unavailable)?.is_some() {
+                return Err(StoreError::AlreadyExists(format!("device {id}")));
+            }
+            let nk = name_key(&twin.meta.namespace, &twin.meta.name);
+            if names.get(nk.as_str()).map_err(unavailable)?.is_some() {
+                return Err(StoreError::AlreadyExists(format!(
+                    "name {}",
+                    twin.display_name()
+                )));
+            }
+            twins.insert(id, bytes.as_slice()).map_err(unavailable)?;
+            names.insert(nk.as_str(), id).map_err(unavailable)?;
+            Ok(Versioned {
+                version: 1,
+                value: twin,
+            })
+        })
+        .await
+    }
+
+    async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>> {
+        let twin = twin.clone();
+        let version = expected_version + 1;
+        let bytes = twin_row(&twin, version)?;
+        self.writing(move |tx| {
+            let id = twin.spec.device_id.as_str();
+            let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
+            let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+            let Some(current) = get_json::<TwinRow>(&twins, id)? else {
+                return Err(StoreError::NotFound(format!("device {id}")));
+            };
+            if current.version != expected_version {
+                return Err(StoreError::Conflict(format!("device {id}")));
+            }
+            let old_key = name_key(&current.twin.meta.namespace, &current.twin.meta.name);
+            let new_key = name_key(&twin.meta.namespace, &twin.meta.name);
+            if old_key != new_key {
+                let taken = names
+                    .get(new_key.as_str())
+                    .map_err(unavailable)?
+                    .map(|v| v.value().to_string());
+                if taken.is_some_and(|owner| owner != id) {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "name {}",
+                        twin.display_name()
+                    )));
+                }
+                names.remove(old_key.as_str()).map_err(unavailable)?;
+                names.insert(new_key.as_str(), id).map_err(unavailable)?;
+            }
+            twins.insert(id, bytes.as_slice()).map_err(unavailable)?;
+            Ok(Versioned {
+                version,
+                value: twin,
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>> {
+        let id = device_id.to_string();
+        self.writing(move |tx| {
+            let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
+            let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+            let row: Option<TwinRow> = {
+                let found = twins.remove(id.as_str()).map_err(unavailable)?;
+                found.map(|v| from_json(v.value())).transpose()?
+            };
+            if let Some(row) = &row {
+                let nk = name_key(&row.twin.meta.namespace, &row.twin.meta.name);
+                names.remove(nk.as_str()).map_err(unavailable)?;
+            }
+            Ok(row.map(|r| r.twin))
+        })
+        .await
+    }
+}
