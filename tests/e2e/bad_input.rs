@@ -3,16 +3,41 @@
 
 use std::{sync::Arc, time::Duration};
 
-use rumqttc_ring::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use mir_proto::examples::weather::DataRateStatus;
+use rumqttc_ring::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS, StateError,
+};
 use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// A raw MQTT client: connects as `client_id`, publishes once, and reports whether the
-/// broker then closed the connection.
-async fn raw_publish(hub: &LocalHub, client_id: &str, topic: &str, payload: Vec<u8>) -> bool {
-    let (host, port) = hub.mqtt_addr();
-    let mut opts = MqttOptions::new(client_id, host, port);
+/// What the broker did with one QoS 1 PUBLISH of a raw client.
+#[derive(Debug)]
+enum Published {
+    /// It acknowledged it (PUBACK).
+    Acknowledged,
+    /// It accepted the connection, then closed it without acknowledging.
+    ClosedBeforeAck(ConnectionError),
+}
+
+/// Whether the error is the broker closing the connection (end of stream, or a reset of
+/// what the client was still sending), not a refusal or a timeout.
+fn is_closed_by_peer(e: &ConnectionError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    match e {
+        ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+        ConnectionError::MqttState(StateError::Io(io)) | ConnectionError::Io(io) => {
+            matches!(io.kind(), ConnectionReset | BrokenPipe)
+        }
+        _ => false,
+    }
+}
+
+/// A raw MQTT client: connects as `client_id`, publishes once at QoS 1, and reports
+/// whether the broker acknowledged it or closed the connection.
+async fn raw_publish(hub: &TestHub, client_id: &str, topic: &str, payload: Vec<u8>) -> Published {
+    let addr = hub.mqtt_addr();
+    let mut opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
     opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
     opts.set_keep_alive(Duration::from_secs(30));
     let (client, mut el) = AsyncClient::new(opts, 10);
@@ -23,30 +48,35 @@ async fn raw_publish(hub: &LocalHub, client_id: &str, topic: &str, payload: Vec<
             .await;
     });
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut acked = false;
+        let mut connected = false;
         loop {
             match el.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked = true,
-                Ok(_) if acked => return false,
+                Ok(Event::Incoming(Packet::ConnAck(c))) => {
+                    assert_eq!(c.code, ConnectReturnCode::Success, "{client_id} refused");
+                    connected = true;
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Published::Acknowledged,
                 Ok(_) => {}
-                Err(_) => return true,
+                Err(e) => {
+                    assert!(connected, "{client_id} never connected: {e}");
+                    return Published::ClosedBeforeAck(e);
+                }
             }
         }
     })
     .await;
-    // Still connected after the PUBACK (or no answer at all within the time): not closed.
-    outcome.unwrap_or(false)
+    outcome.unwrap_or_else(|_| panic!("{client_id}: neither a PUBACK nor a close within 10 s"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_protobuf_is_dead_lettered_and_the_hub_keeps_working() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dev = TestDevice::start(&hub, "victim", Behaviour::Succeed).await;
-    eventually(10, "victim online", || {
+    eventually(Duration::from_secs(10), "victim online", || {
         hub.twin("victim/default")["status"]["online"] == true
     })
     .await;
-    let closed = raw_publish(
+    let published = raw_publish(
         &hub,
         "garbler",
         "mir/garbler/tlm",
@@ -54,10 +84,10 @@ async fn malformed_protobuf_is_dead_lettered_and_the_hub_keeps_working() {
     )
     .await;
     assert!(
-        !closed,
-        "a malformed payload on its own topic is accepted by the broker"
+        matches!(published, Published::Acknowledged),
+        "a malformed payload on its own topic is accepted by the broker: {published:?}"
     );
-    eventually(10, "dead letter written", || {
+    eventually(Duration::from_secs(10), "dead letter written", || {
         hub.dead_letters().contains("malformed TelemetryBatch")
     })
     .await;
@@ -73,9 +103,9 @@ async fn malformed_protobuf_is_dead_lettered_and_the_hub_keeps_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_device_publishing_on_another_devices_topic_is_cut_off_and_the_twin_is_untouched() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dev = TestDevice::start(&hub, "victim", Behaviour::Succeed).await;
-    eventually(10, "victim schema", || {
+    eventually(Duration::from_secs(10), "victim schema", || {
         hub.twin("victim/default")["status"]["schema"]["packageNames"]
             .as_array()
             .is_some_and(|a| !a.is_empty())
@@ -90,7 +120,7 @@ async fn a_device_publishing_on_another_devices_topic_is_cut_off_and_the_twin_is
             version: 0,
         }],
     };
-    let closed = raw_publish(
+    let published = raw_publish(
         &hub,
         "evil",
         "mir/victim/cfg/reported",
@@ -98,21 +128,32 @@ async fn a_device_publishing_on_another_devices_topic_is_cut_off_and_the_twin_is
     )
     .await;
     assert!(
-        closed,
-        "the broker disconnects a client that breaks the policy"
+        matches!(published, Published::ClosedBeforeAck(ref e) if is_closed_by_peer(e)),
+        "the broker disconnects a client that breaks the policy: {published:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        hub.twin("victim/default")["properties"],
+        before["properties"]
+    );
+    // The victim's own report afterwards is stored: had the forged one (newest possible
+    // timestamp) been applied, this older one would lose to it.
+    dev.mir.send_properties(&DataRateStatus { sec: 1 }).unwrap();
+    eventually(Duration::from_secs(10), "the victim's own report", || {
+        hub.twin("victim/default")["properties"]["reported"]["schema.v1.DataRateStatus"]
+            == json!({"sec": 1})
+    })
+    .await;
     let after = hub.twin("victim/default");
-    assert_eq!(after["properties"], before["properties"]);
-    assert!(after["properties"]["reported"]
-        .get("schema.v1.DataRateStatus")
-        .is_none());
+    assert_eq!(
+        after["properties"]["desired"],
+        before["properties"]["desired"]
+    );
     dev.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_payloads_are_refused_by_the_sdk_and_by_the_broker() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dev = TestDevice::start(&hub, "big", Behaviour::Succeed).await;
     let huge = mir_proto::examples::weather::Env {
         station: "x".repeat(200 * 1024),
@@ -120,26 +161,26 @@ async fn oversized_payloads_are_refused_by_the_sdk_and_by_the_broker() {
     };
     let err = dev.mir.send_telemetry(&huge).unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
-    let closed = raw_publish(&hub, "bigraw", "mir/bigraw/tlm", vec![0u8; 200 * 1024]).await;
+    let published = raw_publish(&hub, "bigraw", "mir/bigraw/tlm", vec![0u8; 200 * 1024]).await;
     assert!(
-        closed,
-        "the broker disconnects a client sending more than 128 KB"
+        matches!(published, Published::ClosedBeforeAck(ref e) if is_closed_by_peer(e)),
+        "the broker disconnects a client sending more than 128 KB: {published:?}"
     );
     dev.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn invalid_ids_unknown_messages_and_mismatched_json_get_clear_errors() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let out = hub.mir(&["device", "create", "--id", "bad id"]);
-    assert!(!out.ok);
+    assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         format!("{}{}", out.stdout, out.stderr).contains("bad id"),
         "{out:?}"
     );
 
     let dev = TestDevice::start(&hub, "w1", Behaviour::Succeed).await;
-    eventually(10, "schema", || {
+    eventually(Duration::from_secs(10), "schema", || {
         hub.mir(&["cmd", "send", "w1"])
             .stdout
             .contains("ActivateHVACCmd")
@@ -193,21 +234,30 @@ async fn invalid_ids_unknown_messages_and_mismatched_json_get_clear_errors() {
         "-p",
         "{not json",
     ]);
-    assert!(!out.ok);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("not valid JSON"),
+        "says the payload is not JSON: {out:?}"
+    );
     assert!(hub.twin("w1/default")["properties"]["desired"].is_null());
 
     // A raw client whose id is not a valid device id is refused at CONNECT.
-    let (host, port) = hub.mqtt_addr();
-    let (_c, mut el) = AsyncClient::new(MqttOptions::new("bad id", host, port), 10);
+    let addr = hub.mqtt_addr();
+    let opts = MqttOptions::new("bad id", addr.ip().to_string(), addr.port());
+    let (_c, mut el) = AsyncClient::new(opts, 10);
     let refused = tokio::time::timeout(Duration::from_secs(5), el.poll())
         .await
-        .unwrap();
+        .expect("an answer to CONNECT within 5 s");
     assert!(
-        refused.is_err()
-            || !matches!(refused, Ok(Event::Incoming(Packet::ConnAck(ref c))) if c.code == rumqttc_ring::ConnectReturnCode::Success)
+        matches!(
+            refused,
+            Err(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::BadClientId
+            ))
+        ),
+        "{refused:?}"
     );
     dev.stop().await;
-    let _ = json!(null);
 }
 
 fn tls_client(ca_pem: &str, client: Option<(String, String)>) -> tokio_rustls::TlsConnector {
@@ -235,57 +285,118 @@ fn tls_client(ca_pem: &str, client: Option<(String, String)>) -> tokio_rustls::T
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
-/// Connects over TLS, sends an MQTT CONNECT and returns whether a CONNACK came back.
-async fn tls_connack(hub: &LocalHub, connector: tokio_rustls::TlsConnector) -> bool {
+/// How the mTLS port answered a connection.
+#[derive(Debug, PartialEq)]
+enum TlsConnect {
+    /// The TLS session was refused (by an alert, during or right after the handshake).
+    Refused(rustls::Error),
+    /// TLS was accepted and the broker answered CONNECT with this return code.
+    ConnAck(u8),
+}
+
+/// The TLS error inside an I/O error of tokio-rustls.
+fn tls_error(e: std::io::Error) -> rustls::Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => tls.clone(),
+        None => panic!("not a TLS refusal: {e}"),
+    }
+}
+
+/// Connects over TLS, sends an MQTT CONNECT as `client_id` and returns the answer.
+async fn tls_connect(
+    hub: &TestHub,
+    connector: tokio_rustls::TlsConnector,
+    client_id: &str,
+) -> TlsConnect {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (host, port) = hub.mqtts_addr();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+    let tcp = tokio::net::TcpStream::connect(hub.mqtts_addr())
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let Ok(mut tls) = connector.connect(name, tcp).await else {
-        return false;
+    let mut tls = match connector.connect(name, tcp).await {
+        Ok(tls) => tls,
+        Err(e) => return TlsConnect::Refused(tls_error(e)),
     };
-    // CONNECT, protocol level 4, clean session, keepalive 30, client id "dev1".
+    // CONNECT: protocol MQTT level 4, clean session, keepalive 30 s, the client id.
+    let id = client_id.as_bytes();
+    let len = u8::try_from(id.len()).unwrap();
     let connect = [
-        0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 4, b'd', b'e', b'v', b'1',
-    ];
-    if tls.write_all(&connect).await.is_err() {
-        return false;
+        &[0x10, 12 + len][..],
+        b"\0\x04MQTT\x04\x02\0\x1e\0",
+        &[len],
+        id,
+    ]
+    .concat();
+    if let Err(e) = tls.write_all(&connect).await {
+        return TlsConnect::Refused(tls_error(e));
     }
     let mut buf = [0u8; 4];
-    matches!(tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut buf)).await, Ok(Ok(_)) if buf[0] == 0x20 && buf[3] == 0)
+    match tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => {
+            assert_eq!(buf[..2], [0x20, 2], "not a CONNACK: {buf:?}");
+            TlsConnect::ConnAck(buf[3])
+        }
+        Ok(Err(e)) => TlsConnect::Refused(tls_error(e)),
+        Err(_) => panic!("no answer to CONNECT within 5 s"),
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_mtls_port_refuses_clients_without_a_certificate_from_the_hubs_ca() {
-    let hub = LocalHub::start();
-    let ca = hub.ca_pem();
-    assert!(
-        !tls_connack(&hub, tls_client(&ca, None)).await,
-        "no client certificate"
-    );
-    let foreign = rcgen::generate_simple_self_signed(vec!["dev1".into()]).unwrap();
-    let foreign = (foreign.cert.pem(), foreign.signing_key.serialize_pem());
-    assert!(
-        !tls_connack(&hub, tls_client(&ca, Some(foreign))).await,
-        "certificate from another CA"
-    );
-    // A certificate the hub issued for dev1 is accepted.
+/// Provisions `id` through the CLI and returns its certificate and key (PEM).
+fn provision(hub: &TestHub, id: &str) -> (String, String) {
+    let dir = hub.data_dir().join(format!("{id}-certs"));
     let out = hub.mir(&[
         "device",
         "create",
         "--id",
-        "dev1",
+        id,
         "--provision",
         "--cert-dir",
-        hub.dir.path().to_str().unwrap(),
+        dir.to_str().unwrap(),
     ]);
     assert!(out.ok, "{out:?}");
-    let cert = std::fs::read_to_string(hub.dir.path().join("tls.crt")).unwrap();
-    let key = std::fs::read_to_string(hub.dir.path().join("tls.key")).unwrap();
-    assert!(
-        tls_connack(&hub, tls_client(&ca, Some((cert, key)))).await,
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    (read("tls.crt"), read("tls.key"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_mtls_port_refuses_clients_without_a_certificate_from_the_hubs_ca() {
+    let hub = hub();
+    let ca = hub.ca_pem();
+    assert_eq!(
+        tls_connect(&hub, tls_client(&ca, None), "dev1").await,
+        TlsConnect::Refused(rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+        )),
+        "no client certificate"
+    );
+    let foreign = rcgen::generate_simple_self_signed(vec!["dev1".into()]).unwrap();
+    let foreign = (foreign.cert.pem(), foreign.signing_key.serialize_pem());
+    assert_eq!(
+        tls_connect(&hub, tls_client(&ca, Some(foreign)), "dev1").await,
+        TlsConnect::Refused(rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA
+        )),
+        "certificate from another CA"
+    );
+    // A certificate the hub issued for dev1 is accepted.
+    let issued = provision(&hub, "dev1");
+    assert_eq!(
+        tls_connect(&hub, tls_client(&ca, Some(issued)), "dev1").await,
+        TlsConnect::ConnAck(0),
         "issued certificate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_devices_certificate_is_refused() {
+    let hub = hub();
+    let ca = hub.ca_pem();
+    let dev1 = provision(&hub, "dev1");
+    provision(&hub, "dev2");
+    // TLS accepts the certificate (the hub's CA issued it), the broker refuses the
+    // client id it does not name: CONNACK 5, not authorized.
+    assert_eq!(
+        tls_connect(&hub, tls_client(&ca, Some(dev1)), "dev2").await,
+        TlsConnect::ConnAck(5)
     );
 }

@@ -1,4 +1,4 @@
-//! The real `mir` binary against `mir local` for the fleet command groups: devices
+//! The real `mir` binary against the hub for the fleet command groups: devices
 //! (create, apply from a file and stdin, update, edit with a scripted `$EDITOR`,
 //! delete), commands and config (`-e`, `--dry-run`, `-c`), telemetry listing and
 //! event filters, with `-o json` (and YAML) parsed back. Also the swarm and the
@@ -21,7 +21,7 @@ fn list(v: &Value, key: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn reasons(hub: &LocalHub, args: &[&str]) -> Vec<String> {
+fn reasons(hub: &TestHub, args: &[&str]) -> Vec<String> {
     let mut all = vec!["event", "ls", "--limit", "500"];
     all.extend(args);
     list(&hub.json(&all), "events")
@@ -32,7 +32,7 @@ fn reasons(hub: &LocalHub, args: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dir = tempfile::tempdir().unwrap();
 
     // create with flags
@@ -53,7 +53,7 @@ async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli(
     let yaml = template
         .replace("my-device", "f2")
         .replace("namespace: default", "namespace: fleet");
-    let out = hub.mir_stdin(&["device", "apply", "-f", "-"], Some(&yaml));
+    let out = hub.mir_stdin(&["device", "apply", "-f", "-"], &yaml);
     assert!(out.ok, "{out:?}");
     assert_eq!(
         hub.twin("f2/fleet")["meta"]["labels"],
@@ -62,12 +62,13 @@ async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli(
 
     // apply -f with two documents: a new device and desired properties on f1.
     let file = dir.path().join("devices.yaml");
-    write(
+    std::fs::write(
         &file,
         "apiVersion: mir/v1alpha\nkind: device\nmeta: {name: f3, namespace: fleet, labels: {site: roof}}\nspec: {deviceId: f3}\n---\n\
          apiVersion: mir/v1alpha\nkind: device\nmeta: {name: f1, namespace: fleet, labels: {site: lab}}\nspec: {deviceId: f1}\n\
          properties:\n  desired:\n    schema.v1.DataRateProp: {sec: 5}\n",
-    );
+    )
+    .unwrap();
     let out = hub.mir(&["device", "apply", "-f", file.to_str().unwrap()]);
     assert!(out.ok, "{out:?}");
     let f1 = hub.twin("f1/fleet");
@@ -119,7 +120,7 @@ async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli(
         "edit.sh",
         "sed -i 's/type: sensor/type: gateway/' \"$1\"\nsed -i 's/^properties: {}/properties:\\n  desired:\\n    schema.v1.DataRateProp:\\n      sec: 9/' \"$1\"",
     );
-    let out = with_editor(&hub, &editor, &["device", "edit", "f2/fleet"]);
+    let out = hub.with_editor(&editor, &["device", "edit", "f2/fleet"]);
     assert!(out.ok, "{out:?}");
     let f2 = hub.twin("f2/fleet");
     assert_eq!(f2["meta"]["labels"]["type"], "gateway", "{f2}");
@@ -130,12 +131,17 @@ async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli(
     );
     // An editor that changes nothing applies nothing.
     let noop = editor_script(dir.path(), "noop.sh", "true");
-    let out = with_editor(&hub, &noop, &["device", "edit", "f2/fleet"]);
+    let out = hub.with_editor(&noop, &["device", "edit", "f2/fleet"]);
     assert!(out.ok, "{out:?}");
+    assert_eq!(out.stdout, "f2/fleet unchanged\n", "{out:?}");
     // A broken edit is refused and the twin is untouched.
     let broken = editor_script(dir.path(), "broken.sh", "echo 'meta: [' > \"$1\"");
-    let out = with_editor(&hub, &broken, &["device", "edit", "f2/fleet"]);
-    assert!(!out.ok, "{out:?}");
+    let out = hub.with_editor(&broken, &["device", "edit", "f2/fleet"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("the edited twin is not valid"),
+        "{out:?}"
+    );
     assert_eq!(hub.twin("f2/fleet")["meta"]["labels"]["type"], "gateway");
 
     // delete one by name, then by namespace + label.
@@ -169,10 +175,10 @@ async fn devices_are_created_applied_updated_edited_and_deleted_through_the_cli(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dir = tempfile::tempdir().unwrap();
     let dev = TestDevice::start(&hub, "fw1", Behaviour::Succeed).await;
-    eventually(10, "schema", || {
+    eventually(Duration::from_secs(10), "schema", || {
         hub.mir(&["cmd", "send", "fw1"])
             .stdout
             .contains("ActivateHVACCmd")
@@ -185,8 +191,7 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
         "cmd.sh",
         "grep -q durationSec \"$1\"\necho '{\"durationSec\": 3}' > \"$1\"",
     );
-    let out = with_editor(
-        &hub,
+    let out = hub.with_editor(
         &editor,
         &[
             "cmd",
@@ -203,10 +208,14 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     let r = &list(&v, "results")[0];
     assert_eq!(r["status"], "SUCCESS", "{r}");
-    eventually(10, "HVACStatus reported by the handler", || {
-        hub.twin("fw1/default")["properties"]["reported"]["schema.v1.HVACStatus"]
-            == json!({"online": true})
-    })
+    eventually(
+        Duration::from_secs(10),
+        "HVACStatus reported by the handler",
+        || {
+            hub.twin("fw1/default")["properties"]["reported"]["schema.v1.HVACStatus"]
+                == json!({"online": true})
+        },
+    )
     .await;
 
     // --dry-run validates only; a wrong payload names the problem.
@@ -243,10 +252,10 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
     // piped stdin as the payload
     let out = hub.mir_stdin(
         &["cmd", "send", "fw1", "-n", "schema.v1.ActivateHVACCmd"],
-        Some(r#"{"durationSec": 0}"#),
+        r#"{"durationSec": 0}"#,
     );
     assert!(out.ok, "{out:?}");
-    eventually(10, "HVACStatus online=false", || {
+    eventually(Duration::from_secs(10), "HVACStatus online=false", || {
         hub.twin("fw1/default")["properties"]["reported"]["schema.v1.HVACStatus"] == json!({})
             || hub.twin("fw1/default")["properties"]["reported"]["schema.v1.HVACStatus"]
                 == json!({"online": false})
@@ -255,8 +264,7 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
 
     // cfg -e, then -c shows it; the device got it and reported it.
     let editor = editor_script(dir.path(), "cfg.sh", "echo '{\"sec\": 7}' > \"$1\"");
-    let out = with_editor(
-        &hub,
+    let out = hub.with_editor(
         &editor,
         &["cfg", "send", "fw1", "-n", "schema.v1.DataRateProp", "-e"],
     );
@@ -266,12 +274,12 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
         serde_json::from_str::<Value>(&cur.stdout).unwrap(),
         json!({"sec": 7})
     );
-    eventually(10, "reported DataRateStatus 7", || {
+    eventually(Duration::from_secs(10), "reported DataRateStatus 7", || {
         hub.twin("fw1/default")["properties"]["reported"]["schema.v1.DataRateStatus"]
             == json!({"sec": 7})
     })
     .await;
-    assert!(dev.desired_seen.lock().unwrap().contains(&7));
+    assert!(dev.desired().contains(&7), "{:?}", dev.desired());
     // cfg --dry-run changes nothing.
     let v = hub.json(&[
         "cfg",
@@ -304,7 +312,7 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
             .unwrap();
     }
     let mut v = Value::Null;
-    eventually(10, "3 Env stored", || {
+    eventually(Duration::from_secs(10), "3 Env stored", || {
         v = hub.json(&["tlm", "list", "fw1/default"]);
         list(&v, "devices")
             .first()
@@ -316,6 +324,5 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
     .await;
     let text = hub.mir(&["tlm", "ls", "fw1"]);
     assert!(text.ok && text.stdout.contains("schema.v1.Env"), "{text:?}");
-    tokio::time::sleep(Duration::from_millis(10)).await;
     dev.stop().await;
 }

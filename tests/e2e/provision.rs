@@ -2,67 +2,12 @@
 //! CSR goes to the API, and the files written are all a device needs to connect over
 //! mutual TLS.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use mir_device_sdk::Mir;
 use mir_proto::examples::weather::DESCRIPTOR_SET;
 
 use super::support::*;
-
-/// Everything that went through a TCP proxy, per direction.
-#[derive(Default)]
-struct Recorded {
-    requests: Mutex<Vec<u8>>,
-    responses: Mutex<Vec<u8>>,
-}
-
-/// A plain TCP proxy in front of the hub's HTTP API that records both directions:
-/// the CLI talks to it as it would to the API.
-async fn recording_proxy(upstream: (String, u16)) -> (String, Arc<Recorded>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recorded = Arc::new(Recorded::default());
-    let rec = recorded.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect((upstream.0.as_str(), upstream.1)).await else {
-                continue;
-            };
-            let rec = rec.clone();
-            tokio::spawn(async move {
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up_rec = rec.clone();
-                let up = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        up_rec.requests.lock().unwrap().extend_from_slice(&buf[..n]);
-                    }
-                    let _ = sw.shutdown().await;
-                };
-                let down = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = sr.read(&mut buf).await {
-                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        rec.responses.lock().unwrap().extend_from_slice(&buf[..n]);
-                    }
-                    let _ = cw.shutdown().await;
-                };
-                tokio::join!(up, down);
-            });
-        }
-    });
-    (format!("http://{addr}"), recorded)
-}
 
 /// Starts an SDK device from nothing but a `device.yaml`, and waits for its connection.
 async fn device_from_file(path: &std::path::Path) -> (Mir, tokio::sync::watch::Sender<bool>) {
@@ -83,36 +28,28 @@ async fn device_from_file(path: &std::path::Path) -> (Mir, tokio::sync::watch::S
     (mir, stop)
 }
 
-fn text(bytes: &Mutex<Vec<u8>>) -> String {
-    String::from_utf8_lossy(&bytes.lock().unwrap()).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_key_leaves_the_machine(
 ) {
-    let hub = LocalHub::start();
-    let (api, recorded) = recording_proxy(host_port(&hub.api())).await;
+    let hub = hub();
+    let proxy = hub.recording_proxy();
+    let through_proxy = |args: &[&str]| hub.cli().cmd(args).api(&proxy.url()).run();
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path().join("secure-1");
     let dir_arg = dir.to_str().unwrap();
 
     // WHEN the operator creates the device with --provision
-    let out = run_cli(
-        &api,
-        &[
-            "device",
-            "create",
-            "--id",
-            "secure-1",
-            "--label",
-            "site=lab",
-            "--provision",
-            "--cert-dir",
-            dir_arg,
-        ],
-        None,
-        &[],
-    );
+    let out = through_proxy(&[
+        "device",
+        "create",
+        "--id",
+        "secure-1",
+        "--label",
+        "site=lab",
+        "--provision",
+        "--cert-dir",
+        dir_arg,
+    ]);
     assert!(out.ok, "{out:?}");
     assert!(
         out.stdout.contains("tls.crt, tls.key, ca.crt, device.yaml"),
@@ -127,7 +64,7 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
     );
 
     // THEN the key stayed here: the API got a CSR and never a private key, either way.
-    let requests = text(&recorded.requests);
+    let requests = proxy.sent();
     assert!(
         requests.contains("BEGIN CERTIFICATE REQUEST"),
         "no CSR was sent:\n{requests}"
@@ -136,7 +73,7 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
         !requests.contains("PRIVATE KEY"),
         "a private key was sent:\n{requests}"
     );
-    let responses = text(&recorded.responses);
+    let responses = proxy.received();
     assert!(
         !responses.contains("PRIVATE KEY"),
         "the API answered with a private key:\n{responses}"
@@ -161,7 +98,7 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
     // AND the SDK connects over mTLS with nothing but the written device.yaml.
     let (mir, stop) = device_from_file(&dir.join("device.yaml")).await;
     assert_eq!(mir.device_id().as_str(), "secure-1");
-    eventually(10, "online over mTLS", || {
+    eventually(Duration::from_secs(10), "online over mTLS", || {
         hub.twin("secure-1/default")["status"]["online"] == true
     })
     .await;
@@ -171,13 +108,8 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
 
     // WHEN the operator rotates the certificate into the same folder: refused without
     // --force, nothing overwritten.
-    let again = run_cli(
-        &api,
-        &["device", "cert", "secure-1", "--cert-dir", dir_arg],
-        None,
-        &[],
-    );
-    assert!(!again.ok, "{again:?}");
+    let again = through_proxy(&["device", "cert", "secure-1", "--cert-dir", dir_arg]);
+    assert_eq!(again.code, Some(1), "{again:?}");
     assert!(
         again.stderr.contains("already exists: use --force"),
         "{}",
@@ -187,38 +119,28 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
 
     // AND with --force (and the --target flag, as in Mir): a new key and certificate
     // that connect too, again with no key on the wire.
-    let rotated = run_cli(
-        &api,
-        &[
-            "device",
-            "cert",
-            "--target",
-            "secure-1/default",
-            "--cert-dir",
-            dir_arg,
-            "--force",
-        ],
-        None,
-        &[],
-    );
+    let rotated = through_proxy(&[
+        "device",
+        "cert",
+        "--target",
+        "secure-1/default",
+        "--cert-dir",
+        dir_arg,
+        "--force",
+    ]);
     assert!(rotated.ok, "{rotated:?}");
     let new_key = std::fs::read_to_string(dir.join("tls.key")).unwrap();
     assert_ne!(new_key, key, "rotation must generate a new key");
-    assert!(!text(&recorded.requests).contains("PRIVATE KEY"));
-    assert!(!text(&recorded.responses).contains("PRIVATE KEY"));
-    assert_eq!(
-        text(&recorded.requests)
-            .matches("BEGIN CERTIFICATE REQUEST")
-            .count(),
-        2
-    );
+    assert!(!proxy.sent().contains("PRIVATE KEY"));
+    assert!(!proxy.received().contains("PRIVATE KEY"));
+    assert_eq!(proxy.sent().matches("BEGIN CERTIFICATE REQUEST").count(), 2);
     let (_mir, stop) = device_from_file(&dir.join("device.yaml")).await;
     let _ = stop.send(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_an_unknown_device_is_refused_and_writes_nothing() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path().join("ghost");
     let out = hub.mir(&[
@@ -228,7 +150,7 @@ async fn a_certificate_for_an_unknown_device_is_refused_and_writes_nothing() {
         "--cert-dir",
         dir.to_str().unwrap(),
     ]);
-    assert!(!out.ok, "{out:?}");
+    assert_eq!(out.code, Some(1), "{out:?}");
     assert!(
         out.stderr.contains("no device matches ghost"),
         "{}",

@@ -1,8 +1,9 @@
 //! Mir's quick start, line by line as Mir's documentation prints it, against
-//! `mir local`: a swarm started with `mir swarm --ids power,weather`, then each CLI line
+//! the hub (in-process: the guide's `mir local` line is the test's hub): a swarm started with `mir swarm --ids power,weather`, then each CLI line
 //! of the guide, each output checked.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -40,25 +41,15 @@ pub fn words(line: &str) -> Vec<String> {
     out
 }
 
-/// A `mir swarm` process, stopped on drop.
-struct SwarmProcess(Child);
-
-impl Drop for SwarmProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs one line of the guide (`mir ...`) against the hub, with `$EDITOR` set.
-fn line(hub: &LocalHub, editor: &std::path::Path, text: &str) -> CliOutput {
+fn line(hub: &TestHub, editor: &std::path::Path, text: &str) -> CliOutput {
     let w = words(text);
     assert_eq!(w[0], "mir", "{text}");
     let args: Vec<&str> = w[1..].iter().map(String::as_str).collect();
-    with_editor(hub, editor, &args)
+    hub.with_editor(editor, &args)
 }
 
-fn ok(hub: &LocalHub, editor: &std::path::Path, text: &str) -> String {
+fn ok(hub: &TestHub, editor: &std::path::Path, text: &str) -> String {
     let out = line(hub, editor, text);
     assert!(out.ok, "`{text}` failed:\n{}\n{}", out.stdout, out.stderr);
     out.stdout
@@ -88,14 +79,13 @@ fn the_readme_prints_mirs_quick_start_verbatim() {
     assert_eq!(crate::readme::block("Mir's quick start"), MIR_QUICK_START);
 }
 
-fn reported_sec(hub: &LocalHub) -> Value {
+fn reported_sec(hub: &TestHub) -> Value {
     hub.twin("power/default")["properties"]["reported"]["swarm.v1.DataRateProp"]["sec"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirs_quick_start_works_as_printed() {
-    let hub = LocalHub::start();
-    let home = tempfile::tempdir().unwrap();
+    let hub = hub();
     let scripts = tempfile::tempdir().unwrap();
     let editor = editor_script(scripts.path(), "none", "true");
     let seven = editor_script(
@@ -113,31 +103,29 @@ async fn mirs_quick_start_works_as_printed() {
             // Terminal 3 (MIR_SWARM_TARGET: the hub's MQTT port).
             "mir swarm --ids power,weather" => {
                 let w = words(text);
-                swarm = Some(SwarmProcess(
-                    Command::new(MIR)
-                        .args(&w[1..])
-                        .args(["--api", &hub.api()])
+                swarm = Some(
+                    hub.cmd(&w[1..].iter().map(String::as_str).collect::<Vec<_>>())
                         .env("MIR_SWARM_TARGET", hub.mqtt())
-                        .env("HOME", home.path())
-                        .env("XDG_CONFIG_HOME", home.path())
-                        .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
-                        .spawn()
-                        .unwrap(),
-                ));
-                eventually(60, "power and weather online", || {
+                        .spawn(),
+                );
+                eventually(Duration::from_secs(60), "power and weather online", || {
                     let v = hub.json(&["device", "ls", "--ids", "power,weather"]);
                     v.as_array().is_some_and(|a| {
                         a.len() == 2 && a.iter().all(|t| t["status"]["online"] == true)
                     })
                 })
                 .await;
-                eventually(20, "power's schema in its twin", || {
-                    hub.twin("power/default")["status"]["schema"]["packageNames"]
-                        .as_array()
-                        .is_some_and(|p| p.iter().any(|n| n == "swarm.v1"))
-                })
+                eventually(
+                    Duration::from_secs(20),
+                    "power's schema in its twin",
+                    || {
+                        hub.twin("power/default")["status"]["schema"]["packageNames"]
+                            .as_array()
+                            .is_some_and(|p| p.iter().any(|n| n == "swarm.v1"))
+                    },
+                )
                 .await;
             }
             "mir device list" => {
@@ -204,9 +192,11 @@ async fn mirs_quick_start_works_as_printed() {
             t if t.contains("DataRateProp -p") => {
                 let sent = ok(&hub, &editor, t);
                 assert!(sent.contains("1. power/default"), "{sent}");
-                eventually(20, "the swarm reports sec 5 back", || {
-                    reported_sec(&hub) == 5
-                })
+                eventually(
+                    Duration::from_secs(20),
+                    "the swarm reports sec 5 back",
+                    || reported_sec(&hub) == 5,
+                )
                 .await;
                 let c = ok(
                     &hub,
@@ -218,9 +208,11 @@ async fn mirs_quick_start_works_as_printed() {
             }
             t if t.ends_with("DataRateProp -e") => {
                 ok(&hub, &nine, t);
-                eventually(20, "the swarm reports sec 9 back", || {
-                    reported_sec(&hub) == 9
-                })
+                eventually(
+                    Duration::from_secs(20),
+                    "the swarm reports sec 9 back",
+                    || reported_sec(&hub) == 9,
+                )
                 .await;
             }
             other => panic!("a quick-start line without a check: {other}"),
@@ -232,20 +224,24 @@ async fn mirs_quick_start_works_as_printed() {
         ("swarm.v1.PowerConsumption", "power"),
         ("swarm.v1.EnvironmentTlm", "humidity"),
     ] {
-        eventually(30, &format!("{message} stored"), || {
-            let q = hub.json(&[
-                "tlm",
-                "query",
-                "power/default",
-                "-n",
-                message,
-                "--since",
-                "5m",
-            ]);
-            q["rows"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|row| row["values"][field].is_number()))
-        })
+        eventually(
+            Duration::from_secs(30),
+            &format!("{message} stored"),
+            || {
+                let q = hub.json(&[
+                    "tlm",
+                    "query",
+                    "power/default",
+                    "-n",
+                    message,
+                    "--since",
+                    "5m",
+                ]);
+                q["rows"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|row| row["values"][field].is_number()))
+            },
+        )
         .await;
     }
     drop(swarm);

@@ -1,9 +1,10 @@
 //! The README's commands for local use, run as written: each line of the `sh` blocks
-//! of its "Local hub", "CLI", "Device credentials" and "Swarm" sections, in order,
-//! against `mir local`, from a scratch working directory.
+//! of its "Local hub", "CLI", "Device credentials" and "Swarm" sections, in order, from
+//! a scratch working directory: `mir local` itself as a process (the binary is under
+//! test here), the other sections against a hub in-process.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -90,18 +91,9 @@ fn parse(line: &str) -> Line {
     }
 }
 
-/// A long-running line (`mir local`, `mir swarm`) in the background, killed on drop.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Where the lines run: a scratch folder, a private HOME and a no-op `$EDITOR`.
 struct Shell {
+    cli: Cli,
     dir: tempfile::TempDir,
     home: tempfile::TempDir,
     editor: std::path::PathBuf,
@@ -112,39 +104,41 @@ impl Shell {
         let dir = tempfile::tempdir().unwrap();
         let editor = editor_script(dir.path(), ".editor", "true");
         Shell {
+            cli: cli(),
             dir,
             home: tempfile::tempdir().unwrap(),
             editor,
         }
     }
 
-    fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(MIR);
-        cmd.current_dir(self.dir.path())
-            .args(args)
+    /// `mir ARGS --api API` in the scratch folder, with the shell's HOME and `$EDITOR`.
+    fn cmd(&self, api: &str, args: &[String], stdin: Option<&str>) -> Invocation {
+        let cmd = self
+            .cli
+            .cmd(args)
+            .api(api)
+            .current_dir(self.dir.path())
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path())
-            .env_remove("MIR_DATA_DIR")
-            .env("EDITOR", &self.editor)
-            .env("VISUAL", "");
-        cmd
+            .editor(&self.editor);
+        match stdin {
+            Some(text) => cmd.stdin(text),
+            None => cmd,
+        }
+    }
+
+    /// What `cat FILE |` gives the line, if anything.
+    fn stdin_file(&self, line: &Line) -> Option<String> {
+        line.stdin_file
+            .as_ref()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap())
     }
 
     /// Runs a line to completion; panics with its output when it fails.
     fn run(&self, api: &str, text: &str) -> String {
         let line = parse(text);
-        let stdin = line
-            .stdin_file
-            .as_ref()
-            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap());
-        let env = [
-            ("EDITOR", self.editor.to_str().unwrap()),
-            ("VISUAL", ""),
-            ("HOME", self.home.path().to_str().unwrap()),
-            ("XDG_CONFIG_HOME", self.home.path().to_str().unwrap()),
-        ];
-        let args: Vec<&str> = line.args.iter().map(String::as_str).collect();
-        let out = run_cli_in(Some(self.dir.path()), api, &args, stdin.as_deref(), &env);
+        let stdin = self.stdin_file(&line);
+        let out = self.cmd(api, &line.args, stdin.as_deref()).run();
         assert!(
             out.ok,
             "README line `{text}` failed:\n{}\n{}",
@@ -156,46 +150,22 @@ impl Shell {
         out.stdout
     }
 
-    /// Starts a long-running line (its input from `cat FILE |` or `mir ... |`).
+    /// Starts a long-running line (its input from `cat FILE |` or `mir ... |`), its
+    /// stdout piped.
     fn start(&self, api: &str, text: &str, extra_env: &[(&str, &str)]) -> Background {
         let line = parse(text);
         let (args, input) = match &line.piped_into {
             Some(second) => {
-                let first: Vec<&str> = line.args.iter().map(String::as_str).collect();
-                let out = run_cli_in(Some(self.dir.path()), api, &first, None, &[]);
+                let out = self.cmd(api, &line.args, None).run();
                 assert!(out.ok, "`{text}`: {out:?}");
                 (second.clone(), Some(out.stdout))
             }
-            None => (
-                line.args.clone(),
-                line.stdin_file
-                    .as_ref()
-                    .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap()),
-            ),
+            None => (line.args.clone(), self.stdin_file(&line)),
         };
-        let mut cmd = self.command(&args);
-        cmd.args(["--api", api])
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = input {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        Background(child)
+        self.cmd(api, &args, input.as_deref())
+            .envs(extra_env.iter().copied())
+            .stderr(Stdio::null())
+            .spawn()
     }
 }
 
@@ -220,18 +190,20 @@ async fn the_readmes_local_commands_run_as_written() {
         .iter()
         .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err());
     if defaults_free {
-        let mut hub = shell.start("http://127.0.0.1:8180", &local[0], &[]);
-        let stdout = hub.0.stdout.take().unwrap();
+        let mut local_hub = shell.start("http://127.0.0.1:8180", &local[0], &[]);
+        let stdout = local_hub.take_stdout().unwrap();
         let ready = std::thread::spawn(move || {
             use std::io::BufRead;
             let mut first = String::new();
             let _ = std::io::BufReader::new(stdout).read_line(&mut first);
             first
         });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready.is_finished() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(30),
+            "the ready line of `mir local`",
+            || ready.is_finished(),
+        )
+        .await;
         let first = ready.join().unwrap();
         let v: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
         assert_eq!(v["event"], "ready");
@@ -241,7 +213,7 @@ async fn the_readmes_local_commands_run_as_written() {
     }
 
     // "CLI" against a hub of its own, with the weather device connecting once created.
-    let hub = LocalHub::start();
+    let hub = hub();
     let api = hub.api();
     std::fs::write(
         shell.dir.path().join("payload.json"),
@@ -260,7 +232,7 @@ async fn the_readmes_local_commands_run_as_written() {
                     ..Default::default()
                 })
                 .unwrap();
-            eventually(10, "a stored reading", || {
+            eventually(Duration::from_secs(10), "a stored reading", || {
                 rows(&hub.json(&["tlm", "query", "weather", "-n", "schema.v1.Env"])["rows"]) == 1
             })
             .await;
@@ -286,7 +258,7 @@ async fn the_readmes_local_commands_run_as_written() {
     let twin = hub.twin("weather/default");
     assert_eq!(twin["meta"]["labels"]["floor"], "2", "{twin}");
 
-    // "Device credentials": files written, and they connect.
+    // "Device credentials": the files are written (provision.rs connects with them).
     for text in block("Device credentials") {
         shell.run(&api, &text);
     }
@@ -316,24 +288,32 @@ async fn the_readmes_local_commands_run_as_written() {
         } else {
             ("/swarm", 4)
         };
-        eventually(60, &format!("the devices of `{text}` online"), || {
-            let v = if selector == "--ids" {
-                hub.json(&["device", "ls", "--ids", "power,weather"])
-            } else {
-                hub.json(&["device", "ls", selector])
-            };
-            v.as_array().is_some_and(|a| {
-                a.len() == expected && a.iter().all(|t| t["status"]["online"] == true)
-            })
-        })
+        eventually(
+            Duration::from_secs(60),
+            &format!("the devices of `{text}` online"),
+            || {
+                let v = if selector == "--ids" {
+                    hub.json(&["device", "ls", "--ids", "power,weather"])
+                } else {
+                    hub.json(&["device", "ls", selector])
+                };
+                v.as_array().is_some_and(|a| {
+                    a.len() == expected && a.iter().all(|t| t["status"]["online"] == true)
+                })
+            },
+        )
         .await;
         drop(running);
         // The next line may deploy the same devices: wait until these are gone.
-        eventually(30, "the swarm's devices offline", || {
-            hub.json(&["device", "ls"])
-                .as_array()
-                .is_some_and(|a| a.iter().all(|t| t["status"]["online"] == false))
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the swarm's devices offline",
+            || {
+                hub.json(&["device", "ls"])
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(|t| t["status"]["online"] == false))
+            },
+        )
         .await;
     }
 }

@@ -1,27 +1,18 @@
 //! `mir tools generate device-template`: the generated project builds (offline, against
-//! this repository's SDK) and its device connects to `mir local`, streams telemetry and
+//! this repository's SDK) and its device connects to the hub, streams telemetry and
 //! answers its command.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Kills the device process on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_generated_device_template_builds_and_connects() {
-    let hub = LocalHub::start();
+    let hub = hub();
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("tpl-device");
     let out = hub.mir(&[
@@ -77,7 +68,7 @@ async fn the_generated_device_template_builds_and_connects() {
 
     // Run it: device.yaml says where to connect and its id.
     let home = tempfile::tempdir().unwrap();
-    let _device = Child(
+    let _device = Background::from(
         Command::new(target_dir.join("debug").join("tpl-device"))
             .current_dir(&project)
             .env("HOME", home.path())
@@ -86,15 +77,19 @@ async fn the_generated_device_template_builds_and_connects() {
             .spawn()
             .unwrap(),
     );
-    eventually(30, "tpl-device online with its schema", || {
-        let twin = hub.twin("tpl-device/default");
-        twin["status"]["online"] == true
-            && twin["status"]["schema"]["packageNames"]
-                .as_array()
-                .is_some_and(|p| p.contains(&json!("schema.v1")))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "tpl-device online with its schema",
+        || {
+            let twin = hub.twin("tpl-device/default");
+            twin["status"]["online"] == true
+                && twin["status"]["schema"]["packageNames"]
+                    .as_array()
+                    .is_some_and(|p| p.contains(&json!("schema.v1")))
+        },
+    )
     .await;
-    eventually(20, "telemetry stored", || {
+    eventually(Duration::from_secs(20), "telemetry stored", || {
         let v = hub.json(&[
             "tlm",
             "query",
@@ -133,7 +128,7 @@ async fn the_generated_device_template_builds_and_connects() {
         r#"{"sec": 3}"#,
     ]);
     assert!(out.ok, "{out:?}");
-    eventually(15, "DataRateStatus reported", || {
+    eventually(Duration::from_secs(15), "DataRateStatus reported", || {
         hub.twin("tpl-device/default")["properties"]["reported"]["schema.v1.DataRateStatus"]
             == json!({"sec": 3})
     })
