@@ -5,7 +5,7 @@ use std::sync::Arc;
 use aws_sdk_timestreamwrite::types::{MeasureValueType, TimeUnit};
 
 use super::*;
-use crate::ports::{TelemetryQuery, TelemetrySeries};
+use crate::ports::{StoreError, TelemetryQuery, TelemetrySeries};
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
 fn record() -> TelemetryRecord {
@@ -76,7 +76,8 @@ fn unsendable_records_are_refused_with_a_reason() {
     assert!(e.0.contains("windSpeed"), "{e}");
     let mut r = record();
     r.values.push((Arc::from("site"), FieldValue::Int(1)));
-    assert!(TimestreamRecord::try_from(&r).is_err());
+    let e = TimestreamRecord::try_from(&r).err().expect("refused");
+    assert!(e.0.contains("site"), "{e}");
 }
 
 #[test]
@@ -190,5 +191,9 @@ fn series_rows_parse() {
         columns: vec![("x".into(), None)],
         rows: vec![],
     };
-    assert!(bad.to_series().is_err());
+    let e = bad.to_series().expect_err("no measure_name");
+    assert!(
+        matches!(&e, StoreError::Corrupt(m) if m.contains("lacks measure_name")),
+        "{e}"
+    );
 }
