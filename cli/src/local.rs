@@ -80,8 +80,7 @@ impl LocalArgs {
     }
 }
 
-/// Where the running hub listens; printed as one JSON line and written to
-
+/// `--profile`: `local` or `localstack`.
 fn parse_profile(s: &str) -> Result<Profile, String> {
     match s {
         "local" => Ok(Profile::Local),

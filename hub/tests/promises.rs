@@ -240,7 +240,7 @@ async fn a_command_queued_while_a_persistent_session_is_offline_reaches_the_devi
         .unwrap();
     until(&mut ev, 10, "SUBACK", |p| matches!(p, Packet::SubAck(_))).await;
     c.disconnect().await.unwrap();
-    while !matches!(ev.poll().await, Err(_)) {}
+    while ev.poll().await.is_ok() {}
     drop((c, ev));
     // While it is away, the platform publishes a command to it.
     let publisher = hub.core.ports.publisher().unwrap();

@@ -36,7 +36,7 @@ fn items_convert_through_serde_dynamo_and_keep_value_types() {
     assert_eq!(TelemetryRecord::from(back), r);
     let mut nan = r.clone();
     nan.values[0].1 = FieldValue::Double(f64::NAN);
-    let e = PointItem::try_from(&nan).err().expect("NaN refused");
+    let e = PointItem::try_from(&nan).expect_err("NaN refused");
     assert!(
         matches!(&e, StoreError::Corrupt(m) if m.contains("is not a finite number")),
         "{e}"
