@@ -24,7 +24,7 @@ swarm:
         annotations: {swarm: "true"}
       telemetry:
         - name: Environment
-          interval: 300ms
+          interval: 1s
           tags: {unit_system: metric}
           fields: [temperature, level, consumption]
       commands:
@@ -42,7 +42,7 @@ swarm:
         labels: {type: power}
       telemetry:
         - name: Power
-          interval: 300ms
+          interval: 1s
           fields: [power]
   fields:
     - name: temperature
@@ -142,7 +142,9 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
     })
     .await;
 
-    // A command is echoed back: the response is the request.
+    // A command is echoed back: the response is the request. (The answer queues behind
+    // the device's telemetry, which the localstack profile stores slowly: the longest
+    // wait the API allows.)
     let out = hub.json(&[
         "cmd",
         "send",
@@ -151,6 +153,8 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
         "swarm.e2e.Calibrate",
         "-p",
         r#"{"mode": 3}"#,
+        "--timeout",
+        "25s",
     ]);
     let r = &rows(&out)[0];
     assert_eq!(r["status"], "SUCCESS", "{r}");
@@ -185,13 +189,12 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
         stderr.contains("Swarm running: 20 of 20 devices deployed"),
         "{stderr}"
     );
-    // Piped, the progress bar prints nothing. (A device's connection may be reported as
-    // closed while the swarm stops, a log line with colours of its own: left out.)
+    // Piped, the progress bar prints nothing. (The devices' own log lines, coloured, are
+    // left out: a device may warn while the swarm stops, e.g. of a connection closed or
+    // of messages not acknowledged yet.)
     let output: String = stderr
         .lines()
-        .filter(|l| {
-            !l.contains("MQTT connection error: Mqtt state: Connection closed by peer abruptly")
-        })
+        .filter(|l| !l.contains("mir_device_sdk::"))
         .collect();
     assert!(
         !output.contains('\r') && !output.contains("[#") && !output.contains("\x1b["),
