@@ -12,7 +12,7 @@ pub use mir_hub::config;
 /// Options of `mir local`.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(
-    after_help = "Examples:\n  mir local                          # hub on 1883 (MQTT), 8883 (mTLS), 8180 (HTTP)\n  mir local --print-config > hub.yaml && mir local --config hub.yaml\n  mir local --http-port 0 --mqtt-port 0 --mqtts-port 0 --data-dir /tmp/hub"
+    after_help = "Examples:\n  mir local                          # hub on 1883 (MQTT), 8883 (mTLS), 8180 (HTTP)\n  mir local --print-config > hub.yaml && mir local --config hub.yaml\n  mir local --http-port 0 --mqtt-port 0 --mqtts-port 0 --data-dir /tmp/hub\n  mir local --chaos --chaos-seed 7          # duplicated, delayed, reordered invocations"
 )]
 pub struct LocalArgs {
     /// Print the default configuration (YAML) and exit.
@@ -51,6 +51,13 @@ pub struct LocalArgs {
     /// Table name prefix of the `localstack` profile (`<prefix>-twins`, ...).
     #[arg(long)]
     pub aws_table_prefix: Option<String>,
+    /// Deliver like AWS at its worst: a share of rule invocations twice, each after a
+    /// random delay (0-2 s), so they overtake one another (see `chaos:` in --print-config).
+    #[arg(long)]
+    pub chaos: bool,
+    /// Seed of --chaos, to replay a run (default: random, printed at start).
+    #[arg(long, value_name = "N")]
+    pub chaos_seed: Option<u64>,
 }
 
 impl LocalArgs {
@@ -75,6 +82,12 @@ impl LocalArgs {
             aws_endpoint,
             aws_table_prefix
         );
+        if self.chaos || self.chaos_seed.is_some() {
+            c.chaos.enabled = true;
+        }
+        if self.chaos_seed.is_some() {
+            c.chaos.seed = self.chaos_seed;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -103,8 +116,11 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let hub = Hub::start(config, shutdown_signal()).await?;
     println!(
         "{}",
-        serde_json::json!({ "event": "ready", "endpoints": hub.endpoints })
+        serde_json::json!({ "event": "ready", "endpoints": hub.endpoints, "chaosSeed": hub.chaos_seed })
     );
+    if let Some(seed) = hub.chaos_seed {
+        eprintln!("chaos is on: seed {seed} (replay with --chaos-seed {seed})");
+    }
     eprintln!(
         "mir local is running\n  HTTP API  {}\n  MQTT      {}\n  MQTT/mTLS {} (CA: {})\n  data      {}\nTry: mir device ls --api {}   (Ctrl-C to stop)",
         hub.endpoints.http,

@@ -44,6 +44,61 @@ pub struct HubConfig {
     pub aws_endpoint: String,
     /// Table names of the `localstack` profile: `<prefix>-twins`, `<prefix>-events`, ...
     pub aws_table_prefix: String,
+    /// How rule invocations are delivered (concurrency, retries).
+    pub delivery: DeliveryConfig,
+    /// Duplicated, delayed and reordered invocations, as AWS may deliver them.
+    pub chaos: ChaosConfig,
+}
+
+/// Rule invocations run concurrently and unordered, as IoT rules invoke Lambda
+/// asynchronously; a retryable failure is retried after each delay in turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Invocations running at once (the functions' concurrency).
+    pub max_concurrency: usize,
+    /// Invocations accepted but not finished before a publishing device waits for its
+    /// PUBACK (backpressure).
+    pub max_queued: usize,
+    /// Delay before each retry of a retryable failure (Lambda: two retries, about one
+    /// and two minutes apart; shorter here).
+    pub retry_delays_ms: Vec<u64>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 64,
+            max_queued: 10_000,
+            retry_delays_ms: vec![1_000, 3_000],
+        }
+    }
+}
+
+/// `mir local --chaos`: each invocation may run twice and starts after a random delay,
+/// so invocations overtake one another. Decisions are a function of the seed and the
+/// message, so a run with the same seed and the same messages replays them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ChaosConfig {
+    pub enabled: bool,
+    /// Seed of the decisions; unset, a random one (logged at start).
+    pub seed: Option<u64>,
+    /// Share of invocations delivered twice, in percent.
+    pub duplicate_percent: u8,
+    /// Each delivery starts after a random delay in `0..=maxDelayMs`.
+    pub max_delay_ms: u64,
+}
+
+impl Default for ChaosConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            seed: None,
+            duplicate_percent: 10,
+            max_delay_ms: 2_000,
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -63,6 +118,8 @@ impl Default for HubConfig {
             max_queued_per_session: 10_000,
             aws_endpoint: "http://localhost:4566".into(),
             aws_table_prefix: "mir-local".into(),
+            delivery: DeliveryConfig::default(),
+            chaos: ChaosConfig::default(),
         }
     }
 }
@@ -100,6 +157,10 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Invalid(String),
+    #[error("invalid config: delivery.maxConcurrency and delivery.maxQueued must be above 0")]
+    NoConcurrency,
+    #[error("invalid config: chaos.duplicatePercent is {0}, at most 100")]
+    DuplicatePercent(u8),
 }
 
 impl HubConfig {
@@ -125,6 +186,12 @@ impl HubConfig {
             if *p != 0 && ports[..i].contains(p) {
                 return Err(ConfigError::Invalid(format!("port {p} is used twice")));
             }
+        }
+        if self.delivery.max_concurrency == 0 || self.delivery.max_queued == 0 {
+            return Err(ConfigError::NoConcurrency);
+        }
+        if self.chaos.duplicate_percent > 100 {
+            return Err(ConfigError::DuplicatePercent(self.chaos.duplicate_percent));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid(format!("logLevel {:?}: {e}", self.log_level)))?;
@@ -177,5 +244,26 @@ mod tests {
             ..HubConfig::default()
         };
         c.validate().expect("any free port, three times");
+    }
+
+    #[test]
+    fn chaos_is_part_of_the_printed_config_and_checked() {
+        let yaml = serde_yaml::to_string(&HubConfig::default()).expect("yaml");
+        assert!(yaml.contains("chaos:\n  enabled: false"), "{yaml}");
+        assert!(yaml.contains("retryDelaysMs:"), "{yaml}");
+        let c: HubConfig =
+            serde_yaml::from_str("chaos:\n  enabled: true\n  seed: 7").expect("partial chaos");
+        assert!(c.chaos.enabled);
+        assert_eq!((c.chaos.seed, c.chaos.max_delay_ms), (Some(7), 2_000));
+        let c = HubConfig {
+            chaos: ChaosConfig {
+                duplicate_percent: 101,
+                ..ChaosConfig::default()
+            },
+            ..HubConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::DuplicatePercent(101))));
+        let e = serde_yaml::from_str::<HubConfig>("chaos:\n  dupes: 5").expect_err("a typo");
+        assert!(e.to_string().contains("unknown field `dupes`"), "{e}");
     }
 }

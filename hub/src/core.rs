@@ -1,29 +1,31 @@
 //! The hub's core: the environment's [`Ports`], and the IoT rules emulation. A device
 //! message goes to the function whose rule in `routes.json` matches its topic, through
-//! the [`registry`](crate::registry), with the same event a rule builds; failed
-//! invocations are retried like asynchronous Lambda invocations (two retries) and then
-//! written to the dead-letter file, so nothing is lost silently.
+//! the [`registry`](crate::registry), with the same event a rule builds (its
+//! `receivedAt` is when the broker received the message); an invocation that fails with
+//! an error a retry can fix is retried after each of the configured delays (like
+//! asynchronous Lambda invocations: two retries), then written to the dead-letter file;
+//! any other failure is recorded as an `InvalidMessage` event and dead-lettered at once,
+//! so nothing is lost silently. [`crate::delivery`] decides when invocations run.
 
 use std::{future::Future, io::Write, path::PathBuf, sync::Mutex, time::Duration};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 use serde_json::Value;
 
 use mir_proto::topics::{self, PresenceKind};
 use mir_shared::{
     adapters::embedded::EmbeddedStore,
+    failure::{self, Invocation},
     ports::Ports,
     routes::RoutesTable,
-    rule_event::{LifecycleEvent, PresenceInput, RuleEvent},
+    rule_event::{LifecycleEvent, PresenceInput, RuleEvent, ScheduledEvent},
 };
 
 use crate::registry::{self, Function, InvokeError, PresenceFn, RuleFn, ScheduleFn};
 
-/// Retry delays of a failed invocation (IoT rules invoke Lambda asynchronously, which
-/// retries twice).
-const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(1000)];
 
 /// The rules of `routes.json`, resolved to the registry's functions once.
 pub struct Rules {
@@ -79,6 +81,10 @@ pub struct Core {
     /// Set for the `local` profile: pruned like DynamoDB TTL would.
     pub embedded: Option<EmbeddedStore>,
     pub dead_letters: DeadLetters,
+    /// Delay before each retry of a retryable failure.
+    pub retry_delays: Vec<Duration>,
+    /// Cancelled when the hub stops: pending retries run at once instead of waiting.
+    pub draining: CancellationToken,
 }
 
 /// Appends failed invocations to `dead-letters.jsonl` (the hub's on-failure destination).
@@ -133,12 +139,39 @@ impl DeadLetters {
     }
 }
 
+/// The retry delays of a hub that was not configured otherwise (`delivery.retryDelaysMs`).
+pub fn default_retry_delays() -> Vec<Duration> {
+    crate::config::DeliveryConfig::default()
+        .retry_delays_ms
+        .into_iter()
+        .map(Duration::from_millis)
+        .collect()
+}
+
 impl Core {
-    /// Runs `call` like an asynchronous Lambda invocation: retried while the error is
-    /// retryable, then dead-lettered.
+    /// A core with the default retry delays.
+    pub fn new(
+        ports: Ports,
+        rules: Rules,
+        embedded: Option<EmbeddedStore>,
+        dead_letters: DeadLetters,
+    ) -> Self {
+        Self {
+            ports,
+            rules,
+            embedded,
+            dead_letters,
+            retry_delays: default_retry_delays(),
+            draining: CancellationToken::new(),
+        }
+    }
+
+    /// Runs `call` like an asynchronous Lambda invocation: retried after each delay while
+    /// the error is retryable, then dead-lettered; an error a retry cannot fix is
+    /// recorded as an event and dead-lettered at once.
     async fn invoke<E, F, Fut>(&self, function: &str, event: &E, call: F)
     where
-        E: Serialize,
+        E: Serialize + Invocation,
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Value, InvokeError>>,
     {
@@ -149,13 +182,21 @@ impl Core {
                     tracing::debug!(function, %outcome, "handled");
                     return;
                 }
-                Err(e) if e.is_retryable() && attempt < RETRY_DELAYS.len() => {
+                Err(e) if e.is_retryable() && attempt < self.retry_delays.len() => {
                     tracing::info!(function, error = %e, attempt, "retrying");
-                    tokio::time::sleep(RETRY_DELAYS[attempt]).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.retry_delays[attempt]) => {}
+                        _ = self.draining.cancelled() => {}
+                    }
                     attempt += 1;
                 }
                 Err(e) => {
                     tracing::warn!(function, error = %e, "invocation failed; dead-lettered");
+                    if let InvokeError::Handler(cause) = &e {
+                        if !cause.is_retryable() {
+                            self.record_refusal(function, event, cause).await;
+                        }
+                    }
                     self.dead_letters.write(function, &e, event);
                     return;
                 }
@@ -163,8 +204,37 @@ impl Core {
         }
     }
 
-    /// The IoT rules emulation: a device published `payload` on `topic`.
+    async fn record_refusal(
+        &self,
+        function: &str,
+        event: &impl Invocation,
+        cause: &mir_shared::service::HandlerError,
+    ) {
+        let (Some(events), Some(ev)) = (
+            self.ports.events.as_deref(),
+            failure::failure_event(function, event, cause),
+        ) else {
+            return;
+        };
+        if let Err(e) = events.append(&[ev]).await {
+            tracing::warn!(function, error = %e, "could not record the refused message");
+        }
+    }
+
+    /// The IoT rules emulation: a device published `payload` on `topic`, received now.
     pub async fn on_device_message(&self, client_id: &str, topic: &str, payload: &Bytes) {
+        self.on_device_message_at(client_id, topic, payload, Utc::now())
+            .await
+    }
+
+    /// [`Core::on_device_message`] for a message the broker received at `received_at`.
+    pub async fn on_device_message_at(
+        &self,
+        client_id: &str,
+        topic: &str,
+        payload: &Bytes,
+        received_at: DateTime<Utc>,
+    ) {
         let Some((function, handler)) = self.rules.device_rule(topic) else {
             tracing::warn!(client_id, topic, "message on a topic no rule reads");
             return;
@@ -177,25 +247,26 @@ impl Core {
             );
             return;
         };
-        let ev = RuleEvent::new(id.as_str(), client_id, payload, Utc::now());
+        let ev = RuleEvent::new(id.as_str(), client_id, payload, received_at);
         self.invoke(function, &ev, || handler(&self.ports, &ev))
             .await
     }
 
-    /// The lifecycle rule: a client connected or disconnected.
+    /// The lifecycle rule: a client connected or disconnected at `at`.
     pub async fn on_presence(
         &self,
         kind: PresenceKind,
         client_id: &str,
         session_id: &str,
         disconnect_reason: Option<&str>,
+        at: DateTime<Utc>,
     ) {
         let Some((function, lifecycle, _)) = self.rules.presence else {
             return;
         };
         let ev = PresenceInput::Lifecycle(LifecycleEvent {
             client_id: client_id.to_string(),
-            timestamp: Utc::now().timestamp_millis(),
+            timestamp: at.timestamp_millis(),
             event_type: kind.as_str().to_string(),
             session_identifier: session_id.to_string(),
             principal_identifier: client_id.to_string(),
@@ -215,11 +286,12 @@ impl Core {
             return;
         };
         let now = Utc::now();
-        self.invoke(
-            function,
-            &serde_json::json!({"detail-type": "Scheduled Event", "time": now}),
-            || schedule(&self.ports, now),
-        )
-        .await;
+        let ev = PresenceInput::Schedule(ScheduledEvent {
+            detail_type: "Scheduled Event".into(),
+            source: "aws.events".into(),
+            time: now,
+        });
+        self.invoke(function, &ev, || schedule(&self.ports, now))
+            .await;
     }
 }

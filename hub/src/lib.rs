@@ -5,6 +5,8 @@
 //! - [`registry`]: function name (`routes.json`) -> handler, over one [`Ports`] bundle;
 //! - [`core`]: the IoT rules emulation (same topic filters, same rule event JSON, same
 //!   handlers as the Lambda functions), retries and the dead-letter file;
+//! - [`delivery`]: invocations run concurrently and unordered, as on AWS, and with
+//!   `chaos` also duplicated and delayed;
 //! - [`http`]: the HTTP server with the API Gateway routes and event shape;
 //! - [`adapters`]: publishing through the embedded broker, certificates from the local CA;
 //! - this module: [`Hub::start`] wires the embedded broker (`mir-broker`: a plain port and
@@ -19,6 +21,7 @@
 pub mod adapters;
 pub mod config;
 pub mod core;
+pub mod delivery;
 pub mod http;
 pub mod registry;
 
@@ -49,7 +52,11 @@ pub use config::{ConfigError, HubConfig, Profile};
 use self::{
     adapters::{BrokerPublisher, LocalCertificates},
     core::{Core, DeadLetters, Rules},
+    delivery::{key_of, Chaos, Dispatcher},
 };
+
+/// How long a stopping hub lets accepted invocations finish.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,31 +131,56 @@ pub struct Hub {
     pub mqtts_addr: SocketAddr,
     pub ca: Arc<LocalCa>,
     pub core: Arc<Core>,
+    /// The seed of `chaos`, when it is on.
+    pub chaos_seed: Option<u64>,
     stopped: tokio::task::JoinHandle<()>,
 }
 
-struct RuleHooks(Arc<Core>);
+/// The broker's events become invocations, stamped with the time the broker saw them.
+struct RuleHooks(Arc<Dispatcher>);
+
+impl RuleHooks {
+    async fn presence(&self, kind: PresenceKind, c: &ClientInfo, reason: Option<&'static str>) {
+        let at = chrono::Utc::now();
+        let (client, session) = (c.client_id.clone(), c.session_id.clone());
+        let key = key_of(&[kind.as_str().as_bytes(), client.as_bytes(), session.as_bytes()]);
+        self.0
+            .submit(
+                key,
+                Arc::new(move |core| {
+                    let (client, session) = (client.clone(), session.clone());
+                    Box::pin(async move {
+                        core.on_presence(kind, &client, &session, reason, at).await
+                    })
+                }),
+            )
+            .await;
+    }
+}
 
 #[async_trait::async_trait]
 impl Hooks for RuleHooks {
     async fn on_connect(&self, c: &ClientInfo) {
-        self.0
-            .on_presence(PresenceKind::Connected, &c.client_id, &c.session_id, None)
-            .await;
+        self.presence(PresenceKind::Connected, c, None).await;
     }
     async fn on_disconnect(&self, c: &ClientInfo, reason: DisconnectReason) {
-        self.0
-            .on_presence(
-                PresenceKind::Disconnected,
-                &c.client_id,
-                &c.session_id,
-                Some(reason.as_aws_str()),
-            )
+        self.presence(PresenceKind::Disconnected, c, Some(reason.as_aws_str()))
             .await;
     }
     async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
+        let at = chrono::Utc::now();
+        let key = key_of(&[c.client_id.as_bytes(), topic.as_bytes(), &payload]);
+        let (client, topic) = (c.client_id.clone(), topic.to_string());
         self.0
-            .on_device_message(&c.client_id, topic, &payload)
+            .submit(
+                key,
+                Arc::new(move |core| {
+                    let (client, topic, payload) = (client.clone(), topic.clone(), payload.clone());
+                    Box::pin(async move {
+                        core.on_device_message_at(&client, &topic, &payload, at).await
+                    })
+                }),
+            )
             .await;
     }
 }
@@ -199,11 +231,31 @@ impl Hub {
         };
         let routes = Arc::new(RoutesTable::load().map_err(HubError::Routes)?);
         let core = Arc::new(Core {
-            ports,
-            rules: Rules::from_routes(&routes)?,
-            embedded,
-            dead_letters: DeadLetters::new(config.data_dir.join("dead-letters.jsonl")),
+            retry_delays: config
+                .delivery
+                .retry_delays_ms
+                .iter()
+                .copied()
+                .map(Duration::from_millis)
+                .collect(),
+            ..Core::new(
+                ports,
+                Rules::from_routes(&routes)?,
+                embedded,
+                DeadLetters::new(config.data_dir.join("dead-letters.jsonl")),
+            )
         });
+        let chaos = Chaos::from_config(&config.chaos);
+        let chaos_seed = chaos.as_ref().map(|c| c.seed);
+        if let Some(seed) = chaos_seed {
+            tracing::warn!(
+                seed,
+                duplicate_percent = config.chaos.duplicate_percent,
+                max_delay_ms = config.chaos.max_delay_ms,
+                "chaos: invocations are duplicated, delayed and reordered (replay with --chaos-seed {seed})"
+            );
+        }
+        let dispatcher = Arc::new(Dispatcher::new(core.clone(), &config.delivery, chaos));
         let token = CancellationToken::new();
         let broker = Broker::start(
             BrokerConfig {
@@ -217,7 +269,7 @@ impl Hub {
                 max_queued_per_session: config.max_queued_per_session,
                 ..BrokerConfig::default()
             },
-            Arc::new(RuleHooks(core.clone())),
+            Arc::new(RuleHooks(dispatcher.clone())),
             token.clone().cancelled_owned(),
         )
         .await
@@ -293,6 +345,12 @@ impl Hub {
             shutdown.await;
             token.cancel();
             broker.stopped().await;
+            if !dispatcher.drain(DRAIN_DEADLINE).await {
+                tracing::warn!(
+                    unfinished = dispatcher.in_flight(),
+                    "stopped before every accepted invocation finished"
+                );
+            }
             let _ = http.await;
             let _ = housekeeping.await;
         });
@@ -312,6 +370,7 @@ impl Hub {
             mqtts_addr,
             ca,
             core,
+            chaos_seed,
             stopped,
         })
     }

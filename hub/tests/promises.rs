@@ -1,6 +1,8 @@
 //! What the hub promises about delivery, each tested so that it fails when it becomes
 //! false: failed rule invocations are retried twice and then dead-lettered with their
-//! event; a QoS 1 publish is acknowledged only once its message is stored; a command
+//! event; one a retry cannot fix is dead-lettered at once and recorded as an event; a
+//! QoS 1 publish is acknowledged when the hub accepted it (as AWS IoT does, before the
+//! rule's function runs) and a stopping hub still runs what it accepted; a command
 //! queued for an offline persistent session reaches the device when it comes back; the
 //! stale-heartbeat sweep runs on its own and marks a silent device offline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,15 +27,15 @@ use mir_shared::{
 
 fn core(dir: &std::path::Path, publisher: Arc<RecordingPublisher>) -> Core {
     let store = EmbeddedStore::open(&dir.join("mir.redb")).unwrap();
-    Core {
-        ports: Ports {
+    Core::new(
+        Ports {
             publisher: Some(publisher),
             ..Ports::with_stores(store.clone())
         },
-        rules: Rules::from_routes(&RoutesTable::load().unwrap()).unwrap(),
-        embedded: Some(store),
-        dead_letters: DeadLetters::new(dir.join("dead-letters.jsonl")),
-    }
+        Rules::from_routes(&RoutesTable::load().unwrap()).unwrap(),
+        Some(store),
+        DeadLetters::new(dir.join("dead-letters.jsonl")),
+    )
 }
 
 fn dead_letters(dir: &std::path::Path) -> Vec<Value> {
@@ -100,6 +102,20 @@ async fn a_failure_a_retry_cannot_fix_is_dead_lettered_at_once() {
             .is_some_and(|e| e.starts_with("malformed Heartbeat")),
         "{letters:?}"
     );
+    // And, as a Lambda does, it is recorded in the event feed.
+    let events = core
+        .ports
+        .events()
+        .unwrap()
+        .list(&mir_shared::domain::EventFilter {
+            device_id: Some("w1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].reason, mir_shared::domain::EventReason::InvalidMessage);
+    assert!(events[0].message.starts_with("heartbeat refused a message: malformed Heartbeat"), "{events:?}");
 }
 
 #[tokio::test]
@@ -194,8 +210,8 @@ async fn eventually<F: std::future::Future<Output = bool>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_qos1_publish_is_acknowledged_only_once_its_message_is_stored() {
-    let (hub, _dir, _stop) = hub(90, 30).await;
+async fn every_acknowledged_publish_is_stored_even_when_the_hub_stops_right_after() {
+    let (hub, _dir, stop) = hub(90, 30).await;
     let (c, mut ev) = client(&hub, "w1", true);
     until(&mut ev, 10, "CONNACK", |p| matches!(p, Packet::ConnAck(_))).await;
     let hello = hello_event("w1", 1).payload_bytes().unwrap();
@@ -206,28 +222,47 @@ async fn a_qos1_publish_is_acknowledged_only_once_its_message_is_stored() {
         matches!(p, Packet::PubAck(_))
     })
     .await;
-    let reader = hub.core.ports.telemetry_reader().unwrap();
+    let core = hub.core.clone();
+    eventually(10, "the schema stored", || async {
+        core.ports.schemas().unwrap().get("w1").await.unwrap().is_some()
+    })
+    .await;
+    let base = chrono::Utc::now().timestamp_nanos_opt().unwrap();
     for seq in 1..=20u64 {
-        let ts = chrono::Utc::now().timestamp_nanos_opt().unwrap();
-        c.publish("mir/w1/tlm", QoS::AtLeastOnce, false, batch(ts, seq, 0))
-            .await
-            .unwrap();
-        until(&mut ev, 10, "PUBACK of telemetry", |p| {
-            matches!(p, Packet::PubAck(_))
-        })
-        .await;
-        // At the PUBACK, the point is in the store already.
-        let rows = reader
-            .query(&TelemetryQuery {
-                device_id: "w1".into(),
-                measure: "schema.v1.Env".into(),
-                since_ns: 0,
-                limit: 100,
-            })
-            .await
-            .unwrap();
-        assert_eq!(rows.len() as u64, seq, "acknowledged before stored");
+        c.publish(
+            "mir/w1/tlm",
+            QoS::AtLeastOnce,
+            false,
+            batch(base + seq as i64, seq, 0),
+        )
+        .await
+        .unwrap();
     }
+    let mut acks = 0;
+    until(&mut ev, 10, "20 PUBACKs", |p| {
+        acks += usize::from(matches!(p, Packet::PubAck(_)));
+        acks == 20
+    })
+    .await;
+    // Acknowledged (as AWS IoT does) before the rule's function ran; the hub stops now,
+    // and finishes the invocations it accepted before it stops.
+    stop.send(()).unwrap();
+    hub.stopped().await;
+    let rows = core
+        .ports
+        .telemetry_reader()
+        .unwrap()
+        .query(&TelemetryQuery {
+            device_id: "w1".into(),
+            measure: "schema.v1.Env".into(),
+            since_ns: 0,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let mut seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,15 +34,15 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
         let routes = Arc::new(RoutesTable::load().unwrap());
-        let core = Arc::new(Core {
-            ports: Ports {
+        let core = Arc::new(Core::new(
+            Ports {
                 publisher: Some(Arc::new(RecordingPublisher::new())),
                 ..Ports::with_stores(store.clone())
             },
-            rules: Rules::from_routes(&routes).unwrap(),
-            embedded: Some(store),
-            dead_letters: DeadLetters::new(dir.path().join("dead-letters.jsonl")),
-        });
+            Rules::from_routes(&routes).unwrap(),
+            Some(store),
+            DeadLetters::new(dir.path().join("dead-letters.jsonl")),
+        ));
         App {
             router: http::router(HttpState { core, routes }),
             _dir: dir,

@@ -33,9 +33,11 @@
 //!   ([`AwsEnvironment::from_env`]) into the process's [`Ports`]; a missing or invalid
 //!   variable, or a port the function's `Deps` needs and the environment lacks, fails
 //!   the cold start with its name;
-//! - device routes ([`run_rule`]): a handler error is returned as the invocation's error,
-//!   so the asynchronous invocation is retried and then dead-lettered; the log line says
-//!   whether a retry can help;
+//! - device routes ([`run_rule`]): an error a retry can fix is returned as the
+//!   invocation's error, so the asynchronous invocation is retried and then goes to the
+//!   failure queue; any other error is logged, recorded as an `InvalidMessage` event and
+//!   acknowledged as success ([`crate::failure::settle`]), so that neither AWS retries
+//!   it nor does it fill the failure queue;
 //! - HTTP routes ([`run_api`]): the handler always answers (errors are HTTP statuses).
 
 use std::{future::Future, sync::OnceLock};
@@ -45,6 +47,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::adapters::aws::AwsEnvironment;
+use crate::failure::{self, Invocation};
 use crate::ports::Ports;
 use crate::service::HandlerError;
 
@@ -52,6 +55,8 @@ pub use lambda_runtime::Error;
 
 /// The process's ports, built once per cold start.
 static PORTS: OnceLock<Ports> = OnceLock::new();
+/// The function's name in `routes.json`, as given to [`init`].
+static FUNCTION: OnceLock<&'static str> = OnceLock::new();
 
 /// JSON logs, filtered by `RUST_LOG` (default `info`). Safe to call twice.
 pub fn init_tracing() {
@@ -72,6 +77,7 @@ pub fn init_tracing() {
 /// which the function derives its `Deps` (`Deps::try_from(ports)?`).
 pub async fn init(function: &'static str) -> Result<&'static Ports, Error> {
     init_tracing();
+    let _ = FUNCTION.set(function);
     if let Some(ports) = PORTS.get() {
         return Ok(ports);
     }
@@ -83,9 +89,10 @@ pub async fn init(function: &'static str) -> Result<&'static Ports, Error> {
 }
 
 /// Runs a device-route handler (IoT rule or schedule events) until the runtime stops.
+/// Only errors a retry can fix fail the invocation (see the module docs).
 pub async fn run_rule<E, O, F, Fut>(handler: F) -> Result<(), Error>
 where
-    E: DeserializeOwned + Send + 'static,
+    E: DeserializeOwned + Invocation + Clone + Send + 'static,
     O: Serialize + Send + 'static,
     F: Fn(E) -> Fut + Send + Sync,
     Fut: Future<Output = Result<O, HandlerError>> + Send,
@@ -93,16 +100,16 @@ where
     let handler = &handler;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<E>| async move {
         let request_id = ev.context.request_id.clone();
-        match handler(ev.payload).await {
+        let function = FUNCTION.get().copied().unwrap_or("unknown");
+        let events = PORTS.get().and_then(|p| p.events.as_deref());
+        let input = ev.payload.clone();
+        match failure::settle(function, events, &input, handler(ev.payload).await).await {
             Ok(out) => {
-                if tracing::enabled!(tracing::Level::DEBUG) {
-                    let outcome = serde_json::to_string(&out).unwrap_or_default();
-                    tracing::debug!(%request_id, %outcome, "done");
-                }
+                tracing::debug!(%request_id, %out, "done");
                 Ok(out)
             }
             Err(e) => {
-                tracing::error!(%request_id, error = %e, retryable = e.is_retryable(), "handler failed");
+                tracing::error!(%request_id, error = %e, retryable = true, "handler failed; AWS retries it");
                 Err(Error::from(e))
             }
         }

@@ -11,6 +11,7 @@
 //! - [`routes`]: the routes table (`routes.json`), shared with the CDK app.
 //! - [`ports`]: the traits handlers use; [`adapters`]: their implementations.
 //! - [`service`]: small workflows over ports shared by several handlers.
+//! - [`failure`]: the event that records an invocation a retry cannot fix.
 //! - `lambda` (feature `lambda`): the wiring of every function's `main.rs`.
 //! - `testing` (feature `testing`): builders and a temporary world for tests.
 //!
@@ -19,6 +20,7 @@
 pub mod adapters;
 pub mod api;
 pub mod domain;
+pub mod failure;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use mir_hub::{core::Core, Endpoints, Hub, HubConfig, Profile};
+use mir_hub::{config::ChaosConfig, core::Core, Endpoints, Hub, HubConfig, Profile};
 
 use crate::{blocking, Cli, CliOutput, Invocation, RecordingProxy};
 
@@ -15,6 +15,32 @@ use crate::{blocking, Cli, CliOutput, Invocation, RecordingProxy};
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a hub may take to stop before its runtime is dropped anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The chaos of a test hub, from `MIR_E2E_CHAOS`: unset, on with a random seed; a
+/// number, on with that seed (to replay a failing run); `off`, off. The seed is printed
+/// on stderr, which the test harness shows for a failing test.
+pub fn chaos_from_env() -> ChaosConfig {
+    let seed = match std::env::var("MIR_E2E_CHAOS").as_deref() {
+        Ok("off") => return ChaosConfig::default(),
+        Ok(n) if !n.is_empty() => n
+            .parse()
+            .unwrap_or_else(|_| panic!("MIR_E2E_CHAOS={n:?}: a seed (u64) or off")),
+        _ => rand_seed(),
+    };
+    eprintln!("test hub: chaos on, seed {seed} (replay with MIR_E2E_CHAOS={seed})");
+    ChaosConfig {
+        enabled: true,
+        seed: Some(seed),
+        ..ChaosConfig::default()
+    }
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(uuid::Uuid::new_v4().as_u128());
+    h.finish()
+}
 
 /// A hub for one test, stopped on drop.
 pub struct TestHub {
@@ -59,6 +85,8 @@ impl TestHub {
 
     /// The test configuration: loopback, every port 0, `data_dir`, warnings only, a
     /// device offline after 60 s without heartbeat.
+    /// The test configuration: loopback, every port 0, `data_dir`, warnings only, and
+    /// chaos on (see [`chaos_from_env`]).
     fn config(data_dir: &Path) -> HubConfig {
         HubConfig {
             data_dir: data_dir.to_path_buf(),
@@ -67,6 +95,7 @@ impl TestHub {
             http_port: 0,
             log_level: "warn".into(),
             stale_after_secs: 60,
+            chaos: chaos_from_env(),
             ..HubConfig::default()
         }
     }

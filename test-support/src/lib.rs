@@ -2,7 +2,8 @@
 //!
 //! - [`TestHub`]: the hub ([`mir_hub::Hub::start`]) in-process on port 0 over a
 //!   temporary data dir, on a runtime of its own; `MIR_E2E_PROFILE=localstack` puts it on
-//!   the AWS adapters at `MIR_TEST_AWS_ENDPOINT` with tables of its own;
+//!   the AWS adapters at `MIR_TEST_AWS_ENDPOINT` with tables of its own; it runs with
+//!   chaos on (duplicated, delayed, reordered invocations) unless `MIR_E2E_CHAOS=off`;
 //! - [`Cli`]: the real `mir` binary, run with a private HOME, a deadline, and its output
 //!   captured. The binary's path comes from the caller (`env!("CARGO_BIN_EXE_mir")`
 //!   exists only in mir-cli's own test targets);
@@ -24,7 +25,7 @@ use std::{
 
 pub use cli::{Background, Cli, CliOutput, Invocation};
 pub use device::{Behaviour, DeviceOptions, TestDevice};
-pub use hub::TestHub;
+pub use hub::{chaos_from_env, TestHub};
 pub use proxy::{HttpRequest, RecordingProxy};
 
 /// How often [`eventually`] checks.

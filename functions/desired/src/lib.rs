@@ -1,6 +1,9 @@
 //! `desired`: a device asks for its desired properties (rule `mir/+/cfg/desired/get`,
 //! sent on every connect). Publishes all of them, encoded with the device's schema, on
-//! `mir/{id}/cfg/desired`.
+//! `mir/{id}/cfg/desired`. A request that arrives before the device's first `Hello`
+//! (invocations run in any order) cannot be encoded yet: the device is asked for its
+//! schema (`hello/get`) and the `hello` function publishes the desired properties once
+//! it has stored the schema, so the request succeeds as `deferred`, not retried.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -23,6 +26,8 @@ pub struct DesiredOutcome {
     pub device_id: String,
     pub sent: Vec<String>,
     pub skipped: Vec<(String, String)>,
+    /// No schema yet: `hello` sends the desired properties when the schema arrives.
+    pub deferred: bool,
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome, HandlerError> {
@@ -45,7 +50,19 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome
         )
     } else {
         let Some(schema) = deps.cache.get(deps.schemas, id.as_str()).await? else {
-            return Err(HandlerError::NoSchema(id.to_string()));
+            let ask = deps
+                .publisher
+                .publish(&DeviceTopic::HelloGet.for_device(&id), Vec::new().into())
+                .await;
+            if let Err(e) = ask {
+                tracing::info!(device = %id, error = %e, "could not ask the device for its schema");
+            }
+            return Ok(DesiredOutcome {
+                device_id: id.to_string(),
+                sent: Vec::new(),
+                skipped: Vec::new(),
+                deferred: true,
+            });
         };
         service::desired_message(&schema, &twin.value, None)
     };
@@ -63,6 +80,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<DesiredOutcome
         device_id: id.to_string(),
         sent,
         skipped,
+        deferred: false,
     })
 }
 
@@ -97,6 +115,23 @@ mod tests {
                 .sec,
             7
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_before_the_schema_asks_for_it_and_is_deferred_to_hello() {
+        let w = TestWorld::new();
+        let mut twin = mir_shared::domain::Twin::auto_provisioned(
+            &mir_proto::DeviceId::new("w2").expect("id"),
+        );
+        twin.properties
+            .desired
+            .insert("schema.v1.DataRateProp".into(), serde_json::json!({"sec": 7}));
+        w.store.create(&twin).await.expect("create");
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
+        let out = handle(&deps, &rule_event("w2", b"", 1)).await.expect("ok, not retried");
+        assert!(out.deferred && out.sent.is_empty());
+        let topics: Vec<String> = w.publisher.published().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(topics, ["mir/w2/hello/get"]);
     }
 
     #[tokio::test]

@@ -2,6 +2,10 @@
 //!
 //! Stores the device's schema (compressed, only when it changed), auto-provisions an
 //! unknown device in namespace `default`, and updates `status.schema` of its twin.
+//! When the schema changed and the twin has desired properties, they are published to
+//! the device encoded with the new schema: a `cfg/desired/get` that arrived before the
+//! first `Hello` (invocations run in any order) found no schema to encode them with, so
+//! the device gets them from here, within the same second rather than at a retry.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -20,7 +24,7 @@ use mir_shared::{
 
 mir_shared::deps! {
     /// What the handler needs.
-    pub struct Deps { twins, schemas, events, cache }
+    pub struct Deps { twins, schemas, events, cache, publisher }
 }
 
 /// What the handler did.
@@ -31,6 +35,8 @@ pub struct HelloOutcome {
     pub created: bool,
     pub schema_changed: bool,
     pub package_names: Vec<String>,
+    /// Desired properties published to the device (encoded with the new schema).
+    pub desired_sent: Vec<String>,
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, HandlerError> {
@@ -56,7 +62,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
             })
             .await?;
     }
-    deps.cache.insert(id.as_str(), hash, decoded);
+    deps.cache.insert(id.as_str(), hash, decoded.clone());
 
     let cause = event.cause(DeviceTopic::Hello);
     let (_, created) = service::provision(
@@ -93,12 +99,41 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
         );
     }
     deps.events.append(&events).await?;
+    let desired_sent = if schema_changed && !twin.value.properties.desired.is_empty() {
+        push_desired(deps, &id, &decoded, &twin.value).await
+    } else {
+        Vec::new()
+    };
     Ok(HelloOutcome {
         device_id: id.to_string(),
         created,
         schema_changed,
         package_names,
+        desired_sent,
     })
+}
+
+/// Publishes the desired properties; a failure is logged only (the device asks for them
+/// on its next connection, and a retry of this hello would find the schema unchanged).
+async fn push_desired(
+    deps: &Deps<'_>,
+    id: &mir_proto::DeviceId,
+    schema: &Schema,
+    twin: &mir_shared::domain::Twin,
+) -> Vec<String> {
+    let (msg, skipped) = service::desired_message(schema, twin, None);
+    for (name, reason) in &skipped {
+        tracing::warn!(device = %id, property = %name, %reason, "desired property not sent");
+    }
+    let sent = msg.properties.iter().map(|p| p.name.clone()).collect();
+    let topic = DeviceTopic::Desired.for_device(id);
+    match deps.publisher.publish(&topic, msg.encode_to_vec().into()).await {
+        Ok(()) => sent,
+        Err(e) => {
+            tracing::info!(device = %id, error = %e, "could not publish the desired properties");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +163,36 @@ mod tests {
         let mut reasons = w.reasons("weather").await;
         reasons.sort();
         assert_eq!(reasons, ["DeviceCreated", "SchemaUpdated"]);
+    }
+
+    #[tokio::test]
+    async fn a_first_hello_brings_the_desired_properties_set_before_the_schema_was_known() {
+        let w = TestWorld::new();
+        let mut twin = mir_shared::domain::Twin::auto_provisioned(
+            &mir_proto::DeviceId::new("weather").expect("id"),
+        );
+        twin.properties
+            .desired
+            .insert("schema.v1.DataRateProp".into(), serde_json::json!({"sec": 7}));
+        w.store.create(&twin).await.expect("created before any hello");
+        let out = handle(&deps(&w), &hello_event("weather", 1_000))
+            .await
+            .expect("ok");
+        assert_eq!(out.desired_sent, ["schema.v1.DataRateProp"]);
+        let (topic, payload) = w.publisher.published().remove(0);
+        assert_eq!(topic, "mir/weather/cfg/desired");
+        let msg = mir_proto::wire::DesiredProperties::decode(payload).expect("decodes");
+        let prop = mir_proto::examples::weather::DataRateProp::decode(
+            msg.properties[0].payload.clone(),
+        )
+        .expect("encoded with the new schema");
+        assert_eq!(prop.sec, 7);
+        // The same hello again: the schema did not change, nothing is pushed again.
+        let again = handle(&deps(&w), &hello_event("weather", 2_000))
+            .await
+            .expect("ok");
+        assert!(again.desired_sent.is_empty());
+        assert_eq!(w.publisher.published().len(), 1);
     }
 
     #[tokio::test]
