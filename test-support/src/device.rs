@@ -49,9 +49,10 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
-    /// The device `id` on `hub`'s plain MQTT port.
+    /// The device `id` on `hub`'s plain MQTT port, once the platform has it online with
+    /// its schema.
     pub async fn start(hub: &TestHub, id: &str, behaviour: Behaviour) -> TestDevice {
-        Self::start_with(
+        let device = Self::start_with(
             DeviceOptions {
                 target: hub.mqtt(),
                 credentials: None,
@@ -59,7 +60,9 @@ impl TestDevice {
             id,
             behaviour,
         )
-        .await
+        .await;
+        hub.wait_ready(id).await;
+        device
     }
 
     pub async fn start_with(opts: DeviceOptions, id: &str, behaviour: Behaviour) -> TestDevice {

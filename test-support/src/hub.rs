@@ -13,6 +13,8 @@ use crate::{blocking, Cli, CliOutput, Invocation, RecordingProxy};
 
 /// How long a hub may take to start (the localstack profile creates its tables).
 const START_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a connected device may take to be online with its schema on the platform.
+const READY_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a hub may take to stop before its runtime is dropped anyway.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -160,6 +162,37 @@ impl TestHub {
     /// The rules emulation and the ports the handlers run on.
     pub fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Waits until the platform has device `id` online and knows its schema: with
+    /// invocations delivered in any order (and chaos), a connected SDK device is not yet
+    /// a ready one.
+    pub async fn wait_ready(&self, id: &str) {
+        let core = self.core.clone();
+        let device = id.to_string();
+        let runtime = self.runtime.as_ref().expect("the hub's runtime");
+        let ready = runtime.spawn(async move {
+            let Ok(twins) = core.ports.twins() else {
+                return false;
+            };
+            let until = tokio::time::Instant::now() + READY_DEADLINE;
+            loop {
+                if let Ok(Some(t)) = twins.get(&device).await {
+                    let st = &t.value.status;
+                    if st.online && !st.schema.package_names.is_empty() {
+                        return true;
+                    }
+                }
+                if tokio::time::Instant::now() > until {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        assert!(
+            ready.await.unwrap_or(false),
+            "device {id} was not online with its schema within {READY_DEADLINE:?}"
+        );
     }
     /// The data dir (database, local CA, dead letters), deleted on drop.
     pub fn data_dir(&self) -> &Path {
