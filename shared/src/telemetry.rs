@@ -19,12 +19,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::Schema;
 
-/// One measure value, typed like Timestream's multi-measure values.
+/// One measure value, typed like Timestream's multi-measure values. Integers keep
+/// their exact value: every `int32`, `int64`, `uint32` and `sint`/`fixed` value is an
+/// `Int`; a `uint64` above `i64::MAX` is a `Uint` (Timestream has no unsigned BIGINT,
+/// so that sink stores it as VARCHAR decimal text). See docs/architecture.md, "How
+/// telemetry values are stored".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FieldValue {
     Bool(bool),
     Int(i64),
+    /// A `uint64` value above `i64::MAX` (smaller ones are `Int`).
+    Uint(u64),
     Double(f64),
     Text(String),
 }
@@ -34,6 +40,7 @@ impl FieldValue {
         match self {
             FieldValue::Bool(_) => "BOOLEAN",
             FieldValue::Int(_) => "BIGINT",
+            FieldValue::Uint(_) => "VARCHAR",
             FieldValue::Double(_) => "DOUBLE",
             FieldValue::Text(_) => "VARCHAR",
         }
@@ -43,6 +50,7 @@ impl FieldValue {
         match self {
             FieldValue::Bool(b) => (*b).into(),
             FieldValue::Int(i) => (*i).into(),
+            FieldValue::Uint(u) => (*u).into(),
             FieldValue::Double(d) => serde_json::Number::from_f64(*d)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
@@ -267,7 +275,7 @@ fn scalar(v: &PValue, field: &FieldDescriptor) -> Option<FieldValue> {
         PValue::U32(u) => FieldValue::Int((*u).into()),
         PValue::U64(u) => match i64::try_from(*u) {
             Ok(i) => FieldValue::Int(i),
-            Err(_) => FieldValue::Double(*u as f64),
+            Err(_) => FieldValue::Uint(*u),
         },
         PValue::F32(f) => FieldValue::Double((*f).into()),
         PValue::F64(f) => FieldValue::Double(*f),

@@ -1,5 +1,6 @@
 //! Telemetry mapping on a schema compiled at test time: every timestamp precision of
-//! Mir's annotation, nested messages flattened with dots, enums, lists and tags.
+//! Mir's annotation, nested messages flattened with dots, enums, lists and tags, and
+//! 64-bit integers kept exact.
 
 use mir_shared::{
     schema::Schema,
@@ -159,7 +160,7 @@ fn nested_fields_are_flattened_with_dots_and_tags_become_dimensions() {
             ("pos.inner.depth".to_string(), FieldValue::Int(3)),
             ("mode".to_string(), FieldValue::Text("MODE_ECO".into())),
             ("samples".to_string(), FieldValue::Text("[1,2,3]".into())),
-            ("big".to_string(), FieldValue::Double(u64::MAX as f64)),
+            ("big".to_string(), FieldValue::Uint(u64::MAX)),
             ("ratio".to_string(), FieldValue::Double(0.5)),
         ]
     );
@@ -176,4 +177,31 @@ fn nested_fields_are_flattened_with_dots_and_tags_become_dimensions() {
         ]
     );
     assert_eq!(rec.time_ns, 1_000_000_000);
+}
+
+#[test]
+fn sixty_four_bit_integers_keep_their_exact_value() {
+    let s = schema();
+    let desc = s.message("precision.v1.Nested").expect("msg");
+    for (big, want) in [
+        ("9223372036854775808", FieldValue::Uint(1 << 63)),
+        ("9223372036854775807", FieldValue::Int(i64::MAX)),
+        ("18446744073709551615", FieldValue::Uint(u64::MAX)),
+    ] {
+        let bytes = s
+            .json_to_proto(&desc, &json!({"ts": 1000, "big": big}))
+            .expect("encodes");
+        let rec = s
+            .telemetry_plan("precision.v1.Nested")
+            .expect("plan")
+            .map(&bytes, &CTX, 0, 1)
+            .expect("maps");
+        let value = rec
+            .values
+            .iter()
+            .find(|(k, _)| &**k == "big")
+            .map(|(_, v)| v.clone());
+        assert_eq!(value, Some(want.clone()));
+        assert_eq!(want.to_json().to_string(), big, "JSON keeps every digit");
+    }
 }

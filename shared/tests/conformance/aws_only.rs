@@ -237,3 +237,32 @@ async fn certificates_are_issued_attached_and_revoked() {
     // Revoking a device that has nothing is fine (delete is idempotent).
     issuer.revoke_all(&device).await.unwrap();
 }
+
+/// The AWS CLI (not our adapters) reads what the DynamoDB sink wrote: 64-bit integers
+/// are DynamoDB numbers with every digit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
+async fn the_aws_cli_reads_sixty_four_bit_integers_with_every_digit() {
+    let url = required_endpoint();
+    let prefix = random_prefix();
+    let env = AwsEnvironment::from_config(AwsConfig::localstack(&url, &prefix)).await;
+    env.ensure_tables().await.expect("tables");
+    let mut r = crate::telemetry::record("d1", "schema.v1.Env", 1_000, 1, i64::MIN);
+    r.values = vec![
+        (Arc::from("big"), FieldValue::Uint(u64::MAX)),
+        (Arc::from("min"), FieldValue::Int(i64::MIN)),
+    ];
+    let report = env.ports.telemetry_sink().unwrap().write(&[r]).await.unwrap();
+    assert_eq!(report.written, 1);
+    let out = std::process::Command::new("aws")
+        .args(["dynamodb", "scan", "--output", "json", "--region", "us-east-1"])
+        .args(["--endpoint-url", &url, "--table-name", &format!("{prefix}-telemetry")])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .expect("the AWS CLI (`aws`) on PATH");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(r#""N": "18446744073709551615""#), "{text}");
+    assert!(text.contains(r#""N": "-9223372036854775808""#), "{text}");
+}

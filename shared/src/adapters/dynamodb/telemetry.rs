@@ -18,6 +18,8 @@ use crate::telemetry::{FieldValue, TelemetryRecord};
 enum StoredValue {
     B(bool),
     I(i64),
+    /// A `uint64` above `i64::MAX`; a DynamoDB number holds it exactly.
+    U(u64),
     D(f64),
     S(String),
 }
@@ -27,6 +29,7 @@ impl From<&FieldValue> for StoredValue {
         match v {
             FieldValue::Bool(b) => StoredValue::B(*b),
             FieldValue::Int(i) => StoredValue::I(*i),
+            FieldValue::Uint(u) => StoredValue::U(*u),
             FieldValue::Double(d) => StoredValue::D(*d),
             FieldValue::Text(s) => StoredValue::S(s.clone()),
         }
@@ -38,6 +41,7 @@ impl From<StoredValue> for FieldValue {
         match v {
             StoredValue::B(b) => FieldValue::Bool(b),
             StoredValue::I(i) => FieldValue::Int(i),
+            StoredValue::U(u) => FieldValue::Uint(u),
             StoredValue::D(d) => FieldValue::Double(d),
             StoredValue::S(s) => FieldValue::Text(s),
         }

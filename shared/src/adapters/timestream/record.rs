@@ -19,6 +19,8 @@ fn typed(v: &FieldValue) -> Result<(String, MeasureValueType), InvalidRecord> {
     Ok(match v {
         FieldValue::Bool(b) => (b.to_string(), MeasureValueType::Boolean),
         FieldValue::Int(i) => (i.to_string(), MeasureValueType::Bigint),
+        // No unsigned BIGINT in Timestream: the exact decimal text.
+        FieldValue::Uint(u) => (u.to_string(), MeasureValueType::Varchar),
         FieldValue::Double(d) if d.is_finite() => (d.to_string(), MeasureValueType::Double),
         FieldValue::Double(d) => return Err(InvalidRecord(format!("{d} is not a finite DOUBLE"))),
         FieldValue::Text(s) => (s.clone(), MeasureValueType::Varchar),

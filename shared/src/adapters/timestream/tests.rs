@@ -69,6 +69,28 @@ fn a_record_becomes_one_typed_multi_measure_record() {
 }
 
 #[test]
+fn sixty_four_bit_integers_are_sent_with_every_digit() {
+    let mut r = record();
+    r.values = vec![
+        (Arc::from("min"), FieldValue::Int(i64::MIN)),
+        (Arc::from("big"), FieldValue::Uint(u64::MAX)),
+    ];
+    let TimestreamRecord(r) = TimestreamRecord::try_from(&r).expect("valid");
+    let vals: Vec<(&str, &str, &MeasureValueType)> = r
+        .measure_values()
+        .iter()
+        .map(|m| (m.name(), m.value(), m.r#type()))
+        .collect();
+    assert_eq!(
+        vals[..2],
+        [
+            ("min", "-9223372036854775808", &MeasureValueType::Bigint),
+            ("big", "18446744073709551615", &MeasureValueType::Varchar),
+        ]
+    );
+}
+
+#[test]
 fn unsendable_records_are_refused_with_a_reason() {
     let mut r = record();
     r.values[1].1 = FieldValue::Double(f64::INFINITY);
