@@ -37,6 +37,7 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
     config,
     functions: functions.functions,
     devicePolicyName: policyName,
+    alarmTopic: functions.alarmTopic,
   });
   const api = new ApiStack(app, stackName(config.stage, 'api'), {
     ...common,

@@ -6,6 +6,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
@@ -13,7 +14,8 @@ import * as path from 'node:path';
 import { ENV, MirConfig, TOPICS } from './config';
 import { DataStack } from './data-stack';
 import { MirFunction } from './mir-function';
-import { FunctionSpec, isApiFunction, Rw } from './routes';
+import { FunctionSpec, isApiFunction, pascal, Rw } from './routes';
+import { FunctionAlarms } from './alarms';
 
 export interface FunctionsStackProps extends StackProps {
   readonly config: MirConfig;
@@ -22,18 +24,14 @@ export interface FunctionsStackProps extends StackProps {
   readonly devicePolicyName: string;
 }
 
-/** Construct id of a function: "hello" -> "Hello", "api-devices" -> "ApiDevices". */
-export function pascal(name: string): string {
-  return name
-    .split('-')
-    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
-    .join('');
-}
+export { pascal };
 
 export class FunctionsStack extends Stack {
   /** routes.json function name -> Lambda function. */
   public readonly functions = new Map<string, lambda.IFunction>();
   public readonly deadLetterQueue: sqs.Queue;
+  /** Where every alarm of the platform notifies. */
+  public readonly alarmTopic: sns.Topic;
   public readonly iotDataEndpoint: string;
 
   constructor(scope: Construct, id: string, props: FunctionsStackProps) {
@@ -82,6 +80,11 @@ export class FunctionsStack extends Stack {
       }
       this.functions.set(spec.name, mf.function);
     }
+
+    this.alarmTopic = new sns.Topic(this, 'AlarmTopic', { displayName: 'Mir alarms', enforceSSL: true });
+    new FunctionAlarms(this, 'Alarms', { topic: this.alarmTopic, failureQueue: this.deadLetterQueue, functions: this.functions });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe to it to get the alarms' });
+    new CfnOutput(this, 'FailureQueueUrl', { value: this.deadLetterQueue.queueUrl, description: 'Invocations that failed after their retries (redrive: docs/architecture.md, Operations)' });
   }
 
   /** Only the variables a function's access needs (see ENV). */

@@ -4,15 +4,19 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { MirConfig, THING_NAME_VAR, TOPICS } from './config';
-import { pascal } from './functions-stack';
+import { RuleAlarms } from './alarms';
+import { pascal } from './routes';
 
 export interface IotStackProps extends StackProps {
   readonly config: MirConfig;
   /** routes.json function name -> Lambda function. */
   readonly functions: ReadonlyMap<string, lambda.IFunction>;
   readonly devicePolicyName: string;
+  /** Where the topic rules' alarms notify. */
+  readonly alarmTopic: sns.ITopic;
 }
 
 /**
@@ -48,6 +52,7 @@ export class IotStack extends Stack {
     errorLogs.grantWrite(errorRole);
     errorRole.addToPolicy(new iam.PolicyStatement({ actions: ['logs:DescribeLogStreams'], resources: [errorLogs.logGroupArn] }));
 
+    const rules = new Map<string, iot.CfnTopicRule>();
     for (const spec of props.config.routes.functions) {
       const fn = props.functions.get(spec.name);
       if (!fn) throw new Error(`no function for routes.json entry "${spec.name}"`);
@@ -64,6 +69,7 @@ export class IotStack extends Stack {
           },
         });
         rule.node.addDependency(errorRole);
+        rules.set(id, rule);
         // The permission lives here (not in the functions stack) so that the
         // functions stack does not depend on the rules.
         new lambda.CfnPermission(this, `${id}Invoke`, {
@@ -75,6 +81,7 @@ export class IotStack extends Stack {
         });
       }
     }
+    new RuleAlarms(this, 'RuleAlarms', { topic: props.alarmTopic, rules });
   }
 }
 

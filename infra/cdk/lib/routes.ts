@@ -163,3 +163,11 @@ export function validateRoutes(raw: unknown, source = 'routes.json'): RoutesTabl
 export function isApiFunction(f: FunctionSpec): boolean {
   return f.http.length > 0;
 }
+
+/** Construct id of a function: "hello" -> "Hello", "api-devices" -> "ApiDevices". */
+export function pascal(name: string): string {
+  return name
+    .split('-')
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join('');
+}

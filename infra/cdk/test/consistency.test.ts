@@ -66,6 +66,8 @@ for (const flavour of ['timestream', 'dynamodb'] as const) {
     }
     const want = ['ApiUrl', 'Region', 'IotDataEndpoint', 'TwinsTable', 'SchemasTable', 'CommandsTable', 'EventsTable', 'TelemetrySink', 'DevicePolicyName'];
     want.push(...(flavour === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable'] : ['TelemetryTable']));
+    // For operators, not for `mir ctx import`: where alarms go, what to redrive.
+    want.push('AlarmTopicArn', 'FailureQueueUrl');
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
   });
 }
