@@ -7,6 +7,7 @@ mod fleet;
 mod provision;
 mod quickstart;
 mod readme;
+mod redrive;
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

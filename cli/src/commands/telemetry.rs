@@ -111,6 +111,7 @@ fn cell(v: Option<&FieldValue>) -> String {
         None => String::new(),
         Some(FieldValue::Bool(b)) => b.to_string(),
         Some(FieldValue::Int(i)) => i.to_string(),
+        Some(FieldValue::Uint(u)) => u.to_string(),
         Some(FieldValue::Double(d)) => d.to_string(),
         Some(FieldValue::Text(s)) => s.clone(),
     }
