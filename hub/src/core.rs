@@ -18,7 +18,7 @@ use serde_json::Value;
 use mir_proto::topics::{self, PresenceKind};
 use mir_shared::{
     adapters::embedded::EmbeddedStore,
-    failure::{self, Invocation},
+    failure::{self, InvocationInput},
     ports::Ports,
     routes::RoutesTable,
     rule_event::{LifecycleEvent, PresenceInput, RuleEvent, ScheduledEvent},
@@ -171,7 +171,7 @@ impl Core {
     /// recorded as an event and dead-lettered at once.
     async fn invoke<E, F, Fut>(&self, function: &str, event: &E, call: F)
     where
-        E: Serialize + Invocation,
+        E: Serialize + InvocationInput,
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Value, InvokeError>>,
     {
@@ -207,7 +207,7 @@ impl Core {
     async fn record_refusal(
         &self,
         function: &str,
-        event: &impl Invocation,
+        event: &impl InvocationInput,
         cause: &mir_shared::service::HandlerError,
     ) {
         let (Some(events), Some(ev)) = (

@@ -1,6 +1,6 @@
 //! The hub's HTTP server: the routes of API Gateway (from the routes table), turned
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
-//! [`registry`](crate::registry).
+//! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline.
 
 use std::sync::Arc;
 
@@ -16,7 +16,11 @@ use axum::{
 };
 use base64::Engine;
 
-use mir_shared::{api, routes::RoutesTable};
+use mir_shared::{
+    api,
+    invocation::{Invocation, API_GATEWAY_LIMIT},
+    routes::RoutesTable,
+};
 
 use crate::core::Core;
 use crate::registry::{self, Function};
@@ -71,8 +75,10 @@ async fn invoke(
     function: &str,
     ev: &ApiGatewayV2httpRequest,
 ) -> ApiGatewayV2httpResponse {
+    // No Lambda here: each request gets API Gateway's integration limit.
+    let invocation = Invocation::starting(core.ports.clock().now(), API_GATEWAY_LIMIT);
     match registry::function(function) {
-        Some(Function::Api(handler)) => handler(&core.ports, ev).await,
+        Some(Function::Api(handler)) => handler(&core.ports, ev, invocation).await,
         _ => api::error_response(&api::ApiError::not_found(format!(
             "no HTTP function {function}"
         ))),

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use mir_shared::{
     api::{error_response, ApiError},
+    invocation::Invocation,
     ports::{MissingPort, Ports},
     rule_event::{PresenceInput, RuleEvent},
     service::HandlerError,
@@ -53,9 +54,13 @@ pub type PresenceFn =
 /// A scheduled run (the presence sweep), at a time.
 pub type ScheduleFn =
     for<'a> fn(&'a Ports, DateTime<Utc>) -> BoxFuture<'a, Result<Value, InvokeError>>;
-/// An HTTP route: API Gateway (payload v2) in, response out.
-pub type ApiFn =
-    for<'a> fn(&'a Ports, &'a ApiGatewayV2httpRequest) -> BoxFuture<'a, ApiGatewayV2httpResponse>;
+/// An HTTP route: API Gateway (payload v2) in, response out, before the invocation's
+/// deadline.
+pub type ApiFn = for<'a> fn(
+    &'a Ports,
+    &'a ApiGatewayV2httpRequest,
+    Invocation,
+) -> BoxFuture<'a, ApiGatewayV2httpResponse>;
 
 /// How one function is invoked.
 #[derive(Clone, Copy)]
@@ -95,12 +100,23 @@ macro_rules! rule {
 }
 
 /// An HTTP route of crate `$krate`; a missing port answers 500 (and is logged).
+/// `within`: its `handle` takes the invocation's deadline too.
 macro_rules! api {
     ($krate:ident) => {
-        Function::Api(|ports, request| {
+        Function::Api(|ports, request, _| {
             Box::pin(async move {
                 match $krate::Deps::try_from(ports) {
                     Ok(deps) => $krate::handle(&deps, request).await,
+                    Err(e) => missing_port_response(e),
+                }
+            })
+        })
+    };
+    ($krate:ident, within) => {
+        Function::Api(|ports, request, invocation| {
+            Box::pin(async move {
+                match $krate::Deps::try_from(ports) {
+                    Ok(deps) => $krate::handle(&deps, request, invocation).await,
                     Err(e) => missing_port_response(e),
                 }
             })
@@ -142,8 +158,8 @@ pub const REGISTRY: &[(&str, Function)] = &[
     ("desired", rule!(mir_fn_desired)),
     ("command-response", rule!(mir_fn_command_response)),
     ("api-devices", api!(mir_fn_api_devices)),
-    ("api-commands", api!(mir_fn_api_commands)),
-    ("api-config", api!(mir_fn_api_config)),
+    ("api-commands", api!(mir_fn_api_commands, within)),
+    ("api-config", api!(mir_fn_api_config, within)),
     ("api-telemetry", api!(mir_fn_api_telemetry)),
     ("api-events", api!(mir_fn_api_events)),
 ];

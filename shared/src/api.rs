@@ -13,11 +13,43 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{CommandStatus, Targets, Twin};
-use crate::ports::{StoreError, TelemetrySeries};
+use crate::ports::{StoreError, TelemetrySeries, MAX_STORED_ITEM_BYTES};
 use crate::telemetry::FieldValue;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Largest message to a device: MQTT on AWS IoT Core (and the local broker), 128 KB.
+pub const MAX_DEVICE_MESSAGE_BYTES: usize = mir_proto::MAX_PAYLOAD_BYTES;
+
+/// Largest command or config payload, as JSON: half of a stored item
+/// ([`MAX_STORED_ITEM_BYTES`]), the other half left for the device's answer (a command
+/// record) or the reported values and status (a twin).
+pub const MAX_PAYLOAD_JSON_BYTES: usize = MAX_STORED_ITEM_BYTES / 2;
+
+/// Refuses (413) a `what` payload whose JSON is over [`MAX_PAYLOAD_JSON_BYTES`].
+pub fn refuse_large_json(what: &str, payload: &Value) -> Result<(), ApiError> {
+    let len = serde_json::to_vec(payload).map_or(0, |v| v.len());
+    if len > MAX_PAYLOAD_JSON_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the {what} payload is {len} bytes of JSON; at most {MAX_PAYLOAD_JSON_BYTES} \
+             bytes are stored with it (a stored item is at most {MAX_STORED_ITEM_BYTES} \
+             bytes, DynamoDB's 400 KB limit)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses (413) a message of `len` bytes to `device` over [`MAX_DEVICE_MESSAGE_BYTES`].
+pub fn refuse_large_message(what: &str, device: &str, len: usize) -> Result<(), ApiError> {
+    if len > MAX_DEVICE_MESSAGE_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the {what} is {len} bytes encoded for device {device}; a message to a device \
+             is at most {MAX_DEVICE_MESSAGE_BYTES} bytes (MQTT's 128 KB limit on AWS IoT)"
+        )));
+    }
+    Ok(())
+}
 
 /// An API error: an HTTP status and a message for the user, never internals.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,10 +309,12 @@ pub struct SendCommand {
     pub payload: Value,
     #[serde(default)]
     pub dry_run: bool,
-    /// How long to wait for answers (default 10 s, at most 25 s).
+    /// How long the devices have to answer (default 10 s, at most 25 s); a waiting call
+    /// also ends before its invocation does (Lambda's remaining time, less a margin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Return at once with command ids to poll instead of waiting.
+    /// Return at once with command ids to poll instead of waiting; a record still
+    /// pending past its deadline reads as TIMEOUT.
     #[serde(default)]
     pub no_wait: bool,
 }

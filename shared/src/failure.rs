@@ -14,7 +14,7 @@ use crate::rule_event::{PresenceInput, RuleEvent};
 use crate::service::HandlerError;
 
 /// An event a device route is invoked with: what a failure is recorded against.
-pub trait Invocation {
+pub trait InvocationInput {
     /// The device the invocation is about, and a key that is the same for every
     /// delivery of the same input (so that a duplicate delivery records one event).
     fn subject(&self) -> Option<(String, String)>;
@@ -22,7 +22,7 @@ pub trait Invocation {
     fn arrived_at(&self) -> DateTime<Utc>;
 }
 
-impl Invocation for RuleEvent {
+impl InvocationInput for RuleEvent {
     fn subject(&self) -> Option<(String, String)> {
         let id = mir_proto::DeviceId::new(self.device_id.clone()).ok()?;
         use std::hash::{Hash, Hasher};
@@ -37,7 +37,7 @@ impl Invocation for RuleEvent {
     }
 }
 
-impl Invocation for PresenceInput {
+impl InvocationInput for PresenceInput {
     fn subject(&self) -> Option<(String, String)> {
         match self {
             PresenceInput::Lifecycle(l) => {
@@ -61,7 +61,7 @@ impl Invocation for PresenceInput {
 /// the input names no valid device (then the log line is all there is).
 pub fn failure_event(
     function: &str,
-    input: &impl Invocation,
+    input: &impl InvocationInput,
     error: &HandlerError,
 ) -> Option<Event> {
     let (device, key) = input.subject()?;
@@ -86,7 +86,7 @@ pub fn failure_event(
 pub async fn settle<O: serde::Serialize>(
     function: &str,
     events: Option<&dyn EventStore>,
-    input: &impl Invocation,
+    input: &impl InvocationInput,
     result: Result<O, HandlerError>,
 ) -> Result<serde_json::Value, HandlerError> {
     let error = match result {

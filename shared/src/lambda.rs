@@ -38,7 +38,8 @@
 //!   failure queue; any other error is logged, recorded as an `InvalidMessage` event and
 //!   acknowledged as success ([`crate::failure::settle`]), so that neither AWS retries
 //!   it nor does it fill the failure queue;
-//! - HTTP routes ([`run_api`]): the handler always answers (errors are HTTP statuses).
+//! - HTTP routes ([`run_api`]): the handler always answers (errors are HTTP statuses);
+//!   [`run_api_within`] also hands it the invocation's deadline ([`Invocation`]).
 
 use std::{future::Future, sync::OnceLock};
 
@@ -47,7 +48,8 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::adapters::aws::AwsEnvironment;
-use crate::failure::{self, Invocation};
+use crate::failure::{self, InvocationInput};
+use crate::invocation::Invocation;
 use crate::ports::Ports;
 use crate::service::HandlerError;
 
@@ -92,7 +94,7 @@ pub async fn init(function: &'static str) -> Result<&'static Ports, Error> {
 /// Only errors a retry can fix fail the invocation (see the module docs).
 pub async fn run_rule<E, O, F, Fut>(handler: F) -> Result<(), Error>
 where
-    E: DeserializeOwned + Invocation + Clone + Send + 'static,
+    E: DeserializeOwned + InvocationInput + Clone + Send + 'static,
     O: Serialize + Send + 'static,
     F: Fn(E) -> Fut + Send + Sync,
     Fut: Future<Output = Result<O, HandlerError>> + Send,
@@ -123,10 +125,21 @@ where
     F: Fn(ApiGatewayV2httpRequest) -> Fut + Send + Sync,
     Fut: Future<Output = ApiGatewayV2httpResponse> + Send,
 {
+    run_api_within(move |request, _| handler(request)).await
+}
+
+/// [`run_api`] for a handler that needs its deadline: each request comes with the
+/// [`Invocation`] of the Lambda context's deadline (milliseconds since the epoch).
+pub async fn run_api_within<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(ApiGatewayV2httpRequest, Invocation) -> Fut + Send + Sync,
+    Fut: Future<Output = ApiGatewayV2httpResponse> + Send,
+{
     let handler = &handler;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<ApiGatewayV2httpRequest>| async move {
         let route = ev.payload.route_key.clone().unwrap_or_default();
-        let resp = handler(ev.payload).await;
+        let invocation = Invocation::from_epoch_ms(ev.context.deadline);
+        let resp = handler(ev.payload, invocation).await;
         if resp.status_code >= 500 {
             tracing::error!(request_id = %ev.context.request_id, %route, status = resp.status_code, "request failed");
         } else {

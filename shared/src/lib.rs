@@ -7,7 +7,8 @@
 //! - [`telemetry`]: mapping telemetry messages to multi-measure records.
 //! - [`rule_event`]: the JSON events IoT rules send (device messages, lifecycle,
 //!   schedules).
-//! - [`api`]: HTTP API requests/responses (API Gateway payload v2) and bodies.
+//! - [`api`]: HTTP API requests/responses (API Gateway payload v2) and bodies;
+//!   [`invocation`]: an HTTP invocation's deadline.
 //! - [`routes`]: the routes table (`routes.json`), shared with the CDK app.
 //! - [`ports`]: the traits handlers use; [`adapters`]: their implementations.
 //! - [`service`]: small workflows over ports shared by several handlers.
@@ -21,6 +22,7 @@ pub mod adapters;
 pub mod api;
 pub mod domain;
 pub mod failure;
+pub mod invocation;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod ports;

@@ -95,20 +95,63 @@ impl TestWorld {
 
     /// Creates the weather device with its schema, as a hello would.
     pub async fn with_weather_device(&self, id: &str) -> Twin {
+        self.with_device(id, weather::DESCRIPTOR_SET, "schema.v1")
+            .await
+    }
+
+    /// Creates a device of the [`BLOB_PROTO`] schema (a bytes command, a string config).
+    pub async fn with_blob_device(&self, id: &str) -> Twin {
+        self.with_device(id, &compile_schema("blob.proto", BLOB_PROTO), "blob.v1")
+            .await
+    }
+
+    /// Creates a device with the schema `descriptor_set` (of `package`), as a hello would.
+    pub async fn with_device(&self, id: &str, descriptor_set: &[u8], package: &str) -> Twin {
         let twin = Twin::auto_provisioned(&mir_proto::DeviceId::new(id).unwrap());
         let twin = TwinStore::create(&self.store, &twin).await.unwrap().value;
         self.store
             .put(&StoredSchema {
                 device_id: id.into(),
-                compressed: schema::compress(weather::DESCRIPTOR_SET).into(),
-                hash: crate::service::schema_hash(weather::DESCRIPTOR_SET),
-                package_names: vec!["schema.v1".into()],
+                compressed: schema::compress(descriptor_set).into(),
+                hash: crate::service::schema_hash(descriptor_set),
+                package_names: vec![package.into()],
                 updated_at: Utc::now(),
             })
             .await
             .unwrap();
         twin
     }
+}
+
+/// A schema whose command and config messages can be made as large as a test needs.
+pub const BLOB_PROTO: &str = r#"syntax = "proto3";
+package blob.v1;
+import "mir/device/v1/mir.proto";
+message UploadCmd {
+  option (mir.device.v1.message_type) = MESSAGE_TYPE_TELECOMMAND;
+  bytes data = 1;
+}
+message NoteProp {
+  option (mir.device.v1.message_type) = MESSAGE_TYPE_TELECONFIG;
+  string text = 1;
+}
+"#;
+
+/// The encoded `FileDescriptorSet` (with imports, protox-encoded so that the
+/// `mir.device.v1` options stay) of one `.proto` source that may import mir.proto.
+pub fn compile_schema(file_name: &str, source: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mir/device/v1")).unwrap();
+    std::fs::write(
+        dir.path().join("mir/device/v1/mir.proto"),
+        mir_proto::MIR_DEVICE_PROTO,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(file_name), source).unwrap();
+    let mut compiler = protox::Compiler::new([dir.path()]).unwrap();
+    compiler.include_imports(true);
+    compiler.open_file(file_name).unwrap();
+    compiler.encode_file_descriptor_set()
 }
 
 pub fn at_ms(ms: i64) -> DateTime<Utc> {

@@ -96,7 +96,7 @@ pub(super) async fn command(conn: &Connection, args: CommandArgs) -> anyhow::Res
                 Some(t) => {
                     let d = input::parse_duration(t)?;
                     if d.is_zero() || d > MAX_COMMAND_TIMEOUT {
-                        bail!("--timeout must be between 1ms and 25s (use --no-wait for longer commands)");
+                        bail!("--timeout must be between 1ms and 25s (the time the devices have to answer; --no-wait returns at once with ids to poll)");
                     }
                     Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                 }

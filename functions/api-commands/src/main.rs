@@ -1,6 +1,6 @@
 //! Lambda entry point of `api-commands`: API Gateway (HTTP API, payload v2) -> [`mir_fn_api_commands::handle`].
 //! Ports built once per cold start from the environment, the handler's `Deps` taken
-//! from them (see `mir_shared::lambda`).
+//! from them (see `mir_shared::lambda`); each request comes with the Lambda deadline.
 
 use mir_shared::lambda;
 
@@ -8,6 +8,8 @@ use mir_shared::lambda;
 async fn main() -> Result<(), lambda::Error> {
     let deps = mir_fn_api_commands::Deps::try_from(lambda::init("api-commands").await?)?;
     let deps = &deps;
-    lambda::run_api(|request| async move { mir_fn_api_commands::handle(deps, &request).await })
-        .await
+    lambda::run_api_within(|request, invocation| async move {
+        mir_fn_api_commands::handle(deps, &request, invocation).await
+    })
+    .await
 }

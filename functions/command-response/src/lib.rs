@@ -1,8 +1,10 @@
 //! `command-response`: a device answered a command (rule `mir/+/cmd/resp`).
 //!
-//! Completes the pending command record with the decoded response. A duplicate or late
-//! answer (after a timeout) changes nothing; a device cannot answer another device's
-//! command.
+//! Completes the pending command record with the decoded response, conditionally (only
+//! a PENDING record changes, as when `api-commands` records TIMEOUT). A duplicate, or an
+//! answer after the record ended, changes nothing; an answer received after the
+//! command's deadline ends a still pending record as TIMEOUT; an answer too large to
+//! store ends it as ERROR; a device cannot answer another device's command.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -14,6 +16,7 @@ use mir_proto::{
 };
 use mir_shared::{
     domain::{command::CommandOutcome, CommandStatus, Event, EventReason},
+    ports::StoreError,
     rule_event::RuleEvent,
     service::HandlerError,
 };
@@ -82,7 +85,35 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<ResponseOutcom
     if status == CommandStatus::Error && outcome.error.is_none() {
         outcome.error = Some("the device reported an error".into());
     }
-    let (record, changed) = deps.commands.complete(&resp.id, outcome).await?;
+    if event.received_at() > record.deadline {
+        // Received after the deadline: the command timed out whatever the answer, as
+        // api-commands and the reads of the record say; a still pending record ends so.
+        outcome = CommandOutcome {
+            status: CommandStatus::Timeout,
+            response_name: None,
+            response: None,
+            error: Some(format!(
+                "the device answered after the deadline ({})",
+                record.deadline.to_rfc3339()
+            )),
+            completed_at: event.received_at(),
+        };
+    }
+    let (record, changed) = match deps.commands.complete(&resp.id, outcome).await {
+        Err(StoreError::TooLarge(what)) => {
+            // The answer does not fit in the record: the command ends with an ERROR
+            // saying so rather than staying pending.
+            let too_large = CommandOutcome {
+                status: CommandStatus::Error,
+                response_name: None,
+                response: None,
+                error: Some(format!("the answer is too large to store: {what}")),
+                completed_at: event.received_at(),
+            };
+            deps.commands.complete(&resp.id, too_large).await?
+        }
+        other => other?,
+    };
     if changed {
         let (reason, msg) = match record.status {
             CommandStatus::Success => (
@@ -185,6 +216,47 @@ mod tests {
             .expect("get")
             .expect("exists");
         assert_eq!(rec.status, CommandStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn an_answer_received_after_the_deadline_ends_a_pending_command_as_timeout() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let id = pending(&w, "w1").await;
+        // The deadline is at 10 s; this answer was received at 10.001 s.
+        let out = handle(&deps(&w), &command_response_event("w1", &id, true, 10_001))
+            .await
+            .expect("ok");
+        assert!(out.changed);
+        assert_eq!(out.status, CommandStatus::Timeout);
+        let rec = CommandStore::get(&w.store, &id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(rec.status, CommandStatus::Timeout);
+        assert!(rec.response.is_none());
+        assert!(
+            rec.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("the device answered after the deadline")),
+            "{rec:?}"
+        );
+        // An answer at the deadline itself is in time.
+        let mut on_time = CommandStore::get(&w.store, &id)
+            .await
+            .expect("get")
+            .expect("exists");
+        on_time.id = "c2".into();
+        on_time.status = CommandStatus::Pending;
+        on_time.error = None;
+        on_time.completed_at = None;
+        CommandStore::create(&w.store, &on_time)
+            .await
+            .expect("create");
+        let out = handle(&deps(&w), &command_response_event("w1", "c2", true, 10_000))
+            .await
+            .expect("ok");
+        assert_eq!(out.status, CommandStatus::Success);
     }
 
     #[tokio::test]

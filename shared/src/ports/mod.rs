@@ -6,8 +6,6 @@ mod bundle;
 
 pub use bundle::{MissingPort, Ports, StaleAfter, DEFAULT_STALE_AFTER};
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -73,6 +71,10 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The largest item a store keeps: DynamoDB's item limit (400 KB). The API checks
+/// against it whatever the adapter, so that every environment refuses the same input.
+pub const MAX_STORED_ITEM_BYTES: usize = 400 * 1024;
+
 /// Device twins. Writes are conditional on the version read (optimistic concurrency),
 /// and name/namespace is unique.
 #[async_trait]
@@ -123,26 +125,10 @@ pub trait CommandStore: Send + Sync {
         id: &str,
         outcome: CommandOutcome,
     ) -> StoreResult<(CommandRecord, bool)>;
-    /// Waits until the command has ended or `timeout` passes; returns the record as it is
-    /// then. The default polls; adapters with notifications override it.
-    async fn wait_final(&self, id: &str, timeout: Duration) -> StoreResult<Option<CommandRecord>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let rec = self.get(id).await?;
-            match &rec {
-                Some(r) if r.status.is_final() => return Ok(rec),
-                None => return Ok(None),
-                _ => {}
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(rec);
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
-    }
+    /// The records of `ids` that exist, each once, in one read (a transaction, or
+    /// BatchGetItem in calls of at most 100 keys), in any order; unknown ids are left out. Waiting for
+    /// many answers polls with it: one read per tick for every pending id.
+    async fn get_many(&self, ids: &[String]) -> StoreResult<Vec<CommandRecord>>;
 }
 
 /// The audit trail. `append` is idempotent on the event id.

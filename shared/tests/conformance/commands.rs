@@ -1,6 +1,5 @@
-//! Commands: create once, complete once (duplicates and late answers change nothing).
-
-use std::time::Duration;
+//! Commands: create once, complete once (duplicates and late answers change nothing);
+//! many read at once.
 
 use mir_shared::{
     domain::{command::CommandOutcome, CommandRecord, CommandStatus},
@@ -66,11 +65,8 @@ async fn create_get_and_complete_once(p: &Ports) {
     assert_eq!(again, done);
     assert_eq!(p.commands().get("c1").await.unwrap(), Some(done.clone()));
     assert_eq!(
-        p.commands()
-            .wait_final("c1", Duration::from_millis(50))
-            .await
-            .unwrap(),
-        Some(done)
+        p.commands().get_many(&["c1".to_string()]).await.unwrap(),
+        vec![done]
     );
     let e = p
         .commands()
@@ -115,7 +111,40 @@ async fn concurrent_completions_change_it_exactly_once(p: &Ports) {
     assert!(finals.iter().all(|f| *f == stored.completed_at));
 }
 
+/// More ids than one BatchGetItem call takes (100), with unknown and repeated ones:
+/// every known record once, as stored, the unknown ones left out.
+async fn many_are_read_in_one_call_beyond_a_hundred_keys(p: &Ports) {
+    let ids: Vec<String> = (0..150).map(|i| format!("m{i:03}")).collect();
+    let records: Vec<CommandRecord> = ids.iter().map(|id| pending(id, "w1")).collect();
+    futures::future::try_join_all(records.iter().map(|r| p.commands().create(r)))
+        .await
+        .unwrap();
+    let (done, _) = p
+        .commands()
+        .complete("m007", outcome(CommandStatus::Success, 2_000))
+        .await
+        .unwrap();
+    let mut asked = ids.clone();
+    asked.extend([
+        "nope-1".to_string(),
+        "m007".to_string(),
+        "nope-2".to_string(),
+    ]);
+    let mut found = p.commands().get_many(&asked).await.unwrap();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    let found_ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+    let want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(found_ids, want, "{}", p.kind);
+    assert_eq!(found[7], done);
+    assert!(found
+        .iter()
+        .filter(|r| r.id != "m007")
+        .all(|r| r.status == CommandStatus::Pending));
+    assert!(p.commands().get_many(&[]).await.unwrap().is_empty());
+}
+
 conformance!(
     create_get_and_complete_once,
-    concurrent_completions_change_it_exactly_once
+    concurrent_completions_change_it_exactly_once,
+    many_are_read_in_one_call_beyond_a_hundred_keys
 );

@@ -1,11 +1,12 @@
 //! Command records on DynamoDB: one item per command, found by device through `gsi1`,
-//! completed once (conditional on `status = PENDING`).
+//! completed once (conditional on `status = PENDING`), read many at once with
+//! BatchGetItem (100 keys a call, unprocessed keys retried with backoff).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use super::table::{decode, encode, values, Key, Table, Written};
+use super::table::{decode, decode_all, encode, values, Key, Table, Written};
 use crate::domain::{command::CommandOutcome, CommandRecord};
 use crate::ports::*;
 
@@ -100,6 +101,18 @@ impl CommandStore for DynamoCommandStore {
             Some(item) => Ok(Some(decode::<CommandItem>("command", item)?.record)),
             None => Ok(None),
         }
+    }
+
+    async fn get_many(&self, ids: &[String]) -> StoreResult<Vec<CommandRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = ids.iter().map(|id| command_key(id)).collect();
+        let items = self.table.batch_get(keys).await?;
+        Ok(decode_all::<CommandItem>("command", items)?
+            .into_iter()
+            .map(|i| i.record)
+            .collect())
     }
 
     async fn complete(

@@ -6,6 +6,7 @@ use std::{collections::HashSet, sync::Mutex};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::table::{decode_all, encode, Table, TxError};
@@ -33,6 +34,9 @@ struct MarkerItem {
 }
 
 const DAYS_PK: &str = "DAYS";
+
+/// Events of one `append` written at once.
+const APPEND_CONCURRENCY: usize = 16;
 
 fn day_of(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
@@ -157,11 +161,29 @@ impl DynamoEventStore {
 
 #[async_trait]
 impl EventStore for DynamoEventStore {
+    /// Appends [`APPEND_CONCURRENCY`] events at once (a fan-out's events must not take
+    /// a transaction round trip each in turn). The first event of a day this process has
+    /// not registered goes alone first: its transaction also writes the day's directory
+    /// item, which concurrent transactions would conflict on.
     async fn append(&self, events: &[Event]) -> StoreResult<()> {
+        let mut new_days = HashSet::new();
+        let mut rest = Vec::with_capacity(events.len());
         for e in events {
-            self.append_one(e).await?;
+            let day = day_of(e.time);
+            let known = self
+                .known_days
+                .lock()
+                .map(|d| d.contains(&day))
+                .unwrap_or(false);
+            if !known && new_days.insert(day) {
+                self.append_one(e).await?;
+            } else {
+                rest.push(e);
+            }
         }
-        Ok(())
+        futures::stream::iter(rest.into_iter().map(Ok))
+            .try_for_each_concurrent(APPEND_CONCURRENCY, |e| self.append_one(e))
+            .await
     }
 
     async fn list(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {

@@ -45,6 +45,6 @@ pub use telemetry::DynamoTelemetry;
 pub use twins::DynamoTwinStore;
 
 /// Largest item DynamoDB stores.
-pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+pub const MAX_ITEM_BYTES: usize = crate::ports::MAX_STORED_ITEM_BYTES;
 /// The one global secondary index.
 pub const GSI1: &str = "gsi1";

@@ -1,11 +1,8 @@
-//! Command records in the embedded store: `commands` (id -> record), and the waiting
-//! for a final status through the store's completion channel.
-
-use std::time::Duration;
+//! Command records in the embedded store: `commands` (id -> record); a batched read
+//! is one read transaction.
 
 use async_trait::async_trait;
 use redb::ReadableTable;
-use tokio::sync::broadcast;
 
 use super::store::{get_json, to_json, unavailable, EmbeddedStore, COMMANDS};
 use crate::domain::{command::CommandOutcome, CommandRecord};
@@ -43,51 +40,35 @@ impl CommandStore for EmbeddedStore {
         outcome: CommandOutcome,
     ) -> StoreResult<(CommandRecord, bool)> {
         let id = id.to_string();
-        let result = self
-            .writing(move |tx| {
-                let mut t = tx.open_table(COMMANDS).map_err(unavailable)?;
-                let Some(mut rec) = get_json::<CommandRecord>(&t, &id)? else {
-                    return Err(StoreError::NotFound(format!("command {id}")));
-                };
-                let changed = rec.complete(outcome);
-                if changed {
-                    let bytes = to_json(&rec)?;
-                    t.insert(id.as_str(), bytes.as_slice())
-                        .map_err(unavailable)?;
-                }
-                Ok((rec, changed))
-            })
-            .await?;
-        if result.1 {
-            // No receiver is fine: nobody is waiting.
-            let _ = self.completed.send(result.0.id.clone());
-        }
-        Ok(result)
+        self.writing(move |tx| {
+            let mut t = tx.open_table(COMMANDS).map_err(unavailable)?;
+            let Some(mut rec) = get_json::<CommandRecord>(&t, &id)? else {
+                return Err(StoreError::NotFound(format!("command {id}")));
+            };
+            let changed = rec.complete(outcome);
+            if changed {
+                let bytes = to_json(&rec)?;
+                t.insert(id.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            Ok((rec, changed))
+        })
+        .await
     }
 
-    async fn wait_final(&self, id: &str, timeout: Duration) -> StoreResult<Option<CommandRecord>> {
-        let mut done = self.completed.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let rec = CommandStore::get(self, id).await?;
-            match &rec {
-                Some(r) if r.status.is_final() => return Ok(rec),
-                None => return Ok(None),
-                _ => {}
-            }
-            // Wait for this id, or re-read after a lag or the deadline.
-            loop {
-                match tokio::time::timeout_at(deadline, done.recv()).await {
-                    Err(_) => return CommandStore::get(self, id).await,
-                    Ok(Ok(done_id)) if done_id == id => break,
-                    Ok(Ok(_)) => continue,
-                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => {
-                        tokio::time::sleep_until(deadline).await;
-                        break;
-                    }
+    async fn get_many(&self, ids: &[String]) -> StoreResult<Vec<CommandRecord>> {
+        let ids = ids.to_vec();
+        self.reading(move |tx| {
+            let t = tx.open_table(COMMANDS).map_err(unavailable)?;
+            let mut found = Vec::with_capacity(ids.len());
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            for id in ids.iter().filter(|id| seen.insert(id.as_str())) {
+                if let Some(rec) = get_json::<CommandRecord>(&t, id)? {
+                    found.push(rec);
                 }
             }
-        }
+            Ok(found)
+        })
+        .await
     }
 }

@@ -6,7 +6,6 @@ use std::{path::Path, sync::Arc};
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::broadcast;
 
 use crate::ports::{StoreError, StoreResult};
 
@@ -25,8 +24,6 @@ pub(super) const SERIES: TableDefinition<(&str, &str), (u64, i64)> =
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    /// Ids of the commands just completed (for `wait_final`).
-    pub(super) completed: broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -110,11 +107,7 @@ impl EmbeddedStore {
             tx.open_table(SERIES).map_err(unavailable)?;
             Ok(())
         })?;
-        let (completed, _) = broadcast::channel(1024);
-        Ok(Self {
-            db: Arc::new(db),
-            completed,
-        })
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// The database, for the unit tests.
