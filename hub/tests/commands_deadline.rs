@@ -178,12 +178,16 @@ async fn a_command_to_200_devices_50_silent_answers_in_time_with_no_record_pendi
     })
     .await;
     let twins = hub.core.ports.twins().unwrap();
-    eventually(SETUP, "every device online", || async {
+    // Invocations run after the PUBACK, in any order: wait for the platform's view.
+    eventually(SETUP, "every device online with its schema", || async {
         let listed = twins
             .list(&mir_shared::domain::Targets::all())
             .await
             .unwrap();
-        listed.len() == all && listed.iter().all(|t| t.value.status.online)
+        listed.len() == all
+            && listed.iter().all(|t| {
+                t.value.status.online && !t.value.status.schema.package_names.is_empty()
+            })
     })
     .await;
 
