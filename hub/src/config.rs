@@ -262,7 +262,10 @@ mod tests {
             },
             ..HubConfig::default()
         };
-        assert!(matches!(c.validate(), Err(ConfigError::DuplicatePercent(101))));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicatePercent(101))
+        ));
         let e = serde_yaml::from_str::<HubConfig>("chaos:\n  dupes: 5").expect_err("a typo");
         assert!(e.to_string().contains("unknown field `dupes`"), "{e}");
     }

@@ -11,9 +11,9 @@ use std::{future::Future, io::Write, path::PathBuf, sync::Mutex, time::Duration}
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use mir_proto::topics::{self, PresenceKind};
 use mir_shared::{
@@ -25,7 +25,6 @@ use mir_shared::{
 };
 
 use crate::registry::{self, Function, InvokeError, PresenceFn, RuleFn, ScheduleFn};
-
 
 /// The rules of `routes.json`, resolved to the registry's functions once.
 pub struct Rules {

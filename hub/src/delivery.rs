@@ -166,12 +166,18 @@ mod tests {
     #[test]
     fn delays_stay_within_the_maximum_and_the_duplicate_share_is_about_right() {
         let c = chaos(42, 10);
-        let plans: Vec<_> = (0..2_000u64).map(|k| c.plan(key_of(&[&k.to_le_bytes()]))).collect();
+        let plans: Vec<_> = (0..2_000u64)
+            .map(|k| c.plan(key_of(&[&k.to_le_bytes()])))
+            .collect();
         let twice = plans.iter().filter(|p| p.len() == 2).count();
         assert!((100..=300).contains(&twice), "{twice} of 2000 duplicated");
         assert!(plans.iter().all(|p| !p.is_empty() && p.len() <= 2));
         assert!(plans.iter().flatten().all(|d| *d <= Duration::from_secs(2)));
-        let late = plans.iter().flatten().filter(|d| **d > Duration::from_secs(1)).count();
+        let late = plans
+            .iter()
+            .flatten()
+            .filter(|d| **d > Duration::from_secs(1))
+            .count();
         assert!(late > 500, "delays spread over 0-2 s: {late} over 1 s");
     }
 

@@ -143,15 +143,19 @@ impl RuleHooks {
     async fn presence(&self, kind: PresenceKind, c: &ClientInfo, reason: Option<&'static str>) {
         let at = chrono::Utc::now();
         let (client, session) = (c.client_id.clone(), c.session_id.clone());
-        let key = key_of(&[kind.as_str().as_bytes(), client.as_bytes(), session.as_bytes()]);
+        let key = key_of(&[
+            kind.as_str().as_bytes(),
+            client.as_bytes(),
+            session.as_bytes(),
+        ]);
         self.0
             .submit(
                 key,
                 Arc::new(move |core| {
                     let (client, session) = (client.clone(), session.clone());
-                    Box::pin(async move {
-                        core.on_presence(kind, &client, &session, reason, at).await
-                    })
+                    Box::pin(
+                        async move { core.on_presence(kind, &client, &session, reason, at).await },
+                    )
                 }),
             )
             .await;
@@ -177,7 +181,8 @@ impl Hooks for RuleHooks {
                 Arc::new(move |core| {
                     let (client, topic, payload) = (client.clone(), topic.clone(), payload.clone());
                     Box::pin(async move {
-                        core.on_device_message_at(&client, &topic, &payload, at).await
+                        core.on_device_message_at(&client, &topic, &payload, at)
+                            .await
                     })
                 }),
             )

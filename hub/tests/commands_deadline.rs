@@ -185,9 +185,9 @@ async fn a_command_to_200_devices_50_silent_answers_in_time_with_no_record_pendi
             .await
             .unwrap();
         listed.len() == all
-            && listed.iter().all(|t| {
-                t.value.status.online && !t.value.status.schema.package_names.is_empty()
-            })
+            && listed
+                .iter()
+                .all(|t| t.value.status.online && !t.value.status.schema.package_names.is_empty())
     })
     .await;
 

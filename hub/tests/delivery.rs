@@ -173,28 +173,42 @@ async fn telemetry_and_a_desired_request_published_before_hello_are_all_served()
     c.publish("mir/raw1/tlm", QoS::AtLeastOnce, false, batch(&points))
         .await
         .unwrap();
-    c.publish("mir/raw1/cfg/desired/get", QoS::AtLeastOnce, false, Vec::new())
-        .await
-        .unwrap();
+    c.publish(
+        "mir/raw1/cfg/desired/get",
+        QoS::AtLeastOnce,
+        false,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     let hello = hello_event("raw1", 0).payload_bytes().unwrap();
     c.publish("mir/raw1/hello", QoS::AtLeastOnce, false, hello)
         .await
         .unwrap();
 
     let mut sec = None;
-    until(&mut ev, Duration::from_secs(5), "the desired properties", |p| {
-        let Packet::Publish(m) = p else { return false };
-        if m.topic != "mir/raw1/cfg/desired" {
-            return false;
-        }
-        let msg = DesiredProperties::decode(m.payload.clone()).unwrap();
-        sec = msg
-            .properties
-            .iter()
-            .find(|p| p.name == "schema.v1.DataRateProp")
-            .map(|p| weather::DataRateProp::decode(p.payload.clone()).unwrap().sec);
-        sec.is_some()
-    })
+    until(
+        &mut ev,
+        Duration::from_secs(5),
+        "the desired properties",
+        |p| {
+            let Packet::Publish(m) = p else { return false };
+            if m.topic != "mir/raw1/cfg/desired" {
+                return false;
+            }
+            let msg = DesiredProperties::decode(m.payload.clone()).unwrap();
+            sec = msg
+                .properties
+                .iter()
+                .find(|p| p.name == "schema.v1.DataRateProp")
+                .map(|p| {
+                    weather::DataRateProp::decode(p.payload.clone())
+                        .unwrap()
+                        .sec
+                });
+            sec.is_some()
+        },
+    )
     .await;
     assert_eq!(sec, Some(7));
     // Keep the connection served while the telemetry's retries run.
@@ -237,7 +251,8 @@ async fn every_invocation_delivered_twice_and_out_of_order_stores_each_point_onc
         .map(|(ts, t, seq)| (*seq, *ts, t.to_string()))
         .collect();
     assert_eq!(rows, want, "each point exactly once");
-    let letters = std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap_or_default();
+    let letters =
+        std::fs::read_to_string(dir.path().join("dead-letters.jsonl")).unwrap_or_default();
     assert_eq!(letters, "", "nothing dead-lettered");
     driver.abort();
 }

@@ -114,8 +114,16 @@ async fn a_failure_a_retry_cannot_fix_is_dead_lettered_at_once() {
         .await
         .unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].reason, mir_shared::domain::EventReason::InvalidMessage);
-    assert!(events[0].message.starts_with("heartbeat refused a message: malformed Heartbeat"), "{events:?}");
+    assert_eq!(
+        events[0].reason,
+        mir_shared::domain::EventReason::InvalidMessage
+    );
+    assert!(
+        events[0]
+            .message
+            .starts_with("heartbeat refused a message: malformed Heartbeat"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +232,13 @@ async fn every_acknowledged_publish_is_stored_even_when_the_hub_stops_right_afte
     .await;
     let core = hub.core.clone();
     eventually(10, "the schema stored", || async {
-        core.ports.schemas().unwrap().get("w1").await.unwrap().is_some()
+        core.ports
+            .schemas()
+            .unwrap()
+            .get("w1")
+            .await
+            .unwrap()
+            .is_some()
     })
     .await;
     let base = chrono::Utc::now().timestamp_nanos_opt().unwrap();

@@ -28,7 +28,12 @@ impl InvocationInput for RuleEvent {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.payload.hash(&mut h);
-        let key = format!("{}|{}|{:016x}", self.client_id, self.received_at, h.finish());
+        let key = format!(
+            "{}|{}|{:016x}",
+            self.client_id,
+            self.received_at,
+            h.finish()
+        );
         Some((id.to_string(), key))
     }
 
@@ -74,7 +79,9 @@ pub fn failure_event(
             &cause,
             format!("{function} refused a message: {error}"),
         )
-        .with_payload(json!({ "function": function, "error": error.to_string(), "retryable": false })),
+        .with_payload(
+            json!({ "function": function, "error": error.to_string(), "retryable": false }),
+        ),
     )
 }
 
@@ -127,7 +134,10 @@ mod tests {
         let other = failure_event("heartbeat", &event("AQ=="), &err).expect("a device");
         assert_eq!(a.reason, EventReason::InvalidMessage);
         assert_eq!(a.device_id, "w1");
-        assert_eq!(a.message, "heartbeat refused a message: device w1 does not exist");
+        assert_eq!(
+            a.message,
+            "heartbeat refused a message: device w1 does not exist"
+        );
         assert_eq!(a.payload["retryable"], false);
         assert_eq!(a.id, b.id, "a duplicate delivery records one event");
         assert_ne!(a.id, other.id);
@@ -179,7 +189,10 @@ mod settle_tests {
         )
         .await
         .expect_err("retried");
-        assert!(matches!(err, HandlerError::NoSchema(ref d) if d == "w1"), "{err}");
+        assert!(
+            matches!(err, HandlerError::NoSchema(ref d) if d == "w1"),
+            "{err}"
+        );
         let err = settle::<()>(
             "telemetry",
             w.ports.events.as_deref(),
@@ -191,15 +204,23 @@ mod settle_tests {
         )
         .await
         .expect_err("retried");
-        assert!(matches!(err, HandlerError::Store(StoreError::Unavailable { .. })), "{err}");
+        assert!(
+            matches!(err, HandlerError::Store(StoreError::Unavailable { .. })),
+            "{err}"
+        );
         assert!(w.reasons("w1").await.is_empty());
     }
 
     #[tokio::test]
     async fn a_success_is_its_outcome() {
-        let out = settle("hello", None, &event(), Ok(serde_json::json!({"created": true})))
-            .await
-            .expect("ok");
+        let out = settle(
+            "hello",
+            None,
+            &event(),
+            Ok(serde_json::json!({"created": true})),
+        )
+        .await
+        .expect("ok");
         assert_eq!(out["created"], true);
     }
 }

@@ -14,7 +14,14 @@ fn endpoint() -> String {
 /// Runs the AWS CLI against `url`; its JSON output.
 fn aws(url: &str, args: &[&str]) -> Value {
     let out = Command::new("aws")
-        .args(["--endpoint-url", url, "--region", "us-east-1", "--output", "json"])
+        .args([
+            "--endpoint-url",
+            url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -34,7 +41,10 @@ fn aws(url: &str, args: &[&str]) -> Value {
 }
 
 fn redrive(url: &str, args: &[&str]) -> (bool, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/redrive-failures.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/redrive-failures.sh"
+    );
     let out = Command::new("bash")
         .arg(script)
         .args(["--endpoint-url", url])
@@ -65,15 +75,18 @@ fn queue_depth(url: &str, queue: &str) -> u64 {
             "ApproximateNumberOfMessagesNotVisible",
         ],
     );
-    ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        .iter()
-        .map(|k| {
-            attrs["Attributes"][k]
-                .as_str()
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+    [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+    ]
+    .iter()
+    .map(|k| {
+        attrs["Attributes"][k]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +110,14 @@ async fn the_redrive_script_invokes_each_failed_event_again_and_empties_the_queu
     let u = url.as_str();
     let role = aws(
         u,
-        &["iam", "create-role", "--role-name", &format!("r-{id}"), "--assume-role-policy-document", "{}"],
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            &format!("r-{id}"),
+            "--assume-role-policy-document",
+            "{}",
+        ],
     )["Role"]["Arn"]
         .as_str()
         .unwrap()
@@ -105,8 +125,18 @@ async fn the_redrive_script_invokes_each_failed_event_again_and_empties_the_queu
     let fn_arn = aws(
         u,
         &[
-            "lambda", "create-function", "--function-name", &function, "--runtime", "provided.al2023",
-            "--role", &role, "--handler", "bootstrap", "--zip-file", &format!("fileb://{}", zip.display()),
+            "lambda",
+            "create-function",
+            "--function-name",
+            &function,
+            "--runtime",
+            "provided.al2023",
+            "--role",
+            &role,
+            "--handler",
+            "bootstrap",
+            "--zip-file",
+            &format!("fileb://{}", zip.display()),
         ],
     )["FunctionArn"]
         .as_str()
@@ -131,13 +161,25 @@ async fn the_redrive_script_invokes_each_failed_event_again_and_empties_the_queu
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": {"errorType": "HandlerError", "errorMessage": "store unavailable: throttled"}
         });
-        aws(u, &["sqs", "send-message", "--queue-url", &queue, "--message-body", &record.to_string()]);
+        aws(
+            u,
+            &[
+                "sqs",
+                "send-message",
+                "--queue-url",
+                &queue,
+                "--message-body",
+                &record.to_string(),
+            ],
+        );
     }
     assert_eq!(queue_depth(u, &queue), 3);
 
     let proxy = RecordingProxy::start(
         &tokio::runtime::Handle::current(),
-        url.trim_start_matches("http://").parse().expect("endpoint host:port"),
+        url.trim_start_matches("http://")
+            .parse()
+            .expect("endpoint host:port"),
     );
     let through = proxy.url();
     let q = queue.clone();
@@ -166,8 +208,14 @@ async fn the_redrive_script_invokes_each_failed_event_again_and_empties_the_queu
         .unwrap();
     assert!(ok && out.contains("3 redriven, 0 failed"), "{out}");
     let calls = invoked(&proxy);
-    assert_eq!(calls.len(), 3, "one asynchronous invocation per failed event");
-    assert!(calls.iter().all(|r| r.header("x-amz-invocation-type") == Some("Event")));
+    assert_eq!(
+        calls.len(),
+        3,
+        "one asynchronous invocation per failed event"
+    );
+    assert!(calls
+        .iter()
+        .all(|r| r.header("x-amz-invocation-type") == Some("Event")));
     let mut sent: Vec<Value> = calls.iter().map(|r| r.json()).collect();
     sent.sort_by_key(|v| v["receivedAt"].as_i64());
     assert_eq!(sent, events, "each with its original event");

@@ -123,14 +123,22 @@ mod tests {
         let mut twin = mir_shared::domain::Twin::auto_provisioned(
             &mir_proto::DeviceId::new("w2").expect("id"),
         );
-        twin.properties
-            .desired
-            .insert("schema.v1.DataRateProp".into(), serde_json::json!({"sec": 7}));
+        twin.properties.desired.insert(
+            "schema.v1.DataRateProp".into(),
+            serde_json::json!({"sec": 7}),
+        );
         w.store.create(&twin).await.expect("create");
         let deps = Deps::try_from(&w.ports).expect("the test world has every port");
-        let out = handle(&deps, &rule_event("w2", b"", 1)).await.expect("ok, not retried");
+        let out = handle(&deps, &rule_event("w2", b"", 1))
+            .await
+            .expect("ok, not retried");
         assert!(out.deferred && out.sent.is_empty());
-        let topics: Vec<String> = w.publisher.published().into_iter().map(|(t, _)| t).collect();
+        let topics: Vec<String> = w
+            .publisher
+            .published()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         assert_eq!(topics, ["mir/w2/hello/get"]);
     }
 

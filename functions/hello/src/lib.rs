@@ -127,7 +127,11 @@ async fn push_desired(
     }
     let sent = msg.properties.iter().map(|p| p.name.clone()).collect();
     let topic = DeviceTopic::Desired.for_device(id);
-    match deps.publisher.publish(&topic, msg.encode_to_vec().into()).await {
+    match deps
+        .publisher
+        .publish(&topic, msg.encode_to_vec().into())
+        .await
+    {
         Ok(()) => sent,
         Err(e) => {
             tracing::info!(device = %id, error = %e, "could not publish the desired properties");
@@ -171,10 +175,14 @@ mod tests {
         let mut twin = mir_shared::domain::Twin::auto_provisioned(
             &mir_proto::DeviceId::new("weather").expect("id"),
         );
-        twin.properties
-            .desired
-            .insert("schema.v1.DataRateProp".into(), serde_json::json!({"sec": 7}));
-        w.store.create(&twin).await.expect("created before any hello");
+        twin.properties.desired.insert(
+            "schema.v1.DataRateProp".into(),
+            serde_json::json!({"sec": 7}),
+        );
+        w.store
+            .create(&twin)
+            .await
+            .expect("created before any hello");
         let out = handle(&deps(&w), &hello_event("weather", 1_000))
             .await
             .expect("ok");
@@ -182,10 +190,9 @@ mod tests {
         let (topic, payload) = w.publisher.published().remove(0);
         assert_eq!(topic, "mir/weather/cfg/desired");
         let msg = mir_proto::wire::DesiredProperties::decode(payload).expect("decodes");
-        let prop = mir_proto::examples::weather::DataRateProp::decode(
-            msg.properties[0].payload.clone(),
-        )
-        .expect("encoded with the new schema");
+        let prop =
+            mir_proto::examples::weather::DataRateProp::decode(msg.properties[0].payload.clone())
+                .expect("encoded with the new schema");
         assert_eq!(prop.sec, 7);
         // The same hello again: the schema did not change, nothing is pushed again.
         let again = handle(&deps(&w), &hello_event("weather", 2_000))

@@ -252,16 +252,38 @@ async fn the_aws_cli_reads_sixty_four_bit_integers_with_every_digit() {
         (Arc::from("big"), FieldValue::Uint(u64::MAX)),
         (Arc::from("min"), FieldValue::Int(i64::MIN)),
     ];
-    let report = env.ports.telemetry_sink().unwrap().write(&[r]).await.unwrap();
+    let report = env
+        .ports
+        .telemetry_sink()
+        .unwrap()
+        .write(&[r])
+        .await
+        .unwrap();
     assert_eq!(report.written, 1);
     let out = std::process::Command::new("aws")
-        .args(["dynamodb", "scan", "--output", "json", "--region", "us-east-1"])
-        .args(["--endpoint-url", &url, "--table-name", &format!("{prefix}-telemetry")])
+        .args([
+            "dynamodb",
+            "scan",
+            "--output",
+            "json",
+            "--region",
+            "us-east-1",
+        ])
+        .args([
+            "--endpoint-url",
+            &url,
+            "--table-name",
+            &format!("{prefix}-telemetry"),
+        ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .expect("the AWS CLI (`aws`) on PATH");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(r#""N": "18446744073709551615""#), "{text}");
     assert!(text.contains(r#""N": "-9223372036854775808""#), "{text}");

@@ -97,17 +97,31 @@ async fn the_same_time_with_another_seq_is_another_point(p: &Ports) {
 
 async fn the_extreme_integers_read_back_exactly(p: &Ports) {
     let mut r = record("d1", "schema.v1.Env", 1_000, 1, i64::MIN);
-    r.values.push((Arc::from("big"), FieldValue::Uint(u64::MAX)));
+    r.values
+        .push((Arc::from("big"), FieldValue::Uint(u64::MAX)));
     r.values
         .push((Arc::from("past"), FieldValue::Uint(i64::MAX as u64 + 1)));
     r.values.push((Arc::from("max"), FieldValue::Int(i64::MAX)));
     p.sink().write(std::slice::from_ref(&r)).await.unwrap();
     let back = p.reader().query(&q(0, 10)).await.unwrap();
     assert_eq!(back, [r], "{}", p.kind);
-    let json: Vec<String> = back[0].values.iter().map(|(_, v)| v.to_json().to_string()).collect();
-    assert!(json.contains(&"18446744073709551615".to_string()), "{json:?}");
-    assert!(json.contains(&"9223372036854775808".to_string()), "{json:?}");
-    assert!(json.contains(&"-9223372036854775808".to_string()), "{json:?}");
+    let json: Vec<String> = back[0]
+        .values
+        .iter()
+        .map(|(_, v)| v.to_json().to_string())
+        .collect();
+    assert!(
+        json.contains(&"18446744073709551615".to_string()),
+        "{json:?}"
+    );
+    assert!(
+        json.contains(&"9223372036854775808".to_string()),
+        "{json:?}"
+    );
+    assert!(
+        json.contains(&"-9223372036854775808".to_string()),
+        "{json:?}"
+    );
 }
 
 conformance!(
