@@ -155,3 +155,29 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chaos_flags_turn_chaos_on_and_a_seed_replays() {
+        let off = LocalArgs::default().resolve().expect("defaults");
+        assert!(!off.chaos.enabled);
+        let on = LocalArgs {
+            chaos: true,
+            ..LocalArgs::default()
+        }
+        .resolve()
+        .expect("chaos");
+        assert!(on.chaos.enabled && on.chaos.seed.is_none());
+        let seeded = LocalArgs {
+            chaos_seed: Some(7),
+            ..LocalArgs::default()
+        }
+        .resolve()
+        .expect("a seed");
+        assert!(seeded.chaos.enabled);
+        assert_eq!(seeded.chaos.seed, Some(7));
+    }
+}
