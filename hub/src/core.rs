@@ -182,12 +182,14 @@ impl Core {
             .await
     }
 
-    /// The lifecycle rule: a client connected or disconnected.
+    /// The lifecycle rule: a client connected or disconnected. `version` is the
+    /// connection's `versionNumber` (higher for each new connection of a client id).
     pub async fn on_presence(
         &self,
         kind: PresenceKind,
         client_id: &str,
         session_id: &str,
+        version: u64,
         disconnect_reason: Option<&str>,
     ) {
         let Some((function, lifecycle, _)) = self.rules.presence else {
@@ -201,7 +203,7 @@ impl Core {
             principal_identifier: client_id.to_string(),
             ip_address: None,
             disconnect_reason: disconnect_reason.map(String::from),
-            version_number: 0,
+            version_number: version,
             client_initiated_disconnect: disconnect_reason
                 .map(|r| r == "CLIENT_INITIATED_DISCONNECT"),
         });

@@ -133,7 +133,13 @@ struct RuleHooks(Arc<Core>);
 impl Hooks for RuleHooks {
     async fn on_connect(&self, c: &ClientInfo) {
         self.0
-            .on_presence(PresenceKind::Connected, &c.client_id, &c.session_id, None)
+            .on_presence(
+                PresenceKind::Connected,
+                &c.client_id,
+                &c.session_id,
+                c.version,
+                None,
+            )
             .await;
     }
     async fn on_disconnect(&self, c: &ClientInfo, reason: DisconnectReason) {
@@ -142,6 +148,7 @@ impl Hooks for RuleHooks {
                 PresenceKind::Disconnected,
                 &c.client_id,
                 &c.session_id,
+                c.version,
                 Some(reason.as_aws_str()),
             )
             .await;

@@ -1,7 +1,12 @@
 //! `hello`: a device announced itself (rule `mir/+/hello`).
 //!
-//! Stores the device's schema (compressed, only when it changed), auto-provisions an
-//! unknown device in namespace `default`, and updates `status.schema` of its twin.
+//! Auto-provisions an unknown device in namespace `default`, stores the device's schema
+//! (compressed, only when it changed), and updates `status.schema` of its twin.
+//!
+//! A hello is how a device registers: one received after the device was deleted creates
+//! it again (on AWS a deleted device's certificates are revoked, so only a device given
+//! new credentials gets this far; locally the plain port lets it in). A hello received
+//! before the deletion and delivered after it is ignored: nothing is stored.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -15,7 +20,7 @@ use mir_shared::{
     ports::StoredSchema,
     rule_event::RuleEvent,
     schema::{self, Schema},
-    service::{self, Change, HandlerError},
+    service::{self, AfterDelete, Change, HandlerError},
 };
 
 mir_shared::deps! {
@@ -31,6 +36,9 @@ pub struct HelloOutcome {
     pub created: bool,
     pub schema_changed: bool,
     pub package_names: Vec<String>,
+    /// Sent before the device was deleted: ignored, nothing stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, HandlerError> {
@@ -42,9 +50,34 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     let hash = service::schema_hash(&raw);
     let package_names = decoded.package_names();
     let received_at = event.received_at();
+    let mut outcome = HelloOutcome {
+        device_id: id.to_string(),
+        created: false,
+        schema_changed: false,
+        package_names: package_names.clone(),
+        deleted: false,
+    };
+
+    let cause = event.cause(DeviceTopic::Hello);
+    let how = "first hello";
+    let provisioned = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        received_at,
+        &cause,
+        how,
+        AfterDelete::Recreate,
+    );
+    let Some((_, created)) = provisioned.await? else {
+        outcome.deleted = true;
+        return Ok(outcome);
+    };
+    outcome.created = created;
 
     let previous = deps.schemas.get(id.as_str()).await?;
     let schema_changed = previous.as_ref().is_none_or(|p| p.hash != hash);
+    outcome.schema_changed = schema_changed;
     if schema_changed {
         deps.schemas
             .put(&StoredSchema {
@@ -58,16 +91,6 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     }
     deps.cache.insert(id.as_str(), hash, decoded);
 
-    let cause = event.cause(DeviceTopic::Hello);
-    let (_, created) = service::provision(
-        deps.twins,
-        deps.events,
-        &id,
-        received_at,
-        &cause,
-        "first hello",
-    )
-    .await?;
     let names = package_names.clone();
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         let s = &mut twin.status.schema;
@@ -93,12 +116,7 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
         );
     }
     deps.events.append(&events).await?;
-    Ok(HelloOutcome {
-        device_id: id.to_string(),
-        created,
-        schema_changed,
-        package_names,
-    })
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -140,6 +158,42 @@ mod tests {
         assert!(!out.created && !out.schema_changed);
         assert_eq!(w.twin_versioned("weather").await, before);
         assert_eq!(w.reasons("weather").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hello_received_after_the_delete_registers_the_device_again_and_an_older_one_does_not(
+    ) {
+        let w = TestWorld::new();
+        handle(&deps(&w), &hello_event("weather", 1_000))
+            .await
+            .expect("first");
+        TwinStore::delete(&w.store, "weather", mir_shared::testing::at_ms(5_000))
+            .await
+            .expect("deleted");
+        mir_shared::ports::SchemaStore::delete(&w.store, "weather")
+            .await
+            .expect("schema deleted");
+        let late = handle(&deps(&w), &hello_event("weather", 4_000))
+            .await
+            .expect("ignored, not failed");
+        assert!(late.deleted && !late.created, "{late:?}");
+        assert!(TwinStore::get(&w.store, "weather")
+            .await
+            .expect("read")
+            .is_none());
+        assert!(
+            w.store_schema("weather").await.is_none(),
+            "no schema left behind"
+        );
+        let again = handle(&deps(&w), &hello_event("weather", 6_000))
+            .await
+            .expect("registered again");
+        assert!(again.created && !again.deleted);
+        assert!(w.store_schema("weather").await.is_some());
+        assert!(TwinStore::tombstone(&w.store, "weather")
+            .await
+            .expect("read")
+            .is_none());
     }
 
     #[tokio::test]
