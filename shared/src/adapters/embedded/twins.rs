@@ -126,7 +126,7 @@ impl TwinStore for EmbeddedStore {
             let id = twin.spec.device_id.clone();
             let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
             if let Some(t) = get_json::<Tombstone>(&tombstones, &id)? {
-                if !revive_after.is_some_and(|r| r > t.deleted_at) {
+                if revive_after.is_none_or(|r| r <= t.deleted_at) {
                     return Ok(Provisioned::Deleted(t));
                 }
                 tombstones.remove(id.as_str()).map_err(unavailable)?;
