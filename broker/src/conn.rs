@@ -96,7 +96,7 @@ pub(crate) async fn serve<S>(
     let (done_tx, done_rx) = oneshot::channel::<()>();
     let (mut kick_tx, mut done_rx) = (Some(kick_tx), Some(done_rx));
     let deadline = Instant::now() + TAKEOVER_TIMEOUT;
-    let (session, session_present) = loop {
+    let (session, session_present, version) = loop {
         let force = Instant::now() >= deadline;
         match shared.attach(
             &connect.client_id,
@@ -109,7 +109,8 @@ pub(crate) async fn serve<S>(
             Attach::Attached {
                 session,
                 session_present,
-            } => break (session, session_present),
+                version,
+            } => break (session, session_present, version),
             Attach::Busy { kick, done } => {
                 if let Some(kick) = kick {
                     let _ = kick.send(DisconnectReason::DuplicateClientId);
@@ -133,6 +134,7 @@ pub(crate) async fn serve<S>(
     let info = ClientInfo {
         client_id: connect.client_id.clone(),
         session_id: uuid::Uuid::new_v4().to_string(),
+        version,
         peer,
         tls,
         cert_common_name: cert_cn,
@@ -149,6 +151,7 @@ pub(crate) async fn serve<S>(
     info!(
         client_id = %info.client_id,
         session_id = %info.session_id,
+        version = info.version,
         %peer,
         tls,
         clean_session = info.clean_session,

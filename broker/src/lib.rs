@@ -103,6 +103,12 @@ pub struct ClientInfo {
     pub client_id: String,
     /// Unique per connection (a UUID), like AWS's `sessionIdentifier`.
     pub session_id: String,
+    /// Like AWS's `versionNumber`: each new connection of a client id gets a higher one
+    /// than the connection it follows, so lifecycle events delivered out of order can
+    /// be put back in order. Microseconds since the Unix epoch (bumped when two
+    /// connections fall in the same microsecond), so it keeps growing across restarts
+    /// of the broker.
+    pub version: u64,
     pub peer: SocketAddr,
     /// Whether the client came through the mTLS listener.
     pub tls: bool,
@@ -139,11 +145,13 @@ impl DisconnectReason {
             DisconnectReason::ClientInitiated => "CLIENT_INITIATED_DISCONNECT",
             DisconnectReason::ConnectionLost => "CONNECTION_LOST",
             DisconnectReason::KeepAliveTimeout => "MQTT_KEEP_ALIVE_TIMEOUT",
-            DisconnectReason::AuthorizationFailure => "AUTHORIZATION_ERROR",
+            DisconnectReason::AuthorizationFailure => "AUTH_ERROR",
             DisconnectReason::ProtocolError => "CLIENT_ERROR",
-            DisconnectReason::DuplicateClientId => "DUPLICATE_CLIENT_ID",
+            DisconnectReason::DuplicateClientId => "DUPLICATE_CLIENTID",
             DisconnectReason::ServerShutdown => "SERVER_INITIATED_DISCONNECT",
-            DisconnectReason::PayloadTooLarge => "MESSAGE_TOO_LARGE",
+            // AWS: "a client will be disconnected ... if the client attempts to publish
+            // with a payload that exceeds the payload limit" (CLIENT_ERROR).
+            DisconnectReason::PayloadTooLarge => "CLIENT_ERROR",
         }
     }
 }
@@ -454,4 +462,43 @@ fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
         topic: topic.to_string(),
         why,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisconnectReason::*;
+
+    #[test]
+    fn every_disconnect_reason_is_one_aws_iot_lifecycle_events_use() {
+        // The `disconnectReason` values of the AWS IoT Core lifecycle event documentation.
+        const AWS: [&str; 12] = [
+            "AUTH_ERROR",
+            "CLIENT_INITIATED_DISCONNECT",
+            "CLIENT_ERROR",
+            "CONNECTION_LOST",
+            "DUPLICATE_CLIENTID",
+            "FORBIDDEN_ACCESS",
+            "MQTT_KEEP_ALIVE_TIMEOUT",
+            "SERVER_ERROR",
+            "SERVER_INITIATED_DISCONNECT",
+            "THROTTLED",
+            "WEBSOCKET_TTL_EXPIRATION",
+            "CUSTOMAUTH_TTL_EXPIRATION",
+        ];
+        for reason in [
+            ClientInitiated,
+            ConnectionLost,
+            KeepAliveTimeout,
+            AuthorizationFailure,
+            ProtocolError,
+            DuplicateClientId,
+            ServerShutdown,
+            PayloadTooLarge,
+        ] {
+            assert!(AWS.contains(&reason.as_aws_str()), "{reason:?}");
+        }
+        assert_eq!(DuplicateClientId.as_aws_str(), "DUPLICATE_CLIENTID");
+        assert_eq!(AuthorizationFailure.as_aws_str(), "AUTH_ERROR");
+        assert_eq!(PayloadTooLarge.as_aws_str(), "CLIENT_ERROR");
+    }
 }

@@ -184,6 +184,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     next_conn: AtomicU64,
+    /// The last connection version handed out (see [`Shared::attach`]).
+    last_version: AtomicU64,
 }
 
 /// Result of attaching a connection to the session table.
@@ -191,6 +193,9 @@ pub(crate) enum Attach {
     Attached {
         session: Arc<Session>,
         session_present: bool,
+        /// This connection's version (AWS's `versionNumber`), higher than that of
+        /// every connection attached before it.
+        version: u64,
     },
     /// Another connection holds the id: it must be kicked and awaited first.
     Busy {
@@ -213,7 +218,26 @@ impl Shared {
             shutdown,
             sessions: RwLock::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            last_version: AtomicU64::new(0),
         }
+    }
+
+    /// The next connection version: microseconds since the Unix epoch, or one more than
+    /// the last version when the clock has not moved on (or went back). Strictly
+    /// increasing within the process, and across restarts as long as the wall clock
+    /// does not go back further than the downtime.
+    fn next_version(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let prev = self
+            .last_version
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or_else(|last| last);
+        now.max(prev.saturating_add(1))
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -230,6 +254,8 @@ impl Shared {
 
     /// Attaches connection `conn_id` to the session of `client_id`, or reports the
     /// connection that holds it. `force` steals a session whose holder did not end in time.
+    /// The connection's version is taken under the table lock, so a connection that
+    /// takes over a client id always has a higher version than the one it replaced.
     pub fn attach(
         &self,
         client_id: &str,
@@ -272,6 +298,7 @@ impl Shared {
         Attach::Attached {
             session,
             session_present,
+            version: self.next_version(),
         }
     }
 
@@ -360,6 +387,32 @@ fn topic_owner(topic: &[u8]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_versions_only_go_up_and_start_from_the_wall_clock() {
+        let (_tx, rx) = watch::channel(false);
+        struct NoHooks;
+        #[async_trait::async_trait]
+        impl Hooks for NoHooks {
+            async fn on_connect(&self, _: &crate::ClientInfo) {}
+            async fn on_disconnect(&self, _: &crate::ClientInfo, _: DisconnectReason) {}
+            async fn on_publish(&self, _: &crate::ClientInfo, _: &str, _: Bytes) {}
+        }
+        let shared = Shared::new(&BrokerConfig::default(), Arc::new(NoHooks), rx);
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let versions: Vec<u64> = (0..10_000).map(|_| shared.next_version()).collect();
+        assert!(versions[0] >= before, "a restarted broker does not go back");
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "strictly increasing, even within one microsecond"
+        );
+        // A clock that went back (or a version from the future) is overtaken, not repeated.
+        shared.last_version.store(u64::MAX / 2, Ordering::Release);
+        assert_eq!(shared.next_version(), u64::MAX / 2 + 1);
+    }
 
     #[test]
     fn the_owner_is_the_second_level() {

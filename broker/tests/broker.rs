@@ -445,6 +445,18 @@ async fn a_second_connection_with_the_same_client_id_takes_over() {
         .map(|c| c.session_id)
         .collect();
     assert_ne!(sessions[0], sessions[1]);
+    // Like AWS's versionNumber: the new connection's is higher, and the old
+    // connection's DUPLICATE_CLIENTID disconnect carries the old one.
+    let connects = b.hooks.connects("dev-1");
+    assert!(connects[0].version < connects[1].version, "{connects:?}");
+    let old_disconnect = b.hooks.events().into_iter().find_map(|e| match e {
+        HookEvent::Disconnect(c, r) => Some((c.version, r.as_aws_str())),
+        _ => None,
+    });
+    assert_eq!(
+        old_disconnect,
+        Some((connects[0].version, "DUPLICATE_CLIENTID"))
+    );
 
     second
         .subscribe(&[("mir/dev-1/cmd/req", Q::AtLeastOnce)])

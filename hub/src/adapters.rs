@@ -80,7 +80,8 @@ impl CertificateIssuer for LocalCertificates {
 
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
         // The local CA keeps no revocation list: a deleted device's certificate still
-        // passes the TLS handshake, and the device is auto-provisioned again if it connects.
+        // passes the TLS handshake. Its tombstone keeps heartbeats, lifecycle events and
+        // other messages from creating it again; a hello sent after the delete does.
         tracing::info!(
             device = device_id,
             "local CA: certificates are not revocable; nothing to do"

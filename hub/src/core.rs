@@ -251,12 +251,14 @@ impl Core {
             .await
     }
 
-    /// The lifecycle rule: a client connected or disconnected at `at`.
+    /// The lifecycle rule: a client connected or disconnected at `at`. `version` is the
+    /// connection's `versionNumber` (higher for each new connection of a client id).
     pub async fn on_presence(
         &self,
         kind: PresenceKind,
         client_id: &str,
         session_id: &str,
+        version: u64,
         disconnect_reason: Option<&str>,
         at: DateTime<Utc>,
     ) {
@@ -271,7 +273,7 @@ impl Core {
             principal_identifier: client_id.to_string(),
             ip_address: None,
             disconnect_reason: disconnect_reason.map(String::from),
-            version_number: 0,
+            version_number: version,
             client_initiated_disconnect: disconnect_reason
                 .map(|r| r == "CLIENT_INITIATED_DISCONNECT"),
         });

@@ -142,7 +142,7 @@ struct RuleHooks(Arc<Dispatcher>);
 impl RuleHooks {
     async fn presence(&self, kind: PresenceKind, c: &ClientInfo, reason: Option<&'static str>) {
         let at = chrono::Utc::now();
-        let (client, session) = (c.client_id.clone(), c.session_id.clone());
+        let (client, session, version) = (c.client_id.clone(), c.session_id.clone(), c.version);
         let key = key_of(&[
             kind.as_str().as_bytes(),
             client.as_bytes(),
@@ -153,9 +153,10 @@ impl RuleHooks {
                 key,
                 Arc::new(move |core| {
                     let (client, session) = (client.clone(), session.clone());
-                    Box::pin(
-                        async move { core.on_presence(kind, &client, &session, reason, at).await },
-                    )
+                    Box::pin(async move {
+                        core.on_presence(kind, &client, &session, version, reason, at)
+                            .await
+                    })
                 }),
             )
             .await;

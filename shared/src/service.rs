@@ -9,7 +9,7 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DomainError, Event, EventReason, Twin, Versioned};
-use crate::ports::{EventStore, PublishError, SchemaStore, StoreError, TwinStore};
+use crate::ports::{EventStore, Provisioned, PublishError, SchemaStore, StoreError, TwinStore};
 use crate::rule_event::RuleEventError;
 use crate::schema::{Schema, SchemaError};
 
@@ -43,6 +43,9 @@ pub enum HandlerError {
     NoSchema(String),
     #[error("device {0} does not exist")]
     UnknownDevice(String),
+    /// A message of a device that was deleted (it has a tombstone): not auto-provisioned.
+    #[error("device {0} was deleted; its messages do not create it again")]
+    DeviceDeleted(String),
     #[error("unknown command id {0:?}")]
     UnknownCommand(String),
     /// A device answered a command sent to another device.
@@ -75,6 +78,7 @@ impl HandlerError {
             | HandlerError::Malformed { .. }
             | HandlerError::InvalidInput { .. }
             | HandlerError::UnknownDevice(_)
+            | HandlerError::DeviceDeleted(_)
             | HandlerError::UnknownCommand(_)
             | HandlerError::NotItsCommand { .. }
             | HandlerError::DeviceDisabled { .. }
@@ -91,6 +95,7 @@ impl HandlerError {
             HandlerError::Publish(PublishError::Failed { .. }) => 503,
             HandlerError::NoSchema(_) => 409,
             HandlerError::UnknownDevice(_) | HandlerError::UnknownCommand(_) => 404,
+            HandlerError::DeviceDeleted(_) => 410,
             HandlerError::DeviceDisabled { .. } | HandlerError::NameTaken(_) => 409,
             HandlerError::NotItsCommand { .. } => 403,
             HandlerError::Event(_)
@@ -126,7 +131,7 @@ pub enum Change {
 
 /// Reads a twin, applies `edit`, writes it back conditional on the version read, and
 /// starts over on a conflict. `edit` may run several times. Returns `None` when the
-/// twin does not exist.
+/// twin does not exist (or was deleted meanwhile: a write never re-creates it).
 pub async fn update_twin<F>(
     twins: &dyn TwinStore,
     device_id: &str,
@@ -150,6 +155,7 @@ where
             Err(StoreError::Conflict(_)) if attempt < MAX_TWIN_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_millis(jitter_ms(attempt))).await;
             }
+            Err(StoreError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     }
@@ -164,10 +170,22 @@ fn jitter_ms(attempt: usize) -> u64 {
     rand::random_range(0..=cap)
 }
 
+/// Whether a device's message may create the device again after it was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDelete {
+    /// Never: heartbeats, lifecycle events, telemetry, reported and desired requests.
+    StayDeleted,
+    /// When the message was received after the deletion: a hello, by which a device
+    /// registers again (see docs/architecture.md, Twin format).
+    Recreate,
+}
+
 /// The one provisioning step of the device-facing handlers: the twin of the device that
 /// sent a message, auto-provisioned in `default` when it is unknown, with its
 /// `DeviceCreated` event (`how` says which message created it; `cause` keys the event, so
-/// a redelivery records it once). Returns the twin and whether it was created.
+/// a redelivery records it once). Returns the twin and whether it was created, or
+/// `None` when the device was deleted (it has a tombstone) and `after_delete` does not
+/// let this message create it again.
 pub async fn provision(
     twins: &dyn TwinStore,
     events: &dyn EventStore,
@@ -175,8 +193,13 @@ pub async fn provision(
     at: DateTime<Utc>,
     cause: &str,
     how: &str,
-) -> Result<(Versioned<Twin>, bool), HandlerError> {
-    let (twin, created) = ensure_twin(twins, device_id).await?;
+    after_delete: AfterDelete,
+) -> Result<Option<(Versioned<Twin>, bool)>, HandlerError> {
+    let revive_after = (after_delete == AfterDelete::Recreate).then_some(at);
+    let Some((twin, created)) = ensure_twin(twins, device_id, revive_after).await? else {
+        tracing::info!(device = %device_id, how, "message of a deleted device: not provisioned");
+        return Ok(None);
+    };
     if created {
         let event = Event::new(
             EventReason::DeviceCreated,
@@ -188,11 +211,11 @@ pub async fn provision(
         .for_twin(&twin.value);
         events.append(&[event]).await?;
     }
-    Ok((twin, created))
+    Ok(Some((twin, created)))
 }
 
 /// [`provision`] for the device that sent `event` on `topic` (the rule event's device,
-/// receive time and cause).
+/// receive time and cause); a deleted device is [`HandlerError::DeviceDeleted`].
 pub async fn provision_sender(
     twins: &dyn TwinStore,
     events: &dyn EventStore,
@@ -202,27 +225,41 @@ pub async fn provision_sender(
 ) -> Result<(Versioned<Twin>, bool), HandlerError> {
     let id = event.device()?;
     let cause = event.cause(topic);
-    provision(twins, events, &id, event.received_at(), &cause, how).await
+    let at = event.received_at();
+    provision(
+        twins,
+        events,
+        &id,
+        at,
+        &cause,
+        how,
+        AfterDelete::StayDeleted,
+    )
+    .await?
+    .ok_or_else(|| HandlerError::DeviceDeleted(id.to_string()))
 }
 
-/// The twin of a device, created (auto-provisioned in `default`) if it does not exist.
-/// Returns whether it was created. Handlers go through [`provision`], which records the
-/// creation.
+/// The twin of a device, created (auto-provisioned in `default`) if it does not exist
+/// and has no tombstone (or one older than `revive_after`). Returns whether it was
+/// created; `None` for a deleted device. Handlers go through [`provision`], which
+/// records the creation.
 async fn ensure_twin(
     twins: &dyn TwinStore,
     device_id: &mir_proto::DeviceId,
-) -> Result<(Versioned<Twin>, bool), HandlerError> {
+    revive_after: Option<DateTime<Utc>>,
+) -> Result<Option<(Versioned<Twin>, bool)>, HandlerError> {
     if let Some(t) = twins.get(device_id.as_str()).await? {
-        return Ok((t, false));
+        return Ok(Some((t, false)));
     }
     let mut twin = Twin::auto_provisioned(device_id);
     // The name may be taken by another device: fall back to a name no one chose.
     for attempt in 0..3 {
-        match twins.create(&twin).await {
-            Ok(t) => return Ok((t, true)),
+        match twins.provision(&twin, revive_after).await {
+            Ok(Provisioned::Created(t)) => return Ok(Some((t, true))),
+            Ok(Provisioned::Deleted(_)) => return Ok(None),
             Err(StoreError::AlreadyExists(_)) => {
                 if let Some(t) = twins.get(device_id.as_str()).await? {
-                    return Ok((t, false));
+                    return Ok(Some((t, false)));
                 }
                 twin.meta.name = format!("{}-{}", device_id, attempt + 1);
             }
@@ -535,6 +572,7 @@ mod tests {
                 400,
             ),
             (HandlerError::UnknownDevice("d".into()), false, 404),
+            (HandlerError::DeviceDeleted("d".into()), false, 410),
             (HandlerError::UnknownCommand("c".into()), false, 404),
             (
                 HandlerError::DeviceDisabled {

@@ -221,21 +221,30 @@ where
     Ok(twin)
 }
 
+/// DELETE: revokes the device's certificates first (a failure leaves the device as it
+/// was, and the call can be repeated), then deletes the twin, leaving a tombstone so that
+/// no message still on its way creates the device again, then its schema.
 async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
     let id = device_id(req)?;
+    if deps.twins.get(id.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id} does not exist")));
+    }
+    if let Some(certs) = deps.certificates {
+        certs.revoke_all(id.as_str()).await.map_err(|e| {
+            tracing::error!(device = %id, error = %e, "could not revoke the device's certificates");
+            ApiError::unavailable(format!(
+                "could not revoke the certificates of {id}, so it was not deleted; retry later"
+            ))
+        })?;
+    }
+    let now = deps.clock.now();
     let twin = deps
         .twins
-        .delete(id.as_str())
+        .delete(id.as_str(), now)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
     deps.schemas.delete(id.as_str()).await?;
     deps.cache.forget(id.as_str());
-    if let Some(certs) = deps.certificates {
-        if let Err(e) = certs.revoke_all(id.as_str()).await {
-            tracing::warn!(device = %id, error = %e, "could not revoke the device's certificates");
-        }
-    }
-    let now = deps.clock.now();
     let ev = Event::new(
         EventReason::DeviceDeleted,
         id.as_str(),

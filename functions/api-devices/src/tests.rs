@@ -249,3 +249,106 @@ async fn a_schema_refresh_asks_the_device_and_certificates_need_an_issuer() {
     .await;
     assert_eq!(status, 501);
 }
+
+/// A certificate authority that records what the twin store held when it was asked to
+/// revoke, and fails when told to.
+struct Revoker {
+    store: mir_shared::adapters::embedded::EmbeddedStore,
+    fail: bool,
+    twin_at_revoke: std::sync::Mutex<Vec<bool>>,
+}
+
+#[async_trait::async_trait]
+impl mir_shared::ports::CertificateIssuer for Revoker {
+    async fn issue(
+        &self,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<mir_shared::ports::DeviceCertificate, mir_shared::ports::CertificateError> {
+        Err(mir_shared::ports::CertificateError::Invalid(
+            "not in this test".into(),
+        ))
+    }
+
+    async fn revoke_all(&self, device_id: &str) -> Result<(), mir_shared::ports::CertificateError> {
+        use mir_shared::ports::TwinStore;
+        let exists = self.store.get(device_id).await.expect("read").is_some();
+        self.twin_at_revoke.lock().expect("lock").push(exists);
+        if self.fail {
+            return Err(mir_shared::ports::CertificateError::Unavailable {
+                message: "IoT DeleteCertificate: throttled".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn delete_with(w: &TestWorld, revoker: std::sync::Arc<Revoker>) -> (u16, Value) {
+    let ports = mir_shared::ports::Ports {
+        certificates: Some(revoker),
+        ..w.ports.clone()
+    };
+    let deps = Deps::try_from(&ports).expect("every port");
+    let req = api_request("DELETE /v1/devices/{deviceId}", "/v1/devices/w1", "", None);
+    response_json(&handle(&deps, &req).await)
+}
+
+#[tokio::test]
+async fn delete_revokes_the_certificates_before_it_deletes_the_twin_and_leaves_a_tombstone() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let revoker = std::sync::Arc::new(Revoker {
+        store: w.store.clone(),
+        fail: false,
+        twin_at_revoke: Default::default(),
+    });
+    let (status, _) = delete_with(&w, revoker.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(*revoker.twin_at_revoke.lock().expect("lock"), [true]);
+    let tomb = mir_shared::ports::TwinStore::tombstone(&w.store, "w1")
+        .await
+        .expect("read")
+        .expect("a tombstone");
+    assert_eq!(tomb.deleted_at, mir_shared::ports::Clock::now(&*w.clock));
+    // An operator's create brings the device back and clears the tombstone.
+    let (status, _) = call(
+        &w,
+        "POST /v1/devices",
+        "/v1/devices",
+        "",
+        Some(json!({"spec": {"deviceId": "w1"}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert!(mir_shared::ports::TwinStore::tombstone(&w.store, "w1")
+        .await
+        .expect("read")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_failed_revocation_keeps_the_device_and_answers_503() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let revoker = std::sync::Arc::new(Revoker {
+        store: w.store.clone(),
+        fail: true,
+        twin_at_revoke: Default::default(),
+    });
+    let (status, body) = delete_with(&w, revoker).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("could not revoke the certificates of w1")),
+        "{body}"
+    );
+    assert!(w.store_schema("w1").await.is_some());
+    assert_eq!(
+        call(&w, "GET /v1/devices/{deviceId}", "/v1/devices/w1", "", None)
+            .await
+            .0,
+        200
+    );
+}

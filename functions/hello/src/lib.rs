@@ -1,11 +1,16 @@
 //! `hello`: a device announced itself (rule `mir/+/hello`).
 //!
-//! Stores the device's schema (compressed, only when it changed), auto-provisions an
-//! unknown device in namespace `default`, and updates `status.schema` of its twin.
+//! Auto-provisions an unknown device in namespace `default`, stores the device's schema
+//! (compressed, only when it changed), and updates `status.schema` of its twin.
 //! When the schema changed and the twin has desired properties, they are published to
 //! the device encoded with the new schema: a `cfg/desired/get` that arrived before the
 //! first `Hello` (invocations run in any order) found no schema to encode them with, so
 //! the device gets them from here, within the same second rather than at a retry.
+//!
+//! A hello is how a device registers: one received after the device was deleted creates
+//! it again (on AWS a deleted device's certificates are revoked, so only a device given
+//! new credentials gets this far; locally the plain port lets it in). A hello received
+//! before the deletion and delivered after it is ignored: nothing is stored.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -19,7 +24,7 @@ use mir_shared::{
     ports::StoredSchema,
     rule_event::RuleEvent,
     schema::{self, Schema},
-    service::{self, Change, HandlerError},
+    service::{self, AfterDelete, Change, HandlerError},
 };
 
 mir_shared::deps! {
@@ -35,6 +40,9 @@ pub struct HelloOutcome {
     pub created: bool,
     pub schema_changed: bool,
     pub package_names: Vec<String>,
+    /// Sent before the device was deleted: ignored, nothing stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// Desired properties published to the device (encoded with the new schema).
     pub desired_sent: Vec<String>,
 }
@@ -48,9 +56,35 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     let hash = service::schema_hash(&raw);
     let package_names = decoded.package_names();
     let received_at = event.received_at();
+    let mut outcome = HelloOutcome {
+        device_id: id.to_string(),
+        created: false,
+        schema_changed: false,
+        package_names: package_names.clone(),
+        deleted: false,
+        desired_sent: Vec::new(),
+    };
+
+    let cause = event.cause(DeviceTopic::Hello);
+    let how = "first hello";
+    let provisioned = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        received_at,
+        &cause,
+        how,
+        AfterDelete::Recreate,
+    );
+    let Some((_, created)) = provisioned.await? else {
+        outcome.deleted = true;
+        return Ok(outcome);
+    };
+    outcome.created = created;
 
     let previous = deps.schemas.get(id.as_str()).await?;
     let schema_changed = previous.as_ref().is_none_or(|p| p.hash != hash);
+    outcome.schema_changed = schema_changed;
     if schema_changed {
         deps.schemas
             .put(&StoredSchema {
@@ -64,16 +98,6 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     }
     deps.cache.insert(id.as_str(), hash, decoded.clone());
 
-    let cause = event.cause(DeviceTopic::Hello);
-    let (_, created) = service::provision(
-        deps.twins,
-        deps.events,
-        &id,
-        received_at,
-        &cause,
-        "first hello",
-    )
-    .await?;
     let names = package_names.clone();
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         let s = &mut twin.status.schema;
@@ -99,18 +123,10 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
         );
     }
     deps.events.append(&events).await?;
-    let desired_sent = if schema_changed && !twin.value.properties.desired.is_empty() {
-        push_desired(deps, &id, &decoded, &twin.value).await
-    } else {
-        Vec::new()
-    };
-    Ok(HelloOutcome {
-        device_id: id.to_string(),
-        created,
-        schema_changed,
-        package_names,
-        desired_sent,
-    })
+    if schema_changed && !twin.value.properties.desired.is_empty() {
+        outcome.desired_sent = push_desired(deps, &id, &decoded, &twin.value).await;
+    }
+    Ok(outcome)
 }
 
 /// Publishes the desired properties; a failure is logged only (the device asks for them
@@ -212,6 +228,42 @@ mod tests {
         assert!(!out.created && !out.schema_changed);
         assert_eq!(w.twin_versioned("weather").await, before);
         assert_eq!(w.reasons("weather").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hello_received_after_the_delete_registers_the_device_again_and_an_older_one_does_not(
+    ) {
+        let w = TestWorld::new();
+        handle(&deps(&w), &hello_event("weather", 1_000))
+            .await
+            .expect("first");
+        TwinStore::delete(&w.store, "weather", mir_shared::testing::at_ms(5_000))
+            .await
+            .expect("deleted");
+        mir_shared::ports::SchemaStore::delete(&w.store, "weather")
+            .await
+            .expect("schema deleted");
+        let late = handle(&deps(&w), &hello_event("weather", 4_000))
+            .await
+            .expect("ignored, not failed");
+        assert!(late.deleted && !late.created, "{late:?}");
+        assert!(TwinStore::get(&w.store, "weather")
+            .await
+            .expect("read")
+            .is_none());
+        assert!(
+            w.store_schema("weather").await.is_none(),
+            "no schema left behind"
+        );
+        let again = handle(&deps(&w), &hello_event("weather", 6_000))
+            .await
+            .expect("registered again");
+        assert!(again.created && !again.deleted);
+        assert!(w.store_schema("weather").await.is_some());
+        assert!(TwinStore::tombstone(&w.store, "weather")
+            .await
+            .expect("read")
+            .is_none());
     }
 
     #[tokio::test]

@@ -1,17 +1,25 @@
 //! `presence`: online/offline from AWS IoT lifecycle events, and a scheduled sweep that
 //! marks devices offline when their heartbeat is stale.
 //!
-//! Lifecycle events can arrive late or out of order: a disconnect older than the last
-//! heartbeat is ignored, since the device has spoken since.
+//! Lifecycle events arrive late, duplicated and in any order: the twin keeps the latest
+//! connection seen (`status.session`: `sessionIdentifier`, `versionNumber`) and an event
+//! applies only when it is newer, by the rules of [`mir_shared::domain::presence`]; so
+//! the `DUPLICATE_CLIENTID` disconnect of the connection a reconnect replaced never
+//! marks the device offline. Each event is one conditional read-modify-write of the
+//! twin, retried on conflict. An unknown device is auto-provisioned; a deleted one is
+//! not (its events change nothing).
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use chrono::{DateTime, Duration, Utc};
 
 use mir_shared::{
-    domain::{Event, EventReason, Targets},
+    domain::{
+        presence::{self, Lifecycle, Phase},
+        Event, EventReason, Targets,
+    },
     rule_event::{LifecycleEvent, PresenceInput},
-    service::{self, Change, HandlerError},
+    service::{self, AfterDelete, Change, HandlerError},
 };
 
 mir_shared::deps! {
@@ -29,6 +37,19 @@ pub fn default_stale_after() -> Duration {
 pub struct PresenceOutcome {
     /// Devices whose online state changed.
     pub changed: Vec<String>,
+    /// Devices whose events were ignored because they were deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
+}
+
+impl PresenceOutcome {
+    fn of(id: &str, changed: bool, deleted: bool) -> Self {
+        let one = |yes: bool| if yes { vec![id.to_string()] } else { vec![] };
+        PresenceOutcome {
+            changed: one(changed),
+            deleted: one(deleted),
+        }
+    }
 }
 
 pub async fn handle(
@@ -45,66 +66,77 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     let id = mir_proto::DeviceId::new(ev.client_id.clone())
         .map_err(mir_shared::rule_event::RuleEventError::from)?;
     let at = ev.time();
-    let connected = match ev.event_type.as_str() {
-        "connected" => true,
-        "disconnected" => false,
+    let phase = match ev.event_type.as_str() {
+        "connected" => Phase::Connected,
+        "disconnected" => Phase::Disconnected,
         other => return Err(HandlerError::UnknownLifecycle(other.to_string())),
     };
+    let observed = Lifecycle {
+        session_id: &ev.session_identifier,
+        version: ev.version_number,
+        at,
+        phase,
+        disconnect_reason: ev.disconnect_reason.as_deref(),
+    };
     let cause = format!(
-        "{}|{}|{}",
-        ev.event_type, ev.session_identifier, ev.timestamp
+        "{}|{}|{}|{}",
+        ev.event_type, ev.session_identifier, ev.version_number, ev.timestamp
     );
-    service::provision(deps.twins, deps.events, &id, at, &cause, "connect").await?;
-    let mut changed = false;
-    let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
-        changed = false;
-        let st = &mut twin.status;
-        if connected {
-            let newer = st.last_heartbeat.is_none_or(|t| t < at);
-            if st.online && !newer {
-                return Ok(Change::Unchanged);
-            }
-            changed = !st.online;
-            st.online = true;
-            if newer {
-                st.last_heartbeat = Some(at);
-            }
-            Ok(Change::Changed)
-        } else {
-            // Ignore a disconnect older than the device's latest sign of life.
-            if !st.online || st.last_heartbeat.is_some_and(|t| t > at) {
-                return Ok(Change::Unchanged);
-            }
-            st.online = false;
-            changed = true;
-            Ok(Change::Changed)
-        }
-    })
-    .await?
-    .ok_or_else(|| HandlerError::UnknownDevice(id.to_string()))?;
-    let mut events = Vec::new();
-    if changed {
-        let (reason, msg) = if connected {
-            (EventReason::DeviceOnline, "device connected".to_string())
-        } else {
-            (
-                EventReason::DeviceOffline,
-                format!(
-                    "device disconnected ({})",
-                    ev.disconnect_reason.as_deref().unwrap_or("unknown reason")
-                ),
-            )
-        };
-        events.push(Event::new(reason, id.as_str(), at, &cause, msg).for_twin(&twin.value));
+    let how = "connect";
+    let provisioned = service::provision(
+        deps.twins,
+        deps.events,
+        &id,
+        at,
+        &cause,
+        how,
+        AfterDelete::StayDeleted,
+    );
+    if provisioned.await?.is_none() {
+        return Ok(PresenceOutcome::of(id.as_str(), false, true));
     }
-    deps.events.append(&events).await?;
-    Ok(PresenceOutcome {
-        changed: if changed {
-            vec![id.to_string()]
+    let mut change = presence::PresenceChange::default();
+    let updated = service::update_twin(deps.twins, id.as_str(), |twin| {
+        change = presence::apply_lifecycle(&mut twin.status, &observed);
+        Ok(if change.changed {
+            Change::Changed
         } else {
-            vec![]
-        },
+            Change::Unchanged
+        })
     })
+    .await?;
+    // None: deleted since it was read; the write did not re-create it.
+    let Some(twin) = updated else {
+        return Ok(PresenceOutcome::of(id.as_str(), false, true));
+    };
+    let flipped = change.came_online || change.went_offline;
+    let mut events = Vec::new();
+    if change.came_online {
+        let msg = "device connected";
+        events.push(Event::new(
+            EventReason::DeviceOnline,
+            id.as_str(),
+            at,
+            &cause,
+            msg,
+        ));
+    } else if change.went_offline {
+        let reason = ev.disconnect_reason.as_deref().unwrap_or("unknown reason");
+        let msg = format!("device disconnected ({reason})");
+        events.push(Event::new(
+            EventReason::DeviceOffline,
+            id.as_str(),
+            at,
+            &cause,
+            msg,
+        ));
+    }
+    let events: Vec<Event> = events
+        .into_iter()
+        .map(|e| e.for_twin(&twin.value))
+        .collect();
+    deps.events.append(&events).await?;
+    Ok(PresenceOutcome::of(id.as_str(), flipped, false))
 }
 
 /// Marks offline every online device whose last heartbeat is older than `stale_after`.
@@ -155,21 +187,31 @@ pub async fn sweep(deps: &Deps<'_>, now: DateTime<Utc>) -> Result<PresenceOutcom
         }
     }
     deps.events.append(&events).await?;
-    Ok(PresenceOutcome { changed })
+    Ok(PresenceOutcome {
+        changed,
+        deleted: vec![],
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mir_shared::ports::TwinStore;
     use mir_shared::testing::{at_ms, TestWorld};
 
-    fn lifecycle_json(kind: &str, ms: i64) -> PresenceInput {
+    /// A lifecycle event of `w1`'s connection `session` (`versionNumber` `version`).
+    fn event(kind: &str, session: &str, version: u64, ms: i64, reason: &str) -> PresenceInput {
         serde_json::from_value(serde_json::json!({
             "clientId": "w1", "timestamp": ms, "eventType": kind,
-            "sessionIdentifier": format!("s-{ms}"), "principalIdentifier": "p", "versionNumber": 0,
-            "disconnectReason": "CONNECTION_LOST"
+            "sessionIdentifier": session, "principalIdentifier": "p", "versionNumber": version,
+            "disconnectReason": reason
         }))
         .expect("lifecycle fixture")
+    }
+
+    /// Events of the AWS shape without versions (`versionNumber` 0), one session each.
+    fn lifecycle_json(kind: &str, ms: i64) -> PresenceInput {
+        event(kind, &format!("s-{ms}"), 0, ms, "CONNECTION_LOST")
     }
 
     fn deps(w: &TestWorld) -> Deps<'_> {
@@ -204,6 +246,134 @@ mod tests {
             .expect("ok");
         assert!(out.changed.is_empty());
         assert!(w.twin("w1").await.status.online);
+    }
+
+    #[tokio::test]
+    async fn an_older_sessions_duplicate_clientid_disconnect_after_the_new_connect_leaves_the_device_online(
+    ) {
+        let w = TestWorld::new();
+        let d = deps(&w);
+        handle(&d, &event("connected", "a", 1, 1_000, ""))
+            .await
+            .expect("ok");
+        // The reconnect: AWS stamps the replaced connection's disconnect 2 ms after the
+        // new connect and delivers it last.
+        handle(&d, &event("connected", "b", 2, 5_000, ""))
+            .await
+            .expect("ok");
+        let out = handle(
+            &d,
+            &event("disconnected", "a", 1, 5_002, "DUPLICATE_CLIENTID"),
+        )
+        .await
+        .expect("ok");
+        assert!(out.changed.is_empty(), "{out:?}");
+        let twin = w.twin("w1").await;
+        assert!(twin.status.online);
+        let session = twin.status.session.expect("the latest connection");
+        assert_eq!((session.id.as_str(), session.version), ("b", 2));
+        let mut reasons = w.reasons("w1").await;
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            ["DeviceCreated", "DeviceOnline"],
+            "one online, no offline"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_events_in_every_order_and_twice_end_online_on_the_newest_connection() {
+        let events = [
+            event("connected", "a", 1, 1_000, ""),
+            event("disconnected", "a", 1, 2_001, "DUPLICATE_CLIENTID"),
+            event("connected", "b", 2, 2_000, ""),
+            event("disconnected", "b", 2, 3_000, "DUPLICATE_CLIENTID"),
+            event("connected", "c", 3, 3_001, ""),
+        ];
+        // Every rotation, forwards and backwards, each event delivered twice.
+        for start in 0..events.len() {
+            for backwards in [false, true] {
+                let w = TestWorld::new();
+                let d = deps(&w);
+                let mut order: Vec<&PresenceInput> = events
+                    .iter()
+                    .cycle()
+                    .skip(start)
+                    .take(events.len())
+                    .collect();
+                if backwards {
+                    order.reverse();
+                }
+                for ev in order.iter().chain(order.iter()) {
+                    handle(&d, ev).await.expect("ok");
+                }
+                let twin = w.twin("w1").await;
+                assert!(twin.status.online, "start {start}, backwards {backwards}");
+                assert_eq!(twin.status.session.map(|s| s.version), Some(3));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_duplicated_disconnect_records_one_offline_event() {
+        let w = TestWorld::new();
+        let d = deps(&w);
+        handle(&d, &event("connected", "a", 1, 1_000, ""))
+            .await
+            .expect("ok");
+        let off = event("disconnected", "a", 1, 2_000, "CLIENT_INITIATED_DISCONNECT");
+        assert_eq!(handle(&d, &off).await.expect("ok").changed, ["w1"]);
+        let version = w.twin_versioned("w1").await.version;
+        assert!(handle(&d, &off).await.expect("ok").changed.is_empty());
+        assert_eq!(
+            w.twin_versioned("w1").await.version,
+            version,
+            "not written again"
+        );
+        // Its connect delivered once more, late: still offline.
+        handle(&d, &event("connected", "a", 1, 1_000, ""))
+            .await
+            .expect("ok");
+        assert!(!w.twin("w1").await.status.online);
+        let mut reasons = w.reasons("w1").await;
+        reasons.sort();
+        assert_eq!(reasons, ["DeviceCreated", "DeviceOffline", "DeviceOnline"]);
+    }
+
+    #[tokio::test]
+    async fn lifecycle_events_of_a_deleted_device_do_not_create_it_again() {
+        let w = TestWorld::new();
+        let d = deps(&w);
+        handle(&d, &event("connected", "a", 1, 1_000, ""))
+            .await
+            .expect("ok");
+        TwinStore::delete(&w.store, "w1", at_ms(2_000))
+            .await
+            .expect("deleted");
+        for ev in [
+            event("disconnected", "a", 1, 3_000, "CONNECTION_LOST"),
+            event("connected", "b", 2, 4_000, ""),
+        ] {
+            let out = handle(&d, &ev).await.expect("ignored, not failed");
+            assert_eq!(out.deleted, ["w1"]);
+        }
+        assert!(TwinStore::get(&w.store, "w1")
+            .await
+            .expect("read")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_lifecycle_event_type_is_refused_by_name() {
+        let w = TestWorld::new();
+        let err = handle(&deps(&w), &event("subscribed", "a", 1, 1_000, ""))
+            .await
+            .expect_err("not a presence event");
+        assert!(
+            matches!(&err, HandlerError::UnknownLifecycle(t) if t == "subscribed"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_iot::types::CertificateStatus;
+use aws_sdk_iot::{
+    operation::delete_certificate::DeleteCertificateError, types::CertificateStatus,
+};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bytes::Bytes;
@@ -146,58 +148,137 @@ impl IotCertificates {
         Ok(())
     }
 
+    /// Detaches the policy and the thing, deactivates and deletes the certificate `arn`.
+    /// What is already gone counts as done (by the SDK's typed `ResourceNotFound`
+    /// errors; DetachPolicy has no such variant, so by its error code).
     async fn revoke(&self, device_id: &str, arn: &str) -> Result<(), CertificateError> {
-        let ignore_missing = |r: Result<(), CertificateError>| match r {
-            Err(CertificateError::Invalid(m))
-                if m.contains("not found") || m.contains("NotFound") =>
-            {
-                Ok(())
-            }
-            other => other,
-        };
-        ignore_missing(
-            self.client
-                .detach_policy()
-                .policy_name(&self.policy_name)
-                .target(arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| cert_error("IoT DetachPolicy", e)),
-        )?;
-        ignore_missing(
-            self.client
-                .detach_thing_principal()
-                .thing_name(device_id)
-                .principal(arn)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| cert_error("IoT DetachThingPrincipal", e)),
-        )?;
+        match self
+            .client
+            .detach_policy()
+            .policy_name(&self.policy_name)
+            .target(arn)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            Err(e) => return Err(cert_error("IoT DetachPolicy", e)),
+        }
+        match self
+            .client
+            .detach_thing_principal()
+            .thing_name(device_id)
+            .principal(arn)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+            Err(e) => return Err(cert_error("IoT DetachThingPrincipal", e)),
+        }
         let Some(cert_id) = arn.rsplit('/').next().filter(|s| !s.is_empty()) else {
             return Ok(());
         };
-        ignore_missing(
-            self.client
-                .update_certificate()
-                .certificate_id(cert_id)
-                .new_status(CertificateStatus::Inactive)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| cert_error("IoT UpdateCertificate", e)),
-        )?;
-        ignore_missing(
-            self.client
-                .delete_certificate()
-                .certificate_id(cert_id)
-                .force_delete(true)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| cert_error("IoT DeleteCertificate", e)),
-        )
+        match self
+            .client
+            .update_certificate()
+            .certificate_id(cert_id)
+            .new_status(CertificateStatus::Inactive)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(cert_error("IoT UpdateCertificate", e)),
+        }
+        retry_delete_conflicts(DELETE_RETRY, || self.delete_certificate(cert_id)).await
+    }
+
+    async fn delete_certificate(&self, cert_id: &str) -> DeleteStep {
+        let sent = self
+            .client
+            .delete_certificate()
+            .certificate_id(cert_id)
+            .force_delete(true)
+            .send()
+            .await;
+        classify_delete(sent)
+    }
+}
+
+/// How DeleteCertificate retries the `DeleteConflictException` of a certificate whose
+/// thing was detached a moment ago (the detach is asynchronous): at most `attempts`
+/// calls, waiting a random part of `base * 2^n` (at most `cap`) between two.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    attempts: u32,
+    base: Duration,
+    cap: Duration,
+}
+
+/// About 8 s at most in all, well inside API Gateway's 29 s.
+const DELETE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 6,
+    base: Duration::from_millis(250),
+    cap: Duration::from_secs(4),
+};
+
+/// What one DeleteCertificate call ended with.
+#[derive(Debug)]
+enum DeleteStep {
+    /// Deleted, or already gone.
+    Done,
+    /// `DeleteConflictException`: something is still attached; a retry may pass.
+    Conflict(CertificateError),
+    Failed(CertificateError),
+}
+
+/// Sorts a DeleteCertificate result by the SDK's typed error variants.
+fn classify_delete<O, R>(result: Result<O, SdkError<DeleteCertificateError, R>>) -> DeleteStep
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let e = match result {
+        Ok(_) => return DeleteStep::Done,
+        Err(e) => e,
+    };
+    match e.as_service_error() {
+        Some(s) if s.is_resource_not_found_exception() => DeleteStep::Done,
+        Some(s) if s.is_delete_conflict_exception() => {
+            DeleteStep::Conflict(cert_error("IoT DeleteCertificate (still attached)", e))
+        }
+        _ => DeleteStep::Failed(cert_error("IoT DeleteCertificate", e)),
+    }
+}
+
+/// Calls `delete` until it is done, retrying conflicts as `policy` says; the last
+/// conflict, or any other failure, is the error.
+async fn retry_delete_conflicts<F, Fut>(
+    policy: RetryPolicy,
+    mut delete: F,
+) -> Result<(), CertificateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = DeleteStep>,
+{
+    let mut attempt = 1;
+    loop {
+        match delete().await {
+            DeleteStep::Done => return Ok(()),
+            DeleteStep::Conflict(e) if attempt < policy.attempts => {
+                tracing::debug!(attempt, error = %e, "certificate still attached; retrying its delete");
+                tokio::time::sleep(backoff(attempt, policy.base, policy.cap)).await;
+                attempt += 1;
+            }
+            DeleteStep::Conflict(e) | DeleteStep::Failed(e) => return Err(e),
+        }
     }
 }
 
@@ -332,5 +413,176 @@ impl CertificateIssuer for IotCertificates {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+    use aws_sdk_iot::types::error::{DeleteConflictException, ResourceNotFoundException};
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    type Sent = Result<(), SdkError<DeleteCertificateError, Response>>;
+
+    fn service_error(err: DeleteCertificateError, status: u16) -> Sent {
+        let raw = Response::new(
+            StatusCode::try_from(status).expect("a status"),
+            SdkBody::empty(),
+        );
+        Err(SdkError::service_error(err, raw))
+    }
+
+    fn conflict() -> Sent {
+        let e = DeleteConflictException::builder()
+            .message("Things must be detached before deletion")
+            .build();
+        service_error(DeleteCertificateError::DeleteConflictException(e), 409)
+    }
+
+    const FAST: RetryPolicy = RetryPolicy {
+        attempts: 4,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(2),
+    };
+
+    #[test]
+    fn delete_errors_are_sorted_by_their_typed_variant() {
+        assert!(matches!(classify_delete(Sent::Ok(())), DeleteStep::Done));
+        assert!(matches!(
+            classify_delete(conflict()),
+            DeleteStep::Conflict(_)
+        ));
+        let gone = ResourceNotFoundException::builder().message("gone").build();
+        let gone = service_error(DeleteCertificateError::ResourceNotFoundException(gone), 404);
+        assert!(
+            matches!(classify_delete(gone), DeleteStep::Done),
+            "already deleted"
+        );
+        let timeout: Sent = Err(SdkError::timeout_error("no answer"));
+        let DeleteStep::Failed(e) = classify_delete(timeout) else {
+            panic!("a timeout is no conflict");
+        };
+        assert!(matches!(e, CertificateError::Unavailable { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_delete_conflict_after_the_asynchronous_detach_is_retried_until_it_passes() {
+        let calls = AtomicU32::new(0);
+        let done = retry_delete_conflicts(FAST, || async {
+            // The detach takes effect before the third call.
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => classify_delete(conflict()),
+                _ => DeleteStep::Done,
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "{done:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_that_outlasts_the_retries_is_the_error_after_a_bounded_number_of_calls() {
+        let calls = AtomicU32::new(0);
+        let err = retry_delete_conflicts(FAST, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            classify_delete(conflict())
+        })
+        .await
+        .expect_err("still attached");
+        assert_eq!(calls.load(Ordering::SeqCst), FAST.attempts);
+        assert!(
+            err.to_string().starts_with(
+                "certificate authority unavailable: IoT DeleteCertificate (still attached)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn any_other_failure_is_not_retried() {
+        let calls = AtomicU32::new(0);
+        let err = retry_delete_conflicts(FAST, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let timeout: Sent = Err(SdkError::timeout_error("no answer"));
+            classify_delete(timeout)
+        })
+        .await
+        .expect_err("failed");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(matches!(err, CertificateError::Unavailable { .. }), "{err}");
+    }
+
+    /// On moto: a certificate still attached to its thing is refused with the typed
+    /// `DeleteConflictException`, and the retry passes once the thing is detached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
+    async fn moto_refuses_deleting_an_attached_certificate_and_the_retry_passes_after_the_detach() {
+        let url = std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT");
+        let sdk = super::super::aws::sdk_config(Some(&url)).await;
+        let iot = aws_sdk_iot::Client::new(&sdk);
+        let n: u64 = rand::random();
+        let (policy, device) = (format!("p-{n:x}"), format!("d-{n:x}"));
+        iot.create_policy()
+            .policy_name(&policy)
+            .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
+            .send()
+            .await
+            .expect("policy");
+        let issuer = IotCertificates::new(iot.clone(), &policy);
+        let cert = issuer.issue(&device, None).await.expect("issued");
+        iot.update_certificate()
+            .certificate_id(&cert.certificate_id)
+            .new_status(CertificateStatus::Inactive)
+            .send()
+            .await
+            .expect("deactivated");
+        // Still attached to its thing: the typed conflict.
+        let step = issuer.delete_certificate(&cert.certificate_id).await;
+        assert!(matches!(step, DeleteStep::Conflict(_)), "{step:?}");
+        // The detach "takes effect" while the delete is being retried.
+        let arn = iot
+            .describe_certificate()
+            .certificate_id(&cert.certificate_id)
+            .send()
+            .await
+            .expect("described")
+            .certificate_description
+            .and_then(|d| d.certificate_arn)
+            .expect("an arn");
+        let detacher = {
+            let (iot, device) = (iot.clone(), device.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                iot.detach_thing_principal()
+                    .thing_name(&device)
+                    .principal(&arn)
+                    .send()
+                    .await
+                    .expect("detached");
+            })
+        };
+        let slow = RetryPolicy {
+            attempts: 20,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(200),
+        };
+        retry_delete_conflicts(slow, || issuer.delete_certificate(&cert.certificate_id))
+            .await
+            .expect("deleted once detached");
+        detacher.await.expect("the detacher");
+        let gone = iot
+            .describe_certificate()
+            .certificate_id(&cert.certificate_id)
+            .send()
+            .await
+            .expect_err("deleted");
+        assert!(
+            gone.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()),
+            "{gone:?}"
+        );
     }
 }

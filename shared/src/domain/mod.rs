@@ -1,7 +1,8 @@
-//! The domain: twins, device targets, events and commands. Pure data and rules, no I/O.
+//! The domain: twins, presence, device targets, events and commands. Pure data and rules, no I/O.
 
 pub mod command;
 pub mod event;
+pub mod presence;
 pub mod targets;
 pub mod twin;
 

@@ -79,6 +79,10 @@ pub struct Status {
     pub online: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The latest connection the lifecycle events told about (see
+    /// [`presence`](super::presence)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<super::presence::SessionStatus>,
     #[serde(default)]
     pub schema: SchemaStatus,
     #[serde(default, skip_serializing_if = "PropertyTimes::is_empty")]

@@ -75,6 +75,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// against it whatever the adapter, so that every environment refuses the same input.
 pub const MAX_STORED_ITEM_BYTES: usize = 400 * 1024;
 
+/// How long a deleted device's [`Tombstone`] is kept (DynamoDB TTL, the embedded
+/// store's pruning): longer than any redelivery (IoT rules retry for at most an hour).
+pub const TOMBSTONE_TTL_DAYS: i64 = 30;
+
+/// What deleting a device leaves behind, so that its messages still on their way (or
+/// a device that goes on sending) do not create it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tombstone {
+    pub device_id: String,
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// What [`TwinStore::provision`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provisioned {
+    Created(Versioned<Twin>),
+    /// The device was deleted: nothing was written.
+    Deleted(Tombstone),
+}
+
 /// Device twins. Writes are conditional on the version read (optimistic concurrency),
 /// and name/namespace is unique.
 #[async_trait]
@@ -86,12 +107,27 @@ pub trait TwinStore: Send + Sync {
         namespace: &str,
     ) -> StoreResult<Option<Versioned<Twin>>>;
     async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>>;
-    /// Fails with `AlreadyExists` when the id or the name/namespace is taken.
+    /// An operator's create. Fails with `AlreadyExists` when the id or the
+    /// name/namespace is taken; removes the device's tombstone.
     async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>>;
-    /// Replaces the twin if its stored version is still `expected_version`, else `Conflict`.
+    /// The auto-provisioning of a device that sent a message: [`create`](Self::create),
+    /// unless the device has a tombstone. Then nothing is written and the tombstone is
+    /// returned, except when `revive_after` (a hello's receive time) is later than the
+    /// deletion: then the tombstone goes and the twin is created, in one write.
+    async fn provision(
+        &self,
+        twin: &Twin,
+        revive_after: Option<DateTime<Utc>>,
+    ) -> StoreResult<Provisioned>;
+    /// Replaces the twin if its stored version is still `expected_version`, else
+    /// `Conflict` (`NotFound` when it was deleted): never re-creates a deleted twin.
     async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>>;
-    /// Deletes and returns the twin; `None` when there was none.
-    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>>;
+    /// Deletes and returns the twin, leaving its [`Tombstone`] (deleted at `at`) in the
+    /// same write; `None` (and no tombstone) when there was no twin.
+    async fn delete(&self, device_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Twin>>;
+    /// The device's tombstone, if it was deleted (within [`TOMBSTONE_TTL_DAYS`]) and not
+    /// created again since.
+    async fn tombstone(&self, device_id: &str) -> StoreResult<Option<Tombstone>>;
 }
 
 /// A device's schema (an encoded FileDescriptorSet), kept compressed.

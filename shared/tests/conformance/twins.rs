@@ -3,8 +3,9 @@
 
 use mir_shared::{
     domain::{Targets, Twin},
-    ports::StoreError,
+    ports::{Provisioned, StoreError, Tombstone},
     service::{self, Change},
+    testing::at_ms,
 };
 
 use crate::support::Ports;
@@ -209,7 +210,10 @@ async fn rename_moves_the_name_and_labels_follow(p: &Ports) {
 async fn delete_returns_the_twin_and_frees_id_name_and_labels(p: &Ports) {
     let t = twin("d1", "alpha", "factory", &[("k", "v")]);
     p.twins().create(&t).await.unwrap();
-    assert_eq!(p.twins().delete("d1").await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        p.twins().delete("d1", at_ms(5_000)).await.unwrap(),
+        Some(t.clone())
+    );
     assert!(p.twins().get("d1").await.unwrap().is_none());
     assert!(p
         .twins()
@@ -221,7 +225,7 @@ async fn delete_returns_the_twin_and_frees_id_name_and_labels(p: &Ports) {
     labels.add_labels("k=v").unwrap();
     assert!(ids(p, &labels).await.is_empty());
     assert!(ids(p, &Targets::all()).await.is_empty());
-    assert_eq!(p.twins().delete("d1").await.unwrap(), None);
+    assert_eq!(p.twins().delete("d1", at_ms(6_000)).await.unwrap(), None);
     assert_eq!(p.twins().create(&t).await.unwrap().version, 1);
 }
 
@@ -283,7 +287,64 @@ async fn fifty_concurrent_desired_updates_lose_none(p: &Ports) {
     assert_eq!(got.version, 51);
 }
 
+async fn a_deleted_twin_leaves_a_tombstone_that_stops_auto_provisioning(p: &Ports) {
+    let t = twin("d1", "d1", "default", &[("k", "v")]);
+    p.twins().create(&t).await.unwrap();
+    assert!(p.twins().tombstone("d1").await.unwrap().is_none());
+    p.twins().delete("d1", at_ms(5_000)).await.unwrap();
+    let tomb = Tombstone {
+        device_id: "d1".into(),
+        deleted_at: at_ms(5_000),
+    };
+    assert_eq!(p.twins().tombstone("d1").await.unwrap(), Some(tomb.clone()));
+    // A heartbeat, telemetry or lifecycle event: never.
+    assert_eq!(
+        p.twins().provision(&t, None).await.unwrap(),
+        Provisioned::Deleted(tomb.clone()),
+        "{}",
+        p.kind
+    );
+    // A hello sent before the delete: no; the update of a deleted twin: no.
+    assert_eq!(
+        p.twins().provision(&t, Some(at_ms(5_000))).await.unwrap(),
+        Provisioned::Deleted(tomb.clone())
+    );
+    let e = p.twins().update(&t, 1).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound(_) | StoreError::Conflict(_)),
+        "{}: {e}",
+        p.kind
+    );
+    assert!(p.twins().get("d1").await.unwrap().is_none());
+    assert!(p
+        .twins()
+        .get_by_name("d1", "default")
+        .await
+        .unwrap()
+        .is_none());
+    // A hello received after the delete registers the device again.
+    let again = p.twins().provision(&t, Some(at_ms(5_001))).await.unwrap();
+    assert!(
+        matches!(&again, Provisioned::Created(v) if v.version == 1),
+        "{again:?}"
+    );
+    assert!(p.twins().tombstone("d1").await.unwrap().is_none());
+    // Deleted once more, then created by an operator: the tombstone goes too.
+    p.twins().delete("d1", at_ms(7_000)).await.unwrap();
+    p.twins().create(&t).await.unwrap();
+    assert!(p.twins().tombstone("d1").await.unwrap().is_none());
+    // A device never deleted is provisioned; once it exists, provisioning refuses it.
+    let fresh = twin("d2", "d2", "default", &[]);
+    assert!(matches!(
+        p.twins().provision(&fresh, None).await.unwrap(),
+        Provisioned::Created(_)
+    ));
+    let e = p.twins().provision(&fresh, None).await.unwrap_err();
+    assert!(matches!(e, StoreError::AlreadyExists(_)), "{}: {e}", p.kind);
+}
+
 conformance!(
+    a_deleted_twin_leaves_a_tombstone_that_stops_auto_provisioning,
     create_and_get,
     create_refuses_a_taken_id_or_name,
     list_by_ids_namespaces_names_and_labels,

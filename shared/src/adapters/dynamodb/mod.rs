@@ -10,6 +10,7 @@
 //! | twins | twin | `DEV#<id>` | `TWIN` | `NS#<namespace>` / `<name>` |
 //! | twins | name reservation | `NAME#<namespace>/<name>` | `NAME` | `NAME#<name>` / `<namespace>` |
 //! | twins | label index | `LABEL#<k>=<v>` | `<id>` | - |
+//! | twins | tombstone of a deleted device (TTL 30 days) | `DEV#<id>` | `TOMBSTONE` | - |
 //! | schemas | schema | `DEV#<id>` | `SCHEMA` | - |
 //! | commands | command | `CMD#<id>` | `CMD` | `DEV#<device>` / `<created time>#<id>` |
 //! | events | event | `DAY#<yyyy-mm-dd>` | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |

@@ -10,7 +10,10 @@ use std::{
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::transact_write_items::TransactWriteItemsError,
-    types::{AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem},
+    types::{
+        AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue,
+        TransactWriteItem,
+    },
     Client,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -320,6 +323,24 @@ impl Table {
             .set_expression_attribute_values(v);
         Ok(TransactWriteItem::builder()
             .delete(d.build().map_err(build_err)?)
+            .build())
+    }
+
+    /// A transaction's condition on an item it does not write.
+    pub(super) fn check(
+        &self,
+        key: &Key,
+        condition: Condition<'_>,
+    ) -> StoreResult<TransactWriteItem> {
+        let (cond, n, v) = condition_fields(Some(condition));
+        let c = ConditionCheck::builder()
+            .table_name(&*self.name)
+            .set_key(Some(key.item()?))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(n)
+            .set_expression_attribute_values(v);
+        Ok(TransactWriteItem::builder()
+            .condition_check(c.build().map_err(build_err)?)
             .build())
     }
 

@@ -1,5 +1,6 @@
 //! Twins on DynamoDB: the twin item, its name reservation and its label index items,
-//! written together in one transaction.
+//! written together in one transaction; a deleted device's tombstone item (with a TTL)
+//! is written in the delete's transaction and checked by auto-provisioning's.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
@@ -7,7 +8,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::{types::TransactWriteItem, Client};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::table::{decode, decode_all, encode, values, Key, Table, TxError};
@@ -46,11 +48,29 @@ struct LabelItem {
     device_id: String,
 }
 
+/// A deleted device (see [`Tombstone`]); expires with the table's TTL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TombstoneItem {
+    pk: String,
+    sk: String,
+    device_id: String,
+    deleted_at: DateTime<Utc>,
+    /// `deleted_at` in Unix ms, for the condition of a reviving hello.
+    deleted_at_ms: i64,
+    expires_at: i64,
+}
+
 const TWIN_SK: &str = "TWIN";
 const NAME_SK: &str = "NAME";
+const TOMBSTONE_SK: &str = "TOMBSTONE";
 
 fn twin_key(id: &str) -> Key {
     Key::new(format!("DEV#{id}"), TWIN_SK)
+}
+
+fn tombstone_key(id: &str) -> Key {
+    Key::new(format!("DEV#{id}"), TOMBSTONE_SK)
 }
 
 fn name_key(namespace: &str, name: &str) -> Key {
@@ -223,37 +243,52 @@ impl TwinStore for DynamoTwinStore {
 
     async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>> {
         let item = TwinItem::new(twin, 1)?;
-        let t = &self.table;
-        let mut actions = vec![
-            t.put(
-                encode("twin", &item)?,
-                Some(("attribute_not_exists(pk)", &[], None)),
-            )?,
-            t.put(
-                encode("name reservation", &name_item(twin))?,
-                Some(("attribute_not_exists(pk)", &[], None)),
-            )?,
-        ];
-        for (k, v) in label_set(twin) {
-            let l = LabelItem {
-                pk: label_pk(&k, &v),
-                sk: item.device_id.clone(),
-                device_id: item.device_id.clone(),
-            };
-            actions.push(t.put(encode("label index", &l)?, None)?);
+        let mut actions = self.create_actions(twin, &item)?;
+        actions.push(self.table.delete(&tombstone_key(&item.device_id), None)?);
+        match self.table.transact(actions).await {
+            Ok(()) => Ok(created(twin)),
+            Err(TxError::Condition(failed)) => Err(already_exists(twin, &failed)),
+            Err(TxError::Store(e)) => Err(e),
         }
-        match t.transact(actions).await {
-            Ok(()) => Ok(Versioned {
-                version: 1,
-                value: twin.clone(),
-            }),
-            Err(TxError::Condition(failed)) if failed.contains(&0) => Err(
-                StoreError::AlreadyExists(format!("device {}", item.device_id)),
-            ),
-            Err(TxError::Condition(_)) => Err(StoreError::AlreadyExists(format!(
-                "name {}",
-                twin.display_name()
-            ))),
+    }
+
+    async fn provision(
+        &self,
+        twin: &Twin,
+        revive_after: Option<DateTime<Utc>>,
+    ) -> StoreResult<Provisioned> {
+        let item = TwinItem::new(twin, 1)?;
+        let mut actions = self.create_actions(twin, &item)?;
+        let tomb = tombstone_key(&item.device_id);
+        let tomb_at = actions.len();
+        actions.push(match revive_after {
+            None => self
+                .table
+                .check(&tomb, ("attribute_not_exists(pk)", &[], None))?,
+            Some(t) => {
+                let after = values(serde_json::json!({ ":t": t.timestamp_millis() }))?;
+                self.table.delete(
+                    &tomb,
+                    Some((
+                        "attribute_not_exists(pk) OR #d < :t",
+                        &[("#d", "deletedAtMs")],
+                        Some(after),
+                    )),
+                )?
+            }
+        });
+        match self.table.transact(actions).await {
+            Ok(()) => Ok(Provisioned::Created(created(twin))),
+            Err(TxError::Condition(failed))
+                if failed.contains(&tomb_at) && !failed.contains(&0) =>
+            {
+                match self.tombstone(&item.device_id).await? {
+                    Some(t) => Ok(Provisioned::Deleted(t)),
+                    // Created again in between: the caller reads again.
+                    None => Err(StoreError::Conflict(format!("device {}", item.device_id))),
+                }
+            }
+            Err(TxError::Condition(failed)) => Err(already_exists(twin, &failed)),
             Err(TxError::Store(e)) => Err(e),
         }
     }
@@ -318,7 +353,16 @@ impl TwinStore for DynamoTwinStore {
         }
     }
 
-    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>> {
+    async fn delete(&self, device_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Twin>> {
+        let key = tombstone_key(device_id);
+        let tombstone = TombstoneItem {
+            pk: key.pk,
+            sk: key.sk,
+            device_id: device_id.to_string(),
+            deleted_at: at,
+            deleted_at_ms: at.timestamp_millis(),
+            expires_at: (at + chrono::Duration::days(TOMBSTONE_TTL_DAYS)).timestamp(),
+        };
         for attempt in 1..=crate::service::MAX_TWIN_ATTEMPTS as u32 {
             let Some(current) = self.read(device_id).await? else {
                 return Ok(None);
@@ -334,6 +378,7 @@ impl TwinStore for DynamoTwinStore {
                     &name_key(&current.twin.meta.namespace, &current.twin.meta.name),
                     None,
                 )?,
+                t.put(encode("tombstone", &tombstone)?, None)?,
             ];
             for (k, v) in label_set(&current.twin) {
                 actions.push(t.delete(&Key::new(label_pk(&k, &v), device_id), None)?);
@@ -352,5 +397,59 @@ impl TwinStore for DynamoTwinStore {
             }
         }
         Err(StoreError::Conflict(format!("device {device_id}")))
+    }
+
+    async fn tombstone(&self, device_id: &str) -> StoreResult<Option<Tombstone>> {
+        let Some(item) = self.table.get(&tombstone_key(device_id)).await? else {
+            return Ok(None);
+        };
+        let t: TombstoneItem = decode("tombstone", item)?;
+        Ok(Some(Tombstone {
+            device_id: t.device_id,
+            deleted_at: t.deleted_at,
+        }))
+    }
+}
+
+impl DynamoTwinStore {
+    /// The twin item, its name reservation (both conditional on not existing: failed
+    /// conditions 0 and 1) and its label index items.
+    fn create_actions(&self, twin: &Twin, item: &TwinItem) -> StoreResult<Vec<TransactWriteItem>> {
+        let t = &self.table;
+        let mut actions = vec![
+            t.put(
+                encode("twin", item)?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?,
+            t.put(
+                encode("name reservation", &name_item(twin))?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?,
+        ];
+        for (k, v) in label_set(twin) {
+            let l = LabelItem {
+                pk: label_pk(&k, &v),
+                sk: item.device_id.clone(),
+                device_id: item.device_id.clone(),
+            };
+            actions.push(t.put(encode("label index", &l)?, None)?);
+        }
+        Ok(actions)
+    }
+}
+
+fn created(twin: &Twin) -> Versioned<Twin> {
+    Versioned {
+        version: 1,
+        value: twin.clone(),
+    }
+}
+
+/// The `AlreadyExists` of a create whose conditions `failed` (see `create_actions`).
+fn already_exists(twin: &Twin, failed: &[usize]) -> StoreError {
+    if failed.contains(&0) {
+        StoreError::AlreadyExists(format!("device {}", twin.spec.device_id))
+    } else {
+        StoreError::AlreadyExists(format!("name {}", twin.display_name()))
     }
 }

@@ -1,6 +1,7 @@
 //! Every store on one embedded, on-disk [redb](https://docs.rs/redb) database.
 //!
 //! Tables: `twins` (id -> version + twin JSON), `twin_names` (namespace/name -> id),
+//! `twin_tombstones` (id -> tombstone of a deleted device),
 //! `schemas` (id -> stored schema), `commands`, `events` (id -> event) with
 //! `events_by_time` (time:id), `telemetry` ((device, measure, time, seq) -> values) and
 //! `telemetry_series` ((device, measure) -> count, last time).

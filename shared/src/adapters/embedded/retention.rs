@@ -1,13 +1,15 @@
 //! Pruning the embedded store like DynamoDB TTL would: events and finished commands
-//! older than the retention.
+//! older than the retention, tombstones older than [`TOMBSTONE_TTL_DAYS`].
 
 use chrono::{DateTime, Utc};
 use redb::ReadableTable;
 
-use super::store::{from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME};
+use super::store::{
+    from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME, TWIN_TOMBSTONES,
+};
 use super::EmbeddedStore;
 use crate::domain::CommandRecord;
-use crate::ports::StoreResult;
+use crate::ports::{StoreResult, Tombstone, TOMBSTONE_TTL_DAYS};
 
 /// How long finished records are kept.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +28,8 @@ impl Default for Retention {
 }
 
 impl EmbeddedStore {
-    /// Deletes events and finished commands older than the retention (the embedded
-    /// equivalent of DynamoDB TTL). Returns how many items went.
+    /// Deletes events and finished commands older than the retention and expired
+    /// tombstones (the embedded equivalent of DynamoDB TTL). Returns how many items went.
     pub async fn prune(&self, now: DateTime<Utc>, retention: Retention) -> StoreResult<usize> {
         self.writing(move |tx| {
             let mut removed = 0;
@@ -59,6 +61,20 @@ impl EmbeddedStore {
             }
             for id in old {
                 commands.remove(id.as_str()).map_err(unavailable)?;
+                removed += 1;
+            }
+            let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
+            let cutoff = now - chrono::Duration::days(TOMBSTONE_TTL_DAYS);
+            let mut old = Vec::new();
+            for row in tombstones.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let t: Tombstone = from_json(v.value())?;
+                if t.deleted_at < cutoff {
+                    old.push(k.value().to_string());
+                }
+            }
+            for id in old {
+                tombstones.remove(id.as_str()).map_err(unavailable)?;
                 removed += 1;
             }
             Ok(removed)

@@ -11,6 +11,8 @@ use crate::ports::{StoreError, StoreResult};
 
 pub(super) const TWINS: TableDefinition<&str, &[u8]> = TableDefinition::new("twins");
 pub(super) const TWIN_NAMES: TableDefinition<&str, &str> = TableDefinition::new("twin_names");
+pub(super) const TWIN_TOMBSTONES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("twin_tombstones");
 pub(super) const SCHEMAS: TableDefinition<&str, &[u8]> = TableDefinition::new("schemas");
 pub(super) const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
 pub(super) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
@@ -99,6 +101,7 @@ impl EmbeddedStore {
         write(&db, |tx| {
             tx.open_table(TWINS).map_err(unavailable)?;
             tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+            tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
             tx.open_table(SCHEMAS).map_err(unavailable)?;
             tx.open_table(COMMANDS).map_err(unavailable)?;
             tx.open_table(EVENTS).map_err(unavailable)?;

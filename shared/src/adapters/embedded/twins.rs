@@ -1,12 +1,15 @@
-//! Twins in the embedded store: `twins` (id -> version and twin) and `twin_names`
-//! (namespace/name -> id), written together in one transaction.
+//! Twins in the embedded store: `twins` (id -> version and twin), `twin_names`
+//! (namespace/name -> id) and `twin_tombstones` (id -> tombstone of a deleted device),
+//! written together in one transaction.
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable};
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
     from_json, get_json, read, to_json, unavailable, EmbeddedStore, TWINS, TWIN_NAMES,
+    TWIN_TOMBSTONES,
 };
 use super::MAX_ITEM_BYTES;
 use crate::domain::{Targets, Twin, Versioned};
@@ -102,25 +105,34 @@ impl TwinStore for EmbeddedStore {
         let twin = twin.clone();
         let bytes = twin_row(&twin, 1)?;
         self.writing(move |tx| {
-            let id = twin.spec.device_id.as_str();
-            let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
-            let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
-            if twins.get(id).map_err(unavailable)?.is_some() {
-                return Err(StoreError::AlreadyExists(format!("device {id}")));
+            let created = insert_new(tx, twin, &bytes)?;
+            let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
+            tombstones
+                .remove(created.value.spec.device_id.as_str())
+                .map_err(unavailable)?;
+            Ok(created)
+        })
+        .await
+    }
+
+    async fn provision(
+        &self,
+        twin: &Twin,
+        revive_after: Option<DateTime<Utc>>,
+    ) -> StoreResult<Provisioned> {
+        let twin = twin.clone();
+        let bytes = twin_row(&twin, 1)?;
+        self.writing(move |tx| {
+            let id = twin.spec.device_id.clone();
+            let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
+            if let Some(t) = get_json::<Tombstone>(&tombstones, &id)? {
+                if revive_after.is_none_or(|r| r <= t.deleted_at) {
+                    return Ok(Provisioned::Deleted(t));
+                }
+                tombstones.remove(id.as_str()).map_err(unavailable)?;
             }
-            let nk = name_key(&twin.meta.namespace, &twin.meta.name);
-            if names.get(nk.as_str()).map_err(unavailable)?.is_some() {
-                return Err(StoreError::AlreadyExists(format!(
-                    "name {}",
-                    twin.display_name()
-                )));
-            }
-            twins.insert(id, bytes.as_slice()).map_err(unavailable)?;
-            names.insert(nk.as_str(), id).map_err(unavailable)?;
-            Ok(Versioned {
-                version: 1,
-                value: twin,
-            })
+            drop(tombstones);
+            insert_new(tx, twin, &bytes).map(Provisioned::Created)
         })
         .await
     }
@@ -164,8 +176,12 @@ impl TwinStore for EmbeddedStore {
         .await
     }
 
-    async fn delete(&self, device_id: &str) -> StoreResult<Option<Twin>> {
+    async fn delete(&self, device_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Twin>> {
         let id = device_id.to_string();
+        let tombstone = to_json(&Tombstone {
+            device_id: id.clone(),
+            deleted_at: at,
+        })?;
         self.writing(move |tx| {
             let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
             let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
@@ -176,9 +192,46 @@ impl TwinStore for EmbeddedStore {
             if let Some(row) = &row {
                 let nk = name_key(&row.twin.meta.namespace, &row.twin.meta.name);
                 names.remove(nk.as_str()).map_err(unavailable)?;
+                let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
+                tombstones
+                    .insert(id.as_str(), tombstone.as_slice())
+                    .map_err(unavailable)?;
             }
             Ok(row.map(|r| r.twin))
         })
         .await
     }
+
+    async fn tombstone(&self, device_id: &str) -> StoreResult<Option<Tombstone>> {
+        let id = device_id.to_string();
+        self.reading(move |tx| {
+            let t = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
+            get_json(&t, &id)
+        })
+        .await
+    }
+}
+
+/// Inserts a new twin (version 1) and its name, refusing a taken id or name.
+fn insert_new(tx: &WriteTransaction, twin: Twin, bytes: &[u8]) -> StoreResult<Versioned<Twin>> {
+    let id = twin.spec.device_id.as_str();
+    let mut twins = tx.open_table(TWINS).map_err(unavailable)?;
+    let mut names = tx.open_table(TWIN_NAMES).map_err(unavailable)?;
+    if twins.get(id).map_err(unavailable)?.is_some() {
+        return Err(StoreError::AlreadyExists(format!("device {id}")));
+    }
+    let nk = name_key(&twin.meta.namespace, &twin.meta.name);
+    if names.get(nk.as_str()).map_err(unavailable)?.is_some() {
+        return Err(StoreError::AlreadyExists(format!(
+            "name {}",
+            twin.display_name()
+        )));
+    }
+    twins.insert(id, bytes).map_err(unavailable)?;
+    names.insert(nk.as_str(), id).map_err(unavailable)?;
+    drop((twins, names));
+    Ok(Versioned {
+        version: 1,
+        value: twin,
+    })
 }
