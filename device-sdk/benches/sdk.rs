@@ -186,7 +186,7 @@ fn main() {
         let started = Instant::now();
         let mut sent = 0;
         while sent < n {
-            match mir.send_telemetry(&env(sent)) {
+            match mir.send_telemetry(&env(sent)).await {
                 Ok(()) => sent += 1,
                 Err(_) => tokio::task::yield_now().await,
             }
