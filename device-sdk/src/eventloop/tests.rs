@@ -31,19 +31,28 @@ struct Offline {
 
 /// A device whose target refuses connections, not launched yet.
 fn offline_device(linger: Duration, persistence: Persistence, store: &SharedStore) -> Mir {
+    let options = StoreOptions {
+        persistence_type: Some(persistence),
+        ..Default::default()
+    };
+    offline_device_with(
+        crate::Builder::default().telemetry_linger(linger),
+        options,
+        store,
+    )
+}
+
+/// [`offline_device`] from `builder`, with these store options.
+fn offline_device_with(builder: crate::Builder, options: StoreOptions, store: &SharedStore) -> Mir {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let config = crate::Builder::default()
+    let config = builder
         .device_id("paused")
         .target(format!("mqtt://127.0.0.1:{port}"))
-        .telemetry_linger(linger)
         .backoff(Duration::from_secs(3600), Duration::from_secs(3600))
-        .store(StoreOptions {
-            persistence_type: Some(persistence),
-            ..Default::default()
-        })
+        .store(options)
         .env_vars(Vec::<(String, String)>::new())
         .resolve()
         .expect("valid");
@@ -340,4 +349,54 @@ async fn a_flush_still_waiting_when_the_event_loop_stops_fails_with_closed() {
     dev.stop().await;
     let flushed = flush.await.expect("joined");
     assert!(matches!(flushed, Err(SdkError::Closed)), "{flushed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_always_a_message_with_no_room_at_the_stores_cap_fails_with_store_full() {
+    let store = SharedStore::default();
+    let options = StoreOptions {
+        persistence_type: Some(Persistence::Always),
+        max_bytes: Some(10),
+        ..Default::default()
+    };
+    let mir = offline_device_with(crate::Builder::default(), options, &store);
+    let dev = Offline::launch(mir, store).await;
+    let sent = dev.mir.send_telemetry_raw("schema.v1.Env", env()).await;
+    assert!(matches!(sent, Err(SdkError::StoreFull)), "{sent:?}");
+    assert_eq!(dev.store.lock().stats().records, 0);
+    assert_eq!(dev.mir.status().dropped_messages, 1);
+    dev.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_always_a_send_whose_future_is_dropped_is_still_committed() {
+    let dev = Offline::start_with(Duration::from_millis(50), Persistence::Always).await;
+    drop(dev.mir.send_telemetry_raw("schema.v1.Env", env()));
+    dev.mir.flush().await.expect("flushed");
+    assert_eq!(dev.store.lock().stats().messages, 1);
+    dev.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_waits_for_room_in_a_full_queue_instead_of_failing() {
+    let store = SharedStore::default();
+    let options = StoreOptions {
+        persistence_type: Some(Persistence::IfOffline),
+        ..Default::default()
+    };
+    let mir = offline_device_with(crate::Builder::default().queue_capacity(1), options, &store);
+    let dev = Offline::launch(mir, store).await;
+    // The event loop has not run since: the one place in the queue is taken.
+    dev.mir
+        .send_telemetry_raw("schema.v1.Env", env())
+        .await
+        .expect("queued");
+    let full = dev.mir.send_telemetry_raw("schema.v1.Env", env()).await;
+    assert!(
+        matches!(full, Err(SdkError::QueueFull { capacity: 1 })),
+        "{full:?}"
+    );
+    dev.mir.flush().await.expect("flushed once there was room");
+    assert_eq!(dev.store.lock().stats().messages, 1);
+    dev.stop().await;
 }

@@ -371,3 +371,31 @@ fn a_restarted_device_never_gives_a_new_message_a_sequence_number_used_before() 
     let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 }
+
+#[test]
+fn with_always_a_flush_after_a_failed_write_waits_for_the_puback() {
+    let now = t0();
+    let store = SharedStore::default();
+    let mut s = always(&store).connected(now);
+    store.fail_appends(true);
+    s.push_telemetry(item(ENV, 16, now), now).expect("fits");
+    s.flush(now, 1);
+    s.settle();
+    assert!(
+        s.take_settled().is_empty(),
+        "in memory only, not acknowledged"
+    );
+    let mut net = FakeNet::default();
+    net.send(&mut s, 10);
+    net.ack_all(&mut s, now);
+    assert_eq!(ok_ids(&s.take_settled()), vec![1]);
+}
+
+#[test]
+fn sequence_numbers_start_at_the_clock_in_microseconds_on_an_empty_store() {
+    let now = t0();
+    let store = SharedStore::default();
+    let mut s = always(&store).build(now);
+    let seq = s.push_telemetry(item(ENV, 16, now), now).expect("fits");
+    assert_eq!(Ok(seq), u64::try_from(now.unix_ns / 1_000));
+}
