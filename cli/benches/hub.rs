@@ -136,7 +136,7 @@ async fn main() {
                     station: "bench".into(),
                 };
                 loop {
-                    match mir.send_telemetry(&env) {
+                    match mir.send_telemetry(&env).await {
                         Ok(()) => break,
                         Err(SdkError::QueueFull { .. }) => {
                             tokio::time::sleep(Duration::from_millis(2)).await

@@ -43,7 +43,8 @@ async fn probe(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
                 mir.send_telemetry(&Env {
                     ts,
                     ..Default::default()
-                })?;
+                })
+                .await?;
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
@@ -72,7 +73,7 @@ async fn probe(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
                     station: "roof".into(),
                     ..Default::default()
                 };
-                match mir.send_telemetry(&env) {
+                match mir.send_telemetry(&env).await {
                     Ok(()) => sent += 1,
                     Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
                 }

@@ -126,7 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             raining: rand::random_bool(0.2),
             station: station.clone(),
         };
-        if let Err(e) = mir.send_telemetry(&env) {
+        if let Err(e) = mir.send_telemetry(&env).await {
             tracing::error!("error sending telemetry: {e}");
         }
     }

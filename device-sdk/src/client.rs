@@ -3,10 +3,12 @@
 use std::{
     fmt::{self, Display},
     future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -15,10 +17,10 @@ use mir_proto::{
     wire::{PropertyValue, TelemetryItem},
     DeviceId,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    config::{Builder, Config, Target},
+    config::{Builder, Config, Persistence, Target},
     eventloop,
     handlers::{
         command_fn, property_fn, raw_command_fn, raw_property_fn, CommandFn, PropertyFn,
@@ -29,12 +31,22 @@ use crate::{
     SdkError,
 };
 
-/// What the application hands to the event loop (never blocking: `try_send`).
+/// Where the event loop answers a caller that waits on it.
+pub(crate) type Done = oneshot::Sender<Result<(), SdkError>>;
+
+/// What the application hands to the event loop (sends never wait for room: `try_send`).
 #[derive(Debug)]
 pub(crate) enum AppRequest {
-    Telemetry(TelemetryItem),
+    /// A telemetry message; `done` (with [`Persistence::Always`] over a store) is
+    /// answered once it is committed.
+    Telemetry {
+        item: TelemetryItem,
+        done: Option<Done>,
+    },
     Reported(PropertyValue),
     PropertyRegistered(String),
+    /// [`Mir::flush`].
+    Flush(Done),
 }
 
 /// Connection and queue status, as seen by the event loop.
@@ -55,6 +67,8 @@ pub struct Status {
 
 struct Inner {
     config: Arc<Config>,
+    /// Sends wait for the store's commit ([`Persistence::Always`] over a store).
+    commits: bool,
     store: Mutex<Option<Box<dyn Store>>>,
     tx: mpsc::Sender<AppRequest>,
     rx: Mutex<Option<mpsc::Receiver<AppRequest>>>,
@@ -88,8 +102,10 @@ impl Mir {
     pub(crate) fn new(config: Config, store: Option<Box<dyn Store>>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (status, _) = watch::channel(Status::default());
+        let commits = config.persistence == Persistence::Always && store.is_some();
         Self {
             inner: Arc::new(Inner {
+                commits,
                 config: Arc::new(config),
                 store: Mutex::new(store),
                 tx,
@@ -179,26 +195,82 @@ impl Mir {
         self
     }
 
-    /// Sends a telemetry message. Never blocks: the message joins the current batch,
-    /// sent within the linger (default 50 ms) or as soon as the batch is full.
-    pub fn send_telemetry<M: prost::Message + prost::Name>(&self, msg: &M) -> Result<(), SdkError> {
+    /// Sends a telemetry message: it is accepted (given its `seq` and `sent_at_ns`)
+    /// and queued at once, in call order, and the returned future says what became of
+    /// it. It never waits for the network or for room in the queue (a full queue is
+    /// [`SdkError::QueueFull`]).
+    ///
+    /// - [`Persistence::Always`] with a store folder: the future resolves once the
+    ///   message is committed to the offline store (one redb commit, fsync'd): from then
+    ///   on it survives the process being killed and is replayed, with the same `seq`
+    ///   and `sent_at_ns`, until the broker acknowledges it. Messages sent while a
+    ///   commit runs share the next one, so concurrent sends cost one commit per round,
+    ///   not one each (the linger does not apply). Errors: [`SdkError::NotStored`] (the
+    ///   write failed: still queued, in memory only), [`SdkError::StoreFull`] (no room
+    ///   at the store's cap: dropped), [`SdkError::NotLaunched`] (nothing accepted: the
+    ///   commit needs the event loop).
+    /// - [`Persistence::IfOffline`], [`Persistence::NoStorage`], or no store folder: the
+    ///   future resolves at once; the message joins the current batch, sent within the
+    ///   linger (default 50 ms) or as soon as the batch is full, and nothing about it is
+    ///   durable yet (see [`Mir::flush`]).
+    pub fn send_telemetry<M: prost::Message + prost::Name>(&self, msg: &M) -> SendTelemetry {
         self.send_telemetry_raw(&M::full_name(), msg.encode_to_vec().into())
     }
 
     /// Sends a telemetry message given by its full name and encoded bytes (a message
-    /// known only at run time). Never blocks.
-    pub fn send_telemetry_raw(&self, name: &str, payload: Bytes) -> Result<(), SdkError> {
+    /// known only at run time), as [`Mir::send_telemetry`] does.
+    pub fn send_telemetry_raw(&self, name: &str, payload: Bytes) -> SendTelemetry {
         let item = TelemetryItem {
             name: name.to_string(),
             payload,
             seq: 0,
             sent_at_ns: unix_ns(),
         };
-        check_item_fits(&item)?;
-        self.try_send(AppRequest::Telemetry(item))
+        if let Err(e) = check_item_fits(&item) {
+            return SendTelemetry::ready(Err(e));
+        }
+        if !self.inner.commits {
+            let done = None;
+            return SendTelemetry::ready(self.try_send(AppRequest::Telemetry { item, done }));
+        }
+        if !self.inner.launched.load(Ordering::SeqCst) {
+            return SendTelemetry::ready(Err(SdkError::NotLaunched));
+        }
+        let (tx, rx) = oneshot::channel();
+        let done = Some(tx);
+        match self.try_send(AppRequest::Telemetry { item, done }) {
+            Ok(()) => SendTelemetry::waiting(rx),
+            Err(e) => SendTelemetry::ready(Err(e)),
+        }
     }
 
-    /// Reports a property (`ReportedProperties` with one value, time = now). Never blocks.
+    /// Closes the open telemetry batch and waits until every telemetry message and
+    /// reported property accepted before the call is safe: committed to the offline
+    /// store, or acknowledged by the broker (or dropped by a documented cap, counted
+    /// in [`Status::dropped_messages`]). With [`Persistence::Always`] that is the commit
+    /// of the last batch (or the PUBACK of a record whose write failed); with [`Persistence::IfOffline`] it is the broker's PUBACK while
+    /// online (or the write to the store if the connection drops first) and the
+    /// store's commit while offline; with [`Persistence::NoStorage`] or no store folder
+    /// only the PUBACK. It may wait as long as the device is offline: bound it with a
+    /// timeout. Waits for room in the queue; [`SdkError::NotLaunched`] before launch,
+    /// [`SdkError::Closed`] if the event loop stops first.
+    pub async fn flush(&self) -> Result<(), SdkError> {
+        if !self.inner.launched.load(Ordering::SeqCst) {
+            return Err(SdkError::NotLaunched);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(AppRequest::Flush(tx))
+            .await
+            .map_err(|_| SdkError::Closed)?;
+        rx.await.unwrap_or(Err(SdkError::Closed))
+    }
+
+    /// Reports a property (`ReportedProperties` with one value, time = now). Never
+    /// blocks: it is queued at once, and kept like telemetry until acknowledged (with
+    /// [`Persistence::Always`] its record is written with the next commit; await
+    /// [`Mir::flush`] to know it is).
     pub fn send_properties<M: prost::Message + prost::Name>(
         &self,
         msg: &M,
@@ -294,6 +366,50 @@ impl Mir {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(SdkError::Closed),
             Err(_) => Err(SdkError::ConnectTimeout(timeout)),
+        }
+    }
+}
+
+/// The future of [`Mir::send_telemetry`]: the message is queued already; it resolves
+/// once it is committed to the offline store ([`Persistence::Always`]), else at once.
+/// Dropping it does not withdraw the message.
+#[must_use = "the message is queued; await the send to know it is stored (persistence: always)"]
+#[derive(Debug)]
+pub struct SendTelemetry {
+    state: SendState,
+}
+
+#[derive(Debug)]
+enum SendState {
+    Ready(Option<Result<(), SdkError>>),
+    Waiting(oneshot::Receiver<Result<(), SdkError>>),
+}
+
+impl SendTelemetry {
+    fn ready(result: Result<(), SdkError>) -> Self {
+        Self {
+            state: SendState::Ready(Some(result)),
+        }
+    }
+
+    fn waiting(rx: oneshot::Receiver<Result<(), SdkError>>) -> Self {
+        Self {
+            state: SendState::Waiting(rx),
+        }
+    }
+}
+
+impl Future for SendTelemetry {
+    type Output = Result<(), SdkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            // Polled again after it resolved: the answer was given.
+            SendState::Ready(result) => Poll::Ready(result.take().unwrap_or(Err(SdkError::Closed))),
+            // The event loop stopped before answering.
+            SendState::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|answer| answer.unwrap_or(Err(SdkError::Closed))),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Errors: [`BuildError`] when configuring a device, [`SdkError`] while it runs.
 
-use std::{io, path::PathBuf, time::Duration};
+use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
 use mir_proto::InvalidDeviceId;
+
+use crate::store::StoreError;
 
 /// Why [`crate::Builder::build`] refused the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,25 @@ pub enum SdkError {
     /// The event loop has stopped (shutdown) or was never launched and its queue is gone.
     #[error("the device event loop has stopped")]
     Closed,
+    /// A send with [`crate::Persistence::Always`], or a [`crate::Mir::flush`], before
+    /// [`crate::Mir::launch`]: they wait for the event loop, which is not running. The
+    /// message was not accepted.
+    #[error(
+        "launch() the device first: this call waits for the event loop (the offline store's writes)"
+    )]
+    NotLaunched,
+    /// With [`crate::Persistence::Always`]: the offline store could not write the
+    /// message. It stays queued in memory and is still sent, but a crash before the
+    /// broker acknowledges it loses it.
+    #[error("the message is not in the offline store ({source}); it stays queued in memory only")]
+    NotStored {
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// With [`crate::Persistence::Always`]: the offline store, at its cap, had no room
+    /// for the message even after dropping every older record; the message was dropped.
+    #[error("the offline store is at its cap with no room for the message: dropped")]
+    StoreFull,
     #[error("launch() was already called on this device")]
     AlreadyLaunched,
     #[error("not connected after {0:?}")]

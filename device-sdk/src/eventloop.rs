@@ -18,6 +18,7 @@
 //! batch at a time, in order) and feeds the answers back to the session.
 
 use std::{
+    collections::HashMap,
     future::Future,
     panic::AssertUnwindSafe,
     pin::Pin,
@@ -39,11 +40,15 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     backoff::{seed, Backoff},
-    client::{AppRequest, Status},
+    client::{AppRequest, Done, Status},
     config::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION},
     handlers::{CommandFn, SharedRegistry},
-    session::{error_response, unix_ns, Action, Now, Request, Session, SessionConfig, StoreReply},
+    session::{
+        error_response, unix_ns, Action, NotStored, Now, Request, Session, SessionConfig,
+        StoreReply, WaitId,
+    },
     store::Store,
+    SdkError,
 };
 
 pub(crate) mod store_task;
@@ -170,6 +175,8 @@ pub(crate) async fn run(
         status,
         done_tx,
         prop_tx,
+        waiters: HashMap::new(),
+        next_wait: 1,
     };
     // A device that boots offline runs its property handlers with the cached values.
     let names = driver.registry.read().property_names();
@@ -216,6 +223,7 @@ pub(crate) async fn run(
         driver.session.on_timer(now());
         driver.drain();
         driver.run_store_ops();
+        driver.answer_waiters();
         driver.publish_status();
     }
 
@@ -246,9 +254,37 @@ struct Driver {
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
     prop_tx: mpsc::UnboundedSender<PropertyValue>,
+    /// Callers waiting on the session (sends with `always`, flushes), by wait id.
+    waiters: HashMap<WaitId, Done>,
+    next_wait: WaitId,
+}
+
+/// The error a caller gets for a message that did not reach the store.
+fn not_stored_error(why: NotStored) -> SdkError {
+    match why {
+        NotStored::Failed(source) => SdkError::NotStored { source },
+        NotStored::Dropped => SdkError::StoreFull,
+    }
 }
 
 impl Driver {
+    /// Answers the callers whose waits the session settled.
+    fn answer_waiters(&mut self) {
+        for (id, result) in self.session.take_settled() {
+            if let Some(done) = self.waiters.remove(&id) {
+                // A caller that stopped waiting is fine.
+                let _ = done.send(result.map_err(not_stored_error));
+            }
+        }
+    }
+
+    fn wait_for(&mut self, done: Done) -> WaitId {
+        let id = self.next_wait;
+        self.next_wait += 1;
+        self.waiters.insert(id, done);
+        id
+    }
+
     /// Hands the store operations the session asked for to the store task.
     fn run_store_ops(&mut self) {
         let ops = self.session.take_store_ops();
@@ -351,10 +387,25 @@ impl Driver {
 
     fn on_app_request(&mut self, request: AppRequest) {
         match request {
-            AppRequest::Telemetry(item) => {
+            AppRequest::Telemetry { item, done: None } => {
                 if let Err(e) = self.session.push_telemetry(item, now()) {
                     tracing::error!("telemetry refused: {e}");
                 }
+            }
+            AppRequest::Telemetry {
+                item,
+                done: Some(done),
+            } => {
+                let id = self.wait_for(done);
+                if let Err(e) = self.session.push_telemetry_awaited(item, now(), id) {
+                    if let Some(done) = self.waiters.remove(&id) {
+                        let _ = done.send(Err(e));
+                    }
+                }
+            }
+            AppRequest::Flush(done) => {
+                let id = self.wait_for(done);
+                self.session.flush(now(), id);
             }
             AppRequest::Reported(value) => {
                 if let Err(e) = self.session.push_reported(value, now()) {
@@ -430,7 +481,7 @@ impl Driver {
         app_rx: &mut mpsc::Receiver<AppRequest>,
     ) {
         while let Ok(request) = app_rx.try_recv() {
-            if let AppRequest::Telemetry(_) | AppRequest::Reported(_) = request {
+            if !matches!(request, AppRequest::PropertyRegistered(_)) {
                 self.on_app_request(request);
             }
         }
@@ -459,6 +510,7 @@ impl Driver {
             self.session.on_timer(now());
             self.drain();
             self.run_store_ops();
+            self.answer_waiters();
         }
         if let Some(client) = self.client.take() {
             if client.try_disconnect().is_ok() {
@@ -484,6 +536,8 @@ impl Driver {
             self.on_store_replies(replies);
             self.run_store_ops();
         }
+        // The rest (flushes waiting for a PUBACK) get `Closed` when the driver goes.
+        self.answer_waiters();
         tracing::info!(device = %self.config.device_id, "stopped");
     }
 }

@@ -29,7 +29,7 @@
 //!
 //! let running = mir.launch(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! mir.wait_connected(Duration::from_secs(10)).await?;
-//! mir.send_telemetry(&Env { temperature: 21, ..Default::default() })?;
+//! mir.send_telemetry(&Env { temperature: 21, ..Default::default() }).await?;
 //! running.wait().await?;
 //! # Ok(())
 //! # }
@@ -71,8 +71,39 @@
 //! Reconnection: exponential backoff with full jitter, 1 s to 128 s by default
 //! ([`Builder::backoff`]); every connection subscribes again, says hello and pulls the
 //! desired properties; the MQTT session is persistent (`clean_session = false`) so the
-//! broker keeps commands for a device that is briefly away. Sends never block: they
-//! queue, or return [`SdkError::QueueFull`].
+//! broker keeps commands for a device that is briefly away. Sends never wait for the
+//! network or for room in the queue: they queue, or fail with [`SdkError::QueueFull`].
+//!
+//! # What is durable when
+//!
+//! "Durable" means: in the store file, committed (redb, fsync), so that it survives the
+//! process being killed (SIGKILL) or the power going, and is replayed after a restart
+//! on the same `localStore.folderPath`. "Safe" means durable, or acknowledged by the
+//! broker (PUBACK: the platform has it).
+//!
+//! | persistence | `send_telemetry(..).await` returns `Ok` | the message is durable | [`Mir::flush`]`().await` returns |
+//! |---|---|---|---|
+//! | `always`, with a store folder | once it is committed to the store | from that return until its PUBACK (then removed within 200 ms) | once everything accepted before it is committed (or, if its write failed, acknowledged) |
+//! | `ifoffline` (default) | at once (queued) | while offline: from the commit after its batch closes (the linger, default 50 ms); online: not on the device (it waits in memory for its PUBACK), unless the connection drops first (then it is written to the store) | once everything accepted before it is safe: its PUBACK while online, its commit while offline |
+//! | `nostorage`, or no store folder | at once (queued) | never | once everything accepted before it is acknowledged |
+//!
+//! - With `always`, messages sent while a commit runs share the next commit (group
+//!   commit): concurrent senders get one commit per round, a lone sequential sender one
+//!   commit per message (the linger does not apply: a batch closes as soon as the store
+//!   is free). A failed write is [`SdkError::NotStored`] (the message is still queued,
+//!   in memory only); no room at the store's cap even without older records is
+//!   [`SdkError::StoreFull`] (dropped). A send before [`Mir::launch`] is
+//!   [`SdkError::NotLaunched`], as the commit needs the event loop.
+//! - Reported properties ([`Mir::send_properties`]) never wait: with `always` their
+//!   record is committed with the next store write; [`Mir::flush`] waits for it.
+//! - A durable message stays durable until the broker acknowledges it, or until the
+//!   retention or the store's caps drop it (counted in [`Status::dropped_messages`]).
+//! - A replay after a restart publishes the stored batch as it was: every message keeps
+//!   its `seq` and `sent_at_ns`. The platform keys telemetry points by (device, measure,
+//!   time, seq), so a message delivered before the kill and replayed after it is stored
+//!   once. Sequence numbers are reserved in the store (blocks of 10,000) before they are
+//!   used and never start below the clock in microseconds, so a restarted device never
+//!   gives another message a `seq` it used before.
 //!
 //! ```
 //! use std::time::Duration;
@@ -93,7 +124,7 @@
 //!     .telemetry_linger(Duration::from_millis(10))
 //!     .build()?;
 //! let running = mir.launch(async {}).await?; // stops at once, after storing
-//! mir.send_telemetry(&Env { temperature: 21, ..Default::default() })?;
+//! mir.send_telemetry(&Env { temperature: 21, ..Default::default() }).await?;
 //! running.wait().await?;
 //! # Ok(())
 //! # }
@@ -105,8 +136,9 @@
 //!   [`Profile`], [`StoreOptions`], `device.yaml` and `MIR__` variables: everything is
 //!   validated by [`Builder::build`] ([`BuildError`]).
 //! - `client`: [`Mir`], the cloneable device handle: handler registration, sends
-//!   (never blocking: [`SdkError::QueueFull`] rather than waiting), [`Mir::launch`],
-//!   [`Status`].
+//!   ([`SdkError::QueueFull`] rather than waiting for room; [`SendTelemetry`] resolves
+//!   once the message is as durable as the persistence type says), [`Mir::flush`],
+//!   [`Mir::launch`], [`Status`].
 //! - `session`: the session state machine, free of I/O: what is sent on every connect
 //!   (subscriptions, `Hello` with the zlib-compressed schema, a pull of desired
 //!   properties, a heartbeat), telemetry batching under the 128 KB payload limit,
@@ -147,7 +179,7 @@ mod tls;
 mod test_support;
 
 pub use backoff::{Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN};
-pub use client::{Mir, Running, Status};
+pub use client::{Mir, Running, SendTelemetry, Status};
 pub use config::{
     default_config_paths, Builder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
     Secret, StoreOptions, Target, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT,

@@ -4,7 +4,7 @@ use std::{
     collections::HashSet,
     ops::{Deref, DerefMut},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     time::{Duration, Instant},
@@ -293,11 +293,13 @@ pub(crate) fn item(name: &str, payload_len: usize, now: Now) -> TelemetryItem {
 }
 
 /// A [`MemoryStore`] shared between sessions (a device restarting on the same store)
-/// and the test, whose appends fail while the test says so.
+/// and the test, whose appends fail while the test says so, and which counts its
+/// appends (one commit each).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedStore {
     store: Arc<Mutex<MemoryStore>>,
     fail_appends: Arc<AtomicBool>,
+    appends: Arc<AtomicUsize>,
 }
 
 impl SharedStore {
@@ -313,6 +315,25 @@ impl SharedStore {
     pub fn fail_appends(&self, fail: bool) {
         self.fail_appends.store(fail, Ordering::SeqCst);
     }
+
+    /// Appends (commits of records) that succeeded so far.
+    pub fn appends(&self) -> usize {
+        self.appends.load(Ordering::SeqCst)
+    }
+
+    /// The telemetry items in the store, oldest first.
+    pub fn items(&self) -> Vec<TelemetryItem> {
+        let records = self.lock().read_after(None, usize::MAX).expect("read");
+        records
+            .into_iter()
+            .filter(|r| r.kind == crate::store::RecordKind::Telemetry)
+            .flat_map(|r| {
+                <mir_proto::wire::TelemetryBatch as prost::Message>::decode(r.payload)
+                    .expect("a telemetry batch")
+                    .items
+            })
+            .collect()
+    }
 }
 
 impl Store for SharedStore {
@@ -323,7 +344,9 @@ impl Store for SharedStore {
                 reason: "appends fail".into(),
             });
         }
-        self.lock().append(records)
+        self.lock().append(records)?;
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
     fn read_after(&self, after: Option<u64>, max: usize) -> Result<Vec<Record>, StoreError> {
         self.lock().read_after(after, max)

@@ -74,7 +74,7 @@ async fn twenty_thousand_messages_survive_two_broker_restarts() {
                 temperature: (sent % 100) as i32,
                 ..Default::default()
             };
-            match dev.mir.send_telemetry(&env) {
+            match dev.mir.send_telemetry(&env).await {
                 Ok(()) => sent += 1,
                 Err(SdkError::QueueFull { .. }) => {
                     queue_full += 1;
@@ -101,7 +101,7 @@ async fn twenty_thousand_messages_survive_two_broker_restarts() {
                         ts: sent as i64,
                         ..Default::default()
                     };
-                    match dev.mir.send_telemetry(&env) {
+                    match dev.mir.send_telemetry(&env).await {
                         Ok(()) => {
                             sent += 1;
                             offline += usize::from(!connected);

@@ -90,6 +90,7 @@ async fn telemetry_arrives_in_batches_that_decode() {
                 temperature: i as i32,
                 ..Default::default()
             })
+            .await
             .expect("accepted");
     }
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -338,7 +339,10 @@ async fn after_a_broker_restart_on_the_same_port_the_device_reconnects_and_resub
     );
 
     // Telemetry sent while the broker was away is delivered after the reconnect.
-    dev.mir.send_telemetry(&Env::default()).expect("accepted");
+    dev.mir
+        .send_telemetry(&Env::default())
+        .await
+        .expect("accepted");
     broker.recorder.wait_on("mir/weather-restart/tlm", 1).await;
     dev.stop().await;
 }
@@ -356,10 +360,10 @@ async fn sends_never_block_without_a_broker() {
         .expect("build");
     // Before launch nothing drains the queue: it fills and says so.
     for _ in 0..8 {
-        mir.send_telemetry(&Env::default()).expect("queued");
+        mir.send_telemetry(&Env::default()).await.expect("queued");
     }
     assert!(matches!(
-        mir.send_telemetry(&Env::default()),
+        mir.send_telemetry(&Env::default()).await,
         Err(SdkError::QueueFull { capacity: 8 })
     ));
     let dev = launch(mir).await;
@@ -370,7 +374,7 @@ async fn sends_never_block_without_a_broker() {
     let started = std::time::Instant::now();
     let mut accepted = 0;
     for _ in 0..10_000 {
-        match dev.mir.send_telemetry(&Env::default()) {
+        match dev.mir.send_telemetry(&Env::default()).await {
             Ok(()) => accepted += 1,
             Err(SdkError::QueueFull { .. }) => tokio::task::yield_now().await,
             Err(e) => panic!("{e}"),
@@ -398,6 +402,7 @@ async fn stopping_flushes_the_open_batch() {
             temperature: 42,
             ..Default::default()
         })
+        .await
         .expect("accepted");
     dev.mir
         .wait_for_status(WAIT, |s| s.queued_messages == 1)
@@ -416,6 +421,46 @@ async fn stopping_flushes_the_open_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_returns_once_the_broker_has_acknowledged_everything_sent_before() {
+    let broker = TestBroker::start().await;
+    let mir = device(&broker, "weather-flushed")
+        .telemetry_linger(Duration::from_secs(60))
+        .build()
+        .expect("build");
+    let dev = launch_connected(mir).await;
+    for temperature in 0..10 {
+        dev.mir
+            .send_telemetry(&Env {
+                temperature,
+                ..Default::default()
+            })
+            .await
+            .expect("accepted");
+    }
+    dev.mir
+        .send_properties(&DataRateStatus { sec: 7 })
+        .expect("accepted");
+    tokio::time::timeout(WAIT, dev.mir.flush())
+        .await
+        .expect("flushed in time")
+        .expect("flushed");
+    // The broker acknowledges after its hooks ran: everything is recorded already.
+    let items: usize = broker
+        .recorder
+        .on("mir/weather-flushed/tlm")
+        .into_iter()
+        .map(|b| TelemetryBatch::decode(b).expect("batch").items.len())
+        .sum();
+    assert_eq!(items, 10, "not waiting for the 60 s linger");
+    assert_eq!(
+        broker.recorder.on("mir/weather-flushed/cfg/reported").len(),
+        1
+    );
+    assert_eq!(dev.mir.status().queued_messages, 0);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_too_large_for_one_payload_is_refused_at_send() {
     let broker = TestBroker::start().await;
     let mir = device(&broker, "weather-big").build().expect("build");
@@ -423,7 +468,7 @@ async fn a_message_too_large_for_one_payload_is_refused_at_send() {
         station: "x".repeat(mir_proto::MAX_PAYLOAD_BYTES),
         ..Default::default()
     };
-    match mir.send_telemetry(&huge) {
+    match mir.send_telemetry(&huge).await {
         Err(SdkError::PayloadTooLarge { name, size, limit }) => {
             assert_eq!(name, "schema.v1.Env");
             assert!(size > limit);

@@ -69,10 +69,13 @@ async fn child_device() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while ts < from + count {
         assert!(Instant::now() < deadline);
-        match mir.send_telemetry(&Env {
-            ts,
-            ..Default::default()
-        }) {
+        match mir
+            .send_telemetry(&Env {
+                ts,
+                ..Default::default()
+            })
+            .await
+        {
             Ok(()) => ts += 1,
             Err(SdkError::QueueFull { .. }) => tokio::time::sleep(Duration::from_millis(1)).await,
             Err(e) => panic!("send failed: {e}"),

@@ -96,6 +96,7 @@ async fn always_keeps_messages_on_disk_until_the_broker_acknowledges_them() {
                 ts,
                 ..Default::default()
             })
+            .await
             .expect("queued");
     }
     dev.mir

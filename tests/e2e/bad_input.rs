@@ -159,7 +159,7 @@ async fn oversized_payloads_are_refused_by_the_sdk_and_by_the_broker() {
         station: "x".repeat(200 * 1024),
         ..Default::default()
     };
-    let err = dev.mir.send_telemetry(&huge).unwrap_err();
+    let err = dev.mir.send_telemetry(&huge).await.unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
     let published = raw_publish(&hub, "bigraw", "mir/bigraw/tlm", vec![0u8; 200 * 1024]).await;
     assert!(

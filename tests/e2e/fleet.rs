@@ -309,6 +309,7 @@ async fn commands_and_config_are_edited_dry_run_and_sent_and_telemetry_is_listed
                 temperature: 20 + i,
                 ..Default::default()
             })
+            .await
             .unwrap();
     }
     let mut v = Value::Null;

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod fleet;
+mod kill;
 mod provision;
 mod quickstart;
 mod readme;
@@ -62,7 +63,7 @@ async fn a_device_announces_its_schema_streams_telemetry_and_is_seen_by_the_cli(
             raining: i % 2 == 0,
             station: "roof".into(),
         };
-        dev.mir.send_telemetry(&env).unwrap();
+        dev.mir.send_telemetry(&env).await.unwrap();
     }
     // THEN they are stored with those timestamps and fields, and read back.
     let mut rows = Value::Null;

@@ -231,6 +231,7 @@ async fn the_readmes_local_commands_run_as_written() {
                     temperature: 21,
                     ..Default::default()
                 })
+                .await
                 .unwrap();
             eventually(Duration::from_secs(10), "a stored reading", || {
                 rows(&hub.json(&["tlm", "query", "weather", "-n", "schema.v1.Env"])["rows"]) == 1

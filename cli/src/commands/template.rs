@@ -262,7 +262,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             temperature: 20.0 + 5.0 * (tick as f64 / 10.0).sin(),
             humidity: 50,
         };
-        if let Err(e) = mir.send_telemetry(&reading) {
+        if let Err(e) = mir.send_telemetry(&reading).await {
             tracing::warn!("telemetry not sent: {e}");
         }
         tick += 1;

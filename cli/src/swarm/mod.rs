@@ -397,7 +397,7 @@ async fn deploy(
                 }
                 let t = started.elapsed().as_secs_f64();
                 let payload = tlm.reading(t, now_ns(), &mut rand::rng());
-                match mir.send_telemetry_raw(&tlm.full_name, payload) {
+                match mir.send_telemetry_raw(&tlm.full_name, payload).await {
                     Ok(()) => stats.telemetry.fetch_add(1, Ordering::Relaxed),
                     Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
                 };

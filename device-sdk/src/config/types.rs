@@ -69,8 +69,10 @@ pub enum Persistence {
     /// drops); online messages wait in memory for their PUBACK.
     #[default]
     IfOffline,
-    /// Every message goes through the store first and leaves it on PUBACK: nothing is
-    /// lost even if the process is killed while online.
+    /// Every message goes through the store first and leaves it on PUBACK:
+    /// `send_telemetry(..).await` returns once the message is committed, so a message
+    /// it returned `Ok` for is not lost even if the process is killed while online
+    /// (see the crate docs, "What is durable when").
     Always,
 }
 

@@ -79,7 +79,10 @@ fn append(store: &mut dyn Store, mut records: Vec<Record>, room: &Room) -> Appen
             Ok(removed) => {
                 done.freed = removed;
                 if removed.bytes < need {
+                    let keys: Vec<u64> = records.iter().map(|r| r.key).collect();
                     done.dropped_new = Some(trim_oldest(&mut records, need - removed.bytes));
+                    let cut = keys.len() - records.len();
+                    done.dropped_keys = keys[..cut].to_vec();
                 }
             }
             Err(e) => done.room_error = Some(e),

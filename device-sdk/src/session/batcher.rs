@@ -100,6 +100,11 @@ impl Batcher {
         })
     }
 
+    /// When the open batch got its first item.
+    pub fn opened_at(&self) -> Option<Instant> {
+        self.opened_at
+    }
+
     /// When the open batch must leave.
     pub fn deadline(&self) -> Option<Instant> {
         self.opened_at.map(|t| t + self.linger)

@@ -13,6 +13,7 @@
 //!   the in-flight window and acknowledgements;
 //! - `properties`: desired values (newest wins, applied once, cached) and reported ones;
 //! - `store_op`: the store operations, their answers, what a store holds at boot;
+//! - `waits`: callers waiting until their messages are committed or safe;
 //! - `types`: clocks, requests, actions, configuration, counters.
 
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use mir_proto::{
 use prost::Message;
 
 use crate::{
+    config::Persistence,
     store::{RecordKind, StoreStats},
     SdkError,
 };
@@ -38,6 +40,7 @@ mod outbox;
 mod properties;
 mod store_op;
 mod types;
+mod waits;
 
 #[cfg(test)]
 use batcher::batch_entry_len;
@@ -57,6 +60,8 @@ pub(crate) use store_op::{
 pub(crate) use types::{
     unix_ns, Action, Counters, HandlerNames, Now, Publish, Request, SessionConfig,
 };
+use waits::Waits;
+pub(crate) use waits::{NotStored, Settled, WaitId};
 
 /// How often retention is applied to the store.
 pub(crate) const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -108,6 +113,7 @@ pub(crate) struct Session {
     next_retention: Option<Instant>,
     outbox: Outbox,
     properties: Properties,
+    waits: Waits,
 }
 
 impl std::fmt::Debug for Session {
@@ -163,6 +169,7 @@ impl Session {
             next_retention: None,
             outbox,
             properties: Properties::default(),
+            waits: Waits::default(),
             cfg,
         };
         if let Some(boot) = boot {
@@ -232,7 +239,10 @@ impl Session {
     pub fn on_store_reply(&mut self, reply: StoreReply) {
         self.outbox.store.answered(reply.stats);
         match reply.outcome {
-            StoreOutcome::Appended(appended) => self.outbox.on_appended(appended),
+            StoreOutcome::Appended(appended) => {
+                let settled = self.outbox.on_appended(appended);
+                self.waits.on_append(&settled);
+            }
             StoreOutcome::Read { ticket, result } => self.outbox.on_read(ticket, result),
             StoreOutcome::Removed(Ok(())) => {}
             StoreOutcome::Removed(Err(e)) => {
@@ -423,11 +433,38 @@ impl Session {
     }
 
     /// Accepts a telemetry item (its `seq` is assigned here) into the current batch.
-    pub fn push_telemetry(&mut self, mut item: TelemetryItem, now: Now) -> Result<u64, SdkError> {
+    pub fn push_telemetry(&mut self, item: TelemetryItem, now: Now) -> Result<u64, SdkError> {
+        self.accept_telemetry(item, now, None)
+    }
+
+    /// Accepts a telemetry item like [`Session::push_telemetry`], for a caller waiting
+    /// with `wait`: settled (see [`Session::take_settled`]) once the message is committed
+    /// to the store when [`Session::commits_telemetry`], else at once. Nothing is
+    /// settled when the item is refused.
+    pub fn push_telemetry_awaited(
+        &mut self,
+        item: TelemetryItem,
+        now: Now,
+        wait: WaitId,
+    ) -> Result<u64, SdkError> {
+        self.accept_telemetry(item, now, Some(wait))
+    }
+
+    fn accept_telemetry(
+        &mut self,
+        mut item: TelemetryItem,
+        now: Now,
+        wait: Option<WaitId>,
+    ) -> Result<u64, SdkError> {
         let seq = self.next_seq;
         item.seq = seq;
         if let Some(batch) = self.batcher.push(item, now.mono)? {
             self.queue_batch(batch, now);
+        }
+        match wait {
+            Some(id) if self.commits_telemetry() => self.waits.in_open_batch(id),
+            Some(id) => self.waits.settle_now(id),
+            None => {}
         }
         self.next_seq += 1;
         if self.next_seq >= self.seq_reserved {
@@ -438,13 +475,41 @@ impl Session {
 
     fn queue_batch(&mut self, batch: TelemetryBatch, now: Now) {
         let messages = u32::try_from(batch.items.len()).unwrap_or(u32::MAX);
-        self.outbox.add_record(
+        let (key, appended) = self.outbox.add_record(
             RecordKind::Telemetry,
             batch.encode_to_vec().into(),
             messages,
             now.unix_ns,
             self.connected,
         );
+        self.waits.batch_closed(key, appended);
+    }
+
+    /// Whether every telemetry message is committed to the store before anything else
+    /// ([`Persistence::Always`] over a store): its batch then closes as soon as no
+    /// append runs (so that the messages arriving during one commit share the next),
+    /// not at the linger.
+    pub fn commits_telemetry(&self) -> bool {
+        self.outbox.store.enabled() && self.cfg.persistence == Persistence::Always
+    }
+
+    /// The open batch is to close now: a commit is due and the store is free for it.
+    fn commit_due(&self) -> bool {
+        self.commits_telemetry() && self.batcher.len() > 0 && !self.outbox.is_appending()
+    }
+
+    /// A flush for a caller waiting with `wait`: closes the open batch; settled once
+    /// every telemetry message and reported property accepted so far is safe:
+    /// acknowledged by the broker or committed to the store (or dropped by a cap).
+    pub fn flush(&mut self, now: Now, wait: WaitId) {
+        self.flush_telemetry(now);
+        self.waits.barrier(self.outbox.next_key(), wait);
+    }
+
+    /// The waits settled since the last call, with how they ended.
+    pub fn take_settled(&mut self) -> Vec<Settled> {
+        let outbox = &self.outbox;
+        self.waits.take(|| outbox.first_unsafe_key())
     }
 
     /// Closes the current batch now (shutdown).
@@ -475,9 +540,10 @@ impl Session {
         self.outbox.store.push(StoreOp::Expire { cutoff_ns });
     }
 
-    /// Fires due timers: the telemetry linger, the heartbeat, store maintenance.
+    /// Fires due timers: the telemetry linger (with [`Persistence::Always`], as soon as
+    /// the store is free to commit the batch), the heartbeat, store maintenance.
     pub fn on_timer(&mut self, now: Now) {
-        if self.batcher.deadline().is_some_and(|d| d <= now.mono) {
+        if self.commit_due() || self.batcher.deadline().is_some_and(|d| d <= now.mono) {
             self.flush_telemetry(now);
         }
         if let Some(due) = self.next_heartbeat {
@@ -498,8 +564,13 @@ impl Session {
 
     /// When [`Session::on_timer`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let batch = if self.commit_due() {
+            self.batcher.opened_at()
+        } else {
+            self.batcher.deadline()
+        };
         [
-            self.batcher.deadline(),
+            batch,
             self.next_heartbeat,
             self.outbox.deletes_due(),
             self.next_retention,
@@ -590,6 +661,8 @@ pub(crate) fn error_response(id: String, error: String) -> CommandResponse {
     }
 }
 
+#[cfg(test)]
+mod durable_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

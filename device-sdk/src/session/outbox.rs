@@ -11,7 +11,8 @@
 //! is published.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -75,6 +76,17 @@ pub(super) struct OutboxConfig {
     pub reported_topic: String,
 }
 
+/// What became of the records of one answered append, by key.
+#[derive(Debug, Default)]
+pub(super) struct AppendSettled {
+    /// Committed to the store.
+    pub stored: Vec<u64>,
+    /// Dropped: even an empty store had no room for them.
+    pub dropped: Vec<u64>,
+    /// Not written, with the store's error: they are back in memory.
+    pub failed: Option<(Arc<StoreError>, Vec<u64>)>,
+}
+
 /// A read of the store not answered yet.
 #[derive(Debug, Clone, Copy)]
 struct PendingRead {
@@ -108,6 +120,8 @@ pub(super) struct Outbox {
     next_ticket: u64,
     /// Appends asked for so far.
     appends: u64,
+    /// The record keys of every append asked for and not answered yet, in order.
+    appending: VecDeque<Vec<u64>>,
     pending_deletes: Vec<u64>,
     deletes_due: Option<Instant>,
     next_key: u64,
@@ -140,6 +154,7 @@ impl Outbox {
             read: None,
             next_ticket: 1,
             appends: 0,
+            appending: VecDeque::new(),
             pending_deletes: Vec::new(),
             deletes_due: None,
             next_key,
@@ -212,7 +227,8 @@ impl Outbox {
         }
     }
 
-    /// A new record: to the store or to memory, as the persistence type says.
+    /// A new record: to the store or to memory, as the persistence type says. Returns
+    /// its key and whether an append of it was asked for.
     pub fn add_record(
         &mut self,
         kind: RecordKind,
@@ -220,9 +236,10 @@ impl Outbox {
         messages: u32,
         created_ns: i64,
         connected: bool,
-    ) {
+    ) -> (u64, bool) {
+        let key = self.next_key;
         let record = Record {
-            key: self.next_key,
+            key,
             kind,
             created_ns,
             messages,
@@ -240,6 +257,25 @@ impl Outbox {
         } else {
             self.keep_in_memory(record, true);
         }
+        (key, to_store)
+    }
+
+    /// The key the next record gets (above every record so far).
+    pub fn next_key(&self) -> u64 {
+        self.next_key
+    }
+
+    /// Whether an append asked for is not answered yet.
+    pub fn is_appending(&self) -> bool {
+        !self.appending.is_empty()
+    }
+
+    /// The oldest record neither acknowledged by the broker nor committed to the store
+    /// (in memory, or in an append not answered yet); records below it are safe.
+    pub fn first_unsafe_key(&self) -> Option<u64> {
+        let in_memory = self.memory.keys().next().copied();
+        let appending = self.appending.iter().flatten().min().copied();
+        in_memory.into_iter().chain(appending).min()
     }
 
     /// Keeps a record in memory. Over the byte cap the oldest record not yet handed to
@@ -288,21 +324,26 @@ impl Outbox {
         }
         self.appends += 1;
         self.disk_more = true;
+        self.appending
+            .push_back(records.iter().map(|r| r.key).collect());
         self.store.push(StoreOp::Append {
             records,
             room: self.cfg.room,
         });
     }
 
-    /// The store answered an append.
-    pub fn on_appended(&mut self, appended: Appended) {
+    /// The store answered an append (the oldest one asked for): what became of its
+    /// records.
+    pub fn on_appended(&mut self, appended: Appended) -> AppendSettled {
         let Appended {
             freed,
             disk_full,
             dropped_new,
+            dropped_keys,
             room_error,
             failed,
         } = appended;
+        let keys = self.appending.pop_front().unwrap_or_default();
         if freed.records > 0 {
             self.dropped_messages += freed.messages;
             tracing::warn!(
@@ -319,13 +360,27 @@ impl Outbox {
         if let Some(e) = room_error {
             tracing::error!("cannot make room in the offline store: {e}");
         }
+        let mut settled = AppendSettled::default();
         if let Some((e, records)) = failed {
             tracing::error!("cannot write to the offline store, keeping in memory: {e}");
+            let failed_keys = records.iter().map(|r| r.key).collect();
+            settled.failed = Some((Arc::new(e), failed_keys));
             // The store just failed: what does not fit in memory is dropped.
             for r in records {
                 self.keep_in_memory(r, false);
             }
         }
+        let not_stored: HashSet<u64> = dropped_keys
+            .iter()
+            .chain(settled.failed.iter().flat_map(|(_, keys)| keys))
+            .copied()
+            .collect();
+        settled.stored = keys
+            .into_iter()
+            .filter(|k| !not_stored.contains(k))
+            .collect();
+        settled.dropped = dropped_keys;
+        settled
     }
 
     /// The store answered a read.

@@ -58,6 +58,8 @@ pub(crate) struct Appended {
     /// Telemetry messages of the new records dropped because even an empty store had
     /// no room for them (`Some` when the store could not free enough).
     pub dropped_new: Option<u64>,
+    /// The keys of the new records so dropped (the oldest of the append).
+    pub dropped_keys: Vec<u64>,
     /// Making room failed (the records were appended all the same).
     pub room_error: Option<StoreError>,
     /// The append failed: these records go back to memory.

@@ -76,6 +76,11 @@ fn an_append_larger_than_the_cap_drops_its_own_oldest_records() {
     let records = vec![rec(1, 100), rec(2, 100), rec(3, 100)];
     let done = appended(execute(&mut *boxed, StoreOp::Append { records, room }));
     assert_eq!(done.dropped_new, Some(2));
+    assert_eq!(
+        done.dropped_keys,
+        vec![1, 2],
+        "the keys of the dropped records"
+    );
     assert_eq!(store.lock().stats().first_key, Some(3));
 }
 
