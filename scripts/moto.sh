@@ -60,7 +60,8 @@ start() {
   fi
   echo "moto: starting at $url (log: $logfile)" >&2
   # setsid: the server must outlive this script and not get the caller's signals.
-  setsid "$venv/bin/moto_server" -H "$host" -p "$port" >"$logfile" 2>&1 < /dev/null &
+  # Our wrapper of moto_server: DynamoDB writes serialized (see scripts/moto_server.py).
+  setsid "$venv/bin/python" "$root/scripts/moto_server.py" -H "$host" -p "$port" >"$logfile" 2>&1 < /dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 60); do
     if answers; then

@@ -1,14 +1,52 @@
 //! `scripts/redrive-failures.sh`, the documented way to redrive the failure queue, run
-//! as written against the AWS-compatible endpoint: the AWS CLI (not our code) creates
+//! as written against an AWS-compatible endpoint: the AWS CLI (not our code) creates
 //! the queue and the function, and a recording proxy shows what the script invoked.
+//!
+//! The test runs a moto server of its own (`scripts/moto.sh` on a free port): once a
+//! Lambda function exists in a moto server, its `/moto-api/data.json`, which other
+//! conformance tests read, fails (it asks Docker about the function).
 
 use std::process::Command;
 
 use mir_test_support::RecordingProxy;
 use serde_json::{json, Value};
 
-fn endpoint() -> String {
-    std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start)")
+/// A moto server of the test's own, stopped on drop.
+struct OwnMoto {
+    port: u16,
+}
+
+const MOTO_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/moto.sh");
+
+impl OwnMoto {
+    fn start() -> OwnMoto {
+        // The shared endpoint says moto is installed (scripts/moto.sh start ran).
+        std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let started = Command::new("bash")
+            .args([MOTO_SH, "start"])
+            .env("MOTO_PORT", port.to_string())
+            .status()
+            .expect("bash");
+        assert!(started.success(), "scripts/moto.sh start on {port}");
+        OwnMoto { port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .args([MOTO_SH, "stop"])
+            .env("MOTO_PORT", self.port.to_string())
+            .status();
+    }
 }
 
 /// Runs the AWS CLI against `url`; its JSON output.
@@ -92,7 +130,8 @@ fn queue_depth(url: &str, queue: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
 async fn the_redrive_script_invokes_each_failed_event_again_and_empties_the_queue() {
-    let url = endpoint();
+    let moto = OwnMoto::start();
+    let url = moto.url();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (queue_name, function) = (format!("failed-{id}"), format!("mir-telemetry-{id}"));
     let dir = tempfile::tempdir().unwrap();
