@@ -21,7 +21,8 @@ const MOTO_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/moto.sh")
 impl OwnMoto {
     fn start() -> OwnMoto {
         // The shared endpoint says moto is installed (scripts/moto.sh start ran).
-        std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start)");
+        std::env::var("MIR_TEST_AWS_ENDPOINT")
+            .expect("MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start)");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
