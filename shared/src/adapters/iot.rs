@@ -552,6 +552,14 @@ mod tests {
             .certificate_description
             .and_then(|d| d.certificate_arn)
             .expect("an arn");
+        // As `revoke` does (and so that moto keeps no policy attachment of a deleted
+        // certificate, which breaks its later deletes).
+        iot.detach_policy()
+            .policy_name(&policy)
+            .target(&arn)
+            .send()
+            .await
+            .expect("policy detached");
         let detacher = {
             let (iot, device) = (iot.clone(), device.clone());
             tokio::spawn(async move {
