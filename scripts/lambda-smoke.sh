@@ -72,18 +72,18 @@ else
   check 1 "mir-fn-api-events answers GET /v1/events with 200"
 fi
 
-# 2. A device route refuses a malformed event with an error (retry/dead-letter).
+# 2. A device route refuses a malformed event as a success, {"refused": ..., "retryable":
+# false}, so that AWS does not retry what a retry cannot fix (shared::failure::settle).
 bad='{"payload":"//8=","deviceId":"w1","clientId":"w1","receivedAt":1700000000000}'
 if cargo lambda invoke mir-fn-heartbeat --invoke-address 127.0.0.1 --invoke-port "$port" \
-  --data-ascii "$bad" >"$root/target/lambda-smoke-hb.out" 2>&1; then
-  check 1 "mir-fn-heartbeat fails a malformed heartbeat"
+  --data-ascii "$bad" >"$root/target/lambda-smoke-hb.out" 2>&1 \
+  && grep -q '"refused"' "$root/target/lambda-smoke-hb.out" \
+  && grep -qi "malformed" "$root/target/lambda-smoke-hb.out" \
+  && grep -q '"retryable":false' "$root/target/lambda-smoke-hb.out"; then
+  check 0 "mir-fn-heartbeat acknowledges a malformed heartbeat as refused, not retryable"
 else
-  if grep -qi "malformed" "$root/target/lambda-smoke-hb.out"; then
-    check 0 "mir-fn-heartbeat fails a malformed heartbeat"
-  else
-    cat "$root/target/lambda-smoke-hb.out" >&2
-    check 1 "mir-fn-heartbeat fails a malformed heartbeat"
-  fi
+  cat "$root/target/lambda-smoke-hb.out" >&2
+  check 1 "mir-fn-heartbeat acknowledges a malformed heartbeat as refused, not retryable"
 fi
 
 # 3. Every other function answers one invocation of its real event shape, in the order
@@ -114,15 +114,15 @@ for api in api-devices api-commands api-config api-telemetry; do
     check 1 "mir-fn-$api answers its GET route with 200"
   fi
 done
-# An answer to a command nobody sent is refused (not retried into a loop of effects).
+# An answer to a command nobody sent is refused, and acknowledged: a retry cannot fix it.
 if cargo lambda invoke mir-fn-command-response --invoke-address 127.0.0.1 --invoke-port "$port" \
-  --data-file scripts/fixtures/command-response-event.json >"$root/target/lambda-smoke-cr.out" 2>&1; then
-  check 1 "mir-fn-command-response refuses an unknown command id"
-elif grep -q "unknown command id" "$root/target/lambda-smoke-cr.out"; then
-  check 0 "mir-fn-command-response refuses an unknown command id"
+  --data-file scripts/fixtures/command-response-event.json >"$root/target/lambda-smoke-cr.out" 2>&1 \
+  && grep -q '"refused":"unknown command id' "$root/target/lambda-smoke-cr.out" \
+  && grep -q '"retryable":false' "$root/target/lambda-smoke-cr.out"; then
+  check 0 "mir-fn-command-response refuses an unknown command id, not retried"
 else
   cat "$root/target/lambda-smoke-cr.out" >&2
-  check 1 "mir-fn-command-response refuses an unknown command id"
+  check 1 "mir-fn-command-response refuses an unknown command id, not retried"
 fi
 
 if [[ "$failed" != 0 ]]; then
