@@ -223,8 +223,9 @@ pub(crate) async fn run(
         driver.session.on_timer(now());
         driver.drain();
         driver.run_store_ops();
-        driver.answer_waiters();
+        // The status first: a caller woken by its wait sees the state that settled it.
         driver.publish_status();
+        driver.answer_waiters();
     }
 
     driver.shutdown(&mut net_rx, &mut app_rx).await;

@@ -82,11 +82,19 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
         .stdin(SWARM)
         .spawn();
 
-    // THEN the 20 devices are online in their namespaces with the file's labels.
+    // THEN the 20 devices are online in their namespaces with the file's labels and
+    // their schema (presence and hello are separate invocations, in any order).
+    let has_schema = |t: &Value| {
+        t["status"]["schema"]["packageNames"]
+            .as_array()
+            .is_some_and(|p| p.contains(&json!("swarm.e2e")))
+    };
     eventually(Duration::from_secs(60), "15 sensors online in swa", || {
         let v = hub.json(&["device", "ls", "/swa"]);
         let r = rows(&v);
-        r.len() == 15 && r.iter().all(|t| t["status"]["online"] == true)
+        r.len() == 15
+            && r.iter()
+                .all(|t| t["status"]["online"] == true && has_schema(t))
     })
     .await;
     eventually(Duration::from_secs(30), "5 meters online in swb", || {
@@ -101,10 +109,7 @@ async fn a_swarm_file_deploys_groups_that_stream_echo_commands_and_report_proper
         json!({"type": "environmental", "site": "lab"})
     );
     assert_eq!(twin["meta"]["annotations"]["swarm"], "true");
-    assert!(twin["status"]["schema"]["packageNames"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("swarm.e2e")));
+    assert!(has_schema(&twin), "{twin}");
 
     // Telemetry with generated values: rand in range, int8 clamped, nested messages.
     let mut q = Value::Null;
