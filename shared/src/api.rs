@@ -12,7 +12,10 @@ use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{CommandStatus, Targets, Twin};
+use crate::domain::{
+    page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT},
+    CommandStatus, PageRequest, Targets, Twin,
+};
 use crate::ports::{StoreError, TelemetrySeries, MAX_STORED_ITEM_BYTES};
 use crate::telemetry::FieldValue;
 
@@ -107,6 +110,7 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(format!("changed concurrently, retry: {m}"))
             }
             StoreError::TooLarge(m) => ApiError::too_large(m),
+            StoreError::BadPageToken(t) => ApiError::bad_request(t.to_string()),
             StoreError::Unavailable { .. } => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry later")
@@ -217,6 +221,27 @@ impl ApiRequest {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The page asked for: `limit` (default [`DEFAULT_PAGE_LIMIT`], at most
+    /// [`MAX_PAGE_LIMIT`]) and `nextToken` (from the previous page).
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.query_value("limit") {
+            None => DEFAULT_PAGE_LIMIT,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE_LIMIT}, not {v:?}"
+                    )))
+                }
+            },
+        };
+        let token = self
+            .query_value("nextToken")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        Ok(PageRequest { limit, token })
+    }
+
     pub fn targets(&self) -> Result<Targets, ApiError> {
         Targets::from_query(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|e| ApiError::bad_request(e.to_string()))
@@ -285,9 +310,14 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 // ---- bodies ----
 
+/// `GET /v1/devices`: one page of twins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeviceList {
     pub devices: Vec<Twin>,
+    /// Pass it as `nextToken` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// `POST /v1/devices/{id}/certificate`.
@@ -449,11 +479,19 @@ pub struct TelemetryQueryResult {
     pub measure: String,
     pub columns: Vec<String>,
     pub rows: Vec<TelemetryRow>,
+    /// Pass it as `nextToken` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
+/// `GET /v1/events`: one page of the audit trail, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventList {
     pub events: Vec<crate::domain::Event>,
+    /// Pass it as `nextToken` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 impl From<crate::service::HandlerError> for ApiError {

@@ -199,6 +199,7 @@ mod tests {
                     .collect(),
                 })
                 .collect(),
+            next_token: None,
         }
     }
 

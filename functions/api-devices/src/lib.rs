@@ -55,7 +55,13 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, DeviceList), Ap
         .collect();
     devices
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
-    Ok((200, DeviceList { devices }))
+    Ok((
+        200,
+        DeviceList {
+            devices,
+            next_token: None,
+        },
+    ))
 }
 
 async fn get(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {

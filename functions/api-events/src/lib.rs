@@ -63,6 +63,7 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), Api
         200,
         EventList {
             events: deps.events.list(&f).await?,
+            next_token: None,
         },
     ))
 }

@@ -162,6 +162,7 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
             measure: name.to_string(),
             columns,
             rows,
+            next_token: None,
         },
     ))
 }

@@ -1,13 +1,15 @@
-//! The domain: twins, presence, device targets, events and commands. Pure data and rules, no I/O.
+//! The domain: twins, presence, device targets, events, commands and list pages. Pure data and rules, no I/O.
 
 pub mod command;
 pub mod event;
+pub mod page;
 pub mod presence;
 pub mod targets;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
 pub use event::{Event, EventFilter, EventReason, EventType};
+pub use page::{Page, PageRequest};
 pub use targets::{NameRef, Targets};
 pub use twin::{Twin, Versioned};
 

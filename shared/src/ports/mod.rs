@@ -29,6 +29,9 @@ pub enum StoreError {
     TooLarge(String),
     #[error("invalid stored data: {0}")]
     Corrupt(String),
+    /// The caller's page token is not one this store gave out.
+    #[error(transparent)]
+    BadPageToken(#[from] crate::domain::page::BadPageToken),
     /// The store could not be reached or refused for now (throttling, network).
     #[error("store unavailable: {message}")]
     Unavailable {
@@ -63,6 +66,7 @@ impl StoreError {
             StoreError::NotFound(_) => 404,
             StoreError::AlreadyExists(_) | StoreError::Conflict(_) => 409,
             StoreError::TooLarge(_) => 413,
+            StoreError::BadPageToken(_) => 400,
             StoreError::Corrupt(_) => 500,
             StoreError::Unavailable { .. } => 503,
         }
