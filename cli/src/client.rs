@@ -18,6 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a whole request; commands wait at most 25 s on the server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Devices asked for per page: well under Lambda's 6 MB response limit for twins of
+/// a few KB.
+const DEVICE_PAGE: usize = 500;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the Mir API at {url}: is `mir local` running? (start it with `mir local`, or choose another API with --api or `mir ctx`)")]
@@ -168,9 +172,33 @@ impl Client {
 
     // ---- devices ----
 
+    /// Every device `targets` selects, following the API's pages (`nextToken`).
     pub async fn list_devices(&self, targets: &Targets) -> ClientResult<DeviceList> {
-        self.call::<(), _>(Method::GET, &["v1", "devices"], &targets.to_query(), None)
-            .await
+        let mut devices = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = targets.to_query();
+            query.push(("limit", DEVICE_PAGE.to_string()));
+            if let Some(t) = token.take() {
+                query.push(("nextToken", t));
+            }
+            let page: DeviceList = self
+                .call::<(), _>(Method::GET, &["v1", "devices"], &query, None)
+                .await?;
+            devices.extend(page.devices);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => {
+                    devices.sort_by(|a, b| {
+                        (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
+                    });
+                    return Ok(DeviceList {
+                        devices,
+                        next_token: None,
+                    });
+                }
+            }
+        }
     }
 
     pub async fn create_device(&self, twin: &Twin) -> ClientResult<Twin> {

@@ -69,6 +69,7 @@ async fn device(
         sent_at_ns: 0,
         uptime_sec: 1,
         queued: 0,
+        ..Default::default()
     }
     .encode_to_vec();
     client

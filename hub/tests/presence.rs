@@ -165,6 +165,7 @@ async fn a_device_deleted_while_it_keeps_sending_heartbeats_stays_deleted() {
                 sent_at_ns: 0,
                 uptime_sec: n,
                 queued: 0,
+                ..Default::default()
             }
             .encode_to_vec();
             if c.publish("mir/hb1/hb", QoS::AtLeastOnce, false, hb)

@@ -150,7 +150,7 @@ where
         if edit(&mut twin)? == Change::Unchanged {
             return Ok(Some(current));
         }
-        match twins.update(&twin, current.version).await {
+        match twins.replace(&current, &twin).await {
             Ok(v) => return Ok(Some(v)),
             Err(StoreError::Conflict(_)) if attempt < MAX_TWIN_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_millis(jitter_ms(attempt))).await;

@@ -169,6 +169,7 @@ pub fn hello_event(id: &str, received_ms: i64) -> RuleEvent {
         compression: Compression::Zlib as i32,
         sdk_version: "test".into(),
         sent_at_ns: 0,
+        heartbeat_interval_sec: 30,
     };
     rule_event(id, &hello.encode_to_vec(), received_ms)
 }

@@ -56,6 +56,8 @@ pub struct TestHub {
     shutdown: Option<oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
     dir: tempfile::TempDir,
+    /// The table prefix on the AWS profiles.
+    aws_prefix: Option<String>,
 }
 
 impl TestHub {
@@ -76,6 +78,25 @@ impl TestHub {
             Ok(other) => panic!("MIR_E2E_PROFILE={other:?}: local or localstack"),
         }
         Self::start_with(cli, config, dir)
+    }
+
+    /// A hub on the AWS adapters at `MIR_TEST_AWS_ENDPOINT` (moto's server), with tables
+    /// `<prefix>-twins`, ... of a random prefix ([`TestHub::aws_table`]), whatever
+    /// `MIR_E2E_PROFILE` says. Panics without the endpoint: such tests are `#[ignore]`d.
+    pub fn start_aws(cli: Cli) -> TestHub {
+        let endpoint = std::env::var("MIR_TEST_AWS_ENDPOINT")
+            .expect("MIR_TEST_AWS_ENDPOINT: an AWS-compatible endpoint (scripts/moto.sh start)");
+        let dir = tempfile::tempdir().expect("a temporary data dir");
+        let mut config = Self::config(dir.path());
+        config.profile = Profile::Localstack;
+        config.aws_endpoint = endpoint;
+        config.aws_table_prefix = format!("e2e-{}", uuid::Uuid::new_v4().simple());
+        Self::start_with(cli, config, dir)
+    }
+
+    /// The name of the hub's table `name` (`twins`, `events`, ...) on the AWS profiles.
+    pub fn aws_table(&self, name: &str) -> Option<String> {
+        self.aws_prefix.as_ref().map(|p| format!("{p}-{name}"))
     }
 
     /// A hub over a temporary embedded database, whatever `MIR_E2E_PROFILE` says.
@@ -103,6 +124,8 @@ impl TestHub {
     }
 
     fn start_with(cli: Cli, config: HubConfig, dir: tempfile::TempDir) -> TestHub {
+        let aws_prefix =
+            (config.profile != Profile::Local).then(|| config.aws_table_prefix.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("test-hub")
@@ -132,6 +155,7 @@ impl TestHub {
             shutdown: Some(shutdown),
             runtime: Some(runtime),
             dir,
+            aws_prefix,
         }
     }
 

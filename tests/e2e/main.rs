@@ -9,6 +9,7 @@ mod provision;
 mod quickstart;
 mod readme;
 mod redrive;
+mod scale;
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -164,7 +164,8 @@ impl Builder {
         self
     }
 
-    /// Interval between heartbeats (default 30 s); one is also sent on every connect.
+    /// Interval between heartbeats (default 30 s, 15 min on the `aws` profile); one is
+    /// also sent on every connect, and `Hello` tells the cloud the interval.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.options.heartbeat_interval = Some(interval);
         self

@@ -581,6 +581,10 @@ fn profiles_set_the_target_and_the_ca() {
         .expect("valid");
     assert_eq!(c.profile, Profile::Aws);
     assert_eq!((c.target.scheme, c.target.port), (Scheme::Mqtts, 8883));
+    assert_eq!(
+        c.heartbeat_interval, AWS_HEARTBEAT_INTERVAL,
+        "idle devices stay cheap"
+    );
     assert!(c.tls.expect("tls").alpn_protocols.is_empty());
     // Port 443: ALPN x-amzn-mqtt-ca.
     let c = builder()

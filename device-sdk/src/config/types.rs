@@ -13,6 +13,12 @@ use crate::BuildError;
 pub const DEFAULT_TARGET: &str = "mqtt://127.0.0.1:1883";
 /// Default interval between heartbeats.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default interval between heartbeats on the `aws` profile: AWS IoT's lifecycle events
+/// tell the cloud when a device connects and disconnects, so a heartbeat only proves
+/// a quiet device is still there; every 15 minutes keeps an idle device at about a
+/// cent a month (docs/cost.md). The device reports it in `Hello`, and the cloud
+/// marks the device offline after three missed heartbeats.
+pub const AWS_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// Default batching window of telemetry.
 pub const DEFAULT_TELEMETRY_LINGER: Duration = Duration::from_millis(50);
 /// Default time a command handler may run (docs/architecture.md, Routes: commands time out

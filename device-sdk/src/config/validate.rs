@@ -14,9 +14,10 @@ use prost::Message;
 
 use super::{
     layers::{CredentialSource, Layer, Setting},
-    Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
+    Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
+    DEFAULT_TELEMETRY_LINGER,
 };
 use crate::{
     backoff::{DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN},
@@ -83,7 +84,10 @@ pub(super) fn resolve(
         Scheme::Mqtt => None,
     };
 
-    let heartbeat_interval = o.heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+    let heartbeat_interval = o.heartbeat_interval.unwrap_or(match profile {
+        Profile::Aws => AWS_HEARTBEAT_INTERVAL,
+        Profile::Local | Profile::Localstack => DEFAULT_HEARTBEAT_INTERVAL,
+    });
     if heartbeat_interval < Duration::from_millis(100) {
         return Err(invalid(
             "heartbeat_interval",

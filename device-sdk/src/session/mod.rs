@@ -311,6 +311,7 @@ impl Session {
             compression: self.cfg.schema_compression as i32,
             sdk_version: crate::SDK_VERSION.to_string(),
             sent_at_ns: now.unix_ns,
+            heartbeat_interval_sec: self.heartbeat_interval_sec(),
         };
         Request::Publish(Publish {
             topic: self.topics.hello.clone(),
@@ -318,11 +319,17 @@ impl Session {
         })
     }
 
+    /// The heartbeat interval as `Hello` and `Heartbeat` carry it (whole seconds, at least 1).
+    fn heartbeat_interval_sec(&self) -> u32 {
+        u32::try_from(self.cfg.heartbeat_interval.as_secs().max(1)).unwrap_or(u32::MAX)
+    }
+
     fn heartbeat(&self, now: Now) -> Request {
         let hb = Heartbeat {
             sent_at_ns: now.unix_ns,
             uptime_sec: now.mono.saturating_duration_since(self.started).as_secs(),
             queued: self.queued_messages(),
+            interval_sec: self.heartbeat_interval_sec(),
         };
         Request::Publish(Publish {
             topic: self.topics.heartbeat.clone(),

@@ -45,21 +45,23 @@ fn device_id(req: &ApiRequest) -> Result<DeviceId, ApiError> {
     DeviceId::new(req.path_param("deviceId")?).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Most twins in one page of `GET /v1/devices`: a thousand twins of a few KB stay well
+/// under Lambda's 6 MB response limit.
+pub const MAX_DEVICE_PAGE: usize = 1_000;
+
+/// One page of twins (`limit`, `nextToken`), sorted by namespace and name within it.
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, DeviceList), ApiError> {
-    let mut devices: Vec<Twin> = deps
-        .twins
-        .list(&req.targets()?)
-        .await?
-        .into_iter()
-        .map(|t| t.value)
-        .collect();
+    let mut page = req.page()?;
+    page.limit = page.limit.min(MAX_DEVICE_PAGE);
+    let found = deps.twins.list_page(&req.targets()?, &page).await?;
+    let mut devices: Vec<Twin> = found.items.into_iter().map(|t| t.value).collect();
     devices
         .sort_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)));
     Ok((
         200,
         DeviceList {
             devices,
-            next_token: None,
+            next_token: found.next_token,
         },
     ))
 }

@@ -4,20 +4,30 @@
 //! disconnect (delivered late) does not bring the device back online. A heartbeat of a
 //! deleted device changes nothing and never creates the device again.
 //!
+//! **Cost.** Most heartbeats are of an online device: they are one conditional write
+//! ([`TwinStore::beat`](mir_shared::ports::TwinStore::beat)), no read, no transaction;
+//! a duplicate, a late one, or one within a third of the staleness of the stored one
+//! writes nothing. Only a device coming online again (or unknown) takes the full
+//! read-modify-write.
+//!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use prost::Message;
 
 use mir_proto::{topics::DeviceTopic, wire::Heartbeat};
 use mir_shared::{
-    domain::{presence, Event, EventReason},
+    domain::{
+        presence::{self, Beat},
+        Event, EventReason,
+    },
+    ports::BeatWrite,
     rule_event::RuleEvent,
     service::{self, AfterDelete, Change, HandlerError},
 };
 
 mir_shared::deps! {
     /// The ports `heartbeat` uses.
-    pub struct Deps { twins, events }
+    pub struct Deps { twins, events, stale_after }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,9 +42,25 @@ pub struct HeartbeatOutcome {
 
 pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutcome, HandlerError> {
     let id = event.device()?;
-    Heartbeat::decode(event.payload_bytes()?.as_slice())
+    let hb = Heartbeat::decode(event.payload_bytes()?.as_slice())
         .map_err(HandlerError::malformed("Heartbeat"))?;
     let at = event.received_at();
+    let interval = (hb.interval_sec > 0).then_some(hb.interval_sec);
+    let fallback = deps.stale_after;
+    match deps
+        .twins
+        .beat(id.as_str(), &Beat::new(at, interval, fallback))
+        .await?
+    {
+        BeatWrite::Written | BeatWrite::Fresh => {
+            return Ok(HeartbeatOutcome {
+                device_id: id.to_string(),
+                came_online: false,
+                deleted: false,
+            })
+        }
+        BeatWrite::NotApplied => {}
+    }
     let cause = event.cause(DeviceTopic::Heartbeat);
     let mut outcome = HeartbeatOutcome {
         device_id: id.to_string(),
@@ -56,9 +82,14 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HeartbeatOutco
     }
     let mut came_online = false;
     let updated = service::update_twin(deps.twins, id.as_str(), |twin| {
+        let before = twin.status.clone();
         let change = presence::apply_heartbeat(&mut twin.status, at);
         came_online = change.came_online;
-        Ok(if change.changed {
+        if interval.is_some() {
+            twin.status.heartbeat_interval_sec = interval;
+        }
+        presence::set_stale_at(&mut twin.status, fallback);
+        Ok(if twin.status != before {
             Change::Changed
         } else {
             Change::Unchanged
@@ -103,6 +134,7 @@ mod tests {
             sent_at_ns: 1,
             uptime_sec: 2,
             queued: 0,
+            ..Default::default()
         }
         .encode_to_vec();
         let out = handle(&deps, &rule_event("w1", &hb, 2_000))

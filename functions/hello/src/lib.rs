@@ -20,7 +20,7 @@ use prost::Message;
 
 use mir_proto::{topics::DeviceTopic, wire::Hello};
 use mir_shared::{
-    domain::{Event, EventReason},
+    domain::{presence, Event, EventReason},
     ports::StoredSchema,
     rule_event::RuleEvent,
     schema::{self, Schema},
@@ -29,7 +29,7 @@ use mir_shared::{
 
 mir_shared::deps! {
     /// What the handler needs.
-    pub struct Deps { twins, schemas, events, cache, publisher }
+    pub struct Deps { twins, schemas, events, cache, publisher, stale_after }
 }
 
 /// What the handler did.
@@ -99,11 +99,22 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<HelloOutcome, 
     deps.cache.insert(id.as_str(), hash, decoded.clone());
 
     let names = package_names.clone();
+    let interval = (hello.heartbeat_interval_sec > 0).then_some(hello.heartbeat_interval_sec);
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
+        let new_interval = interval.is_some() && twin.status.heartbeat_interval_sec != interval;
+        if new_interval {
+            // The staleness follows the interval the device said.
+            twin.status.heartbeat_interval_sec = interval;
+            presence::set_stale_at(&mut twin.status, deps.stale_after);
+        }
         let s = &mut twin.status.schema;
         let newer = s.last_schema_fetch.is_none_or(|t| t < received_at);
         if s.package_names == names && !newer {
-            return Ok(Change::Unchanged);
+            return Ok(if new_interval {
+                Change::Changed
+            } else {
+                Change::Unchanged
+            });
         }
         s.package_names = names.clone();
         if newer {

@@ -15,8 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use mir_shared::{
     domain::{
+        page,
         presence::{self, Lifecycle, Phase},
-        Event, EventReason, Targets,
+        Event, EventReason,
     },
     rule_event::{LifecycleEvent, PresenceInput},
     service::{self, AfterDelete, Change, HandlerError},
@@ -27,7 +28,8 @@ mir_shared::deps! {
     pub struct Deps { twins, events, clock, stale_after }
 }
 
-/// Default for [`Deps::stale_after`]: three missed 30 s heartbeats.
+/// Default for [`Deps::stale_after`], the staleness of a device that did not report its
+/// heartbeat interval: three missed 30 s heartbeats.
 pub fn default_stale_after() -> Duration {
     Duration::seconds(90)
 }
@@ -98,6 +100,7 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     let mut change = presence::PresenceChange::default();
     let updated = service::update_twin(deps.twins, id.as_str(), |twin| {
         change = presence::apply_lifecycle(&mut twin.status, &observed);
+        presence::set_stale_at(&mut twin.status, deps.stale_after);
         Ok(if change.changed {
             Change::Changed
         } else {
@@ -139,29 +142,24 @@ async fn lifecycle(deps: &Deps<'_>, ev: &LifecycleEvent) -> Result<PresenceOutco
     Ok(PresenceOutcome::of(id.as_str(), flipped, false))
 }
 
-/// Marks offline every online device whose last heartbeat is older than `stale_after`.
+/// Marks offline every online device past its `stale_at` (three missed heartbeats of
+/// the interval it reported, else `stale_after`). Reads only online devices past
+/// theirs ([`TwinStore::stale`](mir_shared::ports::TwinStore::stale)), a page at a time.
 pub async fn sweep(deps: &Deps<'_>, now: DateTime<Utc>) -> Result<PresenceOutcome, HandlerError> {
-    let cutoff = now - deps.stale_after;
-    let stale: Vec<String> = deps
-        .twins
-        .list(&Targets::all())
-        .await?
-        .into_iter()
-        .filter(|t| {
-            t.value.status.online && t.value.status.last_heartbeat.is_none_or(|h| h < cutoff)
-        })
-        .map(|t| t.value.spec.device_id)
-        .collect();
+    let fallback = deps.stale_after;
+    let stale: Vec<String> =
+        page::collect_all(|p| async move { deps.twins.stale(now, &p).await }).await?;
     let mut changed = Vec::new();
     let mut events = Vec::new();
     for id in stale {
         let mut went_offline = false;
         let twin = service::update_twin(deps.twins, &id, |twin| {
             went_offline = false;
-            if !twin.status.online || twin.status.last_heartbeat.is_some_and(|h| h >= cutoff) {
+            if !presence::is_stale(&twin.status, now, fallback) {
                 return Ok(Change::Unchanged);
             }
             twin.status.online = false;
+            presence::set_stale_at(&mut twin.status, fallback);
             went_offline = true;
             Ok(Change::Changed)
         })

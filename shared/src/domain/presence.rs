@@ -24,7 +24,7 @@
 //! online when a heartbeat was received after it: the device spoke on a newer
 //! connection whose connected event is still on its way.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::twin::Status;
@@ -171,6 +171,66 @@ pub fn apply_heartbeat(status: &mut Status, at: DateTime<Utc>) -> PresenceChange
         change.came_online = true;
     }
     change
+}
+
+/// Heartbeats a device may miss before it counts as gone.
+pub const MISSED_HEARTBEATS: i32 = 3;
+
+/// How long after its last sign of life a device counts as gone: three of the heartbeat
+/// intervals it reported (in `Hello` or its heartbeats), else `fallback`.
+pub fn stale_after(interval_sec: Option<u32>, fallback: Duration) -> Duration {
+    match interval_sec.filter(|s| *s > 0) {
+        Some(s) => Duration::seconds(i64::from(s)) * MISSED_HEARTBEATS,
+        None => fallback,
+    }
+}
+
+/// Sets `status.stale_at`: the last heartbeat plus [`stale_after`] while the device is
+/// online, none while it is offline (so the sweep never reads offline devices).
+pub fn set_stale_at(status: &mut Status, fallback: Duration) {
+    status.stale_at = match (status.online, status.last_heartbeat) {
+        (true, Some(hb)) => Some(hb + stale_after(status.heartbeat_interval_sec, fallback)),
+        (true, None) | (false, _) => None,
+    };
+}
+
+/// Whether the sweep marks the device offline at `now`: online and past its
+/// `stale_at` (a twin written before `stale_at` existed counts from its last heartbeat).
+pub fn is_stale(status: &Status, now: DateTime<Utc>, fallback: Duration) -> bool {
+    let due = status.stale_at.or_else(|| {
+        status
+            .last_heartbeat
+            .map(|hb| hb + stale_after(status.heartbeat_interval_sec, fallback))
+    });
+    status.online && due.is_none_or(|t| t < now)
+}
+
+/// A heartbeat as the store's one-write path takes it ([`crate::ports::TwinStore::beat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// When the broker received it.
+    pub at: DateTime<Utc>,
+    /// Written only if the stored heartbeat is older than this: a third of the
+    /// staleness before `at`, so a duplicate, a late one or one of a device beating
+    /// faster than needed costs no write, and the stored one is never stale.
+    pub refresh_before: DateTime<Utc>,
+    /// The device's new `stale_at`.
+    pub stale_at: DateTime<Utc>,
+    /// The interval the heartbeat carried, if any.
+    pub interval_sec: Option<u32>,
+}
+
+impl Beat {
+    pub fn new(at: DateTime<Utc>, interval_sec: Option<u32>, fallback: Duration) -> Self {
+        let interval_sec = interval_sec.filter(|s| *s > 0);
+        let stale = stale_after(interval_sec, fallback);
+        Self {
+            at,
+            refresh_before: at - stale / MISSED_HEARTBEATS,
+            stale_at: at + stale,
+            interval_sec,
+        }
+    }
 }
 
 #[cfg(test)]

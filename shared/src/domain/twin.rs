@@ -83,6 +83,14 @@ pub struct Status {
     /// [`presence`](super::presence)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<super::presence::SessionStatus>,
+    /// The device's heartbeat interval, as its `Hello` said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_sec: Option<u32>,
+    /// While online: when the device counts as gone if it sends nothing more (see
+    /// [`presence::stale_at`](super::presence::stale_at)); the sweep reads only the
+    /// devices past theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub schema: SchemaStatus,
     #[serde(default, skip_serializing_if = "PropertyTimes::is_empty")]

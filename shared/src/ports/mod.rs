@@ -11,7 +11,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    command::CommandOutcome, CommandRecord, Event, EventFilter, Targets, Twin, Versioned,
+    command::CommandOutcome,
+    page::{self, Page, PageRequest},
+    presence::Beat,
+    CommandRecord, Event, EventFilter, Targets, Twin, Versioned,
 };
 use crate::telemetry::TelemetryRecord;
 
@@ -100,6 +103,16 @@ pub enum Provisioned {
     Deleted(Tombstone),
 }
 
+/// What [`TwinStore::beat`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeatWrite {
+    Written,
+    /// Online, with a heartbeat recent enough: nothing written.
+    Fresh,
+    /// Not for the one-write path: apply the presence rules to the twin.
+    NotApplied,
+}
+
 /// Device twins. Writes are conditional on the version read (optimistic concurrency),
 /// and name/namespace is unique.
 #[async_trait]
@@ -110,7 +123,17 @@ pub trait TwinStore: Send + Sync {
         name: &str,
         namespace: &str,
     ) -> StoreResult<Option<Versioned<Twin>>>;
-    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>>;
+    /// One page of the twins `targets` selects (no order across pages is promised
+    /// beyond each twin coming once).
+    async fn list_page(
+        &self,
+        targets: &Targets,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Versioned<Twin>>>;
+    /// Every twin `targets` selects: all of [`list_page`](Self::list_page)'s pages.
+    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
+        page::collect_all(|p| async move { self.list_page(targets, &p).await }).await
+    }
     /// An operator's create. Fails with `AlreadyExists` when the id or the
     /// name/namespace is taken; removes the device's tombstone.
     async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>>;
@@ -126,6 +149,28 @@ pub trait TwinStore: Send + Sync {
     /// Replaces the twin if its stored version is still `expected_version`, else
     /// `Conflict` (`NotFound` when it was deleted): never re-creates a deleted twin.
     async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>>;
+    /// [`update`](Self::update) given the twin as read (`current`), so a store can
+    /// skip reading it again and write only what changed.
+    async fn replace(
+        &self,
+        current: &Versioned<Twin>,
+        twin: &Twin,
+    ) -> StoreResult<Versioned<Twin>> {
+        self.update(twin, current.version).await
+    }
+    /// A heartbeat in one conditional write, without reading: when the device is
+    /// online and its stored heartbeat older than `beat.refresh_before`, sets its last
+    /// heartbeat and `stale_at` ([`BeatWrite::Written`]); when online with a fresher one,
+    /// writes nothing ([`BeatWrite::Fresh`]). Anything else (offline, unknown, deleted)
+    /// is [`BeatWrite::NotApplied`]: the caller applies the full presence rules. Stores
+    /// without such a write answer `NotApplied` always.
+    async fn beat(&self, device_id: &str, beat: &Beat) -> StoreResult<BeatWrite> {
+        let _ = (device_id, beat);
+        Ok(BeatWrite::NotApplied)
+    }
+    /// One page of the ids of online devices whose `status.stale_at` is before `now`
+    /// (the presence sweep), reading only online devices.
+    async fn stale(&self, now: DateTime<Utc>, page: &PageRequest) -> StoreResult<Page<String>>;
     /// Deletes and returns the twin, leaving its [`Tombstone`] (deleted at `at`) in the
     /// same write; `None` (and no tombstone) when there was no twin.
     async fn delete(&self, device_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Twin>>;

@@ -108,6 +108,7 @@ async fn heartbeat_marks_online_once(p: &Ports) {
         sent_at_ns: 1,
         uptime_sec: 2,
         queued: 0,
+        ..Default::default()
     }
     .encode_to_vec();
     let ev = rule_event("w1", &hb, 2_000);

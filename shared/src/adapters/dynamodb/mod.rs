@@ -47,5 +47,7 @@ pub use twins::DynamoTwinStore;
 
 /// Largest item DynamoDB stores.
 pub const MAX_ITEM_BYTES: usize = crate::ports::MAX_STORED_ITEM_BYTES;
-/// The one global secondary index.
+/// The global secondary index of every table (see the table above).
 pub const GSI1: &str = "gsi1";
+/// The sparse index of online twins (keys only), which the presence sweep reads.
+pub const GSI2: &str = "gsi2";

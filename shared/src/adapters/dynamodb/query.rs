@@ -18,6 +18,7 @@ impl Table {
                 index: None,
                 pk,
                 sk_from: None,
+                sk_before: None,
             },
             forward: true,
             consistent: true,
@@ -38,12 +39,14 @@ impl Table {
 /// What a [`Query`] reads.
 #[derive(Debug, Clone, Copy)]
 enum Read<'a> {
-    /// Query: the partition `pk` of the table (`index` None) or of an index, sort keys
-    /// from `sk_from` (inclusive) on.
+    /// Query: the partition `pk` of the table (`index` None) or of an index (whose
+    /// keys are `<index>pk`/`<index>sk`), sort keys from `sk_from` (inclusive) on and
+    /// before `sk_before`.
     Partition {
         index: Option<&'a str>,
         pk: &'a str,
         sk_from: Option<&'a str>,
+        sk_before: Option<&'a str>,
     },
     /// Scan: every item whose sort key is this.
     SortKey(&'a str),
@@ -85,6 +88,16 @@ impl<'a> Query<'a> {
         self
     }
 
+    /// Only sort keys before `before` (exclusive). With [`sk_from`](Self::sk_from) too the
+    /// range is `from..=before`, inclusive (DynamoDB has one sort key condition:
+    /// BETWEEN).
+    pub(super) fn sk_before(mut self, before: &'a str) -> Self {
+        if let Read::Partition { sk_before, .. } = &mut self.read {
+            *sk_before = Some(before);
+        }
+        self
+    }
+
     /// Descending sort keys.
     pub(super) fn newest_first(mut self) -> Self {
         self.forward = false;
@@ -99,22 +112,39 @@ impl<'a> Query<'a> {
 
     fn expression(&self) -> StoreResult<Expression> {
         Ok(match self.read {
-            Read::Partition { index, pk, sk_from } => {
+            Read::Partition {
+                index,
+                pk,
+                sk_from,
+                sk_before,
+            } => {
                 let (pk_name, sk_name) = match index {
-                    Some(_) => ("gsi1pk", "gsi1sk"),
-                    None => ("pk", "sk"),
+                    Some(i) => (format!("{i}pk"), format!("{i}sk")),
+                    None => ("pk".to_string(), "sk".to_string()),
                 };
-                match sk_from {
-                    Some(from) => Expression {
-                        text: "#pk = :pk AND #sk >= :from",
-                        names: names(&[("#pk", pk_name), ("#sk", sk_name)]),
-                        values: values(serde_json::json!({ ":pk": pk, ":from": from }))?,
-                    },
-                    None => Expression {
-                        text: "#pk = :pk",
-                        names: names(&[("#pk", pk_name)]),
-                        values: values(serde_json::json!({ ":pk": pk }))?,
-                    },
+                let (text, bound) = match (sk_from, sk_before) {
+                    (Some(from), Some(before)) => (
+                        "#pk = :pk AND #sk BETWEEN :from AND :before",
+                        serde_json::json!({ ":pk": pk, ":from": from, ":before": before }),
+                    ),
+                    (Some(from), None) => (
+                        "#pk = :pk AND #sk >= :from",
+                        serde_json::json!({ ":pk": pk, ":from": from }),
+                    ),
+                    (None, Some(before)) => (
+                        "#pk = :pk AND #sk < :before",
+                        serde_json::json!({ ":pk": pk, ":before": before }),
+                    ),
+                    (None, None) => ("#pk = :pk", serde_json::json!({ ":pk": pk })),
+                };
+                let mut n = names(&[("#pk", &pk_name)]);
+                if bound.as_object().is_some_and(|o| o.len() > 1) {
+                    n.insert("#sk".to_string(), sk_name);
+                }
+                Expression {
+                    text,
+                    names: n,
+                    values: values(bound)?,
                 }
             }
             Read::SortKey(sk) => Expression {
@@ -133,6 +163,13 @@ impl<'a> Query<'a> {
             start: None,
             done: false,
         })
+    }
+
+    /// The pages from `start` (a `LastEvaluatedKey` of an earlier page) on.
+    pub(super) fn pages_from(self, start: Option<Item>) -> StoreResult<Pages<'a>> {
+        let mut pages = self.pages()?;
+        pages.start = start;
+        Ok(pages)
     }
 
     /// Every item.
@@ -171,6 +208,11 @@ pub(super) struct Pages<'a> {
 }
 
 impl Pages<'_> {
+    /// Where the next page starts (`None` once the last page was read).
+    pub(super) fn next_start(&self) -> Option<&Item> {
+        self.start.as_ref().filter(|_| !self.done)
+    }
+
     /// The next page, of at most `size` items when set; `None` after the last.
     pub(super) async fn next(&mut self, size: Option<usize>) -> StoreResult<Option<Vec<Item>>> {
         if self.done {

@@ -76,3 +76,27 @@ fn a_scan_by_sort_key_ignores_partition_refinements() {
         )
     );
 }
+
+#[test]
+fn sort_keys_below_a_bound_on_the_second_index_use_its_own_key_names() {
+    let t = table();
+    let q = t
+        .partition("ONLINE#3")
+        .index("gsi2")
+        .sk_before("0000001700000000000");
+    assert_eq!(
+        expression(q),
+        (
+            "#pk = :pk AND #sk < :before",
+            pairs(&[("#pk", "gsi2pk"), ("#sk", "gsi2sk")]),
+            values(serde_json::json!({ ":pk": "ONLINE#3", ":before": "0000001700000000000" }))
+                .expect("values")
+        )
+    );
+    let q = t.partition("p").sk_from(Some("a")).sk_before("b");
+    assert_eq!(
+        expression(q).0,
+        "#pk = :pk AND #sk BETWEEN :from AND :before",
+        "one sort key condition"
+    );
+}

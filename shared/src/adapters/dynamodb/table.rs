@@ -9,10 +9,10 @@ use std::{
 
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
-    operation::transact_write_items::TransactWriteItemsError,
+    operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
     types::{
         AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue,
-        TransactWriteItem,
+        ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     },
     Client,
 };
@@ -279,6 +279,40 @@ impl Table {
             .send()
             .await;
         written(self.what("UpdateItem"), result, |_| false)
+    }
+
+    /// [`update_item`](Self::update_item) that, when the condition fails, returns the
+    /// item as it is stored (`Err(None)`: there is none, or the endpoint did not say),
+    /// at no extra read.
+    pub(super) async fn update_item_or_stored(
+        &self,
+        key: &Key,
+        update: &str,
+        condition: &str,
+        attribute_names: &[(&str, &str)],
+        values: Item,
+    ) -> StoreResult<Result<(), Option<Item>>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&*self.name)
+            .set_key(Some(key.item()?))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(attribute_names)))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Err(failed.item.clone().filter(|i| !i.is_empty())))
+                }
+                _ => Err(store_error(self.what("UpdateItem"), e)),
+            },
+        }
     }
 
     pub(super) async fn delete_item(&self, key: &Key) -> StoreResult<()> {

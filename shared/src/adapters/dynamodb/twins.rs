@@ -2,21 +2,21 @@
 //! written together in one transaction; a deleted device's tombstone item (with a TTL)
 //! is written in the delete's transaction and checked by auto-provisioning's.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
-    time::Duration,
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::{types::TransactWriteItem, Client};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::table::{decode, decode_all, encode, values, Key, Table, TxError};
-use super::{GSI1, MAX_ITEM_BYTES};
+use super::table::{decode, decode_all, encode, values, Condition, Key, Table, TxError, Written};
+use super::MAX_ITEM_BYTES;
 use crate::adapters::aws::backoff;
-use crate::domain::{Targets, Twin, Versioned};
+use crate::domain::{presence::Beat, Page, PageRequest, Targets, Twin, Versioned};
 use crate::ports::*;
+
+#[path = "twins_pages.rs"]
+mod pages;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +25,15 @@ struct TwinItem {
     sk: String,
     gsi1pk: String,
     gsi1sk: String,
+    /// While online: `ONLINE#<shard>` and the zero-padded `status.staleAt`, the sparse
+    /// index the presence sweep reads (absent while offline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+    /// `status.lastHeartbeat` in Unix ms, for the condition of the heartbeat write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    heartbeat_ms: Option<i64>,
     version: u64,
     device_id: String,
     twin: Twin,
@@ -81,6 +90,28 @@ fn label_pk(k: &str, v: &str) -> String {
     format!("LABEL#{k}={v}")
 }
 
+/// Partitions of the online index: the sweep reads each, and no partition takes all
+/// heartbeat writes of a fleet.
+pub(super) const ONLINE_SHARDS: u64 = 8;
+
+fn online_pk(id: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    format!("ONLINE#{}", h.finish() % ONLINE_SHARDS)
+}
+
+/// A time as a sort key: Unix ms offset so that every `i64` sorts, zero-padded.
+fn stale_sk(t: DateTime<Utc>) -> String {
+    let ms = i128::from(t.timestamp_millis()) - i128::from(i64::MIN);
+    format!("{ms:020}")
+}
+
+/// The device id of a twin item's key (`DEV#<id>`).
+fn id_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix("DEV#")
+}
+
 impl TwinItem {
     fn new(twin: &Twin, version: u64) -> StoreResult<Self> {
         let id = twin.spec.device_id.clone();
@@ -93,11 +124,22 @@ impl TwinItem {
             )));
         }
         let key = twin_key(&id);
+        let status = &twin.status;
+        let online = status.online.then(|| {
+            // A twin written before `staleAt` existed is stale at once: the sweep reads
+            // it and decides by its last heartbeat.
+            let due = status.stale_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+            (online_pk(&id), stale_sk(due))
+        });
+        let (gsi2pk, gsi2sk) = online.unzip();
         Ok(Self {
             pk: key.pk,
             sk: key.sk,
             gsi1pk: format!("NS#{}", twin.meta.namespace),
             gsi1sk: twin.meta.name.clone(),
+            gsi2pk,
+            gsi2sk,
+            heartbeat_ms: status.last_heartbeat.map(|t| t.timestamp_millis()),
             version,
             device_id: id,
             twin: twin.clone(),
@@ -180,67 +222,6 @@ impl TwinStore for DynamoTwinStore {
         self.get(&n.device_id).await
     }
 
-    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
-        let mut found: Vec<TwinItem> = Vec::new();
-        if targets.is_all() {
-            found = decode_all("twin", self.table.scan_sk(TWIN_SK).all().await?)?;
-        } else if targets.has_selectors() {
-            let mut ids: BTreeSet<String> = targets.ids.iter().cloned().collect();
-            for ns in &targets.namespaces {
-                let pk = format!("NS#{ns}");
-                let items = self.table.partition(&pk).index(GSI1).all().await?;
-                found.extend(decode_all::<TwinItem>("twin", items)?);
-            }
-            for n in &targets.names {
-                match &n.namespace {
-                    Some(ns) => {
-                        if let Some(item) = self.table.get(&name_key(ns, &n.name)).await? {
-                            ids.insert(decode::<NameItem>("name reservation", item)?.device_id);
-                        }
-                    }
-                    None => {
-                        let pk = format!("NAME#{}", n.name);
-                        let items = self.table.partition(&pk).index(GSI1).all().await?;
-                        for reservation in decode_all::<NameItem>("name reservation", items)? {
-                            ids.insert(reservation.device_id);
-                        }
-                    }
-                }
-            }
-            let have: HashSet<String> = found.iter().map(|t| t.device_id.clone()).collect();
-            found.extend(
-                self.by_ids(ids.into_iter().filter(|i| !have.contains(i)))
-                    .await?,
-            );
-        } else {
-            // Labels only: intersect the label index partitions, then read the twins.
-            let mut ids: Option<BTreeSet<String>> = None;
-            for (k, v) in &targets.labels {
-                let pk = label_pk(k, v);
-                let items = self.table.partition(&pk).all().await?;
-                let these: BTreeSet<String> = decode_all::<LabelItem>("label index", items)?
-                    .into_iter()
-                    .map(|l| l.device_id)
-                    .collect();
-                ids = Some(match ids {
-                    None => these,
-                    Some(prev) => prev.intersection(&these).cloned().collect(),
-                });
-                if ids.as_ref().is_some_and(BTreeSet::is_empty) {
-                    break;
-                }
-            }
-            found = self.by_ids(ids.unwrap_or_default()).await?;
-        }
-        let mut out: BTreeMap<String, Versioned<Twin>> = BTreeMap::new();
-        for t in found {
-            if targets.matches(&t.twin) {
-                out.insert(t.device_id.clone(), t.into());
-            }
-        }
-        Ok(out.into_values().collect())
-    }
-
     async fn create(&self, twin: &Twin) -> StoreResult<Versioned<Twin>> {
         let item = TwinItem::new(twin, 1)?;
         let mut actions = self.create_actions(twin, &item)?;
@@ -295,62 +276,38 @@ impl TwinStore for DynamoTwinStore {
 
     async fn update(&self, twin: &Twin, expected_version: u64) -> StoreResult<Versioned<Twin>> {
         let id = twin.spec.device_id.clone();
-        let item = TwinItem::new(twin, expected_version + 1)?;
         let Some(current) = self.read(&id).await? else {
             return Err(StoreError::NotFound(format!("device {id}")));
         };
         if current.version != expected_version {
             return Err(StoreError::Conflict(format!("device {id}")));
         }
-        let t = &self.table;
-        let expected = values(serde_json::json!({ ":v": expected_version }))?;
-        let mut actions = vec![t.put(
-            encode("twin", &item)?,
-            Some(("#v = :v", &[("#v", "version")], Some(expected))),
-        )?];
-        let old = &current.twin;
-        let mut new_name_at = None;
-        if (&old.meta.namespace, &old.meta.name) != (&twin.meta.namespace, &twin.meta.name) {
-            let owner = values(serde_json::json!({ ":id": id }))?;
-            actions.push(t.delete(
-                &name_key(&old.meta.namespace, &old.meta.name),
-                Some(("#d = :id", &[("#d", "deviceId")], Some(owner))),
-            )?);
-            new_name_at = Some(actions.len());
-            actions.push(t.put(
-                encode("name reservation", &name_item(twin))?,
-                Some(("attribute_not_exists(pk)", &[], None)),
-            )?);
-        }
-        let (before, after) = (label_set(old), label_set(twin));
-        for (k, v) in before.difference(&after) {
-            actions.push(t.delete(&Key::new(label_pk(k, v), id.clone()), None)?);
-        }
-        for (k, v) in after.difference(&before) {
-            let l = LabelItem {
-                pk: label_pk(k, v),
-                sk: id.clone(),
-                device_id: id.clone(),
-            };
-            actions.push(t.put(encode("label index", &l)?, None)?);
-        }
-        match t.transact(actions).await {
-            Ok(()) => Ok(Versioned {
-                version: expected_version + 1,
-                value: twin.clone(),
-            }),
-            Err(TxError::Condition(failed)) => {
-                if new_name_at.is_some_and(|i| failed.contains(&i)) && !failed.contains(&0) {
-                    Err(StoreError::AlreadyExists(format!(
-                        "name {}",
-                        twin.display_name()
-                    )))
-                } else {
-                    Err(StoreError::Conflict(format!("device {id}")))
-                }
-            }
-            Err(TxError::Store(e)) => Err(e),
-        }
+        self.write(&current.twin, twin, expected_version).await
+    }
+
+    /// No read: the version condition proves `current` is what is stored.
+    async fn replace(
+        &self,
+        current: &Versioned<Twin>,
+        twin: &Twin,
+    ) -> StoreResult<Versioned<Twin>> {
+        self.write(&current.value, twin, current.version).await
+    }
+
+    async fn list_page(
+        &self,
+        targets: &Targets,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Versioned<Twin>>> {
+        self.page_of(targets, page).await
+    }
+
+    async fn beat(&self, device_id: &str, beat: &Beat) -> StoreResult<BeatWrite> {
+        self.heartbeat(device_id, beat).await
+    }
+
+    async fn stale(&self, now: DateTime<Utc>, page: &PageRequest) -> StoreResult<Page<String>> {
+        self.stale_page(now, page).await
     }
 
     async fn delete(&self, device_id: &str, at: DateTime<Utc>) -> StoreResult<Option<Twin>> {
@@ -412,6 +369,79 @@ impl TwinStore for DynamoTwinStore {
 }
 
 impl DynamoTwinStore {
+    /// Writes `twin` over `old`, stored at `expected_version`: one conditional PutItem
+    /// when its name and labels stay, else a transaction with the name reservation and
+    /// label index items.
+    async fn write(
+        &self,
+        old: &Twin,
+        twin: &Twin,
+        expected_version: u64,
+    ) -> StoreResult<Versioned<Twin>> {
+        let id = twin.spec.device_id.clone();
+        let item = TwinItem::new(twin, expected_version + 1)?;
+        let t = &self.table;
+        let expected = values(serde_json::json!({ ":v": expected_version }))?;
+        let condition: Condition<'_> = ("#v = :v", &[("#v", "version")], Some(expected));
+        let same_name =
+            (&old.meta.namespace, &old.meta.name) == (&twin.meta.namespace, &twin.meta.name);
+        if same_name && old.meta.labels == twin.meta.labels {
+            return match t
+                .put_item(encode("twin", &item)?, Some(condition), false)
+                .await?
+            {
+                Written::Done { .. } => Ok(Versioned {
+                    version: expected_version + 1,
+                    value: twin.clone(),
+                }),
+                Written::ConditionFailed => Err(StoreError::Conflict(format!("device {id}"))),
+            };
+        }
+        let mut actions = vec![t.put(encode("twin", &item)?, Some(condition))?];
+        let mut new_name_at = None;
+        if (&old.meta.namespace, &old.meta.name) != (&twin.meta.namespace, &twin.meta.name) {
+            let owner = values(serde_json::json!({ ":id": id }))?;
+            actions.push(t.delete(
+                &name_key(&old.meta.namespace, &old.meta.name),
+                Some(("#d = :id", &[("#d", "deviceId")], Some(owner))),
+            )?);
+            new_name_at = Some(actions.len());
+            actions.push(t.put(
+                encode("name reservation", &name_item(twin))?,
+                Some(("attribute_not_exists(pk)", &[], None)),
+            )?);
+        }
+        let (before, after) = (label_set(old), label_set(twin));
+        for (k, v) in before.difference(&after) {
+            actions.push(t.delete(&Key::new(label_pk(k, v), id.clone()), None)?);
+        }
+        for (k, v) in after.difference(&before) {
+            let l = LabelItem {
+                pk: label_pk(k, v),
+                sk: id.clone(),
+                device_id: id.clone(),
+            };
+            actions.push(t.put(encode("label index", &l)?, None)?);
+        }
+        match t.transact(actions).await {
+            Ok(()) => Ok(Versioned {
+                version: expected_version + 1,
+                value: twin.clone(),
+            }),
+            Err(TxError::Condition(failed)) => {
+                if new_name_at.is_some_and(|i| failed.contains(&i)) && !failed.contains(&0) {
+                    Err(StoreError::AlreadyExists(format!(
+                        "name {}",
+                        twin.display_name()
+                    )))
+                } else {
+                    Err(StoreError::Conflict(format!("device {id}")))
+                }
+            }
+            Err(TxError::Store(e)) => Err(e),
+        }
+    }
+
     /// The twin item, its name reservation (both conditional on not existing: failed
     /// conditions 0 and 1) and its label index items.
     fn create_actions(&self, twin: &Twin, item: &TwinItem) -> StoreResult<Vec<TransactWriteItem>> {

@@ -2,6 +2,8 @@
 //! (namespace/name -> id) and `twin_tombstones` (id -> tombstone of a deleted device),
 //! written together in one transaction.
 
+use std::ops::Bound;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, WriteTransaction};
@@ -12,7 +14,10 @@ use super::store::{
     TWIN_TOMBSTONES,
 };
 use super::MAX_ITEM_BYTES;
-use crate::domain::{Targets, Twin, Versioned};
+use crate::domain::{
+    page::{encode_token, Page, PageRequest},
+    Targets, Twin, Versioned,
+};
 use crate::ports::*;
 
 #[derive(Serialize, Deserialize)]
@@ -84,19 +89,69 @@ impl TwinStore for EmbeddedStore {
         .await
     }
 
-    async fn list(&self, targets: &Targets) -> StoreResult<Vec<Versioned<Twin>>> {
+    /// Pages in device id order; the token is the last id of the page.
+    async fn list_page(
+        &self,
+        targets: &Targets,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Versioned<Twin>>> {
         let targets = targets.clone();
+        let after: Option<String> = page.position()?;
+        let limit = page.limit.max(1);
         self.reading(move |tx| {
             let t = tx.open_table(TWINS).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for row in t.iter().map_err(unavailable)? {
+            let rows = match &after {
+                Some(id) => t.range::<&str>((Bound::Excluded(id.as_str()), Bound::Unbounded)),
+                None => t.range::<&str>(..),
+            }
+            .map_err(unavailable)?;
+            let mut items: Vec<Versioned<Twin>> = Vec::new();
+            for row in rows {
                 let (_, v) = row.map_err(unavailable)?;
                 let row: TwinRow = from_json(v.value())?;
                 if targets.matches(&row.twin) {
-                    out.push(row.into());
+                    if items.len() == limit {
+                        let last = items.last().map(|t| t.value.spec.device_id.clone());
+                        return Ok(Page {
+                            items,
+                            next_token: last.map(|id| encode_token(&id)),
+                        });
+                    }
+                    items.push(row.into());
                 }
             }
-            Ok(out)
+            Ok(Page::last(items))
+        })
+        .await
+    }
+
+    async fn stale(&self, now: DateTime<Utc>, page: &PageRequest) -> StoreResult<Page<String>> {
+        let after: Option<String> = page.position()?;
+        let limit = page.limit.max(1);
+        self.reading(move |tx| {
+            let t = tx.open_table(TWINS).map_err(unavailable)?;
+            let rows = match &after {
+                Some(id) => t.range::<&str>((Bound::Excluded(id.as_str()), Bound::Unbounded)),
+                None => t.range::<&str>(..),
+            }
+            .map_err(unavailable)?;
+            let mut ids = Vec::new();
+            for row in rows {
+                let (_, v) = row.map_err(unavailable)?;
+                let row: TwinRow = from_json(v.value())?;
+                let status = &row.twin.status;
+                if status.online && status.stale_at.is_none_or(|t| t < now) {
+                    if ids.len() == limit {
+                        let next_token = ids.last().map(encode_token);
+                        return Ok(Page {
+                            items: ids,
+                            next_token,
+                        });
+                    }
+                    ids.push(row.twin.spec.device_id);
+                }
+            }
+            Ok(Page::last(ids))
         })
         .await
     }
