@@ -49,3 +49,4 @@ pub use twins::DynamoTwinStore;
 pub const MAX_ITEM_BYTES: usize = crate::ports::MAX_STORED_ITEM_BYTES;
 /// The one global secondary index.
 pub const GSI1: &str = "gsi1";
+pub const GSI2: &str = "gsi2";
