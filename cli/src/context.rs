@@ -218,6 +218,9 @@ pub struct SigV4Config {
     pub profile: Option<String>,
 }
 
+/// The stacks of the CDK app, named `mir-<stage>-<part>` (`infra/cdk/lib/app.ts`).
+const CDK_STACK_PARTS: [&str; 4] = ["data", "functions", "iot", "api"];
+
 /// Reads `cdk deploy --outputs-file` JSON: merges the outputs of the stacks named
 /// `mir-<stage>-*` (one stage, or `stage` when the file holds several) into an aws
 /// context named `name` (default `mir-<stage>`).
@@ -232,11 +235,11 @@ pub fn context_from_cdk_outputs(
     let stacks = json
         .as_object()
         .context("the CDK outputs file must map stack names to outputs")?;
+    // `mir-<stage>-<part>`: the stage may itself hold hyphens (`mir-dev-eu-data`), the
+    // part never does.
     let stage_of = |stack: &str| {
-        stack
-            .strip_prefix("mir-")
-            .and_then(|rest| rest.split_once('-'))
-            .map(|(stage, _)| stage.to_string())
+        let (stage, part) = stack.strip_prefix("mir-")?.rsplit_once('-')?;
+        (!stage.is_empty() && CDK_STACK_PARTS.contains(&part)).then(|| stage.to_string())
     };
     let mut stages: Vec<String> = stacks.keys().filter_map(|k| stage_of(k)).collect();
     stages.sort();
@@ -429,6 +432,68 @@ mod tests {
             .expect_err("empty")
             .to_string()
             .contains("mir-<stage>-*"));
+    }
+
+    #[test]
+    fn an_outputs_file_of_a_stage_with_hyphens_imports_that_stage() {
+        // As `cdk deploy --all -c mir:stage=dev-eu --outputs-file cdk-outputs.json` writes it,
+        // next to another stage whose name is a prefix of it.
+        let text = r#"{
+          "mir-dev-eu-data": {
+            "TwinsTable": "mir-dev-eu-data-Twins2B076AFC-1ABC",
+            "TelemetrySink": "dynamodb",
+            "TelemetryTable": "mir-dev-eu-data-Telemetry1B1C5A07-2DEF",
+            "ExportsOutputRefTwins2B076AFCA99FDA64": "mir-dev-eu-data-Twins2B076AFC-1ABC"
+          },
+          "mir-dev-eu-functions": {"IotDataEndpoint": "a1b2c3-ats.iot.eu-central-1.amazonaws.com"},
+          "mir-dev-eu-iot": {"DevicePolicyName": "mir-dev-eu-device"},
+          "mir-dev-eu-api": {
+            "ApiUrl": "https://eu1234.execute-api.eu-central-1.amazonaws.com/",
+            "Region": "eu-central-1"
+          },
+          "mir-dev-api": {"ApiUrl": "https://us5678.execute-api.us-east-1.amazonaws.com/", "Region": "us-east-1"}
+        }"#;
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("cdk-outputs.json");
+        std::fs::write(&file, text).expect("write");
+        let text = std::fs::read_to_string(&file).expect("read");
+
+        let e = context_from_cdk_outputs(&text, None, None, None).expect_err("two stages");
+        assert!(e.to_string().contains("(dev, dev-eu)"), "{e}");
+        let ctx = context_from_cdk_outputs(&text, None, Some("dev-eu"), None).expect("dev-eu");
+        assert_eq!(ctx.name, "mir-dev-eu");
+        assert_eq!(
+            ctx.api,
+            "https://eu1234.execute-api.eu-central-1.amazonaws.com/"
+        );
+        assert_eq!(ctx.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            ctx.mqtt.as_deref(),
+            Some("mqtts://a1b2c3-ats.iot.eu-central-1.amazonaws.com:8883")
+        );
+        let dev = context_from_cdk_outputs(&text, None, Some("dev"), None).expect("dev");
+        assert_eq!(
+            (
+                dev.name.as_str(),
+                dev.region.as_deref(),
+                dev.mqtt.as_deref()
+            ),
+            ("mir-dev", Some("us-east-1"), None),
+            "dev must not take dev-eu's outputs"
+        );
+        let e = context_from_cdk_outputs(&text, None, Some("eu"), None).expect_err("no such");
+        assert!(e.to_string().contains("stages found: dev, dev-eu"), "{e}");
+
+        // Alone in its file, the hyphenated stage needs no --stage; a stack that is not
+        // one of the app's four parts is not a stage.
+        let alone = r#"{"mir-prod-eu-west-api": {"ApiUrl": "https://p.execute-api.eu-west-1.amazonaws.com/"},
+                        "mir-prod-eu-west-data": {"TwinsTable": "t"},
+                        "mir-tools": {"ApiUrl": "https://wrong"}}"#;
+        let ctx = context_from_cdk_outputs(alone, None, None, None).expect("one stage");
+        assert_eq!(
+            (ctx.name.as_str(), ctx.region.as_deref()),
+            ("mir-prod-eu-west", Some("eu-west-1"))
+        );
     }
 
     #[test]

@@ -5,10 +5,12 @@
         [--prefix mir-local] [--timestream] [--print-env]
 
 Tables `<prefix>-twins`, `-schemas`, `-commands`, `-events`, `-telemetry` with the key
-schema of the CDK app (pk/sk strings, GSI gsi1 on gsi1pk/gsi1sk projecting all, TTL on
-expiresAt), the names `mir local --profile localstack` uses. With --timestream, also the
-Timestream database `<prefix>` and table `telemetry` (magnetic store writes on), skipped
-with a note when the endpoint does not serve Timestream (community LocalStack).
+schema of the CDK app (pk/sk strings, GSI gsi1 on gsi1pk/gsi1sk projecting all, sparse
+GSI gsi2 on gsi2pk/gsi2sk projecting keys, TTL on expiresAt; the contract table of
+shared/src/adapters/dynamodb/create.rs), the names `mir local --profile localstack`
+uses. With --timestream, also the Timestream database `<prefix>` and table `telemetry`
+(magnetic store writes on), skipped with a note when the endpoint does not serve
+Timestream (community LocalStack).
 Idempotent. Needs boto3 (scripts/moto.sh installs it into .venv).
 """
 import argparse
@@ -39,12 +41,16 @@ def create_table(ddb, name):
     try:
         ddb.create_table(
             TableName=name,
-            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk")],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk")],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             GlobalSecondaryIndexes=[{
                 "IndexName": "gsi1",
                 "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
+            }, {
+                "IndexName": "gsi2",
+                "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"}, {"AttributeName": "gsi2sk", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             }],
             BillingMode="PAY_PER_REQUEST",
         )

@@ -23,6 +23,7 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
     ...common,
     description: 'Mir: DynamoDB tables and telemetry store (retained)',
     telemetrySink: config.telemetrySink,
+    telemetryRetentionDays: config.telemetryRetentionDays,
   });
   const functions = new FunctionsStack(app, stackName(config.stage, 'functions'), {
     ...common,

@@ -16,6 +16,10 @@ export interface MirConfig {
   readonly rustLog: string;
   readonly eventsTtlDays: number;
   readonly commandsTtlDays: number;
+  /** How long telemetry is kept (DynamoDB item TTL, Timestream magnetic store), in days. */
+  readonly telemetryRetentionDays: number;
+  /** Days to keep events per kind, `default=90,DeviceOnline=7,...` (normalized, validated). */
+  readonly eventRetention: string;
 }
 
 /** Context keys understood by the app. */
@@ -27,7 +31,16 @@ export const CONTEXT = {
   rustLog: 'mir:rustLog',
   eventsTtlDays: 'mir:eventsTtlDays',
   commandsTtlDays: 'mir:commandsTtlDays',
+  telemetryRetentionDays: 'mir:telemetryRetentionDays',
+  eventRetention: 'mir:eventRetention',
 } as const;
+
+/** The telemetry sink of a deployment without `-c mir:telemetrySink=...`. */
+export const DEFAULT_TELEMETRY_SINK: TelemetrySink = 'dynamodb';
+export const DEFAULT_TELEMETRY_RETENTION_DAYS = 365;
+export const DEFAULT_EVENT_RETENTION = 'default=90,DeviceOnline=7,DeviceOffline=7';
+/** Upper bound of every retention in days (100 years; Timestream's magnetic store allows 73000). */
+export const MAX_RETENTION_DAYS = 36500;
 
 const STAGE_RE = /^[a-z][a-z0-9-]{0,19}$/;
 
@@ -39,12 +52,58 @@ function positiveInt(node: Node, key: string, dflt: number): number {
   return n;
 }
 
+/** A whole number of days in 1..MAX_RETENTION_DAYS (a number, or its decimal digits). */
+function retentionDays(v: unknown): number | undefined {
+  const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : '';
+  if (!/^[0-9]+$/.test(text)) return undefined;
+  const n = Number(text);
+  return n >= 1 && n <= MAX_RETENTION_DAYS ? n : undefined;
+}
+
+function telemetryRetention(node: Node): number {
+  const key = CONTEXT.telemetryRetentionDays;
+  const v = node.tryGetContext(key);
+  if (v === undefined || v === null || v === '') return DEFAULT_TELEMETRY_RETENTION_DAYS;
+  const n = retentionDays(v);
+  if (n === undefined) {
+    throw new Error(`context ${key} must be a whole number of days from 1 to ${MAX_RETENTION_DAYS}, got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+const EVENT_KIND_RE = /^(default|[A-Z][A-Za-z0-9]*)$/;
+
+/**
+ * Parses `kind=days,kind=days`: kinds are `default` or an event kind in PascalCase
+ * (e.g. DeviceOnline), each once, days as for retentionDays; `default` is required.
+ * Returns the normalized string (no spaces) passed to the functions.
+ */
+export function parseEventRetention(raw: string, key: string = CONTEXT.eventRetention): string {
+  const fail = (why: string): never => {
+    throw new Error(`context ${key} must look like "${DEFAULT_EVENT_RETENTION}" (${why}), got ${JSON.stringify(raw)}`);
+  };
+  const seen = new Set<string>();
+  const parts: string[] = [];
+  for (const entry of raw.split(',')) {
+    const [kind, days, extra] = entry.split('=').map((x) => x.trim());
+    if (days === undefined || extra !== undefined) fail(`"${entry.trim()}" is not kind=days`);
+    if (!EVENT_KIND_RE.test(kind)) fail(`"${kind}" is neither default nor a PascalCase event kind`);
+    if (seen.has(kind)) fail(`${kind} is given twice`);
+    const n = retentionDays(days);
+    if (n === undefined) fail(`${kind}: days must be a whole number from 1 to ${MAX_RETENTION_DAYS}`);
+    seen.add(kind);
+    parts.push(`${kind}=${n}`);
+  }
+  if (!seen.has('default')) fail('default=<days> is required');
+  return parts.join(',');
+}
+
 export function readConfig(node: Node): MirConfig {
   const stage = String(node.tryGetContext(CONTEXT.stage) ?? 'dev');
   if (!STAGE_RE.test(stage)) {
     throw new Error(`context ${CONTEXT.stage} must match ${STAGE_RE} (lower case, starts with a letter), got "${stage}"`);
   }
-  const sink = String(node.tryGetContext(CONTEXT.telemetrySink) ?? 'timestream');
+  const sink = String(node.tryGetContext(CONTEXT.telemetrySink) ?? DEFAULT_TELEMETRY_SINK);
   if (sink !== 'timestream' && sink !== 'dynamodb') {
     throw new Error(`context ${CONTEXT.telemetrySink} must be "timestream" or "dynamodb", got "${sink}"`);
   }
@@ -60,6 +119,8 @@ export function readConfig(node: Node): MirConfig {
     rustLog: String(node.tryGetContext(CONTEXT.rustLog) ?? 'info'),
     eventsTtlDays: positiveInt(node, CONTEXT.eventsTtlDays, 30),
     commandsTtlDays: positiveInt(node, CONTEXT.commandsTtlDays, 7),
+    telemetryRetentionDays: telemetryRetention(node),
+    eventRetention: parseEventRetention(String(node.tryGetContext(CONTEXT.eventRetention) ?? DEFAULT_EVENT_RETENTION)),
   };
 }
 
@@ -77,6 +138,8 @@ export const ENV = {
   iotPolicyName: 'MIR_IOT_POLICY_NAME',
   eventsTtlDays: 'MIR_EVENTS_TTL_DAYS',
   commandsTtlDays: 'MIR_COMMANDS_TTL_DAYS',
+  telemetryRetentionDays: 'MIR_TELEMETRY_RETENTION_DAYS',
+  eventRetention: 'MIR_EVENT_RETENTION',
   rustLog: 'RUST_LOG',
 } as const;
 

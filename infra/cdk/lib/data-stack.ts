@@ -10,6 +10,8 @@ import { TelemetrySink } from './config';
 
 export interface DataStackProps extends StackProps {
   readonly telemetrySink: TelemetrySink;
+  /** Magnetic store retention of the Timestream table (timestream sink), in days. */
+  readonly telemetryRetentionDays: number;
 }
 
 export interface TimestreamStore {
@@ -21,15 +23,30 @@ export interface TimestreamStore {
   readonly rejectedDataBucket: s3.Bucket;
 }
 
-/** Key schema shared by every table (single-table style per store). */
+/**
+ * Key schema shared by every table (single-table style per store), the names the Rust
+ * adapters use (shared/src/adapters/dynamodb: GSI1, GSI2, create.rs).
+ */
 export const KEYS = {
   pk: 'pk',
   sk: 'sk',
   gsi: 'gsi1',
   gsiPk: 'gsi1pk',
   gsiSk: 'gsi1sk',
+  /** Twins only: sparse, only online devices carry gsi2pk/gsi2sk (the presence sweep). */
+  gsi2: 'gsi2',
+  gsi2Pk: 'gsi2pk',
+  gsi2Sk: 'gsi2sk',
   ttl: 'expiresAt',
 } as const;
+
+/** What a table's gsi1 projects: only what the queries on it read. */
+interface TableOptions {
+  /** gsi1 projection: KEYS_ONLY when its readers fetch the items by key afterwards. */
+  readonly gsi1: dynamodb.ProjectionType;
+  /** Add the sparse KEYS_ONLY gsi2. */
+  readonly gsi2?: boolean;
+}
 
 export class DataStack extends Stack {
   public readonly twins: dynamodb.Table;
@@ -46,23 +63,31 @@ export class DataStack extends Stack {
     super(scope, id, props);
     this.telemetrySink = props.telemetrySink;
 
-    this.twins = this.table('Twins', 'TwinsTable');
-    this.schemas = this.table('Schemas', 'SchemasTable');
-    this.commands = this.table('Commands', 'CommandsTable');
-    this.events = this.table('Events', 'EventsTable');
+    // Twins: listing by namespace/name reads only keys from gsi1, then BatchGets the
+    // twins; the presence sweep queries gsi2 (online devices) for keys only as well.
+    this.twins = this.table('Twins', 'TwinsTable', { gsi1: dynamodb.ProjectionType.KEYS_ONLY, gsi2: true });
+    // The others read whole items from gsi1 (commands and events by device); schemas and
+    // telemetry write no gsi1 attributes, so theirs stays empty and costs nothing.
+    this.schemas = this.table('Schemas', 'SchemasTable', { gsi1: dynamodb.ProjectionType.ALL });
+    this.commands = this.table('Commands', 'CommandsTable', { gsi1: dynamodb.ProjectionType.ALL });
+    this.events = this.table('Events', 'EventsTable', { gsi1: dynamodb.ProjectionType.ALL });
 
     new CfnOutput(this, 'TelemetrySink', { value: props.telemetrySink, description: 'timestream or dynamodb' });
 
     if (props.telemetrySink === 'dynamodb') {
-      this.telemetryTable = this.table('Telemetry', 'TelemetryTable');
+      this.telemetryTable = this.table('Telemetry', 'TelemetryTable', { gsi1: dynamodb.ProjectionType.ALL });
     } else {
-      this.timestream = this.timestreamStore();
+      this.timestream = this.timestreamStore(props.telemetryRetentionDays);
       new CfnOutput(this, 'TimestreamDatabase', { value: this.timestream.databaseName });
       new CfnOutput(this, 'TimestreamTable', { value: this.timestream.tableName });
+      new CfnOutput(this, 'TelemetryRejectedDataBucket', {
+        value: this.timestream.rejectedDataBucket.bucketName,
+        description: 'Records Timestream rejected from magnetic store writes (retained, like the tables)',
+      });
     }
   }
 
-  private table(id: string, outputId: string): dynamodb.Table {
+  private table(id: string, outputId: string, options: TableOptions): dynamodb.Table {
     const table = new dynamodb.Table(this, id, {
       partitionKey: { name: KEYS.pk, type: dynamodb.AttributeType.STRING },
       sortKey: { name: KEYS.sk, type: dynamodb.AttributeType.STRING },
@@ -76,13 +101,21 @@ export class DataStack extends Stack {
       indexName: KEYS.gsi,
       partitionKey: { name: KEYS.gsiPk, type: dynamodb.AttributeType.STRING },
       sortKey: { name: KEYS.gsiSk, type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
+      projectionType: options.gsi1,
     });
+    if (options.gsi2) {
+      table.addGlobalSecondaryIndex({
+        indexName: KEYS.gsi2,
+        partitionKey: { name: KEYS.gsi2Pk, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: KEYS.gsi2Sk, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+      });
+    }
     new CfnOutput(this, outputId, { value: table.tableName });
     return table;
   }
 
-  private timestreamStore(): TimestreamStore {
+  private timestreamStore(retentionDays: number): TimestreamStore {
     // Records that Timestream rejects from magnetic store writes (late data) land here.
     const rejectedDataBucket = new s3.Bucket(this, 'TelemetryRejectedData', {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -100,7 +133,7 @@ export class DataStack extends Stack {
       databaseName: database.ref,
       retentionProperties: {
         MemoryStoreRetentionPeriodInHours: '24',
-        MagneticStoreRetentionPeriodInDays: '365',
+        MagneticStoreRetentionPeriodInDays: String(retentionDays),
       },
       // Devices replay days-old telemetry after an outage: it must be accepted into the magnetic store.
       magneticStoreWriteProperties: {

@@ -101,9 +101,11 @@ export class FunctionsStack extends Stack {
     if (a.events) {
       env[ENV.eventsTable] = data.events.tableName;
       env[ENV.eventsTtlDays] = String(config.eventsTtlDays);
+      if (a.events.includes('w')) env[ENV.eventRetention] = config.eventRetention;
     }
     if (a.telemetry) {
       env[ENV.telemetrySink] = data.telemetrySink;
+      env[ENV.telemetryRetentionDays] = String(config.telemetryRetentionDays);
       if (data.timestream) {
         env[ENV.timestreamDatabase] = data.timestream.databaseName;
         env[ENV.timestreamTable] = data.timestream.tableName;

@@ -49,7 +49,7 @@ export class IotStack extends Stack {
       assumedBy: new iam.ServicePrincipal('iot.amazonaws.com'),
       description: 'Lets the mir topic rules write their action errors to CloudWatch Logs',
     });
-    errorLogs.grantWrite(errorRole);
+    const errorLogsWrite = errorLogs.grantWrite(errorRole);
     errorRole.addToPolicy(new iam.PolicyStatement({ actions: ['logs:DescribeLogStreams'], resources: [errorLogs.logGroupArn] }));
 
     const rules = new Map<string, iot.CfnTopicRule>();
@@ -68,7 +68,9 @@ export class IotStack extends Stack {
             errorAction: { cloudwatchLogs: { logGroupName: errorLogs.logGroupName, roleArn: errorRole.roleArn } },
           },
         });
-        rule.node.addDependency(errorRole);
+        // The rule must not run before its error role may write: depend on the role's
+        // policy (the role itself is already a dependency through roleArn).
+        errorLogsWrite.applyBefore(rule);
         rules.set(id, rule);
         // The permission lives here (not in the functions stack) so that the
         // functions stack does not depend on the rules.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the CDK app's npm dependencies and runs its offline tests (no AWS account,
-# no cargo, no Docker). Usable from CI on a fresh machine: needs node >= 20 and npm.
+# no cargo, no Docker), then cfn-lint on every synthesized template (scripts/cfn-lint.sh:
+# errors fail, warnings are printed). Usable from CI on a fresh machine: needs node >= 20,
+# npm, and python3 with venv (cfn-lint is installed from PyPI into infra/cdk/.venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +23,4 @@ else
   npm install --no-audit --no-fund
 fi
 npm test
+bash scripts/cfn-lint.sh

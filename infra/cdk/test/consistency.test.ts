@@ -1,12 +1,15 @@
 // routes.json and the synthesized templates must agree, both ways: nothing missing,
-// nothing extra.
+// nothing extra; and the table names of the Rust adapters agree with the tables.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { functionNameOfArn, mirFunctions, PARTS, resourcesOfType, ROUTES, synth } from './helpers';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KEYS } from '../lib/data-stack';
+import { functionNameOfArn, mirFunctions, PARTS, REPO_ROOT, resourcesOfType, ROUTES, synth } from './helpers';
 
 const sorted = (xs: string[]) => [...xs].sort();
 
-for (const flavour of ['timestream', 'dynamodb'] as const) {
+for (const flavour of ['default', 'timestream'] as const) {
   test(`${flavour}: functions in the template == functions in routes.json`, () => {
     const s = synth(flavour);
     assert.deepEqual(sorted([...mirFunctions(s).keys()]), sorted(ROUTES.functions.map((f) => f.name)));
@@ -65,7 +68,7 @@ for (const flavour of ['timestream', 'dynamodb'] as const) {
       }
     }
     const want = ['ApiUrl', 'Region', 'IotDataEndpoint', 'TwinsTable', 'SchemasTable', 'CommandsTable', 'EventsTable', 'TelemetrySink', 'DevicePolicyName'];
-    want.push(...(flavour === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable'] : ['TelemetryTable']));
+    want.push(...(s.sink === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable', 'TelemetryRejectedDataBucket'] : ['TelemetryTable']));
     // For operators, not for `mir ctx import`: where alarms go, what to redrive.
     want.push('AlarmTopicArn', 'FailureQueueUrl');
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
@@ -78,4 +81,40 @@ test('stack names carry the mir:stage prefix', () => {
     [s.mir.data, s.mir.functions, s.mir.iot, s.mir.api].map((x) => x.stackName),
     PARTS.map((p) => `mir-${s.stage}-${p}`),
   );
+});
+
+/** `pub const GSI1: &str = "gsi1";` and the like, from the Rust DynamoDB adapters. */
+function rustConsts(): Record<string, string> {
+  const src = fs.readFileSync(path.join(REPO_ROOT, 'shared/src/adapters/dynamodb/mod.rs'), 'utf8');
+  return Object.fromEntries([...src.matchAll(/pub const (GSI\d+): &str = "([^"]+)";/g)].map((m) => [m[1], m[2]]));
+}
+
+/** Index name constant -> [hash, range] attribute names of the contract table (create.rs). */
+function rustContractIndexes(): Record<string, [string, string]> {
+  const src = fs.readFileSync(path.join(REPO_ROOT, 'shared/src/adapters/dynamodb/create.rs'), 'utf8');
+  const re = /\.index_name\((GSI\d+)\)\s*\.key_schema\(key\("(\w+)", KeyType::Hash\)\?\)\s*\.key_schema\(key\("(\w+)", KeyType::Range\)\?\)/g;
+  return Object.fromEntries([...src.matchAll(re)].map((m) => [m[1], [m[2], m[3]]]));
+}
+
+test('index and key names agree between the Rust adapters (GSI1, GSI2, create.rs) and the tables of the template', () => {
+  const consts: Record<string, string> = rustConsts();
+  assert.deepEqual({ ...consts }, { GSI1: KEYS.gsi, GSI2: KEYS.gsi2 });
+  const contract: Record<string, [string, string]> = rustContractIndexes();
+  assert.deepEqual({ ...contract }, { GSI1: [KEYS.gsiPk, KEYS.gsiSk], GSI2: [KEYS.gsi2Pk, KEYS.gsi2Sk] });
+  const s = synth();
+  for (const [id, t] of resourcesOfType(s.json.data, 'AWS::DynamoDB::Table')) {
+    for (const g of t.Properties.GlobalSecondaryIndexes) {
+      const name: string | undefined = Object.keys(consts).find((k) => consts[k] === g.IndexName);
+      assert.ok(name, `${id}: index ${g.IndexName} has no Rust constant`);
+      assert.deepEqual(
+        g.KeySchema.map((k: any) => k.AttributeName),
+        contract[name],
+        `${id}: ${g.IndexName} keys differ from create.rs`,
+      );
+    }
+  }
+  // The contract table has every index any deployed table has, so the Rust tests on moto
+  // query the same index names.
+  const twins = s.json.data.Resources[s.json.data.Outputs.TwinsTable.Value.Ref];
+  assert.deepEqual(twins.Properties.GlobalSecondaryIndexes.map((g: any) => g.IndexName).sort(), Object.values(consts).sort());
 });

@@ -21,6 +21,8 @@ const CONTRACT = new Set([
   'MIR_IOT_POLICY_NAME',
   'MIR_EVENTS_TTL_DAYS',
   'MIR_COMMANDS_TTL_DAYS',
+  'MIR_TELEMETRY_RETENTION_DAYS',
+  'MIR_EVENT_RETENTION',
   'RUST_LOG',
 ]);
 
@@ -30,8 +32,9 @@ function expectedEnv(a: Access, sink: 'timestream' | 'dynamodb'): string[] {
   if (a.schemas) e.push('MIR_SCHEMAS_TABLE');
   if (a.commands) e.push('MIR_COMMANDS_TABLE', 'MIR_COMMANDS_TTL_DAYS');
   if (a.events) e.push('MIR_EVENTS_TABLE', 'MIR_EVENTS_TTL_DAYS');
+  if (a.events?.includes('w')) e.push('MIR_EVENT_RETENTION');
   if (a.telemetry) {
-    e.push('MIR_TELEMETRY_SINK');
+    e.push('MIR_TELEMETRY_SINK', 'MIR_TELEMETRY_RETENTION_DAYS');
     if (sink === 'timestream') e.push('MIR_TIMESTREAM_DATABASE', 'MIR_TIMESTREAM_TABLE');
     else e.push('MIR_TELEMETRY_TABLE');
   }
@@ -99,9 +102,9 @@ function dynamoAccess(s: Synth, fnResource: any): Map<string, { read: boolean; w
   return access;
 }
 
-for (const flavour of ['timestream', 'dynamodb', 'artifacts'] as const) {
+for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
   describe(`functions (${flavour})`, () => {
-    const sink = flavour === 'dynamodb' ? 'dynamodb' : 'timestream';
+    const sink = flavour === 'default' ? 'dynamodb' : 'timestream';
 
     test('every routes.json function has one arm64 provided.al2023 Lambda with our defaults', () => {
       const s = synth(flavour);
@@ -132,6 +135,8 @@ for (const flavour of ['timestream', 'dynamodb', 'artifacts'] as const) {
         if (vars.MIR_TELEMETRY_SINK) assert.equal(vars.MIR_TELEMETRY_SINK, sink);
         if (vars.MIR_EVENTS_TTL_DAYS) assert.equal(vars.MIR_EVENTS_TTL_DAYS, '30');
         if (vars.MIR_COMMANDS_TTL_DAYS) assert.equal(vars.MIR_COMMANDS_TTL_DAYS, '7');
+        if (vars.MIR_TELEMETRY_RETENTION_DAYS) assert.equal(vars.MIR_TELEMETRY_RETENTION_DAYS, '365');
+        if (vars.MIR_EVENT_RETENTION) assert.equal(vars.MIR_EVENT_RETENTION, 'default=90,DeviceOnline=7,DeviceOffline=7');
         if (vars.MIR_IOT_POLICY_NAME) assert.equal(vars.MIR_IOT_POLICY_NAME, `mir-${s.stage}-device`);
       }
     });
@@ -251,7 +256,7 @@ for (const flavour of ['timestream', 'dynamodb', 'artifacts'] as const) {
 }
 
 test('default synth builds with cargo-lambda-cdk RustFunction from the workspace; mir:artifacts uses prebuilt bootstraps', () => {
-  const rust = synth('timestream');
+  const rust = synth('default');
   const prebuilt = synth('artifacts');
   for (const f of ROUTES.functions) {
     assert.ok(rust.mir.functions.functions.get(f.name) instanceof RustFunction, f.name);

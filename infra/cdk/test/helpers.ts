@@ -15,13 +15,19 @@ export const REPO_ROOT = findRepoRoot(__dirname);
 export const ROUTES: RoutesTable = loadRoutes(routesPath(REPO_ROOT));
 export const CDK_DIR = path.resolve(__dirname, '..', '..');
 
-export type Flavour = 'timestream' | 'dynamodb' | 'artifacts';
+/**
+ * default: cdk.json's context only, what `cdk synth` / `cdk deploy` do without -c
+ * (stage dev, DynamoDB telemetry); timestream: the opt-in sink; dynamodb: the sink named
+ * explicitly; artifacts: prebuilt bootstraps (with the timestream sink).
+ */
+export type Flavour = 'default' | 'timestream' | 'dynamodb' | 'artifacts';
 export type Part = 'data' | 'functions' | 'iot' | 'api';
 export const PARTS: Part[] = ['data', 'functions', 'iot', 'api'];
 
 export interface Synth {
   readonly mir: MirApp;
   readonly stage: string;
+  readonly sink: 'timestream' | 'dynamodb';
   /** Raw CloudFormation templates by part. */
   readonly json: Record<Part, any>;
   readonly template: Record<Part, Template>;
@@ -72,16 +78,26 @@ export function newApp(extra: Record<string, unknown> = {}): App {
 
 const cache = new Map<Flavour, Synth>();
 
-export function synth(flavour: Flavour = 'timestream'): Synth {
+export function synth(flavour: Flavour = 'default'): Synth {
   const hit = cache.get(flavour);
   if (hit) return hit;
-  const stage = flavour === 'timestream' ? 'dev' : `t${flavour}`;
   const artifactsDir = flavour === 'artifacts' ? fakeArtifacts() : undefined;
-  const app = newApp({
-    'mir:stage': stage,
-    'mir:telemetrySink': flavour === 'dynamodb' ? 'dynamodb' : 'timestream',
-    ...(artifactsDir ? { 'mir:artifacts': artifactsDir } : {}),
-  });
+  const app = newApp(
+    flavour === 'default'
+      ? {}
+      : {
+          'mir:stage': `t${flavour}`,
+          'mir:telemetrySink': flavour === 'dynamodb' ? 'dynamodb' : 'timestream',
+          ...(artifactsDir ? { 'mir:artifacts': artifactsDir } : {}),
+        },
+  );
+  const s = synthApp(app, artifactsDir);
+  cache.set(flavour, s);
+  return s;
+}
+
+/** Builds the Mir app into `app` (from newApp) and synthesizes it. */
+export function synthApp(app: App, artifactsDir?: string): Synth {
   const mir = buildMirApp(app);
   const stacks = { data: mir.data, functions: mir.functions, iot: mir.iot, api: mir.api };
   const assembly = app.synth();
@@ -95,9 +111,7 @@ export function synth(flavour: Flavour = 'timestream'): Synth {
     const manifest = JSON.parse(fs.readFileSync(path.join(assembly.directory, `${name}.assets.json`), 'utf8'));
     assets[part] = new Map(Object.entries<any>(manifest.files ?? {}).map(([hash, f]) => [hash, f.source.path as string]));
   }
-  const s: Synth = { mir, stage, json, template, artifactsDir, assets };
-  cache.set(flavour, s);
-  return s;
+  return { mir, stage: mir.config.stage, sink: mir.config.telemetrySink, json, template, artifactsDir, assets };
 }
 
 export function resourcesOfType(tpl: any, type: string): [string, any][] {

@@ -69,10 +69,12 @@ test('readConfig rejects an unknown telemetry sink and a bad stage', () => {
   assert.throws(() => readConfig(ttl.node), /mir:eventsTtlDays/);
 });
 
-test('readConfig defaults: stage dev, timestream, ttl 30/7 days, RUST_LOG info', () => {
+test('readConfig defaults: stage dev, dynamodb telemetry kept 365 days, events 90 days (online/offline 7), ttl 30/7 days, RUST_LOG info', () => {
   const c = readConfig(new App({ context: { 'mir:repoRoot': REPO_ROOT } }).node);
   assert.equal(c.stage, 'dev');
-  assert.equal(c.telemetrySink, 'timestream');
+  assert.equal(c.telemetrySink, 'dynamodb');
+  assert.equal(c.telemetryRetentionDays, 365);
+  assert.equal(c.eventRetention, 'default=90,DeviceOnline=7,DeviceOffline=7');
   assert.equal(c.eventsTtlDays, 30);
   assert.equal(c.commandsTtlDays, 7);
   assert.equal(c.rustLog, 'info');

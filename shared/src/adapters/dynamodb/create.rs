@@ -12,12 +12,13 @@ use aws_sdk_dynamodb::{
     Client,
 };
 
-use super::{table::build_err, GSI1};
+use super::{table::build_err, GSI1, GSI2};
 use crate::adapters::aws::store_error;
 use crate::ports::{StoreError, StoreResult};
 
-/// Creates a table with the contract key schema (pk/sk, GSI gsi1, TTL on expiresAt),
-/// unless it exists, and waits until it is active.
+/// Creates a table with the contract key schema (pk/sk, GSI gsi1 with all attributes,
+/// sparse GSI gsi2 with keys only, TTL on expiresAt), unless it exists, and waits until
+/// it is active.
 pub async fn create_table(client: &Client, name: &str) -> StoreResult<()> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -44,6 +45,18 @@ pub async fn create_table(client: &Client, name: &str) -> StoreResult<()> {
         )
         .build()
         .map_err(build_err)?;
+    // Sparse: only the items that carry gsi2pk/gsi2sk (online twins, for the presence sweep).
+    let gsi2 = GlobalSecondaryIndex::builder()
+        .index_name(GSI2)
+        .key_schema(key("gsi2pk", KeyType::Hash)?)
+        .key_schema(key("gsi2sk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(build_err)?;
     let created = client
         .create_table()
         .table_name(name)
@@ -51,9 +64,12 @@ pub async fn create_table(client: &Client, name: &str) -> StoreResult<()> {
         .attribute_definitions(attr("sk")?)
         .attribute_definitions(attr("gsi1pk")?)
         .attribute_definitions(attr("gsi1sk")?)
+        .attribute_definitions(attr("gsi2pk")?)
+        .attribute_definitions(attr("gsi2sk")?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(gsi)
+        .global_secondary_indexes(gsi2)
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await;
