@@ -7,6 +7,7 @@ use std::{process::Command, sync::Arc};
 
 use chrono::{Duration, Utc};
 use futures::{stream, StreamExt};
+use mir_hub::registry::{self, Function};
 use mir_proto::DeviceId;
 use mir_shared::{domain::Twin, ports::TwinStore};
 use serde_json::Value;
@@ -56,8 +57,10 @@ fn online_index_count(table: &str) -> u64 {
 async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_online_devices() {
     let hub = TestHub::start_aws(cli());
     let twins: Arc<dyn TwinStore> = hub.core().ports.twins.clone().unwrap();
+    // The sweep below runs at `later`; the hub's own sweep, at the real time, finds none.
     let now = Utc::now();
-    // GIVEN 5,000 twins in two namespaces, 60 online, 40 of those past their staleAt.
+    let later = now + Duration::minutes(5);
+    // GIVEN 5,000 twins in two namespaces, 60 online, 40 of those stale by `later`.
     stream::iter(0..FLEET)
         .map(|i| {
             let twins = twins.clone();
@@ -69,9 +72,9 @@ async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_onlin
                     t.status.online = true;
                     t.status.last_heartbeat = Some(now - Duration::minutes(10));
                     t.status.stale_at = Some(if i < STALE {
-                        now - Duration::minutes(1)
+                        now + Duration::minutes(2)
                     } else {
-                        now + Duration::minutes(10)
+                        now + Duration::minutes(30)
                     });
                 }
                 twins.create(&t).await.unwrap();
@@ -130,7 +133,7 @@ async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_onlin
     // WHEN the sweep runs THEN it finds exactly the stale online devices in the index...
     let mut stale = mir_shared::domain::page::collect_all(|p| {
         let twins = twins.clone();
-        async move { twins.stale(Utc::now(), &p).await }
+        async move { twins.stale(later, &p).await }
     })
     .await
     .unwrap();
@@ -138,7 +141,15 @@ async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_onlin
     let expected: Vec<String> = (0..STALE).map(|i| format!("scale-{i:04}")).collect();
     assert_eq!(stale, expected);
     // ...and marks them offline, which takes them out of the index.
-    hub.core().sweep().await;
+    let Some(Function::Presence { schedule, .. }) = registry::function("presence") else {
+        panic!("the presence function");
+    };
+    let outcome = schedule(&hub.core().ports, later).await.unwrap();
+    assert_eq!(
+        outcome["changed"].as_array().unwrap().len(),
+        STALE,
+        "{outcome}"
+    );
     assert_eq!(online_index_count(&table), (ONLINE - STALE) as u64);
     let t = twins.get("scale-0001").await.unwrap().unwrap().value;
     assert!(

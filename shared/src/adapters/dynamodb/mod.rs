@@ -1,13 +1,16 @@
 //! DynamoDB adapters: twins, schemas, commands, events, and the DynamoDB telemetry sink.
 //!
 //! Every table has the key schema of the CDK app (`infra/cdk/lib/data-stack.ts`):
-//! partition key `pk` (S), sort key `sk` (S), GSI `gsi1` on `gsi1pk`/`gsi1sk` (S, all
-//! attributes projected), TTL attribute `expiresAt` (epoch seconds). Items are converted
-//! with `serde_dynamo` from each file's item structs; no attribute map is built by hand.
+//! partition key `pk` (S), sort key `sk` (S), GSI `gsi1` on `gsi1pk`/`gsi1sk` (S; all
+//! attributes projected, but keys only on the twins table, whose reads of it take only
+//! keys and then BatchGetItem), TTL attribute `expiresAt` (epoch seconds). The twins
+//! table also has the sparse `gsi2` on `gsi2pk`/`gsi2sk` (keys only): only online twins
+//! carry them, so the presence sweep reads online devices only. Items are converted with
+//! `serde_dynamo` from each file's item structs; no attribute map is built by hand.
 //!
 //! | table | item | pk | sk | gsi1pk / gsi1sk |
 //! |---|---|---|---|---|
-//! | twins | twin | `DEV#<id>` | `TWIN` | `NS#<namespace>` / `<name>` |
+//! | twins | twin (online: `gsi2pk` `ONLINE#<shard 0..8>`, `gsi2sk` its `staleAt` in ms) | `DEV#<id>` | `TWIN` | `NS#<namespace>` / `<name>` |
 //! | twins | name reservation | `NAME#<namespace>/<name>` | `NAME` | `NAME#<name>` / `<namespace>` |
 //! | twins | label index | `LABEL#<k>=<v>` | `<id>` | - |
 //! | twins | tombstone of a deleted device (TTL 30 days) | `DEV#<id>` | `TOMBSTONE` | - |
@@ -19,9 +22,11 @@
 //! | telemetry | point | `TLM#<device>#<measure>` | `<time>#<seq>` (zero-padded) | - |
 //! | telemetry | series summary | `SERIES#<device>` | `<measure>` | - |
 //!
-//! Twin writes are transactions (TransactWriteItems): the twin item conditional on its
-//! `version`, its name reservation and its label index items together, so name/namespace
-//! uniqueness and the label index can never disagree with the twins.
+//! Twin writes that change a name or labels are transactions (TransactWriteItems): the
+//! twin item conditional on its `version`, its name reservation and its label index
+//! items together, so name/namespace uniqueness and the label index can never disagree
+//! with the twins. Other twin writes are one PutItem conditional on the `version`, and a
+//! heartbeat is one UpdateItem (`twins_pages.rs`).
 //!
 //! Files: `table` (the table helper: items through serde_dynamo, keys, single-item
 //! writes, transactions), `query` (the one Query/Scan builder and its pages), `create`
