@@ -2,8 +2,8 @@
 //! rename, uniqueness of name/namespace, delete, the item size limit.
 
 use mir_shared::{
-    domain::{Targets, Twin},
-    ports::{Provisioned, StoreError, Tombstone},
+    domain::{presence::Beat, PageRequest, Targets, Twin},
+    ports::{BeatWrite, Provisioned, StoreError, Tombstone},
     service::{self, Change},
     testing::at_ms,
 };
@@ -343,6 +343,137 @@ async fn a_deleted_twin_leaves_a_tombstone_that_stops_auto_provisioning(p: &Port
     assert!(matches!(e, StoreError::AlreadyExists(_)), "{}: {e}", p.kind);
 }
 
+/// A twin that is online with its last heartbeat at `hb_ms` and stale at `stale_ms`.
+fn online(id: &str, hb_ms: i64, stale_ms: i64) -> Twin {
+    let mut t = twin(id, id, "presence", &[]);
+    t.status.online = true;
+    t.status.last_heartbeat = Some(at_ms(hb_ms));
+    t.status.stale_at = Some(at_ms(stale_ms));
+    t
+}
+
+pub async fn pages_of_twins_hold_each_twin_once_for_every_selection(p: &Ports) {
+    for i in 0..25 {
+        let ns = if i % 2 == 0 { "even" } else { "odd" };
+        let labels: &[(&str, &str)] = if i % 3 == 0 { &[("tier", "a")] } else { &[] };
+        p.twins()
+            .create(&twin(&format!("pg{i:02}"), &format!("n{i:02}"), ns, labels))
+            .await
+            .unwrap();
+    }
+    let selections = [
+        Targets::all(),
+        Targets::from_query([("namespace", "odd,even")]).unwrap(),
+        Targets::from_query([("namespace", "odd"), ("label", "tier=a")]).unwrap(),
+        Targets::from_query([("label", "tier=a")]).unwrap(),
+        Targets::from_query([("ids", "pg01,pg02,pg03,nope"), ("names", "n04/even")]).unwrap(),
+    ];
+    for targets in selections {
+        let mut paged = Vec::new();
+        let mut page = PageRequest::first(4);
+        loop {
+            let got = p.twins().list_page(&targets, &page).await.unwrap();
+            assert!(got.items.len() <= 4);
+            paged.extend(got.items.into_iter().map(|t| t.value.spec.device_id));
+            match got.next_token {
+                Some(t) => page.token = Some(t),
+                None => break,
+            }
+        }
+        let mut sorted = paged.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), paged.len(), "each once: {paged:?}");
+        assert_eq!(sorted, ids(p, &targets).await, "{targets:?}");
+    }
+    let bad = PageRequest {
+        limit: 4,
+        token: Some("not-a-token".into()),
+    };
+    match p.twins().list_page(&Targets::all(), &bad).await {
+        Err(StoreError::BadPageToken(_)) => {}
+        other => panic!("expected BadPageToken, got {other:?}"),
+    }
+}
+
+pub async fn stale_lists_only_online_devices_past_their_stale_at(p: &Ports) {
+    let mut offline = twin("st-off", "st-off", "presence", &[]);
+    offline.status.last_heartbeat = Some(at_ms(1_000));
+    p.twins().create(&offline).await.unwrap();
+    for (id, stale_ms) in [("st-a", 5_000), ("st-b", 6_000), ("st-fresh", 90_000)] {
+        p.twins()
+            .create(&online(id, 1_000, stale_ms))
+            .await
+            .unwrap();
+    }
+    let mut found = Vec::new();
+    let mut page = PageRequest::first(1);
+    loop {
+        let got = p.twins().stale(at_ms(10_000), &page).await.unwrap();
+        found.extend(got.items);
+        match got.next_token {
+            Some(t) => page.token = Some(t),
+            None => break,
+        }
+    }
+    found.sort();
+    assert_eq!(found, ["st-a", "st-b"]);
+}
+
+pub async fn a_heartbeat_is_one_write_that_only_moves_time_forward(p: &Ports) {
+    p.twins()
+        .create(&online("hb-1", 1_000, 91_000))
+        .await
+        .unwrap();
+    p.twins()
+        .create(&twin("hb-off", "hb-off", "presence", &[]))
+        .await
+        .unwrap();
+    let fallback = chrono::Duration::seconds(90);
+    let beat = |ms: i64| Beat::new(at_ms(ms), Some(30), fallback);
+    let write = p.twins().beat("hb-1", &beat(61_000)).await.unwrap();
+    let stored = p.twins().get("hb-1").await.unwrap().unwrap();
+    if p.kind == "aws" {
+        assert_eq!(write, BeatWrite::Written);
+        assert_eq!(
+            stored.version, 2,
+            "a write like any other: conflicts stay detectable"
+        );
+        assert_eq!(stored.value.status.last_heartbeat, Some(at_ms(61_000)));
+        assert_eq!(
+            stored.value.status.stale_at,
+            Some(at_ms(151_000)),
+            "3 x 30 s"
+        );
+        assert_eq!(stored.value.status.heartbeat_interval_sec, Some(30));
+        // A duplicate, a late one and one within a third of the staleness write nothing.
+        for ms in [61_000, 2_000, 80_000] {
+            assert_eq!(
+                p.twins().beat("hb-1", &beat(ms)).await.unwrap(),
+                BeatWrite::Fresh,
+                "{ms}"
+            );
+        }
+        assert_eq!(p.twins().get("hb-1").await.unwrap().unwrap().version, 2);
+    } else {
+        // The embedded store has no one-write path: the handler applies the rules.
+        assert_eq!(write, BeatWrite::NotApplied);
+        assert_eq!(stored.version, 1);
+    }
+    // An offline device and an unknown one are left to the presence rules.
+    for id in ["hb-off", "hb-unknown"] {
+        assert_eq!(
+            p.twins().beat(id, &beat(61_000)).await.unwrap(),
+            BeatWrite::NotApplied,
+            "{id}"
+        );
+    }
+    assert!(
+        p.twins().get("hb-unknown").await.unwrap().is_none(),
+        "never created"
+    );
+}
+
 conformance!(
     a_deleted_twin_leaves_a_tombstone_that_stops_auto_provisioning,
     create_and_get,
@@ -353,4 +484,7 @@ conformance!(
     delete_returns_the_twin_and_frees_id_name_and_labels,
     a_twin_over_the_item_limit_is_refused,
     fifty_concurrent_desired_updates_lose_none,
+    pages_of_twins_hold_each_twin_once_for_every_selection,
+    stale_lists_only_online_devices_past_their_stale_at,
+    a_heartbeat_is_one_write_that_only_moves_time_forward,
 );
