@@ -6,8 +6,8 @@
 //!
 //! **Cost.** Most heartbeats are of an online device: they are one conditional write
 //! ([`TwinStore::beat`](mir_shared::ports::TwinStore::beat)), no read, no transaction;
-//! a duplicate, a late one, or one within a third of the staleness of the stored one
-//! writes nothing. Only a device coming online again (or unknown) takes the full
+//! a duplicate, a late one, or one within half an interval of the stored one writes
+//! nothing. Only a device coming online again (or unknown) takes the full
 //! read-modify-write.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).

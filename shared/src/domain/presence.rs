@@ -210,9 +210,10 @@ pub fn is_stale(status: &Status, now: DateTime<Utc>, fallback: Duration) -> bool
 pub struct Beat {
     /// When the broker received it.
     pub at: DateTime<Utc>,
-    /// Written only if the stored heartbeat is older than this: a third of the
-    /// staleness before `at`, so a duplicate, a late one or one of a device beating
-    /// faster than needed costs no write, and the stored one is never stale.
+    /// Written only if the stored heartbeat is older than this: half a heartbeat
+    /// interval (a sixth of the staleness) before `at`, so each regular heartbeat is
+    /// written, and a duplicate, a late one or one of a device beating faster than it
+    /// said costs no write.
     pub refresh_before: DateTime<Utc>,
     /// The device's new `stale_at`.
     pub stale_at: DateTime<Utc>,
@@ -226,7 +227,7 @@ impl Beat {
         let stale = stale_after(interval_sec, fallback);
         Self {
             at,
-            refresh_before: at - stale / MISSED_HEARTBEATS,
+            refresh_before: at - stale / (2 * MISSED_HEARTBEATS),
             stale_at: at + stale,
             interval_sec,
         }
