@@ -18,6 +18,7 @@ impl Table {
                 index: None,
                 pk,
                 sk_from: None,
+                sk_to: None,
             },
             forward: true,
             consistent: true,
@@ -39,11 +40,12 @@ impl Table {
 #[derive(Debug, Clone, Copy)]
 enum Read<'a> {
     /// Query: the partition `pk` of the table (`index` None) or of an index, sort keys
-    /// from `sk_from` (inclusive) on.
+    /// from `sk_from` (inclusive) on, up to `sk_to` (inclusive).
     Partition {
         index: Option<&'a str>,
         pk: &'a str,
         sk_from: Option<&'a str>,
+        sk_to: Option<&'a str>,
     },
     /// Scan: every item whose sort key is this.
     SortKey(&'a str),
@@ -85,6 +87,14 @@ impl<'a> Query<'a> {
         self
     }
 
+    /// Only sort keys up to `to` (inclusive), when set.
+    pub(super) fn sk_to(mut self, to: Option<&'a str>) -> Self {
+        if let Read::Partition { sk_to, .. } = &mut self.read {
+            *sk_to = to;
+        }
+        self
+    }
+
     /// Descending sort keys.
     pub(super) fn newest_first(mut self) -> Self {
         self.forward = false;
@@ -99,18 +109,34 @@ impl<'a> Query<'a> {
 
     fn expression(&self) -> StoreResult<Expression> {
         Ok(match self.read {
-            Read::Partition { index, pk, sk_from } => {
+            Read::Partition {
+                index,
+                pk,
+                sk_from,
+                sk_to,
+            } => {
                 let (pk_name, sk_name) = match index {
                     Some(_) => ("gsi1pk", "gsi1sk"),
                     None => ("pk", "sk"),
                 };
-                match sk_from {
-                    Some(from) => Expression {
+                let both = names(&[("#pk", pk_name), ("#sk", sk_name)]);
+                match (sk_from, sk_to) {
+                    (Some(from), Some(to)) => Expression {
+                        text: "#pk = :pk AND #sk BETWEEN :from AND :to",
+                        names: both,
+                        values: values(serde_json::json!({ ":pk": pk, ":from": from, ":to": to }))?,
+                    },
+                    (Some(from), None) => Expression {
                         text: "#pk = :pk AND #sk >= :from",
-                        names: names(&[("#pk", pk_name), ("#sk", sk_name)]),
+                        names: both,
                         values: values(serde_json::json!({ ":pk": pk, ":from": from }))?,
                     },
-                    None => Expression {
+                    (None, Some(to)) => Expression {
+                        text: "#pk = :pk AND #sk <= :to",
+                        names: both,
+                        values: values(serde_json::json!({ ":pk": pk, ":to": to }))?,
+                    },
+                    (None, None) => Expression {
                         text: "#pk = :pk",
                         names: names(&[("#pk", pk_name)]),
                         values: values(serde_json::json!({ ":pk": pk }))?,
@@ -141,22 +167,6 @@ impl<'a> Query<'a> {
         let mut out = Vec::new();
         while let Some(items) = pages.next(None).await? {
             out.extend(items);
-        }
-        Ok(out)
-    }
-
-    /// The first `limit` items (at least one request).
-    pub(super) async fn first(self, limit: usize) -> StoreResult<Vec<Item>> {
-        let mut pages = self.pages()?;
-        let mut out = Vec::new();
-        while let Some(items) = pages
-            .next(Some(limit.saturating_sub(out.len()).max(1)))
-            .await?
-        {
-            out.extend(items);
-            if out.len() >= limit {
-                break;
-            }
         }
         Ok(out)
     }
