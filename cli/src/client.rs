@@ -305,6 +305,7 @@ impl Client {
         name: &str,
         since: &str,
         limit: Option<usize>,
+        next_token: Option<&str>,
     ) -> ClientResult<TelemetryQueryResult> {
         let mut query = vec![
             ("ids", device_id.to_string()),
@@ -313,6 +314,9 @@ impl Client {
         ];
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
+        }
+        if let Some(t) = next_token {
+            query.push(("nextToken", t.to_string()));
         }
         self.call::<(), _>(Method::GET, &["v1", "telemetry", "query"], &query, None)
             .await

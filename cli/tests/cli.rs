@@ -632,3 +632,74 @@ fn tools_config_edit_saves_a_valid_edit_and_refuses_a_broken_one() {
         before
     );
 }
+
+/// `mir tlm query --limit 20000` follows the API's pages (at most 10,000 rows each) and
+/// prints the newest 20,000 rows, oldest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tlm_query_with_a_limit_over_a_page_follows_the_pages() {
+    use mir_shared::telemetry::{FieldValue, TelemetryRecord};
+    use std::sync::Arc;
+    let f = Fleet::new();
+    let start = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let t0 = start.timestamp_nanos_opt().unwrap();
+    // 20,050 points 50 ms apart: the oldest 50 are left out.
+    let records: Vec<TelemetryRecord> = (0..20_050)
+        .map(|i| TelemetryRecord {
+            device_id: "weather".into(),
+            name: "weather".into(),
+            namespace: "default".into(),
+            measure: Arc::from("schema.v1.Env"),
+            time_ns: t0 + i * 50_000_000,
+            seq: i as u64,
+            tags: vec![],
+            values: vec![(Arc::from("temperature"), FieldValue::Int(i))],
+        })
+        .collect();
+    let sink = f.hub.core().ports.telemetry_sink().unwrap();
+    for batch in records.chunks(1_000) {
+        sink.write(batch).await.unwrap();
+    }
+    let run = f
+        .mir(&[
+            "tlm",
+            "query",
+            "weather",
+            "-n",
+            "schema.v1.Env",
+            "--since",
+            "1h",
+            "--limit",
+            "20000",
+            "-o",
+            "json",
+        ])
+        .run();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let body: Value = serde_json::from_str(&run.stdout).expect("JSON");
+    let temps: Vec<i64> = body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["values"]["temperature"].as_i64().unwrap())
+        .collect();
+    assert_eq!(temps.len(), 20_000);
+    assert!(
+        temps.iter().copied().eq(50..20_050),
+        "the newest, oldest first"
+    );
+    assert!(body["nextToken"].is_string(), "older rows remain");
+    let queries: Vec<String> = f
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/telemetry/query")
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    assert!(
+        queries.iter().all(|q| q.contains("limit=10000")),
+        "{queries:?}"
+    );
+    assert!(!queries[0].contains("nextToken"), "{queries:?}");
+    assert!(queries[1].contains("nextToken="), "{queries:?}");
+}

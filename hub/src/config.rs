@@ -38,6 +38,8 @@ pub struct HubConfig {
     pub sweep_interval_secs: u64,
     pub events_retention_days: u32,
     pub commands_retention_days: u32,
+    /// Telemetry points older than this are pruned (by their time).
+    pub telemetry_retention_days: u32,
     /// QoS 1 messages kept per offline persistent session.
     pub max_queued_per_session: usize,
     /// Endpoint of the AWS-compatible services for the `localstack` profile.
@@ -115,6 +117,7 @@ impl Default for HubConfig {
             sweep_interval_secs: 30,
             events_retention_days: 30,
             commands_retention_days: 7,
+            telemetry_retention_days: 365,
             max_queued_per_session: 10_000,
             aws_endpoint: "http://localhost:4566".into(),
             aws_table_prefix: "mir-local".into(),

@@ -323,6 +323,7 @@ impl Hub {
         let retention = Retention {
             events: chrono::Duration::days(config.events_retention_days.into()),
             commands: chrono::Duration::days(config.commands_retention_days.into()),
+            telemetry: chrono::Duration::days(config.telemetry_retention_days.into()),
         };
         let housekeeping = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -341,7 +342,7 @@ impl Hub {
                         None => Ok(0),
                     };
                     if let Err(e) = pruned {
-                        tracing::warn!(error = %e, "pruning old events and commands failed");
+                        tracing::warn!(error = %e, "pruning old events, commands and telemetry failed");
                     }
                 }
             }

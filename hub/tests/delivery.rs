@@ -102,14 +102,10 @@ async fn stored(hub: &Hub, id: &str) -> Vec<(u64, i64, String)> {
         .ports
         .telemetry_reader()
         .unwrap()
-        .query(&TelemetryQuery {
-            device_id: id.into(),
-            measure: "schema.v1.Env".into(),
-            since_ns: 0,
-            limit: 1_000,
-        })
+        .query(&TelemetryQuery::new(id, "schema.v1.Env", 0).limit(1_000))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let mut out: Vec<_> = rows
         .iter()
         .map(|r| {

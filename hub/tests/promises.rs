@@ -142,14 +142,10 @@ async fn a_replayed_message_without_its_own_time_keeps_the_time_the_device_accep
         .ports
         .telemetry_reader()
         .unwrap()
-        .query(&TelemetryQuery {
-            device_id: "w1".into(),
-            measure: "schema.v1.Env".into(),
-            since_ns: 0,
-            limit: 10,
-        })
+        .query(&TelemetryQuery::new("w1", "schema.v1.Env", 0).limit(10))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(rows.len(), 1, "{:?}", dead_letters(dir.path()));
     assert_eq!(
         rows[0].time_ns, accepted_ns,
@@ -266,14 +262,10 @@ async fn every_acknowledged_publish_is_stored_even_when_the_hub_stops_right_afte
         .ports
         .telemetry_reader()
         .unwrap()
-        .query(&TelemetryQuery {
-            device_id: "w1".into(),
-            measure: "schema.v1.Env".into(),
-            since_ns: 0,
-            limit: 100,
-        })
+        .query(&TelemetryQuery::new("w1", "schema.v1.Env", 0).limit(100))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let mut seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());

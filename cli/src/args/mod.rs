@@ -478,7 +478,7 @@ pub struct TelemetryQueryArgs {
     /// How far back: 30s, 15m, 2h, 7d or an RFC 3339 time
     #[arg(short, long, default_value = "15m")]
     pub since: String,
-    /// At most this many rows (the newest)
+    /// The newest this many rows (the API pages of at most 10,000 are followed)
     #[arg(long)]
     pub limit: Option<usize>,
     /// Also draw a line chart of this numeric field

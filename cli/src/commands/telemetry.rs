@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use mir_shared::api::{TelemetryList, TelemetryQueryResult};
+use mir_shared::domain::page::MAX_PAGE_LIMIT;
 use mir_shared::telemetry::FieldValue;
 
 use super::{message::refresh, no_device, out, resolve_one, Connection};
@@ -81,9 +82,7 @@ pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>
 
 async fn query(client: &Client, a: TelemetryQueryArgs) -> anyhow::Result<ExitCode> {
     let device = resolve_one(client, a.target.get()).await?;
-    let result = client
-        .query_telemetry(&device.spec.device_id, &a.name, &a.since, a.limit)
-        .await?;
+    let result = newest_rows(client, &device.spec.device_id, &a.name, &a.since, a.limit).await?;
     match a.output.output {
         Output::Yaml => out(&output::document(&result, true)?)?,
         Output::Json => out(&output::document(&result, false)?)?,
@@ -104,6 +103,63 @@ async fn query(client: &Client, a: TelemetryQueryArgs) -> anyhow::Result<ExitCod
         out(&chart(&result, field)?)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The newest `limit` rows since `since` (one page of the API's default size when
+/// `None`), oldest first: pages of at most [`MAX_PAGE_LIMIT`] rows, each one older than
+/// the one before, followed until there are `limit` rows or no more. The result's
+/// `next_token` is where older rows go on, if any.
+async fn newest_rows(
+    client: &Client,
+    device: &str,
+    name: &str,
+    since: &str,
+    limit: Option<usize>,
+) -> anyhow::Result<TelemetryQueryResult> {
+    let Some(limit) = limit else {
+        return Ok(client
+            .query_telemetry(device, name, since, None, None)
+            .await?);
+    };
+    let mut pages: Vec<TelemetryQueryResult> = Vec::new();
+    let mut rows = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let size = (limit - rows).clamp(1, MAX_PAGE_LIMIT);
+        let page = client
+            .query_telemetry(device, name, since, Some(size), token.as_deref())
+            .await?;
+        rows += page.rows.len();
+        token = page.next_token.clone();
+        pages.push(page);
+        if rows >= limit || token.is_none() {
+            break;
+        }
+    }
+    Ok(join_pages(pages))
+}
+
+/// Pages newest first as one result, oldest row first; the last page's token.
+pub(crate) fn join_pages(pages: Vec<TelemetryQueryResult>) -> TelemetryQueryResult {
+    let mut pages = pages.into_iter().rev();
+    let Some(mut out) = pages.next() else {
+        return TelemetryQueryResult {
+            device_id: String::new(),
+            measure: String::new(),
+            columns: vec![],
+            rows: vec![],
+            next_token: None,
+        };
+    };
+    for page in pages {
+        for c in page.columns {
+            if !out.columns.contains(&c) {
+                out.columns.push(c);
+            }
+        }
+        out.rows.extend(page.rows);
+    }
+    out
 }
 
 fn cell(v: Option<&FieldValue>) -> String {
@@ -212,6 +268,20 @@ mod tests {
              2025-02-15 17:01:26   21.5          41\n\
              2025-02-15 17:01:27   22.5          42\n"
         );
+    }
+
+    #[test]
+    fn pages_newest_first_join_oldest_row_first_with_the_oldest_pages_token() {
+        let all = result();
+        let page = |rows: std::ops::Range<usize>, token: Option<&str>| TelemetryQueryResult {
+            rows: all.rows[rows].to_vec(),
+            next_token: token.map(str::to_string),
+            ..all.clone()
+        };
+        let joined = join_pages(vec![page(2..3, Some("a")), page(0..2, Some("b"))]);
+        assert_eq!(joined.rows, all.rows);
+        assert_eq!(joined.next_token.as_deref(), Some("b"));
+        assert_eq!(joined.columns, all.columns);
     }
 
     #[test]

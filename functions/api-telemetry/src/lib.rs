@@ -2,6 +2,15 @@
 //! its schema, with what is stored of each); `/v1/telemetry/query` returns recent
 //! values of one message of one device.
 //!
+//! `GET /v1/telemetry/query?ids=<device>&name=<message>` takes `since` (default 15m:
+//! a duration back from now or an RFC 3339 time), `until` (same forms; default now and
+//! later), `limit` (rows per page, default [`DEFAULT_LIMIT`], at most
+//! [`MAX_PAGE_LIMIT`](mir_shared::domain::page::MAX_PAGE_LIMIT)) and `nextToken`. The first page holds the newest `limit` rows of
+//! the window, and the rows of every page are oldest first; `nextToken` (absent on the
+//! last page) asks for the `limit` rows before them. So a caller that wants the newest N
+//! rows follows tokens until it has N, putting each page before the previous one (as
+//! `mir telemetry query --limit N` does). A token that is not one this API gave is a 400.
+//!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::collections::BTreeSet;
@@ -18,9 +27,8 @@ use mir_shared::{
     service,
 };
 
-/// Default and largest number of rows a query returns.
+/// Rows of a query page when the caller gives no `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
-pub const MAX_LIMIT: usize = 10_000;
 
 mir_shared::deps! {
     /// The ports `api-telemetry` uses.
@@ -117,25 +125,24 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
         Some(s) => api::parse_since(s, now)?,
         None => now - chrono::Duration::minutes(15),
     };
-    let limit = match req.query_value("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request("limit must be a number"))?,
-        None => DEFAULT_LIMIT,
+    let until = req
+        .query_value("until")
+        .map(|u| api::parse_since(u, now))
+        .transpose()?;
+    let mut page = req.page()?;
+    if req.query_value("limit").is_none() {
+        page.limit = DEFAULT_LIMIT;
     }
-    .clamp(1, MAX_LIMIT);
     if let Some(schema) = deps.cache.get(deps.schemas, &twin.spec.device_id).await? {
         schema.message_of_kind(name, MessageKind::Telemetry)?;
     }
-    let records = deps
-        .telemetry
-        .query(&TelemetryQuery {
-            device_id: twin.spec.device_id.clone(),
-            measure: name.to_string(),
-            since_ns: service::nanos(since),
-            limit,
-        })
-        .await?;
+    let mut query = TelemetryQuery::new(twin.spec.device_id.clone(), name, service::nanos(since))
+        .newest_first();
+    query.until_ns = until.map(service::nanos);
+    query.page = page;
+    let page = deps.telemetry.query(&query).await?;
+    let mut records = page.items;
+    records.reverse();
     let mut columns: Vec<String> = Vec::new();
     let rows = records
         .into_iter()
@@ -162,7 +169,7 @@ async fn query(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, TelemetryQuery
             measure: name.to_string(),
             columns,
             rows,
-            next_token: None,
+            next_token: page.next_token,
         },
     ))
 }
@@ -251,6 +258,62 @@ mod tests {
             .as_array()
             .expect("cols")
             .contains(&serde_json::json!("wind_speed")));
+    }
+
+    async fn temps(w: &TestWorld, q: &str) -> (u16, Vec<i64>, serde_json::Value) {
+        let (status, body) = response_json(
+            &handle(
+                &deps(w),
+                &api_request("GET /v1/telemetry/query", "/v1/telemetry/query", q, None),
+            )
+            .await,
+        );
+        let temps = body["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r["values"]["temperature"].as_i64().unwrap_or(-1))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, temps, body)
+    }
+
+    #[tokio::test]
+    async fn pages_walk_back_from_the_newest_rows_each_oldest_first() {
+        let w = TestWorld::new();
+        seed(&w).await;
+        let base = "ids=w1&name=schema.v1.Env&since=1h&limit=2";
+        let (status, first, body) = temps(&w, base).await;
+        assert_eq!((status, first), (200, vec![23, 24]), "{body}");
+        let token = body["nextToken"].as_str().expect("more pages").to_string();
+        let (_, second, body) = temps(&w, &format!("{base}&nextToken={token}")).await;
+        assert_eq!(second, [21, 22]);
+        let token = body["nextToken"].as_str().expect("more pages").to_string();
+        let (_, third, body) = temps(&w, &format!("{base}&nextToken={token}")).await;
+        assert_eq!(third, [20]);
+        assert!(body.get("nextToken").is_none(), "the last page: {body}");
+    }
+
+    #[tokio::test]
+    async fn until_ends_the_window_and_a_foreign_token_is_a_bad_request() {
+        let w = TestWorld::new();
+        seed(&w).await;
+        // Rows at 5, 4, 3, 2 and 1 minutes ago; until=150s leaves those 5 to 3 min ago.
+        let (status, got, body) = temps(&w, "ids=w1&name=schema.v1.Env&since=1h&until=150s").await;
+        assert_eq!((status, got), (200, vec![20, 21, 22]), "{body}");
+        let (status, _, body) =
+            temps(&w, "ids=w1&name=schema.v1.Env&nextToken=bm90LWEtY3Vyc29y").await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("invalid page token: not a position"),
+            "{body}"
+        );
+        let (status, _, body) = temps(&w, "ids=w1&name=schema.v1.Env&limit=10001").await;
+        assert_eq!(status, 400, "{body}");
     }
 
     #[tokio::test]

@@ -7,6 +7,14 @@
 //! silently. A device with no schema yet is asked to resend it and the invocation fails
 //! as retryable, so the rule's retry delivers the batch once the schema is there.
 //!
+//! Requests per batch (N points of one message within one hour, DynamoDB): one twin
+//! read, one chunk write and one series update, whatever N (before: N point writes).
+//! The twin read stays on every batch: it is what refuses a deleted (tombstoned) or
+//! disabled device's telemetry and auto-provisions an unknown one, and it gives the
+//! name and namespace every point carries; caching it per process would store a
+//! deleted device's telemetry until the cache expired. It is a read (a fifth of the
+//! price of a write unit); the schema comes from the process's cache.
+//!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use std::sync::Arc;
@@ -189,14 +197,10 @@ mod tests {
 
     async fn stored(w: &TestWorld) -> Vec<TelemetryRecord> {
         w.store
-            .query(&TelemetryQuery {
-                device_id: "w1".into(),
-                measure: "schema.v1.Env".into(),
-                since_ns: 0,
-                limit: 1000,
-            })
+            .query(&TelemetryQuery::new("w1", "schema.v1.Env", 0).limit(1000))
             .await
             .expect("query")
+            .items
     }
 
     #[tokio::test]

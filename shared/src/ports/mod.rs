@@ -3,8 +3,13 @@
 //! [`Ports`] bundles them for one environment.
 
 mod bundle;
+mod telemetry;
 
 pub use bundle::{MissingPort, Ports, StaleAfter, DEFAULT_STALE_AFTER};
+pub use telemetry::{
+    PointKey, TelemetryCursor, TelemetryOrder, TelemetryQuery, TelemetryReader, TelemetrySeries,
+    TelemetrySink,
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,7 +21,6 @@ use crate::domain::{
     presence::Beat,
     CommandRecord, Event, EventFilter, Targets, Twin, Versioned,
 };
-use crate::telemetry::TelemetryRecord;
 
 /// What went wrong in a store, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -236,36 +240,6 @@ pub struct RejectedRecord {
 pub struct WriteReport {
     pub written: usize,
     pub rejected: Vec<RejectedRecord>,
-}
-
-#[async_trait]
-pub trait TelemetrySink: Send + Sync {
-    async fn write(&self, records: &[TelemetryRecord]) -> StoreResult<WriteReport>;
-}
-
-/// Summary of one telemetry message of one device.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TelemetrySeries {
-    pub measure: String,
-    pub count: u64,
-    pub last_time_ns: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TelemetryQuery {
-    pub device_id: String,
-    pub measure: String,
-    pub since_ns: i64,
-    pub limit: usize,
-}
-
-#[async_trait]
-pub trait TelemetryReader: Send + Sync {
-    /// The telemetry messages stored for a device.
-    async fn series(&self, device_id: &str) -> StoreResult<Vec<TelemetrySeries>>;
-    /// Records of one message since a time, oldest first, at most `limit` (the newest ones).
-    async fn query(&self, query: &TelemetryQuery) -> StoreResult<Vec<TelemetryRecord>>;
 }
 
 #[derive(Debug, thiserror::Error)]

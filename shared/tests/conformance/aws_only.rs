@@ -119,6 +119,30 @@ async fn the_dynamodb_sink_reports_unstorable_values_by_index() {
     assert_eq!(report.rejected[0].index, 0);
 }
 
+/// A point that alone is bigger than a chunk may be is refused, with the reason; the
+/// rest of its batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
+async fn the_dynamodb_sink_refuses_a_point_bigger_than_a_chunk() {
+    let p = crate::support::aws().await;
+    let good = crate::telemetry::record("d1", "schema.v1.Env", 1, 1, 1);
+    let mut huge = crate::telemetry::record("d1", "schema.v1.Env", 2, 2, 2);
+    huge.values[3].1 = FieldValue::Text(crate::telemetry::noise(600 * 1024, 7));
+    let report = p.sink().write(&[good.clone(), huge]).await.unwrap();
+    assert_eq!(report.written, 1);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].index, 1);
+    assert!(
+        report.rejected[0]
+            .reason
+            .ends_with("a DynamoDB telemetry chunk holds at most 358400"),
+        "{:?}",
+        report.rejected
+    );
+    let q = mir_shared::ports::TelemetryQuery::new("d1", "schema.v1.Env", 0);
+    assert_eq!(p.reader().query(&q).await.unwrap().items, [good]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
 async fn ports_from_the_cdk_environment_work() {
@@ -238,20 +262,26 @@ async fn certificates_are_issued_attached_and_revoked() {
     issuer.revoke_all(&device).await.unwrap();
 }
 
-/// The AWS CLI (not our adapters) reads what the DynamoDB sink wrote: 64-bit integers
-/// are DynamoDB numbers with every digit.
+/// The AWS CLI (not our adapters) reads what the DynamoDB sink wrote: a chunk with its
+/// points as binary and `expiresAt` (the TTL) the retention setting after the write,
+/// the series summary with the same expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
-async fn the_aws_cli_reads_sixty_four_bit_integers_with_every_digit() {
+async fn the_aws_cli_reads_chunks_that_expire_after_the_retention_setting() {
     let url = required_endpoint();
     let prefix = random_prefix();
-    let env = AwsEnvironment::from_config(AwsConfig::localstack(&url, &prefix)).await;
+    let m: std::collections::HashMap<&str, String> = [
+        ("MIR_TELEMETRY_SINK", "dynamodb".to_string()),
+        ("MIR_TELEMETRY_TABLE", format!("{prefix}-telemetry")),
+        ("MIR_TELEMETRY_RETENTION_DAYS", "3".to_string()),
+        ("AWS_ENDPOINT_URL", url.clone()),
+    ]
+    .into();
+    let config = AwsConfig::from_lookup(|k| m.get(k).cloned()).expect("valid");
+    let env = AwsEnvironment::from_config(config).await;
     env.ensure_tables().await.expect("tables");
-    let mut r = crate::telemetry::record("d1", "schema.v1.Env", 1_000, 1, i64::MIN);
-    r.values = vec![
-        (Arc::from("big"), FieldValue::Uint(u64::MAX)),
-        (Arc::from("min"), FieldValue::Int(i64::MIN)),
-    ];
+    let r = crate::telemetry::record("d1", "schema.v1.Env", 1_000, 1, i64::MIN);
+    let before = chrono::Utc::now().timestamp();
     let report = env
         .ports
         .telemetry_sink()
@@ -259,6 +289,7 @@ async fn the_aws_cli_reads_sixty_four_bit_integers_with_every_digit() {
         .write(&[r])
         .await
         .unwrap();
+    let after = chrono::Utc::now().timestamp();
     assert_eq!(report.written, 1);
     let out = std::process::Command::new("aws")
         .args([
@@ -284,7 +315,29 @@ async fn the_aws_cli_reads_sixty_four_bit_integers_with_every_digit() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(r#""N": "18446744073709551615""#), "{text}");
-    assert!(text.contains(r#""N": "-9223372036854775808""#), "{text}");
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let items = scan["Items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "a chunk and a summary: {scan}");
+    let three_days = 3 * 86_400;
+    for item in items {
+        let expires: i64 = item["expiresAt"]["N"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("expiresAt is a number: {item}"));
+        assert!(
+            (before + three_days..=after + three_days).contains(&expires),
+            "{expires} is not 3 days after the write: {item}"
+        );
+    }
+    let chunk = items
+        .iter()
+        .find(|i| i["pk"]["S"] == "TLM#d1#schema.v1.Env")
+        .expect("the chunk");
+    assert!(
+        chunk["sk"]["S"]
+            .as_str()
+            .is_some_and(|sk| sk.starts_with("1970-01-01T00#")),
+        "{chunk}"
+    );
+    assert!(chunk["points"]["B"].is_string(), "{chunk}");
 }

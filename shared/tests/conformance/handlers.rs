@@ -147,13 +147,8 @@ async fn telemetry_is_stored_once(p: &Ports) {
     let out = mir_fn_telemetry::handle(&deps, &ev).await.unwrap();
     assert_eq!((out.received, out.written, out.rejected.len()), (3, 2, 1));
     mir_fn_telemetry::handle(&deps, &ev).await.unwrap();
-    let q = TelemetryQuery {
-        device_id: "w1".into(),
-        measure: "schema.v1.Env".into(),
-        since_ns: 0,
-        limit: 100,
-    };
-    let recs = p.reader().query(&q).await.unwrap();
+    let q = TelemetryQuery::new("w1", "schema.v1.Env", 0).limit(100);
+    let recs = p.reader().query(&q).await.unwrap().items;
     assert_eq!(
         recs.iter().map(|r| r.time_ns).collect::<Vec<_>>(),
         [1_000_000_000, 2_000_000_000],

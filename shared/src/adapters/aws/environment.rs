@@ -75,7 +75,11 @@ impl AwsEnvironment {
         let (sink, reader): TelemetryPorts = match &config.telemetry {
             None => (None, None),
             Some(TelemetryConfig::DynamoDb { table }) => {
-                let t = Arc::new(dynamodb::DynamoTelemetry::new(ddb.clone(), table));
+                let t = Arc::new(dynamodb::DynamoTelemetry::new(
+                    ddb.clone(),
+                    table,
+                    config.telemetry_retention(),
+                ));
                 (Some(t.clone()), Some(t))
             }
             Some(TelemetryConfig::Timestream { database, table }) => {
@@ -86,12 +90,15 @@ impl AwsEnvironment {
                     table,
                     discover,
                 ));
-                let r = Arc::new(timestream::TimestreamReader::new(
-                    aws_sdk_timestreamquery::Client::new(&sdk),
-                    database,
-                    table,
-                    discover,
-                ));
+                let r = Arc::new(
+                    timestream::TimestreamReader::new(
+                        aws_sdk_timestreamquery::Client::new(&sdk),
+                        database,
+                        table,
+                        discover,
+                    )
+                    .with_retention_days(config.telemetry_retention_days),
+                );
                 (Some(w), Some(r))
             }
         };

@@ -14,6 +14,7 @@
 //! | `MIR_IOT_DATA_ENDPOINT` | host of the account's `iot:Data-ATS` endpoint |
 //! | `MIR_IOT_POLICY_NAME` | IoT policy attached to device certificates |
 //! | `MIR_EVENTS_TTL_DAYS`, `MIR_COMMANDS_TTL_DAYS` | retention (default 30 and 7) |
+//! | `MIR_TELEMETRY_RETENTION_DAYS` | how long telemetry is kept (default 365, at most 36500): the DynamoDB chunks' TTL, the Timestream reader's time bound |
 //! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
 
 use std::{fmt, time::Duration};
@@ -37,6 +38,7 @@ pub mod env {
     pub const IOT_POLICY_NAME: &str = "MIR_IOT_POLICY_NAME";
     pub const EVENTS_TTL_DAYS: &str = "MIR_EVENTS_TTL_DAYS";
     pub const COMMANDS_TTL_DAYS: &str = "MIR_COMMANDS_TTL_DAYS";
+    pub const TELEMETRY_RETENTION_DAYS: &str = "MIR_TELEMETRY_RETENTION_DAYS";
     pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 }
 
@@ -76,6 +78,8 @@ pub struct AwsConfig {
     pub iot_policy_name: Option<String>,
     pub events_ttl_days: u32,
     pub commands_ttl_days: u32,
+    /// How long telemetry is kept, in days.
+    pub telemetry_retention_days: u32,
     /// `AWS_ENDPOINT_URL`: one endpoint for every service (LocalStack, moto).
     pub endpoint_url: Option<String>,
 }
@@ -92,10 +96,16 @@ impl Default for AwsConfig {
             iot_policy_name: None,
             events_ttl_days: 30,
             commands_ttl_days: 7,
+            telemetry_retention_days: DEFAULT_TELEMETRY_RETENTION_DAYS,
             endpoint_url: None,
         }
     }
 }
+
+/// Telemetry retention when `MIR_TELEMETRY_RETENTION_DAYS` is not set.
+pub const DEFAULT_TELEMETRY_RETENTION_DAYS: u32 = 365;
+/// The longest telemetry retention accepted (100 years).
+pub const MAX_TELEMETRY_RETENTION_DAYS: u32 = 36_500;
 
 fn check_table(var: &'static str, v: &str) -> Result<(), ConfigError> {
     let ok = (3..=255).contains(&v.len())
@@ -124,6 +134,19 @@ fn days(var: &'static str, v: Option<String>, default: u32) -> Result<u32, Confi
             }),
         },
     }
+}
+
+fn telemetry_retention(v: Option<String>) -> Result<u32, ConfigError> {
+    let var = env::TELEMETRY_RETENTION_DAYS;
+    let n = days(var, v.clone(), DEFAULT_TELEMETRY_RETENTION_DAYS)?;
+    if n > MAX_TELEMETRY_RETENTION_DAYS {
+        return Err(ConfigError::Invalid {
+            var,
+            value: v.unwrap_or_default(),
+            reason: format!("must be at most {MAX_TELEMETRY_RETENTION_DAYS} days (100 years)"),
+        });
+    }
+    Ok(n)
 }
 
 impl AwsConfig {
@@ -220,6 +243,7 @@ impl AwsConfig {
             iot_policy_name: get(env::IOT_POLICY_NAME),
             events_ttl_days: days(env::EVENTS_TTL_DAYS, get(env::EVENTS_TTL_DAYS), 30)?,
             commands_ttl_days: days(env::COMMANDS_TTL_DAYS, get(env::COMMANDS_TTL_DAYS), 7)?,
+            telemetry_retention_days: telemetry_retention(get(env::TELEMETRY_RETENTION_DAYS))?,
             endpoint_url,
         })
     }
@@ -250,6 +274,10 @@ impl AwsConfig {
 
     pub fn commands_ttl(&self) -> chrono::Duration {
         chrono::Duration::days(self.commands_ttl_days.into())
+    }
+
+    pub fn telemetry_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(self.telemetry_retention_days.into())
     }
 
     /// Every DynamoDB table of this configuration (for bootstrapping).
@@ -291,11 +319,12 @@ impl fmt::Display for AwsConfig {
         }
         write!(
             f,
-            " iotDataEndpoint={} iotPolicy={} eventsTtlDays={} commandsTtlDays={} endpointUrl={}",
+            " iotDataEndpoint={} iotPolicy={} eventsTtlDays={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={}",
             o(&self.iot_data_endpoint),
             o(&self.iot_policy_name),
             self.events_ttl_days,
             self.commands_ttl_days,
+            self.telemetry_retention_days,
             o(&self.endpoint_url)
         )
     }
@@ -513,6 +542,36 @@ mod tests {
         assert!(l
             .dynamodb_tables()
             .contains(&"mir-local-telemetry".to_string()));
+    }
+
+    #[test]
+    fn telemetry_retention_defaults_to_a_year_and_a_bad_value_names_the_variable() {
+        let c = cfg(&[]).expect("valid");
+        assert_eq!(c.telemetry_retention_days, 365);
+        assert_eq!(c.telemetry_retention(), chrono::Duration::days(365));
+        let c = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", " 90 ")]).expect("valid");
+        assert_eq!(c.telemetry_retention_days, 90);
+        assert!(c.to_string().contains("telemetryRetentionDays=90"), "{c}");
+        for bad in ["0", "-3", "1.5", "a year"] {
+            let e = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", bad)]).expect_err(bad);
+            assert_eq!(
+                e,
+                ConfigError::Invalid {
+                    var: "MIR_TELEMETRY_RETENTION_DAYS",
+                    value: bad.into(),
+                    reason: "must be a whole number of days, at least 1".into(),
+                }
+            );
+        }
+        let e = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", "36501")]).expect_err("too long");
+        assert_eq!(
+            e,
+            ConfigError::Invalid {
+                var: "MIR_TELEMETRY_RETENTION_DAYS",
+                value: "36501".into(),
+                reason: "must be at most 36500 days (100 years)".into(),
+            }
+        );
     }
 
     #[test]

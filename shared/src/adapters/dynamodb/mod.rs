@@ -19,8 +19,12 @@
 //! | events | event | `DAY#<yyyy-mm-dd>` | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
 //! | events | id guard (idempotency) | `EVT#<id>` | `EVT` | - |
 //! | events | day directory | `DAYS` | `<yyyy-mm-dd>` | - |
-//! | telemetry | point | `TLM#<device>#<measure>` | `<time>#<seq>` (zero-padded) | - |
-//! | telemetry | series summary | `SERIES#<device>` | `<measure>` | - |
+//! | telemetry | chunk: a batch's points of one series and hour, compressed in `points` (B); TTL from `MIR_TELEMETRY_RETENTION_DAYS` | `TLM#<device>#<measure>` | `<hour, yyyy-mm-ddThh>#<content hash>` | - |
+//! | telemetry | series summary (count, last time; TTL renewed by every write) | `SERIES#<device>` | `<measure>` | - |
+//!
+//! Telemetry is written a chunk per batch, never appended to (see `telemetry`): the same
+//! batch delivered twice has the same content hash, so writes the same item again. A
+//! window is read with one Query over its hours; a page is the merge of whole hours.
 //!
 //! Twin writes that change a name or labels are transactions (TransactWriteItems): the
 //! twin item conditional on its `version`, its name reservation and its label index
@@ -31,7 +35,8 @@
 //! Files: `table` (the table helper: items through serde_dynamo, keys, single-item
 //! writes, transactions), `query` (the one Query/Scan builder and its pages), `create`
 //! (the contract table), and one per port implementation: `twins`, `schemas`,
-//! `commands`, `events`, `telemetry` (each with its unit tests in `<x>_tests.rs`).
+//! `commands`, `events` (each with its unit tests in `<x>_tests.rs`), `telemetry` (a
+//! directory: the sink, `chunk`, `reader`, and their tests).
 
 mod commands;
 mod create;

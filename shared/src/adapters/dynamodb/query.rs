@@ -18,7 +18,7 @@ impl Table {
                 index: None,
                 pk,
                 sk_from: None,
-                sk_before: None,
+                sk_upper: None,
             },
             forward: true,
             consistent: true,
@@ -36,17 +36,26 @@ impl Table {
     }
 }
 
+/// The upper bound of a sort key range.
+#[derive(Debug, Clone, Copy)]
+enum Upper<'a> {
+    /// Up to this key, inclusive.
+    To(&'a str),
+    /// Below this key (inclusive when a lower bound is set too: BETWEEN).
+    Before(&'a str),
+}
+
 /// What a [`Query`] reads.
 #[derive(Debug, Clone, Copy)]
 enum Read<'a> {
     /// Query: the partition `pk` of the table (`index` None) or of an index (whose
     /// keys are `<index>pk`/`<index>sk`), sort keys from `sk_from` (inclusive) on and
-    /// before `sk_before`.
+    /// up to `sk_upper` (`Upper`).
     Partition {
         index: Option<&'a str>,
         pk: &'a str,
         sk_from: Option<&'a str>,
-        sk_before: Option<&'a str>,
+        sk_upper: Option<Upper<'a>>,
     },
     /// Scan: every item whose sort key is this.
     SortKey(&'a str),
@@ -92,8 +101,16 @@ impl<'a> Query<'a> {
     /// range is `from..=before`, inclusive (DynamoDB has one sort key condition:
     /// BETWEEN).
     pub(super) fn sk_before(mut self, before: &'a str) -> Self {
-        if let Read::Partition { sk_before, .. } = &mut self.read {
-            *sk_before = Some(before);
+        if let Read::Partition { sk_upper, .. } = &mut self.read {
+            *sk_upper = Some(Upper::Before(before));
+        }
+        self
+    }
+
+    /// Only sort keys up to `to` (inclusive), when set.
+    pub(super) fn sk_to(mut self, to: Option<&'a str>) -> Self {
+        if let (Read::Partition { sk_upper, .. }, Some(to)) = (&mut self.read, to) {
+            *sk_upper = Some(Upper::To(to));
         }
         self
     }
@@ -116,24 +133,28 @@ impl<'a> Query<'a> {
                 index,
                 pk,
                 sk_from,
-                sk_before,
+                sk_upper,
             } => {
                 let (pk_name, sk_name) = match index {
                     Some(i) => (format!("{i}pk"), format!("{i}sk")),
                     None => ("pk".to_string(), "sk".to_string()),
                 };
-                let (text, bound) = match (sk_from, sk_before) {
-                    (Some(from), Some(before)) => (
-                        "#pk = :pk AND #sk BETWEEN :from AND :before",
-                        serde_json::json!({ ":pk": pk, ":from": from, ":before": before }),
+                let (text, bound) = match (sk_from, sk_upper) {
+                    (Some(from), Some(Upper::To(to) | Upper::Before(to))) => (
+                        "#pk = :pk AND #sk BETWEEN :from AND :to",
+                        serde_json::json!({ ":pk": pk, ":from": from, ":to": to }),
                     ),
                     (Some(from), None) => (
                         "#pk = :pk AND #sk >= :from",
                         serde_json::json!({ ":pk": pk, ":from": from }),
                     ),
-                    (None, Some(before)) => (
+                    (None, Some(Upper::Before(before))) => (
                         "#pk = :pk AND #sk < :before",
                         serde_json::json!({ ":pk": pk, ":before": before }),
+                    ),
+                    (None, Some(Upper::To(to))) => (
+                        "#pk = :pk AND #sk <= :to",
+                        serde_json::json!({ ":pk": pk, ":to": to }),
                     ),
                     (None, None) => ("#pk = :pk", serde_json::json!({ ":pk": pk })),
                 };
@@ -178,22 +199,6 @@ impl<'a> Query<'a> {
         let mut out = Vec::new();
         while let Some(items) = pages.next(None).await? {
             out.extend(items);
-        }
-        Ok(out)
-    }
-
-    /// The first `limit` items (at least one request).
-    pub(super) async fn first(self, limit: usize) -> StoreResult<Vec<Item>> {
-        let mut pages = self.pages()?;
-        let mut out = Vec::new();
-        while let Some(items) = pages
-            .next(Some(limit.saturating_sub(out.len()).max(1)))
-            .await?
-        {
-            out.extend(items);
-            if out.len() >= limit {
-                break;
-            }
         }
         Ok(out)
     }

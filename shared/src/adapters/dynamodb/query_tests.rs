@@ -63,6 +63,28 @@ fn a_partition_of_the_table_or_of_the_index() {
 }
 
 #[test]
+fn a_sort_key_range_is_inclusive_at_both_ends_or_open_at_one() {
+    let t = table();
+    let sk = pairs(&[("#pk", "pk"), ("#sk", "sk")]);
+    assert_eq!(
+        expression(t.partition("p").sk_from(Some("a")).sk_to(Some("b~"))),
+        (
+            "#pk = :pk AND #sk BETWEEN :from AND :to",
+            sk.clone(),
+            values(serde_json::json!({ ":pk": "p", ":from": "a", ":to": "b~" })).expect("values")
+        )
+    );
+    assert_eq!(
+        expression(t.partition("p").sk_to(Some("b~"))),
+        (
+            "#pk = :pk AND #sk <= :to",
+            sk,
+            values(serde_json::json!({ ":pk": "p", ":to": "b~" })).expect("values")
+        )
+    );
+}
+
+#[test]
 fn a_scan_by_sort_key_ignores_partition_refinements() {
     let t = table();
     let q = t.scan_sk("TWIN").index(GSI1).sk_from(Some("x"));
@@ -96,7 +118,7 @@ fn sort_keys_below_a_bound_on_the_second_index_use_its_own_key_names() {
     let q = t.partition("p").sk_from(Some("a")).sk_before("b");
     assert_eq!(
         expression(q).0,
-        "#pk = :pk AND #sk BETWEEN :from AND :before",
+        "#pk = :pk AND #sk BETWEEN :from AND :to",
         "one sort key condition"
     );
 }

@@ -1,11 +1,13 @@
 //! Pruning the embedded store like DynamoDB TTL would: events and finished commands
-//! older than the retention, tombstones older than [`TOMBSTONE_TTL_DAYS`].
+//! older than the retention, telemetry points whose time is older than the telemetry
+//! retention, tombstones older than [`TOMBSTONE_TTL_DAYS`].
 
 use chrono::{DateTime, Utc};
 use redb::ReadableTable;
 
 use super::store::{
-    from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME, TWIN_TOMBSTONES,
+    from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME, SERIES, TELEMETRY,
+    TWIN_TOMBSTONES,
 };
 use super::EmbeddedStore;
 use crate::domain::CommandRecord;
@@ -16,6 +18,9 @@ use crate::ports::{StoreResult, Tombstone, TOMBSTONE_TTL_DAYS};
 pub struct Retention {
     pub events: chrono::Duration,
     pub commands: chrono::Duration,
+    /// Points whose time is older than this go (the embedded store keeps no arrival
+    /// time; DynamoDB's chunks expire this long after they were written).
+    pub telemetry: chrono::Duration,
 }
 
 impl Default for Retention {
@@ -23,13 +28,16 @@ impl Default for Retention {
         Self {
             events: chrono::Duration::days(30),
             commands: chrono::Duration::days(7),
+            telemetry: chrono::Duration::days(365),
         }
     }
 }
 
 impl EmbeddedStore {
-    /// Deletes events and finished commands older than the retention and expired
-    /// tombstones (the embedded equivalent of DynamoDB TTL). Returns how many items went.
+    /// Deletes events and finished commands older than the retention, telemetry points
+    /// older than its retention (subtracted from their series' count; a series left
+    /// without points goes too) and expired tombstones (the embedded equivalent of
+    /// DynamoDB TTL). Returns how many items went.
     pub async fn prune(&self, now: DateTime<Utc>, retention: Retention) -> StoreResult<usize> {
         self.writing(move |tx| {
             let mut removed = 0;
@@ -62,6 +70,39 @@ impl EmbeddedStore {
             for id in old {
                 commands.remove(id.as_str()).map_err(unavailable)?;
                 removed += 1;
+            }
+            let cutoff_ns = (now - retention.telemetry)
+                .timestamp_nanos_opt()
+                .unwrap_or(i64::MIN);
+            let mut points = tx.open_table(TELEMETRY).map_err(unavailable)?;
+            let mut series = tx.open_table(SERIES).map_err(unavailable)?;
+            let mut all = Vec::new();
+            for row in series.iter().map_err(unavailable)? {
+                let (k, v) = row.map_err(unavailable)?;
+                let (device, measure) = k.value();
+                all.push((device.to_string(), measure.to_string(), v.value()));
+            }
+            for (device, measure, (count, last)) in all {
+                let (d, m) = (device.as_str(), measure.as_str());
+                let old: Vec<(i64, u64)> = points
+                    .range((d, m, i64::MIN, 0)..(d, m, cutoff_ns, 0))
+                    .map_err(unavailable)?
+                    .map(|row| row.map(|(k, _)| (k.value().2, k.value().3)))
+                    .collect::<Result<_, _>>()
+                    .map_err(unavailable)?;
+                if old.is_empty() {
+                    continue;
+                }
+                for (t, s) in &old {
+                    points.remove((d, m, *t, *s)).map_err(unavailable)?;
+                }
+                removed += old.len();
+                let left = count.saturating_sub(old.len() as u64);
+                if left == 0 {
+                    series.remove((d, m)).map_err(unavailable)?;
+                } else {
+                    series.insert((d, m), (left, last)).map_err(unavailable)?;
+                }
             }
             let mut tombstones = tx.open_table(TWIN_TOMBSTONES).map_err(unavailable)?;
             let cutoff = now - chrono::Duration::days(TOMBSTONE_TTL_DAYS);

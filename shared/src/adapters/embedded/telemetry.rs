@@ -1,5 +1,7 @@
 //! Telemetry in the embedded store: `telemetry` ((device, measure, time, seq) -> point)
-//! and `telemetry_series` ((device, measure) -> count, last time).
+//! and `telemetry_series` ((device, measure) -> count, last time). A query is one range
+//! read of the key order; [`EmbeddedStore::prune`] removes points older than the
+//! telemetry retention (by their time) and subtracts them from the series count.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{from_json, to_json, unavailable, EmbeddedStore, SERIES, TELEMETRY};
 use crate::adapters::pairs;
+use crate::domain::Page;
 use crate::ports::*;
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
@@ -105,34 +108,39 @@ impl TelemetryReader for EmbeddedStore {
         .await
     }
 
-    async fn query(&self, q: &TelemetryQuery) -> StoreResult<Vec<TelemetryRecord>> {
+    async fn query(&self, q: &TelemetryQuery) -> StoreResult<Page<TelemetryRecord>> {
         let q = q.clone();
+        let Some((lo, hi)) = q.remaining(q.cursor()?) else {
+            return Ok(Page::last(Vec::new()));
+        };
         self.reading(move |tx| {
             let t = tx.open_table(TELEMETRY).map_err(unavailable)?;
-            let from = (q.device_id.as_str(), q.measure.as_str(), q.since_ns, 0u64);
-            let to = (q.device_id.as_str(), q.measure.as_str(), i64::MAX, u64::MAX);
-            let measure: Arc<str> = Arc::from(q.measure.as_str());
+            let (device, measure) = (q.device_id.as_str(), q.measure.as_str());
+            let range = t
+                .range((device, measure, lo.0, lo.1)..=(device, measure, hi.0, hi.1))
+                .map_err(unavailable)?;
+            let rows: Box<dyn Iterator<Item = _>> = match q.order {
+                TelemetryOrder::OldestFirst => Box::new(range),
+                TelemetryOrder::NewestFirst => Box::new(range.rev()),
+            };
+            let shared: Arc<str> = Arc::from(measure);
             let mut out = Vec::new();
-            for row in t.range(from..=to).map_err(unavailable)?.rev() {
+            for row in rows.take(q.page_limit() + 1) {
                 let (k, v) = row.map_err(unavailable)?;
-                let (device, _, time_ns, seq) = k.value();
+                let (_, _, time_ns, seq) = k.value();
                 let row: TelemetryRow = from_json(v.value())?;
                 out.push(TelemetryRecord {
-                    device_id: device.to_string(),
+                    device_id: q.device_id.clone(),
                     name: row.name,
                     namespace: row.namespace,
-                    measure: measure.clone(),
+                    measure: shared.clone(),
                     time_ns,
                     seq,
                     tags: pairs::shared(row.tags, Arc::from),
                     values: pairs::shared(row.values, |v| v),
                 });
-                if out.len() >= q.limit.max(1) {
-                    break;
-                }
             }
-            out.reverse();
-            Ok(out)
+            Ok(q.page_of(out))
         })
         .await
     }

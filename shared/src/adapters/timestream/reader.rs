@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use super::{discovery::Endpoint, QueryTable, Sql};
 use crate::adapters::aws::store_error;
+use crate::domain::Page;
 use crate::ports::*;
 use crate::telemetry::TelemetryRecord;
 
@@ -34,6 +35,13 @@ impl TimestreamReader {
             endpoint: Endpoint::new(client, discover),
             sql: Sql::new(database, table),
         }
+    }
+
+    /// The series statement looks back `days` (the telemetry retention) rather than
+    /// the default 365.
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.sql = self.sql.with_retention_days(days);
+        self
     }
 
     /// Runs a statement, following the pages.
@@ -72,15 +80,22 @@ impl TelemetryReader for TimestreamReader {
         t.to_series()
     }
 
-    async fn query(&self, q: &TelemetryQuery) -> StoreResult<Vec<TelemetryRecord>> {
+    async fn query(&self, q: &TelemetryQuery) -> StoreResult<Page<TelemetryRecord>> {
+        let Some(range) = q.remaining(q.cursor()?) else {
+            return Ok(Page::last(Vec::new()));
+        };
         let dims = self
             .run(&self.sql.dimensions(&q.measure))
             .await?
             .to_dimensions();
-        let t = self.run(&self.sql.records(q)).await?;
+        let t = self.run(&self.sql.records(q, range)).await?;
         if t.columns.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Page::last(Vec::new()));
         }
-        t.to_records(&dims)
+        let mut records = t.to_records(&dims)?;
+        if q.order == TelemetryOrder::NewestFirst {
+            records.reverse();
+        }
+        Ok(q.page_of(records))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use aws_sdk_timestreamwrite::types::{MeasureValueType, TimeUnit};
 
 use super::*;
-use crate::ports::{StoreError, TelemetryQuery, TelemetrySeries};
+use crate::ports::{StoreError, TelemetryCursor, TelemetryQuery, TelemetrySeries};
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
 fn record() -> TelemetryRecord {
@@ -103,21 +103,43 @@ fn unsendable_records_are_refused_with_a_reason() {
 }
 
 #[test]
+fn every_records_and_series_statement_has_a_time_predicate() {
+    let sql = Sql::new("db", "tel").with_retention_days(90);
+    assert_eq!(
+        sql.series("d"),
+        "SELECT measure_name, COUNT(*) AS n, MAX(time) AS last_time FROM \"db\".\"tel\" WHERE deviceId = 'd' AND time > ago(90d) GROUP BY measure_name ORDER BY measure_name"
+    );
+    assert!(Sql::new("db", "tel")
+        .series("d")
+        .contains("time > ago(365d)"));
+    // The next page of a window, oldest first: after the cursor (time 7, seq 3).
+    let q = TelemetryQuery::new("d", "m", 5).until(100).limit(10);
+    let cursor = TelemetryCursor { time_ns: 7, seq: 3 };
+    let range = q.remaining(Some(cursor)).expect("a window");
+    assert_eq!(
+        sql.records(&q, range),
+        "SELECT * FROM \"db\".\"tel\" WHERE deviceId = 'd' AND measure_name = 'm' AND time >= from_nanoseconds(7) AND time <= from_nanoseconds(99) AND (time > from_nanoseconds(7) OR seq >= 4) ORDER BY time ASC, seq ASC LIMIT 11"
+    );
+    // Newest first: before the cursor.
+    let q = q.newest_first();
+    let range = q.remaining(Some(cursor)).expect("a window");
+    assert_eq!(
+        sql.records(&q, range),
+        "SELECT * FROM \"db\".\"tel\" WHERE deviceId = 'd' AND measure_name = 'm' AND time >= from_nanoseconds(5) AND time <= from_nanoseconds(7) AND (time < from_nanoseconds(7) OR seq <= 2) ORDER BY time DESC, seq DESC LIMIT 11"
+    );
+}
+
+#[test]
 fn sql_quotes_identifiers_and_escapes_strings() {
     let sql = Sql::new("mir\"db", "tel");
-    let q = TelemetryQuery {
-        device_id: "x' OR '1'='1".into(),
-        measure: "schema.v1.Env".into(),
-        since_ns: 5,
-        limit: 50,
-    };
+    let q = TelemetryQuery::new("x' OR '1'='1", "schema.v1.Env", 5)
+        .limit(50)
+        .newest_first();
+    let range = q.remaining(None).expect("a window");
     assert_eq!(
-        sql.records(&q),
-        "SELECT * FROM \"mir\"\"db\".\"tel\" WHERE deviceId = 'x'' OR ''1''=''1' AND measure_name = 'schema.v1.Env' AND time >= from_nanoseconds(5) ORDER BY time DESC LIMIT 50"
+        sql.records(&q, range),
+        "SELECT * FROM \"mir\"\"db\".\"tel\" WHERE deviceId = 'x'' OR ''1''=''1' AND measure_name = 'schema.v1.Env' AND time >= from_nanoseconds(5) ORDER BY time DESC, seq DESC LIMIT 51"
     );
-    assert!(sql
-        .series("d")
-        .contains("WHERE deviceId = 'd' GROUP BY measure_name"));
     assert_eq!(
         sql.dimensions("a'b"),
         "SHOW MEASURES FROM \"mir\"\"db\".\"tel\" LIKE 'a''b'"
