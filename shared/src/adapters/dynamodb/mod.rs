@@ -13,11 +13,15 @@
 //! | twins | tombstone of a deleted device (TTL 30 days) | `DEV#<id>` | `TOMBSTONE` | - |
 //! | schemas | schema | `DEV#<id>` | `SCHEMA` | - |
 //! | commands | command | `CMD#<id>` | `CMD` | `DEV#<device>` / `<created time>#<id>` |
-//! | events | event | `DAY#<yyyy-mm-dd>` | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
-//! | events | id guard (idempotency) | `EVT#<id>` | `EVT` | - |
+//! | events | event (TTL by reason) | `DAY#<yyyy-mm-dd>#<shard 00..15>` (shard: FNV-1a of the id) | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
 //! | events | day directory | `DAYS` | `<yyyy-mm-dd>` | - |
 //! | telemetry | point | `TLM#<device>#<measure>` | `<time>#<seq>` (zero-padded) | - |
 //! | telemetry | series summary | `SERIES#<device>` | `<measure>` | - |
+//!
+//! Events are write-sharded: a day's events spread over [`EVENT_SHARDS`] partitions, so
+//! a burst is not capped by one partition; a list merges the day's shards newest first.
+//! An event's key is a function of the event, so a redelivered event overwrites its own
+//! item: one item (and one `gsi1` entry) per event, written in BatchWriteItem calls.
 //!
 //! Twin writes are transactions (TransactWriteItems): the twin item conditional on its
 //! `version`, its name reservation and its label index items together, so name/namespace
@@ -40,7 +44,7 @@ mod twins;
 pub use aws_sdk_dynamodb;
 pub use commands::DynamoCommandStore;
 pub use create::create_table;
-pub use events::DynamoEventStore;
+pub use events::{DynamoEventStore, EVENT_SHARDS};
 pub use schemas::DynamoSchemaStore;
 pub use telemetry::DynamoTelemetry;
 pub use twins::DynamoTwinStore;

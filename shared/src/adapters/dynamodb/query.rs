@@ -18,6 +18,7 @@ impl Table {
                 index: None,
                 pk,
                 sk_from: None,
+                sk_to: None,
             },
             forward: true,
             consistent: true,
@@ -39,11 +40,12 @@ impl Table {
 #[derive(Debug, Clone, Copy)]
 enum Read<'a> {
     /// Query: the partition `pk` of the table (`index` None) or of an index, sort keys
-    /// from `sk_from` (inclusive) on.
+    /// from `sk_from` to `sk_to` (both inclusive).
     Partition {
         index: Option<&'a str>,
         pk: &'a str,
         sk_from: Option<&'a str>,
+        sk_to: Option<&'a str>,
     },
     /// Scan: every item whose sort key is this.
     SortKey(&'a str),
@@ -85,6 +87,14 @@ impl<'a> Query<'a> {
         self
     }
 
+    /// Only sort keys up to `to` (inclusive), when set.
+    pub(super) fn sk_to(mut self, to: Option<&'a str>) -> Self {
+        if let Read::Partition { sk_to, .. } = &mut self.read {
+            *sk_to = to;
+        }
+        self
+    }
+
     /// Descending sort keys.
     pub(super) fn newest_first(mut self) -> Self {
         self.forward = false;
@@ -99,22 +109,41 @@ impl<'a> Query<'a> {
 
     fn expression(&self) -> StoreResult<Expression> {
         Ok(match self.read {
-            Read::Partition { index, pk, sk_from } => {
+            Read::Partition {
+                index,
+                pk,
+                sk_from,
+                sk_to,
+            } => {
                 let (pk_name, sk_name) = match index {
                     Some(_) => ("gsi1pk", "gsi1sk"),
                     None => ("pk", "sk"),
                 };
-                match sk_from {
-                    Some(from) => Expression {
-                        text: "#pk = :pk AND #sk >= :from",
-                        names: names(&[("#pk", pk_name), ("#sk", sk_name)]),
-                        values: values(serde_json::json!({ ":pk": pk, ":from": from }))?,
-                    },
-                    None => Expression {
-                        text: "#pk = :pk",
-                        names: names(&[("#pk", pk_name)]),
-                        values: values(serde_json::json!({ ":pk": pk }))?,
-                    },
+                let (text, bound) = match (sk_from, sk_to) {
+                    (Some(from), Some(to)) => (
+                        "#pk = :pk AND #sk BETWEEN :from AND :to",
+                        serde_json::json!({ ":pk": pk, ":from": from, ":to": to }),
+                    ),
+                    (Some(from), None) => (
+                        "#pk = :pk AND #sk >= :from",
+                        serde_json::json!({ ":pk": pk, ":from": from }),
+                    ),
+                    (None, Some(to)) => (
+                        "#pk = :pk AND #sk <= :to",
+                        serde_json::json!({ ":pk": pk, ":to": to }),
+                    ),
+                    (None, None) => {
+                        return Ok(Expression {
+                            text: "#pk = :pk",
+                            names: names(&[("#pk", pk_name)]),
+                            values: values(serde_json::json!({ ":pk": pk }))?,
+                        })
+                    }
+                };
+                Expression {
+                    text,
+                    names: names(&[("#pk", pk_name), ("#sk", sk_name)]),
+                    values: values(bound)?,
                 }
             }
             Read::SortKey(sk) => Expression {

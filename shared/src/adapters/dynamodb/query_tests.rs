@@ -63,9 +63,35 @@ fn a_partition_of_the_table_or_of_the_index() {
 }
 
 #[test]
+fn sort_key_bounds_are_inclusive_on_either_side_or_both() {
+    let t = table();
+    let names = pairs(&[("#pk", "pk"), ("#sk", "sk")]);
+    assert_eq!(
+        expression(t.partition("p").sk_to(Some("z"))),
+        (
+            "#pk = :pk AND #sk <= :to",
+            names.clone(),
+            values(serde_json::json!({ ":pk": "p", ":to": "z" })).expect("values")
+        )
+    );
+    assert_eq!(
+        expression(t.partition("p").sk_from(Some("a")).sk_to(Some("z"))),
+        (
+            "#pk = :pk AND #sk BETWEEN :from AND :to",
+            names,
+            values(serde_json::json!({ ":pk": "p", ":from": "a", ":to": "z" })).expect("values")
+        )
+    );
+}
+
+#[test]
 fn a_scan_by_sort_key_ignores_partition_refinements() {
     let t = table();
-    let q = t.scan_sk("TWIN").index(GSI1).sk_from(Some("x"));
+    let q = t
+        .scan_sk("TWIN")
+        .index(GSI1)
+        .sk_from(Some("x"))
+        .sk_to(Some("y"));
     assert!(matches!(q.read, Read::SortKey("TWIN")));
     assert_eq!(
         expression(q),
