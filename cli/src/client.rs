@@ -43,13 +43,16 @@ pub enum ClientError {
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
-/// Options of `GET /v1/events`.
+/// Options of `GET /v1/events` (one page).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
     pub device_id: Option<String>,
     pub reason: Option<String>,
     pub since: Option<String>,
+    pub until: Option<String>,
     pub limit: Option<usize>,
+    /// The `nextToken` of the previous page.
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -335,8 +338,14 @@ impl Client {
         if let Some(s) = &q.since {
             query.push(("since", s.clone()));
         }
+        if let Some(u) = &q.until {
+            query.push(("until", u.clone()));
+        }
         if let Some(l) = q.limit {
             query.push(("limit", l.to_string()));
+        }
+        if let Some(t) = &q.next_token {
+            query.push(("nextToken", t.clone()));
         }
         self.call::<(), _>(Method::GET, &["v1", "events"], &query, None)
             .await

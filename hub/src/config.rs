@@ -5,6 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use mir_shared::domain::{EventRetention, RetentionError};
 use serde::{Deserialize, Serialize};
 
 /// Where the hub keeps its stores.
@@ -36,7 +37,9 @@ pub struct HubConfig {
     pub stale_after_secs: u64,
     /// How often the stale-heartbeat sweep runs (the cloud's schedule).
     pub sweep_interval_secs: u64,
-    pub events_retention_days: u32,
+    /// Days events are kept: `defaultDays`, and `byReason` overrides (default: 90 days,
+    /// `DeviceOnline` and `DeviceOffline` 7), the same policy as `MIR_EVENT_RETENTION`.
+    pub event_retention: EventRetention,
     pub commands_retention_days: u32,
     /// Telemetry points older than this are pruned (by their time).
     pub telemetry_retention_days: u32,
@@ -115,7 +118,7 @@ impl Default for HubConfig {
             log_level: "info".into(),
             stale_after_secs: 90,
             sweep_interval_secs: 30,
-            events_retention_days: 30,
+            event_retention: EventRetention::default(),
             commands_retention_days: 7,
             telemetry_retention_days: 365,
             max_queued_per_session: 10_000,
@@ -164,6 +167,8 @@ pub enum ConfigError {
     NoConcurrency,
     #[error("invalid config: chaos.duplicatePercent is {0}, at most 100")]
     DuplicatePercent(u8),
+    #[error("invalid config: eventRetention: {0}")]
+    EventRetention(#[from] RetentionError),
 }
 
 impl HubConfig {
@@ -196,6 +201,7 @@ impl HubConfig {
         if self.chaos.duplicate_percent > 100 {
             return Err(ConfigError::DuplicatePercent(self.chaos.duplicate_percent));
         }
+        self.event_retention.validate()?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid(format!("logLevel {:?}: {e}", self.log_level)))?;
         Ok(())
@@ -271,5 +277,50 @@ mod tests {
         ));
         let e = serde_yaml::from_str::<HubConfig>("chaos:\n  dupes: 5").expect_err("a typo");
         assert!(e.to_string().contains("unknown field `dupes`"), "{e}");
+    }
+
+    #[test]
+    fn event_retention_per_reason_is_part_of_the_printed_config_and_checked() {
+        let yaml = serde_yaml::to_string(&HubConfig::default()).expect("yaml");
+        assert!(
+            yaml.contains("eventRetention:\n  defaultDays: 90\n  byReason:\n    DeviceOnline: 7\n    DeviceOffline: 7\n"),
+            "{yaml}"
+        );
+        let c: HubConfig = serde_yaml::from_str(
+            "eventRetention:\n  defaultDays: 30\n  byReason: {CommandFailed: 365}",
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(
+            c.event_retention
+                .days(mir_shared::domain::EventReason::CommandFailed),
+            365
+        );
+        assert_eq!(
+            c.event_retention
+                .days(mir_shared::domain::EventReason::DeviceOnline),
+            30
+        );
+        let c: HubConfig =
+            serde_yaml::from_str("eventRetention: {defaultDays: 0}").expect("parses");
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::EventRetention(RetentionError::OutOfRange {
+                days: 0,
+                ..
+            }))
+        ));
+        let e = serde_yaml::from_str::<HubConfig>(
+            "eventRetention: {defaultDays: 3, byReason: {Exploded: 1}}",
+        )
+        .expect_err("an unknown reason");
+        assert!(e.to_string().contains("Exploded"), "{e}");
+        let e =
+            serde_yaml::from_str::<HubConfig>("eventsRetentionDays: 30").expect_err("the old key");
+        assert!(
+            e.to_string()
+                .contains("unknown field `eventsRetentionDays`"),
+            "{e}"
+        );
     }
 }

@@ -204,12 +204,12 @@ impl Hub {
         })?;
         let (stores, embedded) = match config.profile {
             Profile::Local => {
-                let store = EmbeddedStore::open(&config.database_path()).map_err(|source| {
-                    HubError::Database {
+                let store = EmbeddedStore::open(&config.database_path())
+                    .map_err(|source| HubError::Database {
                         path: config.data_dir.clone(),
                         source,
-                    }
-                })?;
+                    })?
+                    .with_event_retention(config.event_retention.clone());
                 (Ports::with_stores(store.clone()), Some(store))
             }
             Profile::Localstack => (localstack_stores(&config).await?, None),
@@ -321,7 +321,6 @@ impl Hub {
         let sweep_token = token.clone();
         let every = Duration::from_secs(config.sweep_interval_secs);
         let retention = Retention {
-            events: chrono::Duration::days(config.events_retention_days.into()),
             commands: chrono::Duration::days(config.commands_retention_days.into()),
             telemetry: chrono::Duration::days(config.telemetry_retention_days.into()),
         };
@@ -393,12 +392,16 @@ impl Hub {
 #[cfg(feature = "localstack")]
 async fn localstack_stores(config: &HubConfig) -> Result<Ports, HubError> {
     use mir_shared::adapters::aws::AwsEnvironment;
-    let env = AwsEnvironment::for_endpoint(&config.aws_endpoint, &config.aws_table_prefix)
-        .await
-        .map_err(|source| HubError::Localstack {
-            endpoint: config.aws_endpoint.clone(),
-            source,
-        })?;
+    let env = AwsEnvironment::for_endpoint(
+        &config.aws_endpoint,
+        &config.aws_table_prefix,
+        config.event_retention.clone(),
+    )
+    .await
+    .map_err(|source| HubError::Localstack {
+        endpoint: config.aws_endpoint.clone(),
+        source,
+    })?;
     Ok(env.ports)
 }
 

@@ -107,12 +107,16 @@ async fn a_failure_a_retry_cannot_fix_is_dead_lettered_at_once() {
         .ports
         .events()
         .unwrap()
-        .list(&mir_shared::domain::EventFilter {
-            device_id: Some("w1".into()),
-            ..Default::default()
-        })
+        .list(
+            &mir_shared::domain::EventFilter {
+                device_id: Some("w1".into()),
+                ..Default::default()
+            },
+            &mir_shared::domain::PageRequest::default(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         events[0].reason,
@@ -326,12 +330,16 @@ async fn the_sweep_runs_by_itself_and_marks_a_silent_device_offline() {
         .ports
         .events()
         .unwrap()
-        .list(&mir_shared::domain::EventFilter {
-            device_id: Some("s1".into()),
-            ..Default::default()
-        })
+        .list(
+            &mir_shared::domain::EventFilter {
+                device_id: Some("s1".into()),
+                ..Default::default()
+            },
+            &mir_shared::domain::PageRequest::default(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(
         events[0].reason,
         mir_shared::domain::EventReason::DeviceOffline

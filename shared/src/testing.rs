@@ -85,9 +85,10 @@ impl TestWorld {
             device_id: Some(id.into()),
             ..Default::default()
         };
-        EventStore::list(&self.store, &filter)
+        EventStore::list(&self.store, &filter, &crate::domain::PageRequest::default())
             .await
             .unwrap()
+            .items
             .into_iter()
             .map(|e| e.reason.as_str().to_string())
             .collect()

@@ -503,7 +503,8 @@ pub enum EventCommand {
     #[command(after_help = "Examples:
   mir evt ls
   mir evt ls --device weather/default --since 1h
-  mir evt ls --reason CommandFailed --limit 20 -o yaml")]
+  mir evt ls --reason CommandFailed --limit 20 -o yaml
+  mir evt ls --since 2d --until 1d --limit 5000")]
     Ls(EventListArgs),
 }
 
@@ -518,9 +519,12 @@ pub struct EventListArgs {
     /// How far back: 30s, 15m, 2h, 7d or an RFC 3339 time
     #[arg(short, long)]
     pub since: Option<String>,
-    /// At most this many events
-    #[arg(long)]
-    pub limit: Option<usize>,
+    /// Only events before this: 30s, 15m, 2h, 7d (ago) or an RFC 3339 time
+    #[arg(short, long)]
+    pub until: Option<String>,
+    /// At most this many events, read in as many pages as it takes
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-use mir_shared::domain::{Event, EventReason};
+use mir_shared::domain::{page::collect_up_to, Event, EventReason, Page};
 
 use super::{out, resolve_one, Connection, ResolveError};
 use crate::args::{EventArgs, EventCommand, EventListArgs, Output};
@@ -41,17 +41,32 @@ async fn list(client: &crate::client::Client, a: EventListArgs) -> anyhow::Resul
         device_id,
         reason,
         since: a.since.clone(),
-        limit: a.limit,
+        until: a.until.clone(),
+        ..EventQuery::default()
     };
-    let list = client.list_events(&q).await?;
+    let events = collect_up_to(a.limit, |page| {
+        let q = EventQuery {
+            limit: Some(page.limit),
+            next_token: page.token,
+            ..q.clone()
+        };
+        async move {
+            let list = client.list_events(&q).await?;
+            Ok::<_, crate::client::ClientError>(Page {
+                items: list.events,
+                next_token: list.next_token,
+            })
+        }
+    })
+    .await?;
     match a.output.output {
-        Output::Yaml => out(&output::yaml_docs(&list.events)?)?,
-        Output::Json => out(&format!("{}\n", output::pretty_json(&list.events)?))?,
+        Output::Yaml => out(&output::yaml_docs(&events)?)?,
+        Output::Json => out(&format!("{}\n", output::pretty_json(&events)?))?,
         Output::Table => {
-            if list.events.is_empty() {
+            if events.is_empty() {
                 eprintln!("no events");
             } else {
-                out(&event_table(&list.events))?;
+                out(&event_table(&events))?;
             }
         }
     }

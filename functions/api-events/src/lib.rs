@@ -1,5 +1,5 @@
 //! `api-events`: `/v1/events` lists the audit trail, newest first, filtered by device,
-//! reason and time.
+//! reason and time, one page at a time (`limit`, `nextToken`).
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
@@ -26,7 +26,8 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
     }
 }
 
-/// Reads the filter from the query string.
+/// Reads the filter from the query string: `deviceId`, `reason`, `since` (inclusive)
+/// and `until` (exclusive), each a duration back from now (`15m`) or an RFC 3339 time.
 pub fn filter(
     req: &ApiRequest,
     now: chrono::DateTime<chrono::Utc>,
@@ -38,32 +39,39 @@ pub fn filter(
         })?),
         None => None,
     };
-    let since = req
-        .query_value("since")
-        .map(|s| api::parse_since(s, now))
-        .transpose()?;
-    let limit = req
-        .query_value("limit")
-        .map(|l| {
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request("limit must be a number"))
-        })
-        .transpose()?;
+    let time = |name: &str| {
+        req.query_value(name)
+            .map(|s| api::parse_since(s, now))
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    if let (Some(s), Some(u)) = (since, until) {
+        if s >= u {
+            return Err(ApiError::bad_request(format!(
+                "since ({}) must be before until ({})",
+                s.to_rfc3339(),
+                u.to_rfc3339()
+            )));
+        }
+    }
     Ok(EventFilter {
         device_id: req.query_value("deviceId").map(String::from),
         reason,
         since,
-        limit,
+        until,
     })
 }
 
+/// One page: `limit` (default and maximum of [`ApiRequest::page`]) and `nextToken`
+/// from the previous page.
 async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), ApiError> {
     let f = filter(req, deps.clock.now())?;
+    let page = deps.events.list(&f, &req.page()?).await?;
     Ok((
         200,
         EventList {
-            events: deps.events.list(&f).await?,
-            next_token: None,
+            events: page.items,
+            next_token: page.next_token,
         },
     ))
 }
@@ -106,5 +114,66 @@ mod tests {
             .as_str()
             .unwrap_or("")
             .contains("DeviceOnline"));
+        let (_, early) = call("until=1970-01-01T00:00:02Z").await;
+        assert_eq!(early["events"].as_array().map(Vec::len), Some(1));
+        assert_eq!(early["events"][0]["reason"], "DeviceOnline");
+        let (status, body) = call("since=1970-01-01T00:00:02Z&until=1970-01-01T00:00:01Z").await;
+        assert_eq!(status, 400);
+        assert!(body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("before until"));
+    }
+
+    #[tokio::test]
+    async fn pages_follow_next_token_to_the_last_which_has_none() {
+        let w = TestWorld::new();
+        let evs: Vec<Event> = (0..5)
+            .map(|i| {
+                let cause = format!("c{i}");
+                Event::new(
+                    EventReason::CommandSent,
+                    "a",
+                    at_ms(i * 1_000),
+                    &cause,
+                    "sent",
+                )
+            })
+            .collect();
+        w.store.append(&evs).await.expect("append");
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
+        let call = |q: String| {
+            let deps = &deps;
+            async move {
+                let req = api_request("GET /v1/events", "/v1/events", &q, None);
+                response_json(&handle(deps, &req).await)
+            }
+        };
+        let mut seen = Vec::new();
+        let mut query = "limit=2".to_string();
+        let mut pages = 0;
+        loop {
+            let (status, body) = call(query.clone()).await;
+            assert_eq!(status, 200, "{body}");
+            pages += 1;
+            for e in body["events"].as_array().into_iter().flatten() {
+                seen.push(e["id"].as_str().unwrap_or("").to_string());
+            }
+            match body["nextToken"].as_str() {
+                Some(t) => query = format!("limit=2&nextToken={t}"),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        let newest_first: Vec<String> = evs.iter().rev().map(|e| e.id.clone()).collect();
+        assert_eq!(seen, newest_first);
+        let (status, body) = call("nextToken=bm90LWEtdG9rZW4".into()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid page token"));
+        let (status, _) = call("limit=0".into()).await;
+        assert_eq!(status, 400);
     }
 }

@@ -88,7 +88,7 @@ impl Bench {
     async fn start(moto: &str) -> Bench {
         let meter = Meter::start(moto).await;
         let prefix = format!("cost-{}", uuid::Uuid::new_v4().simple());
-        let env = AwsEnvironment::for_endpoint(&meter.url, &prefix)
+        let env = AwsEnvironment::for_endpoint(&meter.url, &prefix, Default::default())
             .await
             .unwrap();
         let ports = Ports {

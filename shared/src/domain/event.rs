@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Why an event was recorded (Mir's reasons).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventReason {
     DeviceCreated,
     DeviceUpdated,
@@ -92,6 +92,10 @@ pub struct Event {
     pub message: String,
     #[serde(default)]
     pub payload: Value,
+    /// When the store drops it (epoch seconds): set by the store on append, from its
+    /// [`super::EventRetention`] (the DynamoDB TTL attribute `expiresAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// Namespace of the v5 UUIDs used as event ids.
@@ -119,6 +123,7 @@ impl Event {
             namespace: String::new(),
             message: message.into(),
             payload: Value::Null,
+            expires_at: None,
         }
     }
 
@@ -134,7 +139,8 @@ impl Event {
     }
 }
 
-/// Which events to list; everything optional. Newest first.
+/// Which events to list; everything optional. Lists are newest first and paged
+/// ([`super::PageRequest`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFilter {
@@ -142,23 +148,20 @@ pub struct EventFilter {
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<EventReason>,
+    /// Events at this time or later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
+    /// Events before this time (exclusive, so that `since`/`until` windows tile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
+    pub until: Option<DateTime<Utc>>,
 }
 
 impl EventFilter {
-    pub const DEFAULT_LIMIT: usize = 100;
-
     pub fn matches(&self, e: &Event) -> bool {
         self.device_id.as_ref().is_none_or(|d| *d == e.device_id)
             && self.reason.is_none_or(|r| r == e.reason)
             && self.since.is_none_or(|s| e.time >= s)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, 10_000)
+            && self.until.is_none_or(|u| e.time < u)
     }
 }
 
@@ -183,5 +186,20 @@ mod tests {
             Some(EventReason::DeviceOnline)
         );
         assert_eq!(EventReason::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_filter_keeps_since_inclusive_and_until_exclusive() {
+        let t = Utc::now();
+        let e = Event::new(EventReason::DeviceOnline, "d", t, "c", "on");
+        let f = |since, until| EventFilter {
+            since,
+            until,
+            ..Default::default()
+        };
+        assert!(f(Some(t), None).matches(&e));
+        assert!(!f(None, Some(t)).matches(&e));
+        assert!(f(None, Some(t + chrono::Duration::nanoseconds(1))).matches(&e));
+        assert!(!f(Some(t + chrono::Duration::nanoseconds(1)), None).matches(&e));
     }
 }

@@ -1,15 +1,17 @@
-//! The domain: twins, presence, device targets, events, commands and list pages. Pure data and rules, no I/O.
+//! The domain: twins, presence, device targets, events and their retention, commands and list pages. Pure data and rules, no I/O.
 
 pub mod command;
 pub mod event;
 pub mod page;
 pub mod presence;
+pub mod retention;
 pub mod targets;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
 pub use event::{Event, EventFilter, EventReason, EventType};
 pub use page::{Page, PageRequest};
+pub use retention::{EventRetention, RetentionError};
 pub use targets::{NameRef, Targets};
 pub use twin::{Twin, Versioned};
 

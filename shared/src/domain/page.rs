@@ -108,6 +108,28 @@ where
     }
 }
 
+/// Reads pages until `limit` items are read or the list ends (asking each page for
+/// what is still missing, at most [`MAX_PAGE_LIMIT`]); the items past `limit` are left
+/// out. For callers that show at most `limit` items of a list, such as `mir event ls`.
+pub async fn collect_up_to<T, E, F, Fut>(limit: usize, mut read: F) -> Result<Vec<T>, E>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, E>>,
+{
+    let mut out = Vec::new();
+    let mut token = None;
+    while out.len() < limit {
+        let want = (limit - out.len()).min(MAX_PAGE_LIMIT);
+        let page = read(PageRequest { limit: want, token }).await?;
+        out.extend(page.items.into_iter().take(want));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +168,36 @@ mod tests {
         .await
         .expect("read");
         assert_eq!(got, all);
+    }
+
+    /// A list of 0..25 served ten at a time at most, recording the limits asked for.
+    async fn up_to(limit: usize, asked: &std::sync::Mutex<Vec<usize>>) -> Vec<u32> {
+        let all: Vec<u32> = (0..25).collect();
+        collect_up_to(limit, |req: PageRequest| {
+            let all = all.clone();
+            if let Ok(mut a) = asked.lock() {
+                a.push(req.limit);
+            }
+            async move {
+                let from: usize = req.position().map_err(|e| e.0)?.unwrap_or(0);
+                let to = (from + req.limit.min(10)).min(all.len());
+                Ok::<_, String>(Page {
+                    items: all[from..to].to_vec(),
+                    next_token: (to < all.len()).then(|| encode_token(&to)),
+                })
+            }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn collect_up_to_follows_tokens_until_the_limit_or_the_end() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        assert_eq!(up_to(23, &asked).await, (0..23).collect::<Vec<_>>());
+        assert_eq!(*asked.lock().expect("lock"), [23, 13, 3]);
+        let asked = std::sync::Mutex::new(Vec::new());
+        assert_eq!(up_to(100, &asked).await, (0..25).collect::<Vec<_>>());
+        assert_eq!(*asked.lock().expect("lock"), [100, 90, 80]);
     }
 }

@@ -220,12 +220,18 @@ pub trait CommandStore: Send + Sync {
     async fn get_many(&self, ids: &[String]) -> StoreResult<Vec<CommandRecord>>;
 }
 
-/// The audit trail. `append` is idempotent on the event id.
+/// The audit trail.
 #[async_trait]
 pub trait EventStore: Send + Sync {
+    /// Stores the events, each once: an event appended again (a redelivered input, from
+    /// which a handler derives the same id and time) is not stored twice. Each stored
+    /// event gets `expires_at` from the store's [`crate::domain::EventRetention`].
     async fn append(&self, events: &[Event]) -> StoreResult<()>;
-    /// Newest first.
-    async fn list(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+    /// One page of the events `filter` matches, newest first: at most `page.limit`,
+    /// with a `next_token` when more match. Pages read with the tokens in turn hold every
+    /// matching event once. A token that is not a position of this store is
+    /// [`StoreError::BadPageToken`].
+    async fn list(&self, filter: &EventFilter, page: &PageRequest) -> StoreResult<Page<Event>>;
 }
 
 /// A record the sink refused, with its index in the batch and the reason.

@@ -58,9 +58,10 @@ impl<'a> World<'a> {
         };
         self.p
             .events()
-            .list(&f)
+            .list(&f, &mir_shared::domain::PageRequest::default())
             .await
             .unwrap()
+            .items
             .into_iter()
             .map(|e| e.reason.as_str().to_string())
             .collect()

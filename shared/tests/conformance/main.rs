@@ -27,3 +27,5 @@ mod twins;
 
 #[cfg(feature = "aws")]
 mod aws_only;
+#[cfg(feature = "aws")]
+mod events_burst;

@@ -39,10 +39,19 @@ impl AwsEnvironment {
     }
 
     /// The stores of `mir local --profile localstack`: tables `<prefix>-twins`, ... and
-    /// the DynamoDB telemetry sink on `endpoint_url` (see [`AwsConfig::localstack`]).
-    /// Creates the tables that do not exist yet. The hub keeps its own publisher and CA.
-    pub async fn for_endpoint(endpoint_url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let env = Self::from_config(AwsConfig::localstack(endpoint_url, prefix)).await;
+    /// the DynamoDB telemetry sink on `endpoint_url` (see [`AwsConfig::localstack`]),
+    /// events kept by `event_retention`. Creates the tables that do not exist yet. The
+    /// hub keeps its own publisher and CA.
+    pub async fn for_endpoint(
+        endpoint_url: &str,
+        prefix: &str,
+        event_retention: crate::domain::EventRetention,
+    ) -> Result<Self, StoreError> {
+        let config = AwsConfig {
+            event_retention,
+            ..AwsConfig::localstack(endpoint_url, prefix)
+        };
+        let env = Self::from_config(config).await;
         env.ensure_tables().await?;
         Ok(env)
     }
@@ -69,7 +78,7 @@ impl AwsEnvironment {
             ports.events = Some(Arc::new(dynamodb::DynamoEventStore::new(
                 ddb.clone(),
                 t,
-                config.events_ttl(),
+                config.event_retention.clone(),
             )));
         }
         let (sink, reader): TelemetryPorts = match &config.telemetry {

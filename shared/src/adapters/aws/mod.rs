@@ -13,7 +13,9 @@
 //! | `MIR_TELEMETRY_TABLE` | the DynamoDB telemetry table (dynamodb sink) |
 //! | `MIR_IOT_DATA_ENDPOINT` | host of the account's `iot:Data-ATS` endpoint |
 //! | `MIR_IOT_POLICY_NAME` | IoT policy attached to device certificates |
-//! | `MIR_EVENTS_TTL_DAYS`, `MIR_COMMANDS_TTL_DAYS` | retention (default 30 and 7) |
+//! | `MIR_EVENT_RETENTION` | event retention per reason, over the defaults (90 days, `DeviceOnline`/`DeviceOffline` 7): `default=90,DeviceOnline=7` (see [`crate::domain::retention`]) |
+//! | `MIR_EVENTS_TTL_DAYS` | the default of the event retention, unless `MIR_EVENT_RETENTION` sets `default` |
+//! | `MIR_COMMANDS_TTL_DAYS` | retention of commands (default 7) |
 //! | `MIR_TELEMETRY_RETENTION_DAYS` | how long telemetry is kept (default 365, at most 36500): the DynamoDB chunks' TTL, the Timestream reader's time bound |
 //! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
 
@@ -22,6 +24,7 @@ use std::{fmt, time::Duration};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::domain::{retention::DEFAULT_RETENTION_DAYS, EventRetention};
 use crate::ports::StoreError;
 
 /// Environment variable names.
@@ -37,6 +40,7 @@ pub mod env {
     pub const IOT_DATA_ENDPOINT: &str = "MIR_IOT_DATA_ENDPOINT";
     pub const IOT_POLICY_NAME: &str = "MIR_IOT_POLICY_NAME";
     pub const EVENTS_TTL_DAYS: &str = "MIR_EVENTS_TTL_DAYS";
+    pub const EVENT_RETENTION: &str = "MIR_EVENT_RETENTION";
     pub const COMMANDS_TTL_DAYS: &str = "MIR_COMMANDS_TTL_DAYS";
     pub const TELEMETRY_RETENTION_DAYS: &str = "MIR_TELEMETRY_RETENTION_DAYS";
     pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -76,7 +80,8 @@ pub struct AwsConfig {
     /// Host of the IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
     pub iot_data_endpoint: Option<String>,
     pub iot_policy_name: Option<String>,
-    pub events_ttl_days: u32,
+    /// How long events are kept, per reason (validated).
+    pub event_retention: EventRetention,
     pub commands_ttl_days: u32,
     /// How long telemetry is kept, in days.
     pub telemetry_retention_days: u32,
@@ -94,7 +99,7 @@ impl Default for AwsConfig {
             telemetry: None,
             iot_data_endpoint: None,
             iot_policy_name: None,
-            events_ttl_days: 30,
+            event_retention: EventRetention::default(),
             commands_ttl_days: 7,
             telemetry_retention_days: DEFAULT_TELEMETRY_RETENTION_DAYS,
             endpoint_url: None,
@@ -147,6 +152,36 @@ fn telemetry_retention(v: Option<String>) -> Result<u32, ConfigError> {
         });
     }
     Ok(n)
+}
+
+/// The event retention: the defaults, `MIR_EVENTS_TTL_DAYS` as the default days when
+/// set, then the entries of `MIR_EVENT_RETENTION`.
+fn event_retention(
+    ttl_days: Option<String>,
+    entries: Option<String>,
+) -> Result<EventRetention, ConfigError> {
+    let default_days = days(
+        env::EVENTS_TTL_DAYS,
+        ttl_days.clone(),
+        DEFAULT_RETENTION_DAYS,
+    )?;
+    let base = EventRetention {
+        default_days,
+        ..EventRetention::default()
+    };
+    base.validate().map_err(|e| ConfigError::Invalid {
+        var: env::EVENTS_TTL_DAYS,
+        value: ttl_days.unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
+    match entries {
+        None => Ok(base),
+        Some(text) => base.overridden_by(&text).map_err(|e| ConfigError::Invalid {
+            var: env::EVENT_RETENTION,
+            value: text,
+            reason: e.to_string(),
+        }),
+    }
 }
 
 impl AwsConfig {
@@ -241,7 +276,7 @@ impl AwsConfig {
             telemetry,
             iot_data_endpoint,
             iot_policy_name: get(env::IOT_POLICY_NAME),
-            events_ttl_days: days(env::EVENTS_TTL_DAYS, get(env::EVENTS_TTL_DAYS), 30)?,
+            event_retention: event_retention(get(env::EVENTS_TTL_DAYS), get(env::EVENT_RETENTION))?,
             commands_ttl_days: days(env::COMMANDS_TTL_DAYS, get(env::COMMANDS_TTL_DAYS), 7)?,
             telemetry_retention_days: telemetry_retention(get(env::TELEMETRY_RETENTION_DAYS))?,
             endpoint_url,
@@ -266,10 +301,6 @@ impl AwsConfig {
             endpoint_url: Some(endpoint_url.trim_end_matches('/').to_string()),
             ..Self::default()
         }
-    }
-
-    pub fn events_ttl(&self) -> chrono::Duration {
-        chrono::Duration::days(self.events_ttl_days.into())
     }
 
     pub fn commands_ttl(&self) -> chrono::Duration {
@@ -319,10 +350,10 @@ impl fmt::Display for AwsConfig {
         }
         write!(
             f,
-            " iotDataEndpoint={} iotPolicy={} eventsTtlDays={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={}",
+            " iotDataEndpoint={} iotPolicy={} eventRetention={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={}",
             o(&self.iot_data_endpoint),
             o(&self.iot_policy_name),
-            self.events_ttl_days,
+            self.event_retention,
             self.commands_ttl_days,
             self.telemetry_retention_days,
             o(&self.endpoint_url)
@@ -505,6 +536,34 @@ mod tests {
     }
 
     #[test]
+    fn event_retention_takes_the_ttl_days_as_default_and_the_entries_over_it() {
+        let c = cfg(&[]).expect("valid");
+        assert_eq!(c.event_retention, EventRetention::default());
+        let c = cfg(&[("MIR_EVENTS_TTL_DAYS", "30")]).expect("valid");
+        assert_eq!(
+            c.event_retention.to_string(),
+            "default=30,DeviceOnline=7,DeviceOffline=7"
+        );
+        let c = cfg(&[
+            ("MIR_EVENTS_TTL_DAYS", "30"),
+            (
+                "MIR_EVENT_RETENTION",
+                "default=60, DeviceOnline=1, CommandFailed=365",
+            ),
+        ])
+        .expect("valid");
+        let r = &c.event_retention;
+        assert_eq!(
+            r.to_string(),
+            "default=60,DeviceOnline=1,DeviceOffline=7,CommandFailed=365"
+        );
+        assert!(
+            c.to_string().contains(&format!("eventRetention={r}")),
+            "{c}"
+        );
+    }
+
+    #[test]
     fn a_bad_setting_names_the_variable() {
         let e = cfg(&[("MIR_TELEMETRY_SINK", "influx")]).expect_err("bad sink");
         assert!(e.to_string().contains("MIR_TELEMETRY_SINK"), "{e}");
@@ -517,6 +576,14 @@ mod tests {
         );
         let e = cfg(&[("MIR_EVENTS_TTL_DAYS", "0")]).expect_err("zero");
         assert!(e.to_string().contains("MIR_EVENTS_TTL_DAYS"), "{e}");
+        let e = cfg(&[("MIR_EVENTS_TTL_DAYS", "99999")]).expect_err("too long");
+        assert!(e.to_string().contains("from 1 to 36500"), "{e}");
+        let e = cfg(&[("MIR_EVENT_RETENTION", "DeviceOnline=7,Exploded=1")]).expect_err("reason");
+        assert!(
+            matches!(&e, ConfigError::Invalid { var: "MIR_EVENT_RETENTION", reason, .. }
+                if reason.contains("unknown reason \"Exploded\"")),
+            "{e}"
+        );
         let e = cfg(&[("MIR_TWINS_TABLE", "a b")]).expect_err("name");
         assert!(e.to_string().contains("MIR_TWINS_TABLE"), "{e}");
         let e = cfg(&[("AWS_ENDPOINT_URL", "localhost:4566")]).expect_err("url");

@@ -16,8 +16,7 @@
 //! | twins | tombstone of a deleted device (TTL 30 days) | `DEV#<id>` | `TOMBSTONE` | - |
 //! | schemas | schema | `DEV#<id>` | `SCHEMA` | - |
 //! | commands | command | `CMD#<id>` | `CMD` | `DEV#<device>` / `<created time>#<id>` |
-//! | events | event | `DAY#<yyyy-mm-dd>` | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
-//! | events | id guard (idempotency) | `EVT#<id>` | `EVT` | - |
+//! | events | event (TTL by reason) | `DAY#<yyyy-mm-dd>#<shard 00..15>` (shard: FNV-1a of the id) | `<time ns>:<id>` | `DEV#<device>` / `<time ns>:<id>` |
 //! | events | day directory | `DAYS` | `<yyyy-mm-dd>` | - |
 //! | telemetry | chunk: a batch's points of one series and hour, compressed in `points` (B); TTL from `MIR_TELEMETRY_RETENTION_DAYS` | `TLM#<device>#<measure>` | `<hour, yyyy-mm-ddThh>#<content hash>` | - |
 //! | telemetry | series summary (count, last time; TTL renewed by every write) | `SERIES#<device>` | `<measure>` | - |
@@ -25,6 +24,11 @@
 //! Telemetry is written a chunk per batch, never appended to (see `telemetry`): the same
 //! batch delivered twice has the same content hash, so writes the same item again. A
 //! window is read with one Query over its hours; a page is the merge of whole hours.
+//!
+//! Events are write-sharded: a day's events spread over [`EVENT_SHARDS`] partitions, so
+//! a burst is not capped by one partition; a list merges the day's shards newest first.
+//! An event's key is a function of the event, so a redelivered event overwrites its own
+//! item: one item (and one `gsi1` entry) per event, written in BatchWriteItem calls.
 //!
 //! Twin writes that change a name or labels are transactions (TransactWriteItems): the
 //! twin item conditional on its `version`, its name reservation and its label index
@@ -50,7 +54,7 @@ mod twins;
 pub use aws_sdk_dynamodb;
 pub use commands::DynamoCommandStore;
 pub use create::create_table;
-pub use events::DynamoEventStore;
+pub use events::{DynamoEventStore, EVENT_SHARDS};
 pub use schemas::DynamoSchemaStore;
 pub use telemetry::DynamoTelemetry;
 pub use twins::DynamoTwinStore;

@@ -1,5 +1,6 @@
 //! The table helper every DynamoDB adapter uses: items to and from attribute maps
-//! through serde_dynamo, keys, single-item reads and writes, and transactions.
+//! through serde_dynamo, keys, single-item reads and writes, batched puts, and
+//! transactions.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,11 +12,12 @@ use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
     operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
     types::{
-        AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue,
-        ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+        AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue,
+        ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
     },
     Client,
 };
+use futures::TryStreamExt;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::adapters::aws::{backoff, store_error};
@@ -23,6 +25,12 @@ use crate::ports::{StoreError, StoreResult};
 
 /// Most actions in one TransactWriteItems call.
 const MAX_TRANSACT_ITEMS: usize = 100;
+/// Most puts in one BatchWriteItem call.
+pub(super) const MAX_BATCH_WRITE_ITEMS: usize = 25;
+/// BatchWriteItem calls of one [`Table::batch_put`] in flight at once.
+const BATCH_WRITE_CONCURRENCY: usize = 8;
+/// Rounds of a batch's unprocessed items before giving up (as unavailable).
+const BATCH_WRITE_ATTEMPTS: u32 = 8;
 /// The error code of a write whose condition failed.
 const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
 
@@ -230,6 +238,68 @@ impl Table {
             }
         }
         Ok(out)
+    }
+
+    /// Puts every item, unconditionally: BatchWriteItem, [`MAX_BATCH_WRITE_ITEMS`] per
+    /// call and a few calls at once, unprocessed items retried with backoff. The items'
+    /// keys must differ (DynamoDB refuses a batch with one key twice).
+    pub(super) async fn batch_put(&self, items: Vec<Item>) -> StoreResult<()> {
+        let mut batches = Vec::with_capacity(items.len().div_ceil(MAX_BATCH_WRITE_ITEMS));
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let batch: Vec<WriteRequest> = items
+                .by_ref()
+                .take(MAX_BATCH_WRITE_ITEMS)
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(build_err)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<StoreResult<_>>()?;
+            batches.push(batch);
+        }
+        futures::stream::iter(batches.into_iter().map(Ok))
+            .try_for_each_concurrent(BATCH_WRITE_CONCURRENCY, |batch| self.write_batch(batch))
+            .await
+    }
+
+    /// One BatchWriteItem call, then its unprocessed items again until none is left.
+    async fn write_batch(&self, mut pending: Vec<WriteRequest>) -> StoreResult<()> {
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            let resp = self
+                .client
+                .batch_write_item()
+                .request_items(&*self.name, std::mem::take(&mut pending))
+                .send()
+                .await
+                .map_err(|e| store_error(self.what("BatchWriteItem"), e))?;
+            if let Some(mut u) = resp.unprocessed_items {
+                pending = u.remove(&*self.name).unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                if attempt >= BATCH_WRITE_ATTEMPTS {
+                    return Err(StoreError::Unavailable {
+                        message: format!(
+                            "{}: {} items left unprocessed",
+                            self.what("BatchWriteItem"),
+                            pending.len()
+                        ),
+                        source: None,
+                    });
+                }
+                tokio::time::sleep(backoff(
+                    attempt,
+                    Duration::from_millis(50),
+                    Duration::from_secs(2),
+                ))
+                .await;
+            }
+        }
+        Ok(())
     }
 
     /// PutItem, unless `condition` fails. `return_old`: report whether it replaced an

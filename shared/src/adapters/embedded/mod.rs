@@ -3,7 +3,7 @@
 //! Tables: `twins` (id -> version + twin JSON), `twin_names` (namespace/name -> id),
 //! `twin_tombstones` (id -> tombstone of a deleted device),
 //! `schemas` (id -> stored schema), `commands`, `events` (id -> event) with
-//! `events_by_time` (time:id), `telemetry` ((device, measure, time, seq) -> values) and
+//! `events_by_time` (time:id) and `events_by_expiry` (expiry|time:id), `telemetry` ((device, measure, time, seq) -> values) and
 //! `telemetry_series` ((device, measure) -> count, last time).
 //! All disk work runs on the blocking pool; each write is one transaction.
 //!

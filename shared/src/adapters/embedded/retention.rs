@@ -1,22 +1,22 @@
-//! Pruning the embedded store like DynamoDB TTL would: events and finished commands
-//! older than the retention, telemetry points whose time is older than the telemetry
+//! Pruning the embedded store like DynamoDB TTL would: events past their `expiresAt`
+//! (the store's [`crate::domain::EventRetention`] per reason), finished commands older
+//! than the retention, telemetry points whose time is older than the telemetry
 //! retention, tombstones older than [`TOMBSTONE_TTL_DAYS`].
 
 use chrono::{DateTime, Utc};
-use redb::ReadableTable;
+use redb::{ReadableTable, Table};
 
 use super::store::{
-    from_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_TIME, SERIES, TELEMETRY,
-    TWIN_TOMBSTONES,
+    expiry_key, from_json, get_json, time_key, unavailable, COMMANDS, EVENTS, EVENTS_BY_EXPIRY,
+    EVENTS_BY_TIME, SERIES, TELEMETRY, TWIN_TOMBSTONES,
 };
 use super::EmbeddedStore;
-use crate::domain::CommandRecord;
+use crate::domain::{CommandRecord, Event};
 use crate::ports::{StoreResult, Tombstone, TOMBSTONE_TTL_DAYS};
 
-/// How long finished records are kept.
+/// How long finished commands are kept (events expire by the store's event retention).
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
-    pub events: chrono::Duration,
     pub commands: chrono::Duration,
     /// Points whose time is older than this go (the embedded store keeps no arrival
     /// time; DynamoDB's chunks expire this long after they were written).
@@ -26,37 +26,84 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Self {
         Self {
-            events: chrono::Duration::days(30),
             commands: chrono::Duration::days(7),
             telemetry: chrono::Duration::days(365),
         }
     }
 }
 
-impl EmbeddedStore {
-    /// Deletes events and finished commands older than the retention, telemetry points
-    /// older than its retention (subtracted from their series' count; a series left
-    /// without points goes too) and expired tombstones (the embedded equivalent of
-    /// DynamoDB TTL). Returns how many items went.
-    pub async fn prune(&self, now: DateTime<Utc>, retention: Retention) -> StoreResult<usize> {
-        self.writing(move |tx| {
-            let mut removed = 0;
-            let cutoff = time_key(now - retention.events, "");
-            let mut by_time = tx.open_table(EVENTS_BY_TIME).map_err(unavailable)?;
-            let mut events = tx.open_table(EVENTS).map_err(unavailable)?;
-            let old: Vec<String> = by_time
-                .range(..cutoff.as_str())
-                .map_err(unavailable)?
-                .filter_map(Result::ok)
-                .map(|(k, _)| k.value().to_string())
-                .collect();
-            for key in old {
-                by_time.remove(key.as_str()).map_err(unavailable)?;
-                if let Some((_, id)) = key.split_once(':') {
-                    events.remove(id).map_err(unavailable)?;
-                }
+/// The event tables, open in one write transaction.
+struct EventTables<'tx> {
+    events: Table<'tx, &'static str, &'static [u8]>,
+    by_time: Table<'tx, &'static str, ()>,
+    by_expiry: Table<'tx, &'static str, ()>,
+}
+
+impl EventTables<'_> {
+    /// Removes the event of the `events_by_time` key `tk` from every table.
+    fn remove(&mut self, tk: &str) -> StoreResult<()> {
+        self.by_time.remove(tk).map_err(unavailable)?;
+        let Some((_, id)) = tk.split_once(':') else {
+            return Ok(());
+        };
+        let stored: Option<Event> = get_json(&self.events, id)?;
+        if let Some(at) = stored.and_then(|e| e.expires_at) {
+            self.by_expiry
+                .remove(expiry_key(at, tk).as_str())
+                .map_err(unavailable)?;
+        }
+        self.events.remove(id).map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Removes the events whose `expiresAt` is `now` or earlier, and any event older
+    /// than the longest retention of `max_days` (such as events stored before they had
+    /// an `expiresAt`). Returns how many went.
+    fn prune(&mut self, now: DateTime<Utc>, max_days: u32) -> StoreResult<usize> {
+        let until = expiry_key(now.timestamp().saturating_add(1), "");
+        let expired: Vec<String> = self
+            .by_expiry
+            .range(..until.as_str())
+            .map_err(unavailable)?
+            .map(|row| row.map(|(k, _)| k.value().to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        let mut removed = 0;
+        for xk in expired {
+            self.by_expiry.remove(xk.as_str()).map_err(unavailable)?;
+            if let Some((_, tk)) = xk.split_once('|') {
+                self.remove(tk)?;
                 removed += 1;
             }
+        }
+        let cutoff = time_key(now - chrono::Duration::days(max_days.into()), "");
+        let old: Vec<String> = self
+            .by_time
+            .range(..cutoff.as_str())
+            .map_err(unavailable)?
+            .map(|row| row.map(|(k, _)| k.value().to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        for tk in old {
+            self.remove(&tk)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl EmbeddedStore {
+    /// Deletes expired events, finished commands older than the retention and expired
+    /// tombstones (the embedded equivalent of DynamoDB TTL). Returns how many items went.
+    pub async fn prune(&self, now: DateTime<Utc>, retention: Retention) -> StoreResult<usize> {
+        let max_days = self.event_retention.max_days();
+        self.writing(move |tx| {
+            let mut removed = EventTables {
+                events: tx.open_table(EVENTS).map_err(unavailable)?,
+                by_time: tx.open_table(EVENTS_BY_TIME).map_err(unavailable)?,
+                by_expiry: tx.open_table(EVENTS_BY_EXPIRY).map_err(unavailable)?,
+            }
+            .prune(now, max_days)?;
             let mut commands = tx.open_table(COMMANDS).map_err(unavailable)?;
             let cutoff = now - retention.commands;
             let mut old = Vec::new();

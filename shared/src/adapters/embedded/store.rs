@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::domain::EventRetention;
 use crate::ports::{StoreError, StoreResult};
 
 pub(super) const TWINS: TableDefinition<&str, &[u8]> = TableDefinition::new("twins");
@@ -17,6 +18,8 @@ pub(super) const SCHEMAS: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(super) const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
 pub(super) const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events");
 pub(super) const EVENTS_BY_TIME: TableDefinition<&str, ()> = TableDefinition::new("events_by_time");
+pub(super) const EVENTS_BY_EXPIRY: TableDefinition<&str, ()> =
+    TableDefinition::new("events_by_expiry");
 pub(super) const TELEMETRY: TableDefinition<(&str, &str, i64, u64), &[u8]> =
     TableDefinition::new("telemetry");
 pub(super) const SERIES: TableDefinition<(&str, &str), (u64, i64)> =
@@ -26,6 +29,8 @@ pub(super) const SERIES: TableDefinition<(&str, &str), (u64, i64)> =
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// When appended events expire (see [`EmbeddedStore::prune`]).
+    pub(super) event_retention: Arc<EventRetention>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -69,6 +74,12 @@ pub(super) fn time_key(t: DateTime<Utc>, id: &str) -> String {
     format!("{ns:020}:{id}")
 }
 
+/// Key of `events_by_expiry`: the expiry in epoch seconds, zero-padded, then `|` and
+/// the event's `events_by_time` key.
+pub(super) fn expiry_key(expires_at: i64, time_key: &str) -> String {
+    format!("{:020}|{time_key}", expires_at.max(0))
+}
+
 /// `f` in one read transaction.
 pub(super) fn read<T>(
     db: &Database,
@@ -106,11 +117,22 @@ impl EmbeddedStore {
             tx.open_table(COMMANDS).map_err(unavailable)?;
             tx.open_table(EVENTS).map_err(unavailable)?;
             tx.open_table(EVENTS_BY_TIME).map_err(unavailable)?;
+            tx.open_table(EVENTS_BY_EXPIRY).map_err(unavailable)?;
             tx.open_table(TELEMETRY).map_err(unavailable)?;
             tx.open_table(SERIES).map_err(unavailable)?;
             Ok(())
         })?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            event_retention: Arc::new(EventRetention::default()),
+        })
+    }
+
+    /// This store with events appended from now on expiring by `policy` (default:
+    /// [`EventRetention::default`]).
+    pub fn with_event_retention(mut self, policy: EventRetention) -> Self {
+        self.event_retention = Arc::new(policy);
+        self
     }
 
     /// The database, for the unit tests.

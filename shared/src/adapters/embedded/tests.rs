@@ -4,9 +4,13 @@
 use chrono::{DateTime, Duration, Utc};
 use redb::ReadableTableMetadata;
 
-use super::store::{get_json, read, time_key, to_json, unavailable, write, COMMANDS};
+use super::store::{
+    get_json, read, time_key, to_json, unavailable, write, COMMANDS, EVENTS, EVENTS_BY_TIME,
+};
 use super::{EmbeddedStore, Retention};
-use crate::domain::{CommandRecord, CommandStatus, Event, EventFilter, EventReason};
+use crate::domain::{
+    CommandRecord, CommandStatus, Event, EventFilter, EventReason, EventRetention, PageRequest,
+};
 use crate::ports::{CommandStore, EventStore, StoreError};
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -88,7 +92,7 @@ async fn prune_removes_old_events_and_old_finished_commands_only() {
         .await
         .expect("prunes");
     assert_eq!(removed, 2);
-    let left = store.list(&EventFilter::default()).await.expect("lists");
+    let left = all_events(&store).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].message, "recent");
     assert!(CommandStore::get(&store, "old-done")
@@ -101,4 +105,76 @@ async fn prune_removes_old_events_and_old_finished_commands_only() {
             .expect("reads")
             .is_some());
     }
+}
+
+async fn all_events(store: &EmbeddedStore) -> Vec<Event> {
+    store
+        .list(&EventFilter::default(), &PageRequest::default())
+        .await
+        .expect("lists")
+        .items
+}
+
+#[tokio::test]
+async fn prune_drops_each_event_at_the_expiry_of_its_reason() {
+    let (_dir, store) = store();
+    let store =
+        store.with_event_retention(EventRetention::uniform(30).with(EventReason::DeviceOffline, 2));
+    let t = at(1_000 * 86_400);
+    let events = [
+        Event::new(EventReason::DeviceOffline, "d", t, "a", "offline"),
+        Event::new(EventReason::CommandSent, "d", t, "b", "sent"),
+    ];
+    store.append(&events).await.expect("appends");
+    let stored = all_events(&store).await;
+    let expiry = |r: EventReason| {
+        stored
+            .iter()
+            .find(|e| e.reason == r)
+            .and_then(|e| e.expires_at)
+    };
+    assert_eq!(
+        expiry(EventReason::DeviceOffline),
+        Some((t + Duration::days(2)).timestamp())
+    );
+    assert_eq!(
+        expiry(EventReason::CommandSent),
+        Some((t + Duration::days(30)).timestamp())
+    );
+    let prune = |days: i64| store.prune(t + Duration::days(days), Retention::default());
+    assert_eq!(prune(1).await.expect("prunes"), 0);
+    assert_eq!(
+        prune(2).await.expect("prunes"),
+        1,
+        "expired at its expiresAt"
+    );
+    assert_eq!(all_events(&store).await[0].reason, EventReason::CommandSent);
+    assert_eq!(prune(29).await.expect("prunes"), 0);
+    assert_eq!(prune(30).await.expect("prunes"), 1);
+    assert!(all_events(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn prune_drops_events_without_an_expiry_past_the_longest_retention() {
+    let (_dir, store) = store();
+    let t = at(1_000 * 86_400);
+    let legacy = Event::new(EventReason::CommandSent, "d", t, "a", "before expiresAt");
+    let tk = time_key(t, &legacy.id);
+    let bytes = to_json(&legacy).expect("json");
+    write(store.db(), |tx| {
+        let mut events = tx.open_table(EVENTS).map_err(unavailable)?;
+        events
+            .insert(legacy.id.as_str(), bytes.as_slice())
+            .map_err(unavailable)?;
+        let mut by_time = tx.open_table(EVENTS_BY_TIME).map_err(unavailable)?;
+        by_time.insert(tk.as_str(), ()).map_err(unavailable)?;
+        Ok(())
+    })
+    .expect("writes");
+    assert_eq!(all_events(&store).await.len(), 1);
+    let max = i64::from(EventRetention::default().max_days());
+    let prune = |days: i64| store.prune(t + Duration::days(days), Retention::default());
+    assert_eq!(prune(max).await.expect("prunes"), 0);
+    assert_eq!(prune(max + 1).await.expect("prunes"), 1);
+    assert!(all_events(&store).await.is_empty());
 }
