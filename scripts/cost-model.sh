@@ -10,4 +10,4 @@ export MOTO_PORT="${MOTO_PORT:-$(python3 -c 'import socket; s = socket.socket();
 scripts/moto.sh start >&2
 trap 'scripts/moto.sh stop >&2' EXIT
 MIR_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
-  cargo bench -q -p mir-hub --features localstack --bench cost
+  cargo bench -q -p mir-hub --features localstack --bench cost --profile dev
