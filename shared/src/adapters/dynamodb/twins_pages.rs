@@ -339,3 +339,24 @@ impl DynamoTwinStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_online_twins_carry_the_sweep_index_and_one_without_stale_at_is_due_at_once() {
+        let mut t = Twin::default();
+        t.spec.device_id = "d1".into();
+        let offline = TwinItem::new(&t, 1).expect("item");
+        assert_eq!((offline.gsi2pk, offline.gsi2sk), (None, None));
+        t.status.online = true;
+        let legacy = TwinItem::new(&t, 1).expect("item");
+        assert!(legacy.gsi2pk.is_some_and(|pk| pk.starts_with("ONLINE#")));
+        assert_eq!(legacy.gsi2sk, Some(stale_sk(DateTime::<Utc>::UNIX_EPOCH)));
+        let due = Utc::now();
+        t.status.stale_at = Some(due);
+        assert_eq!(TwinItem::new(&t, 1).expect("item").gsi2sk, Some(stale_sk(due)));
+        assert!(stale_sk(due) > stale_sk(DateTime::<Utc>::UNIX_EPOCH), "sorts by time");
+    }
+}
