@@ -356,7 +356,13 @@ mod tests {
         assert_eq!(legacy.gsi2sk, Some(stale_sk(DateTime::<Utc>::UNIX_EPOCH)));
         let due = Utc::now();
         t.status.stale_at = Some(due);
-        assert_eq!(TwinItem::new(&t, 1).expect("item").gsi2sk, Some(stale_sk(due)));
-        assert!(stale_sk(due) > stale_sk(DateTime::<Utc>::UNIX_EPOCH), "sorts by time");
+        assert_eq!(
+            TwinItem::new(&t, 1).expect("item").gsi2sk,
+            Some(stale_sk(due))
+        );
+        assert!(
+            stale_sk(due) > stale_sk(DateTime::<Utc>::UNIX_EPOCH),
+            "sorts by time"
+        );
     }
 }
