@@ -5,6 +5,7 @@
 //! ```sh
 //! scripts/cost-model.sh     # starts moto, runs this, prints the tables of docs/cost.md
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod meter;
 
@@ -154,10 +155,10 @@ impl Bench {
                 _ => vec![],
             };
             for (t, k) in keys {
-                let id = format!("{t}|{k}");
-                if !stored.contains_key(&id) {
-                    let item = self.stored(&t, &k).await;
-                    stored.insert(id, item);
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    stored.entry(format!("{t}|{k}"))
+                {
+                    slot.insert(self.stored(&t, &k).await);
                 }
             }
         }
