@@ -10,7 +10,10 @@ use std::{
 
 use aws_sdk_dynamodb::{
     error::{ProvideErrorMetadata, SdkError},
-    operation::{transact_write_items::TransactWriteItemsError, update_item::UpdateItemError},
+    operation::{
+        transact_write_items::TransactWriteItemsError,
+        update_item::{builders::UpdateItemFluentBuilder, UpdateItemError},
+    },
     types::{
         AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, PutRequest, ReturnValue,
         ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
@@ -327,6 +330,27 @@ impl Table {
         })
     }
 
+    /// An UpdateItem request of `update`, conditional on `condition` when set; `names`
+    /// and `values` serve both expressions.
+    fn update_request(
+        &self,
+        key: &Key,
+        update: &str,
+        condition: Option<&str>,
+        attribute_names: &[(&str, &str)],
+        values: Item,
+    ) -> StoreResult<UpdateItemFluentBuilder> {
+        Ok(self
+            .client
+            .update_item()
+            .table_name(&*self.name)
+            .set_key(Some(key.item()?))
+            .update_expression(update)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(Some(names(attribute_names)))
+            .set_expression_attribute_values(Some(values)))
+    }
+
     /// UpdateItem with the expression `update`, unless `condition` fails; `names` and
     /// `values` serve both expressions.
     pub(super) async fn update_item(
@@ -337,18 +361,8 @@ impl Table {
         attribute_names: &[(&str, &str)],
         values: Item,
     ) -> StoreResult<Written> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&*self.name)
-            .set_key(Some(key.item()?))
-            .update_expression(update)
-            .set_condition_expression(condition.map(str::to_owned))
-            .set_expression_attribute_names(Some(names(attribute_names)))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        written(self.what("UpdateItem"), result, |_| false)
+        let request = self.update_request(key, update, condition, attribute_names, values)?;
+        written(self.what("UpdateItem"), request.send().await, |_| false)
     }
 
     /// [`update_item`](Self::update_item) that, when the condition fails, returns the
@@ -363,14 +377,7 @@ impl Table {
         values: Item,
     ) -> StoreResult<Result<(), Option<Item>>> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&*self.name)
-            .set_key(Some(key.item()?))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(Some(names(attribute_names)))
-            .set_expression_attribute_values(Some(values))
+            .update_request(key, update, Some(condition), attribute_names, values)?
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
