@@ -156,8 +156,8 @@ impl DynamoTwinStore {
         &self,
         targets: &Targets,
         limit: usize,
-        mut ns: usize,
-        mut start: Option<HashMap<String, String>>,
+        ns: usize,
+        start: Option<HashMap<String, String>>,
     ) -> StoreResult<Page<Versioned<Twin>>> {
         let namespaces: Vec<&String> = targets
             .namespaces
@@ -165,25 +165,11 @@ impl DynamoTwinStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut ids = Vec::new();
-        while ns < namespaces.len() && ids.len() < limit {
-            let pk = format!("NS#{}", namespaces[ns]);
-            let mut pages = self
-                .table
-                .partition(&pk)
-                .index(GSI1)
-                .pages_from(start_of(start.take())?)?;
-            while ids.len() < limit {
-                let Some(batch) = pages.next(Some(limit - ids.len())).await? else {
-                    break;
-                };
-                ids.extend(ids_of_keys(batch)?);
-            }
-            start = position_of(pages.next_start())?;
-            if start.is_none() {
-                ns += 1;
-            }
-        }
+        let partitions: Vec<String> = namespaces.iter().map(|n| format!("NS#{n}")).collect();
+        let (ids, at, start) = self
+            .ids_across(&partitions, GSI1, None, limit, (ns, start))
+            .await?;
+        let ns = at;
         let next_token =
             (ns < namespaces.len()).then(|| encode_token(&Position::Namespace { ns, start }));
         Ok(Page {
@@ -245,27 +231,24 @@ impl DynamoTwinStore {
         Ok(ids)
     }
 
-    pub(super) async fn stale_page(
+    /// Device ids from the index `partitions` in order, from `(partition, start)` on,
+    /// at most `limit` (sort keys before `before`, when set). Returns them and where the
+    /// next read starts: the partition and its position (`None` at its beginning).
+    async fn ids_across(
         &self,
-        now: DateTime<Utc>,
-        page: &PageRequest,
-    ) -> StoreResult<Page<String>> {
-        let (mut shard, mut start) = match page.position()? {
-            None => (0, None),
-            Some(Position::Stale { shard, start }) => (shard, start),
-            Some(_) => return Err(foreign()),
-        };
-        let limit = page.limit.max(1);
-        let before = stale_sk(now);
+        partitions: &[String],
+        index: &str,
+        before: Option<&str>,
+        limit: usize,
+        (mut at, mut start): (usize, Option<HashMap<String, String>>),
+    ) -> StoreResult<(Vec<String>, usize, Option<HashMap<String, String>>)> {
         let mut ids = Vec::new();
-        while shard < ONLINE_SHARDS && ids.len() < limit {
-            let pk = format!("ONLINE#{shard}");
-            let mut pages = self
-                .table
-                .partition(&pk)
-                .index(GSI2)
-                .sk_before(&before)
-                .pages_from(start_of(start.take())?)?;
+        while at < partitions.len() && ids.len() < limit {
+            let mut query = self.table.partition(&partitions[at]).index(index);
+            if let Some(b) = before {
+                query = query.sk_before(b);
+            }
+            let mut pages = query.pages_from(start_of(start.take())?)?;
             while ids.len() < limit {
                 let Some(batch) = pages.next(Some(limit - ids.len())).await? else {
                     break;
@@ -274,9 +257,35 @@ impl DynamoTwinStore {
             }
             start = position_of(pages.next_start())?;
             if start.is_none() {
-                shard += 1;
+                at += 1;
             }
         }
+        Ok((ids, at, start))
+    }
+
+    pub(super) async fn stale_page(
+        &self,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<String>> {
+        let (shard, start) = match page.position()? {
+            None => (0, None),
+            Some(Position::Stale { shard, start }) => (shard, start),
+            Some(_) => return Err(foreign()),
+        };
+        let limit = page.limit.max(1);
+        let before = stale_sk(now);
+        let partitions: Vec<String> = (0..ONLINE_SHARDS).map(|s| format!("ONLINE#{s}")).collect();
+        let (ids, at, start) = self
+            .ids_across(
+                &partitions,
+                GSI2,
+                Some(&before),
+                limit,
+                (shard as usize, start),
+            )
+            .await?;
+        let shard = at as u64;
         let next_token =
             (shard < ONLINE_SHARDS).then(|| encode_token(&Position::Stale { shard, start }));
         Ok(Page {
