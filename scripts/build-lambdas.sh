@@ -43,19 +43,20 @@ install
 export PATH="$venv/bin:$PATH"
 cd "$root"
 
-args=()
-for c in $(crates); do
-  args+=(--bin "$c")
-done
-
+# One crate per build, so that features are not unified across functions: each binary
+# links only the AWS SDK clients its `access` needs (shared/tests/lean_binaries.rs).
 if [[ "${1:-}" == "--host" ]]; then
-  cargo lambda build "${args[@]}" --lambda-dir "$out"
+  for c in $(crates); do
+    cargo lambda build -p "$c" --bin "$c" --lambda-dir "$out"
+  done
 else
   if command -v rustup >/dev/null && ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
     rustup target add aarch64-unknown-linux-gnu
   fi
-  CARGO_TARGET_DIR="${MIR_LAMBDA_TARGET_DIR:-$root/target/lambda-build}" \
-    cargo lambda build --release --arm64 "${args[@]}" --lambda-dir "$out"
+  for c in $(crates); do
+    CARGO_TARGET_DIR="${MIR_LAMBDA_TARGET_DIR:-$root/target/lambda-build}" \
+      cargo lambda build --release --arm64 -p "$c" --bin "$c" --lambda-dir "$out"
+  done
 fi
 
 missing=0

@@ -27,9 +27,11 @@ prefix="mir-smoke-$$-$RANDOM"
 port="${MIR_SMOKE_PORT:-$((19000 + RANDOM % 1000))}"
 log="$root/target/lambda-smoke.log"
 mkdir -p "$root/target"
-# The functions' environment, as the CDK app sets it for api-events and heartbeat.
+# The functions' environment, as the CDK app sets it for api-events and heartbeat (no
+# IoT endpoint: neither publishes, so neither binary has the IoT clients; the others
+# publish through AWS_ENDPOINT_URL).
 setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --ignore-changes \
-  --env-var "MIR_EVENTS_TABLE=$prefix-events,MIR_TWINS_TABLE=$prefix-twins,MIR_SCHEMAS_TABLE=$prefix-schemas,MIR_COMMANDS_TABLE=$prefix-commands,MIR_TELEMETRY_SINK=dynamodb,MIR_TELEMETRY_TABLE=$prefix-telemetry,MIR_IOT_DATA_ENDPOINT=127.0.0.1:${endpoint##*:},MIR_EVENTS_TTL_DAYS=30,MIR_COMMANDS_TTL_DAYS=7,AWS_ENDPOINT_URL=$endpoint,RUST_LOG=info" \
+  --env-var "MIR_EVENTS_TABLE=$prefix-events,MIR_TWINS_TABLE=$prefix-twins,MIR_SCHEMAS_TABLE=$prefix-schemas,MIR_COMMANDS_TABLE=$prefix-commands,MIR_TELEMETRY_SINK=dynamodb,MIR_TELEMETRY_TABLE=$prefix-telemetry,MIR_EVENTS_TTL_DAYS=30,MIR_COMMANDS_TTL_DAYS=7,AWS_ENDPOINT_URL=$endpoint,RUST_LOG=info" \
   >"$log" 2>&1 </dev/null &
 watch_pid=$!
 cleanup() {
@@ -123,6 +125,21 @@ if cargo lambda invoke mir-fn-command-response --invoke-address 127.0.0.1 --invo
 else
   cat "$root/target/lambda-smoke-cr.out" >&2
   check 1 "mir-fn-command-response refuses an unknown command id, not retried"
+fi
+
+# 4. A binary built alone links only the SDK clients its access needs, and refuses at
+#    cold start a configuration naming one it lacks (heartbeat has no IoT client).
+target_dir="$(cargo metadata --format-version 1 --no-deps | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+cargo build -q -p mir-fn-heartbeat --bin mir-fn-heartbeat
+if MIR_TWINS_TABLE="$prefix-twins" MIR_EVENTS_TABLE="$prefix-events" MIR_IOT_DATA_ENDPOINT=iot.example \
+  AWS_ENDPOINT_URL="$endpoint" AWS_LAMBDA_RUNTIME_API=127.0.0.1:9 \
+  "$target_dir/debug/mir-fn-heartbeat" >"$root/target/lambda-smoke-lean.out" 2>&1; then
+  check 1 "mir-fn-heartbeat refuses MIR_IOT_DATA_ENDPOINT at cold start (built without iot)"
+elif grep -q 'built without the `iot` adapter' "$root/target/lambda-smoke-lean.out"; then
+  check 0 "mir-fn-heartbeat refuses MIR_IOT_DATA_ENDPOINT at cold start (built without iot)"
+else
+  cat "$root/target/lambda-smoke-lean.out" >&2
+  check 1 "mir-fn-heartbeat refuses MIR_IOT_DATA_ENDPOINT at cold start (built without iot)"
 fi
 
 if [[ "$failed" != 0 ]]; then

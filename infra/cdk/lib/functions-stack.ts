@@ -11,7 +11,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
-import { ENV, MirConfig, TOPICS } from './config';
+import { ENV, MirConfig } from './config';
 import { DataStack } from './data-stack';
 import { MirFunction } from './mir-function';
 import { FunctionSpec, isApiFunction, pascal, Rw } from './routes';
@@ -151,7 +151,7 @@ export class FunctionsStack extends Stack {
       fn.addToRolePolicy(
         new iam.PolicyStatement({
           actions: ['iot:Publish'],
-          resources: TOPICS.cloudToDevice.map((suffix) => this.iotArn('topic', `mir/*/${suffix}`)),
+          resources: a.publish.map((suffix) => this.iotArn('topic', `mir/*/${suffix}`)),
         }),
       );
     }

@@ -12,8 +12,8 @@ export interface Access {
   readonly commands?: Rw;
   readonly events?: Rw;
   readonly telemetry?: Rw;
-  /** iot:Publish on the cloud -> device topics. */
-  readonly publish?: boolean;
+  /** iot:Publish on these cloud -> device topic suffixes (after `mir/{deviceId}/`). */
+  readonly publish?: readonly string[];
   /** IoT control plane: things, certificates, policy attachment. */
   readonly certificates?: boolean;
 }
@@ -55,6 +55,8 @@ export type StoreName = (typeof TABLE_ACCESS_KEYS)[number];
 
 const RW_VALUES: readonly string[] = ['r', 'w', 'rw'];
 const METHODS: readonly string[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+/** The topics a function may publish to (config.ts TOPICS.cloudToDevice). */
+const CLOUD_TO_DEVICE: readonly unknown[] = ['cmd/req', 'cfg/desired', 'hello/get'];
 const ACCESS_KEYS: readonly string[] = [...TABLE_ACCESS_KEYS, 'publish', 'certificates'];
 const NAME_RE = /^[a-z][a-z0-9-]*$/;
 // API Gateway HTTP API paths: literal segments and {param} segments, no greedy params.
@@ -117,7 +119,11 @@ export function validateRoutes(raw: unknown, source = 'routes.json'): RoutesTabl
     } else {
       for (const [k, v] of Object.entries(access)) {
         if (!ACCESS_KEYS.includes(k)) fail(`${where}: unknown access key "${k}"`);
-        else if (k === 'publish' || k === 'certificates') {
+        else if (k === 'publish') {
+          if (!Array.isArray(v) || v.length === 0 || !v.every((t) => CLOUD_TO_DEVICE.includes(t))) {
+            fail(`${where}: access.publish must list cloud -> device topics (${CLOUD_TO_DEVICE.join(', ')})`);
+          }
+        } else if (k === 'certificates') {
           if (typeof v !== 'boolean') fail(`${where}: access.${k} must be a boolean`);
         } else if (typeof v !== 'string' || !RW_VALUES.includes(v)) {
           fail(`${where}: access.${k} must be one of r, w, rw`);

@@ -2,9 +2,10 @@
 //!
 //! - [`embedded`]: one on-disk redb database (local hub, tests).
 //! - [`memory`]: in-process helpers (a publisher that records, a fixed clock).
-//! - `aws` (features `dynamodb`, `timestream`, `iot`; all with `aws`): configuration
-//!   from the environment, SDK error mapping and `AwsPorts`, the builder of every AWS
-//!   adapter; `dynamodb`, `timestream`, `iot`: the adapters themselves.
+//! - `aws` (feature `aws-core`): configuration from the environment, SDK error mapping
+//!   and `AwsEnvironment`, the builder of the AWS adapters this build has;
+//!   `dynamodb`, `timestream`, `iot` (features of the same names, all with `aws`): the
+//!   adapters themselves. A Lambda binary has DynamoDB and only what its `access` needs.
 
 #[cfg(feature = "aws-core")]
 pub mod aws;
@@ -15,7 +16,7 @@ pub mod embedded;
 #[cfg(feature = "iot")]
 pub mod iot;
 pub mod memory;
-#[cfg(any(feature = "dynamodb", feature = "embedded"))]
+#[cfg(feature = "embedded")]
 mod pairs;
 #[cfg(feature = "timestream")]
 pub mod timestream;

@@ -1,5 +1,5 @@
 //! A telemetry record's tags and values as the stores' rows keep them (owned names),
-//! and back (shared names), for the DynamoDB and the embedded telemetry stores.
+//! and back (shared names), for the embedded telemetry store.
 
 use std::sync::Arc;
 

@@ -1,10 +1,15 @@
 //! [`AwsEnvironment`]: the configuration read once, one SDK configuration, and the
 //! [`Ports`] of the adapters the configuration names (a function's environment only
 //! holds the tables and endpoints its `access` in `routes.json` grants).
+//!
+//! DynamoDB is always built in; the IoT clients (feature `iot`) and Timestream (feature
+//! `timestream`) only in the binaries whose `access` needs them. [`AwsEnvironment::from_env`]
+//! refuses a configuration that names an adapter the binary lacks
+//! ([`ConfigError::NotBuiltIn`]).
 
 use std::sync::Arc;
 
-use crate::adapters::{dynamodb, iot, timestream};
+use crate::adapters::dynamodb;
 use crate::ports::{Ports, StoreError, TelemetryReader, TelemetrySink};
 
 use super::{sdk_config, AwsConfig, ConfigError, TelemetryConfig};
@@ -32,9 +37,11 @@ type TelemetryPorts = (
 );
 
 impl AwsEnvironment {
-    /// Reads [`AwsConfig::from_env`] and builds the adapters it names.
+    /// Reads [`AwsConfig::from_env`] and builds the adapters it names. Fails when it
+    /// names one this binary was built without.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let config = AwsConfig::from_env()?;
+        config.check_built_in()?;
         Ok(Self::from_config(config).await)
     }
 
@@ -56,7 +63,8 @@ impl AwsEnvironment {
         Ok(env)
     }
 
-    /// Builds the adapters `config` names, sharing one SDK configuration.
+    /// Builds the adapters `config` names, sharing one SDK configuration. An adapter this
+    /// binary lacks is left out (see [`AwsConfig::check_built_in`]).
     pub async fn from_config(config: AwsConfig) -> Self {
         let sdk = sdk_config(config.endpoint_url.as_deref()).await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -91,7 +99,11 @@ impl AwsEnvironment {
                 ));
                 (Some(t.clone()), Some(t))
             }
+            #[cfg(not(feature = "timestream"))]
+            Some(TelemetryConfig::Timestream { .. }) => (None, None),
+            #[cfg(feature = "timestream")]
             Some(TelemetryConfig::Timestream { database, table }) => {
+                use crate::adapters::timestream;
                 let discover = config.endpoint_url.is_none();
                 let w = Arc::new(timestream::TimestreamSink::new(
                     aws_sdk_timestreamwrite::Client::new(&sdk),
@@ -113,21 +125,29 @@ impl AwsEnvironment {
         };
         ports.telemetry_sink = sink;
         ports.telemetry_reader = reader;
+        #[cfg(feature = "iot")]
+        Self::iot_ports(&config, &sdk, &mut ports);
+        Self { config, sdk, ports }
+    }
+
+    /// The publisher and the certificate authority (AWS IoT).
+    #[cfg(feature = "iot")]
+    fn iot_ports(config: &AwsConfig, sdk: &aws_config::SdkConfig, ports: &mut Ports) {
+        use crate::adapters::iot;
         ports.publisher = match (&config.iot_data_endpoint, &config.endpoint_url) {
-            (_, Some(url)) => Some(Arc::new(iot::IotPublisher::new(&sdk, url))),
+            (_, Some(url)) => Some(Arc::new(iot::IotPublisher::new(sdk, url))),
             (Some(host), None) => Some(Arc::new(iot::IotPublisher::new(
-                &sdk,
+                sdk,
                 &format!("https://{host}"),
             ))),
             (None, None) => None,
         };
         if let Some(policy) = &config.iot_policy_name {
             ports.certificates = Some(Arc::new(
-                iot::IotCertificates::new(aws_sdk_iot::Client::new(&sdk), policy)
+                iot::IotCertificates::new(aws_sdk_iot::Client::new(sdk), policy)
                     .with_device_endpoint(config.iot_data_endpoint.clone()),
             ));
         }
-        Self { config, sdk, ports }
     }
 
     /// Creates the configuration's DynamoDB tables that do not exist yet (contract key

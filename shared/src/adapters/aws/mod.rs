@@ -57,6 +57,13 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    /// The configuration names an adapter this binary was built without (a function
+    /// links only the SDK clients its `access` needs: see `shared/Cargo.toml`).
+    #[error("{var} is set, but this binary was built without the `{feature}` adapter")]
+    NotBuiltIn {
+        var: &'static str,
+        feature: &'static str,
+    },
 }
 
 /// Where telemetry goes.
@@ -188,6 +195,27 @@ impl AwsConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Whether this binary has the adapters the configuration names: the IoT clients
+    /// (feature `iot`) for `MIR_IOT_DATA_ENDPOINT` and `MIR_IOT_POLICY_NAME`, Timestream
+    /// (feature `timestream`) for the timestream sink.
+    pub fn check_built_in(&self) -> Result<(), ConfigError> {
+        let missing = |var, feature| Err(ConfigError::NotBuiltIn { var, feature });
+        if matches!(self.telemetry, Some(TelemetryConfig::Timestream { .. }))
+            && !cfg!(feature = "timestream")
+        {
+            return missing(env::TELEMETRY_SINK, "timestream");
+        }
+        if !cfg!(feature = "iot") {
+            if self.iot_data_endpoint.is_some() {
+                return missing(env::IOT_DATA_ENDPOINT, "iot");
+            }
+            if self.iot_policy_name.is_some() {
+                return missing(env::IOT_POLICY_NAME, "iot");
+            }
+        }
+        Ok(())
     }
 
     /// Reads the variables through `get` (tests pass a map). Empty values count as unset.
@@ -490,9 +518,9 @@ pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     max.mul_f64(f64::from(frac) / 1000.0)
 }
 
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 mod environment;
-#[cfg(feature = "aws")]
+#[cfg(feature = "dynamodb")]
 pub use environment::AwsEnvironment;
 
 #[cfg(test)]
