@@ -78,6 +78,17 @@ impl CertificateIssuer for LocalCertificates {
         })
     }
 
+    async fn set_active(&self, device_id: &str, active: bool) -> Result<(), CertificateError> {
+        // As for revoke_all: the local CA cannot mark a certificate inactive; a disabled
+        // device's messages are refused by the handlers instead.
+        tracing::info!(
+            device = device_id,
+            active,
+            "local CA: certificates keep their state"
+        );
+        Ok(())
+    }
+
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
         // The local CA keeps no revocation list: a deleted device's certificate still
         // passes the TLS handshake. Its tombstone keeps heartbeats, lifecycle events and

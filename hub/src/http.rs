@@ -77,8 +77,11 @@ async fn invoke(
 ) -> ApiGatewayV2httpResponse {
     // No Lambda here: each request gets API Gateway's integration limit.
     let invocation = Invocation::starting(core.ports.clock().now(), API_GATEWAY_LIMIT);
+    let request_id = ev.request_context.request_id.clone().unwrap_or_default();
     match registry::function(function) {
-        Some(Function::Api(handler)) => handler(&core.ports, ev, invocation).await,
+        Some(Function::Api(handler)) => {
+            api::with_request_id(handler(&core.ports, ev, invocation).await, &request_id)
+        }
         _ => api::error_response(&api::ApiError::not_found(format!(
             "no HTTP function {function}"
         ))),

@@ -48,6 +48,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::adapters::aws::AwsEnvironment;
+use crate::api;
 use crate::failure::{self, InvocationInput};
 use crate::invocation::Invocation;
 use crate::ports::Ports;
@@ -138,12 +139,13 @@ where
     let handler = &handler;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<ApiGatewayV2httpRequest>| async move {
         let route = ev.payload.route_key.clone().unwrap_or_default();
+        let api_request_id = ev.payload.request_context.request_id.clone().unwrap_or_default();
         let invocation = Invocation::from_epoch_ms(ev.context.deadline);
-        let resp = handler(ev.payload, invocation).await;
+        let resp = api::with_request_id(handler(ev.payload, invocation).await, &api_request_id);
         if resp.status_code >= 500 {
-            tracing::error!(request_id = %ev.context.request_id, %route, status = resp.status_code, "request failed");
+            tracing::error!(request_id = %ev.context.request_id, %api_request_id, %route, status = resp.status_code, "request failed");
         } else {
-            tracing::debug!(request_id = %ev.context.request_id, %route, status = resp.status_code, "request");
+            tracing::debug!(request_id = %ev.context.request_id, %api_request_id, %route, status = resp.status_code, "request");
         }
         Ok::<_, Error>(resp)
     }))

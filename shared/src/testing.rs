@@ -266,6 +266,8 @@ pub fn api_request(
     ev["requestContext"]["http"]["method"] = method.into();
     ev["requestContext"]["http"]["path"] = path.into();
     ev["rawQueryString"] = query.into();
+    // API Gateway gives each request its own id (events derive their ids from it).
+    ev["requestContext"]["requestId"] = uuid::Uuid::new_v4().to_string().into();
     if !params.is_empty() {
         ev["pathParameters"] = serde_json::to_value(params).unwrap();
     }

@@ -387,6 +387,9 @@ pub struct MessageSendArgs {
     /// Ask the devices to resend their schema first
     #[arg(short, long)]
     pub refresh: bool,
+    /// Send to every device: required when no TARGET, label, id or namespace is given
+    #[arg(long = "all")]
+    pub all_devices: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -288,6 +288,13 @@ async fn send(
             return Ok(ExitCode::SUCCESS);
         }
     }
+    if targets.is_all() != a.all_devices {
+        bail!(if a.all_devices {
+            "--all sends to every device: give it without TARGET, --label, --ids or --namespace"
+        } else {
+            "no TARGET: name the devices (TARGET, --label, --ids, --namespace), or pass --all to send to every device"
+        });
+    }
     let payload = input::payload(a.payload.as_deref(), a.edit, || {
         Ok(info
             .as_ref()
@@ -302,6 +309,7 @@ async fn send(
         } => {
             let req = SendCommand {
                 targets: targets.clone(),
+                all_devices: a.all_devices,
                 name,
                 payload,
                 dry_run: a.dry_run,
@@ -338,6 +346,7 @@ async fn send(
         Extra::Config { .. } => {
             let req = SendConfig {
                 targets: targets.clone(),
+                all_devices: a.all_devices,
                 name: name.clone(),
                 payload,
                 dry_run: a.dry_run,

@@ -124,6 +124,7 @@ pub async fn send(
     cmd: SendCommand,
     invocation: Invocation,
 ) -> Result<CommandResults, ApiError> {
+    api::require_targets(&cmd.targets, cmd.all_devices)?;
     api::refuse_large_json("command", &cmd.payload)?;
     let window = Window::new(&cmd, invocation, deps.clock.now());
     let twins = deps.twins.list(&cmd.targets).await?;

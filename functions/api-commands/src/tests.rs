@@ -466,3 +466,35 @@ async fn the_catalog_lists_commands_with_templates() {
         json!({"durationSec": 0})
     );
 }
+
+#[tokio::test]
+async fn a_send_without_targets_needs_the_all_devices_flag() {
+    let w = TestWorld::new();
+    online(&w, "w1").await;
+    let cmd =
+        json!({"name": "schema.v1.ActivateHVACCmd", "payload": {"durationSec": 1}, "dryRun": true});
+    let (status, body) = send_json(&w, w.publisher.as_ref(), cmd.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "no targets: name the devices (ids, names, namespaces, labels), or set allDevices to send to every device"
+    );
+    let mut all = cmd.clone();
+    all["allDevices"] = json!(true);
+    let (status, body) = send_json(&w, w.publisher.as_ref(), all.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            &body["results"][0]["deviceId"],
+            &body["results"][0]["status"]
+        ),
+        (&json!("w1"), &json!("VALIDATED"))
+    );
+    all["targets"] = json!({"ids": ["w1"]});
+    let (status, body) = send_json(&w, w.publisher.as_ref(), all).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("allDevices and targets exclude each other"))
+    );
+    assert!(w.publisher.published().is_empty());
+}

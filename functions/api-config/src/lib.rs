@@ -96,6 +96,7 @@ pub async fn send(
     cfg: SendConfig,
     invocation: Invocation,
 ) -> Result<ConfigResults, ApiError> {
+    api::require_targets(&cfg.targets, cfg.all_devices)?;
     api::refuse_large_json("config", &cfg.payload)?;
     let now = deps.clock.now();
     let until = Instant::now() + invocation.remaining(now).saturating_sub(FINISH_MARGIN);
@@ -416,5 +417,23 @@ mod tests {
         .await;
         assert_eq!(body["results"][0]["status"], "ERROR");
         assert!(w.twin("w1").await.properties.desired.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_config_send_without_targets_needs_the_all_devices_flag() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        let cfg = json!({"name": "schema.v1.DataRateProp", "payload": {"sec": 5}});
+        let (status, body) = post(&w, cfg.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            body["error"],
+            "no targets: name the devices (ids, names, namespaces, labels), or set allDevices to send to every device"
+        );
+        let mut all = cfg;
+        all["allDevices"] = json!(true);
+        let (status, body) = post(&w, all).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"][0]["deviceId"], "w1");
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use mir_proto::{topics::DeviceTopic, DeviceId};
 use mir_shared::{
-    api::{self, ApiError, ApiRequest, CertificateRequest, DeviceList},
+    api::{self, ApiError, ApiRequest, Caller, CertificateRequest, DeviceList},
     domain::{twin::Status, Event, EventReason, Twin},
     service::{self, Change, HandlerError},
 };
@@ -78,11 +78,11 @@ async fn get(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError>
 
 async fn create(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiError> {
     let twin: Twin = req.json()?;
-    let created = create_twin(deps, twin).await?;
+    let created = create_twin(deps, &req.caller, twin).await?;
     Ok((201, created))
 }
 
-async fn create_twin(deps: &Deps<'_>, twin: Twin) -> Result<Twin, ApiError> {
+async fn create_twin(deps: &Deps<'_>, caller: &Caller, twin: Twin) -> Result<Twin, ApiError> {
     let mut twin = twin.normalized()?;
     let now = deps.clock.now();
     twin.status = Status::default();
@@ -93,11 +93,11 @@ async fn create_twin(deps: &Deps<'_>, twin: Twin) -> Result<Twin, ApiError> {
     let schema = deps.cache.get(deps.schemas, &twin.spec.device_id).await?;
     service::validate_desired(schema.as_deref(), &mut twin, &names)?;
     let created = deps.twins.create(&twin).await?.value;
-    let ev = Event::new(
+    let ev = Event::by_caller(
         EventReason::DeviceCreated,
         &created.spec.device_id,
         now,
-        &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)),
+        caller,
         "device created",
     )
     .for_twin(&created);
@@ -120,11 +120,14 @@ async fn apply(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
     }
     let edit = edit.normalized()?;
     if deps.twins.get(id.as_str()).await?.is_none() {
-        return Ok((201, create_twin(deps, edit).await?));
+        return Ok((201, create_twin(deps, &req.caller, edit).await?));
     }
     Ok((
         200,
-        update(deps, &id, |twin, now| Ok(twin.apply_edit(&edit, now))).await?,
+        update(deps, &req.caller, &id, |twin, now| {
+            Ok(twin.apply_edit(&edit, now))
+        })
+        .await?,
     ))
 }
 
@@ -157,7 +160,7 @@ async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
             "the merge patch must be a JSON object",
         ));
     }
-    let twin = update(deps, &id, |twin, now| {
+    let twin = update(deps, &req.caller, &id, |twin, now| {
         let mut doc = serde_json::to_value(&*twin).map_err(|e| HandlerError::invalid("twin", e))?;
         api::merge_patch(&mut doc, &patch);
         let edit: Twin = serde_json::from_value(doc)
@@ -174,7 +177,12 @@ async fn merge(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErro
 
 /// Applies an operator edit with optimistic concurrency, validates and pushes changed
 /// desired properties, and records the event.
-async fn update<F>(deps: &Deps<'_>, id: &DeviceId, mut edit: F) -> Result<Twin, ApiError>
+async fn update<F>(
+    deps: &Deps<'_>,
+    caller: &Caller,
+    id: &DeviceId,
+    mut edit: F,
+) -> Result<Twin, ApiError>
 where
     F: FnMut(&mut Twin, chrono::DateTime<chrono::Utc>) -> Result<Vec<String>, HandlerError> + Send,
 {
@@ -186,6 +194,16 @@ where
         .get(id.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
+    // Disabling or enabling a device changes its certificates first: a failure leaves
+    // the device as it was, and the call can be repeated.
+    let mut preview = before.value.clone();
+    if let Ok(names) = edit(&mut preview, now) {
+        if preview.spec.disabled != before.value.spec.disabled
+            && service::validate_desired(schema.as_deref(), &mut preview, &names).is_ok()
+        {
+            set_certificates_active(deps, caller, id, !preview.spec.disabled, now).await?;
+        }
+    }
     let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
         let original = twin.clone();
         changed_desired = edit(twin, now)?;
@@ -200,22 +218,21 @@ where
     .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?
     .value;
     if twin != before.value {
-        let cause = format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0));
-        let mut events = vec![Event::new(
+        let mut events = vec![Event::by_caller(
             EventReason::DeviceUpdated,
             id.as_str(),
             now,
-            &cause,
+            caller,
             "device updated",
         )
         .for_twin(&twin)];
         if !changed_desired.is_empty() {
             events.push(
-                Event::new(
+                Event::by_caller(
                     EventReason::DesiredPropertiesUpdated,
                     id.as_str(),
                     now,
-                    &cause,
+                    caller,
                     format!("desired {}", changed_desired.join(", ")),
                 )
                 .for_twin(&twin),
@@ -229,6 +246,36 @@ where
     Ok(twin)
 }
 
+/// Marks the device's certificates active or inactive (enable, disable), and records it.
+async fn set_certificates_active(
+    deps: &Deps<'_>,
+    caller: &Caller,
+    id: &DeviceId,
+    active: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
+    let Some(certs) = deps.certificates else {
+        return Ok(());
+    };
+    let state = if active { "active" } else { "inactive" };
+    certs.set_active(id.as_str(), active).await.map_err(|e| {
+        tracing::error!(device = %id, error = %e, state, "could not change the device's certificates");
+        ApiError::unavailable(format!(
+            "could not make the certificates of {id} {state}, so the device was not changed; retry later"
+        ))
+    })?;
+    let ev = Event::by_caller(
+        EventReason::CertificatesChanged,
+        id.as_str(),
+        now,
+        caller,
+        format!("certificates {state}"),
+    )
+    .with_payload(serde_json::json!({ "active": active }));
+    deps.events.append(&[ev]).await?;
+    Ok(())
+}
+
 /// DELETE: revokes the device's certificates first (a failure leaves the device as it
 /// was, and the call can be repeated), then deletes the twin, leaving a tombstone so that
 /// no message still on its way creates the device again, then its schema.
@@ -237,6 +284,7 @@ async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErr
     if deps.twins.get(id.as_str()).await?.is_none() {
         return Err(ApiError::not_found(format!("device {id} does not exist")));
     }
+    let now = deps.clock.now();
     if let Some(certs) = deps.certificates {
         certs.revoke_all(id.as_str()).await.map_err(|e| {
             tracing::error!(device = %id, error = %e, "could not revoke the device's certificates");
@@ -244,8 +292,16 @@ async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErr
                 "could not revoke the certificates of {id}, so it was not deleted; retry later"
             ))
         })?;
+        let ev = Event::by_caller(
+            EventReason::CertificatesChanged,
+            id.as_str(),
+            now,
+            &req.caller,
+            "certificates revoked",
+        )
+        .with_payload(serde_json::json!({ "revoked": true }));
+        deps.events.append(&[ev]).await?;
     }
-    let now = deps.clock.now();
     let twin = deps
         .twins
         .delete(id.as_str(), now)
@@ -253,11 +309,11 @@ async fn delete(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Twin), ApiErr
         .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?;
     deps.schemas.delete(id.as_str()).await?;
     deps.cache.forget(id.as_str());
-    let ev = Event::new(
+    let ev = Event::by_caller(
         EventReason::DeviceDeleted,
         id.as_str(),
         now,
-        &format!("api|{}", now.timestamp_nanos_opt().unwrap_or(0)),
+        &req.caller,
         "device deleted",
     )
     .for_twin(&twin);
@@ -289,11 +345,23 @@ async fn certificate(
         .await
         .map_err(|e| match e {
             mir_shared::ports::CertificateError::Invalid(m) => ApiError::bad_request(m),
+            e @ mir_shared::ports::CertificateError::CsrRequired => {
+                ApiError::bad_request(e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "certificate issue failed");
                 ApiError::unavailable("the certificate authority is unavailable; retry later")
             }
         })?;
+    let ev = Event::by_caller(
+        EventReason::CertificateIssued,
+        id.as_str(),
+        deps.clock.now(),
+        &req.caller,
+        format!("certificate {} issued", cert.certificate_id),
+    )
+    .with_payload(serde_json::json!({ "certificateId": cert.certificate_id }));
+    deps.events.append(&[ev]).await?;
     Ok((201, cert))
 }
 

@@ -251,11 +251,31 @@ async fn a_schema_refresh_asks_the_device_and_certificates_need_an_issuer() {
 }
 
 /// A certificate authority that records what the twin store held when it was asked to
-/// revoke, and fails when told to.
+/// revoke or to change its certificates' state, and fails when told to.
 struct Revoker {
     store: mir_shared::adapters::embedded::EmbeddedStore,
     fail: bool,
     twin_at_revoke: std::sync::Mutex<Vec<bool>>,
+    /// (active asked, the twin's `spec.disabled` at that moment)
+    set_active: std::sync::Mutex<Vec<(bool, bool)>>,
+}
+
+impl Revoker {
+    fn new(w: &TestWorld, fail: bool) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            store: w.store.clone(),
+            fail,
+            twin_at_revoke: Default::default(),
+            set_active: Default::default(),
+        })
+    }
+
+    fn failure() -> mir_shared::ports::CertificateError {
+        mir_shared::ports::CertificateError::Unavailable {
+            message: "IoT UpdateCertificate: throttled".into(),
+            source: None,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -268,6 +288,28 @@ impl mir_shared::ports::CertificateIssuer for Revoker {
         Err(mir_shared::ports::CertificateError::Invalid(
             "not in this test".into(),
         ))
+    }
+
+    async fn set_active(
+        &self,
+        device_id: &str,
+        active: bool,
+    ) -> Result<(), mir_shared::ports::CertificateError> {
+        use mir_shared::ports::TwinStore;
+        let twin = self
+            .store
+            .get(device_id)
+            .await
+            .expect("read")
+            .expect("a twin");
+        self.set_active
+            .lock()
+            .expect("lock")
+            .push((active, twin.value.spec.disabled));
+        if self.fail {
+            return Err(Self::failure());
+        }
+        Ok(())
     }
 
     async fn revoke_all(&self, device_id: &str) -> Result<(), mir_shared::ports::CertificateError> {
@@ -298,11 +340,7 @@ async fn delete_with(w: &TestWorld, revoker: std::sync::Arc<Revoker>) -> (u16, V
 async fn delete_revokes_the_certificates_before_it_deletes_the_twin_and_leaves_a_tombstone() {
     let w = TestWorld::new();
     w.with_weather_device("w1").await;
-    let revoker = std::sync::Arc::new(Revoker {
-        store: w.store.clone(),
-        fail: false,
-        twin_at_revoke: Default::default(),
-    });
+    let revoker = Revoker::new(&w, false);
     let (status, _) = delete_with(&w, revoker.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(*revoker.twin_at_revoke.lock().expect("lock"), [true]);
@@ -331,11 +369,7 @@ async fn delete_revokes_the_certificates_before_it_deletes_the_twin_and_leaves_a
 async fn a_failed_revocation_keeps_the_device_and_answers_503() {
     let w = TestWorld::new();
     w.with_weather_device("w1").await;
-    let revoker = std::sync::Arc::new(Revoker {
-        store: w.store.clone(),
-        fail: true,
-        twin_at_revoke: Default::default(),
-    });
+    let revoker = Revoker::new(&w, true);
     let (status, body) = delete_with(&w, revoker).await;
     assert_eq!(status, 503, "{body}");
     assert!(
@@ -350,5 +384,187 @@ async fn a_failed_revocation_keeps_the_device_and_answers_503() {
             .await
             .0,
         200
+    );
+}
+
+async fn call_with(
+    w: &TestWorld,
+    revoker: std::sync::Arc<Revoker>,
+    route: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let ports = mir_shared::ports::Ports {
+        certificates: Some(revoker),
+        ..w.ports.clone()
+    };
+    let deps = Deps::try_from(&ports).expect("every port");
+    response_json(&handle(&deps, &api_request(route, path, "", body)).await)
+}
+
+#[tokio::test]
+async fn disabling_a_device_makes_its_certificates_inactive_first_and_enabling_active_again() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let revoker = Revoker::new(&w, false);
+    let patch = |disabled: bool| Some(json!({"spec": {"disabled": disabled}}));
+    let route = "PATCH /v1/devices/{deviceId}";
+    let (status, body) = call_with(&w, revoker.clone(), route, "/v1/devices/w1", patch(true)).await;
+    assert_eq!(
+        (status, &body["spec"]["disabled"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    let (status, _) = call_with(&w, revoker.clone(), route, "/v1/devices/w1", patch(false)).await;
+    assert_eq!(status, 200);
+    // Each change reached the certificates while the twin still held the old state.
+    assert_eq!(
+        *revoker.set_active.lock().expect("lock"),
+        [(false, false), (true, true)]
+    );
+    // A patch that leaves `disabled` alone does not touch them.
+    let same = Some(json!({"meta": {"labels": {"site": "lab"}}}));
+    assert_eq!(
+        call_with(&w, revoker.clone(), route, "/v1/devices/w1", same)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(revoker.set_active.lock().expect("lock").len(), 2);
+    let reasons = w.reasons("w1").await;
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "CertificatesChanged")
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_disable_whose_certificates_cannot_change_keeps_the_device_enabled_and_answers_503() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let (status, body) = call_with(
+        &w,
+        Revoker::new(&w, true),
+        "PATCH /v1/devices/{deviceId}",
+        "/v1/devices/w1",
+        Some(json!({"spec": {"disabled": true}})),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["error"],
+        "could not make the certificates of w1 inactive, so the device was not changed; retry later"
+    );
+    let (_, twin) = call(&w, "GET /v1/devices/{deviceId}", "/v1/devices/w1", "", None).await;
+    assert_eq!(twin["spec"]["disabled"], json!(false));
+}
+
+#[tokio::test]
+async fn events_written_by_the_api_carry_the_callers_arn_from_the_request_context() {
+    let w = TestWorld::new();
+    let twin = json!({"meta": {"name": "t1"}, "spec": {"deviceId": "t-1"}});
+    assert_eq!(
+        call(&w, "POST /v1/devices", "/v1/devices", "", Some(twin))
+            .await
+            .0,
+        201
+    );
+    let patch = Some(json!({"meta": {"labels": {"a": "b"}}}));
+    assert_eq!(
+        call(
+            &w,
+            "PATCH /v1/devices/{deviceId}",
+            "/v1/devices/t-1",
+            "",
+            patch
+        )
+        .await
+        .0,
+        200
+    );
+    let filter = mir_shared::domain::EventFilter {
+        device_id: Some("t-1".into()),
+        ..Default::default()
+    };
+    let events = mir_shared::ports::EventStore::list(&w.store, &filter, &Default::default())
+        .await
+        .expect("events")
+        .items;
+    let actors: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.reason.as_str(), e.actor.as_deref()))
+        .collect();
+    let operator = Some("arn:aws:iam::123456789012:user/operator");
+    assert_eq!(
+        actors,
+        [("DeviceUpdated", operator), ("DeviceCreated", operator)]
+    );
+}
+
+/// A certificate authority that signs anything, for the event it leads to.
+struct Signer;
+
+#[async_trait::async_trait]
+impl mir_shared::ports::CertificateIssuer for Signer {
+    async fn issue(
+        &self,
+        device_id: &str,
+        _: Option<&str>,
+    ) -> Result<mir_shared::ports::DeviceCertificate, mir_shared::ports::CertificateError> {
+        Ok(mir_shared::ports::DeviceCertificate {
+            certificate_id: format!("cert-of-{device_id}"),
+            certificate_pem: "-----BEGIN CERTIFICATE-----".into(),
+            private_key_pem: None,
+            root_ca_pem: None,
+            endpoint: None,
+        })
+    }
+    async fn set_active(
+        &self,
+        _: &str,
+        _: bool,
+    ) -> Result<(), mir_shared::ports::CertificateError> {
+        Ok(())
+    }
+    async fn revoke_all(&self, _: &str) -> Result<(), mir_shared::ports::CertificateError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn issuing_a_certificate_writes_an_event_naming_it_and_the_caller() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let ports = mir_shared::ports::Ports {
+        certificates: Some(std::sync::Arc::new(Signer)),
+        ..w.ports.clone()
+    };
+    let deps = Deps::try_from(&ports).expect("every port");
+    let req = api_request(
+        "POST /v1/devices/{deviceId}/certificate",
+        "/v1/devices/w1/certificate",
+        "",
+        Some(json!({"csrPem": "-----BEGIN CERTIFICATE REQUEST-----"})),
+    );
+    let (status, body) = response_json(&handle(&deps, &req).await);
+    assert_eq!(status, 201, "{body}");
+    let filter = mir_shared::domain::EventFilter {
+        device_id: Some("w1".into()),
+        reason: Some(EventReason::CertificateIssued),
+        ..Default::default()
+    };
+    let events = mir_shared::ports::EventStore::list(&w.store, &filter, &Default::default())
+        .await
+        .expect("events")
+        .items;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload, json!({"certificateId": "cert-of-w1"}));
+    assert_eq!(
+        events[0].actor.as_deref(),
+        Some("arn:aws:iam::123456789012:user/operator")
     );
 }

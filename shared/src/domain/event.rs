@@ -19,10 +19,15 @@ pub enum EventReason {
     DesiredPropertiesUpdated,
     ReportedPropertiesUpdated,
     InvalidMessage,
+    /// A certificate was issued for the device (API).
+    CertificateIssued,
+    /// The device's certificates were revoked (delete) or set inactive or active again
+    /// (disable, enable).
+    CertificatesChanged,
 }
 
 impl EventReason {
-    pub const ALL: [EventReason; 12] = [
+    pub const ALL: [EventReason; 14] = [
         EventReason::DeviceCreated,
         EventReason::DeviceUpdated,
         EventReason::DeviceDeleted,
@@ -35,6 +40,8 @@ impl EventReason {
         EventReason::DesiredPropertiesUpdated,
         EventReason::ReportedPropertiesUpdated,
         EventReason::InvalidMessage,
+        EventReason::CertificateIssued,
+        EventReason::CertificatesChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +58,8 @@ impl EventReason {
             EventReason::DesiredPropertiesUpdated => "DesiredPropertiesUpdated",
             EventReason::ReportedPropertiesUpdated => "ReportedPropertiesUpdated",
             EventReason::InvalidMessage => "InvalidMessage",
+            EventReason::CertificateIssued => "CertificateIssued",
+            EventReason::CertificatesChanged => "CertificatesChanged",
         }
     }
 
@@ -92,6 +101,10 @@ pub struct Event {
     pub message: String,
     #[serde(default)]
     pub payload: Value,
+    /// Who caused it through the API: the caller's IAM ARN (`anonymous` without one).
+    /// Events a device's own messages cause have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// When the store drops it (epoch seconds): set by the store on append, from its
     /// [`super::EventRetention`] (the DynamoDB TTL attribute `expiresAt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,8 +136,24 @@ impl Event {
             namespace: String::new(),
             message: message.into(),
             payload: Value::Null,
+            actor: None,
             expires_at: None,
         }
+    }
+
+    /// An event an API request caused: its id derives from the request id, and it
+    /// records the caller as its actor.
+    pub fn by_caller(
+        reason: EventReason,
+        device_id: &str,
+        time: DateTime<Utc>,
+        caller: &crate::api::Caller,
+        message: impl Into<String>,
+    ) -> Self {
+        let fallback = time.timestamp_nanos_opt().unwrap_or_default();
+        let mut ev = Self::new(reason, device_id, time, &caller.cause(fallback), message);
+        ev.actor = Some(caller.actor());
+        ev
     }
 
     pub fn for_twin(mut self, twin: &super::Twin) -> Self {

@@ -288,6 +288,10 @@ pub struct DeviceCertificate {
 pub enum CertificateError {
     #[error("invalid certificate request: {0}")]
     Invalid(String),
+    /// This deployment signs CSRs only (the private key never leaves the device): the
+    /// request gave none.
+    #[error("a certificate signing request (csrPem) is required: this deployment does not generate private keys")]
+    CsrRequired,
     #[error("certificate authority unavailable: {message}")]
     Unavailable {
         message: String,
@@ -308,6 +312,9 @@ pub trait CertificateIssuer: Send + Sync {
     ) -> Result<DeviceCertificate, CertificateError>;
     /// Revokes and deletes the device's certificates (on device delete).
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError>;
+    /// Marks every certificate of the device active or inactive (enable, disable): an
+    /// inactive certificate cannot connect.
+    async fn set_active(&self, device_id: &str, active: bool) -> Result<(), CertificateError>;
 }
 
 /// Where handlers get the time from (tests set it).

@@ -189,7 +189,7 @@ async fn certificates_are_issued_attached_and_revoked() {
     use mir_shared::adapters::iot::{aws_sdk_iot, IotCertificates};
     use mir_shared::ports::CertificateIssuer;
     let url = required_endpoint();
-    let sdk = mir_shared::adapters::aws::sdk_config(Some(&url)).await;
+    let sdk = mir_shared::adapters::aws::sdk_config(Some(&url), Default::default()).await;
     let iot = aws_sdk_iot::Client::new(&sdk);
     let policy = format!("{}-device", random_prefix());
     iot.create_policy()
@@ -201,8 +201,29 @@ async fn certificates_are_issued_attached_and_revoked() {
     let issuer = IotCertificates::new(iot.clone(), &policy)
         .with_device_endpoint(Some("a1b2c3-ats.iot.eu-west-1.amazonaws.com".into()));
     let device = format!("dev-{}", random_prefix());
-    // Without a CSR: the platform makes the key pair.
-    let made = issuer.issue(&device, None).await.unwrap();
+    // Without a CSR, by default: refused, and no thing or certificate is made.
+    let refused = issuer
+        .issue(&device, None)
+        .await
+        .expect_err("a CSR is required");
+    assert!(
+        matches!(refused, mir_shared::ports::CertificateError::CsrRequired),
+        "{refused}"
+    );
+    let none = iot.describe_thing().thing_name(&device).send().await;
+    assert!(
+        none.expect_err("no thing")
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "no thing for a refused request"
+    );
+    // Without a CSR where the setting allows it: the platform makes the key pair.
+    let made = issuer
+        .clone()
+        .allowing_generated_keys(true)
+        .issue(&device, None)
+        .await
+        .unwrap();
     assert!(made.certificate_pem.contains("BEGIN CERTIFICATE"));
     assert!(made
         .private_key_pem
@@ -243,21 +264,48 @@ async fn certificates_are_issued_attached_and_revoked() {
         .await
         .unwrap();
     assert_eq!(attached.policies()[0].policy_name(), Some(policy.as_str()));
+    // Disable, then enable: every certificate of the device turns inactive, then active.
+    let statuses = || async {
+        let mut out = Vec::new();
+        for id in [&made.certificate_id, &signed.certificate_id] {
+            let d = iot
+                .describe_certificate()
+                .certificate_id(id)
+                .send()
+                .await
+                .unwrap();
+            out.push(
+                d.certificate_description()
+                    .and_then(|c| c.status().cloned()),
+            );
+        }
+        out
+    };
+    use aws_sdk_iot::types::CertificateStatus;
+    issuer.set_active(&device, false).await.unwrap();
+    assert_eq!(statuses().await, vec![Some(CertificateStatus::Inactive); 2]);
+    issuer.set_active(&device, true).await.unwrap();
+    assert_eq!(statuses().await, vec![Some(CertificateStatus::Active); 2]);
     issuer.revoke_all(&device).await.unwrap();
+    let thing = iot.describe_thing().thing_name(&device).send().await;
     assert!(
-        iot.describe_thing()
-            .thing_name(&device)
-            .send()
-            .await
-            .is_err(),
+        thing
+            .expect_err("the thing is gone")
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
         "the thing is gone"
     );
-    assert!(iot
+    let cert = iot
         .describe_certificate()
         .certificate_id(&made.certificate_id)
         .send()
-        .await
-        .is_err());
+        .await;
+    assert!(
+        cert.expect_err("the certificate is gone")
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "the certificate is gone"
+    );
     // Revoking a device that has nothing is fine (delete is idempotent).
     issuer.revoke_all(&device).await.unwrap();
 }

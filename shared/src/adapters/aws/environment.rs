@@ -66,7 +66,7 @@ impl AwsEnvironment {
     /// Builds the adapters `config` names, sharing one SDK configuration. An adapter this
     /// binary lacks is left out (see [`AwsConfig::check_built_in`]).
     pub async fn from_config(config: AwsConfig) -> Self {
-        let sdk = sdk_config(config.endpoint_url.as_deref()).await;
+        let sdk = sdk_config(config.endpoint_url.as_deref(), config.timeouts).await;
         let ddb = aws_sdk_dynamodb::Client::new(&sdk);
         let mut ports = Ports::default();
         if let Some(t) = &config.twins_table {
@@ -145,7 +145,8 @@ impl AwsEnvironment {
         if let Some(policy) = &config.iot_policy_name {
             ports.certificates = Some(Arc::new(
                 iot::IotCertificates::new(aws_sdk_iot::Client::new(sdk), policy)
-                    .with_device_endpoint(config.iot_data_endpoint.clone()),
+                    .with_device_endpoint(config.iot_data_endpoint.clone())
+                    .allowing_generated_keys(config.allow_generated_keys),
             ));
         }
     }

@@ -18,382 +18,36 @@
 //! | `MIR_COMMANDS_TTL_DAYS` | retention of commands (default 7) |
 //! | `MIR_TELEMETRY_RETENTION_DAYS` | how long telemetry is kept (default 365, at most 36500): the DynamoDB chunks' TTL, the Timestream reader's time bound |
 //! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
+//! | `MIR_AWS_OPERATION_TIMEOUT_MS`, `MIR_AWS_ATTEMPT_TIMEOUT_MS` | the SDK clients' operation and attempt timeouts (default 10000 and 3000; the attempt at most the operation) |
+//! | `MIR_ALLOW_GENERATED_KEYS` | `true` lets the API issue a certificate without a CSR (AWS generates the key); default `false` |
 
 use std::{fmt, time::Duration};
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::domain::{retention::DEFAULT_RETENTION_DAYS, EventRetention};
 use crate::ports::StoreError;
 
-/// Environment variable names.
-pub mod env {
-    pub const TWINS_TABLE: &str = "MIR_TWINS_TABLE";
-    pub const SCHEMAS_TABLE: &str = "MIR_SCHEMAS_TABLE";
-    pub const COMMANDS_TABLE: &str = "MIR_COMMANDS_TABLE";
-    pub const EVENTS_TABLE: &str = "MIR_EVENTS_TABLE";
-    pub const TELEMETRY_SINK: &str = "MIR_TELEMETRY_SINK";
-    pub const TIMESTREAM_DATABASE: &str = "MIR_TIMESTREAM_DATABASE";
-    pub const TIMESTREAM_TABLE: &str = "MIR_TIMESTREAM_TABLE";
-    pub const TELEMETRY_TABLE: &str = "MIR_TELEMETRY_TABLE";
-    pub const IOT_DATA_ENDPOINT: &str = "MIR_IOT_DATA_ENDPOINT";
-    pub const IOT_POLICY_NAME: &str = "MIR_IOT_POLICY_NAME";
-    pub const EVENTS_TTL_DAYS: &str = "MIR_EVENTS_TTL_DAYS";
-    pub const EVENT_RETENTION: &str = "MIR_EVENT_RETENTION";
-    pub const COMMANDS_TTL_DAYS: &str = "MIR_COMMANDS_TTL_DAYS";
-    pub const TELEMETRY_RETENTION_DAYS: &str = "MIR_TELEMETRY_RETENTION_DAYS";
-    pub const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
-}
-
-/// A configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set; this function needs it")]
-    Missing { var: &'static str },
-    #[error("{var}={value:?} is invalid: {reason}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
-    /// The configuration names an adapter this binary was built without (a function
-    /// links only the SDK clients its `access` needs: see `shared/Cargo.toml`).
-    #[error("{var} is set, but this binary was built without the `{feature}` adapter")]
-    NotBuiltIn {
-        var: &'static str,
-        feature: &'static str,
-    },
-}
-
-/// Where telemetry goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TelemetryConfig {
-    Timestream { database: String, table: String },
-    DynamoDb { table: String },
-}
-
-/// Everything the AWS adapters need, read and validated once.
-///
-/// Holds no secret (credentials come from the SDK's default chain and never pass
-/// through here), so `Display` prints all of it for the cold-start log line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsConfig {
-    pub twins_table: Option<String>,
-    pub schemas_table: Option<String>,
-    pub commands_table: Option<String>,
-    pub events_table: Option<String>,
-    pub telemetry: Option<TelemetryConfig>,
-    /// Host of the IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
-    pub iot_data_endpoint: Option<String>,
-    pub iot_policy_name: Option<String>,
-    /// How long events are kept, per reason (validated).
-    pub event_retention: EventRetention,
-    pub commands_ttl_days: u32,
-    /// How long telemetry is kept, in days.
-    pub telemetry_retention_days: u32,
-    /// `AWS_ENDPOINT_URL`: one endpoint for every service (LocalStack, moto).
-    pub endpoint_url: Option<String>,
-}
-
-impl Default for AwsConfig {
-    fn default() -> Self {
-        Self {
-            twins_table: None,
-            schemas_table: None,
-            commands_table: None,
-            events_table: None,
-            telemetry: None,
-            iot_data_endpoint: None,
-            iot_policy_name: None,
-            event_retention: EventRetention::default(),
-            commands_ttl_days: 7,
-            telemetry_retention_days: DEFAULT_TELEMETRY_RETENTION_DAYS,
-            endpoint_url: None,
-        }
-    }
-}
-
-/// Telemetry retention when `MIR_TELEMETRY_RETENTION_DAYS` is not set.
-pub const DEFAULT_TELEMETRY_RETENTION_DAYS: u32 = 365;
-/// The longest telemetry retention accepted (100 years).
-pub const MAX_TELEMETRY_RETENTION_DAYS: u32 = 36_500;
-
-fn check_table(var: &'static str, v: &str) -> Result<(), ConfigError> {
-    let ok = (3..=255).contains(&v.len())
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::Invalid {
-            var,
-            value: v.to_string(),
-            reason: "a table name is 3 to 255 letters, digits, '_', '-' or '.'".into(),
-        })
-    }
-}
-
-fn days(var: &'static str, v: Option<String>, default: u32) -> Result<u32, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => match s.trim().parse::<u32>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(ConfigError::Invalid {
-                var,
-                value: s,
-                reason: "must be a whole number of days, at least 1".into(),
-            }),
-        },
-    }
-}
-
-fn telemetry_retention(v: Option<String>) -> Result<u32, ConfigError> {
-    let var = env::TELEMETRY_RETENTION_DAYS;
-    let n = days(var, v.clone(), DEFAULT_TELEMETRY_RETENTION_DAYS)?;
-    if n > MAX_TELEMETRY_RETENTION_DAYS {
-        return Err(ConfigError::Invalid {
-            var,
-            value: v.unwrap_or_default(),
-            reason: format!("must be at most {MAX_TELEMETRY_RETENTION_DAYS} days (100 years)"),
-        });
-    }
-    Ok(n)
-}
-
-/// The event retention: the defaults, `MIR_EVENTS_TTL_DAYS` as the default days when
-/// set, then the entries of `MIR_EVENT_RETENTION`.
-fn event_retention(
-    ttl_days: Option<String>,
-    entries: Option<String>,
-) -> Result<EventRetention, ConfigError> {
-    let default_days = days(
-        env::EVENTS_TTL_DAYS,
-        ttl_days.clone(),
-        DEFAULT_RETENTION_DAYS,
-    )?;
-    let base = EventRetention {
-        default_days,
-        ..EventRetention::default()
-    };
-    base.validate().map_err(|e| ConfigError::Invalid {
-        var: env::EVENTS_TTL_DAYS,
-        value: ttl_days.unwrap_or_default(),
-        reason: e.to_string(),
-    })?;
-    match entries {
-        None => Ok(base),
-        Some(text) => base.overridden_by(&text).map_err(|e| ConfigError::Invalid {
-            var: env::EVENT_RETENTION,
-            value: text,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-impl AwsConfig {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Whether this binary has the adapters the configuration names: the IoT clients
-    /// (feature `iot`) for `MIR_IOT_DATA_ENDPOINT` and `MIR_IOT_POLICY_NAME`, Timestream
-    /// (feature `timestream`) for the timestream sink.
-    pub fn check_built_in(&self) -> Result<(), ConfigError> {
-        let missing = |var, feature| Err(ConfigError::NotBuiltIn { var, feature });
-        if matches!(self.telemetry, Some(TelemetryConfig::Timestream { .. }))
-            && !cfg!(feature = "timestream")
-        {
-            return missing(env::TELEMETRY_SINK, "timestream");
-        }
-        if !cfg!(feature = "iot") {
-            if self.iot_data_endpoint.is_some() {
-                return missing(env::IOT_DATA_ENDPOINT, "iot");
-            }
-            if self.iot_policy_name.is_some() {
-                return missing(env::IOT_POLICY_NAME, "iot");
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads the variables through `get` (tests pass a map). Empty values count as unset.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let table = |var: &'static str| -> Result<Option<String>, ConfigError> {
-            match get(var) {
-                Some(v) => check_table(var, &v).map(|()| Some(v)),
-                None => Ok(None),
-            }
-        };
-        let twins_table = table(env::TWINS_TABLE)?;
-        let schemas_table = table(env::SCHEMAS_TABLE)?;
-        let commands_table = table(env::COMMANDS_TABLE)?;
-        let events_table = table(env::EVENTS_TABLE)?;
-        let telemetry_table = table(env::TELEMETRY_TABLE)?;
-        let database = get(env::TIMESTREAM_DATABASE);
-        let ts_table = get(env::TIMESTREAM_TABLE);
-        let telemetry = match get(env::TELEMETRY_SINK).as_deref() {
-            None if database.is_none() && telemetry_table.is_none() => None,
-            None | Some("timestream") if database.is_some() || ts_table.is_some() => {
-                Some(TelemetryConfig::Timestream {
-                    database: database.ok_or(ConfigError::Missing {
-                        var: env::TIMESTREAM_DATABASE,
-                    })?,
-                    table: ts_table.ok_or(ConfigError::Missing {
-                        var: env::TIMESTREAM_TABLE,
-                    })?,
-                })
-            }
-            Some("timestream") => {
-                return Err(ConfigError::Missing {
-                    var: env::TIMESTREAM_DATABASE,
-                })
-            }
-            None | Some("dynamodb") => Some(TelemetryConfig::DynamoDb {
-                table: telemetry_table.ok_or(ConfigError::Missing {
-                    var: env::TELEMETRY_TABLE,
-                })?,
-            }),
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    var: env::TELEMETRY_SINK,
-                    value: other.to_string(),
-                    reason: "must be \"timestream\" or \"dynamodb\"".into(),
-                })
-            }
-        };
-        let iot_data_endpoint = match get(env::IOT_DATA_ENDPOINT) {
-            Some(v) => {
-                let host = v
-                    .trim_start_matches("https://")
-                    .trim_end_matches('/')
-                    .to_string();
-                if host.is_empty() || host.contains('/') || host.contains(' ') {
-                    return Err(ConfigError::Invalid {
-                        var: env::IOT_DATA_ENDPOINT,
-                        value: v,
-                        reason: "must be a host name such as abc-ats.iot.us-east-1.amazonaws.com"
-                            .into(),
-                    });
-                }
-                Some(host)
-            }
-            None => None,
-        };
-        let endpoint_url = match get(env::ENDPOINT_URL) {
-            Some(v) if !(v.starts_with("http://") || v.starts_with("https://")) => {
-                return Err(ConfigError::Invalid {
-                    var: env::ENDPOINT_URL,
-                    value: v,
-                    reason: "must be an http:// or https:// URL".into(),
-                })
-            }
-            other => other,
-        };
-        Ok(Self {
-            twins_table,
-            schemas_table,
-            commands_table,
-            events_table,
-            telemetry,
-            iot_data_endpoint,
-            iot_policy_name: get(env::IOT_POLICY_NAME),
-            event_retention: event_retention(get(env::EVENTS_TTL_DAYS), get(env::EVENT_RETENTION))?,
-            commands_ttl_days: days(env::COMMANDS_TTL_DAYS, get(env::COMMANDS_TTL_DAYS), 7)?,
-            telemetry_retention_days: telemetry_retention(get(env::TELEMETRY_RETENTION_DAYS))?,
-            endpoint_url,
-        })
-    }
-
-    /// The configuration of `mir local --profile localstack`: every table named
-    /// `<prefix>-<store>` (e.g. `mir-local-twins`), the DynamoDB telemetry sink (community
-    /// LocalStack has no Timestream), all on `endpoint_url`.
-    pub fn localstack(endpoint_url: &str, prefix: &str) -> Self {
-        let t = |s: &str| Some(format!("{prefix}-{s}"));
-        Self {
-            twins_table: t("twins"),
-            schemas_table: t("schemas"),
-            commands_table: t("commands"),
-            events_table: t("events"),
-            telemetry: Some(TelemetryConfig::DynamoDb {
-                table: format!("{prefix}-telemetry"),
-            }),
-            iot_data_endpoint: None,
-            iot_policy_name: None,
-            endpoint_url: Some(endpoint_url.trim_end_matches('/').to_string()),
-            ..Self::default()
-        }
-    }
-
-    pub fn commands_ttl(&self) -> chrono::Duration {
-        chrono::Duration::days(self.commands_ttl_days.into())
-    }
-
-    pub fn telemetry_retention(&self) -> chrono::Duration {
-        chrono::Duration::days(self.telemetry_retention_days.into())
-    }
-
-    /// Every DynamoDB table of this configuration (for bootstrapping).
-    pub fn dynamodb_tables(&self) -> Vec<String> {
-        let mut out: Vec<String> = [
-            &self.twins_table,
-            &self.schemas_table,
-            &self.commands_table,
-            &self.events_table,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-        if let Some(TelemetryConfig::DynamoDb { table }) = &self.telemetry {
-            out.push(table.clone());
-        }
-        out
-    }
-}
-
-impl fmt::Display for AwsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        write!(
-            f,
-            "twins={} schemas={} commands={} events={} telemetry=",
-            o(&self.twins_table),
-            o(&self.schemas_table),
-            o(&self.commands_table),
-            o(&self.events_table)
-        )?;
-        match &self.telemetry {
-            None => write!(f, "-")?,
-            Some(TelemetryConfig::Timestream { database, table }) => {
-                write!(f, "timestream:{database}.{table}")?
-            }
-            Some(TelemetryConfig::DynamoDb { table }) => write!(f, "dynamodb:{table}")?,
-        }
-        write!(
-            f,
-            " iotDataEndpoint={} iotPolicy={} eventRetention={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={}",
-            o(&self.iot_data_endpoint),
-            o(&self.iot_policy_name),
-            self.event_retention,
-            self.commands_ttl_days,
-            self.telemetry_retention_days,
-            o(&self.endpoint_url)
-        )
-    }
-}
+mod config;
+pub use config::{
+    env, AwsConfig, ConfigError, SdkTimeouts, TelemetryConfig, DEFAULT_TELEMETRY_RETENTION_DAYS,
+    MAX_TELEMETRY_RETENTION_DAYS,
+};
 
 /// Loads the SDK configuration: region and credentials from the default chain,
 /// `endpoint_url` (or `AWS_ENDPOINT_URL`) for every client. Against a local endpoint,
 /// missing credentials and region are filled with dummies (moto and LocalStack accept any).
-pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+/// Every client ends an operation within `timeouts` (retries included).
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    timeouts: SdkTimeouts,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(timeouts.operation)
+            .operation_attempt_timeout(timeouts.attempt)
+            .build(),
+    );
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
         let local = url.contains("://127.")
@@ -481,6 +135,12 @@ where
     if message.contains("Item size") || message.contains("item size") {
         return StoreError::TooLarge(format!("{what}: {message}"));
     }
+    if code == "AccessDeniedException" {
+        // A grant missing from the deployment: the message names the role, the action
+        // and the resource, which stay in the log. Like a missing table, a retry after
+        // the fix (a redrive) must still find the message.
+        return StoreError::unavailable(format!("{what}: access denied"), e);
+    }
     if code == "ResourceNotFoundException" {
         // A missing table is a deployment problem: retrying will not help, but the
         // event must not be lost either, so it ends in the dead-letter queue.
@@ -526,146 +186,61 @@ pub use environment::AwsEnvironment;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn cfg(vars: &[(&str, &str)]) -> Result<AwsConfig, ConfigError> {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        AwsConfig::from_lookup(|k| m.get(k).cloned())
+    /// DynamoDB's answer to a call the role may not make, as AWS words it.
+    #[cfg(feature = "dynamodb")]
+    fn access_denied() -> SdkError<
+        aws_sdk_dynamodb::operation::get_item::GetItemError,
+        aws_smithy_runtime_api::http::Response,
+    > {
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::{body::SdkBody, error::ErrorMetadata};
+        let meta = ErrorMetadata::builder()
+            .code("AccessDeniedException")
+            .message(
+                "User: arn:aws:sts::123456789012:assumed-role/mir-prod-api-devices/fn is not \
+                 authorized to perform: dynamodb:GetItem on resource: \
+                 arn:aws:dynamodb:eu-west-1:123456789012:table/mir-prod-data-Twins1A2B3C \
+                 because no identity-based policy allows the dynamodb:GetItem action",
+            )
+            .build();
+        let status = StatusCode::try_from(400).expect("status");
+        SdkError::service_error(
+            aws_sdk_dynamodb::operation::get_item::GetItemError::generic(meta),
+            Response::new(status, SdkBody::empty()),
+        )
     }
 
+    #[cfg(feature = "dynamodb")]
     #[test]
-    fn the_cdk_environment_of_a_timestream_function_parses() {
-        let c = cfg(&[
-            ("MIR_TWINS_TABLE", "mir-dev-data-Twins1234"),
-            ("MIR_TELEMETRY_SINK", "timestream"),
-            ("MIR_TIMESTREAM_DATABASE", "db"),
-            ("MIR_TIMESTREAM_TABLE", "tbl"),
-            (
-                "MIR_IOT_DATA_ENDPOINT",
-                "abc-ats.iot.us-east-1.amazonaws.com",
-            ),
-            ("MIR_EVENTS_TTL_DAYS", "30"),
-        ])
-        .expect("valid");
-        assert_eq!(c.twins_table.as_deref(), Some("mir-dev-data-Twins1234"));
-        assert_eq!(
-            c.telemetry,
-            Some(TelemetryConfig::Timestream {
-                database: "db".into(),
-                table: "tbl".into()
-            })
-        );
-        assert_eq!(c.commands_ttl_days, 7);
-        let shown = c.to_string();
-        assert!(shown.contains("timestream:db.tbl"), "{shown}");
-    }
-
-    #[test]
-    fn event_retention_takes_the_ttl_days_as_default_and_the_entries_over_it() {
-        let c = cfg(&[]).expect("valid");
-        assert_eq!(c.event_retention, EventRetention::default());
-        let c = cfg(&[("MIR_EVENTS_TTL_DAYS", "30")]).expect("valid");
-        assert_eq!(
-            c.event_retention.to_string(),
-            "default=30,DeviceOnline=7,DeviceOffline=7"
-        );
-        let c = cfg(&[
-            ("MIR_EVENTS_TTL_DAYS", "30"),
-            (
-                "MIR_EVENT_RETENTION",
-                "default=60, DeviceOnline=1, CommandFailed=365",
-            ),
-        ])
-        .expect("valid");
-        let r = &c.event_retention;
-        assert_eq!(
-            r.to_string(),
-            "default=60,DeviceOnline=1,DeviceOffline=7,CommandFailed=365"
+    fn an_access_denied_store_error_tells_the_api_client_no_table_arn_or_aws_code() {
+        let e = store_error(
+            "DynamoDB GetItem mir-prod-data-Twins1A2B3C",
+            access_denied(),
         );
         assert!(
-            c.to_string().contains(&format!("eventRetention={r}")),
-            "{c}"
-        );
-    }
-
-    #[test]
-    fn a_bad_setting_names_the_variable() {
-        let e = cfg(&[("MIR_TELEMETRY_SINK", "influx")]).expect_err("bad sink");
-        assert!(e.to_string().contains("MIR_TELEMETRY_SINK"), "{e}");
-        let e = cfg(&[("MIR_TELEMETRY_SINK", "dynamodb")]).expect_err("no table");
-        assert_eq!(
-            e,
-            ConfigError::Missing {
-                var: "MIR_TELEMETRY_TABLE"
-            }
-        );
-        let e = cfg(&[("MIR_EVENTS_TTL_DAYS", "0")]).expect_err("zero");
-        assert!(e.to_string().contains("MIR_EVENTS_TTL_DAYS"), "{e}");
-        let e = cfg(&[("MIR_EVENTS_TTL_DAYS", "99999")]).expect_err("too long");
-        assert!(e.to_string().contains("from 1 to 36500"), "{e}");
-        let e = cfg(&[("MIR_EVENT_RETENTION", "DeviceOnline=7,Exploded=1")]).expect_err("reason");
-        assert!(
-            matches!(&e, ConfigError::Invalid { var: "MIR_EVENT_RETENTION", reason, .. }
-                if reason.contains("unknown reason \"Exploded\"")),
+            matches!(&e, StoreError::Unavailable { message, .. } if message.ends_with("access denied")),
             "{e}"
         );
-        let e = cfg(&[("MIR_TWINS_TABLE", "a b")]).expect_err("name");
-        assert!(e.to_string().contains("MIR_TWINS_TABLE"), "{e}");
-        let e = cfg(&[("AWS_ENDPOINT_URL", "localhost:4566")]).expect_err("url");
-        assert!(e.to_string().contains("AWS_ENDPOINT_URL"), "{e}");
-    }
-
-    #[test]
-    fn the_dynamodb_sink_and_the_localstack_profile() {
-        let c = cfg(&[
-            ("MIR_TELEMETRY_SINK", "dynamodb"),
-            ("MIR_TELEMETRY_TABLE", "tlm"),
-        ])
-        .expect("valid");
-        assert_eq!(
-            c.telemetry,
-            Some(TelemetryConfig::DynamoDb {
-                table: "tlm".into()
-            })
+        assert!(
+            e.is_retryable(),
+            "kept for a redrive once the grant is fixed"
         );
-        let l = AwsConfig::localstack("http://localhost:4566/", "mir-local");
-        assert_eq!(l.endpoint_url.as_deref(), Some("http://localhost:4566"));
-        assert_eq!(l.dynamodb_tables().len(), 5);
-        assert!(l
-            .dynamodb_tables()
-            .contains(&"mir-local-telemetry".to_string()));
-    }
-
-    #[test]
-    fn telemetry_retention_defaults_to_a_year_and_a_bad_value_names_the_variable() {
-        let c = cfg(&[]).expect("valid");
-        assert_eq!(c.telemetry_retention_days, 365);
-        assert_eq!(c.telemetry_retention(), chrono::Duration::days(365));
-        let c = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", " 90 ")]).expect("valid");
-        assert_eq!(c.telemetry_retention_days, 90);
-        assert!(c.to_string().contains("telemetryRetentionDays=90"), "{c}");
-        for bad in ["0", "-3", "1.5", "a year"] {
-            let e = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", bad)]).expect_err(bad);
-            assert_eq!(
-                e,
-                ConfigError::Invalid {
-                    var: "MIR_TELEMETRY_RETENTION_DAYS",
-                    value: bad.into(),
-                    reason: "must be a whole number of days, at least 1".into(),
-                }
-            );
-        }
-        let e = cfg(&[("MIR_TELEMETRY_RETENTION_DAYS", "36501")]).expect_err("too long");
+        let resp = crate::api::with_request_id(
+            crate::api::error_response(&crate::api::ApiError::from(e)),
+            "JKJaXmPLvHcESHA=",
+        );
+        assert_eq!(resp.status_code, 503);
+        let Some(aws_lambda_events::encodings::Body::Text(body)) = resp.body else {
+            panic!("a text body");
+        };
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(
-            e,
-            ConfigError::Invalid {
-                var: "MIR_TELEMETRY_RETENTION_DAYS",
-                value: "36501".into(),
-                reason: "must be at most 36500 days (100 years)".into(),
-            }
+            body,
+            serde_json::json!({
+                "error": "the store is unavailable; retry later",
+                "requestId": "JKJaXmPLvHcESHA="
+            })
         );
     }
 

@@ -1,5 +1,14 @@
 //! The HTTP API: API Gateway (HTTP API, payload v2) requests and responses, errors
 //! with a status and a plain message, and the JSON bodies the CLI reads.
+//!
+//! Files: this one (requests, responses, errors, bodies), `caller` (who asked, from the
+//! request context), `time` (`since`/`until` parameters, bounded).
+
+mod caller;
+mod time;
+
+pub use caller::Caller;
+pub use time::{parse_since, MAX_LOOKBACK_DAYS};
 
 use std::collections::BTreeMap;
 
@@ -29,6 +38,21 @@ pub const MAX_DEVICE_MESSAGE_BYTES: usize = mir_proto::MAX_PAYLOAD_BYTES;
 /// ([`MAX_STORED_ITEM_BYTES`]), the other half left for the device's answer (a command
 /// record) or the reported values and status (a twin).
 pub const MAX_PAYLOAD_JSON_BYTES: usize = MAX_STORED_ITEM_BYTES / 2;
+
+/// Refuses (400) a send with no targets unless it says `allDevices`, and one that says
+/// both.
+pub fn require_targets(targets: &Targets, all_devices: bool) -> Result<(), ApiError> {
+    match (targets.is_all(), all_devices) {
+        (true, false) => Err(ApiError::bad_request(
+            "no targets: name the devices (ids, names, namespaces, labels), or set \
+             allDevices to send to every device",
+        )),
+        (false, true) => Err(ApiError::bad_request(
+            "allDevices and targets exclude each other",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// Refuses (413) a `what` payload whose JSON is over [`MAX_PAYLOAD_JSON_BYTES`].
 pub fn refuse_large_json(what: &str, payload: &Value) -> Result<(), ApiError> {
@@ -124,8 +148,33 @@ impl From<StoreError> for ApiError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub error: String,
+    /// The request's id (API Gateway's, also in the access log and the function's log
+    /// line), to quote when asking what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Adds `requestId` to the JSON body of an error response (status 400 and up), at the
+/// boundary where the request id is known (the Lambda runtime, the hub's HTTP server).
+pub fn with_request_id(
+    mut resp: ApiGatewayV2httpResponse,
+    request_id: &str,
+) -> ApiGatewayV2httpResponse {
+    if resp.status_code < 400 || request_id.is_empty() {
+        return resp;
+    }
+    if let Some(Body::Text(text)) = &resp.body {
+        if let Ok(mut body) = serde_json::from_str::<ErrorBody>(text) {
+            body.request_id = Some(request_id.to_string());
+            if let Ok(t) = serde_json::to_string(&body) {
+                resp.body = Some(Body::Text(t));
+            }
+        }
+    }
+    resp
 }
 
 /// A JSON response.
@@ -142,6 +191,7 @@ pub fn json_response<T: Serialize>(status: u16, body: &T) -> ApiGatewayV2httpRes
 pub fn error_response(err: &ApiError) -> ApiGatewayV2httpResponse {
     let body = ErrorBody {
         error: err.message.clone(),
+        request_id: None,
     };
     let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
     text_response(err.status, text)
@@ -166,13 +216,14 @@ pub fn respond<T: Serialize>(result: Result<(u16, T), ApiError>) -> ApiGatewayV2
     }
 }
 
-/// A request, read once: route key, path parameters, query, body.
+/// A request, read once: route key, path parameters, query, body, and who asked.
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
     pub route_key: String,
     pub path_params: BTreeMap<String, String>,
     pub query: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    pub caller: Caller,
 }
 
 impl ApiRequest {
@@ -204,6 +255,7 @@ impl ApiRequest {
                 .collect(),
             query,
             body,
+            caller: Caller::from_event(ev),
         })
     }
 
@@ -258,36 +310,6 @@ impl ApiRequest {
     }
 }
 
-/// Parses `15m`, `2h`, `1d` (ago) or an RFC 3339 time.
-pub fn parse_since(
-    s: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "since {s:?} must be like 15m, 2h, 7d or an RFC 3339 time"
-        ))
-    })?;
-    let d = match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" | "" => chrono::Duration::minutes(n),
-        "h" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "since {s:?}: unit must be s, m, h or d"
-            )))
-        }
-    };
-    Ok(now - d)
-}
-
 /// Applies a JSON merge patch (RFC 7386) to `target`.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
@@ -334,6 +356,10 @@ pub struct CertificateRequest {
 pub struct SendCommand {
     #[serde(default)]
     pub targets: Targets,
+    /// Send to every device. Required when `targets` is empty, so that no send reaches
+    /// the whole fleet by omission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_devices: bool,
     pub name: String,
     #[serde(default)]
     pub payload: Value,
@@ -406,6 +432,10 @@ pub struct Catalog {
 pub struct SendConfig {
     #[serde(default)]
     pub targets: Targets,
+    /// Send to every device. Required when `targets` is empty, so that no send reaches
+    /// the whole fleet by omission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_devices: bool,
     pub name: String,
     #[serde(default)]
     pub payload: Value,
@@ -534,31 +564,6 @@ mod tests {
         let mut doc = serde_json::json!({"a": "b", "c": {"d": "e", "f": "g"}});
         merge_patch(&mut doc, &serde_json::json!({"a": "z", "c": {"f": null}}));
         assert_eq!(doc, serde_json::json!({"a": "z", "c": {"d": "e"}}));
-    }
-
-    #[test]
-    fn since_accepts_durations_and_times() {
-        let now = chrono::Utc::now();
-        assert_eq!(
-            parse_since("15m", now).expect("ok"),
-            now - chrono::Duration::minutes(15)
-        );
-        assert_eq!(
-            parse_since("2h", now).expect("ok"),
-            now - chrono::Duration::hours(2)
-        );
-        assert_eq!(
-            parse_since("2024-01-01T00:00:00Z", now).expect("a time"),
-            chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("time")
-        );
-        let e = parse_since("soon", now).expect_err("no number");
-        assert_eq!(
-            (e.status, e.message.contains("must be like 15m")),
-            (400, true),
-            "{e}"
-        );
-        let e = parse_since("3w", now).expect_err("weeks");
-        assert_eq!(e.message, "since \"3w\": unit must be s, m, h or d");
     }
 
     #[test]

@@ -1,12 +1,4 @@
-//! AWS IoT adapters: the data plane publisher (commands, desired properties, schema
-//! requests) and the control plane certificate issuer.
-//!
-//! Certificates: the thing is named after the device id; a CSR is signed with
-//! CreateCertificateFromCsr (the private key never leaves the device), otherwise
-//! CreateKeysAndCertificate makes the key pair. The certificate gets the device policy
-//! (`MIR_IOT_POLICY_NAME`) and is attached to the thing. No root CA is returned: devices
-//! trust the public Amazon Root CA 1 (<https://www.amazontrust.com/repository/AmazonRootCA1.pem>),
-//! which the device SDK bundles.
+//! [`IotCertificates`]: the thing of each device, its certificates, the device policy.
 
 use std::time::Duration;
 
@@ -16,56 +8,9 @@ use aws_sdk_iot::{
 };
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use bytes::Bytes;
 
-use super::aws::{backoff, is_retryable_sdk, DisplayErrorChain};
-use crate::ports::{
-    CertificateError, CertificateIssuer, DeviceCertificate, DevicePublisher, PublishError,
-};
-
-pub use aws_sdk_iot;
-pub use aws_sdk_iotdataplane;
-
-/// Publishes to devices through the IoT data plane (QoS 1).
-#[derive(Debug, Clone)]
-pub struct IotPublisher {
-    client: aws_sdk_iotdataplane::Client,
-}
-
-impl IotPublisher {
-    /// `endpoint_url`: `https://<MIR_IOT_DATA_ENDPOINT>`, or the local endpoint override.
-    pub fn new(sdk: &aws_config::SdkConfig, endpoint_url: &str) -> Self {
-        let conf = aws_sdk_iotdataplane::config::Builder::from(sdk)
-            .endpoint_url(endpoint_url)
-            .build();
-        Self {
-            client: aws_sdk_iotdataplane::Client::from_conf(conf),
-        }
-    }
-}
-
-#[async_trait]
-impl DevicePublisher for IotPublisher {
-    /// IoT Core accepts a publish whether or not the device is connected (a persistent
-    /// session queues it), so this never answers `NotConnected`: handlers look at
-    /// the twin's `status.online` first.
-    async fn publish(&self, topic: &str, payload: Bytes) -> Result<(), PublishError> {
-        self.client
-            .publish()
-            .topic(topic)
-            .qos(1)
-            .payload(aws_sdk_iotdataplane::primitives::Blob::new(
-                payload.to_vec(),
-            ))
-            .send()
-            .await
-            .map_err(|e| PublishError::Failed {
-                message: format!("IoT Publish to {topic}: {}", DisplayErrorChain(&e)),
-                source: Some(Box::new(e)),
-            })?;
-        Ok(())
-    }
-}
+use crate::adapters::aws::{backoff, is_retryable_sdk, DisplayErrorChain};
+use crate::ports::{CertificateError, CertificateIssuer, DeviceCertificate};
 
 fn cert_error<E, R>(what: &str, e: SdkError<E, R>) -> CertificateError
 where
@@ -93,6 +38,7 @@ pub struct IotCertificates {
     client: aws_sdk_iot::Client,
     policy_name: String,
     device_endpoint: Option<String>,
+    allow_generated_keys: bool,
 }
 
 impl IotCertificates {
@@ -101,7 +47,16 @@ impl IotCertificates {
             client,
             policy_name: policy_name.to_string(),
             device_endpoint: None,
+            allow_generated_keys: false,
         }
+    }
+
+    /// Lets [`CertificateIssuer::issue`] create the key pair when no CSR is given (the
+    /// private key then travels in the response once). Off by default: a request
+    /// without a CSR is [`CertificateError::CsrRequired`].
+    pub fn allowing_generated_keys(mut self, allow: bool) -> Self {
+        self.allow_generated_keys = allow;
+        self
     }
 
     /// The host of the account's `iot:Data-ATS` endpoint, returned with each
@@ -109,6 +64,36 @@ impl IotCertificates {
     pub fn with_device_endpoint(mut self, host: Option<String>) -> Self {
         self.device_endpoint = host;
         self
+    }
+
+    /// The certificate ARNs attached to the device's thing; `None` when there is no thing.
+    async fn principals(&self, device_id: &str) -> Result<Option<Vec<String>>, CertificateError> {
+        let mut principals = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = match self
+                .client
+                .list_thing_principals()
+                .thing_name(device_id)
+                .set_next_token(token.take())
+                .send()
+                .await
+            {
+                Ok(o) => o,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(cert_error("IoT ListThingPrincipals", e)),
+            };
+            principals.extend(out.principals.unwrap_or_default());
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(Some(principals)),
+            }
+        }
     }
 
     async fn ensure_thing(&self, device_id: &str) -> Result<(), CertificateError> {
@@ -178,7 +163,7 @@ impl IotCertificates {
                     .is_some_and(|s| s.is_resource_not_found_exception()) => {}
             Err(e) => return Err(cert_error("IoT DetachThingPrincipal", e)),
         }
-        let Some(cert_id) = arn.rsplit('/').next().filter(|s| !s.is_empty()) else {
+        let Some(cert_id) = certificate_id(arn) else {
             return Ok(());
         };
         match self
@@ -211,6 +196,11 @@ impl IotCertificates {
             .await;
         classify_delete(sent)
     }
+}
+
+/// The id of a certificate ARN (`arn:aws:iot:<region>:<account>:cert/<id>`).
+fn certificate_id(arn: &str) -> Option<&str> {
+    arn.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
 /// How DeleteCertificate retries the `DeleteConflictException` of a certificate whose
@@ -291,6 +281,9 @@ impl CertificateIssuer for IotCertificates {
     ) -> Result<DeviceCertificate, CertificateError> {
         mir_proto::DeviceId::check(device_id)
             .map_err(|e| CertificateError::Invalid(e.to_string()))?;
+        if csr_pem.is_none() && !self.allow_generated_keys {
+            return Err(CertificateError::CsrRequired);
+        }
         self.ensure_thing(device_id).await?;
         let (arn, id, pem, key) = match csr_pem {
             Some(csr) => {
@@ -351,33 +344,31 @@ impl CertificateIssuer for IotCertificates {
         })
     }
 
-    async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
-        let mut principals = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = match self
-                .client
-                .list_thing_principals()
-                .thing_name(device_id)
-                .set_next_token(token.take())
+    async fn set_active(&self, device_id: &str, active: bool) -> Result<(), CertificateError> {
+        let status = if active {
+            CertificateStatus::Active
+        } else {
+            CertificateStatus::Inactive
+        };
+        for arn in self.principals(device_id).await?.unwrap_or_default() {
+            let Some(cert_id) = certificate_id(&arn) else {
+                continue;
+            };
+            self.client
+                .update_certificate()
+                .certificate_id(cert_id)
+                .new_status(status.clone())
                 .send()
                 .await
-            {
-                Ok(o) => o,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
-                {
-                    return Ok(())
-                }
-                Err(e) => return Err(cert_error("IoT ListThingPrincipals", e)),
-            };
-            principals.extend(out.principals.unwrap_or_default());
-            match out.next_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
+                .map_err(|e| cert_error("IoT UpdateCertificate", e))?;
         }
+        Ok(())
+    }
+
+    async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
+        let Some(principals) = self.principals(device_id).await? else {
+            return Ok(());
+        };
         for arn in &principals {
             self.revoke(device_id, arn).await?;
         }
@@ -521,7 +512,7 @@ mod tests {
     #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
     async fn moto_refuses_deleting_an_attached_certificate_and_the_retry_passes_after_the_detach() {
         let url = std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT");
-        let sdk = super::super::aws::sdk_config(Some(&url)).await;
+        let sdk = crate::adapters::aws::sdk_config(Some(&url), Default::default()).await;
         let iot = aws_sdk_iot::Client::new(&sdk);
         let n: u64 = rand::random();
         let (policy, device) = (format!("p-{n:x}"), format!("d-{n:x}"));
