@@ -703,3 +703,55 @@ async fn tlm_query_with_a_limit_over_a_page_follows_the_pages() {
     assert!(!queries[0].contains("nextToken"), "{queries:?}");
     assert!(queries[1].contains("nextToken="), "{queries:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_the_whole_fleet_needs_all_and_all_excludes_targets() {
+    let (f, _weather) = Fleet::with_weather_online().await;
+    let send = [
+        "cmd",
+        "send",
+        "-n",
+        "schema.v1.ActivateHVACCmd",
+        "-p",
+        "{}",
+        "--dry-run",
+    ];
+    let run = f.mir(&send).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "no TARGET: name the devices (TARGET, --label, --ids, --namespace), or pass --all to send to every device"
+        ),
+        "{}",
+        run.stderr
+    );
+    // --all reaches every device: here also one that never connected (so no schema).
+    let run = f.mir(&[&send[..], &["--all"]].concat()).run();
+    assert_eq!(
+        run.stdout,
+        "1. power/lab COMMAND_RESPONSE_STATUS_ERROR\nno schema yet: the device has not connected\n2. weather/default COMMAND_RESPONSE_STATUS_VALIDATED\n"
+    );
+    let sent = f.proxy.last("POST", "/v1/commands").json();
+    assert_eq!(sent["allDevices"], json!(true));
+    let run = f.mir(&[&send[..], &["weather", "--all"]].concat()).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("--all sends to every device: give it without TARGET"),
+        "{}",
+        run.stderr
+    );
+    // The same rule for configuration.
+    let run = f
+        .mir(&[
+            "cfg",
+            "send",
+            "-n",
+            "schema.v1.DataRateProp",
+            "-p",
+            r#"{"sec": 3}"#,
+        ])
+        .run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("or pass --all"), "{}", run.stderr);
+}
