@@ -245,6 +245,13 @@ async fn the_readmes_local_commands_run_as_written() {
                 "{text}: {out}"
             );
         }
+        if text.starts_with("mir cmd send --all") {
+            assert_eq!(
+                out.trim(),
+                "1. weather/default COMMAND_RESPONSE_STATUS_VALIDATED",
+                "{text}"
+            );
+        }
         if text.starts_with("mir tlm query") {
             assert!(out.contains("TEMPERATURE"), "{text}: {out}");
             assert!(out.contains("21"), "{text}: {out}");
