@@ -140,6 +140,10 @@ export const ENV = {
   commandsTtlDays: 'MIR_COMMANDS_TTL_DAYS',
   telemetryRetentionDays: 'MIR_TELEMETRY_RETENTION_DAYS',
   eventRetention: 'MIR_EVENT_RETENTION',
+  /** Every function: the AWS SDK's operation timeout (all attempts of one call), in ms, below the function's timeout. */
+  awsOperationTimeoutMs: 'MIR_AWS_OPERATION_TIMEOUT_MS',
+  /** Every function: the AWS SDK's timeout of one attempt, in ms. */
+  awsAttemptTimeoutMs: 'MIR_AWS_ATTEMPT_TIMEOUT_MS',
   rustLog: 'RUST_LOG',
 } as const;
 
