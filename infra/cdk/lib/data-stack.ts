@@ -95,6 +95,8 @@ export class DataStack extends Stack {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: KEYS.ttl,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // CloudFormation and the console cannot delete the table while this is on.
+      deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     table.addGlobalSecondaryIndex({
