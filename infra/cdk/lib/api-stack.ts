@@ -1,4 +1,5 @@
-// The operator API: an HTTP API with IAM (SigV4) authorization on every route.
+// The operator API: an HTTP API with IAM (SigV4) authorization on every route, and one
+// role per operator job (operator-access.ts).
 import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -7,6 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { MirConfig } from './config';
 import { pascal } from './functions-stack';
+import { OperatorRoles } from './operator-access';
 
 export interface ApiStackProps extends StackProps {
   readonly config: MirConfig;
@@ -15,6 +17,7 @@ export interface ApiStackProps extends StackProps {
 
 export class ApiStack extends Stack {
   public readonly api: apigw.HttpApi;
+  public readonly operatorRoles: OperatorRoles;
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
     super(scope, id, props);
@@ -40,6 +43,8 @@ export class ApiStack extends Stack {
         });
       }
     }
+
+    this.operatorRoles = new OperatorRoles(this, 'OperatorRoles', { api: this.api, routes: props.config.routes, stage: props.config.stage });
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.url ?? this.api.apiEndpoint, description: 'Base URL of the operator API (SigV4, service execute-api)' });
     new CfnOutput(this, 'Region', { value: this.region });

@@ -69,8 +69,10 @@ for (const flavour of ['default', 'timestream'] as const) {
     }
     const want = ['ApiUrl', 'Region', 'IotDataEndpoint', 'TwinsTable', 'SchemasTable', 'CommandsTable', 'EventsTable', 'TelemetrySink', 'DevicePolicyName'];
     want.push(...(s.sink === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable', 'TelemetryRejectedDataBucket'] : ['TelemetryTable']));
-    // For operators, not for `mir ctx import`: where alarms go, what to redrive.
+    // For operators, not for `mir ctx import`: where alarms go, what to redrive, and the
+    // role (or managed policy) of each operator job.
     want.push('AlarmTopicArn', 'FailureQueueUrl');
+    for (const job of ['ReadOnly', 'Operator', 'Provisioner', 'Admin']) want.push(`${job}RoleArn`, `${job}PolicyArn`);
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
   });
 }
