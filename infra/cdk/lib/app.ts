@@ -21,9 +21,10 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
 
   const data = new DataStack(app, stackName(config.stage, 'data'), {
     ...common,
-    description: 'Mir: DynamoDB tables and telemetry store (retained)',
+    description: `Mir ${config.stage}: DynamoDB tables, telemetry store, API access logs (retained)`,
     telemetrySink: config.telemetrySink,
     telemetryRetentionDays: config.telemetryRetentionDays,
+    apiAccessLogRetentionDays: config.apiAccessLogRetentionDays,
   });
   const functions = new FunctionsStack(app, stackName(config.stage, 'functions'), {
     ...common,
@@ -45,6 +46,7 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
     description: 'Mir: operator HTTP API (IAM auth)',
     config,
     functions: functions.functions,
+    accessLogs: data.apiAccessLogs,
   });
 
   Tags.of(app).add('mir:stage', config.stage);

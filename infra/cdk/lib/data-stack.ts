@@ -1,14 +1,17 @@
-// The stateful part: DynamoDB tables and the telemetry store. Everything here is retained
-// when the stack is deleted, and no physical name is fixed (a retained resource with a
-// fixed name would block the next deployment).
+// The stateful part: DynamoDB tables, the telemetry store and the API access logs.
+// Everything here is retained when the stack is deleted, and no physical name is fixed
+// (a retained resource with a fixed name would block the next deployment).
 import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as timestream from 'aws-cdk-lib/aws-timestream';
 import { Construct } from 'constructs';
 import { TelemetrySink } from './config';
 
 export interface DataStackProps extends StackProps {
+  /** Days the API access logs are kept (a CloudWatch Logs retention value). */
+  readonly apiAccessLogRetentionDays: number;
   readonly telemetrySink: TelemetrySink;
   /** Magnetic store retention of the Timestream table (timestream sink), in days. */
   readonly telemetryRetentionDays: number;
@@ -58,6 +61,8 @@ export class DataStack extends Stack {
   /** Set when the telemetry sink is Timestream. */
   public readonly timestream?: TimestreamStore;
   public readonly telemetrySink: TelemetrySink;
+  /** Where API Gateway writes one line per request (the api stack's stage). */
+  public readonly apiAccessLogs: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
@@ -85,6 +90,14 @@ export class DataStack extends Stack {
         description: 'Records Timestream rejected from magnetic store writes (retained, like the tables)',
       });
     }
+
+    // The audit trail of the operator API (who called which route, with what result):
+    // retained like the tables, so deleting the stage keeps the record.
+    this.apiAccessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: props.apiAccessLogRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    new CfnOutput(this, 'ApiAccessLogGroup', { value: this.apiAccessLogs.logGroupName, description: 'API Gateway access logs (caller identity per request)' });
   }
 
   private table(id: string, outputId: string, options: TableOptions): dynamodb.Table {

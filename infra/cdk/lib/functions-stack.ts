@@ -67,6 +67,8 @@ export class FunctionsStack extends Stack {
         manifestPath,
         artifactsDir: config.artifactsDir,
         timeout: Duration.seconds(isApiFunction(spec) ? 29 : 30),
+        // Device-facing functions (those with rules) only; undefined for the API functions.
+        reservedConcurrentExecutions: config.deviceConcurrency.get(spec.name),
         environment: this.environmentFor(spec, props),
         deadLetterQueue: this.deadLetterQueue,
       });

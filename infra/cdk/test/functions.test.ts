@@ -120,7 +120,8 @@ for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
         assert.equal(p.Handler, 'bootstrap', f.name);
         assert.equal(p.MemorySize, 256, f.name);
         assert.equal(p.Timeout, f.http.length > 0 ? 29 : 30, f.name);
-        assert.equal(p.ReservedConcurrentExecutions, undefined, f.name);
+        // Reserved concurrency: 20 for each device-facing function, 100 for telemetry, none for the API.
+        assert.equal(p.ReservedConcurrentExecutions, f.rules.length === 0 ? undefined : f.name === 'telemetry' ? 100 : 20, f.name);
         const logGroupId = p.LoggingConfig?.LogGroup?.Ref;
         assert.ok(logGroupId, `${f.name}: no log group`);
         assert.equal(s.json.functions.Resources[logGroupId].Properties.RetentionInDays, 30, f.name);
