@@ -192,8 +192,9 @@ export function parseDeviceConcurrency(raw: string, routes: RoutesTable, key: st
   return new Map(deviceFunctions.map((f) => [f, given.has(f) ? given.get(f) : given.get('default')]));
 }
 
-export function readConfig(node: Node): MirConfig {
-  const stage = String(node.tryGetContext(CONTEXT.stage) ?? 'dev');
+/** The settings of one stage: `stage` if given, else the mir:stage context (default dev). */
+export function readConfig(node: Node, stageOverride?: string): MirConfig {
+  const stage = String(stageOverride ?? node.tryGetContext(CONTEXT.stage) ?? 'dev');
   if (!STAGE_RE.test(stage)) {
     throw new Error(`context ${CONTEXT.stage} must match ${STAGE_RE} (lower case, starts with a letter), got "${stage}"`);
   }
