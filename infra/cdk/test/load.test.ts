@@ -21,6 +21,8 @@ test('by default each device-facing function reserves 20 executions (telemetry 1
       reserved += p.ReservedConcurrentExecutions;
     }
     assert.ok(deviceFacing.length >= 6, 'the device routes');
+    // README (Isolation under load): 220 of 1,000, the API functions on the other 780.
+    assert.equal(reserved, (deviceFacing.length - 1) * 20 + 100, `${flavour}: ${reserved} reserved`);
     assert.ok(reserved <= 300, `${reserved} reserved: at least 700 of a default account of 1,000 stay for the API`);
   }
 });
@@ -32,6 +34,9 @@ test('mir:deviceConcurrency sets each device-facing function, default for the ot
     const want = f.rules.length === 0 || f.name === 'telemetry' ? undefined : f.name === 'heartbeat' ? 50 : 5;
     assert.equal(p.ReservedConcurrentExecutions, want, f.name);
   }
+  // default=none reserves nothing (accounts with a small concurrency quota).
+  const none = synthApp(newApp({ 'mir:stage': 'tnone', 'mir:deviceConcurrency': 'default=none' }));
+  for (const [name, [, r]] of mirFunctions(none)) assert.equal(r.Properties.ReservedConcurrentExecutions, undefined, name);
 });
 
 test('a malformed mir:deviceConcurrency fails the synth naming what is wrong', () => {
