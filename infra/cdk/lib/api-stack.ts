@@ -44,7 +44,6 @@ export const ACCESS_LOG_FORMAT: Record<string, string> = {
   integrationStatus: '$context.integrationStatus',
   integrationError: '$context.integrationErrorMessage',
   error: '$context.error.message',
-  authorizeError: '$context.authorizer.error',
 };
 
 export class ApiStack extends Stack {
