@@ -61,7 +61,10 @@ export class ApiStack extends Stack {
       // The stage below, with throttling and access logs.
       createDefaultStage: false,
     });
-    this.stage = new apigw.HttpStage(this, 'DefaultStage', {
+    // Where HttpApi puts its own default stage (createDefaultStage), so that a deployed
+    // stage keeps its logical id and is updated in place: a new id would create a second
+    // $default stage on the API, which API Gateway refuses.
+    this.stage = new apigw.HttpStage(this.api, 'DefaultStage', {
       httpApi: this.api,
       stageName: '$default',
       autoDeploy: true,

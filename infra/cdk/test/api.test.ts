@@ -15,6 +15,13 @@ test('one HTTP API with IAM authorization on every route and a default auto-depl
   for (const [id, r] of routes) assert.equal(r.Properties.AuthorizationType, 'AWS_IAM', id);
 });
 
+test('the $default stage keeps the logical id of the HttpApi default stage, so a deployed stage is updated in place', () => {
+  const s = synth();
+  const ids = resourcesOfType(s.json.api, 'AWS::ApiGatewayV2::Stage').map(([id]) => id);
+  // The id the stage had when HttpApi created it (createDefaultStage: true).
+  assert.deepEqual(ids, ['HttpApiDefaultStage3EEB07D6']);
+});
+
 test('every routes.json http entry is a route (method + path) to its function, payload format 2.0', () => {
   const s = synth();
   const routes = resourcesOfType(s.json.api, 'AWS::ApiGatewayV2::Route');
