@@ -5,6 +5,7 @@ import { ApiStack } from './api-stack';
 import { DataStack } from './data-stack';
 import { FunctionsStack } from './functions-stack';
 import { devicePolicyName, IotStack } from './iot-stack';
+import { claimAccountRegion } from './stage-lock';
 
 export interface MirApp {
   readonly config: MirConfig;
@@ -14,17 +15,29 @@ export interface MirApp {
   readonly api: ApiStack;
 }
 
-export function buildMirApp(app: App, env?: Environment): MirApp {
-  const config = readConfig(app.node);
+export interface MirAppOptions {
+  /** The stage to build, instead of the mir:stage context (an app that builds several). */
+  readonly stage?: string;
+}
+
+/**
+ * Builds one stage into `app`. Building a second stage into the same app for the same
+ * explicit account and region fails: one stage per account and region (stage-lock.ts).
+ */
+export function buildMirApp(app: App, env?: Environment, options: MirAppOptions = {}): MirApp {
+  const config = readConfig(app.node, options.stage);
   const policyName = devicePolicyName(config.stage);
   const common = { env };
 
   const data = new DataStack(app, stackName(config.stage, 'data'), {
     ...common,
-    description: 'Mir: DynamoDB tables and telemetry store (retained)',
+    description: `Mir ${config.stage}: DynamoDB tables, telemetry store, API access logs (retained); the stage lock of the account and region`,
+    stage: config.stage,
     telemetrySink: config.telemetrySink,
     telemetryRetentionDays: config.telemetryRetentionDays,
+    apiAccessLogRetentionDays: config.apiAccessLogRetentionDays,
   });
+  claimAccountRegion(app, data, config.stage);
   const functions = new FunctionsStack(app, stackName(config.stage, 'functions'), {
     ...common,
     description: 'Mir: Rust Lambda functions (one per route)',
@@ -45,9 +58,12 @@ export function buildMirApp(app: App, env?: Environment): MirApp {
     description: 'Mir: operator HTTP API (IAM auth)',
     config,
     functions: functions.functions,
+    accessLogs: data.apiAccessLogs,
   });
 
-  Tags.of(app).add('mir:stage', config.stage);
-  Tags.of(app).add('project', 'mir');
+  for (const stack of [data, functions, iot, api]) {
+    Tags.of(stack).add('mir:stage', config.stage);
+    Tags.of(stack).add('project', 'mir');
+  }
   return { config, data, functions, iot, api };
 }

@@ -20,6 +20,15 @@ export interface MirConfig {
   readonly telemetryRetentionDays: number;
   /** Days to keep events per kind, `default=90,DeviceOnline=7,...` (normalized, validated). */
   readonly eventRetention: string;
+  /** API Gateway throttling of every route: steady requests per second, and burst. */
+  readonly apiThrottle: { readonly rateLimit: number; readonly burstLimit: number };
+  /** Days the API access logs are kept (a CloudWatch Logs retention value). */
+  readonly apiAccessLogRetentionDays: number;
+  /**
+   * Reserved concurrency per device-facing function (routes.json entries with `rules`):
+   * function name -> executions, or undefined for "no reservation".
+   */
+  readonly deviceConcurrency: ReadonlyMap<string, number | undefined>;
 }
 
 /** Context keys understood by the app. */
@@ -33,12 +42,43 @@ export const CONTEXT = {
   commandsTtlDays: 'mir:commandsTtlDays',
   telemetryRetentionDays: 'mir:telemetryRetentionDays',
   eventRetention: 'mir:eventRetention',
+  apiThrottleRateLimit: 'mir:apiThrottleRateLimit',
+  apiThrottleBurstLimit: 'mir:apiThrottleBurstLimit',
+  apiAccessLogRetentionDays: 'mir:apiAccessLogRetentionDays',
+  deviceConcurrency: 'mir:deviceConcurrency',
 } as const;
 
 /** The telemetry sink of a deployment without `-c mir:telemetrySink=...`. */
 export const DEFAULT_TELEMETRY_SINK: TelemetrySink = 'dynamodb';
 export const DEFAULT_TELEMETRY_RETENTION_DAYS = 365;
 export const DEFAULT_EVENT_RETENTION = 'default=90,DeviceOnline=7,DeviceOffline=7';
+/**
+ * API Gateway throttling of the operator API (every route, `$default` stage). People and
+ * the CLI send a few requests per command; the account's regional HTTP API quota
+ * (10,000 requests/s, shared by every API of the account) is far above. A leaked
+ * credential or a runaway script gets 429 instead of Lambda concurrency and cost.
+ */
+export const DEFAULT_API_THROTTLE_RATE_LIMIT = 50;
+export const DEFAULT_API_THROTTLE_BURST_LIMIT = 100;
+/** API access logs: the audit trail of who called what; kept a year by default. */
+export const DEFAULT_API_ACCESS_LOG_RETENTION_DAYS = 365;
+/** The retention values CloudWatch Logs accepts (RetentionInDays). */
+export const LOG_RETENTION_DAYS: readonly number[] = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+];
+/**
+ * Reserved concurrency of the device-facing functions: each gets its own slice of the
+ * account's concurrency (a guarantee and a cap), so that a device flood can neither
+ * starve the operator API (which runs on the unreserved rest) nor be starved by it.
+ * Throttled rule invocations are asynchronous: Lambda keeps and retries them (up to
+ * the functions' maximum event age, 1 h), so a flood is delayed, not lost. telemetry
+ * carries the volume; the others answer one message per device now and then.
+ * 6 x 20 + 100 = 220 of the default account quota of 1,000 (AWS keeps at least 100
+ * unreserved).
+ */
+export const DEFAULT_DEVICE_CONCURRENCY = 'default=20,telemetry=100';
+/** Upper bound of one function's reserved concurrency (the default account quota). */
+export const MAX_RESERVED_CONCURRENCY = 1000;
 /** Upper bound of every retention in days (100 years; Timestream's magnetic store allows 73000). */
 export const MAX_RETENTION_DAYS = 36500;
 
@@ -98,8 +138,63 @@ export function parseEventRetention(raw: string, key: string = CONTEXT.eventRete
   return parts.join(',');
 }
 
-export function readConfig(node: Node): MirConfig {
-  const stage = String(node.tryGetContext(CONTEXT.stage) ?? 'dev');
+/** A whole number in [min, max] from context (a number, or its decimal digits), else dflt. */
+function intInRange(node: Node, key: string, dflt: number, min: number, max: number): number {
+  const v = node.tryGetContext(key);
+  if (v === undefined || v === null || v === '') return dflt;
+  const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : '';
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw new Error(`context ${key} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function apiThrottle(node: Node): MirConfig['apiThrottle'] {
+  const rateLimit = intInRange(node, CONTEXT.apiThrottleRateLimit, DEFAULT_API_THROTTLE_RATE_LIMIT, 1, 10000);
+  const burstLimit = intInRange(node, CONTEXT.apiThrottleBurstLimit, DEFAULT_API_THROTTLE_BURST_LIMIT, 1, 5000);
+  return { rateLimit, burstLimit };
+}
+
+function accessLogRetention(node: Node): number {
+  const key = CONTEXT.apiAccessLogRetentionDays;
+  const v = node.tryGetContext(key);
+  if (v === undefined || v === null || v === '') return DEFAULT_API_ACCESS_LOG_RETENTION_DAYS;
+  const n = retentionDays(v);
+  if (n === undefined || !LOG_RETENTION_DAYS.includes(n)) {
+    throw new Error(`context ${key} must be one of CloudWatch Logs' retention values (${LOG_RETENTION_DAYS.join(', ')}), got ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
+/**
+ * Parses `default=N,<function>=N` (N a whole number from 1 to MAX_RESERVED_CONCURRENCY, or
+ * `none` for no reservation) for the device-facing functions of routes.json (those with
+ * `rules`); `default` is required and applies to the functions not named.
+ */
+export function parseDeviceConcurrency(raw: string, routes: RoutesTable, key: string = CONTEXT.deviceConcurrency): Map<string, number | undefined> {
+  const fail = (why: string): never => {
+    throw new Error(`context ${key} must look like "${DEFAULT_DEVICE_CONCURRENCY}" (${why}), got ${JSON.stringify(raw)}`);
+  };
+  const deviceFunctions = routes.functions.filter((f) => f.rules.length > 0).map((f) => f.name);
+  const given = new Map<string, number | undefined>();
+  for (const entry of raw.split(',')) {
+    const [name, value, extra] = entry.split('=').map((x) => x.trim());
+    if (value === undefined || extra !== undefined) fail(`"${entry.trim()}" is not name=value`);
+    if (name !== 'default' && !deviceFunctions.includes(name)) fail(`"${name}" is neither default nor a device-facing function (${deviceFunctions.join(', ')})`);
+    if (given.has(name)) fail(`${name} is given twice`);
+    let n: number | undefined;
+    if (value !== 'none') {
+      n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+      if (!(n >= 1 && n <= MAX_RESERVED_CONCURRENCY)) fail(`${name}: a whole number from 1 to ${MAX_RESERVED_CONCURRENCY}, or none`);
+    }
+    given.set(name, n);
+  }
+  if (!given.has('default')) fail('default=<executions> is required');
+  return new Map(deviceFunctions.map((f) => [f, given.has(f) ? given.get(f) : given.get('default')]));
+}
+
+/** The settings of one stage: `stage` if given, else the mir:stage context (default dev). */
+export function readConfig(node: Node, stageOverride?: string): MirConfig {
+  const stage = String(stageOverride ?? node.tryGetContext(CONTEXT.stage) ?? 'dev');
   if (!STAGE_RE.test(stage)) {
     throw new Error(`context ${CONTEXT.stage} must match ${STAGE_RE} (lower case, starts with a letter), got "${stage}"`);
   }
@@ -110,17 +205,21 @@ export function readConfig(node: Node): MirConfig {
   const rootCtx = node.tryGetContext(CONTEXT.repoRoot);
   const repoRoot = rootCtx ? path.resolve(String(rootCtx)) : findRepoRoot(__dirname);
   const artifacts = node.tryGetContext(CONTEXT.artifacts);
+  const routes = loadRoutes(routesPath(repoRoot));
   return {
     stage,
     telemetrySink: sink,
     artifactsDir: artifacts ? path.resolve(String(artifacts)) : undefined,
     repoRoot,
-    routes: loadRoutes(routesPath(repoRoot)),
+    routes,
     rustLog: String(node.tryGetContext(CONTEXT.rustLog) ?? 'info'),
     eventsTtlDays: positiveInt(node, CONTEXT.eventsTtlDays, 30),
     commandsTtlDays: positiveInt(node, CONTEXT.commandsTtlDays, 7),
     telemetryRetentionDays: telemetryRetention(node),
     eventRetention: parseEventRetention(String(node.tryGetContext(CONTEXT.eventRetention) ?? DEFAULT_EVENT_RETENTION)),
+    apiThrottle: apiThrottle(node),
+    apiAccessLogRetentionDays: accessLogRetention(node),
+    deviceConcurrency: parseDeviceConcurrency(String(node.tryGetContext(CONTEXT.deviceConcurrency) ?? DEFAULT_DEVICE_CONCURRENCY), routes),
   };
 }
 
@@ -140,6 +239,10 @@ export const ENV = {
   commandsTtlDays: 'MIR_COMMANDS_TTL_DAYS',
   telemetryRetentionDays: 'MIR_TELEMETRY_RETENTION_DAYS',
   eventRetention: 'MIR_EVENT_RETENTION',
+  /** Every function: the AWS SDK's operation timeout (all attempts of one call), in ms, below the function's timeout. */
+  awsOperationTimeoutMs: 'MIR_AWS_OPERATION_TIMEOUT_MS',
+  /** Every function: the AWS SDK's timeout of one attempt, in ms. */
+  awsAttemptTimeoutMs: 'MIR_AWS_ATTEMPT_TIMEOUT_MS',
   rustLog: 'RUST_LOG',
 } as const;
 

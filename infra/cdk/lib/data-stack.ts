@@ -1,14 +1,20 @@
-// The stateful part: DynamoDB tables and the telemetry store. Everything here is retained
-// when the stack is deleted, and no physical name is fixed (a retained resource with a
-// fixed name would block the next deployment).
+// The stateful part: DynamoDB tables, the telemetry store and the API access logs.
+// Everything here is retained when the stack is deleted, and no physical name is fixed
+// (a retained resource with a fixed name would block the next deployment), except the
+// stage lock (stage-lock.ts), which is not retained and whose fixed name is the point.
 import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as timestream from 'aws-cdk-lib/aws-timestream';
 import { Construct } from 'constructs';
 import { TelemetrySink } from './config';
+import { StageLock } from './stage-lock';
 
 export interface DataStackProps extends StackProps {
+  readonly stage: string;
+  /** Days the API access logs are kept (a CloudWatch Logs retention value). */
+  readonly apiAccessLogRetentionDays: number;
   readonly telemetrySink: TelemetrySink;
   /** Magnetic store retention of the Timestream table (timestream sink), in days. */
   readonly telemetryRetentionDays: number;
@@ -58,10 +64,14 @@ export class DataStack extends Stack {
   /** Set when the telemetry sink is Timestream. */
   public readonly timestream?: TimestreamStore;
   public readonly telemetrySink: TelemetrySink;
+  /** Where API Gateway writes one line per request (the api stack's stage). */
+  public readonly apiAccessLogs: logs.LogGroup;
+  public readonly stageLock: StageLock;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
     this.telemetrySink = props.telemetrySink;
+    this.stageLock = new StageLock(this, 'StageLock', { stage: props.stage });
 
     // Twins: listing by namespace/name reads only keys from gsi1, then BatchGets the
     // twins; the presence sweep queries gsi2 (online devices) for keys only as well.
@@ -85,6 +95,20 @@ export class DataStack extends Stack {
         description: 'Records Timestream rejected from magnetic store writes (retained, like the tables)',
       });
     }
+
+    // The audit trail of the operator API (who called which route, with what result):
+    // retained like the tables, so deleting the stage keeps the record.
+    this.apiAccessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: props.apiAccessLogRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    new CfnOutput(this, 'ApiAccessLogGroup', { value: this.apiAccessLogs.logGroupName, description: 'API Gateway access logs (caller identity per request)' });
+
+    // Nothing of this stage is created before the lock is taken: a second stage in this
+    // account and region fails on the lock and leaves no table behind.
+    for (const child of this.node.children) {
+      if (child !== this.stageLock && child instanceof Construct && !(child instanceof CfnOutput)) child.node.addDependency(this.stageLock);
+    }
   }
 
   private table(id: string, outputId: string, options: TableOptions): dynamodb.Table {
@@ -95,6 +119,8 @@ export class DataStack extends Stack {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: KEYS.ttl,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      // CloudFormation and the console cannot delete the table while this is on.
+      deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     table.addGlobalSecondaryIndex({

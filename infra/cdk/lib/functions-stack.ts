@@ -67,6 +67,8 @@ export class FunctionsStack extends Stack {
         manifestPath,
         artifactsDir: config.artifactsDir,
         timeout: Duration.seconds(isApiFunction(spec) ? 29 : 30),
+        // Device-facing functions (those with rules) only; undefined for the API functions.
+        reservedConcurrentExecutions: config.deviceConcurrency.get(spec.name),
         environment: this.environmentFor(spec, props),
         deadLetterQueue: this.deadLetterQueue,
       });
@@ -155,51 +157,77 @@ export class FunctionsStack extends Stack {
         }),
       );
     }
-    if (a.certificates) {
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          actions: [
-            'iot:CreateThing',
-            'iot:DescribeThing',
-            'iot:UpdateThing',
-            'iot:DeleteThing',
-            'iot:ListThingPrincipals',
-          ],
-          resources: [this.iotArn('thing', '*')],
-        }),
-      );
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          actions: [
-            'iot:DescribeCertificate',
-            'iot:UpdateCertificate',
-            'iot:DeleteCertificate',
-            // AttachPolicy/DetachPolicy authorize on the target (the certificate).
-            'iot:AttachPolicy',
-            'iot:DetachPolicy',
-          ],
-          resources: [this.iotArn('cert', '*')],
-        }),
-      );
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          // These actions support no resource-level permissions.
-          actions: [
-            'iot:CreateCertificateFromCsr',
-            'iot:CreateKeysAndCertificate',
-            'iot:AttachThingPrincipal',
-            'iot:DetachThingPrincipal',
-          ],
-          resources: ['*'],
-        }),
-      );
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({
-          actions: ['iot:GetPolicy'],
-          resources: [this.iotArn('policy', props.devicePolicyName)],
-        }),
-      );
-    }
+    if (a.certificates) this.grantCertificates(fn, props.devicePolicyName);
+  }
+
+  /**
+   * The IoT control plane of device provisioning (things, certificates, the device policy),
+   * each action on the narrowest resource the Service Authorization Reference (SAR) allows.
+   * Things are named by device id without a stage prefix: this is the only stage of the
+   * account and region (the stage lock of the data stack), so thing/* is this stage's.
+   */
+  private grantCertificates(fn: lambda.IFunction, devicePolicyName: string): void {
+    const things = this.iotArn('thing', '*');
+    const certs = this.iotArn('cert', '*');
+    const devicePolicy = this.iotArn('policy', devicePolicyName);
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DeviceThings',
+        actions: ['iot:CreateThing', 'iot:DescribeThing', 'iot:UpdateThing', 'iot:DeleteThing', 'iot:ListThingPrincipals'],
+        resources: [things],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DeviceCertificates',
+        actions: ['iot:DescribeCertificate', 'iot:UpdateCertificate', 'iot:DeleteCertificate'],
+        resources: [certs],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        // The IoT developer guide authorizes these on the certificate (the principal), AWS's
+        // own managed policies (AWSDeepLensServiceRolePolicy) on the thing and the
+        // certificate: both named, nothing else.
+        sid: 'ThingPrincipals',
+        actions: ['iot:AttachThingPrincipal', 'iot:DetachThingPrincipal'],
+        resources: [things, certs],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        // AttachPolicy/DetachPolicy authorize on the target (SAR: cert or thinggroup): the
+        // certificates, plus the device policy, the only policy the function attaches.
+        sid: 'DevicePolicyOnCertificates',
+        actions: ['iot:AttachPolicy', 'iot:DetachPolicy'],
+        resources: [certs, devicePolicy],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        // Whatever else the account allows: no policy but the device policy, and no target
+        // but a certificate (a thing group would pass the policy to every thing in it).
+        sid: 'OnlyTheDevicePolicyOnCertificates',
+        effect: iam.Effect.DENY,
+        actions: ['iot:AttachPolicy', 'iot:AttachPrincipalPolicy'],
+        notResources: [certs, devicePolicy],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DevicePolicyRead',
+        actions: ['iot:GetPolicy'],
+        resources: [devicePolicy],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        // No resource type in the SAR: the certificate does not exist before the call.
+        sid: 'NewCertificates',
+        actions: ['iot:CreateCertificateFromCsr', 'iot:CreateKeysAndCertificate'],
+        resources: ['*'],
+      }),
+    );
   }
 
   private iotArn(resource: string, resourceName: string): string {

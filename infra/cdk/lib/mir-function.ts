@@ -8,9 +8,33 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
+import { ENV } from './config';
 
 /** Tag put on every MirFunction (and its role and log group): the routes.json function name. */
 export const FUNCTION_TAG = 'mir:function';
+
+/** The operation timeout stays this far below the function's timeout, to log and answer. */
+export const SDK_TIMEOUT_MARGIN = Duration.seconds(1);
+/** No single AWS call of a handler may take longer than this, whatever the function's timeout. */
+export const MAX_SDK_OPERATION_TIMEOUT = Duration.seconds(10);
+/** Attempts per operation the attempt timeout leaves room for (the SDK retries a hung attempt). */
+export const SDK_ATTEMPTS_PER_OPERATION = 3;
+export const MIN_SDK_ATTEMPT_TIMEOUT = Duration.seconds(1);
+
+/**
+ * The AWS SDK timeouts of a function (MIR_AWS_OPERATION_TIMEOUT_MS, MIR_AWS_ATTEMPT_TIMEOUT_MS):
+ * the operation (every attempt of one call) ends SDK_TIMEOUT_MARGIN before the function
+ * would, at most MAX_SDK_OPERATION_TIMEOUT; one attempt gets a third of that, at least
+ * MIN_SDK_ATTEMPT_TIMEOUT (and never more than the operation).
+ */
+export function sdkTimeouts(functionTimeout: Duration): { operationMs: number; attemptMs: number } {
+  const operationMs = Math.min(functionTimeout.toMilliseconds() - SDK_TIMEOUT_MARGIN.toMilliseconds(), MAX_SDK_OPERATION_TIMEOUT.toMilliseconds());
+  if (operationMs < MIN_SDK_ATTEMPT_TIMEOUT.toMilliseconds()) {
+    throw new Error(`a function timeout of ${functionTimeout.toHumanString()} leaves no room for AWS SDK calls`);
+  }
+  const attemptMs = Math.min(operationMs, Math.max(Math.floor(operationMs / SDK_ATTEMPTS_PER_OPERATION), MIN_SDK_ATTEMPT_TIMEOUT.toMilliseconds()));
+  return { operationMs, attemptMs };
+}
 
 export interface MirFunctionProps {
   /** routes.json `name`, e.g. "hello". */
@@ -35,6 +59,13 @@ export interface MirFunctionProps {
   readonly memorySize?: number;
   /** @default one month */
   readonly logRetention?: logs.RetentionDays;
+  /** Executions reserved for (and the cap of) this function. @default none: the account's unreserved pool */
+  readonly reservedConcurrentExecutions?: number;
+}
+
+function sdkTimeoutEnvironment(timeout: Duration): Record<string, string> {
+  const t = sdkTimeouts(timeout);
+  return { [ENV.awsOperationTimeoutMs]: String(t.operationMs), [ENV.awsAttemptTimeoutMs]: String(t.attemptMs) };
 }
 
 export class MirFunction extends Construct {
@@ -54,7 +85,8 @@ export class MirFunction extends Construct {
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memorySize ?? 256,
       timeout: props.timeout,
-      environment: props.environment,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      environment: { ...props.environment, ...sdkTimeoutEnvironment(props.timeout) },
       logGroup: this.logGroup,
       // Asynchronous invocations (IoT rules, EventBridge): at least once, 2 retries at most,
       // then the event goes to the dead-letter queue.

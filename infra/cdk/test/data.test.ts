@@ -17,7 +17,7 @@ const keySchema = (pk: string, sk: string) => [
   { AttributeName: sk, KeyType: 'RANGE' },
 ];
 
-/** Retained, generated name, on demand, pk/sk, TTL, PITR; gsi1 (and gsi2 on twins) as the adapters query them. */
+/** Retained, deletion-protected, generated name, on demand, pk/sk, TTL, PITR; gsi1 (and gsi2 on twins) as the adapters query them. */
 function assertTable(id: string, t: any, output: string | undefined) {
   assert.equal(t.DeletionPolicy, 'Retain', `${id}: DeletionPolicy`);
   assert.equal(t.UpdateReplacePolicy, 'Retain', `${id}: UpdateReplacePolicy`);
@@ -42,6 +42,7 @@ function assertTable(id: string, t: any, output: string | undefined) {
   }
   assert.deepEqual(p.TimeToLiveSpecification, { AttributeName: 'expiresAt', Enabled: true }, id);
   assert.equal(p.PointInTimeRecoverySpecification?.PointInTimeRecoveryEnabled, true, `${id}: PITR`);
+  assert.equal(p.DeletionProtectionEnabled, true, `${id}: deletion protection`);
 }
 
 function assertTables(s: Synth, want: string[]) {
@@ -146,4 +147,13 @@ test('dynamodb flavour: a fifth table for telemetry and no Timestream resource a
 
 test('the timestream flavour does create Timestream (the checker of the default finds it)', () => {
   assert.ok(timestreamTraces(synth('timestream')).some((t) => t.includes('AWS::Timestream::Table')));
+});
+
+test('every DynamoDB table of every flavour has deletion protection on', () => {
+  for (const flavour of ['default', 'timestream', 'dynamodb', 'artifacts'] as const) {
+    const s = synth(flavour);
+    const tables = PARTS.flatMap((part) => resourcesOfType(s.json[part], 'AWS::DynamoDB::Table'));
+    assert.ok(tables.length >= 4, flavour);
+    for (const [id, t] of tables) assert.equal(t.Properties.DeletionProtectionEnabled, true, `${flavour} ${id}`);
+  }
 });

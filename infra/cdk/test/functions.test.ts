@@ -23,11 +23,13 @@ const CONTRACT = new Set([
   'MIR_COMMANDS_TTL_DAYS',
   'MIR_TELEMETRY_RETENTION_DAYS',
   'MIR_EVENT_RETENTION',
+  'MIR_AWS_OPERATION_TIMEOUT_MS',
+  'MIR_AWS_ATTEMPT_TIMEOUT_MS',
   'RUST_LOG',
 ]);
 
 function expectedEnv(a: Access, sink: 'timestream' | 'dynamodb'): string[] {
-  const e = ['RUST_LOG'];
+  const e = ['RUST_LOG', 'MIR_AWS_OPERATION_TIMEOUT_MS', 'MIR_AWS_ATTEMPT_TIMEOUT_MS'];
   if (a.twins) e.push('MIR_TWINS_TABLE');
   if (a.schemas) e.push('MIR_SCHEMAS_TABLE');
   if (a.commands) e.push('MIR_COMMANDS_TABLE', 'MIR_COMMANDS_TTL_DAYS');
@@ -118,7 +120,8 @@ for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
         assert.equal(p.Handler, 'bootstrap', f.name);
         assert.equal(p.MemorySize, 256, f.name);
         assert.equal(p.Timeout, f.http.length > 0 ? 29 : 30, f.name);
-        assert.equal(p.ReservedConcurrentExecutions, undefined, f.name);
+        // Reserved concurrency: 20 for each device-facing function, 100 for telemetry, none for the API.
+        assert.equal(p.ReservedConcurrentExecutions, f.rules.length === 0 ? undefined : f.name === 'telemetry' ? 100 : 20, f.name);
         const logGroupId = p.LoggingConfig?.LogGroup?.Ref;
         assert.ok(logGroupId, `${f.name}: no log group`);
         assert.equal(s.json.functions.Resources[logGroupId].Properties.RetentionInDays, 30, f.name);
@@ -138,6 +141,62 @@ for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
         if (vars.MIR_TELEMETRY_RETENTION_DAYS) assert.equal(vars.MIR_TELEMETRY_RETENTION_DAYS, '365');
         if (vars.MIR_EVENT_RETENTION) assert.equal(vars.MIR_EVENT_RETENTION, 'default=90,DeviceOnline=7,DeviceOffline=7');
         if (vars.MIR_IOT_POLICY_NAME) assert.equal(vars.MIR_IOT_POLICY_NAME, `mir-${s.stage}-device`);
+      }
+    });
+
+    test('every function gets AWS SDK timeouts below its own: operation = timeout - 1 s (at most 10 s), attempt = a third (at least 1 s)', () => {
+      const s = synth(flavour);
+      for (const [name, [, r]] of mirFunctions(s)) {
+        const p = r.Properties;
+        const vars = p.Environment.Variables;
+        const operation = Number(vars.MIR_AWS_OPERATION_TIMEOUT_MS);
+        const attempt = Number(vars.MIR_AWS_ATTEMPT_TIMEOUT_MS);
+        assert.ok(Number.isInteger(operation) && Number.isInteger(attempt), `${name}: ${JSON.stringify(vars)}`);
+        assert.ok(operation < p.Timeout * 1000, `${name}: operation timeout ${operation} ms is not below the function timeout ${p.Timeout} s`);
+        assert.ok(attempt <= operation && attempt >= 1000, `${name}: attempt timeout ${attempt} ms`);
+        assert.equal(operation, Math.min(p.Timeout * 1000 - 1000, 10000), name);
+        assert.equal(attempt, Math.max(Math.floor(operation / 3), 1000), name);
+      }
+    });
+
+    test('the certificates function gets each IoT control-plane action on its narrowest resource, and no policy but the device policy', () => {
+      const s = synth(flavour);
+      const policy = `policy/mir-${s.stage}-device`;
+      for (const f of ROUTES.functions.filter((x) => x.access.certificates)) {
+        const sts = statementsOf(s, mirFunctions(s).get(f.name)![1]);
+        const granted = new Map<string, string[]>();
+        for (const st of sts.filter((x) => x.Effect === 'Allow')) {
+          for (const a of actionsOf(st).filter((x) => x.startsWith('iot:') && x !== 'iot:Publish')) {
+            const rs = asArray(st.Resource).map(flatten).map((r) => (r === '*' ? '*' : r.replace(/^arn:[^:]+:iot:<token>:<token>:/, '')));
+            granted.set(a, [...(granted.get(a) ?? []), ...rs].sort());
+          }
+        }
+        assert.deepEqual(Object.fromEntries(granted), {
+          'iot:CreateThing': ['thing/*'],
+          'iot:DescribeThing': ['thing/*'],
+          'iot:UpdateThing': ['thing/*'],
+          'iot:DeleteThing': ['thing/*'],
+          'iot:ListThingPrincipals': ['thing/*'],
+          'iot:DescribeCertificate': ['cert/*'],
+          'iot:UpdateCertificate': ['cert/*'],
+          'iot:DeleteCertificate': ['cert/*'],
+          'iot:AttachThingPrincipal': ['cert/*', 'thing/*'],
+          'iot:DetachThingPrincipal': ['cert/*', 'thing/*'],
+          'iot:AttachPolicy': ['cert/*', policy].sort(),
+          'iot:DetachPolicy': ['cert/*', policy].sort(),
+          'iot:GetPolicy': [policy],
+          'iot:CreateCertificateFromCsr': ['*'],
+          'iot:CreateKeysAndCertificate': ['*'],
+        }, f.name);
+        const deny = sts.filter((x) => x.Effect === 'Deny');
+        assert.equal(deny.length, 1, `${f.name}: one Deny`);
+        assert.deepEqual(actionsOf(deny[0]).sort(), ['iot:AttachPolicy', 'iot:AttachPrincipalPolicy']);
+        assert.equal(deny[0].Resource, undefined);
+        assert.deepEqual(
+          asArray(deny[0].NotResource).map(flatten).map((r) => r.replace(/^arn:[^:]+:iot:<token>:<token>:/, '')).sort(),
+          ['cert/*', policy].sort(),
+          'anything but a certificate or the device policy is denied',
+        );
       }
     });
 

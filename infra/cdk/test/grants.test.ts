@@ -5,6 +5,9 @@
 // actions below, each with the reason AWS makes it so. Deny statements may use wildcards
 // (they take rights away: the enforceSSL bucket and queue policies deny `s3:*` / `sqs:*`).
 // Trust policies (AssumeRolePolicyDocument) say who may assume a role, not what it may do.
+// IoT grants are held to more: each IoT action only on the resource types AWS authorizes
+// it on (IOT_RESOURCE_TYPES), in this account and region, and the only IoT policy named is
+// the device policy.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { asArray, flatten, PARTS, synth } from './helpers';
@@ -27,16 +30,28 @@ const ANY_RESOURCE_ACTIONS: Record<string, string> = {
 };
 
 /**
- * Grants on `*` that AWS does NOT require, found in lib/functions-stack.ts (api-devices,
- * certificates access) and left there: that code is not this folder's to change. The
- * Service Authorization Reference gives these actions the thing as resource type (AWS's own
- * AWSDeepLensServiceRolePolicy scopes them to thing/ and cert/ ARNs), so they could be
- * granted on arn:...:thing/* like the other thing actions. Listed so that nothing new joins
- * them; remove an entry once the grant is scoped (a test below fails while it is stale).
+ * IoT resource types each IoT action of the app may be granted on (the Service
+ * Authorization Reference, `list_awsiot`; for Attach/DetachThingPrincipal the developer
+ * guide's "How AWS IoT works with IAM" table and AWS's AWSDeepLensServiceRolePolicy, which
+ * name the certificate and the thing). `*` only for the ANY_RESOURCE_ACTIONS above.
  */
-const KNOWN_OVERBROAD: Record<string, string> = {
-  'iot:AttachThingPrincipal': 'could be scoped to thing/*',
-  'iot:DetachThingPrincipal': 'could be scoped to thing/*',
+const IOT_RESOURCE_TYPES: Record<string, readonly string[]> = {
+  'iot:Publish': ['topic'],
+  'iot:CreateThing': ['thing'],
+  'iot:DescribeThing': ['thing'],
+  'iot:UpdateThing': ['thing'],
+  'iot:DeleteThing': ['thing'],
+  'iot:ListThingPrincipals': ['thing'],
+  'iot:DescribeCertificate': ['cert'],
+  'iot:UpdateCertificate': ['cert'],
+  'iot:DeleteCertificate': ['cert'],
+  'iot:AttachThingPrincipal': ['thing', 'cert'],
+  'iot:DetachThingPrincipal': ['thing', 'cert'],
+  // Authorized on the target (cert or thinggroup; only certificates here) and, where IAM
+  // evaluates it, the policy: the device policy alone (checked below).
+  'iot:AttachPolicy': ['cert', 'policy'],
+  'iot:DetachPolicy': ['cert', 'policy'],
+  'iot:GetPolicy': ['policy'],
 };
 
 /**
@@ -74,6 +89,37 @@ function policyStatements(tpl: any, stack: string): Located[] {
   return out;
 }
 
+/** The device policy's name in a stack's ARNs: policies of the device policy only. */
+const DEVICE_POLICY_RE = /^mir-[a-z][a-z0-9-]*-device$/;
+
+/**
+ * Problems in one Allow statement's IoT grants: an IoT action not in IOT_RESOURCE_TYPES
+ * (nor allowed on `*`), a resource of another type, an ARN whose region or account is a
+ * wildcard, a resource type wildcard (`iot:...:*`), a policy other than the device policy.
+ */
+function iotGrantProblems(where: string, st: any): string[] {
+  const problems: string[] = [];
+  const iotActions = asArray<string>(st.Action).filter((a) => a.startsWith('iot:'));
+  if (iotActions.length === 0) return problems;
+  for (const r of asArray<any>(st.Resource).map(flatten)) {
+    if (r === '*') continue; // judged against ANY_RESOURCE_ACTIONS by the caller
+    const m = /^arn:(?:<token>|aws[a-z-]*):iot:([^:]*):([^:]*):([a-z]+)\/(.+)$/.exec(r);
+    if (!m) {
+      problems.push(`${where}: ${iotActions.join(',')} on ${r}: not an IoT resource ARN of a type`);
+      continue;
+    }
+    const [, region, account, type, name] = m;
+    if (region.includes('*') || account.includes('*')) problems.push(`${where}: ${r}: any region or account`);
+    for (const a of iotActions) {
+      const types = IOT_RESOURCE_TYPES[a];
+      if (!types) problems.push(`${where}: ${a}: not in IOT_RESOURCE_TYPES`);
+      else if (!types.includes(type)) problems.push(`${where}: ${a} on a ${type} resource`);
+    }
+    if (type === 'policy' && !DEVICE_POLICY_RE.test(name)) problems.push(`${where}: ${r}: a policy other than the device policy`);
+  }
+  return problems;
+}
+
 /** Problems in a template's grants: wildcard actions, and `*` resources beyond the allow-lists. */
 function wildcardGrants(tpl: any, stack: string): string[] {
   const problems: string[] = [];
@@ -87,13 +133,17 @@ function wildcardGrants(tpl: any, stack: string): string[] {
     }
     if (asArray<any>(st.Resource).map(flatten).includes('*')) {
       for (const a of actions) {
-        if (!(a in ANY_RESOURCE_ACTIONS) && !(a in KNOWN_OVERBROAD)) problems.push(`${where}: ${a} on resource *`);
+        if (!(a in ANY_RESOURCE_ACTIONS)) problems.push(`${where}: ${a} on resource *`);
       }
     }
+    problems.push(...iotGrantProblems(where, st));
   }
   for (const [id, r] of Object.entries<any>(tpl.Resources ?? {})) {
     if (!PRINCIPALS.has(r.Type)) continue;
-    for (const arn of asArray<any>(r.Properties?.ManagedPolicyArns).map(flatten)) {
+    for (const ref of asArray<any>(r.Properties?.ManagedPolicyArns)) {
+      // A customer managed policy of this template: its statements are walked above.
+      if (tpl.Resources?.[ref?.Ref]?.Type === 'AWS::IAM::ManagedPolicy') continue;
+      const arn = flatten(ref);
       const name = /:iam::aws:policy\/(.+)$/.exec(arn)?.[1];
       if (name === undefined || !(name in MANAGED_POLICIES)) problems.push(`${stack}/${id}: managed policy ${arn}`);
     }
@@ -126,7 +176,7 @@ test('every allow-listed action and managed policy is still used by some flavour
       }
     }
   }
-  for (const a of [...Object.keys(ANY_RESOURCE_ACTIONS), ...Object.keys(KNOWN_OVERBROAD)]) {
+  for (const a of Object.keys(ANY_RESOURCE_ACTIONS)) {
     assert.ok(onAny.has(a), `${a} is no longer granted on *: remove it from the allow-list`);
   }
   for (const m of Object.keys(MANAGED_POLICIES)) assert.ok(managed.has(m), `${m} is no longer attached: remove it`);
@@ -177,5 +227,36 @@ test('the checker catches dynamodb:* on * wherever it stands, and leaves Deny st
     't/Sneaky[1]: wildcard action *',
     't/Sneaky[2]: Allow with NotAction',
     't/Role: managed policy arn:aws:iam::aws:policy/AdministratorAccess',
+  ]);
+});
+
+test('the IoT checker catches a wildcard account or region, a wrong resource type and a policy other than the device policy', () => {
+  const st = (Action: string | string[], Resource: any) => ({ Effect: 'Allow', Action, Resource });
+  const tpl = {
+    Resources: {
+      P: {
+        Type: 'AWS::IAM::Policy',
+        Properties: {
+          PolicyName: 'p',
+          PolicyDocument: {
+            Statement: [
+              st('iot:DeleteThing', 'arn:aws:iot:*:123456789012:thing/*'),
+              st('iot:DeleteThing', 'arn:aws:iot:eu-west-1:123456789012:cert/*'),
+              st('iot:AttachPolicy', ['arn:aws:iot:eu-west-1:123456789012:cert/*', 'arn:aws:iot:eu-west-1:123456789012:policy/admin']),
+              st('iot:DeleteThing', 'arn:aws:iot:eu-west-1:123456789012:*'),
+              st('iot:CreatePolicy', 'arn:aws:iot:eu-west-1:123456789012:policy/mir-dev-device'),
+              st('iot:AttachPolicy', ['arn:aws:iot:eu-west-1:123456789012:cert/*', 'arn:aws:iot:eu-west-1:123456789012:policy/mir-dev-device']),
+            ],
+          },
+        },
+      },
+    },
+  };
+  assert.deepEqual(wildcardGrants(tpl, 't'), [
+    't/P[0]: arn:aws:iot:*:123456789012:thing/*: any region or account',
+    't/P[1]: iot:DeleteThing on a cert resource',
+    't/P[2]: arn:aws:iot:eu-west-1:123456789012:policy/admin: a policy other than the device policy',
+    't/P[3]: iot:DeleteThing on arn:aws:iot:eu-west-1:123456789012:*: not an IoT resource ARN of a type',
+    't/P[4]: iot:CreatePolicy: not in IOT_RESOURCE_TYPES',
   ]);
 });

@@ -5,8 +5,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { readConfig, stackName } from '../lib/config';
-import { REPO_ROOT, synth } from './helpers';
+import { DEFAULT_DEVICE_CONCURRENCY, parseDeviceConcurrency, readConfig, stackName } from '../lib/config';
+import { JOBS, routesOf } from '../lib/operator-access';
+import { STAGE_LOCK_NAME } from '../lib/stage-lock';
+import { mirFunctions, REPO_ROOT, ROUTES, synth } from './helpers';
 
 function read(rel: string): string {
   return fs.readFileSync(path.join(REPO_ROOT, rel), 'utf8');
@@ -82,7 +84,12 @@ test('the context table of infra/cdk/README.md gives the defaults the app uses',
     'mir:telemetryRetentionDays': String(c.telemetryRetentionDays),
     'mir:eventRetention': c.eventRetention,
     'mir:rustLog': c.rustLog,
+    'mir:deviceConcurrency': DEFAULT_DEVICE_CONCURRENCY,
+    'mir:apiThrottleRateLimit': String(c.apiThrottle.rateLimit),
+    'mir:apiThrottleBurstLimit': String(c.apiThrottle.burstLimit),
+    'mir:apiAccessLogRetentionDays': String(c.apiAccessLogRetentionDays),
   });
+  assert.deepEqual(parseDeviceConcurrency(rows.get('mir:deviceConcurrency')!, ROUTES), c.deviceConcurrency);
   // The code's own default (no cdk.json) is the same sink.
   assert.equal(readConfig(new App({ context: { 'mir:repoRoot': REPO_ROOT } }).node).telemetrySink, c.telemetrySink);
 });
@@ -97,6 +104,61 @@ test('the removal commands of infra/cdk/README.md read the default stage data st
   const keys = new Set([...block.matchAll(/\bget ([A-Z][A-Za-z]+)\)/g)].map((m) => m[1]));
   for (const m of block.matchAll(/\bfor key in ([A-Za-z ]+);/g)) for (const k of m[1].trim().split(/\s+/)) keys.add(k);
   const outputs = new Set([...Object.keys(synth('default').json.data.Outputs), ...Object.keys(synth('timestream').json.data.Outputs)]);
-  const tablesAndStores = [...outputs].filter((o) => /Table$|Database$|Bucket$/.test(o) && !o.startsWith('ExportsOutput'));
+  const tablesAndStores = [...outputs].filter((o) => /Table$|Database$|Bucket$|LogGroup$/.test(o) && !o.startsWith('ExportsOutput'));
   assert.deepEqual([...keys].sort(), tablesAndStores.sort(), 'the block removes exactly the retained stores of both sinks');
+});
+
+test('infra/cdk/README.md deploys and bootstraps every stage with its account\'s --profile (one stage per account)', () => {
+  const md = read('infra/cdk/README.md');
+  const cmds = [...deployCommands(md), ...shBlocks(md).flatMap(commands).filter((c) => /\bcdk bootstrap\b/.test(c))].filter((c) => !/\bcdklocal\b/.test(c));
+  assert.ok(cmds.length >= 6, `${cmds.length} commands`);
+  for (const c of cmds) assert.match(c, /--profile \S+/, c);
+  // Two stages, two profiles (accounts), not two stages in one account.
+  const block = shBlocks(md.slice(md.indexOf('## Deploy to AWS')))[0];
+  const profiles = new Set([...block.matchAll(/\bcdk deploy .*--profile (\S+)/g)].map((m) => m[1]));
+  assert.ok(profiles.size >= 2, `the deploy block uses ${[...profiles]}`);
+});
+
+test('infra/cdk/README.md names the stage lock the data stack creates', () => {
+  const md = read('infra/cdk/README.md');
+  assert.ok(md.includes(`\`${STAGE_LOCK_NAME}\``));
+  assert.equal(STAGE_LOCK_NAME, '/mir/stage-lock');
+});
+
+test('the operator roles table of infra/cdk/README.md gives each job its outputs and exactly its changing routes', () => {
+  const md = read('infra/cdk/README.md');
+  const section = md.slice(md.indexOf('### Operator roles'), md.indexOf('### API access logs'));
+  const outputs = synth().json.api.Outputs;
+  const names: Record<string, string> = { 'read-only': 'readOnly', operator: 'operator', provisioner: 'provisioner', admin: 'admin' };
+  const seen = new Set<string>();
+  for (const m of section.matchAll(/^\| (read-only|operator|provisioner|admin) \| `(\w+)` \| `(\w+)` \| ([^|]+) \|/gm)) {
+    const job = names[m[1]] as (typeof JOBS)[number];
+    seen.add(job);
+    assert.ok(outputs[m[2]] && m[2].endsWith('RoleArn'), m[2]);
+    assert.ok(outputs[m[3]] && m[3].endsWith('PolicyArn'), m[3]);
+    const listed = [...m[4].matchAll(/`((?:POST|PUT|PATCH|DELETE) \/\S+)`/g)].map((x) => x[1]).sort();
+    const changing = routesOf(job, ROUTES).filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.path}`).sort();
+    if (job === 'admin') assert.match(m[4], /every route/);
+    else if (job === 'readOnly') assert.deepEqual([listed, changing], [[], []]);
+    else assert.deepEqual(listed, changing, m[1]);
+  }
+  assert.deepEqual([...seen].sort(), [...JOBS].sort());
+});
+
+test('infra/cdk/README.md gives the numbers of Isolation under load and AWS SDK timeouts the templates have', () => {
+  const md = read('infra/cdk/README.md');
+  const s = synth();
+  const fns = mirFunctions(s);
+  const device = ROUTES.functions.filter((f) => f.rules.length > 0);
+  const reserved = device.reduce((n, f) => n + fns.get(f.name)![1].Properties.ReservedConcurrentExecutions, 0);
+  const load = md.slice(md.indexOf('### Isolation under load'), md.indexOf('### AWS SDK timeouts'));
+  assert.ok(load.includes(`(the routes.json entries with\n  \`rules\`: ${device.map((f) => f.name).join(', ')})`), 'the device-facing functions, by name');
+  assert.match(load, new RegExp(`today's ${['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'][device.length]}, ${reserved} of the account's default quota of 1,000`));
+  assert.match(load, new RegExp(`run on the remaining ${1000 - reserved}\\.`));
+  const timeouts = md.slice(md.indexOf('### AWS SDK timeouts'));
+  for (const [, [, r]] of fns) {
+    const v = r.Properties.Environment.Variables;
+    assert.ok(timeouts.includes(`${v.MIR_AWS_OPERATION_TIMEOUT_MS} for every function today`), v.MIR_AWS_OPERATION_TIMEOUT_MS);
+    assert.ok(timeouts.includes(`at least 1 s: ${v.MIR_AWS_ATTEMPT_TIMEOUT_MS})`), v.MIR_AWS_ATTEMPT_TIMEOUT_MS);
+  }
 });
