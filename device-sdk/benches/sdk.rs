@@ -98,6 +98,7 @@ fn store_append(n: u64, per_commit: u64) -> f64 {
         payload: env(1).encode_to_vec().into(),
         seq: 1,
         sent_at_ns: 1,
+        clock_unsynced: false,
     }
     .encode_to_vec()
     .into();

@@ -26,9 +26,9 @@ use crate::{
         command_fn, property_fn, raw_command_fn, raw_property_fn, CommandFn, PropertyFn,
         SharedRegistry,
     },
-    session::{check_item_fits, unix_ns},
+    session::check_item_fits,
     store::Store,
-    SdkError,
+    SdkError, Status,
 };
 
 /// Where the event loop answers a caller that waits on it.
@@ -47,22 +47,6 @@ pub(crate) enum AppRequest {
     PropertyRegistered(String),
     /// [`Mir::flush`].
     Flush(Done),
-}
-
-/// Connection and queue status, as seen by the event loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Status {
-    pub connected: bool,
-    /// Successful connections (ConnAck) since launch.
-    pub connects: u64,
-    /// Telemetry messages not yet acknowledged by the broker (open batch, memory, store).
-    pub queued_messages: u64,
-    /// Records (telemetry batches, reported properties) in the offline store.
-    pub stored_records: u64,
-    /// Telemetry messages dropped since launch (retention, disk cap, memory cap).
-    pub dropped_messages: u64,
-    /// Telemetry messages in the offline store.
-    pub stored_messages: u64,
 }
 
 struct Inner {
@@ -220,11 +204,13 @@ impl Mir {
     /// Sends a telemetry message given by its full name and encoded bytes (a message
     /// known only at run time), as [`Mir::send_telemetry`] does.
     pub fn send_telemetry_raw(&self, name: &str, payload: Bytes) -> SendTelemetry {
+        let (sent_at_ns, synced) = crate::clock::read(&*self.inner.config.clock);
         let item = TelemetryItem {
             name: name.to_string(),
             payload,
             seq: 0,
-            sent_at_ns: unix_ns(),
+            sent_at_ns,
+            clock_unsynced: !synced,
         };
         if let Err(e) = check_item_fits(&item) {
             return SendTelemetry::ready(Err(e));
@@ -283,7 +269,7 @@ impl Mir {
         let value = PropertyValue {
             name: name.to_string(),
             payload,
-            updated_at_ns: unix_ns(),
+            updated_at_ns: crate::clock::read(&*self.inner.config.clock).0,
             version: 0,
         };
         self.try_send(AppRequest::Reported(value))

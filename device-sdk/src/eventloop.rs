@@ -39,16 +39,16 @@ use rumqttc_ring as rumqttc;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    backoff::{seed, Backoff},
-    client::{AppRequest, Done, Status},
-    config::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION},
+    backoff::{seed, Backoff, Reconnect, KICKED_IN_A_ROW, STABLE_AFTER},
+    client::{AppRequest, Done},
+    clock::WallClock,
+    config::{Config, SCHEMA_COMPRESSION},
     handlers::{CommandFn, SharedRegistry},
     session::{
-        error_response, unix_ns, Action, NotStored, Now, Request, Session, SessionConfig,
-        StoreReply, WaitId,
+        error_response, Action, NotStored, Now, Request, Session, SessionConfig, StoreReply, WaitId,
     },
     store::Store,
-    SdkError,
+    LinkIssue, SdkError, Status,
 };
 
 pub(crate) mod store_task;
@@ -80,6 +80,10 @@ enum NetMsg {
         epoch: u64,
         error: ConnectionError,
         retry_in: Duration,
+        /// Whether it had been accepted (CONNACK).
+        was_up: bool,
+        /// Connections in a row dropped right after their CONNACK.
+        kicked_in_a_row: u32,
     },
 }
 
@@ -90,7 +94,7 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
         config.target.port,
     );
     options
-        .set_keep_alive(KEEP_ALIVE)
+        .set_keep_alive(config.keep_alive)
         .set_clean_session(!config.persistent_session)
         .set_inflight(MAX_INFLIGHT)
         .set_max_packet_size(
@@ -106,11 +110,13 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
 }
 
 /// The clocks as the driver reads them: tokio's monotonic clock (the system's, or
-/// the paused clock of a test) and the wall clock.
-fn now() -> Now {
+/// the paused clock of a test) and the device's wall clock.
+fn now_of(clock: &dyn WallClock) -> Now {
+    let (unix_ns, synced) = crate::clock::read(clock);
     Now {
         mono: tokio::time::Instant::now().into_std(),
-        unix_ns: unix_ns(),
+        unix_ns,
+        synced,
     }
 }
 
@@ -147,12 +153,8 @@ pub(crate) async fn run(
         config.backoff_max,
         seed(config.device_id.as_str()),
     );
-    let connector = tokio::spawn(connect_loop(
-        mqtt_options(&config),
-        net_tx,
-        backoff,
-        config.target.to_string(),
-    ));
+    let policy = Reconnect::new(backoff, config.connect_interval);
+    let connector = tokio::spawn(connect_loop(Arc::clone(&config), net_tx, policy));
     let (done_tx, mut done_rx) = mpsc::channel::<CommandResponse>(64);
     let (prop_tx, prop_rx) = mpsc::unbounded_channel::<PropertyValue>();
     let properties = tokio::spawn(apply_properties(registry.clone(), prop_rx));
@@ -164,13 +166,14 @@ pub(crate) async fn run(
         },
         None => (StoreTask::none(), None),
     };
-    let session = Session::new(session_config(&config), boot, now());
+    let session = Session::new(session_config(&config), boot, now_of(&*config.clock));
     let mut driver = Driver {
         config,
         session,
         store,
         client: None,
         epoch: 0,
+        up_since: None,
         registry,
         status,
         done_tx,
@@ -220,7 +223,8 @@ pub(crate) async fn run(
             }
             _ = sleep_until(deadline) => {}
         }
-        driver.session.on_timer(now());
+        driver.session.on_timer(driver.now());
+        driver.clear_link_issue_when_stable();
         driver.drain();
         driver.run_store_ops();
         // The status first: a caller woken by its wait sees the state that settled it.
@@ -251,6 +255,8 @@ struct Driver {
     client: Option<AsyncClient>,
     /// The current connection.
     epoch: u64,
+    /// When the current connection was accepted.
+    up_since: Option<tokio::time::Instant>,
     registry: SharedRegistry,
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
@@ -269,6 +275,19 @@ fn not_stored_error(why: NotStored) -> SdkError {
 }
 
 impl Driver {
+    fn now(&self) -> Now {
+        now_of(&*self.config.clock)
+    }
+
+    /// A connection up for [`STABLE_AFTER`] clears the link issue of the status.
+    fn clear_link_issue_when_stable(&mut self) {
+        let stable = self.up_since.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
+        if stable {
+            self.status
+                .send_if_modified(|s| s.link_issue.take().is_some());
+        }
+    }
+
     /// Answers the callers whose waits the session settled.
     fn answer_waiters(&mut self) {
         for (id, result) in self.session.take_settled() {
@@ -315,10 +334,15 @@ impl Driver {
                 );
                 self.epoch = epoch;
                 self.client = Some(client);
-                self.session.on_connected(now());
+                self.up_since = Some(tokio::time::Instant::now());
+                self.session.on_connected(self.now());
                 self.status.send_modify(|s| {
                     s.connected = true;
                     s.connects += 1;
+                    s.retry_in = None;
+                    if !matches!(s.link_issue, Some(LinkIssue::DroppedAfterConnect { .. })) {
+                        s.link_issue = None;
+                    }
                 });
             }
             NetMsg::Event { epoch, event } if epoch == self.epoch => self.on_event(event),
@@ -327,7 +351,35 @@ impl Driver {
                 epoch,
                 error,
                 retry_in,
+                was_up,
+                kicked_in_a_row,
             } => {
+                let issue = if kicked_in_a_row >= KICKED_IN_A_ROW {
+                    LinkIssue::DroppedAfterConnect {
+                        in_a_row: kicked_in_a_row,
+                    }
+                } else if was_up {
+                    LinkIssue::ConnectionLost
+                } else {
+                    LinkIssue::ConnectFailed
+                };
+                if kicked_in_a_row >= KICKED_IN_A_ROW && was_up {
+                    tracing::warn!(
+                        target = %self.config.target,
+                        device = %self.config.device_id,
+                        in_a_row = kicked_in_a_row,
+                        "the broker closed the connection right after accepting it, \
+                         {kicked_in_a_row} times in a row: likely another process connects with \
+                         this client id, or the IoT policy denies a publish or subscription; \
+                         next attempt in {retry_in:?}"
+                    );
+                }
+                self.up_since = None;
+                self.status.send_modify(|s| {
+                    s.connected = false;
+                    s.retry_in = Some(retry_in);
+                    s.link_issue = Some(issue);
+                });
                 if epoch == self.epoch && self.client.is_some() {
                     tracing::warn!(
                         target = %self.config.target,
@@ -335,7 +387,6 @@ impl Driver {
                     );
                     self.client = None;
                     self.session.on_disconnected();
-                    self.status.send_modify(|s| s.connected = false);
                 } else {
                     tracing::debug!(
                         target = %self.config.target,
@@ -351,15 +402,19 @@ impl Driver {
             Event::Incoming(Incoming::Publish(publish)) => {
                 let actions = {
                     let registry = self.registry.read();
-                    self.session
-                        .on_incoming(&publish.topic, &publish.payload, &*registry, now())
+                    self.session.on_incoming(
+                        &publish.topic,
+                        &publish.payload,
+                        &*registry,
+                        self.now(),
+                    )
                 };
                 for action in actions {
                     self.dispatch(action);
                 }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => self.session.on_outgoing_publish(pkid),
-            Event::Incoming(Incoming::PubAck(ack)) => self.session.on_puback(ack.pkid, now()),
+            Event::Incoming(Incoming::PubAck(ack)) => self.session.on_puback(ack.pkid, self.now()),
             Event::Incoming(Incoming::SubAck(ack))
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
             {
@@ -389,7 +444,7 @@ impl Driver {
     fn on_app_request(&mut self, request: AppRequest) {
         match request {
             AppRequest::Telemetry { item, done: None } => {
-                if let Err(e) = self.session.push_telemetry(item, now()) {
+                if let Err(e) = self.session.push_telemetry(item, self.now()) {
                     tracing::error!("telemetry refused: {e}");
                 }
             }
@@ -398,7 +453,7 @@ impl Driver {
                 done: Some(done),
             } => {
                 let id = self.wait_for(done);
-                if let Err(e) = self.session.push_telemetry_awaited(item, now(), id) {
+                if let Err(e) = self.session.push_telemetry_awaited(item, self.now(), id) {
                     if let Some(done) = self.waiters.remove(&id) {
                         let _ = done.send(Err(e));
                     }
@@ -406,10 +461,10 @@ impl Driver {
             }
             AppRequest::Flush(done) => {
                 let id = self.wait_for(done);
-                self.session.flush(now(), id);
+                self.session.flush(self.now(), id);
             }
             AppRequest::Reported(value) => {
-                if let Err(e) = self.session.push_reported(value, now()) {
+                if let Err(e) = self.session.push_reported(value, self.now()) {
                     tracing::error!("reported properties refused: {e}");
                 }
             }
@@ -427,7 +482,8 @@ impl Driver {
                 let handler = self.registry.read().command(&request.name);
                 match handler {
                     Some(handler) => {
-                        let limit = command_limit(&request, self.config.command_timeout, now());
+                        let limit =
+                            command_limit(&request, self.config.command_timeout, self.now());
                         tokio::spawn(run_command(handler, request, limit, self.done_tx.clone()));
                     }
                     None => self.session.command_finished(error_response(
@@ -486,7 +542,7 @@ impl Driver {
                 self.on_app_request(request);
             }
         }
-        self.session.flush_telemetry(now());
+        self.session.flush_telemetry(self.now());
         self.drain();
         self.run_store_ops();
         let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -508,7 +564,7 @@ impl Driver {
                     break;
                 }
             }
-            self.session.on_timer(now());
+            self.session.on_timer(self.now());
             self.drain();
             self.run_store_ops();
             self.answer_waiters();
@@ -529,7 +585,7 @@ impl Driver {
                 }
             }
         }
-        self.session.close(now());
+        self.session.close(self.now());
         // What is left goes to the store before the device stops.
         self.run_store_ops();
         while self.store.is_busy() {
@@ -543,9 +599,11 @@ impl Driver {
     }
 }
 
-/// How long a command may run: the default timeout, shortened by the request deadline.
+/// How long a command may run, from its receipt on the monotonic clock: the default
+/// timeout, shortened by the request deadline when the wall clock is set (an unset
+/// clock cannot judge a deadline).
 fn command_limit(request: &CommandRequest, default: Duration, now: Now) -> Duration {
-    if request.deadline_unix_ms <= 0 {
+    if request.deadline_unix_ms <= 0 || !now.synced {
         return default;
     }
     let left_ms = request.deadline_unix_ms - now.unix_ns / 1_000_000;
@@ -611,24 +669,25 @@ async fn apply_properties(
     }
 }
 
-/// Connects, polls until the connection fails, waits a backoff delay, again, forever.
-async fn connect_loop(
-    options: MqttOptions,
-    tx: mpsc::Sender<NetMsg>,
-    mut backoff: Backoff,
-    target: String,
-) {
+/// Connects, polls until the connection fails, waits as the reconnect policy says,
+/// again, forever. Every attempt builds its MQTT options (and TLS configuration) anew.
+async fn connect_loop(config: Arc<Config>, tx: mpsc::Sender<NetMsg>, mut policy: Reconnect) {
+    let target = config.target.to_string();
     let mut epoch = 0u64;
     let mut failures: u32 = 0;
     loop {
+        let at = policy.connect_at(tokio::time::Instant::now().into_std());
+        tokio::time::sleep_until(at.into()).await;
         epoch += 1;
-        let (client, mut eventloop) = AsyncClient::new(options.clone(), CLIENT_CHANNEL);
+        let (client, mut eventloop) = AsyncClient::new(mqtt_options(&config), CLIENT_CHANNEL);
         // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
         eventloop.network_options.set_tcp_nodelay(true);
+        let mut was_up = false;
         let error = loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    backoff.reset();
+                    policy.on_connack(tokio::time::Instant::now().into_std());
+                    was_up = true;
                     failures = 0;
                     let msg = NetMsg::Connected {
                         epoch,
@@ -651,19 +710,21 @@ async fn connect_loop(
         drop(eventloop);
         drop(client);
         failures = failures.saturating_add(1);
-        let retry_in = backoff.next_delay();
+        let retry = policy.on_lost(tokio::time::Instant::now().into_std());
         if failures == 1 || failures.is_power_of_two() {
             tracing::warn!(target, failures, "MQTT connection error: {error}");
         }
         let lost = NetMsg::Lost {
             epoch,
             error,
-            retry_in,
+            retry_in: retry.delay,
+            was_up,
+            kicked_in_a_row: retry.kicked_in_a_row,
         };
         if tx.send(lost).await.is_err() {
             return;
         }
-        tokio::time::sleep(retry_in).await;
+        tokio::time::sleep(retry.delay).await;
     }
 }
 

@@ -166,28 +166,36 @@
 
 mod backoff;
 mod client;
+pub mod clock;
 mod config;
 pub mod credentials;
 mod error;
 mod eventloop;
 mod handlers;
 mod session;
+mod status;
 pub mod store;
 mod tls;
 
 #[cfg(test)]
 mod test_support;
 
-pub use backoff::{Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN};
-pub use client::{Mir, Running, SendTelemetry, Status};
+pub use backoff::{
+    Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_INTERVAL, KICKED_IN_A_ROW,
+    KICKED_WITHIN, STABLE_AFTER,
+};
+pub use client::{Mir, Running, SendTelemetry};
+pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
     default_config_paths, Builder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
     Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
+    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
+    DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
 };
 pub use error::{BuildError, SdkError};
 pub use session::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+pub use status::{ClockState, LinkIssue, Status, StoreHealth};
 pub use tls::AWS_IOT_ALPN;
 
 /// This SDK's version, sent in `Hello.sdk_version`.

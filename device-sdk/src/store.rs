@@ -106,7 +106,10 @@ pub trait Store: Send {
     fn read_after(&self, after: Option<u64>, max: usize) -> Result<Vec<Record>, StoreError>;
     /// Removes records (acknowledged by the broker) in one commit.
     fn remove(&mut self, keys: &[u64]) -> Result<(), StoreError>;
-    /// Removes the oldest records created before `cutoff_ns`; returns how many.
+    /// Removes the oldest records created before `cutoff_ns`, up to the first record
+    /// with a real time at or after it; returns what was removed. A record whose time
+    /// is not a real one (below [`crate::CLOCK_FLOOR_UNIX_SECS`]: written before the
+    /// clock was set) is never removed by it.
     fn expire(&mut self, cutoff_ns: i64) -> Result<StoreStats, StoreError>;
     /// Removes the oldest records until at least `bytes` were freed (or the store is
     /// empty); returns what was removed.
@@ -183,6 +186,7 @@ impl Store for MemoryStore {
         let old: Vec<u64> = self
             .records
             .values()
+            .filter(|r| r.created_ns >= crate::clock::CLOCK_FLOOR_NS)
             .take_while(|r| r.created_ns < cutoff_ns)
             .map(|r| r.key)
             .collect();

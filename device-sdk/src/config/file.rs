@@ -139,6 +139,8 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ),
     ("BACKOFF__MIN", &["backoff", "min"]),
     ("BACKOFF__MAX", &["backoff", "max"]),
+    ("BACKOFF__CONNECT_INTERVAL", &["backoff", "connectInterval"]),
+    ("KEEP_ALIVE", &["keepAlive"]),
     ("PERSISTENT_SESSION", &["persistentSession"]),
 ];
 

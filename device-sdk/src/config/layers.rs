@@ -143,6 +143,9 @@ layered! {
         pub backoff: Option<BackoffSection>,
         /// MQTT persistent session (`clean_session = false`), default true.
         pub persistent_session: Option<bool>,
+        /// MQTT keep-alive (default 30 s; AWS IoT Core: 30 s to 1,200 s).
+        #[serde(default, deserialize_with = "duration")]
+        pub keep_alive: Option<Duration>,
         #[serde(skip)]
         pub heartbeat_interval: Option<Duration>,
         #[serde(skip)]
@@ -206,6 +209,9 @@ layered! {
         pub min: Option<Duration>,
         #[serde(default, deserialize_with = "duration")]
         pub max: Option<Duration>,
+        /// Shortest time between two CONNECTs (default 1 s, AWS IoT Core's limit).
+        #[serde(default, deserialize_with = "duration")]
+        pub connect_interval: Option<Duration>,
     }
 }
 

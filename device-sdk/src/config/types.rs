@@ -28,8 +28,12 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default bytes of telemetry kept in memory while offline.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
-/// MQTT keep alive.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Default MQTT keep-alive (AWS IoT Core accepts 30 s to 1,200 s).
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Shortest keep-alive AWS IoT Core accepts.
+pub const AWS_MIN_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Longest keep-alive AWS IoT Core accepts.
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(1200);
 /// Default retention of the offline store (Mir's: one week).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default most used percentage of the store's file system (Mir's: 85 %).
@@ -359,10 +363,16 @@ pub(crate) struct Config {
     pub max_store_bytes: Option<u64>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Shortest time between two CONNECTs.
+    pub connect_interval: Duration,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
     pub persistent_session: bool,
     pub log_level: Option<LogLevel>,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Where message times come from.
+    pub clock: Arc<dyn crate::clock::WallClock>,
 }
 
 /// How the schema is compressed in `Hello`.

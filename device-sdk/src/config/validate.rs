@@ -5,6 +5,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use mir_proto::{DeviceId, MAX_PAYLOAD_BYTES};
 use prost::Message;
 
+use super::types::{AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, MAX_KEEP_ALIVE};
 use super::{
     layers::{CredentialSource, Layer, Setting},
     Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
@@ -140,6 +142,23 @@ pub(super) fn resolve(
             format!("need 0 < min <= max, got {backoff_min:?} and {backoff_max:?}"),
         ));
     }
+    let connect_interval = backoff
+        .connect_interval
+        .unwrap_or(crate::backoff::DEFAULT_CONNECT_INTERVAL);
+    let keep_alive = o.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE);
+    let min_keep_alive = match profile {
+        Profile::Aws => AWS_MIN_KEEP_ALIVE,
+        Profile::Local | Profile::Localstack => Duration::from_secs(1),
+    };
+    if keep_alive < min_keep_alive || keep_alive > MAX_KEEP_ALIVE {
+        return Err(invalid(
+            "keepAlive",
+            format!(
+                "{keep_alive:?} is outside {min_keep_alive:?} to {MAX_KEEP_ALIVE:?} \
+                 (AWS IoT Core accepts 30 s to 1,200 s)"
+            ),
+        ));
+    }
     let log_level = setting(o.log_level)?;
 
     Ok(Config {
@@ -161,9 +180,12 @@ pub(super) fn resolve(
         max_store_bytes: store.max_bytes,
         backoff_min,
         backoff_max,
+        connect_interval,
+        keep_alive,
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
         config_file,
+        clock: Arc::new(crate::clock::SystemClock),
     })
 }
 

@@ -184,7 +184,8 @@ async fn a_command_handler_past_its_limit_is_answered_timeout_at_the_limit() {
 fn a_request_deadline_shortens_the_command_limit() {
     let now = Now {
         mono: std::time::Instant::now(),
-        unix_ns: 1_700_000_000_000_000_000,
+        unix_ns: 1_800_000_000_000_000_000,
+        synced: true,
     };
     let now_ms = now.unix_ns / 1_000_000;
     let default = Duration::from_secs(10);

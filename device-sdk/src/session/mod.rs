@@ -19,13 +19,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+#[cfg(test)]
+use mir_proto::wire::CommandResponse;
 use mir_proto::{
     topics::DeviceTopic,
-    wire::{
-        CommandRequest, CommandResponse, CommandResponseStatus, Heartbeat, Hello, PropertyValue,
-        TelemetryBatch, TelemetryItem,
-    },
-    DeviceId, MAX_PAYLOAD_BYTES,
+    wire::{Heartbeat, Hello, PropertyValue, TelemetryBatch, TelemetryItem},
+    DeviceId,
 };
 use prost::Message;
 
@@ -36,6 +35,8 @@ use crate::{
 };
 
 mod batcher;
+mod clock_fix;
+mod commands;
 mod outbox;
 mod properties;
 mod store_op;
@@ -47,6 +48,9 @@ use batcher::batch_entry_len;
 pub(crate) use batcher::check_item_fits;
 use batcher::Batcher;
 pub use batcher::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+use clock_fix::ClockFix;
+pub(crate) use commands::error_response;
+use commands::Commands;
 pub(crate) use outbox::Token;
 #[cfg(test)]
 use outbox::DELETE_LINGER;
@@ -114,6 +118,8 @@ pub(crate) struct Session {
     outbox: Outbox,
     properties: Properties,
     waits: Waits,
+    clock: ClockFix,
+    commands: Commands,
 }
 
 impl std::fmt::Debug for Session {
@@ -155,7 +161,9 @@ impl Session {
         );
         // Without storage, start from the clock in microseconds so that the sequence
         // keeps increasing across restarts.
-        let clock_seq = u64::try_from(now.unix_ns / 1_000).unwrap_or(0).max(1);
+        let clock_seq = u64::try_from(now.unix_ns.max(crate::clock::CLOCK_FLOOR_NS) / 1_000)
+            .unwrap_or(0)
+            .max(1);
         let mut s = Self {
             next_seq: clock_seq,
             seq_reserved: u64::MAX,
@@ -170,6 +178,8 @@ impl Session {
             outbox,
             properties: Properties::default(),
             waits: Waits::default(),
+            clock: ClockFix::new(now),
+            commands: Commands::default(),
             cfg,
         };
         if let Some(boot) = boot {
@@ -278,6 +288,7 @@ impl Session {
     /// On every ConnAck (rumqttc does not re-subscribe by itself): subscribe, say hello,
     /// pull desired properties and send a heartbeat, before anything else queued.
     pub fn on_connected(&mut self, now: Now) {
+        self.clock.observe(now);
         self.connected = true;
         let mut burst = vec![Request::Subscribe(vec![
             self.topics.command_request.clone(),
@@ -362,48 +373,6 @@ impl Session {
         }
     }
 
-    fn on_command(
-        &mut self,
-        payload: &Bytes,
-        handlers: &dyn HandlerNames,
-        now: Now,
-    ) -> Option<Action> {
-        let req = match CommandRequest::decode(payload.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("dropping an undecodable command request: {e}");
-                return None;
-            }
-        };
-        if req.deadline_unix_ms > 0 && now.unix_ns / 1_000_000 > req.deadline_unix_ms {
-            tracing::warn!(
-                id = req.id,
-                name = req.name,
-                "command received after its deadline"
-            );
-            self.respond(CommandResponse {
-                id: req.id,
-                status: CommandResponseStatus::Timeout as i32,
-                error: format!(
-                    "command {} reached device {} after its deadline",
-                    req.name, self.cfg.device_id
-                ),
-                ..Default::default()
-            });
-            return None;
-        }
-        if !handlers.has_command(&req.name) {
-            tracing::warn!(name = req.name, "no handler for command");
-            let error = format!(
-                "no handler for command {} on device {}",
-                req.name, self.cfg.device_id
-            );
-            self.respond(error_response(req.id, error));
-            return None;
-        }
-        Some(Action::RunCommand(req))
-    }
-
     /// A property handler registered (or, at launch, found registered) gets the newest
     /// value received or cached in the store.
     pub fn on_property_registered(&mut self, name: &str) -> Option<Action> {
@@ -414,29 +383,6 @@ impl Session {
     #[allow(dead_code)]
     pub fn applied_properties(&self) -> impl Iterator<Item = &PropertyValue> {
         self.properties.applied()
-    }
-
-    /// Queues the response of a finished command (refusing one too large to send).
-    pub fn command_finished(&mut self, response: CommandResponse) {
-        let size = response.encoded_len();
-        if size > MAX_PAYLOAD_BYTES {
-            let error = format!(
-                "response {} is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte payload limit",
-                response.name
-            );
-            tracing::error!(id = response.id, "{error}");
-            self.respond(error_response(response.id, error));
-        } else {
-            self.respond(response);
-        }
-    }
-
-    fn respond(&mut self, response: CommandResponse) {
-        let publish = Request::Publish(Publish {
-            topic: self.topics.command_response.clone(),
-            payload: response.encode_to_vec().into(),
-        });
-        self.outbox.push_control(Kind::Durable, publish);
     }
 
     /// Accepts a telemetry item (its `seq` is assigned here) into the current batch.
@@ -463,6 +409,7 @@ impl Session {
         now: Now,
         wait: Option<WaitId>,
     ) -> Result<u64, SdkError> {
+        self.clock.observe(now);
         let seq = self.next_seq;
         item.seq = seq;
         if let Some(batch) = self.batcher.push(item, now.mono)? {
@@ -482,13 +429,17 @@ impl Session {
 
     fn queue_batch(&mut self, batch: TelemetryBatch, now: Now) {
         let messages = u32::try_from(batch.items.len()).unwrap_or(u32::MAX);
+        let unsynced = batch.items.iter().any(|i| i.clock_unsynced);
         let (key, appended) = self.outbox.add_record(
             RecordKind::Telemetry,
             batch.encode_to_vec().into(),
             messages,
-            now.unix_ns,
+            self.clock.record_time(now),
             self.connected,
         );
+        if unsynced {
+            self.clock.restamp_later(key);
+        }
         self.waits.batch_closed(key, appended);
     }
 
@@ -533,13 +484,19 @@ impl Session {
             RecordKind::Reported,
             payload,
             0,
-            now.unix_ns,
+            self.clock.record_time(now),
             self.connected,
         );
         Ok(())
     }
 
+    /// Asks the store to drop the records older than the retention. Only by a set
+    /// clock, and records whose time is not a real one (written before the clock was
+    /// set) are never dropped by it: a clock that jumps deletes nothing.
     fn apply_retention(&mut self, now: Now) {
+        if !now.synced {
+            return;
+        }
         let Ok(retention) = i64::try_from(self.cfg.retention.as_nanos()) else {
             return;
         };
@@ -550,6 +507,7 @@ impl Session {
     /// Fires due timers: the telemetry linger (with [`Persistence::Always`], as soon as
     /// the store is free to commit the batch), the heartbeat, store maintenance.
     pub fn on_timer(&mut self, now: Now) {
+        self.clock.observe(now);
         if self.commit_due() || self.batcher.deadline().is_some_and(|d| d <= now.mono) {
             self.flush_telemetry(now);
         }
@@ -597,7 +555,8 @@ impl Session {
             return None;
         }
         let memory_ready = self.next_seq <= self.seq_durable;
-        self.outbox.next_request(memory_ready)
+        let (request, token) = self.outbox.next_request(memory_ready)?;
+        Some((self.clock.restamp(request, token), token))
     }
 
     /// The request of `token` (from [`Session::next_request`]) was taken by the client.
@@ -656,15 +615,6 @@ impl Session {
     pub fn close(&mut self, now: Now) {
         self.flush_telemetry(now);
         self.on_disconnected();
-    }
-}
-
-pub(crate) fn error_response(id: String, error: String) -> CommandResponse {
-    CommandResponse {
-        id,
-        status: CommandResponseStatus::Error as i32,
-        error,
-        ..Default::default()
     }
 }
 

@@ -27,6 +27,11 @@ use crate::{
     store::{Record, RecordKind, StoreError},
 };
 
+/// Whether a record's creation time is a real one (not written before the clock was set).
+fn has_real_time(r: &Record) -> bool {
+    r.created_ns >= crate::clock::CLOCK_FLOOR_NS
+}
+
 /// Most control messages (responses, reported properties, ...) kept while offline.
 const MAX_CONTROL_QUEUED: usize = 1024;
 /// Largest bytes of publishes in flight (at least one publish is always allowed).
@@ -406,7 +411,8 @@ impl Outbox {
     pub fn on_expired(&mut self, cutoff_ns: i64, messages: u64) {
         self.dropped_messages += messages;
         // Expired records may sit in the prefetch buffer.
-        self.prefetch.retain(|r| r.created_ns >= cutoff_ns);
+        self.prefetch
+            .retain(|r| r.created_ns >= cutoff_ns || !has_real_time(r));
     }
 
     /// Asks the store to remove the acknowledged records.

@@ -11,11 +11,13 @@ use mir_proto::{
 
 use crate::config::Persistence;
 
-/// The two clocks: monotonic for timers, wall clock (Unix ns) for message times.
+/// The two clocks: monotonic for timers, wall clock (Unix ns) for message times, and
+/// whether the wall clock is set ([`crate::clock`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {
     pub mono: Instant,
     pub unix_ns: i64,
+    pub synced: bool,
 }
 
 /// Nanoseconds since the Unix epoch by the device clock (0 if the clock is before 1970).

@@ -178,7 +178,6 @@ impl RedbStore {
         &self,
         table: &mut Table<u64, &[u8]>,
         removed: &mut StoreStats,
-        older_than: Option<i64>,
     ) -> Result<bool, StoreError> {
         let first = table
             .first()
@@ -187,16 +186,8 @@ impl RedbStore {
         let Some((key, head, len)) = first else {
             return Ok(false);
         };
-        let messages = match head {
-            Ok((_, created, messages)) => {
-                if older_than.is_some_and(|cutoff| created >= cutoff) {
-                    return Ok(false);
-                }
-                messages
-            }
-            // A corrupt record is dropped with the old ones.
-            Err(_) => 0,
-        };
+        // A corrupt record is dropped with the old ones.
+        let messages = head.map_or(0, |(_, _, messages)| messages);
         table.remove(key).map_err(|e| db_err(&self.path, e))?;
         removed.records += 1;
         removed.messages += u64::from(messages);
@@ -290,7 +281,27 @@ impl Store for RedbStore {
         let mut removed = StoreStats::default();
         {
             let mut table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
-            while self.pop_first(&mut table, &mut removed, Some(cutoff_ns))? {}
+            let mut old = Vec::new();
+            for entry in table.iter().map_err(|e| db_err(&self.path, e))? {
+                let (k, v) = entry.map_err(|e| db_err(&self.path, e))?;
+                let len = v.value().len() as u64 + 8;
+                match header(k.value(), v.value()) {
+                    // Written before the clock was set: never too old.
+                    Ok((_, created, _)) if created < crate::clock::CLOCK_FLOOR_NS => {}
+                    Ok((_, created, messages)) if created < cutoff_ns => {
+                        old.push((k.value(), u64::from(messages), len));
+                    }
+                    Ok(_) => break,
+                    // A corrupt record is dropped with the old ones.
+                    Err(_) => old.push((k.value(), 0, len)),
+                }
+            }
+            for (key, messages, len) in old {
+                table.remove(key).map_err(|e| db_err(&self.path, e))?;
+                removed.records += 1;
+                removed.messages += messages;
+                removed.bytes += len;
+            }
         }
         if removed.records == 0 {
             tx.abort().map_err(|e| db_err(&self.path, e))?;
@@ -306,7 +317,7 @@ impl Store for RedbStore {
         let mut removed = StoreStats::default();
         {
             let mut table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
-            while removed.bytes < bytes && self.pop_first(&mut table, &mut removed, None)? {}
+            while removed.bytes < bytes && self.pop_first(&mut table, &mut removed)? {}
         }
         let next = self.minus(&removed);
         self.commit(tx, next)?;
