@@ -28,7 +28,7 @@ use crate::{
     },
     session::check_item_fits,
     store::Store,
-    SdkError, Status,
+    SdkError, Status, StoreHealth,
 };
 
 /// Where the event loop answers a caller that waits on it.
@@ -54,6 +54,8 @@ struct Inner {
     /// Sends wait for the store's commit ([`Persistence::Always`] over a store).
     commits: bool,
     store: Mutex<Option<Box<dyn Store>>>,
+    /// Where the queue lives (whether the store could be opened).
+    store_health: StoreHealth,
     tx: mpsc::Sender<AppRequest>,
     rx: Mutex<Option<mpsc::Receiver<AppRequest>>>,
     registry: SharedRegistry,
@@ -83,13 +85,32 @@ impl Mir {
         Builder::default()
     }
 
+    #[cfg(test)]
     pub(crate) fn new(config: Config, store: Option<Box<dyn Store>>) -> Self {
+        let health = if store.is_some() {
+            StoreHealth::Durable
+        } else {
+            StoreHealth::MemoryOnly
+        };
+        Self::with_store_health(config, store, health)
+    }
+
+    /// A device whose queue is in `store` (or memory), in the state `health`.
+    pub(crate) fn with_store_health(
+        config: Config,
+        store: Option<Box<dyn Store>>,
+        health: StoreHealth,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let (status, _) = watch::channel(Status::default());
+        let (status, _) = watch::channel(Status {
+            store: health,
+            ..Status::default()
+        });
         let commits = config.persistence == Persistence::Always && store.is_some();
         Self {
             inner: Arc::new(Inner {
                 commits,
+                store_health: health,
                 config: Arc::new(config),
                 store: Mutex::new(store),
                 tx,
@@ -310,6 +331,7 @@ impl Mir {
         let task = tokio::spawn(eventloop::run(
             Arc::clone(&self.inner.config),
             store,
+            self.inner.store_health,
             self.inner.registry.clone(),
             rx,
             self.inner.status.clone(),

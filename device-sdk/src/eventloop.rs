@@ -29,12 +29,9 @@ use std::{
 use bytes::Bytes;
 use mir_proto::{
     wire::{CommandRequest, CommandResponse, CommandResponseStatus, PropertyValue},
-    MAX_INFLIGHT, MAX_PAYLOAD_BYTES,
+    MAX_INFLIGHT,
 };
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeFilter,
-    SubscribeReasonCode, TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS, SubscribeFilter, SubscribeReasonCode};
 use rumqttc_ring as rumqttc;
 use tokio::sync::{mpsc, watch};
 
@@ -48,10 +45,13 @@ use crate::{
         error_response, Action, NotStored, Now, Request, Session, SessionConfig, StoreReply, WaitId,
     },
     store::Store,
-    LinkIssue, SdkError, Status,
+    ClockState, LinkIssue, SdkError, Status, StoreHealth,
 };
 
+mod connector;
 pub(crate) mod store_task;
+
+use connector::{connect_loop, NetMsg};
 
 use store_task::StoreTask;
 
@@ -62,52 +62,6 @@ const CLIENT_CHANNEL: usize = MAX_INFLIGHT as usize + 16;
 const PACKET_OVERHEAD: usize = 4 * 1024;
 /// How long shutdown waits for queued messages to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// What the connector tells the driver.
-enum NetMsg {
-    /// ConnAck of connection `epoch`, with the client that writes to it.
-    Connected {
-        epoch: u64,
-        client: AsyncClient,
-        session_present: bool,
-    },
-    Event {
-        epoch: u64,
-        event: Event,
-    },
-    /// Connection `epoch` failed (or never came up); the next attempt is in `retry_in`.
-    Lost {
-        epoch: u64,
-        error: ConnectionError,
-        retry_in: Duration,
-        /// Whether it had been accepted (CONNACK).
-        was_up: bool,
-        /// Connections in a row dropped right after their CONNACK.
-        kicked_in_a_row: u32,
-    },
-}
-
-pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
-    let mut options = MqttOptions::new(
-        config.device_id.as_str(),
-        config.target.host.clone(),
-        config.target.port,
-    );
-    options
-        .set_keep_alive(config.keep_alive)
-        .set_clean_session(!config.persistent_session)
-        .set_inflight(MAX_INFLIGHT)
-        .set_max_packet_size(
-            MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
-            MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
-        );
-    if let Some(tls) = &config.tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::clone(tls),
-        )));
-    }
-    options
-}
 
 /// The clocks as the driver reads them: tokio's monotonic clock (the system's, or
 /// the paused clock of a test) and the device's wall clock.
@@ -142,6 +96,7 @@ pub(crate) fn session_config(config: &Config) -> SessionConfig {
 pub(crate) async fn run(
     config: Arc<Config>,
     store: Option<Box<dyn Store>>,
+    store_health: StoreHealth,
     registry: SharedRegistry,
     mut app_rx: mpsc::Receiver<AppRequest>,
     status: watch::Sender<Status>,
@@ -174,6 +129,7 @@ pub(crate) async fn run(
         client: None,
         epoch: 0,
         up_since: None,
+        store_health,
         registry,
         status,
         done_tx,
@@ -257,6 +213,8 @@ struct Driver {
     epoch: u64,
     /// When the current connection was accepted.
     up_since: Option<tokio::time::Instant>,
+    /// Where the queue lives when the store works.
+    store_health: StoreHealth,
     registry: SharedRegistry,
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
@@ -428,16 +386,27 @@ impl Driver {
 
     fn publish_status(&self) {
         let c = self.session.counters();
+        let store = match self.store_health {
+            StoreHealth::Durable if c.store_failing => StoreHealth::Failing,
+            health => health,
+        };
         self.status.send_if_modified(|s| {
-            let changed = s.queued_messages != c.queued_messages
-                || s.stored_records != c.stored_records
-                || s.dropped_messages != c.dropped_messages
-                || s.stored_messages != c.stored_messages;
+            let before = *s;
             s.stored_messages = c.stored_messages;
             s.queued_messages = c.queued_messages;
+            s.queued_bytes = c.queued_bytes;
             s.stored_records = c.stored_records;
             s.dropped_messages = c.dropped_messages;
-            changed
+            s.quarantined_records = c.quarantined_records;
+            s.corrupt_records = c.corrupt_records;
+            s.store_errors = c.store_errors;
+            s.store = store;
+            s.clock = if c.clock_synced {
+                ClockState::Synced
+            } else {
+                ClockState::Unsynced
+            };
+            *s != before
         });
     }
 
@@ -666,65 +635,6 @@ async fn apply_properties(
             Ok(Err(e)) => tracing::error!(name = value.name, "{e}"),
             Err(_) => tracing::error!(name = value.name, "the property handler panicked"),
         }
-    }
-}
-
-/// Connects, polls until the connection fails, waits as the reconnect policy says,
-/// again, forever. Every attempt builds its MQTT options (and TLS configuration) anew.
-async fn connect_loop(config: Arc<Config>, tx: mpsc::Sender<NetMsg>, mut policy: Reconnect) {
-    let target = config.target.to_string();
-    let mut epoch = 0u64;
-    let mut failures: u32 = 0;
-    loop {
-        let at = policy.connect_at(tokio::time::Instant::now().into_std());
-        tokio::time::sleep_until(at.into()).await;
-        epoch += 1;
-        let (client, mut eventloop) = AsyncClient::new(mqtt_options(&config), CLIENT_CHANNEL);
-        // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
-        eventloop.network_options.set_tcp_nodelay(true);
-        let mut was_up = false;
-        let error = loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    policy.on_connack(tokio::time::Instant::now().into_std());
-                    was_up = true;
-                    failures = 0;
-                    let msg = NetMsg::Connected {
-                        epoch,
-                        client: client.clone(),
-                        session_present: ack.session_present,
-                    };
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(event) => {
-                    if tx.send(NetMsg::Event { epoch, event }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break e,
-            }
-        };
-        // Everything this connection held is dropped here; the session resends it.
-        drop(eventloop);
-        drop(client);
-        failures = failures.saturating_add(1);
-        let retry = policy.on_lost(tokio::time::Instant::now().into_std());
-        if failures == 1 || failures.is_power_of_two() {
-            tracing::warn!(target, failures, "MQTT connection error: {error}");
-        }
-        let lost = NetMsg::Lost {
-            epoch,
-            error,
-            retry_in: retry.delay,
-            was_up,
-            kicked_in_a_row: retry.kicked_in_a_row,
-        };
-        if tx.send(lost).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(retry.delay).await;
     }
 }
 

@@ -187,11 +187,11 @@ pub use backoff::{
 pub use client::{Mir, Running, SendTelemetry};
 pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
-    default_config_paths, Builder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
-    Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
-    DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
+    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogLevel,
+    Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
+    DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
 };
 pub use error::{BuildError, SdkError};
 pub use session::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};

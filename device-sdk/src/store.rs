@@ -95,6 +95,37 @@ pub enum StoreError {
     Database { path: PathBuf, reason: String },
     #[error("a record in the store is corrupt (key {key})")]
     Corrupt { key: u64 },
+    #[error("cannot move the corrupt store file {} aside: {source}", path.display())]
+    MoveAside {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One page of records read from a store, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Keys of the records in the page's range that could not be decoded (skipped).
+    pub corrupt: Vec<u64>,
+}
+
+impl Page {
+    /// Entries of the store the page covers, good or corrupt.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.corrupt.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The highest key the page covers.
+    pub fn last_key(&self) -> Option<u64> {
+        let good = self.records.last().map(|r| r.key);
+        good.into_iter().chain(self.corrupt.iter().copied()).max()
+    }
 }
 
 /// Where records wait for the broker. All reads are oldest first; nothing here holds
@@ -104,6 +135,20 @@ pub trait Store: Send {
     fn append(&mut self, records: &[Record]) -> Result<(), StoreError>;
     /// Up to `max` records with a key above `after`, oldest first.
     fn read_after(&self, after: Option<u64>, max: usize) -> Result<Vec<Record>, StoreError>;
+    /// Like [`Store::read_after`], but a record that cannot be decoded is skipped (its
+    /// key listed in [`Page::corrupt`]) instead of failing the page. The default reads
+    /// with [`Store::read_after`] (a store whose records cannot be corrupt).
+    fn read_page(&self, after: Option<u64>, max: usize) -> Result<Page, StoreError> {
+        Ok(Page {
+            records: self.read_after(after, max)?,
+            corrupt: Vec::new(),
+        })
+    }
+    /// Moves a record out of the queue into the store's quarantine (kept for a human
+    /// to look at, never replayed). The default removes it.
+    fn quarantine(&mut self, key: u64) -> Result<(), StoreError> {
+        self.remove(&[key])
+    }
     /// Removes records (acknowledged by the broker) in one commit.
     fn remove(&mut self, keys: &[u64]) -> Result<(), StoreError>;
     /// Removes the oldest records created before `cutoff_ns`, up to the first record

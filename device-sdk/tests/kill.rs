@@ -44,6 +44,7 @@ async fn child_device() {
         .target(target)
         .telemetry_linger(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .connect_interval(Duration::from_millis(100))
         .store(StoreOptions {
             folder_path: Some(store.into()),
             persistence_type: Some(Persistence::IfOffline),

@@ -56,6 +56,7 @@ fn device(b: &TlsBroker, id: &str, cert_for: &str) -> Mir {
         .device_id(id)
         .target(format!("mqtts://localhost:{port}"))
         .schema(DESCRIPTOR_SET)
+        .memory_only()
         .credentials(Credentials {
             client_cert_pem: issued.cert_pem.into_bytes(),
             client_key_pem: issued.private_key_pem.expect("key").into_bytes(),
@@ -103,6 +104,7 @@ async fn a_key_made_on_the_device_and_a_signed_csr_connect_from_the_default_file
         .device_id("weather-csr")
         .target(format!("mqtts://localhost:{port}"))
         .schema(DESCRIPTOR_SET)
+        .memory_only()
         .credentials_search_dirs(vec![dir.path().to_path_buf()])
         .env_vars(Vec::<(String, String)>::new())
         .build()

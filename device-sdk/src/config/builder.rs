@@ -6,7 +6,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use super::{
     default_config_paths,
     file::{self, ConfigFile},
-    layers::{BackoffSection, CredentialSource, IdPrefixSection, Layer, Merge, Setting},
+    layers::{
+        BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge, Setting,
+    },
     validate, Config, Credentials, IdPrefix, LogLevel, Persistence, Profile, StoreOptions,
 };
 #[cfg(doc)]
@@ -14,8 +16,8 @@ use super::{Secret, DEFAULT_TARGET};
 use crate::{
     client::Mir,
     clock::WallClock,
-    store::{RedbStore, Store},
-    BuildError,
+    store::{RedbStore, Store, StoreError},
+    BuildError, StoreHealth,
 };
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ pub struct Builder {
     config: Option<ConfigSource>,
     env: Option<Vec<(String, String)>>,
     clock: Option<Arc<dyn WallClock>>,
+    backend: Option<StoreBackend>,
 }
 
 impl Builder {
@@ -200,10 +203,36 @@ impl Builder {
         self
     }
 
-    /// The offline store (Mir's `Store(StoreOptions{..})`); unset fields come from the
-    /// lower layers.
+    /// The offline store (Mir's `Store(StoreOptions{..})`); unset fields come from
+    /// earlier calls, then the lower layers.
     pub fn store(mut self, options: StoreOptions) -> Self {
-        self.options.local_store = Some(options.into());
+        let given: Option<LocalStoreSection> = Some(options.into());
+        self.options.local_store = given.merge(self.options.local_store.take());
+        self
+    }
+
+    /// Keeps the offline queue in memory only (bounded, lost on restart) instead of
+    /// the default store on disk: `localStore.inMemory: true`.
+    pub fn memory_only(mut self) -> Self {
+        self.options
+            .local_store
+            .get_or_insert_with(Default::default)
+            .in_memory = Some(true);
+        self
+    }
+
+    /// Keeps the offline queue in the store `open` returns (a flash driver, a test
+    /// double) instead of redb in `localStore.folderPath`; called once by
+    /// [`Builder::build`], and not at all when the queue is in memory only. An error
+    /// starts the device on the bounded memory queue, unless `localStore.required`.
+    pub fn store_backend<S, F>(mut self, open: F) -> Self
+    where
+        S: Store + 'static,
+        F: Fn() -> Result<S, StoreError> + Send + Sync + 'static,
+    {
+        self.backend = Some(StoreBackend(Arc::new(move || {
+            open().map(|s| Box::new(s) as Box<dyn Store>)
+        })));
         self
     }
 
@@ -282,8 +311,9 @@ impl Builder {
 
     /// Validates everything and returns the device, not yet connected (see [`Mir::launch`]).
     pub fn build(self) -> Result<Mir, BuildError> {
+        let backend = self.backend.clone();
         let (config, _) = self.resolve_all()?;
-        build_device(config)
+        build_device(config, backend)
     }
 
     /// Like [`Builder::build`], also returning the `user:` section of the
@@ -292,13 +322,14 @@ impl Builder {
     pub fn build_with_user_config<T: serde::de::DeserializeOwned>(
         self,
     ) -> Result<(Mir, T), BuildError> {
+        let backend = self.backend.clone();
         let (config, user) = self.resolve_all()?;
         let path = config.config_file.clone().unwrap_or_default();
         let user: T = serde_yaml::from_value(user).map_err(|e| BuildError::ConfigFile {
             path,
             reason: format!("user: {e}"),
         })?;
-        Ok((build_device(config)?, user))
+        Ok((build_device(config, backend)?, user))
     }
 
     #[cfg(test)]
@@ -334,7 +365,7 @@ impl Builder {
 }
 
 /// Installs the log subscriber, opens the store and creates the device.
-fn build_device(config: Config) -> Result<Mir, BuildError> {
+fn build_device(config: Config, backend: Option<StoreBackend>) -> Result<Mir, BuildError> {
     if let Some(level) = config.log_level {
         // Ignored when the application already installed a subscriber.
         let _ = tracing_subscriber::fmt()
@@ -343,13 +374,29 @@ fn build_device(config: Config) -> Result<Mir, BuildError> {
     }
     if config.store_folder.is_none() && config.persistence != Persistence::NoStorage {
         tracing::info!(
-            "no localStore.folderPath: the offline queue is kept in memory only \
+            "localStore.inMemory: the offline queue is kept in memory only \
              (bounded, lost on restart)"
         );
     }
-    let store: Option<Box<dyn Store>> = match &config.store_folder {
-        Some(folder) => Some(Box::new(RedbStore::open(folder)?)),
-        None => None,
+    let opened = match (backend, &config.store_folder) {
+        (_, None) => None,
+        (Some(backend), Some(_)) => Some((backend.0)()),
+        (None, Some(folder)) => {
+            Some(RedbStore::open(folder).map(|s| Box::new(s) as Box<dyn Store>))
+        }
+    };
+    let (store, health) = match opened {
+        None => (None, StoreHealth::MemoryOnly),
+        Some(Ok(store)) => (Some(store), StoreHealth::Durable),
+        Some(Err(e)) if config.store_required => return Err(BuildError::Store(e)),
+        Some(Err(e)) => {
+            tracing::error!(
+                store = ?config.store_folder,
+                "cannot open the offline store ({e}): the device starts on the bounded \
+                 memory queue (set localStore.required to make this fatal)"
+            );
+            (None, StoreHealth::Unavailable)
+        }
     };
     tracing::info!(
         device = %config.device_id,
@@ -361,5 +408,17 @@ fn build_device(config: Config) -> Result<Mir, BuildError> {
         config_file = ?config.config_file,
         "device configured"
     );
-    Ok(Mir::new(config, store))
+    Ok(Mir::with_store_health(config, store, health))
+}
+
+/// Opens the store of [`Builder::store_backend`].
+type OpenStore = dyn Fn() -> Result<Box<dyn Store>, StoreError> + Send + Sync;
+
+#[derive(Clone)]
+struct StoreBackend(Arc<OpenStore>);
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreBackend")
+    }
 }

@@ -120,6 +120,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("DEVICE__NO_SCHEMA_ON_BOOT", &["device", "noSchemaOnBoot"]),
     ("LOCAL_STORE__FOLDER_PATH", &["localStore", "folderPath"]),
     ("LOCAL_STORE__IN_MEMORY", &["localStore", "inMemory"]),
+    ("LOCAL_STORE__REQUIRED", &["localStore", "required"]),
     (
         "LOCAL_STORE__RETENTION_LIMIT",
         &["localStore", "retentionLimit"],

@@ -191,6 +191,8 @@ layered! {
     pub(crate) struct LocalStoreSection {
         pub folder_path: Option<PathBuf>,
         pub in_memory: Option<bool>,
+        /// A store that cannot be opened stops the build.
+        pub required: Option<bool>,
         #[serde(default, deserialize_with = "duration")]
         pub retention_limit: Option<Duration>,
         pub disk_space_limit: Option<f64>,
@@ -239,6 +241,7 @@ impl From<StoreOptions> for LocalStoreSection {
         Self {
             folder_path: o.folder_path,
             in_memory: o.in_memory,
+            required: o.required,
             retention_limit: o.retention_limit,
             disk_space_limit: o.disk_space_limit,
             max_bytes: o.max_bytes,

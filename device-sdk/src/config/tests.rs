@@ -341,7 +341,21 @@ fn defaults_when_nothing_is_configured() {
     let c = builder().env_vars(no_env()).resolve().expect("valid");
     assert_eq!(c.profile, Profile::Local);
     assert_eq!(c.persistence, Persistence::IfOffline);
-    assert_eq!(c.store_folder, None, "no folder: the queue is in memory");
+    assert_eq!(
+        c.store_folder,
+        Some(crate::default_store_folder(&c.device_id)),
+        "no folder: the standard per-device folder"
+    );
+    assert!(
+        c.store_folder
+            .as_ref()
+            .is_some_and(|f| f.ends_with("mir/devices/weather")),
+        "{:?}",
+        c.store_folder
+    );
+    assert!(!c.store_required);
+    assert_eq!(c.keep_alive, Duration::from_secs(30));
+    assert_eq!(c.connect_interval, Duration::from_secs(1));
     assert_eq!(c.retention, DEFAULT_RETENTION);
     assert_eq!(c.retention, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(c.disk_limit_percent, 85.0);

@@ -110,10 +110,15 @@ impl FromStr for Persistence {
 /// `device.yaml`, then `MIR__LOCAL_STORE__...`, then the defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreOptions {
-    /// Folder of the store database. Without one the queue is kept in memory only.
+    /// Folder of the store database (default: [`default_store_folder`], the standard
+    /// per-device folder).
     pub folder_path: Option<PathBuf>,
-    /// Keep the queue in memory only, even with a folder.
+    /// Keep the queue in memory only (bounded, lost on restart): an explicit choice.
     pub in_memory: Option<bool>,
+    /// A store that cannot be opened stops [`crate::Builder::build`]
+    /// ([`crate::BuildError::Store`]) instead of starting the device on the bounded
+    /// memory queue (default false).
+    pub required: Option<bool>,
     /// Records older than this are dropped (default one week).
     pub retention_limit: Option<Duration>,
     /// Most used percentage of the file system holding the store (default 85).
@@ -358,6 +363,8 @@ pub(crate) struct Config {
     pub persistence: Persistence,
     /// Where the store lives (`None`: memory only).
     pub store_folder: Option<PathBuf>,
+    /// A store that cannot be opened is fatal.
+    pub store_required: bool,
     pub retention: Duration,
     pub disk_limit_percent: f64,
     pub max_store_bytes: Option<u64>,
@@ -377,3 +384,19 @@ pub(crate) struct Config {
 
 /// How the schema is compressed in `Hello`.
 pub(crate) const SCHEMA_COMPRESSION: Compression = Compression::Zlib;
+
+/// The standard folder of a device's offline store: `$XDG_STATE_HOME/mir/devices/{id}`,
+/// else `~/.local/state/mir/devices/{id}`, else `/var/lib/mir/devices/{id}`.
+pub fn default_store_folder(device_id: &DeviceId) -> PathBuf {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .and_then(non_empty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|h| h.join(".local").join("state"))
+        })
+        .map(|state| state.join("mir"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/mir"));
+    base.join("devices").join(device_id.as_str())
+}

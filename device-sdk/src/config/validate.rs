@@ -119,7 +119,7 @@ pub(super) fn resolve(
     let store_folder = if in_memory || persistence == Persistence::NoStorage {
         None
     } else {
-        folder
+        Some(folder.unwrap_or_else(|| super::default_store_folder(&device_id)))
     };
     let retention = store.retention_limit.unwrap_or(DEFAULT_RETENTION);
     if retention.is_zero() {
@@ -175,6 +175,7 @@ pub(super) fn resolve(
         max_queued_bytes,
         persistence,
         store_folder,
+        store_required: store.required.unwrap_or(false),
         retention,
         disk_limit_percent,
         max_store_bytes: store.max_bytes,

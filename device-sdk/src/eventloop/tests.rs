@@ -275,10 +275,11 @@ async fn with_always_a_send_before_launch_is_refused_and_not_queued() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_always_but_no_store_folder_a_send_returns_at_once_even_before_launch() {
+async fn with_always_in_memory_only_a_send_returns_at_once_even_before_launch() {
     let mir = crate::Builder::default()
         .device_id("no-folder")
         .target("mqtt://127.0.0.1:9")
+        .memory_only()
         .store(StoreOptions {
             persistence_type: Some(Persistence::Always),
             ..Default::default()

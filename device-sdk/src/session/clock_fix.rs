@@ -21,6 +21,8 @@ use super::{outbox::Token, Now, Publish, Request};
 #[derive(Debug)]
 pub(super) struct ClockFix {
     started: Instant,
+    /// Whether the last reading was of a set clock.
+    synced: bool,
     /// Unix ns of the monotonic start, by the last unset reading.
     unset_base: Option<i64>,
     /// How far the clock jumped when it was set (ns), once known.
@@ -33,6 +35,7 @@ impl ClockFix {
     pub fn new(now: Now) -> Self {
         let mut fix = Self {
             started: now.mono,
+            synced: now.synced,
             unset_base: None,
             jump: None,
             keys: HashSet::new(),
@@ -49,11 +52,17 @@ impl ClockFix {
 
     /// A reading of the clocks.
     pub fn observe(&mut self, now: Now) {
+        self.synced = now.synced;
         if !now.synced {
             self.unset_base = Some(self.base(now));
         } else if let (Some(unset), None) = (self.unset_base, self.jump) {
             self.jump = Some(self.base(now).saturating_sub(unset));
         }
+    }
+
+    /// Whether the last reading was of a set clock.
+    pub fn synced(&self) -> bool {
+        self.synced
     }
 
     /// The creation time a new record gets: the clock's, or 0 while it is not set.

@@ -232,6 +232,7 @@ impl Session {
                 }
             }
             Err(e) => {
+                self.outbox.note_store_error();
                 tracing::error!("cannot reserve sequence numbers in the store: {e}");
                 self.seq_reserved = u64::MAX;
                 self.seq_durable = u64::MAX;
@@ -256,7 +257,14 @@ impl Session {
             StoreOutcome::Read { ticket, result } => self.outbox.on_read(ticket, result),
             StoreOutcome::Removed(Ok(())) => {}
             StoreOutcome::Removed(Err(e)) => {
+                self.outbox.note_store_error();
                 tracing::error!("cannot remove acknowledged records from the store: {e}");
+            }
+            StoreOutcome::Quarantined { key, result } => {
+                if let Err(e) = result {
+                    self.outbox.note_store_error();
+                    tracing::error!(key, "cannot move a record to the quarantine: {e}");
+                }
             }
             StoreOutcome::Expired { cutoff_ns, result } => match result {
                 Ok(removed) if removed.records > 0 => {
@@ -269,11 +277,15 @@ impl Session {
                     self.outbox.on_expired(cutoff_ns, removed.messages);
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!("cannot apply retention to the offline store: {e}"),
+                Err(e) => {
+                    self.outbox.note_store_error();
+                    tracing::error!("cannot apply retention to the offline store: {e}");
+                }
             },
             StoreOutcome::SeqReserved { upto, result } => self.on_seq_reserved(upto, result),
             StoreOutcome::DesiredCached { name, result } => {
                 if let Err(e) = result {
+                    self.outbox.note_store_error();
                     tracing::error!(name, "cannot cache a desired value: {e}");
                 }
             }
@@ -522,6 +534,8 @@ impl Session {
             self.outbox.flush_deletes();
         }
         if self.next_retention.is_some_and(|d| d <= now.mono) {
+            // A store whose writes failed is tried again with the next records.
+            self.outbox.retry_store();
             self.apply_retention(now);
             self.next_retention = Some(now.mono + RETENTION_EVERY);
         }
@@ -597,6 +611,12 @@ impl Session {
             stored_records: stats.records,
             dropped_messages: self.outbox.dropped_messages(),
             stored_messages: stats.messages,
+            queued_bytes: self.outbox.memory_bytes() as u64,
+            quarantined_records: self.outbox.quarantined(),
+            corrupt_records: self.outbox.corrupt(),
+            store_errors: self.outbox.store_errors(),
+            store_failing: self.outbox.store_failing(),
+            clock_synced: self.clock.synced(),
         }
     }
 

@@ -97,4 +97,13 @@ pub(crate) struct Counters {
     pub dropped_messages: u64,
     /// Telemetry messages in the store.
     pub stored_messages: u64,
+    /// Bytes of records in memory.
+    pub queued_bytes: u64,
+    pub quarantined_records: u64,
+    pub corrupt_records: u64,
+    pub store_errors: u64,
+    /// The store's writes fail: records wait in memory.
+    pub store_failing: bool,
+    /// The last clock reading was of a set clock.
+    pub clock_synced: bool,
 }
