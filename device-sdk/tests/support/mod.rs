@@ -1,6 +1,8 @@
 //! Test support: an embedded broker that records what devices publish, and device builders.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
