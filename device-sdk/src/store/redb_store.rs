@@ -6,7 +6,7 @@
 //! append, removal and expiry is one transaction committed with
 //! [`Durability::Immediate`] (fsync): callers batch.
 //!
-//! A file redb finds corrupt at open is renamed `store.redb.corrupt-{unix secs}` and a
+//! A file redb finds corrupt at open is renamed `store.redb.corrupt-{unix ns}-{n}` and a
 //! new one is started ([`RedbStore::moved_aside`]); a record that cannot be decoded is
 //! skipped by [`Store::read_page`].
 
@@ -127,8 +127,12 @@ impl RedbStore {
         let db = match create() {
             Ok(db) => db,
             Err(e) if is_corrupt(&e) => {
-                let secs = crate::session::unix_ns() / 1_000_000_000;
-                let aside = folder.join(format!("{STORE_FILE}.corrupt-{secs}"));
+                // Never over an earlier one: the first free name.
+                let ns = crate::session::unix_ns();
+                let aside = (0u32..1000)
+                    .map(|n| folder.join(format!("{STORE_FILE}.corrupt-{ns}-{n}")))
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| folder.join(format!("{STORE_FILE}.corrupt")));
                 std::fs::rename(&path, &aside).map_err(|source| StoreError::MoveAside {
                     path: path.clone(),
                     source,
