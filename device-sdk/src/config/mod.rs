@@ -13,6 +13,7 @@
 mod builder;
 pub(crate) mod file;
 mod layers;
+mod tls_files;
 mod types;
 mod validate;
 

@@ -351,7 +351,10 @@ pub(crate) struct Config {
     pub device_id: DeviceId,
     pub profile: Profile,
     pub target: Target,
+    /// The TLS configuration as built (the first connection uses it).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The credential files, read again at every connection attempt.
+    pub tls_files: Option<super::tls_files::TlsFiles>,
     /// The FileDescriptorSet, zlib compressed.
     pub schema: Bytes,
     pub no_schema_on_boot: bool,

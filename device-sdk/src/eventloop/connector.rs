@@ -53,7 +53,11 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
             MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
             MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
         );
-    if let Some(tls) = &config.tls {
+    let tls = match &config.tls_files {
+        Some(files) => files.current(),
+        None => config.tls.clone(),
+    };
+    if let Some(tls) = &tls {
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::clone(tls),
         )));
