@@ -96,7 +96,8 @@ async fn a_key_made_on_the_device_and_a_signed_csr_connect_from_the_default_file
         b.ca.sign_csr(&DeviceId::new("weather-csr").expect("id"), &csr)
             .expect("signed");
     assert!(issued.private_key_pem.is_none());
-    std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).expect("write");
+    mir_device_sdk::credentials::install_certificate(dir.path(), issued.cert_pem.as_bytes())
+        .expect("installed");
     std::fs::write(dir.path().join("ca.crt"), b.ca.ca_cert_pem()).expect("write");
     let port = b.broker.tls_addr().expect("tls listener").port();
     // No credentials given: tls.crt, tls.key and ca.crt are found in the search path.

@@ -366,6 +366,14 @@ impl Builder {
 
 /// Installs the log subscriber, opens the store and creates the device.
 fn build_device(config: Config, backend: Option<StoreBackend>) -> Result<Mir, BuildError> {
+    #[cfg(not(feature = "log-subscriber"))]
+    if config.log_level.is_some() {
+        tracing::warn!(
+            "the log level is set but this build has no log subscriber \
+             (feature log-subscriber): install one in the application"
+        );
+    }
+    #[cfg(feature = "log-subscriber")]
     if let Some(level) = config.log_level {
         // Ignored when the application already installed a subscriber.
         let _ = tracing_subscriber::fmt()

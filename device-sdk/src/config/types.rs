@@ -139,6 +139,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    #[cfg(feature = "log-subscriber")]
     pub(super) fn as_tracing(self) -> tracing::Level {
         match self {
             LogLevel::Trace => tracing::Level::TRACE,
