@@ -42,6 +42,16 @@ pub enum BuildError {
     },
     #[error("cannot compress the schema: {0}")]
     CompressSchema(#[source] io::Error),
+    /// Not retryable: the schema must shrink (fewer or smaller files).
+    #[error(
+        "the schema is {compressed} bytes compressed: its Hello with the topic is {hello} \
+         bytes, over the {limit}-byte limit of one MQTT payload"
+    )]
+    SchemaTooLarge {
+        compressed: usize,
+        hello: usize,
+        limit: usize,
+    },
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
         option: &'static str,

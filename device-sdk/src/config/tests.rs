@@ -714,3 +714,43 @@ fn store_options_are_validated() {
         .expect("valid");
     assert_eq!(c.store_folder, None, "inMemory keeps the queue in memory");
 }
+
+#[test]
+fn a_schema_whose_hello_cannot_fit_in_one_payload_is_refused_at_build_with_its_size() {
+    // One file whose name is 200 KB of noise: about 150 KB once compressed.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let name: String = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let set = prost_types::FileDescriptorSet {
+        file: vec![prost_types::FileDescriptorProto {
+            name: Some(name),
+            ..Default::default()
+        }],
+    };
+    let err = builder()
+        .schema(&prost::Message::encode_to_vec(&set))
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("too large");
+    match err {
+        BuildError::SchemaTooLarge {
+            compressed,
+            hello,
+            limit,
+        } => {
+            assert_eq!(limit, mir_proto::MAX_PAYLOAD_BYTES);
+            assert!(compressed > limit, "{compressed}");
+            assert!(
+                hello > compressed,
+                "{hello}: the envelope and the topic count"
+            );
+        }
+        other => panic!("expected SchemaTooLarge, got {other}"),
+    }
+}

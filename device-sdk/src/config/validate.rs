@@ -176,13 +176,16 @@ pub(super) fn resolve(
     }
     let log_level = setting(o.log_level)?;
 
+    let schema = compressed_schema(schemas)?;
+    check_hello_fits(&device_id, &schema)?;
+
     Ok(Config {
         device_id,
         profile,
         target,
         tls,
         tls_files,
-        schema: compressed_schema(schemas)?,
+        schema,
         no_schema_on_boot: device.no_schema_on_boot.unwrap_or(false),
         heartbeat_interval,
         telemetry_linger: o.telemetry_linger.unwrap_or(DEFAULT_TELEMETRY_LINGER),
@@ -310,6 +313,28 @@ pub(super) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildErro
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `Hello` (the compressed schema, resent on every connect) and its topic must fit in
+/// one MQTT payload: a device that could never say hello is refused at build.
+fn check_hello_fits(device_id: &DeviceId, schema: &Bytes) -> Result<(), BuildError> {
+    let largest = mir_proto::wire::Hello {
+        schema: schema.clone(),
+        compression: super::SCHEMA_COMPRESSION as i32,
+        sdk_version: crate::SDK_VERSION.to_string(),
+        sent_at_ns: i64::MAX,
+        heartbeat_interval_sec: u32::MAX,
+    };
+    let topic = mir_proto::topics::DeviceTopic::Hello.for_device(device_id);
+    let size = largest.encoded_len() + topic.len();
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(BuildError::SchemaTooLarge {
+            compressed: schema.len(),
+            hello: size,
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// A `FileDescriptorSet` read as raw file entries, so that merging keeps every byte of

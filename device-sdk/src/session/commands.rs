@@ -142,7 +142,8 @@ impl Session {
 
     /// Queues the response of a finished command (refusing one too large to send).
     pub fn command_finished(&mut self, response: CommandResponse) {
-        let size = response.encoded_len();
+        // AWS IoT Core counts the topic with the payload.
+        let size = response.encoded_len() + self.topics.command_response.len();
         if size > MAX_PAYLOAD_BYTES {
             let error = format!(
                 "response {} is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte payload limit",

@@ -79,6 +79,7 @@ struct Topics {
     desired_get: String,
     command_response: String,
     command_request: String,
+    reported: String,
     desired: String,
     hello_get: String,
 }
@@ -91,6 +92,7 @@ impl Topics {
             desired_get: DeviceTopic::DesiredGet.for_device(id),
             command_response: DeviceTopic::CommandResponse.for_device(id),
             command_request: DeviceTopic::CommandRequest.for_device(id),
+            reported: DeviceTopic::Reported.for_device(id),
             desired: DeviceTopic::Desired.for_device(id),
             hello_get: DeviceTopic::HelloGet.for_device(id),
         }
@@ -491,7 +493,7 @@ impl Session {
 
     /// Queues reported properties (kept like telemetry until acknowledged).
     pub fn push_reported(&mut self, value: PropertyValue, now: Now) -> Result<(), SdkError> {
-        let payload = reported_payload(value)?;
+        let payload = reported_payload(value, &self.topics.reported)?;
         self.outbox.add_record(
             RecordKind::Reported,
             payload,
