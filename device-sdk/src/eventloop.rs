@@ -89,6 +89,7 @@ pub(crate) fn session_config(config: &Config) -> SessionConfig {
         max_store_bytes: config.max_store_bytes,
         max_inflight: usize::from(MAX_INFLIGHT),
         hello_on_connect: !config.no_schema_on_boot,
+        pace: config.pace,
     }
 }
 

@@ -194,7 +194,7 @@ pub use config::{
     DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
 };
 pub use error::{BuildError, SdkError};
-pub use session::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+pub use session::{Pace, BATCH_LIMIT, BATCH_SAFETY_MARGIN};
 pub use status::{ClockState, LinkIssue, Status, StoreHealth};
 pub use tls::AWS_IOT_ALPN;
 

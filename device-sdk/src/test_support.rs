@@ -91,6 +91,7 @@ impl SessionBuilder {
                 max_store_bytes: None,
                 max_inflight: 100,
                 hello_on_connect: true,
+                pace: None,
             },
             store: None,
         }

@@ -7,7 +7,8 @@ use super::{
     default_config_paths,
     file::{self, ConfigFile},
     layers::{
-        BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge, Setting,
+        BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge,
+        PaceSetting, Setting,
     },
     validate, Config, Credentials, IdPrefix, LogLevel, Persistence, Profile, StoreOptions,
 };
@@ -256,6 +257,29 @@ impl Builder {
             .backoff
             .get_or_insert_with(BackoffSection::default)
             .connect_interval = Some(interval);
+        self
+    }
+
+    /// Paces publishes on one connection at `publishes_per_sec` and `bytes_per_sec`
+    /// (payload and topic), with bursts of a quarter second of publishes and 128 KiB
+    /// (default [`crate::Pace::AWS`]: 80/s and 384 KiB/s, so that no second exceeds
+    /// AWS IoT Core's 100 publishes and 512 KiB per connection). Both rates must be
+    /// above zero.
+    pub fn pace(mut self, publishes_per_sec: f64, bytes_per_sec: f64) -> Self {
+        let pace = crate::Pace {
+            publishes_per_sec,
+            publishes_burst: (publishes_per_sec / 4.0).max(1.0),
+            bytes_per_sec,
+            bytes_burst: 128.0 * 1024.0,
+        };
+        self.options.pace = Some(PaceSetting(Some(pace)));
+        self
+    }
+
+    /// Publishes as fast as the in-flight window allows (a local broker without
+    /// AWS's limits).
+    pub fn unpaced(mut self) -> Self {
+        self.options.pace = Some(PaceSetting(None));
         self
     }
 

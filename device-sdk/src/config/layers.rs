@@ -43,7 +43,12 @@ macro_rules! higher_wins {
     };
 }
 
+/// The pacing given to the builder (`None`: unpaced).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PaceSetting(pub Option<crate::Pace>);
+
 higher_wins!(
+    PaceSetting,
     String,
     bool,
     f64,
@@ -156,6 +161,9 @@ layered! {
         pub queue_capacity: Option<usize>,
         #[serde(skip)]
         pub max_queued_bytes: Option<usize>,
+        /// `Some(None)`: unpaced.
+        #[serde(skip)]
+        pub pace: Option<PaceSetting>,
         /// Credentials given to the builder (they replace `tlsCert`/`tlsKey`/`rootCA`).
         #[serde(skip)]
         pub tls_credentials: Option<CredentialSource>,

@@ -378,6 +378,8 @@ pub(crate) struct Config {
     pub connect_interval: Duration,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// Pacing of publishes (`None`: unpaced).
+    pub pace: Option<crate::Pace>,
     pub persistent_session: bool,
     pub log_level: Option<LogLevel>,
     /// The configuration file that was read, if any.

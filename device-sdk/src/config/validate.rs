@@ -15,7 +15,7 @@ use prost::Message;
 
 use super::types::{AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, MAX_KEEP_ALIVE};
 use super::{
-    layers::{CredentialSource, Layer, Setting},
+    layers::{CredentialSource, Layer, PaceSetting, Setting},
     tls_files::TlsFiles,
     Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
@@ -174,6 +174,15 @@ pub(super) fn resolve(
             ),
         ));
     }
+    if let Some(PaceSetting(Some(p))) = &o.pace {
+        let rates = [p.publishes_per_sec, p.bytes_per_sec];
+        if !rates.iter().all(|r| r.is_finite() && *r > 0.0) {
+            return Err(invalid(
+                "pace",
+                format!("rates must be above zero, got {rates:?}"),
+            ));
+        }
+    }
     let log_level = setting(o.log_level)?;
 
     let schema = compressed_schema(schemas)?;
@@ -202,6 +211,7 @@ pub(super) fn resolve(
         backoff_max,
         connect_interval,
         keep_alive,
+        pace: o.pace.map_or(Some(crate::Pace::AWS), |p| p.0),
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
         config_file,

@@ -38,6 +38,7 @@ mod batcher;
 mod clock_fix;
 mod commands;
 mod outbox;
+mod pacer;
 mod properties;
 mod store_op;
 mod types;
@@ -55,6 +56,8 @@ pub(crate) use outbox::Token;
 #[cfg(test)]
 use outbox::DELETE_LINGER;
 use outbox::{Kind, Outbox, OutboxConfig};
+pub use pacer::Pace;
+use pacer::Pacer;
 use properties::{reported_payload, Properties};
 use store_op::StoreQueue;
 pub(crate) use store_op::{
@@ -122,6 +125,11 @@ pub(crate) struct Session {
     waits: Waits,
     clock: ClockFix,
     commands: Commands,
+    /// Pacing of publishes (`None`: unpaced), and the size of the publish it holds back.
+    pacer: Option<Pacer>,
+    paced: Option<usize>,
+    /// The publish last offered by [`Session::next_request`] and its size.
+    offered: Option<(Token, usize)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -182,6 +190,9 @@ impl Session {
             waits: Waits::default(),
             clock: ClockFix::new(now),
             commands: Commands::default(),
+            pacer: cfg.pace.map(Pacer::new),
+            paced: None,
+            offered: None,
             cfg,
         };
         if let Some(boot) = boot {
@@ -522,6 +533,9 @@ impl Session {
     /// the store is free to commit the batch), the heartbeat, store maintenance.
     pub fn on_timer(&mut self, now: Now) {
         self.clock.observe(now);
+        if let Some(pacer) = &mut self.pacer {
+            pacer.refill(now.mono);
+        }
         if self.commit_due() || self.batcher.deadline().is_some_and(|d| d <= now.mono) {
             self.flush_telemetry(now);
         }
@@ -550,8 +564,13 @@ impl Session {
         } else {
             self.batcher.deadline()
         };
+        let paced = match (&self.pacer, self.paced) {
+            (Some(pacer), Some(bytes)) if self.connected => pacer.ready_at(bytes),
+            _ => None,
+        };
         [
             batch,
+            paced,
             self.next_heartbeat,
             self.outbox.deletes_due(),
             self.next_retention,
@@ -572,11 +591,27 @@ impl Session {
         }
         let memory_ready = self.next_seq <= self.seq_durable;
         let (request, token) = self.outbox.next_request(memory_ready)?;
-        Some((self.clock.restamp(request, token), token))
+        let request = self.clock.restamp(request, token);
+        self.paced = None;
+        self.offered = None;
+        if let (Some(pacer), Request::Publish(p)) = (&self.pacer, &request) {
+            let bytes = p.payload.len() + p.topic.len();
+            if !pacer.allows(bytes) {
+                self.paced = Some(bytes);
+                return None;
+            }
+            self.offered = Some((token, bytes));
+        }
+        Some((request, token))
     }
 
     /// The request of `token` (from [`Session::next_request`]) was taken by the client.
     pub fn handed(&mut self, token: Token) {
+        if let (Some(pacer), Some((offered, bytes))) = (&mut self.pacer, self.offered.take()) {
+            if offered == token {
+                pacer.take(bytes);
+            }
+        }
         self.outbox.handed(token);
     }
 

@@ -84,6 +84,8 @@ pub(crate) struct SessionConfig {
     pub max_inflight: usize,
     /// Send `Hello` on every connection (else only on `hello/get`).
     pub hello_on_connect: bool,
+    /// Pacing of publishes (`None`: as fast as the window allows).
+    pub pace: Option<super::Pace>,
 }
 
 /// Counters of what the session holds and dropped.
