@@ -150,6 +150,13 @@ async fn a_record_that_makes_the_broker_drop_the_connection_is_quarantined_and_t
     let cuts = proxy.cuts();
     assert!((3..=4).contains(&cuts), "{cuts} cuts");
     dev.stop().await;
+    let store = mir_device_sdk::store::RedbStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.quarantined().expect("count"),
+        1,
+        "kept in the quarantine"
+    );
+    assert_eq!(store.stats().records, 0);
 }
 
 /// A store whose every operation fails.

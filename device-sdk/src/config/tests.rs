@@ -754,3 +754,35 @@ fn a_schema_whose_hello_cannot_fit_in_one_payload_is_refused_at_build_with_its_s
         other => panic!("expected SchemaTooLarge, got {other}"),
     }
 }
+
+#[test]
+fn the_keep_alive_is_settable_within_what_aws_accepts() {
+    let c = builder()
+        .keep_alive(Duration::from_secs(300))
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.keep_alive, Duration::from_secs(300));
+    let c = builder()
+        .env_vars([("MIR__KEEP_ALIVE", "45s")])
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.keep_alive, Duration::from_secs(45));
+    for bad in [Duration::from_millis(500), Duration::from_secs(1201)] {
+        let err = builder()
+            .keep_alive(bad)
+            .env_vars(no_env())
+            .resolve()
+            .expect_err("out of range");
+        assert!(
+            matches!(
+                err,
+                BuildError::InvalidOption {
+                    option: "keepAlive",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -194,6 +194,15 @@ fn a_request_deadline_shortens_the_command_limit() {
         ..Default::default()
     };
     assert_eq!(command_limit(&with_deadline(0), default, now), default);
+    // An unset clock cannot judge the deadline: the default, from receipt.
+    let unset = Now {
+        synced: false,
+        ..now
+    };
+    assert_eq!(
+        command_limit(&with_deadline(now_ms + 1_000), default, unset),
+        default
+    );
     assert_eq!(
         command_limit(&with_deadline(now_ms + 3_000), default, now),
         Duration::from_secs(3)
