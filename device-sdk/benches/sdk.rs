@@ -216,6 +216,9 @@ fn main() {
             .device_id("bench")
             .target(target.clone())
             .backoff(Duration::from_millis(50), Duration::from_millis(100))
+            .connect_interval(Duration::from_millis(100))
+            // The raw replay rate; benches/field.rs measures the default pacing.
+            .unpaced()
             .store(StoreOptions {
                 folder_path: Some(dir.path().to_path_buf()),
                 persistence_type: Some(Persistence::IfOffline),
