@@ -65,6 +65,21 @@ pub enum BuildError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl BuildError {
+    /// Whether building again can succeed without changing the configuration: only a
+    /// store or a file that could not be read for a passing reason.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BuildError::Store(e) => e.is_retryable(),
+            BuildError::ReadFile { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Errors of a built device: sending, launching, waiting.
 #[derive(Debug, thiserror::Error)]
 pub enum SdkError {
@@ -112,4 +127,54 @@ pub enum SdkError {
     ConnectTimeout(Duration),
     #[error("the device event loop failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl SdkError {
+    /// Whether the same call can succeed later: a full queue drains, a store frees
+    /// room, a connection comes up. A message too large, a stopped or not launched
+    /// device will not change by waiting.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SdkError::QueueFull { .. }
+            | SdkError::StoreFull
+            | SdkError::ConnectTimeout(_)
+            | SdkError::NotStored { .. } => true,
+            SdkError::PayloadTooLarge { .. }
+            | SdkError::Closed
+            | SdkError::NotLaunched
+            | SdkError::AlreadyLaunched
+            | SdkError::Task(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        assert!(SdkError::QueueFull { capacity: 1 }.is_retryable());
+        assert!(!SdkError::PayloadTooLarge {
+            name: "x".into(),
+            size: 2,
+            limit: 1
+        }
+        .is_retryable());
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let store = StoreError::CreateDir {
+            path: "/x".into(),
+            source: full,
+        };
+        assert!(store.is_retryable());
+        assert!(BuildError::Store(store).is_retryable());
+        let not_dir = io::Error::from(io::ErrorKind::NotADirectory);
+        assert!(!BuildError::Store(StoreError::CreateDir {
+            path: "/x".into(),
+            source: not_dir
+        })
+        .is_retryable());
+        assert!(!StoreError::Corrupt { key: 1 }.is_retryable());
+        assert!(!BuildError::MissingDeviceId.is_retryable());
+    }
 }

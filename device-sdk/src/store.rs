@@ -103,6 +103,30 @@ pub enum StoreError {
     },
 }
 
+/// Whether retrying the same I/O can succeed.
+fn io_retryable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted | WouldBlock | TimedOut | StorageFull | QuotaExceeded
+    )
+}
+
+impl StoreError {
+    /// Whether trying again later can help: a full disk or an I/O hiccup can clear; a
+    /// corrupt record or a folder that cannot exist will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::CreateDir { source, .. } | StoreError::MoveAside { source, .. } => {
+                io_retryable(source)
+            }
+            // The database's own errors are mostly I/O: the SDK tries the store again.
+            StoreError::Database { .. } => true,
+            StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
 /// One page of records read from a store, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
