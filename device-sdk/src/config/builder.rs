@@ -8,7 +8,7 @@ use super::{
     file::{self, ConfigFile},
     layers::{
         BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge,
-        PaceSetting, Setting,
+        PaceSection, Setting,
     },
     validate, Config, Credentials, IdPrefix, LogLevel, Persistence, Profile, StoreOptions,
 };
@@ -266,20 +266,21 @@ impl Builder {
     /// AWS IoT Core's 100 publishes and 512 KiB per connection). Both rates must be
     /// above zero.
     pub fn pace(mut self, publishes_per_sec: f64, bytes_per_sec: f64) -> Self {
-        let pace = crate::Pace {
-            publishes_per_sec,
-            publishes_burst: (publishes_per_sec / 4.0).max(1.0),
-            bytes_per_sec,
-            bytes_burst: 128.0 * 1024.0,
-        };
-        self.options.pace = Some(PaceSetting(Some(pace)));
+        self.options.pace = Some(PaceSection {
+            enabled: Some(true),
+            publishes_per_second: Some(publishes_per_sec),
+            bytes_per_second: Some(bytes_per_sec),
+        });
         self
     }
 
     /// Publishes as fast as the in-flight window allows (a local broker without
-    /// AWS's limits).
+    /// AWS's limits): `pace.enabled: false`.
     pub fn unpaced(mut self) -> Self {
-        self.options.pace = Some(PaceSetting(None));
+        self.options
+            .pace
+            .get_or_insert_with(PaceSection::default)
+            .enabled = Some(false);
         self
     }
 

@@ -142,6 +142,12 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("BACKOFF__MAX", &["backoff", "max"]),
     ("BACKOFF__CONNECT_INTERVAL", &["backoff", "connectInterval"]),
     ("KEEP_ALIVE", &["keepAlive"]),
+    ("PACE__ENABLED", &["pace", "enabled"]),
+    (
+        "PACE__PUBLISHES_PER_SECOND",
+        &["pace", "publishesPerSecond"],
+    ),
+    ("PACE__BYTES_PER_SECOND", &["pace", "bytesPerSecond"]),
     ("PERSISTENT_SESSION", &["persistentSession"]),
 ];
 

@@ -43,12 +43,7 @@ macro_rules! higher_wins {
     };
 }
 
-/// The pacing given to the builder (`None`: unpaced).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct PaceSetting(pub Option<crate::Pace>);
-
 higher_wins!(
-    PaceSetting,
     String,
     bool,
     f64,
@@ -161,9 +156,8 @@ layered! {
         pub queue_capacity: Option<usize>,
         #[serde(skip)]
         pub max_queued_bytes: Option<usize>,
-        /// `Some(None)`: unpaced.
-        #[serde(skip)]
-        pub pace: Option<PaceSetting>,
+        /// Extension: pacing of publishes on one connection.
+        pub pace: Option<PaceSection>,
         /// Credentials given to the builder (they replace `tlsCert`/`tlsKey`/`rootCA`).
         #[serde(skip)]
         pub tls_credentials: Option<CredentialSource>,
@@ -208,6 +202,17 @@ layered! {
         pub max_bytes: Option<u64>,
         #[serde(alias = "persistence")]
         pub persistence_type: Option<Setting<Persistence>>,
+    }
+}
+
+layered! {
+    #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(crate) struct PaceSection {
+        /// `false`: unpaced (a local broker without AWS's limits).
+        pub enabled: Option<bool>,
+        pub publishes_per_second: Option<f64>,
+        pub bytes_per_second: Option<f64>,
     }
 }
 

@@ -786,3 +786,31 @@ fn the_keep_alive_is_settable_within_what_aws_accepts() {
         );
     }
 }
+
+#[test]
+fn publishes_are_paced_for_aws_by_default_and_the_pace_is_configurable() {
+    let c = builder().env_vars(no_env()).resolve().expect("valid");
+    assert_eq!(c.pace, Some(crate::Pace::AWS));
+    let c = builder()
+        .env_vars([("MIR__PACE__PUBLISHES_PER_SECOND", "40")])
+        .resolve()
+        .expect("valid");
+    let pace = c.pace.expect("paced");
+    assert_eq!((pace.publishes_per_sec, pace.publishes_burst), (40.0, 10.0));
+    assert_eq!(pace.bytes_per_sec, crate::Pace::AWS.bytes_per_sec);
+    let c = builder()
+        .unpaced()
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.pace, None);
+    let err = builder()
+        .pace(0.0, 1.0)
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("zero");
+    assert!(
+        matches!(err, BuildError::InvalidOption { option: "pace", .. }),
+        "{err}"
+    );
+}

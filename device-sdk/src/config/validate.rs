@@ -15,7 +15,7 @@ use prost::Message;
 
 use super::types::{AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, MAX_KEEP_ALIVE};
 use super::{
-    layers::{CredentialSource, Layer, PaceSetting, Setting},
+    layers::{CredentialSource, Layer, PaceSection, Setting},
     tls_files::TlsFiles,
     Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
@@ -174,15 +174,7 @@ pub(super) fn resolve(
             ),
         ));
     }
-    if let Some(PaceSetting(Some(p))) = &o.pace {
-        let rates = [p.publishes_per_sec, p.bytes_per_sec];
-        if !rates.iter().all(|r| r.is_finite() && *r > 0.0) {
-            return Err(invalid(
-                "pace",
-                format!("rates must be above zero, got {rates:?}"),
-            ));
-        }
-    }
+    let pace = pace(o.pace.unwrap_or_default())?;
     let log_level = setting(o.log_level)?;
 
     let schema = compressed_schema(schemas)?;
@@ -211,12 +203,38 @@ pub(super) fn resolve(
         backoff_max,
         connect_interval,
         keep_alive,
-        pace: o.pace.map_or(Some(crate::Pace::AWS), |p| p.0),
+        pace,
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
         config_file,
         clock: Arc::new(crate::clock::SystemClock),
     })
+}
+
+/// The pacing: [`crate::Pace::AWS`] unless rates are given (bursts of a quarter second
+/// of publishes and 128 KiB), or none when disabled.
+fn pace(section: PaceSection) -> Result<Option<crate::Pace>, BuildError> {
+    if section.enabled == Some(false) {
+        return Ok(None);
+    }
+    let aws = crate::Pace::AWS;
+    let publishes_per_sec = section
+        .publishes_per_second
+        .unwrap_or(aws.publishes_per_sec);
+    let bytes_per_sec = section.bytes_per_second.unwrap_or(aws.bytes_per_sec);
+    let rates = [publishes_per_sec, bytes_per_sec];
+    if !rates.iter().all(|r| r.is_finite() && *r > 0.0) {
+        return Err(invalid(
+            "pace",
+            format!("rates must be above zero, got {rates:?}"),
+        ));
+    }
+    Ok(Some(crate::Pace {
+        publishes_per_sec,
+        publishes_burst: (publishes_per_sec / 4.0).max(1.0),
+        bytes_per_sec,
+        bytes_burst: aws.bytes_burst,
+    }))
 }
 
 /// The target, by default the profile's (the aws profile has none and takes a bare host).
