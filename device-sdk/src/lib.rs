@@ -115,7 +115,9 @@
 //!   credentials is server-only TLS. [`credentials::generate_csr`] writes the new key
 //!   beside the live one; [`credentials::install_certificate`] swaps both once the
 //!   certificate is back.
-//! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s).
+//! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s): a
+//!   connection that received nothing within half of it (at most 5 s) of a ping is
+//!   given up, so a link that dies without closing is noticed.
 //! - **Size limits.** `Hello` (the compressed schema) and its topic must fit in 128 KB,
 //!   checked by [`Builder::build`] ([`BuildError::SchemaTooLarge`]); every publish is
 //!   checked with its topic.

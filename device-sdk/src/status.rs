@@ -49,8 +49,7 @@ pub struct Status {
     pub connected: bool,
     /// Successful connections (ConnAck) since launch.
     pub connects: u64,
-    /// Why the link is down or unstable (`None` before the first problem, and once a
-    /// connection has stayed up).
+    /// Why the link is down or unstable (`None` before the first problem).
     pub link_issue: Option<LinkIssue>,
     /// While disconnected: the delay before the next attempt.
     pub retry_in: Option<Duration>,

@@ -26,7 +26,7 @@ use mir_proto::{
 use prost::{Message, Name};
 use support::{
     launch, launch_connected,
-    net::{free_port, CuttingProxy, KickingBroker},
+    net::{free_port, CuttingProxy, KickingBroker, SilentProxy},
     TestBroker, WAIT,
 };
 
@@ -367,5 +367,32 @@ async fn a_command_redelivered_while_its_handler_runs_gets_the_response_once_it_
     let both = broker.recorder.wait_on("mir/slow-cmd/cmd/resp", 2).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(both[0], both[1]);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_goes_silent_without_closing_is_noticed_through_the_keep_alive() {
+    let broker = TestBroker::start().await;
+    let proxy = SilentProxy::start(broker.addr).await;
+    let mir = Mir::builder()
+        .device_id("silent-link")
+        .target(format!("mqtt://{}", proxy.addr))
+        .schema(DESCRIPTOR_SET)
+        .memory_only()
+        .keep_alive(Duration::from_secs(1))
+        // Only MQTT's pings probe the link.
+        .heartbeat_interval(Duration::from_secs(3600))
+        .env_vars(Vec::<(String, String)>::new())
+        .build()
+        .expect("build");
+    let dev = launch_connected(mir).await;
+    broker.recorder.wait_on("mir/silent-link/hello", 1).await;
+    proxy.go_silent();
+    dev.mir
+        .wait_for_status(WAIT, |s| {
+            !s.connected && s.link_issue == Some(LinkIssue::ConnectionLost)
+        })
+        .await
+        .expect("the dead link noticed");
     dev.stop().await;
 }

@@ -284,9 +284,11 @@ impl Builder {
         self
     }
 
-    /// MQTT keep-alive (default 30 s): a link that stays silent for about 1.5 to 2
-    /// times this is noticed dead. AWS IoT Core accepts 30 s to 1,200 s (checked with
-    /// the `aws` profile); at most 1,200 s everywhere.
+    /// MQTT keep-alive (default 30 s): the device pings every keep-alive, and gives up
+    /// a connection that received nothing within half of it (at most 5 s) of a ping,
+    /// so a link that died silently is noticed about one keep-alive plus that after.
+    /// AWS IoT Core accepts 30 s to 1,200 s (checked with the `aws` profile); at most
+    /// 1,200 s everywhere.
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
         self.options.keep_alive = Some(keep_alive);
         self

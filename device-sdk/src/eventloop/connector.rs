@@ -2,11 +2,17 @@
 //! reconnect policy ([`Reconnect`]) says, builds the MQTT options anew, creates a fresh
 //! rumqttc client and event loop, and polls it until the connection fails, telling the
 //! driver every event ([`NetMsg`]).
+//!
+//! rumqttc pings every keep-alive and only fails when the next ping is due with the
+//! last one unanswered (up to two keep-alives of silence). The connector also gives up
+//! on a connection that received nothing within [`ping_timeout`] of a PINGREQ, so a
+//! dead link is noticed about one keep-alive plus that timeout after it died.
 
 use std::{sync::Arc, time::Duration};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, Incoming, MqttOptions, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, Incoming, MqttOptions, Outgoing, StateError,
+    TlsConfiguration, Transport,
 };
 use rumqttc_ring as rumqttc;
 use tokio::sync::mpsc;
@@ -83,8 +89,25 @@ pub(super) async fn connect_loop(
         // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
         eventloop.network_options.set_tcp_nodelay(true);
         let mut was_up = false;
+        // When a PINGREQ went out with nothing received since.
+        let mut pinged: Option<tokio::time::Instant> = None;
+        let patience = ping_timeout(config.keep_alive);
         let error = loop {
-            match eventloop.poll().await {
+            let polled = tokio::select! {
+                polled = eventloop.poll() => polled,
+                _ = sleep_until(pinged.map(|t| t + patience)) => {
+                    // The connection is given up: its event loop is dropped below.
+                    break ConnectionError::MqttState(StateError::AwaitPingResp);
+                }
+            };
+            match &polled {
+                Ok(Event::Outgoing(Outgoing::PingReq)) => {
+                    pinged.get_or_insert_with(tokio::time::Instant::now);
+                }
+                Ok(Event::Incoming(_)) => pinged = None,
+                _ => {}
+            }
+            match polled {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                     policy.on_connack(tokio::time::Instant::now().into_std());
                     was_up = true;
@@ -125,5 +148,36 @@ pub(super) async fn connect_loop(
             return;
         }
         tokio::time::sleep(retry.delay).await;
+    }
+}
+
+/// How long after a PINGREQ a silent connection is given up: half the keep-alive, at
+/// most 5 s.
+pub(crate) fn ping_timeout(keep_alive: Duration) -> Duration {
+    (keep_alive / 2).min(Duration::from_secs(5))
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ping_waits_half_the_keep_alive_for_an_answer_and_never_more_than_5_s() {
+        assert_eq!(ping_timeout(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            ping_timeout(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            ping_timeout(Duration::from_secs(1200)),
+            Duration::from_secs(5)
+        );
     }
 }
