@@ -35,6 +35,9 @@ async fn device(target: &str, id: &str) -> Mir {
         .schema(DESCRIPTOR_SET)
         .log_level(LogLevel::Error)
         .queue_capacity(50_000)
+        // The local hub has no AWS limits to pace for; the queue in memory.
+        .memory_only()
+        .unpaced()
         .build()
         .expect("device");
     mir.handle_command(|_: ActivateHvacCmd| async {

@@ -98,6 +98,7 @@ fn store_append(n: u64, per_commit: u64) -> f64 {
         payload: env(1).encode_to_vec().into(),
         seq: 1,
         sent_at_ns: 1,
+        clock_unsynced: false,
     }
     .encode_to_vec()
     .into();
@@ -215,6 +216,9 @@ fn main() {
             .device_id("bench")
             .target(target.clone())
             .backoff(Duration::from_millis(50), Duration::from_millis(100))
+            .connect_interval(Duration::from_millis(100))
+            // The raw replay rate; benches/field.rs measures the default pacing.
+            .unpaced()
             .store(StoreOptions {
                 folder_path: Some(dir.path().to_path_buf()),
                 persistence_type: Some(Persistence::IfOffline),

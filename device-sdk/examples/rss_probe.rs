@@ -35,6 +35,7 @@ async fn probe(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
                 .device_id("rss-idle")
                 .target(target)
                 .schema(DESCRIPTOR_SET)
+                .memory_only()
                 .env_vars(Vec::<(String, String)>::new())
                 .build()?;
             let _running = mir.launch(std::future::pending()).await?;

@@ -26,9 +26,9 @@ use crate::{
         command_fn, property_fn, raw_command_fn, raw_property_fn, CommandFn, PropertyFn,
         SharedRegistry,
     },
-    session::{check_item_fits, unix_ns},
+    session::check_item_fits,
     store::Store,
-    SdkError,
+    SdkError, Status, StoreHealth,
 };
 
 /// Where the event loop answers a caller that waits on it.
@@ -49,27 +49,13 @@ pub(crate) enum AppRequest {
     Flush(Done),
 }
 
-/// Connection and queue status, as seen by the event loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Status {
-    pub connected: bool,
-    /// Successful connections (ConnAck) since launch.
-    pub connects: u64,
-    /// Telemetry messages not yet acknowledged by the broker (open batch, memory, store).
-    pub queued_messages: u64,
-    /// Records (telemetry batches, reported properties) in the offline store.
-    pub stored_records: u64,
-    /// Telemetry messages dropped since launch (retention, disk cap, memory cap).
-    pub dropped_messages: u64,
-    /// Telemetry messages in the offline store.
-    pub stored_messages: u64,
-}
-
 struct Inner {
     config: Arc<Config>,
     /// Sends wait for the store's commit ([`Persistence::Always`] over a store).
     commits: bool,
     store: Mutex<Option<Box<dyn Store>>>,
+    /// Where the queue lives (whether the store could be opened).
+    store_health: StoreHealth,
     tx: mpsc::Sender<AppRequest>,
     rx: Mutex<Option<mpsc::Receiver<AppRequest>>>,
     registry: SharedRegistry,
@@ -99,13 +85,32 @@ impl Mir {
         Builder::default()
     }
 
+    #[cfg(test)]
     pub(crate) fn new(config: Config, store: Option<Box<dyn Store>>) -> Self {
+        let health = if store.is_some() {
+            StoreHealth::Durable
+        } else {
+            StoreHealth::MemoryOnly
+        };
+        Self::with_store_health(config, store, health)
+    }
+
+    /// A device whose queue is in `store` (or memory), in the state `health`.
+    pub(crate) fn with_store_health(
+        config: Config,
+        store: Option<Box<dyn Store>>,
+        health: StoreHealth,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let (status, _) = watch::channel(Status::default());
+        let (status, _) = watch::channel(Status {
+            store: health,
+            ..Status::default()
+        });
         let commits = config.persistence == Persistence::Always && store.is_some();
         Self {
             inner: Arc::new(Inner {
                 commits,
+                store_health: health,
                 config: Arc::new(config),
                 store: Mutex::new(store),
                 tx,
@@ -220,11 +225,13 @@ impl Mir {
     /// Sends a telemetry message given by its full name and encoded bytes (a message
     /// known only at run time), as [`Mir::send_telemetry`] does.
     pub fn send_telemetry_raw(&self, name: &str, payload: Bytes) -> SendTelemetry {
+        let (sent_at_ns, synced) = crate::clock::read(&*self.inner.config.clock);
         let item = TelemetryItem {
             name: name.to_string(),
             payload,
             seq: 0,
-            sent_at_ns: unix_ns(),
+            sent_at_ns,
+            clock_unsynced: !synced,
         };
         if let Err(e) = check_item_fits(&item) {
             return SendTelemetry::ready(Err(e));
@@ -283,7 +290,7 @@ impl Mir {
         let value = PropertyValue {
             name: name.to_string(),
             payload,
-            updated_at_ns: unix_ns(),
+            updated_at_ns: crate::clock::read(&*self.inner.config.clock).0,
             version: 0,
         };
         self.try_send(AppRequest::Reported(value))
@@ -324,6 +331,7 @@ impl Mir {
         let task = tokio::spawn(eventloop::run(
             Arc::clone(&self.inner.config),
             store,
+            self.inner.store_health,
             self.inner.registry.clone(),
             rx,
             self.inner.status.clone(),

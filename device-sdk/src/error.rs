@@ -42,6 +42,16 @@ pub enum BuildError {
     },
     #[error("cannot compress the schema: {0}")]
     CompressSchema(#[source] io::Error),
+    /// Not retryable: the schema must shrink (fewer or smaller files).
+    #[error(
+        "the schema is {compressed} bytes compressed: its Hello with the topic is {hello} \
+         bytes, over the {limit}-byte limit of one MQTT payload"
+    )]
+    SchemaTooLarge {
+        compressed: usize,
+        hello: usize,
+        limit: usize,
+    },
     #[error("invalid option {option}: {reason}")]
     InvalidOption {
         option: &'static str,
@@ -53,6 +63,21 @@ pub enum BuildError {
     Environment(String),
     #[error("cannot open the offline store: {0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+impl BuildError {
+    /// Whether building again can succeed without changing the configuration: only a
+    /// store or a file that could not be read for a passing reason.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BuildError::Store(e) => e.is_retryable(),
+            BuildError::ReadFile { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// Errors of a built device: sending, launching, waiting.
@@ -102,4 +127,54 @@ pub enum SdkError {
     ConnectTimeout(Duration),
     #[error("the device event loop failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl SdkError {
+    /// Whether the same call can succeed later: a full queue drains, a store frees
+    /// room, a connection comes up. A message too large, a stopped or not launched
+    /// device will not change by waiting.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SdkError::QueueFull { .. }
+            | SdkError::StoreFull
+            | SdkError::ConnectTimeout(_)
+            | SdkError::NotStored { .. } => true,
+            SdkError::PayloadTooLarge { .. }
+            | SdkError::Closed
+            | SdkError::NotLaunched
+            | SdkError::AlreadyLaunched
+            | SdkError::Task(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        assert!(SdkError::QueueFull { capacity: 1 }.is_retryable());
+        assert!(!SdkError::PayloadTooLarge {
+            name: "x".into(),
+            size: 2,
+            limit: 1
+        }
+        .is_retryable());
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let store = StoreError::CreateDir {
+            path: "/x".into(),
+            source: full,
+        };
+        assert!(store.is_retryable());
+        assert!(BuildError::Store(store).is_retryable());
+        let not_dir = io::Error::from(io::ErrorKind::NotADirectory);
+        assert!(!BuildError::Store(StoreError::CreateDir {
+            path: "/x".into(),
+            source: not_dir
+        })
+        .is_retryable());
+        assert!(!StoreError::Corrupt { key: 1 }.is_retryable());
+        assert!(!BuildError::MissingDeviceId.is_retryable());
+    }
 }

@@ -29,29 +29,29 @@ use std::{
 use bytes::Bytes;
 use mir_proto::{
     wire::{CommandRequest, CommandResponse, CommandResponseStatus, PropertyValue},
-    MAX_INFLIGHT, MAX_PAYLOAD_BYTES,
+    MAX_INFLIGHT,
 };
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, Incoming, MqttOptions, Outgoing, QoS, SubscribeFilter,
-    SubscribeReasonCode, TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS, SubscribeFilter, SubscribeReasonCode};
 use rumqttc_ring as rumqttc;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    backoff::{seed, Backoff},
-    client::{AppRequest, Done, Status},
-    config::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION},
+    backoff::{seed, Backoff, Reconnect, KICKED_IN_A_ROW, STABLE_AFTER},
+    client::{AppRequest, Done},
+    clock::WallClock,
+    config::{Config, SCHEMA_COMPRESSION},
     handlers::{CommandFn, SharedRegistry},
     session::{
-        error_response, unix_ns, Action, NotStored, Now, Request, Session, SessionConfig,
-        StoreReply, WaitId,
+        error_response, Action, NotStored, Now, Request, Session, SessionConfig, StoreReply, WaitId,
     },
     store::Store,
-    SdkError,
+    ClockState, LinkIssue, SdkError, Status, StoreHealth,
 };
 
+mod connector;
 pub(crate) mod store_task;
+
+use connector::{connect_loop, NetMsg};
 
 use store_task::StoreTask;
 
@@ -63,54 +63,14 @@ const PACKET_OVERHEAD: usize = 4 * 1024;
 /// How long shutdown waits for queued messages to be acknowledged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// What the connector tells the driver.
-enum NetMsg {
-    /// ConnAck of connection `epoch`, with the client that writes to it.
-    Connected {
-        epoch: u64,
-        client: AsyncClient,
-        session_present: bool,
-    },
-    Event {
-        epoch: u64,
-        event: Event,
-    },
-    /// Connection `epoch` failed (or never came up); the next attempt is in `retry_in`.
-    Lost {
-        epoch: u64,
-        error: ConnectionError,
-        retry_in: Duration,
-    },
-}
-
-pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
-    let mut options = MqttOptions::new(
-        config.device_id.as_str(),
-        config.target.host.clone(),
-        config.target.port,
-    );
-    options
-        .set_keep_alive(KEEP_ALIVE)
-        .set_clean_session(!config.persistent_session)
-        .set_inflight(MAX_INFLIGHT)
-        .set_max_packet_size(
-            MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
-            MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
-        );
-    if let Some(tls) = &config.tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::clone(tls),
-        )));
-    }
-    options
-}
-
 /// The clocks as the driver reads them: tokio's monotonic clock (the system's, or
-/// the paused clock of a test) and the wall clock.
-fn now() -> Now {
+/// the paused clock of a test) and the device's wall clock.
+fn now_of(clock: &dyn WallClock) -> Now {
+    let (unix_ns, synced) = crate::clock::read(clock);
     Now {
         mono: tokio::time::Instant::now().into_std(),
-        unix_ns: unix_ns(),
+        unix_ns,
+        synced,
     }
 }
 
@@ -129,6 +89,7 @@ pub(crate) fn session_config(config: &Config) -> SessionConfig {
         max_store_bytes: config.max_store_bytes,
         max_inflight: usize::from(MAX_INFLIGHT),
         hello_on_connect: !config.no_schema_on_boot,
+        pace: config.pace,
     }
 }
 
@@ -136,6 +97,7 @@ pub(crate) fn session_config(config: &Config) -> SessionConfig {
 pub(crate) async fn run(
     config: Arc<Config>,
     store: Option<Box<dyn Store>>,
+    store_health: StoreHealth,
     registry: SharedRegistry,
     mut app_rx: mpsc::Receiver<AppRequest>,
     status: watch::Sender<Status>,
@@ -147,12 +109,8 @@ pub(crate) async fn run(
         config.backoff_max,
         seed(config.device_id.as_str()),
     );
-    let connector = tokio::spawn(connect_loop(
-        mqtt_options(&config),
-        net_tx,
-        backoff,
-        config.target.to_string(),
-    ));
+    let policy = Reconnect::new(backoff, config.connect_interval);
+    let connector = tokio::spawn(connect_loop(Arc::clone(&config), net_tx, policy));
     let (done_tx, mut done_rx) = mpsc::channel::<CommandResponse>(64);
     let (prop_tx, prop_rx) = mpsc::unbounded_channel::<PropertyValue>();
     let properties = tokio::spawn(apply_properties(registry.clone(), prop_rx));
@@ -164,13 +122,15 @@ pub(crate) async fn run(
         },
         None => (StoreTask::none(), None),
     };
-    let session = Session::new(session_config(&config), boot, now());
+    let session = Session::new(session_config(&config), boot, now_of(&*config.clock));
     let mut driver = Driver {
         config,
         session,
         store,
         client: None,
         epoch: 0,
+        up_since: None,
+        store_health,
         registry,
         status,
         done_tx,
@@ -220,7 +180,8 @@ pub(crate) async fn run(
             }
             _ = sleep_until(deadline) => {}
         }
-        driver.session.on_timer(now());
+        driver.session.on_timer(driver.now());
+        driver.clear_link_issue_when_stable();
         driver.drain();
         driver.run_store_ops();
         // The status first: a caller woken by its wait sees the state that settled it.
@@ -251,6 +212,10 @@ struct Driver {
     client: Option<AsyncClient>,
     /// The current connection.
     epoch: u64,
+    /// When the current connection was accepted.
+    up_since: Option<tokio::time::Instant>,
+    /// Where the queue lives when the store works.
+    store_health: StoreHealth,
     registry: SharedRegistry,
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
@@ -269,6 +234,19 @@ fn not_stored_error(why: NotStored) -> SdkError {
 }
 
 impl Driver {
+    fn now(&self) -> Now {
+        now_of(&*self.config.clock)
+    }
+
+    /// A connection up for [`STABLE_AFTER`] clears the link issue of the status.
+    fn clear_link_issue_when_stable(&mut self) {
+        let stable = self.up_since.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
+        if stable {
+            self.status
+                .send_if_modified(|s| s.link_issue.take().is_some());
+        }
+    }
+
     /// Answers the callers whose waits the session settled.
     fn answer_waiters(&mut self) {
         for (id, result) in self.session.take_settled() {
@@ -315,10 +293,15 @@ impl Driver {
                 );
                 self.epoch = epoch;
                 self.client = Some(client);
-                self.session.on_connected(now());
+                self.up_since = Some(tokio::time::Instant::now());
+                self.session.on_connected(self.now());
                 self.status.send_modify(|s| {
                     s.connected = true;
                     s.connects += 1;
+                    s.retry_in = None;
+                    if !matches!(s.link_issue, Some(LinkIssue::DroppedAfterConnect { .. })) {
+                        s.link_issue = None;
+                    }
                 });
             }
             NetMsg::Event { epoch, event } if epoch == self.epoch => self.on_event(event),
@@ -327,7 +310,35 @@ impl Driver {
                 epoch,
                 error,
                 retry_in,
+                was_up,
+                kicked_in_a_row,
             } => {
+                let issue = if kicked_in_a_row >= KICKED_IN_A_ROW {
+                    LinkIssue::DroppedAfterConnect {
+                        in_a_row: kicked_in_a_row,
+                    }
+                } else if was_up {
+                    LinkIssue::ConnectionLost
+                } else {
+                    LinkIssue::ConnectFailed
+                };
+                if kicked_in_a_row >= KICKED_IN_A_ROW && was_up {
+                    tracing::warn!(
+                        target = %self.config.target,
+                        device = %self.config.device_id,
+                        in_a_row = kicked_in_a_row,
+                        "the broker closed the connection right after accepting it, \
+                         {kicked_in_a_row} times in a row: likely another process connects with \
+                         this client id, or the IoT policy denies a publish or subscription; \
+                         next attempt in {retry_in:?}"
+                    );
+                }
+                self.up_since = None;
+                self.status.send_modify(|s| {
+                    s.connected = false;
+                    s.retry_in = Some(retry_in);
+                    s.link_issue = Some(issue);
+                });
                 if epoch == self.epoch && self.client.is_some() {
                     tracing::warn!(
                         target = %self.config.target,
@@ -335,7 +346,6 @@ impl Driver {
                     );
                     self.client = None;
                     self.session.on_disconnected();
-                    self.status.send_modify(|s| s.connected = false);
                 } else {
                     tracing::debug!(
                         target = %self.config.target,
@@ -351,15 +361,19 @@ impl Driver {
             Event::Incoming(Incoming::Publish(publish)) => {
                 let actions = {
                     let registry = self.registry.read();
-                    self.session
-                        .on_incoming(&publish.topic, &publish.payload, &*registry, now())
+                    self.session.on_incoming(
+                        &publish.topic,
+                        &publish.payload,
+                        &*registry,
+                        self.now(),
+                    )
                 };
                 for action in actions {
                     self.dispatch(action);
                 }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => self.session.on_outgoing_publish(pkid),
-            Event::Incoming(Incoming::PubAck(ack)) => self.session.on_puback(ack.pkid, now()),
+            Event::Incoming(Incoming::PubAck(ack)) => self.session.on_puback(ack.pkid, self.now()),
             Event::Incoming(Incoming::SubAck(ack))
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
             {
@@ -373,23 +387,34 @@ impl Driver {
 
     fn publish_status(&self) {
         let c = self.session.counters();
+        let store = match self.store_health {
+            StoreHealth::Durable if c.store_failing => StoreHealth::Failing,
+            health => health,
+        };
         self.status.send_if_modified(|s| {
-            let changed = s.queued_messages != c.queued_messages
-                || s.stored_records != c.stored_records
-                || s.dropped_messages != c.dropped_messages
-                || s.stored_messages != c.stored_messages;
+            let before = *s;
             s.stored_messages = c.stored_messages;
             s.queued_messages = c.queued_messages;
+            s.queued_bytes = c.queued_bytes;
             s.stored_records = c.stored_records;
             s.dropped_messages = c.dropped_messages;
-            changed
+            s.quarantined_records = c.quarantined_records;
+            s.corrupt_records = c.corrupt_records;
+            s.store_errors = c.store_errors;
+            s.store = store;
+            s.clock = if c.clock_synced {
+                ClockState::Synced
+            } else {
+                ClockState::Unsynced
+            };
+            *s != before
         });
     }
 
     fn on_app_request(&mut self, request: AppRequest) {
         match request {
             AppRequest::Telemetry { item, done: None } => {
-                if let Err(e) = self.session.push_telemetry(item, now()) {
+                if let Err(e) = self.session.push_telemetry(item, self.now()) {
                     tracing::error!("telemetry refused: {e}");
                 }
             }
@@ -398,7 +423,7 @@ impl Driver {
                 done: Some(done),
             } => {
                 let id = self.wait_for(done);
-                if let Err(e) = self.session.push_telemetry_awaited(item, now(), id) {
+                if let Err(e) = self.session.push_telemetry_awaited(item, self.now(), id) {
                     if let Some(done) = self.waiters.remove(&id) {
                         let _ = done.send(Err(e));
                     }
@@ -406,10 +431,10 @@ impl Driver {
             }
             AppRequest::Flush(done) => {
                 let id = self.wait_for(done);
-                self.session.flush(now(), id);
+                self.session.flush(self.now(), id);
             }
             AppRequest::Reported(value) => {
-                if let Err(e) = self.session.push_reported(value, now()) {
+                if let Err(e) = self.session.push_reported(value, self.now()) {
                     tracing::error!("reported properties refused: {e}");
                 }
             }
@@ -427,7 +452,8 @@ impl Driver {
                 let handler = self.registry.read().command(&request.name);
                 match handler {
                     Some(handler) => {
-                        let limit = command_limit(&request, self.config.command_timeout, now());
+                        let limit =
+                            command_limit(&request, self.config.command_timeout, self.now());
                         tokio::spawn(run_command(handler, request, limit, self.done_tx.clone()));
                     }
                     None => self.session.command_finished(error_response(
@@ -486,7 +512,7 @@ impl Driver {
                 self.on_app_request(request);
             }
         }
-        self.session.flush_telemetry(now());
+        self.session.flush_telemetry(self.now());
         self.drain();
         self.run_store_ops();
         let grace = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -508,7 +534,7 @@ impl Driver {
                     break;
                 }
             }
-            self.session.on_timer(now());
+            self.session.on_timer(self.now());
             self.drain();
             self.run_store_ops();
             self.answer_waiters();
@@ -529,7 +555,7 @@ impl Driver {
                 }
             }
         }
-        self.session.close(now());
+        self.session.close(self.now());
         // What is left goes to the store before the device stops.
         self.run_store_ops();
         while self.store.is_busy() {
@@ -543,9 +569,11 @@ impl Driver {
     }
 }
 
-/// How long a command may run: the default timeout, shortened by the request deadline.
+/// How long a command may run, from its receipt on the monotonic clock: the default
+/// timeout, shortened by the request deadline when the wall clock is set (an unset
+/// clock cannot judge a deadline).
 fn command_limit(request: &CommandRequest, default: Duration, now: Now) -> Duration {
-    if request.deadline_unix_ms <= 0 {
+    if request.deadline_unix_ms <= 0 || !now.synced {
         return default;
     }
     let left_ms = request.deadline_unix_ms - now.unix_ns / 1_000_000;
@@ -608,62 +636,6 @@ async fn apply_properties(
             Ok(Err(e)) => tracing::error!(name = value.name, "{e}"),
             Err(_) => tracing::error!(name = value.name, "the property handler panicked"),
         }
-    }
-}
-
-/// Connects, polls until the connection fails, waits a backoff delay, again, forever.
-async fn connect_loop(
-    options: MqttOptions,
-    tx: mpsc::Sender<NetMsg>,
-    mut backoff: Backoff,
-    target: String,
-) {
-    let mut epoch = 0u64;
-    let mut failures: u32 = 0;
-    loop {
-        epoch += 1;
-        let (client, mut eventloop) = AsyncClient::new(options.clone(), CLIENT_CHANNEL);
-        // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
-        eventloop.network_options.set_tcp_nodelay(true);
-        let error = loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    backoff.reset();
-                    failures = 0;
-                    let msg = NetMsg::Connected {
-                        epoch,
-                        client: client.clone(),
-                        session_present: ack.session_present,
-                    };
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(event) => {
-                    if tx.send(NetMsg::Event { epoch, event }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break e,
-            }
-        };
-        // Everything this connection held is dropped here; the session resends it.
-        drop(eventloop);
-        drop(client);
-        failures = failures.saturating_add(1);
-        let retry_in = backoff.next_delay();
-        if failures == 1 || failures.is_power_of_two() {
-            tracing::warn!(target, failures, "MQTT connection error: {error}");
-        }
-        let lost = NetMsg::Lost {
-            epoch,
-            error,
-            retry_in,
-        };
-        if tx.send(lost).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(retry_in).await;
     }
 }
 

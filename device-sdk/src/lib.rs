@@ -65,14 +65,62 @@
 //! (default one week) and a cap on the file system's use (default 85 %: new records then
 //! replace the oldest); it also keeps the sequence number and the last desired
 //! properties, so a device that boots offline calls its handlers with them. Without a
-//! `localStore.folderPath` the queue is kept in memory. Replay is oldest first, at most
-//! 100 publishes in flight (AWS IoT Core's limit).
+//! `localStore.folderPath` the store is in the standard per-device folder
+//! ([`default_store_folder`]: `$XDG_STATE_HOME/mir/devices/{id}`, else
+//! `~/.local/state/mir/devices/{id}`); memory only is an explicit choice
+//! ([`Builder::memory_only`], `localStore.inMemory: true`). Replay is oldest first, at
+//! most 100 publishes in flight, paced under AWS IoT Core's per-connection limits
+//! ([`Pace::AWS`], [`Builder::pace`]).
 //!
-//! Reconnection: exponential backoff with full jitter, 1 s to 128 s by default
-//! ([`Builder::backoff`]); every connection subscribes again, says hello and pulls the
-//! desired properties; the MQTT session is persistent (`clean_session = false`) so the
-//! broker keeps commands for a device that is briefly away. Sends never wait for the
-//! network or for room in the queue: they queue, or fail with [`SdkError::QueueFull`].
+//! Reconnection: exponential backoff, 1 s to 128 s by default ([`Builder::backoff`]),
+//! each delay drawn between half its ceiling and its ceiling, and never two CONNECTs
+//! closer than [`DEFAULT_CONNECT_INTERVAL`] (AWS IoT Core's one per second per client
+//! id); the backoff starts over only once a connection stayed up [`STABLE_AFTER`].
+//! Every connection subscribes again, says hello and pulls the desired properties; the
+//! MQTT session is persistent (`clean_session = false`) so the broker keeps commands
+//! for a device that is briefly away. Sends never wait for the network or for room in
+//! the queue: they queue, or fail with [`SdkError::QueueFull`].
+//!
+//! # In the field
+//!
+//! [`Mir::status`] says what the device is going through ([`Status`]):
+//!
+//! - **Kicked right after connecting.** [`KICKED_IN_A_ROW`] connections in a row that
+//!   end within [`KICKED_WITHIN`] of their CONNACK (two processes with one client id, a
+//!   publish the IoT policy denies) are reported as [`LinkIssue::DroppedAfterConnect`],
+//!   in the status and the log, while the backoff keeps growing.
+//! - **Poison records.** After a drop with several records in flight, those records
+//!   leave one at a time; a record alone in flight when the connection drops three
+//!   times is moved to the store's quarantine ([`Status::quarantined_records`]) and
+//!   replay goes on behind it.
+//! - **Failing storage.** A store that cannot be opened starts the device on the
+//!   bounded memory queue ([`StoreHealth::Unavailable`]; `localStore.required: true`
+//!   makes it a [`BuildError::Store`]); writes that fail keep records in the bounded
+//!   memory queue, the oldest dropped past `max_queued_bytes` and counted
+//!   ([`StoreHealth::Failing`]); a corrupt record is skipped, removed and counted
+//!   ([`Status::corrupt_records`]); a corrupt file is moved aside and a new one
+//!   started ([`store::RedbStore::moved_aside`]). [`Builder::store_backend`] puts the
+//!   queue in another [`store::Store`].
+//! - **No real-time clock.** A clock before [`CLOCK_FLOOR_UNIX_SECS`] (or that its
+//!   [`WallClock`] calls unsynced) is not set ([`ClockState::Unsynced`]): telemetry
+//!   accepted then is marked `clock_unsynced` and gets its real time at publish once
+//!   the clock is set in the same run; records of an earlier run keep the mark, and
+//!   the cloud stores them at their receive time. Retention never deletes a record
+//!   written before the clock was set. A command's deadline is not judged by an unset
+//!   clock: its time limit runs from its receipt, on the monotonic clock.
+//! - **Commands delivered twice** (a QoS 1 redelivery, a retry) run their handler once;
+//!   every delivery gets the first one's response.
+//! - **Credentials from files** are read again at every connection attempt: a
+//!   certificate renewed on disk is used by the next reconnect. A CA without client
+//!   credentials is server-only TLS. [`credentials::generate_csr`] writes the new key
+//!   beside the live one; [`credentials::install_certificate`] swaps both once the
+//!   certificate is back.
+//! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s): a
+//!   connection that received nothing within half of it (at most 5 s) of a ping is
+//!   given up, so a link that dies without closing is noticed.
+//! - **Size limits.** `Hello` (the compressed schema) and its topic must fit in 128 KB,
+//!   checked by [`Builder::build`] ([`BuildError::SchemaTooLarge`]); every publish is
+//!   checked with its topic.
 //!
 //! # What is durable when
 //!
@@ -85,7 +133,7 @@
 //! |---|---|---|---|
 //! | `always`, with a store folder | once it is committed to the store | from that return until its PUBACK (then removed within 200 ms) | once everything accepted before it is committed (or, if its write failed, acknowledged) |
 //! | `ifoffline` (default) | at once (queued) | while offline: from the commit after its batch closes (the linger, default 50 ms); online: not on the device (it waits in memory for its PUBACK), unless the connection drops first (then it is written to the store) | once everything accepted before it is safe: its PUBACK while online, its commit while offline |
-//! | `nostorage`, or no store folder | at once (queued) | never | once everything accepted before it is acknowledged |
+//! | `nostorage`, or memory only | at once (queued) | never | once everything accepted before it is acknowledged |
 //!
 //! - With `always`, messages sent while a commit runs share the next commit (group
 //!   commit): concurrent senders get one commit per round, a lone sequential sender one
@@ -102,8 +150,9 @@
 //!   its `seq` and `sent_at_ns`. The platform keys telemetry points by (device, measure,
 //!   time, seq), so a message delivered before the kill and replayed after it is stored
 //!   once. Sequence numbers are reserved in the store (blocks of 10,000) before they are
-//!   used and never start below the clock in microseconds, so a restarted device never
-//!   gives another message a `seq` it used before.
+//!   used and never start below the clock in microseconds (nor below
+//!   [`CLOCK_FLOOR_UNIX_SECS`]), so a restarted device never gives another message a
+//!   `seq` it used before.
 //!
 //! ```
 //! use std::time::Duration;
@@ -151,7 +200,10 @@
 //!   connection, backoff), the driver feeding the session, the store task running the
 //!   session's store operations in order on tokio's blocking pool, command handler
 //!   tasks and the property task.
-//! - `backoff`: [`Backoff`], exponential with full jitter.
+//! - `backoff`: [`Backoff`] and the reconnect policy (connect interval, reset after a
+//!   stable connection, kicks after CONNACK counted).
+//! - `clock`: [`WallClock`], [`SystemClock`], whether the clock is set.
+//! - `status`: [`Status`], [`LinkIssue`], [`StoreHealth`], [`ClockState`].
 //! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.
 //! - `handlers`: type-erased handlers by message full name.
@@ -166,28 +218,36 @@
 
 mod backoff;
 mod client;
+pub mod clock;
 mod config;
 pub mod credentials;
 mod error;
 mod eventloop;
 mod handlers;
 mod session;
+mod status;
 pub mod store;
 mod tls;
 
 #[cfg(test)]
 mod test_support;
 
-pub use backoff::{Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN};
-pub use client::{Mir, Running, SendTelemetry, Status};
+pub use backoff::{
+    Backoff, DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_CONNECT_INTERVAL, KICKED_IN_A_ROW,
+    KICKED_WITHIN, STABLE_AFTER,
+};
+pub use client::{Mir, Running, SendTelemetry};
+pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
-    default_config_paths, Builder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
-    Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
+    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogLevel,
+    Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
+    DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
 };
 pub use error::{BuildError, SdkError};
-pub use session::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+pub use session::{Pace, BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+pub use status::{ClockState, LinkIssue, Status, StoreHealth};
 pub use tls::AWS_IOT_ALPN;
 
 /// This SDK's version, sent in `Hello.sdk_version`.

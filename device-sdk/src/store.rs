@@ -95,6 +95,61 @@ pub enum StoreError {
     Database { path: PathBuf, reason: String },
     #[error("a record in the store is corrupt (key {key})")]
     Corrupt { key: u64 },
+    #[error("cannot move the corrupt store file {} aside: {source}", path.display())]
+    MoveAside {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whether retrying the same I/O can succeed.
+fn io_retryable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted | WouldBlock | TimedOut | StorageFull | QuotaExceeded
+    )
+}
+
+impl StoreError {
+    /// Whether trying again later can help: a full disk or an I/O hiccup can clear; a
+    /// corrupt record or a folder that cannot exist will not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::CreateDir { source, .. } | StoreError::MoveAside { source, .. } => {
+                io_retryable(source)
+            }
+            // The database's own errors are mostly I/O: the SDK tries the store again.
+            StoreError::Database { .. } => true,
+            StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// One page of records read from a store, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub records: Vec<Record>,
+    /// Keys of the records in the page's range that could not be decoded (skipped).
+    pub corrupt: Vec<u64>,
+}
+
+impl Page {
+    /// Entries of the store the page covers, good or corrupt.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.corrupt.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The highest key the page covers.
+    pub fn last_key(&self) -> Option<u64> {
+        let good = self.records.last().map(|r| r.key);
+        good.into_iter().chain(self.corrupt.iter().copied()).max()
+    }
 }
 
 /// Where records wait for the broker. All reads are oldest first; nothing here holds
@@ -104,9 +159,26 @@ pub trait Store: Send {
     fn append(&mut self, records: &[Record]) -> Result<(), StoreError>;
     /// Up to `max` records with a key above `after`, oldest first.
     fn read_after(&self, after: Option<u64>, max: usize) -> Result<Vec<Record>, StoreError>;
+    /// Like [`Store::read_after`], but a record that cannot be decoded is skipped (its
+    /// key listed in [`Page::corrupt`]) instead of failing the page. The default reads
+    /// with [`Store::read_after`] (a store whose records cannot be corrupt).
+    fn read_page(&self, after: Option<u64>, max: usize) -> Result<Page, StoreError> {
+        Ok(Page {
+            records: self.read_after(after, max)?,
+            corrupt: Vec::new(),
+        })
+    }
+    /// Moves a record out of the queue into the store's quarantine (kept for a human
+    /// to look at, never replayed). The default removes it.
+    fn quarantine(&mut self, key: u64) -> Result<(), StoreError> {
+        self.remove(&[key])
+    }
     /// Removes records (acknowledged by the broker) in one commit.
     fn remove(&mut self, keys: &[u64]) -> Result<(), StoreError>;
-    /// Removes the oldest records created before `cutoff_ns`; returns how many.
+    /// Removes the oldest records created before `cutoff_ns`, up to the first record
+    /// with a real time at or after it; returns what was removed. A record whose time
+    /// is not a real one (below [`crate::CLOCK_FLOOR_UNIX_SECS`]: written before the
+    /// clock was set) is never removed by it.
     fn expire(&mut self, cutoff_ns: i64) -> Result<StoreStats, StoreError>;
     /// Removes the oldest records until at least `bytes` were freed (or the store is
     /// empty); returns what was removed.
@@ -183,6 +255,7 @@ impl Store for MemoryStore {
         let old: Vec<u64> = self
             .records
             .values()
+            .filter(|r| r.created_ns >= crate::clock::CLOCK_FLOOR_NS)
             .take_while(|r| r.created_ns < cutoff_ns)
             .map(|r| r.key)
             .collect();

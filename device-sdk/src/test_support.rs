@@ -25,11 +25,12 @@ use crate::{
 
 pub(crate) const DEVICE: &str = "weather";
 
-/// A fixed starting point: 2023-11-14T22:13:20Z.
+/// A fixed starting point: 2027-01-15T08:00:00Z (a set clock).
 pub(crate) fn t0() -> Now {
     Now {
         mono: Instant::now(),
-        unix_ns: 1_700_000_000_000_000_000,
+        unix_ns: 1_800_000_000_000_000_000,
+        synced: true,
     }
 }
 
@@ -37,6 +38,7 @@ pub(crate) fn later(now: Now, by: Duration) -> Now {
     Now {
         mono: now.mono + by,
         unix_ns: now.unix_ns + i64::try_from(by.as_nanos()).expect("small duration"),
+        synced: now.synced,
     }
 }
 
@@ -89,6 +91,7 @@ impl SessionBuilder {
                 max_store_bytes: None,
                 max_inflight: 100,
                 hello_on_connect: true,
+                pace: None,
             },
             store: None,
         }
@@ -289,6 +292,7 @@ pub(crate) fn item(name: &str, payload_len: usize, now: Now) -> TelemetryItem {
         payload: Bytes::from(vec![7u8; payload_len]),
         seq: 0,
         sent_at_ns: now.unix_ns,
+        clock_unsynced: false,
     }
 }
 

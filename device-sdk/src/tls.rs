@@ -14,12 +14,15 @@ use crate::{config::Credentials, BuildError};
 /// ALPN protocol AWS IoT Core needs for MQTT with client certificates on port 443.
 pub const AWS_IOT_ALPN: &[u8] = b"x-amzn-mqtt-ca";
 
+/// The client configuration: `ca` (PEM) as the only root, else the Mozilla roots; the
+/// client certificate of `credentials` if given (else server-only TLS).
 pub(crate) fn client_config(
     credentials: Option<&Credentials>,
+    ca: Option<&[u8]>,
     port: u16,
 ) -> Result<Arc<ClientConfig>, BuildError> {
     let mut roots = RootCertStore::empty();
-    match credentials.and_then(|c| c.ca_pem.as_deref()) {
+    match ca {
         Some(ca) => {
             for cert in parse_certs("CA certificate", ca)? {
                 roots.add(cert)?;

@@ -41,6 +41,7 @@ async fn twenty_thousand_messages_survive_two_broker_restarts() {
         .target(broker.target())
         .telemetry_linger(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .connect_interval(Duration::from_millis(100))
         .store(StoreOptions {
             folder_path: Some(dir.path().to_path_buf()),
             persistence_type: Some(Persistence::IfOffline),

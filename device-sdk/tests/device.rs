@@ -355,6 +355,7 @@ async fn sends_never_block_without_a_broker() {
     let mir = Mir::builder()
         .device_id("weather-offline")
         .target(target)
+        .memory_only()
         .queue_capacity(8)
         .build()
         .expect("build");

@@ -39,21 +39,30 @@ async fn child_device() {
         .expect("count")
         .parse()
         .expect("number");
-    let mir = Mir::builder()
+    let builder = Mir::builder()
         .device_id(DEVICE)
         .target(target)
         .telemetry_linger(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
-        .store(StoreOptions {
-            folder_path: Some(store.into()),
-            persistence_type: Some(Persistence::IfOffline),
-            // Delivery is under test here, not the disk cap (the machine's disk may be >85% full).
-            disk_space_limit: Some(100.0),
-            ..Default::default()
-        })
-        .env_vars(Vec::<(String, String)>::new())
-        .build()
-        .expect("build");
+        .connect_interval(Duration::from_millis(100));
+    let mir = if std::env::var_os("MIR_SDK_TEST_DEFAULT_STORE").is_some() {
+        // No store setting at all: the default folder ($XDG_STATE_HOME, set by the
+        // parent to `store`). Delivery is under test, not the disk cap (the
+        // machine's disk may be over 85 % full).
+        builder.env_vars([("MIR__LOCAL_STORE__DISK_SPACE_LIMIT", "100")])
+    } else {
+        builder
+            .store(StoreOptions {
+                folder_path: Some(store.into()),
+                persistence_type: Some(Persistence::IfOffline),
+                // Delivery is under test here, not the disk cap (the machine's disk may be >85% full).
+                disk_space_limit: Some(100.0),
+                ..Default::default()
+            })
+            .env_vars(Vec::<(String, String)>::new())
+    }
+    .build()
+    .expect("build");
     let _running = mir.launch(std::future::pending()).await.expect("launch");
     // The event loop opens the store in the background: wait (bounded) until the
     // status counts what the earlier processes left there (`from` messages), then
@@ -92,13 +101,38 @@ async fn child_device() {
     tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
+/// How the child finds its store.
+#[derive(Clone, Copy)]
+enum StoreSetting {
+    /// `localStore.folderPath` is the folder.
+    Folder,
+    /// No setting: the default folder, under `$XDG_STATE_HOME` = the folder.
+    Default,
+}
+
 fn spawn_child(
     store: &std::path::Path,
     target: &str,
     from: i64,
     count: i64,
 ) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+    spawn_child_with(store, StoreSetting::Folder, target, from, count)
+}
+
+fn spawn_child_with(
+    store: &std::path::Path,
+    setting: StoreSetting,
+    target: &str,
+    from: i64,
+    count: i64,
+) -> (Child, mpsc::Receiver<String>) {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    if let StoreSetting::Default = setting {
+        command
+            .env("MIR_SDK_TEST_DEFAULT_STORE", "1")
+            .env("XDG_STATE_HOME", store);
+    }
+    let mut child = command
         .args(["child_device", "--exact", "--nocapture", "--test-threads=1"])
         .env("MIR_SDK_TEST_CHILD", store)
         .env("MIR_SDK_TEST_TARGET", target)
@@ -191,4 +225,54 @@ async fn a_device_killed_while_offline_replays_its_queue_after_a_restart() {
         ts.len(),
         "nothing was acknowledged before: no duplicate"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_device_killed_while_offline_delivers_what_it_accepted_after_a_restart() {
+    const ACCEPTED: i64 = 300;
+    let state = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let target = format!("mqtt://127.0.0.1:{port}");
+
+    // No store setting, offline: 300 messages accepted, then SIGKILL.
+    let (mut child, rx) =
+        spawn_child_with(state.path(), StoreSetting::Default, &target, 0, ACCEPTED);
+    wait_line(&rx, "STORED");
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let folder = state.path().join("mir").join("devices").join(DEVICE);
+    assert!(
+        folder.join("store.redb").is_file(),
+        "the queue is on disk in the standard per-device folder"
+    );
+
+    // Restarted (nothing more to send), the broker up: everything is delivered.
+    let broker = TestBroker::start_on(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    let (mut child, rx) =
+        spawn_child_with(state.path(), StoreSetting::Default, &target, ACCEPTED, 0);
+    let started = wait_line(&rx, "CHILD STARTED");
+    assert!(
+        started.contains(&format!("with {ACCEPTED} stored")),
+        "the killed process's queue is on disk: {started}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ts = loop {
+        let mut ts = HashSet::new();
+        for batch in broker.recorder.on(&format!("mir/{DEVICE}/tlm")) {
+            for item in TelemetryBatch::decode(batch).expect("batch").items {
+                ts.insert(Env::decode(item.payload).expect("env").ts);
+            }
+        }
+        if ts.len() as i64 >= ACCEPTED || Instant::now() > deadline {
+            break ts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert_eq!(ts, (0..ACCEPTED).collect::<HashSet<_>>());
 }

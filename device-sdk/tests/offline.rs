@@ -23,6 +23,7 @@ fn device(target: String, dir: &std::path::Path, persistence: Persistence) -> Mi
         .target(target)
         .telemetry_linger(Duration::from_millis(20))
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .connect_interval(Duration::from_millis(100))
         .store(StoreOptions {
             folder_path: Some(dir.to_path_buf()),
             persistence_type: Some(persistence),

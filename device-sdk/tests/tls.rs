@@ -56,6 +56,7 @@ fn device(b: &TlsBroker, id: &str, cert_for: &str) -> Mir {
         .device_id(id)
         .target(format!("mqtts://localhost:{port}"))
         .schema(DESCRIPTOR_SET)
+        .memory_only()
         .credentials(Credentials {
             client_cert_pem: issued.cert_pem.into_bytes(),
             client_key_pem: issued.private_key_pem.expect("key").into_bytes(),
@@ -95,7 +96,8 @@ async fn a_key_made_on_the_device_and_a_signed_csr_connect_from_the_default_file
         b.ca.sign_csr(&DeviceId::new("weather-csr").expect("id"), &csr)
             .expect("signed");
     assert!(issued.private_key_pem.is_none());
-    std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).expect("write");
+    mir_device_sdk::credentials::install_certificate(dir.path(), issued.cert_pem.as_bytes())
+        .expect("installed");
     std::fs::write(dir.path().join("ca.crt"), b.ca.ca_cert_pem()).expect("write");
     let port = b.broker.tls_addr().expect("tls listener").port();
     // No credentials given: tls.crt, tls.key and ca.crt are found in the search path.
@@ -103,11 +105,90 @@ async fn a_key_made_on_the_device_and_a_signed_csr_connect_from_the_default_file
         .device_id("weather-csr")
         .target(format!("mqtts://localhost:{port}"))
         .schema(DESCRIPTOR_SET)
+        .memory_only()
         .credentials_search_dirs(vec![dir.path().to_path_buf()])
         .env_vars(Vec::<(String, String)>::new())
         .build()
         .expect("build");
     let dev = launch_connected(mir).await;
     b.recorder.wait_on("mir/weather-csr/hello", 1).await;
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_only_tls_with_a_private_root_ca_connects() {
+    // A private CA signs the server's certificate; the device has no certificate of
+    // its own, only ca.crt.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = LocalCa::load_or_create(dir.path()).expect("ca");
+    let server = ca.issue_server_cert(&[]).expect("server cert");
+    let broker = support::TestBroker::start().await;
+    let front = support::net::ServerOnlyTls::start(
+        &server.cert_pem,
+        server.private_key_pem.as_deref().expect("key"),
+        broker.addr,
+    )
+    .await;
+    let creds = tempfile::tempdir().expect("tempdir");
+    std::fs::write(creds.path().join("ca.crt"), ca.ca_cert_pem()).expect("write");
+    let mir = Mir::builder()
+        .device_id("server-only")
+        .target(format!("mqtts://localhost:{}", front.addr.port()))
+        .schema(DESCRIPTOR_SET)
+        .memory_only()
+        .credentials_search_dirs(vec![creds.path().to_path_buf()])
+        .env_vars(Vec::<(String, String)>::new())
+        .build()
+        .expect("build");
+    let dev = launch_connected(mir).await;
+    broker.recorder.wait_on("mir/server-only/hello", 1).await;
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_files_replaced_while_running_are_used_by_the_next_connection() {
+    let b = tls_broker().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |cert_for: &str| {
+        let issued =
+            b.ca.issue_device_cert(&DeviceId::new(cert_for).expect("id"))
+                .expect("device cert");
+        std::fs::write(dir.path().join("tls.crt"), issued.cert_pem).expect("write");
+        std::fs::write(
+            dir.path().join("tls.key"),
+            issued.private_key_pem.expect("key"),
+        )
+        .expect("write");
+    };
+    // The files hold another device's certificate: every attempt is refused.
+    write("someone-else");
+    std::fs::write(dir.path().join("ca.crt"), b.ca.ca_cert_pem()).expect("write");
+    let port = b.broker.tls_addr().expect("tls listener").port();
+    let mir = Mir::builder()
+        .device_id("rotated")
+        .target(format!("mqtts://localhost:{port}"))
+        .schema(DESCRIPTOR_SET)
+        .memory_only()
+        .connect_interval(Duration::from_millis(100))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .credentials_search_dirs(vec![dir.path().to_path_buf()])
+        .env_vars(Vec::<(String, String)>::new())
+        .build()
+        .expect("build");
+    let dev = launch(mir).await;
+    dev.mir
+        .wait_for_status(support::WAIT, |s| {
+            s.link_issue == Some(mir_device_sdk::LinkIssue::ConnectFailed)
+        })
+        .await
+        .expect("refused with the wrong certificate");
+    assert!(!dev.mir.is_connected());
+    // The certificate is renewed on disk, without a restart.
+    write("rotated");
+    dev.mir
+        .wait_connected(support::WAIT)
+        .await
+        .expect("the next connection uses the new files");
+    b.recorder.wait_on("mir/rotated/hello", 1).await;
     dev.stop().await;
 }

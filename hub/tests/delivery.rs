@@ -89,6 +89,7 @@ fn batch(items: &[(i64, i32, u64)]) -> Bytes {
                 payload: env(*ts, *temperature).encode_to_vec().into(),
                 seq: *seq,
                 sent_at_ns: 0,
+                clock_unsynced: false,
             })
             .collect(),
     }

@@ -53,6 +53,7 @@ fn batch(ts_ns: i64, seq: u64, sent_at_ns: i64) -> Bytes {
             payload: env(ts_ns, 21).encode_to_vec().into(),
             seq,
             sent_at_ns,
+            clock_unsynced: false,
         }],
     }
     .encode_to_vec()

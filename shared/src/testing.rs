@@ -196,6 +196,7 @@ pub fn telemetry_event(id: &str, items: &[(&str, Vec<u8>, u64)], received_ms: i6
                 payload: payload.clone().into(),
                 seq: *seq,
                 sent_at_ns: 0,
+                clock_unsynced: false,
             })
             .collect(),
     };

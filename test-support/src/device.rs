@@ -71,6 +71,8 @@ impl TestDevice {
             .target(opts.target)
             .schema(DESCRIPTOR_SET)
             .log_level(LogLevel::Warn)
+            // Test devices keep their queue in memory (the SDK's default is on disk).
+            .memory_only()
             .telemetry_linger(Duration::from_millis(20));
         if let Some((cert, key, ca)) = opts.credentials {
             b = b.tls_files(cert, key, ca);

@@ -14,6 +14,8 @@ async fn device_from_file(path: &std::path::Path) -> (Mir, tokio::sync::watch::S
     let mir = Mir::builder()
         .config_file(path)
         .schema(DESCRIPTOR_SET)
+        // The queue in memory: the SDK's default is on disk, shared across runs.
+        .memory_only()
         .build()
         .unwrap_or_else(|e| panic!("the written {} does not build: {e}", path.display()));
     let (stop, mut rx) = tokio::sync::watch::channel(false);

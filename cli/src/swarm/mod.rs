@@ -339,6 +339,8 @@ async fn deploy(
         .target(target)
         .schema(&group.descriptor_set)
         .log_level(log_level)
+        // Simulated devices keep their queue in memory (the SDK's default is on disk).
+        .memory_only()
         .build()?;
     for (name, delay) in &group.commands {
         let (name, delay) = (name.clone(), *delay);

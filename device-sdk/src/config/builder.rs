@@ -1,20 +1,24 @@
 //! The [`Builder`]: the options given in code (the top layer), where the other layers
 //! come from (the configuration file, the environment), and building the device.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use super::{
     default_config_paths,
     file::{self, ConfigFile},
-    layers::{BackoffSection, CredentialSource, IdPrefixSection, Layer, Merge, Setting},
+    layers::{
+        BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge,
+        PaceSection, Setting,
+    },
     validate, Config, Credentials, IdPrefix, LogLevel, Persistence, Profile, StoreOptions,
 };
 #[cfg(doc)]
 use super::{Secret, DEFAULT_TARGET};
 use crate::{
     client::Mir,
-    store::{RedbStore, Store},
-    BuildError,
+    clock::WallClock,
+    store::{RedbStore, Store, StoreError},
+    BuildError, StoreHealth,
 };
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,8 @@ pub struct Builder {
     schemas: Vec<Vec<u8>>,
     config: Option<ConfigSource>,
     env: Option<Vec<(String, String)>>,
+    clock: Option<Arc<dyn WallClock>>,
+    backend: Option<StoreBackend>,
 }
 
 impl Builder {
@@ -198,20 +204,93 @@ impl Builder {
         self
     }
 
-    /// The offline store (Mir's `Store(StoreOptions{..})`); unset fields come from the
-    /// lower layers.
+    /// The offline store (Mir's `Store(StoreOptions{..})`); unset fields come from
+    /// earlier calls, then the lower layers.
     pub fn store(mut self, options: StoreOptions) -> Self {
-        self.options.local_store = Some(options.into());
+        let given: Option<LocalStoreSection> = Some(options.into());
+        self.options.local_store = given.merge(self.options.local_store.take());
+        self
+    }
+
+    /// Keeps the offline queue in memory only (bounded, lost on restart) instead of
+    /// the default store on disk: `localStore.inMemory: true`.
+    pub fn memory_only(mut self) -> Self {
+        self.options
+            .local_store
+            .get_or_insert_with(Default::default)
+            .in_memory = Some(true);
+        self
+    }
+
+    /// Keeps the offline queue in the store `open` returns (a flash driver, a test
+    /// double) instead of redb in `localStore.folderPath`; called once by
+    /// [`Builder::build`], and not at all when the queue is in memory only. An error
+    /// starts the device on the bounded memory queue, unless `localStore.required`.
+    pub fn store_backend<S, F>(mut self, open: F) -> Self
+    where
+        S: Store + 'static,
+        F: Fn() -> Result<S, StoreError> + Send + Sync + 'static,
+    {
+        self.backend = Some(StoreBackend(Arc::new(move || {
+            open().map(|s| Box::new(s) as Box<dyn Store>)
+        })));
         self
     }
 
     /// Reconnection delays: exponential backoff with full jitter, the first ceiling
     /// `min` doubling up to `max` (default 1 s to 128 s).
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.options.backoff = Some(BackoffSection {
-            min: Some(min),
-            max: Some(max),
+        let section = self
+            .options
+            .backoff
+            .get_or_insert_with(BackoffSection::default);
+        section.min = Some(min);
+        section.max = Some(max);
+        self
+    }
+
+    /// Shortest time between two CONNECTs, whatever the backoff (default
+    /// [`crate::DEFAULT_CONNECT_INTERVAL`], 1 s: AWS IoT Core accepts one CONNECT per
+    /// second per client id). Lower it only for a local broker.
+    pub fn connect_interval(mut self, interval: Duration) -> Self {
+        self.options
+            .backoff
+            .get_or_insert_with(BackoffSection::default)
+            .connect_interval = Some(interval);
+        self
+    }
+
+    /// Paces publishes on one connection at `publishes_per_sec` and `bytes_per_sec`
+    /// (payload and topic), with bursts of a quarter second of publishes and 128 KiB
+    /// (default [`crate::Pace::AWS`]: 80/s and 384 KiB/s, so that no second exceeds
+    /// AWS IoT Core's 100 publishes and 512 KiB per connection). Both rates must be
+    /// above zero.
+    pub fn pace(mut self, publishes_per_sec: f64, bytes_per_sec: f64) -> Self {
+        self.options.pace = Some(PaceSection {
+            enabled: Some(true),
+            publishes_per_second: Some(publishes_per_sec),
+            bytes_per_second: Some(bytes_per_sec),
         });
+        self
+    }
+
+    /// Publishes as fast as the in-flight window allows (a local broker without
+    /// AWS's limits): `pace.enabled: false`.
+    pub fn unpaced(mut self) -> Self {
+        self.options
+            .pace
+            .get_or_insert_with(PaceSection::default)
+            .enabled = Some(false);
+        self
+    }
+
+    /// MQTT keep-alive (default 30 s): the device pings every keep-alive, and gives up
+    /// a connection that received nothing within half of it (at most 5 s) of a ping,
+    /// so a link that died silently is noticed about one keep-alive plus that after.
+    /// AWS IoT Core accepts 30 s to 1,200 s (checked with the `aws` profile); at most
+    /// 1,200 s everywhere.
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.options.keep_alive = Some(keep_alive);
         self
     }
 
@@ -219,6 +298,15 @@ impl Builder {
     /// keeps the subscriptions and queues QoS 1 commands while the device is away.
     pub fn persistent_session(mut self, yes: bool) -> Self {
         self.options.persistent_session = Some(yes);
+        self
+    }
+
+    /// Where message times come from (default: the system clock). A time source that
+    /// knows whether it is synchronised (NTP, GPS) says so through
+    /// [`WallClock::is_synced`]; otherwise a time before
+    /// [`crate::CLOCK_FLOOR_UNIX_SECS`] counts as a clock not set yet.
+    pub fn wall_clock(mut self, clock: impl WallClock) -> Self {
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -250,8 +338,9 @@ impl Builder {
 
     /// Validates everything and returns the device, not yet connected (see [`Mir::launch`]).
     pub fn build(self) -> Result<Mir, BuildError> {
+        let backend = self.backend.clone();
         let (config, _) = self.resolve_all()?;
-        build_device(config)
+        build_device(config, backend)
     }
 
     /// Like [`Builder::build`], also returning the `user:` section of the
@@ -260,13 +349,14 @@ impl Builder {
     pub fn build_with_user_config<T: serde::de::DeserializeOwned>(
         self,
     ) -> Result<(Mir, T), BuildError> {
+        let backend = self.backend.clone();
         let (config, user) = self.resolve_all()?;
         let path = config.config_file.clone().unwrap_or_default();
         let user: T = serde_yaml::from_value(user).map_err(|e| BuildError::ConfigFile {
             path,
             reason: format!("user: {e}"),
         })?;
-        Ok((build_device(config)?, user))
+        Ok((build_device(config, backend)?, user))
     }
 
     #[cfg(test)]
@@ -293,13 +383,24 @@ impl Builder {
             .options
             .merge(file.mir.normalized())
             .merge(env.normalized());
-        let config = validate::resolve(options, &self.schemas, file.path)?;
+        let mut config = validate::resolve(options, &self.schemas, file.path)?;
+        if let Some(clock) = self.clock {
+            config.clock = clock;
+        }
         Ok((config, file.user))
     }
 }
 
 /// Installs the log subscriber, opens the store and creates the device.
-fn build_device(config: Config) -> Result<Mir, BuildError> {
+fn build_device(config: Config, backend: Option<StoreBackend>) -> Result<Mir, BuildError> {
+    #[cfg(not(feature = "log-subscriber"))]
+    if config.log_level.is_some() {
+        tracing::warn!(
+            "the log level is set but this build has no log subscriber \
+             (feature log-subscriber): install one in the application"
+        );
+    }
+    #[cfg(feature = "log-subscriber")]
     if let Some(level) = config.log_level {
         // Ignored when the application already installed a subscriber.
         let _ = tracing_subscriber::fmt()
@@ -308,13 +409,29 @@ fn build_device(config: Config) -> Result<Mir, BuildError> {
     }
     if config.store_folder.is_none() && config.persistence != Persistence::NoStorage {
         tracing::info!(
-            "no localStore.folderPath: the offline queue is kept in memory only \
+            "localStore.inMemory: the offline queue is kept in memory only \
              (bounded, lost on restart)"
         );
     }
-    let store: Option<Box<dyn Store>> = match &config.store_folder {
-        Some(folder) => Some(Box::new(RedbStore::open(folder)?)),
-        None => None,
+    let opened = match (backend, &config.store_folder) {
+        (_, None) => None,
+        (Some(backend), Some(_)) => Some((backend.0)()),
+        (None, Some(folder)) => {
+            Some(RedbStore::open(folder).map(|s| Box::new(s) as Box<dyn Store>))
+        }
+    };
+    let (store, health) = match opened {
+        None => (None, StoreHealth::MemoryOnly),
+        Some(Ok(store)) => (Some(store), StoreHealth::Durable),
+        Some(Err(e)) if config.store_required => return Err(BuildError::Store(e)),
+        Some(Err(e)) => {
+            tracing::error!(
+                store = ?config.store_folder,
+                "cannot open the offline store ({e}): the device starts on the bounded \
+                 memory queue (set localStore.required to make this fatal)"
+            );
+            (None, StoreHealth::Unavailable)
+        }
     };
     tracing::info!(
         device = %config.device_id,
@@ -326,5 +443,17 @@ fn build_device(config: Config) -> Result<Mir, BuildError> {
         config_file = ?config.config_file,
         "device configured"
     );
-    Ok(Mir::new(config, store))
+    Ok(Mir::with_store_health(config, store, health))
+}
+
+/// Opens the store of [`Builder::store_backend`].
+type OpenStore = dyn Fn() -> Result<Box<dyn Store>, StoreError> + Send + Sync;
+
+#[derive(Clone)]
+struct StoreBackend(Arc<OpenStore>);
+
+impl std::fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreBackend")
+    }
 }

@@ -120,6 +120,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("DEVICE__NO_SCHEMA_ON_BOOT", &["device", "noSchemaOnBoot"]),
     ("LOCAL_STORE__FOLDER_PATH", &["localStore", "folderPath"]),
     ("LOCAL_STORE__IN_MEMORY", &["localStore", "inMemory"]),
+    ("LOCAL_STORE__REQUIRED", &["localStore", "required"]),
     (
         "LOCAL_STORE__RETENTION_LIMIT",
         &["localStore", "retentionLimit"],
@@ -139,6 +140,14 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ),
     ("BACKOFF__MIN", &["backoff", "min"]),
     ("BACKOFF__MAX", &["backoff", "max"]),
+    ("BACKOFF__CONNECT_INTERVAL", &["backoff", "connectInterval"]),
+    ("KEEP_ALIVE", &["keepAlive"]),
+    ("PACE__ENABLED", &["pace", "enabled"]),
+    (
+        "PACE__PUBLISHES_PER_SECOND",
+        &["pace", "publishesPerSecond"],
+    ),
+    ("PACE__BYTES_PER_SECOND", &["pace", "bytesPerSecond"]),
     ("PERSISTENT_SESSION", &["persistentSession"]),
 ];
 

@@ -143,6 +143,9 @@ layered! {
         pub backoff: Option<BackoffSection>,
         /// MQTT persistent session (`clean_session = false`), default true.
         pub persistent_session: Option<bool>,
+        /// MQTT keep-alive (default 30 s; AWS IoT Core: 30 s to 1,200 s).
+        #[serde(default, deserialize_with = "duration")]
+        pub keep_alive: Option<Duration>,
         #[serde(skip)]
         pub heartbeat_interval: Option<Duration>,
         #[serde(skip)]
@@ -153,6 +156,8 @@ layered! {
         pub queue_capacity: Option<usize>,
         #[serde(skip)]
         pub max_queued_bytes: Option<usize>,
+        /// Extension: pacing of publishes on one connection.
+        pub pace: Option<PaceSection>,
         /// Credentials given to the builder (they replace `tlsCert`/`tlsKey`/`rootCA`).
         #[serde(skip)]
         pub tls_credentials: Option<CredentialSource>,
@@ -188,6 +193,8 @@ layered! {
     pub(crate) struct LocalStoreSection {
         pub folder_path: Option<PathBuf>,
         pub in_memory: Option<bool>,
+        /// A store that cannot be opened stops the build.
+        pub required: Option<bool>,
         #[serde(default, deserialize_with = "duration")]
         pub retention_limit: Option<Duration>,
         pub disk_space_limit: Option<f64>,
@@ -201,11 +208,25 @@ layered! {
 layered! {
     #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(crate) struct PaceSection {
+        /// `false`: unpaced (a local broker without AWS's limits).
+        pub enabled: Option<bool>,
+        pub publishes_per_second: Option<f64>,
+        pub bytes_per_second: Option<f64>,
+    }
+}
+
+layered! {
+    #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(crate) struct BackoffSection {
         #[serde(default, deserialize_with = "duration")]
         pub min: Option<Duration>,
         #[serde(default, deserialize_with = "duration")]
         pub max: Option<Duration>,
+        /// Shortest time between two CONNECTs (default 1 s, AWS IoT Core's limit).
+        #[serde(default, deserialize_with = "duration")]
+        pub connect_interval: Option<Duration>,
     }
 }
 
@@ -233,6 +254,7 @@ impl From<StoreOptions> for LocalStoreSection {
         Self {
             folder_path: o.folder_path,
             in_memory: o.in_memory,
+            required: o.required,
             retention_limit: o.retention_limit,
             disk_space_limit: o.disk_space_limit,
             max_bytes: o.max_bytes,

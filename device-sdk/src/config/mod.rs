@@ -13,18 +13,20 @@
 mod builder;
 pub(crate) mod file;
 mod layers;
+mod tls_files;
 mod types;
 mod validate;
 
 pub use builder::Builder;
 pub use file::{default_config_paths, Secret};
-pub(crate) use types::{Config, KEEP_ALIVE, SCHEMA_COMPRESSION};
 pub use types::{
-    Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme, StoreOptions, Target,
-    AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT,
-    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER,
+    default_store_folder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
+    StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
+    DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
 };
+pub(crate) use types::{Config, SCHEMA_COMPRESSION};
 
 #[cfg(test)]
 use crate::client::Mir;

@@ -341,7 +341,21 @@ fn defaults_when_nothing_is_configured() {
     let c = builder().env_vars(no_env()).resolve().expect("valid");
     assert_eq!(c.profile, Profile::Local);
     assert_eq!(c.persistence, Persistence::IfOffline);
-    assert_eq!(c.store_folder, None, "no folder: the queue is in memory");
+    assert_eq!(
+        c.store_folder,
+        Some(crate::default_store_folder(&c.device_id)),
+        "no folder: the standard per-device folder"
+    );
+    assert!(
+        c.store_folder
+            .as_ref()
+            .is_some_and(|f| f.ends_with("mir/devices/weather")),
+        "{:?}",
+        c.store_folder
+    );
+    assert!(!c.store_required);
+    assert_eq!(c.keep_alive, Duration::from_secs(30));
+    assert_eq!(c.connect_interval, Duration::from_secs(1));
     assert_eq!(c.retention, DEFAULT_RETENTION);
     assert_eq!(c.retention, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(c.disk_limit_percent, 85.0);
@@ -699,4 +713,104 @@ fn store_options_are_validated() {
         .resolve()
         .expect("valid");
     assert_eq!(c.store_folder, None, "inMemory keeps the queue in memory");
+}
+
+#[test]
+fn a_schema_whose_hello_cannot_fit_in_one_payload_is_refused_at_build_with_its_size() {
+    // One file whose name is 200 KB of noise: about 150 KB once compressed.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let name: String = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let set = prost_types::FileDescriptorSet {
+        file: vec![prost_types::FileDescriptorProto {
+            name: Some(name),
+            ..Default::default()
+        }],
+    };
+    let err = builder()
+        .schema(&prost::Message::encode_to_vec(&set))
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("too large");
+    match err {
+        BuildError::SchemaTooLarge {
+            compressed,
+            hello,
+            limit,
+        } => {
+            assert_eq!(limit, mir_proto::MAX_PAYLOAD_BYTES);
+            assert!(compressed > limit, "{compressed}");
+            assert!(
+                hello > compressed,
+                "{hello}: the envelope and the topic count"
+            );
+        }
+        other => panic!("expected SchemaTooLarge, got {other}"),
+    }
+}
+
+#[test]
+fn the_keep_alive_is_settable_within_what_aws_accepts() {
+    let c = builder()
+        .keep_alive(Duration::from_secs(300))
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.keep_alive, Duration::from_secs(300));
+    let c = builder()
+        .env_vars([("MIR__KEEP_ALIVE", "45s")])
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.keep_alive, Duration::from_secs(45));
+    for bad in [Duration::from_millis(500), Duration::from_secs(1201)] {
+        let err = builder()
+            .keep_alive(bad)
+            .env_vars(no_env())
+            .resolve()
+            .expect_err("out of range");
+        assert!(
+            matches!(
+                err,
+                BuildError::InvalidOption {
+                    option: "keepAlive",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn publishes_are_paced_for_aws_by_default_and_the_pace_is_configurable() {
+    let c = builder().env_vars(no_env()).resolve().expect("valid");
+    assert_eq!(c.pace, Some(crate::Pace::AWS));
+    let c = builder()
+        .env_vars([("MIR__PACE__PUBLISHES_PER_SECOND", "40")])
+        .resolve()
+        .expect("valid");
+    let pace = c.pace.expect("paced");
+    assert_eq!((pace.publishes_per_sec, pace.publishes_burst), (40.0, 10.0));
+    assert_eq!(pace.bytes_per_sec, crate::Pace::AWS.bytes_per_sec);
+    let c = builder()
+        .unpaced()
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.pace, None);
+    let err = builder()
+        .pace(0.0, 1.0)
+        .env_vars(no_env())
+        .resolve()
+        .expect_err("zero");
+    assert!(
+        matches!(err, BuildError::InvalidOption { option: "pace", .. }),
+        "{err}"
+    );
 }

@@ -28,8 +28,12 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Default bytes of telemetry kept in memory while offline.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
-/// MQTT keep alive.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Default MQTT keep-alive (AWS IoT Core accepts 30 s to 1,200 s).
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Shortest keep-alive AWS IoT Core accepts.
+pub const AWS_MIN_KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Longest keep-alive AWS IoT Core accepts.
+pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(1200);
 /// Default retention of the offline store (Mir's: one week).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default most used percentage of the store's file system (Mir's: 85 %).
@@ -106,10 +110,15 @@ impl FromStr for Persistence {
 /// `device.yaml`, then `MIR__LOCAL_STORE__...`, then the defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreOptions {
-    /// Folder of the store database. Without one the queue is kept in memory only.
+    /// Folder of the store database (default: [`default_store_folder`], the standard
+    /// per-device folder).
     pub folder_path: Option<PathBuf>,
-    /// Keep the queue in memory only, even with a folder.
+    /// Keep the queue in memory only (bounded, lost on restart): an explicit choice.
     pub in_memory: Option<bool>,
+    /// A store that cannot be opened stops [`crate::Builder::build`]
+    /// ([`crate::BuildError::Store`]) instead of starting the device on the bounded
+    /// memory queue (default false).
+    pub required: Option<bool>,
     /// Records older than this are dropped (default one week).
     pub retention_limit: Option<Duration>,
     /// Most used percentage of the file system holding the store (default 85).
@@ -130,6 +139,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    #[cfg(feature = "log-subscriber")]
     pub(super) fn as_tracing(self) -> tracing::Level {
         match self {
             LogLevel::Trace => tracing::Level::TRACE,
@@ -342,7 +352,10 @@ pub(crate) struct Config {
     pub device_id: DeviceId,
     pub profile: Profile,
     pub target: Target,
+    /// The TLS configuration as built (the first connection uses it).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The credential files, read again at every connection attempt.
+    pub tls_files: Option<super::tls_files::TlsFiles>,
     /// The FileDescriptorSet, zlib compressed.
     pub schema: Bytes,
     pub no_schema_on_boot: bool,
@@ -354,16 +367,42 @@ pub(crate) struct Config {
     pub persistence: Persistence,
     /// Where the store lives (`None`: memory only).
     pub store_folder: Option<PathBuf>,
+    /// A store that cannot be opened is fatal.
+    pub store_required: bool,
     pub retention: Duration,
     pub disk_limit_percent: f64,
     pub max_store_bytes: Option<u64>,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Shortest time between two CONNECTs.
+    pub connect_interval: Duration,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// Pacing of publishes (`None`: unpaced).
+    pub pace: Option<crate::Pace>,
     pub persistent_session: bool,
     pub log_level: Option<LogLevel>,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Where message times come from.
+    pub clock: Arc<dyn crate::clock::WallClock>,
 }
 
 /// How the schema is compressed in `Hello`.
 pub(crate) const SCHEMA_COMPRESSION: Compression = Compression::Zlib;
+
+/// The standard folder of a device's offline store: `$XDG_STATE_HOME/mir/devices/{id}`,
+/// else `~/.local/state/mir/devices/{id}`, else `/var/lib/mir/devices/{id}`.
+pub fn default_store_folder(device_id: &DeviceId) -> PathBuf {
+    let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .and_then(non_empty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(non_empty)
+                .map(|h| h.join(".local").join("state"))
+        })
+        .map(|state| state.join("mir"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/mir"));
+    base.join("devices").join(device_id.as_str())
+}

@@ -5,6 +5,7 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -12,8 +13,10 @@ use bytes::Bytes;
 use mir_proto::{DeviceId, MAX_PAYLOAD_BYTES};
 use prost::Message;
 
+use super::types::{AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, MAX_KEEP_ALIVE};
 use super::{
-    layers::{CredentialSource, Layer, Setting},
+    layers::{CredentialSource, Layer, PaceSection, Setting},
+    tls_files::TlsFiles,
     Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
@@ -60,28 +63,42 @@ pub(super) fn resolve(
 
     let profile = setting(o.profile)?.unwrap_or_default();
     let target = target(profile, o.target)?;
-    let credentials = match o.tls_credentials {
-        Some(source) => Some(given_credentials(source, profile)?),
-        None => found_credentials(
-            profile,
-            &target,
-            TlsPaths {
-                cert: o.tls_cert,
-                key: o.tls_key,
-                ca: o.root_ca,
-            },
-            o.credential_dirs,
-        )?,
-    };
+    let plan = tls_plan(
+        o.tls_credentials,
+        profile,
+        &target,
+        TlsPaths {
+            cert: o.tls_cert,
+            key: o.tls_key,
+            ca: o.root_ca,
+        },
+        o.credential_dirs,
+    )?;
+    let (credentials, ca_pem, files) = tls_material(plan)?;
+    if profile == Profile::Aws && credentials.is_none() {
+        return Err(invalid(
+            "credentials",
+            "AWS IoT Core needs the device certificate and key \
+             (tls.crt and tls.key in ./, ~/.config/mir/ or /etc/mir/)",
+        ));
+    }
     let tls = match target.scheme {
+        // A CA without client credentials is server-only TLS (a private CA).
         Scheme::Mqtts => Some(crate::tls::client_config(
             credentials.as_ref(),
+            ca_pem.as_deref(),
             target.port,
         )?),
         Scheme::Mqtt if credentials.is_some() => {
             return Err(BuildError::CredentialsWithoutTls(target.to_string()))
         }
         Scheme::Mqtt => None,
+    };
+    let tls_files = match (&tls, files) {
+        (Some(initial), Some(files)) if files.has_any() => {
+            Some(files.starting_with(Arc::clone(initial)))
+        }
+        _ => None,
     };
 
     let heartbeat_interval = o.heartbeat_interval.unwrap_or(match profile {
@@ -117,7 +134,7 @@ pub(super) fn resolve(
     let store_folder = if in_memory || persistence == Persistence::NoStorage {
         None
     } else {
-        folder
+        Some(folder.unwrap_or_else(|| super::default_store_folder(&device_id)))
     };
     let retention = store.retention_limit.unwrap_or(DEFAULT_RETENTION);
     if retention.is_zero() {
@@ -140,14 +157,36 @@ pub(super) fn resolve(
             format!("need 0 < min <= max, got {backoff_min:?} and {backoff_max:?}"),
         ));
     }
+    let connect_interval = backoff
+        .connect_interval
+        .unwrap_or(crate::backoff::DEFAULT_CONNECT_INTERVAL);
+    let keep_alive = o.keep_alive.unwrap_or(DEFAULT_KEEP_ALIVE);
+    let min_keep_alive = match profile {
+        Profile::Aws => AWS_MIN_KEEP_ALIVE,
+        Profile::Local | Profile::Localstack => Duration::from_secs(1),
+    };
+    if keep_alive < min_keep_alive || keep_alive > MAX_KEEP_ALIVE {
+        return Err(invalid(
+            "keepAlive",
+            format!(
+                "{keep_alive:?} is outside {min_keep_alive:?} to {MAX_KEEP_ALIVE:?} \
+                 (AWS IoT Core accepts 30 s to 1,200 s)"
+            ),
+        ));
+    }
+    let pace = pace(o.pace.unwrap_or_default())?;
     let log_level = setting(o.log_level)?;
+
+    let schema = compressed_schema(schemas)?;
+    check_hello_fits(&device_id, &schema)?;
 
     Ok(Config {
         device_id,
         profile,
         target,
         tls,
-        schema: compressed_schema(schemas)?,
+        tls_files,
+        schema,
         no_schema_on_boot: device.no_schema_on_boot.unwrap_or(false),
         heartbeat_interval,
         telemetry_linger: o.telemetry_linger.unwrap_or(DEFAULT_TELEMETRY_LINGER),
@@ -156,15 +195,46 @@ pub(super) fn resolve(
         max_queued_bytes,
         persistence,
         store_folder,
+        store_required: store.required.unwrap_or(false),
         retention,
         disk_limit_percent,
         max_store_bytes: store.max_bytes,
         backoff_min,
         backoff_max,
+        connect_interval,
+        keep_alive,
+        pace,
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
         config_file,
+        clock: Arc::new(crate::clock::SystemClock),
     })
+}
+
+/// The pacing: [`crate::Pace::AWS`] unless rates are given (bursts of a quarter second
+/// of publishes and 128 KiB), or none when disabled.
+fn pace(section: PaceSection) -> Result<Option<crate::Pace>, BuildError> {
+    if section.enabled == Some(false) {
+        return Ok(None);
+    }
+    let aws = crate::Pace::AWS;
+    let publishes_per_sec = section
+        .publishes_per_second
+        .unwrap_or(aws.publishes_per_sec);
+    let bytes_per_sec = section.bytes_per_second.unwrap_or(aws.bytes_per_sec);
+    let rates = [publishes_per_sec, bytes_per_sec];
+    if !rates.iter().all(|r| r.is_finite() && *r > 0.0) {
+        return Err(invalid(
+            "pace",
+            format!("rates must be above zero, got {rates:?}"),
+        ));
+    }
+    Ok(Some(crate::Pace {
+        publishes_per_sec,
+        publishes_burst: (publishes_per_sec / 4.0).max(1.0),
+        bytes_per_sec,
+        bytes_burst: aws.bytes_burst,
+    }))
 }
 
 /// The target, by default the profile's (the aws profile has none and takes a bare host).
@@ -190,24 +260,6 @@ fn target(profile: Profile, raw: Option<String>) -> Result<Target, BuildError> {
     Ok(target)
 }
 
-/// Credentials given to the builder, read now.
-fn given_credentials(
-    source: CredentialSource,
-    profile: Profile,
-) -> Result<Credentials, BuildError> {
-    match source {
-        CredentialSource::Pem(c) => Ok(c),
-        CredentialSource::Files { cert, key, ca } => {
-            let ca = ca.map(|ca| read("CA certificate", &ca)).transpose()?;
-            Ok(Credentials {
-                client_cert_pem: read("client certificate", &cert)?,
-                client_key_pem: read("client key", &key)?,
-                ca_pem: ca.or_else(|| aws_ca(profile)),
-            })
-        }
-    }
-}
-
 /// `tlsCert`, `tlsKey`, `rootCA` from the file or the environment.
 struct TlsPaths {
     cert: Option<PathBuf>,
@@ -215,45 +267,66 @@ struct TlsPaths {
     ca: Option<PathBuf>,
 }
 
-/// Credentials from the paths of the file or the environment, else (for a TLS target)
-/// from the search directories; required by the aws profile.
-fn found_credentials(
+/// Where the TLS material comes from: given as PEM, or files (read now, and again at
+/// every connection attempt).
+enum TlsPlan {
+    Pem(Credentials),
+    Files(TlsFiles),
+}
+
+/// The credential files: those given to the builder, else the paths of the file or
+/// the environment, else (for a TLS target) those found in the search directories.
+fn tls_plan(
+    source: Option<CredentialSource>,
     profile: Profile,
     target: &Target,
     paths: TlsPaths,
     dirs: Option<Vec<PathBuf>>,
-) -> Result<Option<Credentials>, BuildError> {
-    let found = if target.scheme == Scheme::Mqtts {
-        credentials::search(&dirs.unwrap_or_else(credentials::default_search_dirs))
-    } else {
-        credentials::FoundCredentials::default()
-    };
-    let (cert, key) = match (paths.cert, paths.key) {
-        (Some(c), Some(k)) => (Some(c), Some(k)),
-        (None, None) => (found.cert, found.key),
-        (c, k) => {
-            return Err(invalid(
-                "tlsCert/tlsKey",
-                format!("give both or neither (certificate {c:?}, key {k:?})"),
-            ))
+) -> Result<TlsPlan, BuildError> {
+    let (client, ca) = match source {
+        Some(CredentialSource::Pem(c)) => return Ok(TlsPlan::Pem(c)),
+        Some(CredentialSource::Files { cert, key, ca }) => (Some((cert, key)), ca),
+        None => {
+            let found = if target.scheme == Scheme::Mqtts {
+                credentials::search(&dirs.unwrap_or_else(credentials::default_search_dirs))
+            } else {
+                credentials::FoundCredentials::default()
+            };
+            let client = match (paths.cert, paths.key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => found.cert.zip(found.key),
+                (c, k) => {
+                    return Err(invalid(
+                        "tlsCert/tlsKey",
+                        format!("give both or neither (certificate {c:?}, key {k:?})"),
+                    ))
+                }
+            };
+            (client, paths.ca.or(found.ca))
         }
     };
-    let ca_pem = match paths.ca.or(found.ca) {
-        Some(path) => Some(read("CA certificate", &path)?),
-        None => aws_ca(profile),
-    };
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(Credentials {
-            client_cert_pem: read("client certificate", &cert)?,
-            client_key_pem: read("client key", &key)?,
-            ca_pem,
-        })),
-        _ if profile == Profile::Aws => Err(invalid(
-            "credentials",
-            "AWS IoT Core needs the device certificate and key \
-             (tls.crt and tls.key in ./, ~/.config/mir/ or /etc/mir/)",
-        )),
-        _ => Ok(None),
+    Ok(TlsPlan::Files(TlsFiles::new(
+        client,
+        ca,
+        aws_ca(profile),
+        target.port,
+    )))
+}
+
+/// The client credentials, the CA (PEM), and the files to read them again from.
+type TlsMaterial = (Option<Credentials>, Option<Vec<u8>>, Option<TlsFiles>);
+
+/// The client credentials and the CA, and the files to read them again from.
+fn tls_material(plan: TlsPlan) -> Result<TlsMaterial, BuildError> {
+    match plan {
+        TlsPlan::Pem(c) => {
+            let ca = c.ca_pem.clone();
+            Ok((Some(c), ca, None))
+        }
+        TlsPlan::Files(files) => {
+            let (client, ca) = files.read()?;
+            Ok((client, ca, Some(files)))
+        }
     }
 }
 
@@ -262,12 +335,34 @@ fn aws_ca(profile: Profile) -> Option<Vec<u8>> {
     (profile == Profile::Aws).then(|| credentials::AMAZON_ROOT_CA_1.as_bytes().to_vec())
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
+pub(super) fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, BuildError> {
     std::fs::read(path).map_err(|source| BuildError::ReadFile {
         what,
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `Hello` (the compressed schema, resent on every connect) and its topic must fit in
+/// one MQTT payload: a device that could never say hello is refused at build.
+fn check_hello_fits(device_id: &DeviceId, schema: &Bytes) -> Result<(), BuildError> {
+    let largest = mir_proto::wire::Hello {
+        schema: schema.clone(),
+        compression: super::SCHEMA_COMPRESSION as i32,
+        sdk_version: crate::SDK_VERSION.to_string(),
+        sent_at_ns: i64::MAX,
+        heartbeat_interval_sec: u32::MAX,
+    };
+    let topic = mir_proto::topics::DeviceTopic::Hello.for_device(device_id);
+    let size = largest.encoded_len() + topic.len();
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(BuildError::SchemaTooLarge {
+            compressed: schema.len(),
+            hello: size,
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// A `FileDescriptorSet` read as raw file entries, so that merging keeps every byte of

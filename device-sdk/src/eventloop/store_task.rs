@@ -34,7 +34,7 @@ pub(crate) fn execute(store: &mut dyn Store, op: StoreOp) -> StoreReply {
         StoreOp::Append { records, room } => StoreOutcome::Appended(append(store, records, &room)),
         StoreOp::Read { ticket, after, max } => StoreOutcome::Read {
             ticket,
-            result: store.read_after(after, max),
+            result: store.read_page(after, max),
         },
         StoreOp::Remove(keys) => StoreOutcome::Removed(store.remove(&keys)),
         StoreOp::Expire { cutoff_ns } => StoreOutcome::Expired {
@@ -44,6 +44,10 @@ pub(crate) fn execute(store: &mut dyn Store, op: StoreOp) -> StoreReply {
         StoreOp::ReserveSeq { upto } => StoreOutcome::SeqReserved {
             upto,
             result: store.put_meta(META_SEQ, &upto.to_be_bytes()),
+        },
+        StoreOp::Quarantine(key) => StoreOutcome::Quarantined {
+            key,
+            result: store.quarantine(key),
         },
         StoreOp::CacheDesired(value) => {
             let key = format!("{META_DESIRED}{}", value.name);

@@ -184,7 +184,8 @@ async fn a_command_handler_past_its_limit_is_answered_timeout_at_the_limit() {
 fn a_request_deadline_shortens_the_command_limit() {
     let now = Now {
         mono: std::time::Instant::now(),
-        unix_ns: 1_700_000_000_000_000_000,
+        unix_ns: 1_800_000_000_000_000_000,
+        synced: true,
     };
     let now_ms = now.unix_ns / 1_000_000;
     let default = Duration::from_secs(10);
@@ -193,6 +194,15 @@ fn a_request_deadline_shortens_the_command_limit() {
         ..Default::default()
     };
     assert_eq!(command_limit(&with_deadline(0), default, now), default);
+    // An unset clock cannot judge the deadline: the default, from receipt.
+    let unset = Now {
+        synced: false,
+        ..now
+    };
+    assert_eq!(
+        command_limit(&with_deadline(now_ms + 1_000), default, unset),
+        default
+    );
     assert_eq!(
         command_limit(&with_deadline(now_ms + 3_000), default, now),
         Duration::from_secs(3)
@@ -274,10 +284,11 @@ async fn with_always_a_send_before_launch_is_refused_and_not_queued() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_always_but_no_store_folder_a_send_returns_at_once_even_before_launch() {
+async fn with_always_in_memory_only_a_send_returns_at_once_even_before_launch() {
     let mir = crate::Builder::default()
         .device_id("no-folder")
         .target("mqtt://127.0.0.1:9")
+        .memory_only()
         .store(StoreOptions {
             persistence_type: Some(Persistence::Always),
             ..Default::default()

@@ -17,9 +17,24 @@ pub const BATCH_SAFETY_MARGIN: usize = 1024;
 /// Largest encoded [`TelemetryBatch`] the SDK publishes.
 pub const BATCH_LIMIT: usize = MAX_PAYLOAD_BYTES - BATCH_SAFETY_MARGIN;
 
-/// Size of `item` as one entry of a [`TelemetryBatch`] (tag + length + message).
+/// The longest telemetry topic: `mir/` + a 128-character device id + `/tlm`.
+const MAX_TELEMETRY_TOPIC: usize = 4 + 128 + 4;
+// A full batch and its topic fit under the payload limit (AWS counts both).
+const _: () = assert!(BATCH_SAFETY_MARGIN >= MAX_TELEMETRY_TOPIC);
+
+/// Size of `item` as one entry of a [`TelemetryBatch`] (tag + length + message). An
+/// item whose clock was not set counts with the largest time, as it may be given its
+/// real time at publish.
 pub(crate) fn batch_entry_len(item: &TelemetryItem) -> usize {
-    let len = item.encoded_len();
+    let len = if item.clock_unsynced {
+        TelemetryItem {
+            sent_at_ns: i64::MAX,
+            ..item.clone()
+        }
+        .encoded_len()
+    } else {
+        item.encoded_len()
+    };
     1 + prost::encoding::encoded_len_varint(len as u64) + len
 }
 

@@ -19,13 +19,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+#[cfg(test)]
+use mir_proto::wire::CommandResponse;
 use mir_proto::{
     topics::DeviceTopic,
-    wire::{
-        CommandRequest, CommandResponse, CommandResponseStatus, Heartbeat, Hello, PropertyValue,
-        TelemetryBatch, TelemetryItem,
-    },
-    DeviceId, MAX_PAYLOAD_BYTES,
+    wire::{Heartbeat, Hello, PropertyValue, TelemetryBatch, TelemetryItem},
+    DeviceId,
 };
 use prost::Message;
 
@@ -36,7 +35,10 @@ use crate::{
 };
 
 mod batcher;
+mod clock_fix;
+mod commands;
 mod outbox;
+mod pacer;
 mod properties;
 mod store_op;
 mod types;
@@ -47,10 +49,15 @@ use batcher::batch_entry_len;
 pub(crate) use batcher::check_item_fits;
 use batcher::Batcher;
 pub use batcher::{BATCH_LIMIT, BATCH_SAFETY_MARGIN};
+use clock_fix::ClockFix;
+pub(crate) use commands::error_response;
+use commands::Commands;
 pub(crate) use outbox::Token;
 #[cfg(test)]
 use outbox::DELETE_LINGER;
 use outbox::{Kind, Outbox, OutboxConfig};
+pub use pacer::Pace;
+use pacer::Pacer;
 use properties::{reported_payload, Properties};
 use store_op::StoreQueue;
 pub(crate) use store_op::{
@@ -75,6 +82,7 @@ struct Topics {
     desired_get: String,
     command_response: String,
     command_request: String,
+    reported: String,
     desired: String,
     hello_get: String,
 }
@@ -87,6 +95,7 @@ impl Topics {
             desired_get: DeviceTopic::DesiredGet.for_device(id),
             command_response: DeviceTopic::CommandResponse.for_device(id),
             command_request: DeviceTopic::CommandRequest.for_device(id),
+            reported: DeviceTopic::Reported.for_device(id),
             desired: DeviceTopic::Desired.for_device(id),
             hello_get: DeviceTopic::HelloGet.for_device(id),
         }
@@ -114,6 +123,13 @@ pub(crate) struct Session {
     outbox: Outbox,
     properties: Properties,
     waits: Waits,
+    clock: ClockFix,
+    commands: Commands,
+    /// Pacing of publishes (`None`: unpaced), and the size of the publish it holds back.
+    pacer: Option<Pacer>,
+    paced: Option<usize>,
+    /// The publish last offered by [`Session::next_request`] and its size.
+    offered: Option<(Token, usize)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -155,7 +171,9 @@ impl Session {
         );
         // Without storage, start from the clock in microseconds so that the sequence
         // keeps increasing across restarts.
-        let clock_seq = u64::try_from(now.unix_ns / 1_000).unwrap_or(0).max(1);
+        let clock_seq = u64::try_from(now.unix_ns.max(crate::clock::CLOCK_FLOOR_NS) / 1_000)
+            .unwrap_or(0)
+            .max(1);
         let mut s = Self {
             next_seq: clock_seq,
             seq_reserved: u64::MAX,
@@ -170,6 +188,11 @@ impl Session {
             outbox,
             properties: Properties::default(),
             waits: Waits::default(),
+            clock: ClockFix::new(now),
+            commands: Commands::default(),
+            pacer: cfg.pace.map(Pacer::new),
+            paced: None,
+            offered: None,
             cfg,
         };
         if let Some(boot) = boot {
@@ -222,6 +245,7 @@ impl Session {
                 }
             }
             Err(e) => {
+                self.outbox.note_store_error();
                 tracing::error!("cannot reserve sequence numbers in the store: {e}");
                 self.seq_reserved = u64::MAX;
                 self.seq_durable = u64::MAX;
@@ -246,7 +270,14 @@ impl Session {
             StoreOutcome::Read { ticket, result } => self.outbox.on_read(ticket, result),
             StoreOutcome::Removed(Ok(())) => {}
             StoreOutcome::Removed(Err(e)) => {
+                self.outbox.note_store_error();
                 tracing::error!("cannot remove acknowledged records from the store: {e}");
+            }
+            StoreOutcome::Quarantined { key, result } => {
+                if let Err(e) = result {
+                    self.outbox.note_store_error();
+                    tracing::error!(key, "cannot move a record to the quarantine: {e}");
+                }
             }
             StoreOutcome::Expired { cutoff_ns, result } => match result {
                 Ok(removed) if removed.records > 0 => {
@@ -259,11 +290,15 @@ impl Session {
                     self.outbox.on_expired(cutoff_ns, removed.messages);
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!("cannot apply retention to the offline store: {e}"),
+                Err(e) => {
+                    self.outbox.note_store_error();
+                    tracing::error!("cannot apply retention to the offline store: {e}");
+                }
             },
             StoreOutcome::SeqReserved { upto, result } => self.on_seq_reserved(upto, result),
             StoreOutcome::DesiredCached { name, result } => {
                 if let Err(e) = result {
+                    self.outbox.note_store_error();
                     tracing::error!(name, "cannot cache a desired value: {e}");
                 }
             }
@@ -278,6 +313,7 @@ impl Session {
     /// On every ConnAck (rumqttc does not re-subscribe by itself): subscribe, say hello,
     /// pull desired properties and send a heartbeat, before anything else queued.
     pub fn on_connected(&mut self, now: Now) {
+        self.clock.observe(now);
         self.connected = true;
         let mut burst = vec![Request::Subscribe(vec![
             self.topics.command_request.clone(),
@@ -362,48 +398,6 @@ impl Session {
         }
     }
 
-    fn on_command(
-        &mut self,
-        payload: &Bytes,
-        handlers: &dyn HandlerNames,
-        now: Now,
-    ) -> Option<Action> {
-        let req = match CommandRequest::decode(payload.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("dropping an undecodable command request: {e}");
-                return None;
-            }
-        };
-        if req.deadline_unix_ms > 0 && now.unix_ns / 1_000_000 > req.deadline_unix_ms {
-            tracing::warn!(
-                id = req.id,
-                name = req.name,
-                "command received after its deadline"
-            );
-            self.respond(CommandResponse {
-                id: req.id,
-                status: CommandResponseStatus::Timeout as i32,
-                error: format!(
-                    "command {} reached device {} after its deadline",
-                    req.name, self.cfg.device_id
-                ),
-                ..Default::default()
-            });
-            return None;
-        }
-        if !handlers.has_command(&req.name) {
-            tracing::warn!(name = req.name, "no handler for command");
-            let error = format!(
-                "no handler for command {} on device {}",
-                req.name, self.cfg.device_id
-            );
-            self.respond(error_response(req.id, error));
-            return None;
-        }
-        Some(Action::RunCommand(req))
-    }
-
     /// A property handler registered (or, at launch, found registered) gets the newest
     /// value received or cached in the store.
     pub fn on_property_registered(&mut self, name: &str) -> Option<Action> {
@@ -414,29 +408,6 @@ impl Session {
     #[allow(dead_code)]
     pub fn applied_properties(&self) -> impl Iterator<Item = &PropertyValue> {
         self.properties.applied()
-    }
-
-    /// Queues the response of a finished command (refusing one too large to send).
-    pub fn command_finished(&mut self, response: CommandResponse) {
-        let size = response.encoded_len();
-        if size > MAX_PAYLOAD_BYTES {
-            let error = format!(
-                "response {} is {size} bytes, over the {MAX_PAYLOAD_BYTES}-byte payload limit",
-                response.name
-            );
-            tracing::error!(id = response.id, "{error}");
-            self.respond(error_response(response.id, error));
-        } else {
-            self.respond(response);
-        }
-    }
-
-    fn respond(&mut self, response: CommandResponse) {
-        let publish = Request::Publish(Publish {
-            topic: self.topics.command_response.clone(),
-            payload: response.encode_to_vec().into(),
-        });
-        self.outbox.push_control(Kind::Durable, publish);
     }
 
     /// Accepts a telemetry item (its `seq` is assigned here) into the current batch.
@@ -463,6 +434,7 @@ impl Session {
         now: Now,
         wait: Option<WaitId>,
     ) -> Result<u64, SdkError> {
+        self.clock.observe(now);
         let seq = self.next_seq;
         item.seq = seq;
         if let Some(batch) = self.batcher.push(item, now.mono)? {
@@ -482,13 +454,17 @@ impl Session {
 
     fn queue_batch(&mut self, batch: TelemetryBatch, now: Now) {
         let messages = u32::try_from(batch.items.len()).unwrap_or(u32::MAX);
+        let unsynced = batch.items.iter().any(|i| i.clock_unsynced);
         let (key, appended) = self.outbox.add_record(
             RecordKind::Telemetry,
             batch.encode_to_vec().into(),
             messages,
-            now.unix_ns,
+            self.clock.record_time(now),
             self.connected,
         );
+        if unsynced {
+            self.clock.restamp_later(key);
+        }
         self.waits.batch_closed(key, appended);
     }
 
@@ -528,18 +504,24 @@ impl Session {
 
     /// Queues reported properties (kept like telemetry until acknowledged).
     pub fn push_reported(&mut self, value: PropertyValue, now: Now) -> Result<(), SdkError> {
-        let payload = reported_payload(value)?;
+        let payload = reported_payload(value, &self.topics.reported)?;
         self.outbox.add_record(
             RecordKind::Reported,
             payload,
             0,
-            now.unix_ns,
+            self.clock.record_time(now),
             self.connected,
         );
         Ok(())
     }
 
+    /// Asks the store to drop the records older than the retention. Only by a set
+    /// clock, and records whose time is not a real one (written before the clock was
+    /// set) are never dropped by it: a clock that jumps deletes nothing.
     fn apply_retention(&mut self, now: Now) {
+        if !now.synced {
+            return;
+        }
         let Ok(retention) = i64::try_from(self.cfg.retention.as_nanos()) else {
             return;
         };
@@ -550,6 +532,10 @@ impl Session {
     /// Fires due timers: the telemetry linger (with [`Persistence::Always`], as soon as
     /// the store is free to commit the batch), the heartbeat, store maintenance.
     pub fn on_timer(&mut self, now: Now) {
+        self.clock.observe(now);
+        if let Some(pacer) = &mut self.pacer {
+            pacer.refill(now.mono);
+        }
         if self.commit_due() || self.batcher.deadline().is_some_and(|d| d <= now.mono) {
             self.flush_telemetry(now);
         }
@@ -564,6 +550,8 @@ impl Session {
             self.outbox.flush_deletes();
         }
         if self.next_retention.is_some_and(|d| d <= now.mono) {
+            // A store whose writes failed is tried again with the next records.
+            self.outbox.retry_store();
             self.apply_retention(now);
             self.next_retention = Some(now.mono + RETENTION_EVERY);
         }
@@ -576,8 +564,13 @@ impl Session {
         } else {
             self.batcher.deadline()
         };
+        let paced = match (&self.pacer, self.paced) {
+            (Some(pacer), Some(bytes)) if self.connected => pacer.ready_at(bytes),
+            _ => None,
+        };
         [
             batch,
+            paced,
             self.next_heartbeat,
             self.outbox.deletes_due(),
             self.next_retention,
@@ -597,11 +590,28 @@ impl Session {
             return None;
         }
         let memory_ready = self.next_seq <= self.seq_durable;
-        self.outbox.next_request(memory_ready)
+        let (request, token) = self.outbox.next_request(memory_ready)?;
+        let request = self.clock.restamp(request, token);
+        self.paced = None;
+        self.offered = None;
+        if let (Some(pacer), Request::Publish(p)) = (&self.pacer, &request) {
+            let bytes = p.payload.len() + p.topic.len();
+            if !pacer.allows(bytes) {
+                self.paced = Some(bytes);
+                return None;
+            }
+            self.offered = Some((token, bytes));
+        }
+        Some((request, token))
     }
 
     /// The request of `token` (from [`Session::next_request`]) was taken by the client.
     pub fn handed(&mut self, token: Token) {
+        if let (Some(pacer), Some((offered, bytes))) = (&mut self.pacer, self.offered.take()) {
+            if offered == token {
+                pacer.take(bytes);
+            }
+        }
         self.outbox.handed(token);
     }
 
@@ -638,6 +648,12 @@ impl Session {
             stored_records: stats.records,
             dropped_messages: self.outbox.dropped_messages(),
             stored_messages: stats.messages,
+            queued_bytes: self.outbox.memory_bytes() as u64,
+            quarantined_records: self.outbox.quarantined(),
+            corrupt_records: self.outbox.corrupt(),
+            store_errors: self.outbox.store_errors(),
+            store_failing: self.outbox.store_failing(),
+            clock_synced: self.clock.synced(),
         }
     }
 
@@ -656,15 +672,6 @@ impl Session {
     pub fn close(&mut self, now: Now) {
         self.flush_telemetry(now);
         self.on_disconnected();
-    }
-}
-
-pub(crate) fn error_response(id: String, error: String) -> CommandResponse {
-    CommandResponse {
-        id,
-        status: CommandResponseStatus::Error as i32,
-        error,
-        ..Default::default()
     }
 }
 

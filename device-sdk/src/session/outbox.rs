@@ -9,6 +9,17 @@
 //! unless it is known to be older than anything the store may return, so replay stays
 //! oldest first and a record written with [`Persistence::Always`] is on disk before it
 //! is published.
+//!
+//! Poison records: when a connection drops with several records in flight, the records
+//! up to the newest of them are sent again one at a time; a record that is alone in
+//! flight when a connection drops counts one delivery attempt, and after
+//! [`MAX_ATTEMPTS`] it is moved to the quarantine (the store's, or dropped from
+//! memory), counted, and replay goes on behind it.
+//!
+//! A store whose writes fail: records wait in the bounded memory queue instead (the
+//! oldest dropped past the cap, counted) until [`Outbox::retry_store`]; with
+//! [`Persistence::Always`] every append is still tried, so that each send learns it
+//! was not stored.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet, VecDeque},
@@ -24,8 +35,15 @@ use super::{
 };
 use crate::{
     config::Persistence,
-    store::{Record, RecordKind, StoreError},
+    store::{Page, Record, RecordKind, StoreError},
 };
+
+/// Whether a record's creation time is a real one (not written before the clock was set).
+fn has_real_time(r: &Record) -> bool {
+    r.created_ns >= crate::clock::CLOCK_FLOOR_NS
+}
+
+mod poison;
 
 /// Most control messages (responses, reported properties, ...) kept while offline.
 const MAX_CONTROL_QUEUED: usize = 1024;
@@ -33,6 +51,9 @@ const MAX_CONTROL_QUEUED: usize = 1024;
 const MAX_INFLIGHT_BYTES: usize = 2 * 1024 * 1024;
 /// Records read from the store at once.
 const PREFETCH: usize = 16;
+/// Deliveries of a record, each ended by the connection dropping while it was alone in
+/// flight, before it is quarantined.
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 /// Acknowledged store records are removed in one commit at most this long after the ack.
 pub(crate) const DELETE_LINGER: Duration = Duration::from_millis(200);
 /// ... or as soon as this many are waiting.
@@ -133,6 +154,19 @@ pub(super) struct Outbox {
     inflight_bytes: usize,
     dropped_messages: u64,
     dropped_control: u64,
+
+    /// The store's writes failed: records wait in memory until a retry.
+    store_failing: bool,
+    store_errors: u64,
+    /// Delivery attempts that ended the connection, by record key.
+    attempts: HashMap<u64, u32>,
+    /// Records up to this key leave one at a time (a drop found several in flight).
+    suspect_upto: Option<u64>,
+    quarantined: u64,
+    corrupt: u64,
+    known_corrupt: HashSet<u64>,
+    /// The highest key of the store's pages read on this connection.
+    read_upto: Option<u64>,
 }
 
 impl Outbox {
@@ -163,6 +197,14 @@ impl Outbox {
             inflight_bytes: 0,
             dropped_messages: 0,
             dropped_control: 0,
+            store_failing: false,
+            store_errors: 0,
+            attempts: HashMap::new(),
+            suspect_upto: None,
+            quarantined: 0,
+            corrupt: 0,
+            known_corrupt: HashSet::new(),
+            read_upto: None,
         }
     }
 
@@ -203,6 +245,8 @@ impl Outbox {
     /// is sent again on the next connection, and unless [`Persistence::NoStorage`]
     /// what waits in memory moves to the store.
     pub fn on_disconnected(&mut self) {
+        let in_flight = self.records_in_flight();
+        self.count_attempts(&in_flight);
         self.handed.clear();
         self.inflight.clear();
         self.inflight_bytes = 0;
@@ -215,11 +259,15 @@ impl Outbox {
         self.mem_cursor = None;
         self.flush_deletes();
         self.disk_cursor = None;
+        self.read_upto = None;
         self.prefetch.clear();
         self.disk_more = true;
         // An answer to a read of this connection is for a cursor that is gone.
         self.read = None;
-        if self.store.enabled() && self.cfg.persistence != Persistence::NoStorage {
+        if self.store.enabled()
+            && self.cfg.persistence != Persistence::NoStorage
+            && !self.store_failing
+        {
             let records: Vec<Record> = std::mem::take(&mut self.memory).into_values().collect();
             self.memory_bytes = 0;
             self.memory_messages = 0;
@@ -249,13 +297,14 @@ impl Outbox {
         let to_store = self.store.enabled()
             && match self.cfg.persistence {
                 Persistence::Always => true,
-                Persistence::IfOffline => !connected,
+                Persistence::IfOffline => !connected && !self.store_failing,
                 Persistence::NoStorage => false,
             };
         if to_store {
             self.persist(vec![record]);
         } else {
-            self.keep_in_memory(record, true);
+            let spill = !self.store_failing;
+            self.keep_in_memory(record, spill);
         }
         (key, to_store)
     }
@@ -298,7 +347,11 @@ impl Outbox {
             };
             self.memory_bytes = self.memory_bytes.saturating_sub(old.payload.len());
             self.memory_messages = self.memory_messages.saturating_sub(u64::from(old.messages));
-            if spill && self.store.enabled() && self.cfg.persistence != Persistence::NoStorage {
+            if spill
+                && !self.store_failing
+                && self.store.enabled()
+                && self.cfg.persistence != Persistence::NoStorage
+            {
                 self.persist(vec![old]);
             } else {
                 self.dropped_messages += u64::from(old.messages);
@@ -361,6 +414,12 @@ impl Outbox {
             tracing::error!("cannot make room in the offline store: {e}");
         }
         let mut settled = AppendSettled::default();
+        if failed.is_some() {
+            self.store_errors += 1;
+            self.store_failing = true;
+        } else if !keys.is_empty() {
+            self.store_failing = false;
+        }
         if let Some((e, records)) = failed {
             tracing::error!("cannot write to the offline store, keeping in memory: {e}");
             let failed_keys = records.iter().map(|r| r.key).collect();
@@ -384,18 +443,30 @@ impl Outbox {
     }
 
     /// The store answered a read.
-    pub fn on_read(&mut self, ticket: u64, result: Result<Vec<Record>, StoreError>) {
+    pub fn on_read(&mut self, ticket: u64, result: Result<Page, StoreError>) {
         let Some(read) = self.read.filter(|r| r.ticket == ticket) else {
             return; // Asked on a connection that dropped since.
         };
         self.read = None;
         let appended_since = self.appends != read.appends;
         match result {
-            Ok(records) => {
-                self.disk_more = records.len() == PREFETCH || appended_since;
-                self.prefetch.extend(records);
+            Ok(page) => {
+                self.disk_more = page.len() == PREFETCH || appended_since;
+                self.read_upto = self.read_upto.max(page.last_key());
+                for key in page.corrupt {
+                    if self.known_corrupt.insert(key) {
+                        self.corrupt += 1;
+                        tracing::error!(key, "a corrupt record in the offline store: skipped");
+                        self.pending_deletes.push(key);
+                    }
+                }
+                if !self.pending_deletes.is_empty() && self.deletes_due.is_none() {
+                    self.flush_deletes();
+                }
+                self.prefetch.extend(page.records);
             }
             Err(e) => {
+                self.store_errors += 1;
                 tracing::error!("cannot read the offline store: {e}");
                 self.disk_more = appended_since;
             }
@@ -406,7 +477,8 @@ impl Outbox {
     pub fn on_expired(&mut self, cutoff_ns: i64, messages: u64) {
         self.dropped_messages += messages;
         // Expired records may sit in the prefetch buffer.
-        self.prefetch.retain(|r| r.created_ns >= cutoff_ns);
+        self.prefetch
+            .retain(|r| r.created_ns >= cutoff_ns || !has_real_time(r));
     }
 
     /// Asks the store to remove the acknowledged records.
@@ -454,12 +526,25 @@ impl Outbox {
         let after = self.mem_cursor.map_or(0, |c| c.saturating_add(1));
         let mem = self.memory.range(after..).next().map(|(k, _)| *k);
         let disk = self.prefetch.front().map(|r| r.key);
-        let (record, token) = match (mem, disk) {
-            (Some(m), Some(d)) if d < m => (self.prefetch.front()?, Token::Disk(d)),
+        let token = match (mem, disk) {
+            (Some(m), Some(d)) if d < m => Token::Disk(d),
             (Some(_), _) if !memory_ready => return None,
-            (Some(m), _) => (self.memory.get(&m)?, Token::Memory(m)),
-            (None, Some(d)) => (self.prefetch.front()?, Token::Disk(d)),
+            (Some(m), _) => Token::Memory(m),
+            (None, Some(d)) => Token::Disk(d),
             (None, None) => return None,
+        };
+        // After a drop with several records in flight, those records leave one at a time.
+        let key = record_key(token);
+        match self.suspect_upto {
+            Some(upto) if key <= upto && !self.records_in_flight().is_empty() => return None,
+            Some(upto) if key <= upto => {}
+            Some(_) => self.suspect_upto = None,
+            None => {}
+        }
+        let record = match token {
+            Token::Disk(_) => self.prefetch.front()?,
+            Token::Memory(m) => self.memory.get(&m)?,
+            Token::Control(_) => return None,
         };
         let topic = match record.kind {
             RecordKind::Telemetry => self.cfg.telemetry_topic.clone(),
@@ -481,9 +566,11 @@ impl Outbox {
             ticket,
             appends: self.appends,
         });
+        // Past what this connection read already: the prefetch is empty, so every
+        // record up to there was handed, or skipped as corrupt.
         self.store.push(StoreOp::Read {
             ticket,
-            after: self.disk_cursor,
+            after: self.disk_cursor.max(self.read_upto),
             max: PREFETCH,
         });
     }
@@ -544,6 +631,7 @@ impl Outbox {
                 self.control_inflight.remove(&id);
             }
             Token::Memory(key) => {
+                self.attempts.remove(&key);
                 if let Some(r) = self.memory.remove(&key) {
                     self.memory_bytes = self.memory_bytes.saturating_sub(r.payload.len());
                     self.memory_messages =
@@ -551,6 +639,7 @@ impl Outbox {
                 }
             }
             Token::Disk(key) => {
+                self.attempts.remove(&key);
                 self.pending_deletes.push(key);
                 if self.pending_deletes.len() >= DELETE_BATCH {
                     self.flush_deletes();
@@ -585,5 +674,13 @@ impl Outbox {
 
     pub fn dropped_messages(&self) -> u64 {
         self.dropped_messages
+    }
+}
+
+/// The record key of a record token (0 for a control message).
+fn record_key(token: Token) -> u64 {
+    match token {
+        Token::Memory(key) | Token::Disk(key) => key,
+        Token::Control(_) => 0,
     }
 }

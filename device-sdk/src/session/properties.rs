@@ -109,11 +109,12 @@ impl Properties {
 }
 
 /// The payload of reported properties with one value, refused when too large to publish.
-pub(super) fn reported_payload(value: PropertyValue) -> Result<Bytes, SdkError> {
+pub(super) fn reported_payload(value: PropertyValue, topic: &str) -> Result<Bytes, SdkError> {
     let reported = ReportedProperties {
         properties: vec![value],
     };
-    let size = reported.encoded_len();
+    // AWS IoT Core counts the topic with the payload.
+    let size = reported.encoded_len() + topic.len();
     if size > MAX_PAYLOAD_BYTES {
         return Err(SdkError::PayloadTooLarge {
             name: reported

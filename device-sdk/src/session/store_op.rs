@@ -10,7 +10,7 @@
 
 use mir_proto::wire::PropertyValue;
 
-use crate::store::{Record, StoreError, StoreStats};
+use crate::store::{Page, Record, StoreError, StoreStats};
 
 /// Meta key of the reserved sequence numbers (8 bytes, big endian).
 pub(crate) const META_SEQ: &str = "seq";
@@ -46,6 +46,8 @@ pub(crate) enum StoreOp {
     ReserveSeq { upto: u64 },
     /// Cache the newest desired value of a property for a device booting offline.
     CacheDesired(PropertyValue),
+    /// Move a record that keeps ending the connection to the quarantine.
+    Quarantine(u64),
 }
 
 /// What an [`StoreOp::Append`] did.
@@ -72,7 +74,7 @@ pub(crate) enum StoreOutcome {
     Appended(Appended),
     Read {
         ticket: u64,
-        result: Result<Vec<Record>, StoreError>,
+        result: Result<Page, StoreError>,
     },
     Removed(Result<(), StoreError>),
     Expired {
@@ -85,6 +87,10 @@ pub(crate) enum StoreOutcome {
     },
     DesiredCached {
         name: String,
+        result: Result<(), StoreError>,
+    },
+    Quarantined {
+        key: u64,
         result: Result<(), StoreError>,
     },
 }

@@ -551,3 +551,121 @@ fn the_schema_sent_in_hello_is_zlib_of_the_descriptor_set() {
         set
     );
 }
+
+#[test]
+fn an_unset_clock_does_not_judge_a_command_deadline() {
+    let now = Now {
+        unix_ns: 5_000_000_000, // 1970: the clock is not set
+        synced: false,
+        ..t0()
+    };
+    let mut s = SessionBuilder::new().connected(now);
+    let names = Names::default().command("schema.v1.ActivateHVACCmd");
+    // A deadline before the device's own (wrong) time: not judged.
+    let actions = s.on_incoming(
+        &topic("cmd/req"),
+        &command("c9", "schema.v1.ActivateHVACCmd", 1_000),
+        &names,
+        now,
+    );
+    assert_eq!(actions.len(), 1, "the handler runs");
+    assert!(responses(&drain(&mut s)).is_empty(), "no TIMEOUT answered");
+}
+
+#[test]
+fn reported_properties_that_fit_only_without_their_topic_are_refused() {
+    let now = t0();
+    let mut s = SessionBuilder::new().connected(now);
+    let value = |len: usize| PropertyValue {
+        name: "schema.v1.DataRateStatus".into(),
+        payload: vec![1u8; len].into(),
+        updated_at_ns: now.unix_ns,
+        version: 0,
+    };
+    let encoded = |len: usize| {
+        mir_proto::wire::ReportedProperties {
+            properties: vec![value(len)],
+        }
+        .encoded_len()
+    };
+    // The largest value whose encoding is 10 bytes under the limit: the topic
+    // (`mir/weather/cfg/reported`, 24 bytes) takes it over.
+    let len = (0..MAX_PAYLOAD_BYTES)
+        .rev()
+        .find(|l| encoded(*l) <= MAX_PAYLOAD_BYTES - 10)
+        .expect("a length");
+    match s.push_reported(value(len), now) {
+        Err(SdkError::PayloadTooLarge { size, limit, .. }) => {
+            assert_eq!(limit, MAX_PAYLOAD_BYTES);
+            assert_eq!(size, encoded(len) + "mir/weather/cfg/reported".len());
+        }
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    s.push_reported(value(len - 100), now)
+        .expect("fits with its topic");
+}
+
+fn rate(sec: u8, now: Now) -> PropertyValue {
+    PropertyValue {
+        name: "schema.v1.DataRateStatus".into(),
+        payload: vec![0x08, sec].into(),
+        updated_at_ns: now.unix_ns,
+        version: 0,
+    }
+}
+
+#[test]
+fn after_a_drop_with_several_records_in_flight_they_leave_one_at_a_time() {
+    let now = t0();
+    let mut s = SessionBuilder::new()
+        .persistence(Persistence::NoStorage)
+        .connected(now);
+    let mut net = crate::test_support::FakeNet::default();
+    for sec in 1..=3 {
+        s.push_reported(rate(sec, now), now).expect("queued");
+    }
+    assert_eq!(published_on(&net.send(&mut s, 10), "cfg/reported").len(), 3);
+    net.drop_connection(&mut s);
+    s.on_connected(now);
+    // The connect burst, then one record: the next waits for its PUBACK.
+    let sent = net.send(&mut s, 10);
+    assert_eq!(published_on(&sent, "cfg/reported").len(), 1, "{sent:?}");
+    for expected in [1, 1, 0] {
+        net.ack_all(&mut s, now);
+        let sent = net.send(&mut s, 10);
+        assert_eq!(published_on(&sent, "cfg/reported").len(), expected);
+    }
+}
+
+#[test]
+fn a_record_alone_in_flight_at_three_drops_is_quarantined_and_the_next_one_leaves() {
+    let now = t0();
+    let mut s = SessionBuilder::new()
+        .persistence(Persistence::NoStorage)
+        .connected(now);
+    let mut net = crate::test_support::FakeNet::default();
+    s.push_reported(rate(1, now), now).expect("queued");
+    for attempt in 1..=3 {
+        let sent = net.send(&mut s, 10);
+        assert_eq!(
+            published_on(&sent, "cfg/reported").len(),
+            1,
+            "attempt {attempt}"
+        );
+        net.drop_connection(&mut s);
+        s.on_connected(now);
+    }
+    assert_eq!(s.counters().quarantined_records, 1);
+    s.push_reported(rate(2, now), now).expect("queued");
+    let sent = net.send(&mut s, 10);
+    let reported = published_on(&sent, "cfg/reported");
+    assert_eq!(reported.len(), 1);
+    let value = &mir_proto::wire::ReportedProperties::decode(reported[0].clone())
+        .expect("decodes")
+        .properties[0];
+    assert_eq!(
+        value.payload,
+        Bytes::from_static(&[0x08, 2]),
+        "the next one"
+    );
+}

@@ -11,11 +11,13 @@ use mir_proto::{
 
 use crate::config::Persistence;
 
-/// The two clocks: monotonic for timers, wall clock (Unix ns) for message times.
+/// The two clocks: monotonic for timers, wall clock (Unix ns) for message times, and
+/// whether the wall clock is set ([`crate::clock`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Now {
     pub mono: Instant,
     pub unix_ns: i64,
+    pub synced: bool,
 }
 
 /// Nanoseconds since the Unix epoch by the device clock (0 if the clock is before 1970).
@@ -82,6 +84,8 @@ pub(crate) struct SessionConfig {
     pub max_inflight: usize,
     /// Send `Hello` on every connection (else only on `hello/get`).
     pub hello_on_connect: bool,
+    /// Pacing of publishes (`None`: as fast as the window allows).
+    pub pace: Option<super::Pace>,
 }
 
 /// Counters of what the session holds and dropped.
@@ -95,4 +99,13 @@ pub(crate) struct Counters {
     pub dropped_messages: u64,
     /// Telemetry messages in the store.
     pub stored_messages: u64,
+    /// Bytes of records in memory.
+    pub queued_bytes: u64,
+    pub quarantined_records: u64,
+    pub corrupt_records: u64,
+    pub store_errors: u64,
+    /// The store's writes fail: records wait in memory.
+    pub store_failing: bool,
+    /// The last clock reading was of a set clock.
+    pub clock_synced: bool,
 }

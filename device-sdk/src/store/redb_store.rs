@@ -1,9 +1,14 @@
 //! [`Store`] on redb: one file, `store.redb`, in the store folder.
 //!
-//! Two tables: `records` (key -> 13-byte header + payload) and `meta` (name -> bytes,
-//! including the counters of `records` so that opening a large store reads nothing
-//! but them). Every append, removal and expiry is one transaction committed with
+//! Three tables: `records` (key -> 13-byte header + payload), `quarantine` (records
+//! moved out of the queue, same layout) and `meta` (name -> bytes, including the
+//! counters of `records` so that opening a large store reads nothing but them). Every
+//! append, removal and expiry is one transaction committed with
 //! [`Durability::Immediate`] (fsync): callers batch.
+//!
+//! A file redb finds corrupt at open is renamed `store.redb.corrupt-{unix ns}-{n}` and a
+//! new one is started ([`RedbStore::moved_aside`]); a record that cannot be decoded is
+//! skipped by [`Store::read_page`].
 
 use std::path::{Path, PathBuf};
 
@@ -13,10 +18,11 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{Record, RecordKind, Store, StoreError, StoreStats, HEADER_LEN};
+use super::{Page, Record, RecordKind, Store, StoreError, StoreStats, HEADER_LEN};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 /// The counters of `records` (records, messages, bytes), kept in `meta`.
 const STATS_KEY: &str = "\0stats";
 
@@ -32,6 +38,7 @@ pub struct RedbStore {
     path: PathBuf,
     folder: PathBuf,
     stats: StoreStats,
+    moved_aside: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -71,6 +78,19 @@ fn header(key: u64, v: &[u8]) -> Result<(RecordKind, i64, u32), StoreError> {
     Ok((kind, created, messages))
 }
 
+/// Whether redb refused to open the file because its content is not a database.
+fn is_corrupt(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::UpgradeRequired(_) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => matches!(
+            io.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+        ),
+        _ => false,
+    }
+}
+
 fn decode(key: u64, v: &[u8]) -> Result<Record, StoreError> {
     let (kind, created_ns, messages) = header(key, v)?;
     Ok(Record {
@@ -98,15 +118,41 @@ impl RedbStore {
             source,
         })?;
         let path = folder.join(STORE_FILE);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| db_err(&path, e))?;
+        let create = || {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+        };
+        let mut moved_aside = None;
+        let db = match create() {
+            Ok(db) => db,
+            Err(e) if is_corrupt(&e) => {
+                // Never over an earlier one: the first free name.
+                let ns = crate::session::unix_ns();
+                let aside = (0u32..1000)
+                    .map(|n| folder.join(format!("{STORE_FILE}.corrupt-{ns}-{n}")))
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| folder.join(format!("{STORE_FILE}.corrupt")));
+                std::fs::rename(&path, &aside).map_err(|source| StoreError::MoveAside {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::error!(
+                    file = %path.display(),
+                    moved_to = %aside.display(),
+                    "the offline store is corrupt ({e}): moved aside, starting a new one"
+                );
+                moved_aside = Some(aside);
+                create().map_err(|e| db_err(&path, e))?
+            }
+            Err(e) => return Err(db_err(&path, e)),
+        };
         let mut store = Self {
             db,
             path,
             folder: folder.to_path_buf(),
             stats: StoreStats::default(),
+            moved_aside,
         };
         // Create the tables and read the counters.
         let tx = store.begin()?;
@@ -145,6 +191,21 @@ impl RedbStore {
         &self.path
     }
 
+    /// Where a corrupt file found at open was moved (a new one was started).
+    pub fn moved_aside(&self) -> Option<&Path> {
+        self.moved_aside.as_deref()
+    }
+
+    /// Records in the quarantine.
+    pub fn quarantined(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        match tx.open_table(QUARANTINE) {
+            Ok(table) => table.len().map_err(|e| db_err(&self.path, e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(db_err(&self.path, e)),
+        }
+    }
+
     fn begin(&self) -> Result<WriteTransaction, StoreError> {
         let mut tx = self.db.begin_write().map_err(|e| db_err(&self.path, e))?;
         tx.set_durability(Durability::Immediate);
@@ -178,7 +239,6 @@ impl RedbStore {
         &self,
         table: &mut Table<u64, &[u8]>,
         removed: &mut StoreStats,
-        older_than: Option<i64>,
     ) -> Result<bool, StoreError> {
         let first = table
             .first()
@@ -187,16 +247,8 @@ impl RedbStore {
         let Some((key, head, len)) = first else {
             return Ok(false);
         };
-        let messages = match head {
-            Ok((_, created, messages)) => {
-                if older_than.is_some_and(|cutoff| created >= cutoff) {
-                    return Ok(false);
-                }
-                messages
-            }
-            // A corrupt record is dropped with the old ones.
-            Err(_) => 0,
-        };
+        // A corrupt record is dropped with the old ones.
+        let messages = head.map_or(0, |(_, _, messages)| messages);
         table.remove(key).map_err(|e| db_err(&self.path, e))?;
         removed.records += 1;
         removed.messages += u64::from(messages);
@@ -253,6 +305,53 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn read_page(&self, after: Option<u64>, max: usize) -> Result<Page, StoreError> {
+        let start = match after {
+            Some(u64::MAX) => return Ok(Page::default()),
+            Some(a) => a + 1,
+            None => 0,
+        };
+        let tx = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        let table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
+        let mut page = Page::default();
+        for entry in table.range(start..).map_err(|e| db_err(&self.path, e))? {
+            if page.len() >= max {
+                break;
+            }
+            let (k, v) = entry.map_err(|e| db_err(&self.path, e))?;
+            match decode(k.value(), v.value()) {
+                Ok(record) => page.records.push(record),
+                Err(_) => page.corrupt.push(k.value()),
+            }
+        }
+        Ok(page)
+    }
+
+    fn quarantine(&mut self, key: u64) -> Result<(), StoreError> {
+        let tx = self.begin()?;
+        let mut removed = StoreStats::default();
+        {
+            let mut table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
+            let mut quarantine = tx
+                .open_table(QUARANTINE)
+                .map_err(|e| db_err(&self.path, e))?;
+            let value = table
+                .remove(key)
+                .map_err(|e| db_err(&self.path, e))?
+                .map(|v| v.value().to_vec());
+            if let Some(v) = value {
+                removed.records = 1;
+                removed.messages = u64::from(header(key, &v).map(|h| h.2).unwrap_or(0));
+                removed.bytes = v.len() as u64 + 8;
+                quarantine
+                    .insert(key, v.as_slice())
+                    .map_err(|e| db_err(&self.path, e))?;
+            }
+        }
+        let next = self.minus(&removed);
+        self.commit(tx, next)
+    }
+
     fn remove(&mut self, keys: &[u64]) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -290,7 +389,27 @@ impl Store for RedbStore {
         let mut removed = StoreStats::default();
         {
             let mut table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
-            while self.pop_first(&mut table, &mut removed, Some(cutoff_ns))? {}
+            let mut old = Vec::new();
+            for entry in table.iter().map_err(|e| db_err(&self.path, e))? {
+                let (k, v) = entry.map_err(|e| db_err(&self.path, e))?;
+                let len = v.value().len() as u64 + 8;
+                match header(k.value(), v.value()) {
+                    // Written before the clock was set: never too old.
+                    Ok((_, created, _)) if created < crate::clock::CLOCK_FLOOR_NS => {}
+                    Ok((_, created, messages)) if created < cutoff_ns => {
+                        old.push((k.value(), u64::from(messages), len));
+                    }
+                    Ok(_) => break,
+                    // A corrupt record is dropped with the old ones.
+                    Err(_) => old.push((k.value(), 0, len)),
+                }
+            }
+            for (key, messages, len) in old {
+                table.remove(key).map_err(|e| db_err(&self.path, e))?;
+                removed.records += 1;
+                removed.messages += messages;
+                removed.bytes += len;
+            }
         }
         if removed.records == 0 {
             tx.abort().map_err(|e| db_err(&self.path, e))?;
@@ -306,7 +425,7 @@ impl Store for RedbStore {
         let mut removed = StoreStats::default();
         {
             let mut table = tx.open_table(RECORDS).map_err(|e| db_err(&self.path, e))?;
-            while removed.bytes < bytes && self.pop_first(&mut table, &mut removed, None)? {}
+            while removed.bytes < bytes && self.pop_first(&mut table, &mut removed)? {}
         }
         let next = self.minus(&removed);
         self.commit(tx, next)?;

@@ -19,7 +19,8 @@ fn rec(key: u64, created_ns: i64, len: usize) -> Record {
 /// The same checks on both stores.
 fn conformance(store: &mut dyn Store) {
     assert_eq!(store.stats(), StoreStats::default());
-    let records: Vec<Record> = (1..=10).map(|k| rec(k, k as i64 * 100, 50)).collect();
+    let t = crate::clock::CLOCK_FLOOR_NS;
+    let records: Vec<Record> = (1..=10).map(|k| rec(k, t + k as i64 * 100, 50)).collect();
     store.append(&records[..5]).expect("append");
     store.append(&records[5..]).expect("append");
     let s = store.stats();
@@ -47,9 +48,27 @@ fn conformance(store: &mut dyn Store) {
     assert_eq!(keys, vec![1, 4, 5]);
 
     // Expire everything created before 500: 1 and 4.
-    let expired = store.expire(500).expect("expire");
+    let expired = store.expire(t + 500).expect("expire");
     assert_eq!(expired.records, 2);
     assert_eq!(store.stats().first_key, Some(5));
+
+    // A record written before the clock was set (time 0) is never too old, and the
+    // records behind it expire all the same.
+    store
+        .append(&[rec(11, 0, 50), rec(12, t + 550, 50)])
+        .expect("append");
+    store.remove(&[5]).expect("remove");
+    let expired = store.expire(t + 100_000).expect("expire");
+    assert_eq!(expired.records, 6, "6 to 10 and 12: {expired:?}");
+    let left: Vec<u64> = store
+        .read_after(None, 10)
+        .expect("read")
+        .iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(left, vec![11]);
+    store.remove(&[11]).expect("remove");
+    store.append(&records[4..]).expect("append again");
 
     // Drop at least 100 bytes: two records of 71 bytes (50 + header + key).
     let dropped = store.drop_oldest(100).expect("drop");

@@ -1,6 +1,8 @@
 //! Test support: an embedded broker that records what devices publish, and device builders.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -205,12 +207,15 @@ impl TestBroker {
     }
 }
 
-/// A weather device for `broker`, batching for 20 ms.
+/// A weather device for `broker`, batching for 20 ms, its queue in memory only (an
+/// explicit choice: the default is on disk), reconnecting every 100 ms at most.
 pub fn device(broker: &TestBroker, id: &str) -> Builder {
     Mir::builder()
         .device_id(id)
         .target(broker.target())
         .schema(DESCRIPTOR_SET)
+        .memory_only()
+        .connect_interval(Duration::from_millis(100))
         .telemetry_linger(Duration::from_millis(20))
 }
 

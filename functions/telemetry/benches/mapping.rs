@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
                 payload: e.encode_to_vec().into(),
                 seq: i as u64,
                 sent_at_ns: 0,
+                clock_unsynced: false,
             })
             .collect(),
     }

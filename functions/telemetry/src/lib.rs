@@ -73,7 +73,8 @@ pub fn map_batch(
                 }
             },
         };
-        let fallback = if item.sent_at_ns > 0 {
+        // A device whose clock was not set says so: its time is not a real one.
+        let fallback = if item.sent_at_ns > 0 && !item.clock_unsynced {
             item.sent_at_ns
         } else {
             ctx.received_at_ns
@@ -224,6 +225,30 @@ mod tests {
             recs[1].values[0].1,
             mir_shared::telemetry::FieldValue::Int(21)
         );
+    }
+
+    #[tokio::test]
+    async fn an_item_marked_clock_unsynced_is_stored_at_the_receive_time() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        // No annotated time (ts = 0): the item's time, unless the device says its
+        // clock was not set.
+        let item = |seq, sent_at_ns, clock_unsynced| mir_proto::wire::TelemetryItem {
+            name: "schema.v1.Env".into(),
+            payload: env(0, 20).encode_to_vec().into(),
+            seq,
+            sent_at_ns,
+            clock_unsynced,
+        };
+        let batch = TelemetryBatch {
+            items: vec![item(1, 3_000_000, true), item(2, 7_000_000_000, false)],
+        };
+        let event = mir_shared::testing::rule_event("w1", &batch.encode_to_vec(), 5_000);
+        let out = handle(&deps(&w), &event).await.expect("ok");
+        assert_eq!(out.written, 2);
+        let mut times: Vec<i64> = stored(&w).await.iter().map(|r| r.time_ns).collect();
+        times.sort();
+        assert_eq!(times, [5_000_000_000, 7_000_000_000]);
     }
 
     #[tokio::test]

@@ -192,6 +192,7 @@ fn batch(n: usize, seq0: u64) -> Vec<u8> {
                 payload: env(i as u32).encode_to_vec().into(),
                 seq: seq0 + i as u64,
                 sent_at_ns: (1_780_000_000 + seq0 as i64 + i as i64) * 1_000_000_000,
+                clock_unsynced: false,
             })
             .collect(),
     }

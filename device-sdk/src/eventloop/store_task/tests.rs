@@ -190,11 +190,12 @@ async fn a_batch_runs_in_order_and_its_answers_come_back_in_order() {
     assert!(matches!(append.outcome, StoreOutcome::Appended(_)));
     let StoreOutcome::Read {
         ticket: 7,
-        result: Ok(records),
+        result: Ok(page),
     } = &read.outcome
     else {
         panic!("the read's answer expected: {read:?}")
     };
+    let records = &page.records;
     assert_eq!(records.len(), 1, "the read saw the append before it");
     assert_eq!(records[0].key, 2);
     assert!(task.is_busy(), "the removal runs next");
