@@ -123,10 +123,12 @@ impl IotCertificates {
             .send()
             .await
             .map_err(|e| cert_error("IoT AttachPolicy", e))?;
+        // Exclusive: the certificate can belong to this thing only.
         self.client
             .attach_thing_principal()
             .thing_name(device_id)
             .principal(arn)
+            .thing_principal_type(aws_sdk_iot::types::ThingPrincipalType::ExclusiveThing)
             .send()
             .await
             .map_err(|e| cert_error("IoT AttachThingPrincipal", e))?;
