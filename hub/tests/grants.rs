@@ -12,7 +12,7 @@
 //! Needs MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start).
 
 #[path = "../benches/cost/meter.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 mod meter;
 
 use std::collections::{BTreeMap, BTreeSet};
