@@ -400,9 +400,13 @@ fn api_errors_are_shown_as_is_with_a_non_zero_exit() {
         .run();
     assert_eq!(run.code, Some(1));
     let answer = f.proxy.received();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(head.starts_with("HTTP/1.1 404"), "{answer}");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["error"], "no device matches the targets", "{answer}");
+    // Every error names its request, to quote when asking what went wrong.
     assert!(
-        answer.starts_with("HTTP/1.1 404")
-            && answer.ends_with(r#"{"error":"no device matches the targets"}"#),
+        body["requestId"].as_str().is_some_and(|id| id.len() == 36),
         "{answer}"
     );
     assert_eq!(run.stderr.trim(), "Error: no device matches the targets");

@@ -57,9 +57,11 @@ fn online_index_count(table: &str) -> u64 {
 async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_online_devices() {
     let hub = TestHub::start_aws(cli());
     let twins: Arc<dyn TwinStore> = hub.core().ports.twins.clone().unwrap();
-    // The sweep below runs at `later`; the hub's own sweep, at the real time, finds none.
+    // The sweep below runs at `later`; the hub's own sweep, at the real time, finds none
+    // (the stale ones are due 20 minutes from now: far beyond the test's own length,
+    // even on a loaded machine).
     let now = Utc::now();
-    let later = now + Duration::minutes(5);
+    let later = now + Duration::minutes(30);
     // GIVEN 5,000 twins in two namespaces, 60 online, 40 of those stale by `later`.
     stream::iter(0..FLEET)
         .map(|i| {
@@ -72,9 +74,9 @@ async fn five_thousand_twins_page_through_the_cli_and_the_sweep_reads_only_onlin
                     t.status.online = true;
                     t.status.last_heartbeat = Some(now - Duration::minutes(10));
                     t.status.stale_at = Some(if i < STALE {
-                        now + Duration::minutes(2)
+                        now + Duration::minutes(20)
                     } else {
-                        now + Duration::minutes(30)
+                        now + Duration::minutes(60)
                     });
                 }
                 twins.create(&t).await.unwrap();
