@@ -189,7 +189,11 @@ async fn certificates_are_issued_attached_and_revoked() {
     use mir_shared::adapters::iot::{aws_sdk_iot, IotCertificates};
     use mir_shared::ports::CertificateIssuer;
     let url = required_endpoint();
-    let sdk = mir_shared::adapters::aws::sdk_config(Some(&url), Default::default()).await;
+    let sdk = mir_shared::adapters::aws::sdk_config(
+        Some(&url),
+        mir_shared::adapters::aws::SdkTimeouts::emulator(),
+    )
+    .await;
     let iot = aws_sdk_iot::Client::new(&sdk);
     let policy = format!("{}-device", random_prefix());
     iot.create_policy()

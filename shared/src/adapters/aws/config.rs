@@ -92,6 +92,17 @@ pub struct SdkTimeouts {
     pub attempt: std::time::Duration,
 }
 
+impl SdkTimeouts {
+    /// For an emulator on this machine (`mir local --profile localstack`, moto in
+    /// tests): no Lambda timeout to stay under, and a loaded machine answers slowly.
+    pub fn emulator() -> Self {
+        Self {
+            operation: std::time::Duration::from_secs(120),
+            attempt: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 impl Default for SdkTimeouts {
     fn default() -> Self {
         Self {
@@ -389,6 +400,7 @@ impl AwsConfig {
             iot_data_endpoint: None,
             iot_policy_name: None,
             endpoint_url: Some(endpoint_url.trim_end_matches('/').to_string()),
+            timeouts: SdkTimeouts::emulator(),
             ..Self::default()
         }
     }
@@ -605,6 +617,12 @@ mod tests {
         let c = cfg(&[]).expect("valid");
         assert_eq!(c.timeouts, SdkTimeouts::default());
         assert_eq!(c.timeouts.operation, std::time::Duration::from_secs(10));
+        // An emulator on this machine gets generous ones.
+        let local = AwsConfig::localstack("http://127.0.0.1:4566", "p");
+        assert_eq!(
+            local.timeouts.operation,
+            std::time::Duration::from_secs(120)
+        );
         let c = cfg(&[("MIR_AWS_OPERATION_TIMEOUT_MS", "2000")]).expect("valid");
         assert_eq!(c.timeouts.attempt, std::time::Duration::from_millis(2000));
         let e = cfg(&[

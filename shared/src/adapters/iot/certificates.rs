@@ -514,7 +514,11 @@ mod tests {
     #[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
     async fn moto_refuses_deleting_an_attached_certificate_and_the_retry_passes_after_the_detach() {
         let url = std::env::var("MIR_TEST_AWS_ENDPOINT").expect("MIR_TEST_AWS_ENDPOINT");
-        let sdk = crate::adapters::aws::sdk_config(Some(&url), Default::default()).await;
+        let sdk = crate::adapters::aws::sdk_config(
+            Some(&url),
+            crate::adapters::aws::SdkTimeouts::emulator(),
+        )
+        .await;
         let iot = aws_sdk_iot::Client::new(&sdk);
         let n: u64 = rand::random();
         let (policy, device) = (format!("p-{n:x}"), format!("d-{n:x}"));
@@ -524,7 +528,7 @@ mod tests {
             .send()
             .await
             .expect("policy");
-        let issuer = IotCertificates::new(iot.clone(), &policy);
+        let issuer = IotCertificates::new(iot.clone(), &policy).allowing_generated_keys(true);
         let cert = issuer.issue(&device, None).await.expect("issued");
         iot.update_certificate()
             .certificate_id(&cert.certificate_id)
