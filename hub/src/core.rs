@@ -32,6 +32,8 @@ pub struct Rules {
     device: Vec<(String, &'static str, RuleFn)>,
     /// The lifecycle route and its schedule (the presence function).
     presence: Option<(&'static str, PresenceFn, ScheduleFn)>,
+    /// The functions run by their schedule alone (the certificate rotation).
+    scheduled: Vec<(&'static str, ScheduleFn)>,
 }
 
 /// A function of `routes.json` the registry cannot dispatch.
@@ -44,6 +46,7 @@ impl Rules {
         let mut rules = Rules {
             device: Vec::new(),
             presence: None,
+            scheduled: Vec::new(),
         };
         for f in &routes.functions {
             let (name, entry) = registry::REGISTRY
@@ -60,6 +63,7 @@ impl Rules {
                     lifecycle,
                     schedule,
                 } => rules.presence = Some((name, *lifecycle, *schedule)),
+                Function::Schedule(handler) => rules.scheduled.push((name, *handler)),
                 Function::Api(_) => {}
             }
         }
@@ -281,18 +285,24 @@ impl Core {
             .await;
     }
 
-    /// The schedule: stale-heartbeat sweep.
+    /// The schedules: the stale-heartbeat sweep, then every scheduled function (each
+    /// runs at the sweep's interval here, more often than in the cloud, which its
+    /// idempotent run allows).
     pub async fn sweep(&self) {
-        let Some((function, _, schedule)) = self.rules.presence else {
-            return;
-        };
         let now = Utc::now();
-        let ev = PresenceInput::Schedule(ScheduledEvent {
+        let scheduled = ScheduledEvent {
             detail_type: "Scheduled Event".into(),
             source: "aws.events".into(),
             time: now,
-        });
-        self.invoke(function, &ev, || schedule(&self.ports, now))
-            .await;
+        };
+        if let Some((function, _, schedule)) = self.rules.presence {
+            let ev = PresenceInput::Schedule(scheduled.clone());
+            self.invoke(function, &ev, || schedule(&self.ports, now))
+                .await;
+        }
+        for (function, schedule) in &self.rules.scheduled {
+            self.invoke(function, &scheduled, || schedule(&self.ports, now))
+                .await;
+        }
     }
 }

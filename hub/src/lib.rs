@@ -8,7 +8,9 @@
 //! - [`delivery`]: invocations run concurrently and unordered, as on AWS, and with
 //!   `chaos` also duplicated and delayed;
 //! - [`http`]: the HTTP server with the API Gateway routes and event shape;
-//! - [`adapters`]: publishing through the embedded broker, certificates from the local CA;
+//! - [`adapters`]: publishing through the embedded broker;
+//! - [`certificates`]: certificates from the local CA, and the certificate book that
+//!   says which may connect (mTLS only for a device that holds one; none once revoked);
 //! - this module: [`Hub::start`] wires the embedded broker (`mir-broker`: a plain port and
 //!   an mTLS port whose certificates come from a local CA created on first run; the broker
 //!   enforces the cloud IoT policy), the stores of the profile, the HTTP server, presence
@@ -19,6 +21,7 @@
 //! Delivery semantics).
 
 pub mod adapters;
+pub mod certificates;
 pub mod config;
 pub mod core;
 pub mod delivery;
@@ -50,7 +53,8 @@ use mir_shared::{
 pub use config::{ConfigError, HubConfig, Profile};
 
 use self::{
-    adapters::{BrokerPublisher, LocalCertificates},
+    adapters::BrokerPublisher,
+    certificates::{CertificateBook, LocalCertificates},
     core::{Core, DeadLetters, Rules},
     delivery::{key_of, Chaos, Dispatcher},
 };
@@ -81,6 +85,8 @@ pub enum HubError {
         #[source]
         source: mir_broker::ca::CaError,
     },
+    #[error(transparent)]
+    CertificateBook(#[from] certificates::BookError),
     #[error("cannot start the MQTT broker: {0}")]
     Broker(#[source] mir_broker::BrokerError),
     #[error("the broker has no {0} listener")]
@@ -222,12 +228,16 @@ impl Hub {
         let server = ca
             .issue_server_cert(&["localhost".to_string(), config.bind.to_string()])
             .map_err(ca_error)?;
+        let book = Arc::new(CertificateBook::open(
+            &config.ca_dir().join("certificates.json"),
+        )?);
         let publisher = Arc::new(BrokerPublisher::default());
         let mtls_endpoint = Arc::new(std::sync::OnceLock::new());
         let ports = Ports {
             publisher: Some(publisher.clone()),
             certificates: Some(Arc::new(LocalCertificates {
                 ca: ca.clone(),
+                book: book.clone(),
                 endpoint: mtls_endpoint.clone(),
             })),
             stale_after: chrono::Duration::seconds(

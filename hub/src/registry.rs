@@ -51,7 +51,7 @@ pub type RuleFn = for<'a> fn(&'a Ports, &'a RuleEvent) -> BoxFuture<'a, Result<V
 /// The lifecycle route: invoked with AWS lifecycle events (or a scheduled event).
 pub type PresenceFn =
     for<'a> fn(&'a Ports, &'a PresenceInput) -> BoxFuture<'a, Result<Value, InvokeError>>;
-/// A scheduled run (the presence sweep), at a time.
+/// A scheduled run (the presence sweep, the certificate rotation), at a time.
 pub type ScheduleFn =
     for<'a> fn(&'a Ports, DateTime<Utc>) -> BoxFuture<'a, Result<Value, InvokeError>>;
 /// An HTTP route: API Gateway (payload v2) in, response out, before the invocation's
@@ -71,6 +71,8 @@ pub enum Function {
         schedule: ScheduleFn,
     },
     Api(ApiFn),
+    /// A function run by its schedule alone.
+    Schedule(ScheduleFn),
 }
 
 impl std::fmt::Debug for Function {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for Function {
             Function::Rule(_) => "Rule",
             Function::Presence { .. } => "Presence",
             Function::Api(_) => "Api",
+            Function::Schedule(_) => "Schedule",
         })
     }
 }
@@ -94,6 +97,18 @@ macro_rules! rule {
             Box::pin(async move {
                 let deps = $krate::Deps::try_from(ports)?;
                 outcome($krate::handle(&deps, event).await)
+            })
+        })
+    };
+}
+
+/// A scheduled function of crate `$krate` (`handle(&Deps, DateTime<Utc>)`).
+macro_rules! schedule {
+    ($krate:ident) => {
+        Function::Schedule(|ports, now| {
+            Box::pin(async move {
+                let deps = $krate::Deps::try_from(ports)?;
+                outcome($krate::handle(&deps, now).await)
             })
         })
     };
@@ -162,6 +177,10 @@ pub const REGISTRY: &[(&str, Function)] = &[
     ("api-config", api!(mir_fn_api_config, within)),
     ("api-telemetry", api!(mir_fn_api_telemetry)),
     ("api-events", api!(mir_fn_api_events)),
+    (
+        "certificate-rotation",
+        schedule!(mir_fn_certificate_rotation),
+    ),
 ];
 
 /// The function named `name`.
@@ -197,10 +216,15 @@ mod tests {
                     "{} is registered as an HTTP route",
                     f.name
                 ),
+                Function::Schedule(_) => assert!(
+                    !f.schedules.is_empty() && f.rules.is_empty() && f.http.is_empty(),
+                    "{} is registered as a scheduled function",
+                    f.name
+                ),
             }
             if !f.schedules.is_empty() {
                 assert!(
-                    matches!(entry, Function::Presence { .. }),
+                    matches!(entry, Function::Presence { .. } | Function::Schedule(_)),
                     "{} has a schedule the registry cannot run",
                     f.name
                 );

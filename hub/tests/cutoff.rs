@@ -32,6 +32,9 @@ impl CertificateIssuer for Authority {
     async fn set_active(&self, _: &str, _: bool) -> Result<(), CertificateError> {
         Ok(())
     }
+    async fn retire_earlier(&self, _: &str, _: &str) -> Result<u32, CertificateError> {
+        Ok(0)
+    }
     async fn revoke_all(&self, _: &str) -> Result<(), CertificateError> {
         if self.revoke_fails {
             return Err(CertificateError::Unavailable {
@@ -123,4 +126,100 @@ async fn a_deleted_device_that_keeps_sending_heartbeats_stays_deleted() {
     assert_eq!(twins.get("c2").await.expect("read"), None);
     let tomb = twins.tombstone("c2").await.expect("read");
     assert_eq!(tomb.map(|t| t.device_id), Some("c2".to_string()));
+}
+
+/// A signing request for `device` (the private key stays here, as on a device).
+fn csr(device: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    rcgen::CertificateParams::new(vec![device.to_string()])
+        .expect("params")
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
+async fn a_second_certificate_revokes_the_first_once_the_grace_period_is_over() {
+    use mir_shared::adapters::iot::{aws_sdk_iot, IotCertificates};
+    let endpoint = std::env::var("MIR_TEST_AWS_ENDPOINT")
+        .expect("MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start)");
+    let prefix = format!("rotation-{}", uuid::Uuid::new_v4().simple());
+    let env = AwsEnvironment::for_endpoint(&endpoint, &prefix, Default::default())
+        .await
+        .expect("tables");
+    let iot = aws_sdk_iot::Client::new(&env.sdk);
+    let policy = format!("{prefix}-device");
+    iot.create_policy()
+        .policy_name(&policy)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("policy");
+    let p = Ports {
+        publisher: Some(Arc::new(RecordingPublisher::new())),
+        certificates: Some(Arc::new(IotCertificates::new(iot.clone(), &policy))),
+        certificate_grace: chrono::Duration::hours(24),
+        ..env.ports
+    };
+    let device = format!("rot-{}", &prefix[9..17]);
+    let twin = serde_json::json!({"meta": {"name": device}, "spec": {"deviceId": device}});
+    assert_eq!(
+        api(&p, "POST /v1/devices", "/v1/devices", Some(twin))
+            .await
+            .0,
+        201
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = api(
+            &p,
+            "POST /v1/devices/{deviceId}/certificate",
+            &format!("/v1/devices/{device}/certificate"),
+            Some(serde_json::json!({ "csrPem": csr(&device) })),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["certificateId"].as_str().expect("id").to_string());
+    }
+    let status = |id: String| {
+        let iot = iot.clone();
+        async move {
+            match iot.describe_certificate().certificate_id(id).send().await {
+                Ok(d) => d
+                    .certificate_description()
+                    .and_then(|c| c.status().map(|s| s.as_str().to_string())),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    None
+                }
+                Err(e) => panic!("describe: {e:?}"),
+            }
+        }
+    };
+    let Some(Function::Schedule(rotate)) = registry::function("certificate-rotation") else {
+        panic!("certificate-rotation is a scheduled function");
+    };
+    // Within the grace period both certificates connect.
+    rotate(&p, Utc::now() + chrono::Duration::hours(23))
+        .await
+        .expect("run");
+    assert_eq!(status(ids[0].clone()).await.as_deref(), Some("ACTIVE"));
+    // Once it is over the first is revoked and gone; the second stays.
+    rotate(&p, Utc::now() + chrono::Duration::hours(25))
+        .await
+        .expect("run");
+    assert_eq!(status(ids[0].clone()).await, None, "the first is deleted");
+    assert_eq!(status(ids[1].clone()).await.as_deref(), Some("ACTIVE"));
+    let principals = iot
+        .list_thing_principals()
+        .thing_name(&device)
+        .send()
+        .await
+        .expect("principals");
+    assert_eq!(principals.principals().len(), 1);
+    assert!(principals.principals()[0].ends_with(&ids[1]));
 }

@@ -22,7 +22,11 @@ use chrono::{TimeZone, Utc};
 use prost::Message;
 use serde_json::{json, Value};
 
-use mir_hub::registry::{self, Function};
+use mir_broker::ca::LocalCa;
+use mir_hub::{
+    certificates::{CertificateBook, LocalCertificates},
+    registry::{self, Function},
+};
 use mir_proto::wire::Heartbeat;
 use mir_shared::{
     adapters::{aws::AwsEnvironment, memory::RecordingPublisher},
@@ -108,6 +112,8 @@ struct Run {
     published: usize,
     used: BTreeMap<String, Used>,
     now_ms: i64,
+    /// The local CA and certificate book of the certificate routes.
+    _ca_dir: tempfile::TempDir,
 }
 
 impl Run {
@@ -121,8 +127,17 @@ impl Run {
             .expect("tables");
         meter.take(); // the tables' creation is not a function's
         let publisher = Arc::new(RecordingPublisher::new());
+        let ca_dir = tempfile::tempdir().expect("tmp");
+        let certificates = LocalCertificates {
+            ca: Arc::new(LocalCa::load_or_create(&ca_dir.path().join("ca")).expect("ca")),
+            book: Arc::new(
+                CertificateBook::open(&ca_dir.path().join("certificates.json")).expect("book"),
+            ),
+            endpoint: Arc::new(std::sync::OnceLock::new()),
+        };
         let ports = Ports {
             publisher: Some(publisher.clone()),
+            certificates: Some(Arc::new(certificates)),
             ..env.ports
         };
         Run {
@@ -133,6 +148,7 @@ impl Run {
             published: 0,
             used: BTreeMap::new(),
             now_ms: 1_790_000_000_000,
+            _ca_dir: ca_dir,
         }
     }
 
@@ -204,6 +220,15 @@ impl Run {
             .expect("time");
         let _ = schedule(&self.fresh(), later).await;
         self.record("presence");
+    }
+
+    /// A function run by its schedule, at `at`.
+    async fn scheduled(&mut self, function: &str, at: chrono::DateTime<Utc>) {
+        let Some(Function::Schedule(f)) = registry::function(function) else {
+            panic!("{function} is not a scheduled function");
+        };
+        let _ = f(&self.fresh(), at).await;
+        self.record(function);
     }
 
     /// One API request; returns its status and JSON body.
@@ -314,6 +339,25 @@ async fn routes_json_grants_each_function_exactly_what_its_handler_uses() {
     let g4 = json!({"meta": {"name": "g4"}, "spec": {"deviceId": "g4"}, "properties": desired});
     r.api("api-devices", "POST /v1/devices", dev, "", Some(g4))
         .await;
+    // Certificates: two for g1, and the rotation once the first's grace period is over.
+    for _ in 0..2 {
+        let route = "POST /v1/devices/{deviceId}/certificate";
+        let (status, body) = r
+            .api(
+                "api-devices",
+                route,
+                "/v1/devices/g1/certificate",
+                "",
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    r.scheduled(
+        "certificate-rotation",
+        Utc::now() + chrono::Duration::hours(25),
+    )
+    .await;
     let refresh = "/v1/devices/g1/schema/refresh";
     let route = "POST /v1/devices/{deviceId}/schema/refresh";
     r.api("api-devices", route, refresh, "", None).await;

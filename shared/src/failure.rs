@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::domain::{Event, EventReason};
 use crate::ports::EventStore;
-use crate::rule_event::{PresenceInput, RuleEvent};
+use crate::rule_event::{PresenceInput, RuleEvent, ScheduledEvent};
 use crate::service::HandlerError;
 
 /// An event a device route is invoked with: what a failure is recorded against.
@@ -59,6 +59,17 @@ impl InvocationInput for PresenceInput {
             PresenceInput::Lifecycle(l) => l.time(),
             PresenceInput::Schedule(s) => s.time,
         }
+    }
+}
+
+/// A scheduled run is about no device: its failures are logged only.
+impl InvocationInput for ScheduledEvent {
+    fn subject(&self) -> Option<(String, String)> {
+        None
+    }
+
+    fn arrived_at(&self) -> DateTime<Utc> {
+        self.time
     }
 }
 

@@ -98,14 +98,14 @@ mod tests {
     use mir_proto::topics::{DeviceTopic, Direction};
 
     #[test]
-    fn the_routes_file_parses_and_names_twelve_functions() {
+    fn the_routes_file_parses_and_names_thirteen_functions() {
         let t = RoutesTable::load().expect("routes.json parses");
-        assert_eq!(t.functions.len(), 12);
+        assert_eq!(t.functions.len(), 13);
         for f in &t.functions {
             assert_eq!(f.crate_name, format!("mir-fn-{}", f.name));
             assert_eq!(f.path, format!("functions/{}", f.name));
             assert!(
-                !f.rules.is_empty() || !f.http.is_empty(),
+                !f.rules.is_empty() || !f.http.is_empty() || !f.schedules.is_empty(),
                 "{} has no trigger",
                 f.name
             );

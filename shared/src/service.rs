@@ -9,7 +9,9 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use crate::domain::{DomainError, Event, EventReason, Twin, Versioned};
-use crate::ports::{EventStore, Provisioned, PublishError, SchemaStore, StoreError, TwinStore};
+use crate::ports::{
+    CertificateError, EventStore, Provisioned, PublishError, SchemaStore, StoreError, TwinStore,
+};
 use crate::rule_event::RuleEventError;
 use crate::schema::{Schema, SchemaError};
 
@@ -29,6 +31,8 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Certificates(#[from] CertificateError),
     #[error("malformed {what}: {source}")]
     Malformed {
         what: &'static str,
@@ -69,6 +73,7 @@ impl HandlerError {
         match self {
             HandlerError::Store(e) => e.is_retryable(),
             HandlerError::Publish(PublishError::Failed { .. }) => true,
+            HandlerError::Certificates(e) => e.is_retryable(),
             // The schema usually arrives moments later: a retry delivers the data.
             HandlerError::NoSchema(_) => true,
             HandlerError::Event(_)
@@ -93,6 +98,7 @@ impl HandlerError {
             HandlerError::Store(e) => e.http_status(),
             HandlerError::Publish(PublishError::NotConnected(_)) => 409,
             HandlerError::Publish(PublishError::Failed { .. }) => 503,
+            HandlerError::Certificates(e) => e.http_status(),
             HandlerError::NoSchema(_) => 409,
             HandlerError::UnknownDevice(_) | HandlerError::UnknownCommand(_) => 404,
             HandlerError::DeviceDeleted(_) => 410,

@@ -197,14 +197,16 @@ where
     // Disabling or enabling a device changes its certificates first: a failure leaves
     // the device as it was, and the call can be repeated.
     let mut preview = before.value.clone();
+    let mut toggled = None;
     if let Ok(names) = edit(&mut preview, now) {
         if preview.spec.disabled != before.value.spec.disabled
             && service::validate_desired(schema.as_deref(), &mut preview, &names).is_ok()
         {
             set_certificates_active(deps, caller, id, !preview.spec.disabled, now).await?;
+            toggled = Some(!preview.spec.disabled);
         }
     }
-    let twin = service::update_twin(deps.twins, id.as_str(), |twin| {
+    let written = service::update_twin(deps.twins, id.as_str(), |twin| {
         let original = twin.clone();
         changed_desired = edit(twin, now)?;
         service::validate_desired(schema.as_deref(), twin, &changed_desired)?;
@@ -214,9 +216,22 @@ where
             Change::Changed
         })
     })
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?
-    .value;
+    .await;
+    let twin = match written {
+        Ok(Some(t)) => t.value,
+        failed => {
+            // The twin did not change: neither do its certificates.
+            if let Some(active) = toggled {
+                reconcile_certificates(deps, id, !active).await;
+            }
+            failed?;
+            return Err(ApiError::not_found(format!("device {id} does not exist")));
+        }
+    };
+    // A concurrent edit may have decided otherwise: the certificates follow the twin.
+    if toggled.is_some_and(|active| active == twin.spec.disabled) {
+        reconcile_certificates(deps, id, !twin.spec.disabled).await;
+    }
     if twin != before.value {
         let mut events = vec![Event::by_caller(
             EventReason::DeviceUpdated,
@@ -274,6 +289,16 @@ async fn set_certificates_active(
     .with_payload(serde_json::json!({ "active": active }));
     deps.events.append(&[ev]).await?;
     Ok(())
+}
+
+/// Puts the certificates back in line with the twin after a write that did not go as
+/// previewed. Best effort: a failure is logged, and the next enable or disable repairs it.
+async fn reconcile_certificates(deps: &Deps<'_>, id: &DeviceId, active: bool) {
+    if let Some(certs) = deps.certificates {
+        if let Err(e) = certs.set_active(id.as_str(), active).await {
+            tracing::error!(device = %id, error = %e, active, "could not put the certificates back in line with the twin");
+        }
+    }
 }
 
 /// DELETE: revokes the device's certificates first (a failure leaves the device as it

@@ -255,6 +255,8 @@ async fn a_schema_refresh_asks_the_device_and_certificates_need_an_issuer() {
 struct Revoker {
     store: mir_shared::adapters::embedded::EmbeddedStore,
     fail: bool,
+    /// Deletes the twin right after disabling the certificates (a concurrent delete).
+    delete_on_disable: bool,
     twin_at_revoke: std::sync::Mutex<Vec<bool>>,
     /// (active asked, the twin's `spec.disabled` at that moment)
     set_active: std::sync::Mutex<Vec<(bool, bool)>>,
@@ -265,6 +267,7 @@ impl Revoker {
         std::sync::Arc::new(Self {
             store: w.store.clone(),
             fail,
+            delete_on_disable: false,
             twin_at_revoke: Default::default(),
             set_active: Default::default(),
         })
@@ -296,16 +299,18 @@ impl mir_shared::ports::CertificateIssuer for Revoker {
         active: bool,
     ) -> Result<(), mir_shared::ports::CertificateError> {
         use mir_shared::ports::TwinStore;
-        let twin = self
-            .store
-            .get(device_id)
-            .await
-            .expect("read")
-            .expect("a twin");
+        let twin = self.store.get(device_id).await.expect("read");
+        let disabled = twin.is_some_and(|t| t.value.spec.disabled);
         self.set_active
             .lock()
             .expect("lock")
-            .push((active, twin.value.spec.disabled));
+            .push((active, disabled));
+        if self.delete_on_disable && !active {
+            self.store
+                .delete(device_id, chrono::Utc::now())
+                .await
+                .expect("deleted");
+        }
         if self.fail {
             return Err(Self::failure());
         }
@@ -323,6 +328,13 @@ impl mir_shared::ports::CertificateIssuer for Revoker {
             });
         }
         Ok(())
+    }
+    async fn retire_earlier(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<u32, mir_shared::ports::CertificateError> {
+        Ok(0)
     }
 }
 
@@ -443,6 +455,33 @@ async fn disabling_a_device_makes_its_certificates_inactive_first_and_enabling_a
 }
 
 #[tokio::test]
+async fn a_disable_whose_twin_write_then_fails_makes_the_certificates_active_again() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let revoker = std::sync::Arc::new(Revoker {
+        delete_on_disable: true,
+        ..std::sync::Arc::into_inner(Revoker::new(&w, false)).expect("sole owner")
+    });
+    let (status, body) = call_with(
+        &w,
+        revoker.clone(),
+        "PATCH /v1/devices/{deviceId}",
+        "/v1/devices/w1",
+        Some(json!({"spec": {"disabled": true}})),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let calls: Vec<bool> = revoker
+        .set_active
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(active, _)| *active)
+        .collect();
+    assert_eq!(calls, [false, true], "disabled, then put back");
+}
+
+#[tokio::test]
 async fn a_disable_whose_certificates_cannot_change_keeps_the_device_enabled_and_answers_503() {
     let w = TestWorld::new();
     w.with_weather_device("w1").await;
@@ -534,6 +573,13 @@ impl mir_shared::ports::CertificateIssuer for Signer {
     }
     async fn revoke_all(&self, _: &str) -> Result<(), mir_shared::ports::CertificateError> {
         Ok(())
+    }
+    async fn retire_earlier(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<u32, mir_shared::ports::CertificateError> {
+        Ok(0)
     }
 }
 

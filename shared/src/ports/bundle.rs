@@ -18,6 +18,13 @@ pub type StaleAfter = chrono::Duration;
 /// A device whose last heartbeat is older than this is offline (the presence sweep).
 pub const DEFAULT_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(90);
 
+/// The type of [`Ports::certificate_grace`].
+pub type CertificateGrace = chrono::Duration;
+
+/// How long a device's earlier certificates stay active after a new one is issued
+/// (the certificate rotation's grace period).
+pub const DEFAULT_CERTIFICATE_GRACE: chrono::Duration = chrono::Duration::hours(24);
+
 /// The ports of one environment. Cloning shares the adapters.
 #[derive(Clone)]
 pub struct Ports {
@@ -35,6 +42,8 @@ pub struct Ports {
     pub cache: Arc<SchemaCache>,
     /// The presence sweep's staleness threshold.
     pub stale_after: chrono::Duration,
+    /// The certificate rotation's grace period.
+    pub certificate_grace: chrono::Duration,
 }
 
 impl std::fmt::Debug for Ports {
@@ -50,6 +59,7 @@ impl std::fmt::Debug for Ports {
             .field("publisher", &has(self.publisher.is_some()))
             .field("certificates", &has(self.certificates.is_some()))
             .field("stale_after", &self.stale_after)
+            .field("certificate_grace", &self.certificate_grace)
             .finish()
     }
 }
@@ -69,6 +79,7 @@ impl Default for Ports {
             clock: Arc::new(SystemClock),
             cache: Arc::new(SchemaCache::default()),
             stale_after: DEFAULT_STALE_AFTER,
+            certificate_grace: DEFAULT_CERTIFICATE_GRACE,
         }
     }
 }
@@ -153,7 +164,7 @@ impl Ports {
 /// Declares a function's `Deps`: the ports its handler uses, named as in [`Ports`]
 /// (`twins`, `schemas`, `commands`, `events`, `sink` (the telemetry sink), `telemetry`
 /// (the telemetry reader), `publisher`, `certificates` (optional), `cache`, `clock`,
-/// `stale_after`), with its `TryFrom<&Ports>`. A port the environment lacks is a
+/// `stale_after`, `certificate_grace`), with its `TryFrom<&Ports>`. A port the environment lacks is a
 /// [`MissingPort`] naming it.
 ///
 /// ```
@@ -194,12 +205,14 @@ macro_rules! deps {
     (@type cache $l:lifetime) => { &$l $crate::service::SchemaCache };
     (@type clock $l:lifetime) => { &$l dyn $crate::ports::Clock };
     (@type stale_after $l:lifetime) => { $crate::ports::StaleAfter };
+    (@type certificate_grace $l:lifetime) => { $crate::ports::CertificateGrace };
     (@get sink $p:ident) => { $p.telemetry_sink()? };
     (@get telemetry $p:ident) => { $p.telemetry_reader()? };
     (@get certificates $p:ident) => { $p.certificates() };
     (@get cache $p:ident) => { $p.cache() };
     (@get clock $p:ident) => { $p.clock() };
     (@get stale_after $p:ident) => { $p.stale_after };
+    (@get certificate_grace $p:ident) => { $p.certificate_grace };
     (@get $field:ident $p:ident) => { $p.$field()? };
 }
 

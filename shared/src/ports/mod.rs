@@ -5,7 +5,10 @@
 mod bundle;
 mod telemetry;
 
-pub use bundle::{MissingPort, Ports, StaleAfter, DEFAULT_STALE_AFTER};
+pub use bundle::{
+    CertificateGrace, MissingPort, Ports, StaleAfter, DEFAULT_CERTIFICATE_GRACE,
+    DEFAULT_STALE_AFTER,
+};
 pub use telemetry::{
     PointKey, TelemetryCursor, TelemetryOrder, TelemetryQuery, TelemetryReader, TelemetrySeries,
     TelemetrySink,
@@ -300,6 +303,21 @@ pub enum CertificateError {
     },
 }
 
+impl CertificateError {
+    /// Whether the same request can succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CertificateError::Unavailable { .. })
+    }
+
+    /// The HTTP status an API answers with for this cause.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CertificateError::Invalid(_) | CertificateError::CsrRequired => 400,
+            CertificateError::Unavailable { .. } => 503,
+        }
+    }
+}
+
 /// Issues and revokes device certificates (AWS IoT control plane, or the local CA).
 #[async_trait]
 pub trait CertificateIssuer: Send + Sync {
@@ -315,6 +333,15 @@ pub trait CertificateIssuer: Send + Sync {
     /// Marks every certificate of the device active or inactive (enable, disable): an
     /// inactive certificate cannot connect.
     async fn set_active(&self, device_id: &str, active: bool) -> Result<(), CertificateError>;
+    /// Revokes every certificate of the device issued before `certificate_id` (its
+    /// rotation's grace period is over) and returns how many. Nothing is revoked when
+    /// `certificate_id` is no longer the device's (a later delete took it), and never
+    /// `certificate_id` itself or one issued after it.
+    async fn retire_earlier(
+        &self,
+        device_id: &str,
+        certificate_id: &str,
+    ) -> Result<u32, CertificateError>;
 }
 
 /// Where handlers get the time from (tests set it).

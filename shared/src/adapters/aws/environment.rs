@@ -89,6 +89,8 @@ impl AwsEnvironment {
                 config.event_retention.clone(),
             )));
         }
+        ports.certificate_grace =
+            chrono::Duration::hours(i64::from(config.certificate_grace_hours));
         let (sink, reader): TelemetryPorts = match &config.telemetry {
             None => (None, None),
             Some(TelemetryConfig::DynamoDb { table }) => {

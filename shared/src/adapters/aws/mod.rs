@@ -20,6 +20,7 @@
 //! | `AWS_ENDPOINT_URL` | endpoint override for every service (LocalStack, moto) |
 //! | `MIR_AWS_OPERATION_TIMEOUT_MS`, `MIR_AWS_ATTEMPT_TIMEOUT_MS` | the SDK clients' operation and attempt timeouts (default 10000 and 3000; the attempt at most the operation) |
 //! | `MIR_ALLOW_GENERATED_KEYS` | `true` lets the API issue a certificate without a CSR (AWS generates the key); default `false` |
+//! | `MIR_CERTIFICATE_GRACE_HOURS` | hours a device's earlier certificates stay active after a new one is issued (`certificate-rotation`); default 24 |
 
 use std::{fmt, time::Duration};
 

@@ -188,6 +188,22 @@ impl IotCertificates {
         retry_delete_conflicts(DELETE_RETRY, || self.delete_certificate(cert_id)).await
     }
 
+    /// When the certificate was created, in epoch milliseconds (0 when IoT omits it).
+    async fn created_at(&self, cert_id: &str) -> Result<i64, CertificateError> {
+        let out = self
+            .client
+            .describe_certificate()
+            .certificate_id(cert_id)
+            .send()
+            .await
+            .map_err(|e| cert_error("IoT DescribeCertificate", e))?;
+        Ok(out
+            .certificate_description
+            .and_then(|d| d.creation_date)
+            .and_then(|t| t.to_millis().ok())
+            .unwrap_or(0))
+    }
+
     async fn delete_certificate(&self, cert_id: &str) -> DeleteStep {
         let sent = self
             .client
@@ -365,6 +381,39 @@ impl CertificateIssuer for IotCertificates {
                 .map_err(|e| cert_error("IoT UpdateCertificate", e))?;
         }
         Ok(())
+    }
+
+    async fn retire_earlier(
+        &self,
+        device_id: &str,
+        keep_id: &str,
+    ) -> Result<u32, CertificateError> {
+        let principals = self.principals(device_id).await?.unwrap_or_default();
+        let mut issued = Vec::with_capacity(principals.len());
+        for arn in principals {
+            let Some(id) = certificate_id(&arn).map(str::to_string) else {
+                continue;
+            };
+            let created = self.created_at(&id).await?;
+            issued.push((created, id, arn));
+        }
+        let Some(keep) = issued
+            .iter()
+            .find(|(_, id, _)| id == keep_id)
+            .map(|(at, id, _)| (*at, id.clone()))
+        else {
+            return Ok(0);
+        };
+        let mut retired = 0;
+        // Ordered by creation, then id, so that two certificates created in the same
+        // instant never retire each other.
+        for (at, id, arn) in &issued {
+            if (*at, id) < (keep.0, &keep.1) {
+                self.revoke(device_id, arn).await?;
+                retired += 1;
+            }
+        }
+        Ok(retired)
     }
 
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
