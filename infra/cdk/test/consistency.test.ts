@@ -5,7 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KEYS } from '../lib/data-stack';
-import { functionNameOfArn, mirFunctions, PARTS, REPO_ROOT, resourcesOfType, ROUTES, synth } from './helpers';
+import { functionNameOfArn, mirFunctions, PARTS, rateExpression, REPO_ROOT, resourcesOfType, ROUTES, synth } from './helpers';
 
 const sorted = (xs: string[]) => [...xs].sort();
 
@@ -51,7 +51,7 @@ for (const flavour of ['default', 'timestream'] as const) {
       r.Properties.Targets.map((t: any) => `${ids.get(t.Arn['Fn::GetAtt'][0])} ${r.Properties.ScheduleExpression}`),
     );
     const inRoutes = ROUTES.functions.flatMap((f) =>
-      f.schedules.map((sc) => `${f.name} rate(${sc.rateMinutes} ${sc.rateMinutes === 1 ? 'minute' : 'minutes'})`),
+      f.schedules.map((sc) => `${f.name} ${rateExpression(sc.rateMinutes)}`),
     );
     assert.deepEqual(sorted(inTemplate), sorted(inRoutes));
   });

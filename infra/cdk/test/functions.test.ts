@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { buildMirApp } from '../lib/app';
 import { Access, StoreName } from '../lib/routes';
-import { asArray, fakeArtifacts, flatten, mirFunctions, newApp, REPO_ROOT, resolveImport, resourcesOfType, ROUTES, Synth, synth } from './helpers';
+import { asArray, fakeArtifacts, flatten, mirFunctions, newApp, rateExpression, REPO_ROOT, resolveImport, resourcesOfType, ROUTES, Synth, synth } from './helpers';
 
 /** The environment contract, written out independently of lib/config.ts. */
 const CONTRACT = new Set([
@@ -301,13 +301,13 @@ for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
       const fns = mirFunctions(s);
       for (const e of expected) {
         const id = fns.get(e.name)![0];
-        const unit = e.rate === 1 ? 'minute' : 'minutes';
+        const expression = rateExpression(e.rate);
         const hit = rules.find(
           ([, r]) =>
-            r.Properties.ScheduleExpression === `rate(${e.rate} ${unit})` &&
+            r.Properties.ScheduleExpression === expression &&
             r.Properties.Targets.some((t: any) => t.Arn?.['Fn::GetAtt']?.[0] === id),
         );
-        assert.ok(hit, `no rate(${e.rate} ${unit}) schedule for ${e.name}`);
+        assert.ok(hit, `no ${expression} schedule for ${e.name}`);
         assert.equal(hit[1].Properties.State, 'ENABLED');
       }
     });

@@ -199,3 +199,13 @@ export function devicePolicyViolations(doc: any): string[] {
   }
   return problems;
 }
+
+/**
+ * The EventBridge rate expression of a schedule of `minutes`, in the largest whole unit
+ * (as the CDK renders `Schedule.rate`): 60 minutes is `rate(1 hour)`.
+ */
+export function rateExpression(minutes: number): string {
+  const [n, unit] =
+    minutes % 1440 === 0 ? [minutes / 1440, 'day'] : minutes % 60 === 0 ? [minutes / 60, 'hour'] : [minutes, 'minute'];
+  return `rate(${n} ${unit}${n === 1 ? '' : 's'})`;
+}
