@@ -1,7 +1,9 @@
-// Builds the whole Mir platform into an App: data, functions, IoT, API.
+// Builds the whole Mir platform into an App: data, functions, IoT, API, and the dashboard.
 import { App, Environment, Tags } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { MirConfig, readConfig, stackName } from './config';
 import { ApiStack } from './api-stack';
+import { MirDashboard } from './dashboard';
 import { DataStack } from './data-stack';
 import { FunctionsStack } from './functions-stack';
 import { devicePolicyName, IotStack } from './iot-stack';
@@ -47,7 +49,7 @@ export function buildMirApp(app: App, env?: Environment, options: MirAppOptions 
   });
   const iot = new IotStack(app, stackName(config.stage, 'iot'), {
     ...common,
-    description: 'Mir: IoT device policy and topic rules',
+    description: 'Mir: IoT device policy and topic rules; the CloudWatch dashboard',
     config,
     functions: functions.functions,
     devicePolicyName: policyName,
@@ -59,6 +61,25 @@ export function buildMirApp(app: App, env?: Environment, options: MirAppOptions 
     config,
     functions: functions.functions,
     accessLogs: data.apiAccessLogs,
+  });
+
+  // In the iot stack, which then depends on every other stack and is deployed last (dashboard.ts).
+  const tables = new Map<string, dynamodb.ITable>([
+    ['twins', data.twins],
+    ['schemas', data.schemas],
+    ['commands', data.commands],
+    ['events', data.events],
+  ]);
+  if (data.telemetryTable) tables.set('telemetry', data.telemetryTable);
+  new MirDashboard(iot, 'Dashboard', {
+    stage: config.stage,
+    routes: config.routes,
+    functions: functions.functions,
+    reservedConcurrency: config.deviceConcurrency,
+    rules: iot.rules,
+    failureQueue: functions.deadLetterQueue,
+    api: api.api,
+    tables,
   });
 
   for (const stack of [data, functions, iot, api]) {

@@ -28,8 +28,15 @@ export function devicePolicyName(stage: string): string {
   return `mir-${stage}-device`;
 }
 
+/** Construct id of the topic rule of routes.json `functions[].rules[index]`: "HelloRule0". */
+export function topicRuleId(functionName: string, index: number): string {
+  return `${pascal(functionName)}Rule${index}`;
+}
+
 export class IotStack extends Stack {
   public readonly devicePolicy: iot.CfnPolicy;
+  /** topicRuleId -> topic rule, one per routes.json rule. */
+  public readonly rules: ReadonlyMap<string, iot.CfnTopicRule>;
 
   constructor(scope: Construct, id: string, props: IotStackProps) {
     super(scope, id, props);
@@ -57,7 +64,7 @@ export class IotStack extends Stack {
       const fn = props.functions.get(spec.name);
       if (!fn) throw new Error(`no function for routes.json entry "${spec.name}"`);
       for (const [i, r] of spec.rules.entries()) {
-        const id = `${pascal(spec.name)}Rule${i}`;
+        const id = topicRuleId(spec.name, i);
         const rule = new iot.CfnTopicRule(this, id, {
           topicRulePayload: {
             description: `mir ${spec.name}: ${r.topicFilter} -> ${spec.crate}`,
@@ -84,6 +91,7 @@ export class IotStack extends Stack {
       }
     }
     new RuleAlarms(this, 'RuleAlarms', { topic: props.alarmTopic, rules });
+    this.rules = rules;
   }
 }
 

@@ -170,6 +170,14 @@ export function isApiFunction(f: FunctionSpec): boolean {
   return f.http.length > 0;
 }
 
+/**
+ * Invoked asynchronously (by an IoT topic rule or an EventBridge schedule): Lambda queues
+ * its events, retries them and sends the failed ones to the failure queue.
+ */
+export function isAsyncFunction(f: FunctionSpec): boolean {
+  return f.rules.length > 0 || f.schedules.length > 0;
+}
+
 /** Construct id of a function: "hello" -> "Hello", "api-devices" -> "ApiDevices". */
 export function pascal(name: string): string {
   return name

@@ -70,8 +70,8 @@ for (const flavour of ['default', 'timestream'] as const) {
     const want = ['ApiUrl', 'Region', 'IotDataEndpoint', 'TwinsTable', 'SchemasTable', 'CommandsTable', 'EventsTable', 'TelemetrySink', 'DevicePolicyName'];
     want.push(...(s.sink === 'timestream' ? ['TimestreamDatabase', 'TimestreamTable', 'TelemetryRejectedDataBucket'] : ['TelemetryTable']));
     // For operators, not for `mir ctx import`: where alarms go, what to redrive, the access
-    // logs, and the role (or managed policy) of each operator job.
-    want.push('AlarmTopicArn', 'FailureQueueUrl', 'ApiAccessLogGroup');
+    // logs, the dashboard, and the role (or managed policy) of each operator job.
+    want.push('AlarmTopicArn', 'FailureQueueUrl', 'ApiAccessLogGroup', 'DashboardUrl');
     for (const job of ['ReadOnly', 'Operator', 'Provisioner', 'Admin']) want.push(`${job}RoleArn`, `${job}PolicyArn`);
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
   });
