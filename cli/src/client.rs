@@ -61,6 +61,18 @@ pub struct Client {
     http: reqwest::Client,
     /// SigV4 signing (aws contexts).
     signer: Option<crate::sigv4::Signer>,
+    /// `Authorization: Bearer` (a hub with access.apiToken).
+    token: Option<Bearer>,
+}
+
+/// A bearer token; its `Debug` never shows it.
+#[derive(Clone)]
+struct Bearer(String);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
 }
 
 impl Client {
@@ -86,12 +98,19 @@ impl Client {
             base,
             http,
             signer: None,
+            token: None,
         })
     }
 
     /// Signs every request with SigV4 (API Gateway with IAM auth).
     pub fn with_signer(mut self, signer: crate::sigv4::Signer) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: String) -> Self {
+        self.token = Some(Bearer(token));
         self
     }
 
@@ -139,6 +158,9 @@ impl Client {
         }
         if let Some(body) = body {
             req = req.json(body);
+        }
+        if let Some(Bearer(token)) = &self.token {
+            req = req.bearer_auth(token);
         }
         let mut request = req.build().map_err(ClientError::Http)?;
         if let Some(signer) = &self.signer {

@@ -38,6 +38,10 @@ pub struct Context {
     /// The devices' MQTT endpoint (aws: `mqtts://<IotDataEndpoint>:8883`), informative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<String>,
+    /// Bearer token of a hub bound beyond loopback (`access.apiToken`); `MIR_API_TOKEN`
+    /// overrides it. Never printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 fn default_context_name() -> String {
@@ -55,6 +59,7 @@ impl Default for CliConfig {
                 region: None,
                 profile: None,
                 mqtt: None,
+                token: None,
             }],
         }
     }
@@ -197,6 +202,7 @@ impl CliConfig {
             api,
             sigv4,
             mqtt: ctx.and_then(|c| c.mqtt.clone()),
+            token: ctx.and_then(|c| c.token.clone()),
         })
     }
 }
@@ -208,6 +214,8 @@ pub struct Endpoint {
     pub sigv4: Option<SigV4Config>,
     /// The devices' MQTT endpoint recorded in the context, if any.
     pub mqtt: Option<String>,
+    /// The hub's bearer token recorded in the context, if any.
+    pub token: Option<String>,
 }
 
 /// How to sign requests for API Gateway's IAM auth.
@@ -287,6 +295,7 @@ pub fn context_from_cdk_outputs(
         region: Some(region),
         profile,
         mqtt: get("IotDataEndpoint").map(|e| format!("mqtts://{e}:8883")),
+        token: None,
     })
 }
 
@@ -349,6 +358,7 @@ mod tests {
             region: None,
             profile: None,
             mqtt: None,
+            token: None,
         });
         cfg.switch("ls").expect("switch");
         assert_eq!(cfg.resolve_api(None, None).expect("ok"), "http://ls:8180");
@@ -369,6 +379,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             profile: None,
             mqtt: None,
+            token: None,
         });
         let e = cfg.resolve(None, Some("prod")).expect("aws");
         assert_eq!(e.api, "https://a");
@@ -512,6 +523,7 @@ mod tests {
             region: None,
             profile: None,
             mqtt: None,
+            token: None,
         });
         cfg.switch("b").expect("switch");
         cfg.save(&path).expect("save");

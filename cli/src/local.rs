@@ -58,6 +58,19 @@ pub struct LocalArgs {
     /// Seed of --chaos, to replay a run (default: random, printed at start).
     #[arg(long, value_name = "N")]
     pub chaos_seed: Option<u64>,
+    /// Bearer token the HTTP API requires (access.apiToken); needed with a --bind
+    /// beyond loopback. Prefer the environment variable to the flag.
+    #[arg(
+        long,
+        env = "MIR_API_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub api_token: Option<String>,
+    /// With a --bind beyond loopback, open the plain MQTT port there too (any client
+    /// there may claim a device id that holds no certificate).
+    #[arg(long)]
+    pub insecure_plain_mqtt: bool,
 }
 
 impl LocalArgs {
@@ -82,6 +95,12 @@ impl LocalArgs {
             aws_endpoint,
             aws_table_prefix
         );
+        if let Some(t) = &self.api_token {
+            c.access.api_token = Some(t.clone());
+        }
+        if self.insecure_plain_mqtt {
+            c.access.insecure_plain_mqtt = true;
+        }
         if self.chaos || self.chaos_seed.is_some() {
             c.chaos.enabled = true;
         }

@@ -1,7 +1,7 @@
 //! The hub's adapter for publishing to devices through the embedded broker (the
 //! certificates are in `certificates`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -9,14 +9,25 @@ use bytes::Bytes;
 use mir_broker::{BrokerHandle, QoS};
 use mir_shared::ports::{DevicePublisher, PublishError};
 
+use crate::metrics::HubMetrics;
+
 /// Publishes to devices through the broker. The handle is set once the broker runs
 /// (the broker's hooks need the publisher first).
 #[derive(Default)]
 pub struct BrokerPublisher {
     handle: OnceLock<BrokerHandle>,
+    metrics: Arc<HubMetrics>,
 }
 
 impl BrokerPublisher {
+    /// A publisher that counts what it publishes in `metrics`.
+    pub fn counting(metrics: Arc<HubMetrics>) -> Self {
+        Self {
+            handle: OnceLock::new(),
+            metrics,
+        }
+    }
+
     pub fn set(&self, handle: BrokerHandle) {
         let _ = self.handle.set(handle);
     }
@@ -42,6 +53,7 @@ impl DevicePublisher for BrokerPublisher {
                 .unwrap_or_else(|_| topic.to_string());
             return Err(PublishError::NotConnected(device));
         }
+        HubMetrics::count_topic(&self.metrics.messages_out, topic);
         Ok(())
     }
 }

@@ -53,7 +53,40 @@ pub struct HubConfig {
     pub delivery: DeliveryConfig,
     /// Duplicated, delayed and reordered invocations, as AWS may deliver them.
     pub chaos: ChaosConfig,
+    /// Who may reach the hub, once it listens beyond loopback.
+    pub access: AccessConfig,
 }
+
+/// Who may reach the hub. On loopback (the default) only this machine can; a hub bound
+/// beyond it (`bind`) needs `apiToken`, keeps the plain MQTT port on loopback unless
+/// `insecurePlainMqtt`, and answers HTTP only for its own host names.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Plain MQTT (no certificate: any client may claim any device id without one)
+    /// listens on `bind` too, not only on loopback.
+    pub insecure_plain_mqtt: bool,
+    /// Bearer token every HTTP request but `/healthz` must carry
+    /// (`Authorization: Bearer <token>`), at least 16 characters; required when `bind`
+    /// is beyond loopback. Also `MIR_API_TOKEN`. Never logged.
+    pub api_token: Option<String>,
+    /// Host names the HTTP API answers for, besides `localhost` and IP addresses (a
+    /// request naming another host, as a DNS-rebinding page would, is refused).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for AccessConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessConfig")
+            .field("insecure_plain_mqtt", &self.insecure_plain_mqtt)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish()
+    }
+}
+
+/// The shortest `access.apiToken` accepted.
+pub const MIN_API_TOKEN_LEN: usize = 16;
 
 /// Rule invocations run concurrently and unordered, as IoT rules invoke Lambda
 /// asynchronously; a retryable failure is retried after each delay in turn.
@@ -126,6 +159,7 @@ impl Default for HubConfig {
             aws_table_prefix: "mir-local".into(),
             delivery: DeliveryConfig::default(),
             chaos: ChaosConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -169,6 +203,10 @@ pub enum ConfigError {
     DuplicatePercent(u8),
     #[error("invalid config: eventRetention: {0}")]
     EventRetention(#[from] RetentionError),
+    #[error("invalid config: bind {0} is beyond loopback, so the HTTP API needs access.apiToken (or MIR_API_TOKEN)")]
+    TokenRequired(IpAddr),
+    #[error("invalid config: access.apiToken must be at least {MIN_API_TOKEN_LEN} characters")]
+    TokenTooShort,
 }
 
 impl HubConfig {
@@ -202,6 +240,13 @@ impl HubConfig {
             return Err(ConfigError::DuplicatePercent(self.chaos.duplicate_percent));
         }
         self.event_retention.validate()?;
+        match &self.access.api_token {
+            Some(t) if t.chars().count() < MIN_API_TOKEN_LEN => {
+                return Err(ConfigError::TokenTooShort)
+            }
+            None if !self.bind.is_loopback() => return Err(ConfigError::TokenRequired(self.bind)),
+            _ => {}
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::Invalid(format!("logLevel {:?}: {e}", self.log_level)))?;
         Ok(())
@@ -209,6 +254,19 @@ impl HubConfig {
 
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.bind, port)
+    }
+
+    /// Where the plain MQTT port listens: on `bind` when that is loopback or
+    /// `access.insecurePlainMqtt` says so, else on loopback only.
+    pub fn plain_mqtt_addr(&self) -> SocketAddr {
+        if self.bind.is_loopback() || self.access.insecure_plain_mqtt {
+            return self.addr(self.mqtt_port);
+        }
+        let loopback = match self.bind {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        SocketAddr::new(loopback, self.mqtt_port)
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -321,6 +379,57 @@ mod tests {
             e.to_string()
                 .contains("unknown field `eventsRetentionDays`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hub_bound_beyond_loopback_needs_a_token_and_keeps_plain_mqtt_on_loopback() {
+        let open = HubConfig {
+            bind: "0.0.0.0".parse().expect("ip"),
+            ..HubConfig::default()
+        };
+        assert!(matches!(
+            open.validate(),
+            Err(ConfigError::TokenRequired(ip)) if ip == open.bind
+        ));
+        let short = HubConfig {
+            access: AccessConfig {
+                api_token: Some("short".into()),
+                ..AccessConfig::default()
+            },
+            ..open.clone()
+        };
+        assert!(matches!(short.validate(), Err(ConfigError::TokenTooShort)));
+        let token = HubConfig {
+            access: AccessConfig {
+                api_token: Some("a-long-enough-token".into()),
+                ..AccessConfig::default()
+            },
+            ..open.clone()
+        };
+        token.validate().expect("valid");
+        assert_eq!(
+            token.plain_mqtt_addr(),
+            "127.0.0.1:1883".parse().expect("addr")
+        );
+        assert_eq!(
+            token.addr(token.mqtts_port),
+            "0.0.0.0:8883".parse().expect("addr")
+        );
+        let insecure = HubConfig {
+            access: AccessConfig {
+                insecure_plain_mqtt: true,
+                ..token.access.clone()
+            },
+            ..token
+        };
+        assert_eq!(
+            insecure.plain_mqtt_addr(),
+            "0.0.0.0:1883".parse().expect("addr")
+        );
+        assert!(
+            !format!("{insecure:?}").contains("a-long-enough-token"),
+            "never logged"
         );
     }
 }

@@ -7,7 +7,13 @@
 //! any other failure is recorded as an `InvalidMessage` event and dead-lettered at once,
 //! so nothing is lost silently. [`crate::delivery`] decides when invocations run.
 
-use std::{future::Future, io::Write, path::PathBuf, sync::Mutex, time::Duration};
+use std::{
+    future::Future,
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -24,6 +30,7 @@ use mir_shared::{
     rule_event::{LifecycleEvent, PresenceInput, RuleEvent, ScheduledEvent},
 };
 
+use crate::metrics::HubMetrics;
 use crate::registry::{self, Function, InvokeError, PresenceFn, RuleFn, ScheduleFn};
 
 /// The rules of `routes.json`, resolved to the registry's functions once.
@@ -88,6 +95,7 @@ pub struct Core {
     pub retry_delays: Vec<Duration>,
     /// Cancelled when the hub stops: pending retries run at once instead of waiting.
     pub draining: CancellationToken,
+    pub metrics: Arc<HubMetrics>,
 }
 
 /// Appends failed invocations to `dead-letters.jsonl` (the hub's on-failure destination).
@@ -114,7 +122,8 @@ impl DeadLetters {
         }
     }
 
-    fn write<E: Serialize>(&self, function: &str, err: &InvokeError, event: &E) {
+    /// Appends one dead letter; `false` when it could not be written (logged).
+    fn write<E: Serialize>(&self, function: &str, err: &InvokeError, event: &E) -> bool {
         let line = DeadLetter {
             time: Utc::now(),
             function,
@@ -122,8 +131,12 @@ impl DeadLetters {
             retryable: err.is_retryable(),
             event,
         };
-        let Ok(mut text) = serde_json::to_string(&line) else {
-            return;
+        let mut text = match serde_json::to_string(&line) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, function, "could not encode a dead letter");
+                return false;
+            }
         };
         text.push('\n');
         let _guard = self.lock.lock();
@@ -134,7 +147,9 @@ impl DeadLetters {
             .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
             tracing::error!(error = %e, path = %self.path.display(), "could not write a dead letter");
+            return false;
         }
+        true
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -166,6 +181,7 @@ impl Core {
             dead_letters,
             retry_delays: default_retry_delays(),
             draining: CancellationToken::new(),
+            metrics: Arc::new(HubMetrics::default()),
         }
     }
 
@@ -180,7 +196,11 @@ impl Core {
     {
         let mut attempt = 0;
         loop {
-            match call().await {
+            let started = std::time::Instant::now();
+            let result = call().await;
+            let failure = result.as_ref().err().map(InvokeError::is_retryable);
+            self.metrics.invoked(function, started, failure);
+            match result {
                 Ok(outcome) => {
                     tracing::debug!(function, %outcome, "handled");
                     return;
@@ -200,7 +220,11 @@ impl Core {
                             self.record_refusal(function, event, cause).await;
                         }
                     }
-                    self.dead_letters.write(function, &e, event);
+                    if self.dead_letters.write(function, &e, event) {
+                        self.metrics.dead_letters.inc();
+                    } else {
+                        self.metrics.dead_letter_write_failures.inc();
+                    }
                     return;
                 }
             }

@@ -137,6 +137,11 @@ impl Dispatcher {
     }
 
     /// Invocations accepted and not finished.
+    /// The core the invocations run on.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     pub fn in_flight(&self) -> usize {
         self.tracker.len()
     }

@@ -1,6 +1,8 @@
 //! The hub's HTTP server: the routes of API Gateway (from the routes table), turned
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
-//! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline.
+//! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
+//! `GET /healthz` (200 when the store answers, else 503) and `GET /metrics`
+//! (Prometheus). Every request passes [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
 
@@ -22,17 +24,82 @@ use mir_shared::{
     routes::RoutesTable,
 };
 
+use axum::routing::get;
+use mir_broker::BrokerHandle;
+
+use crate::access::Access;
 use crate::core::Core;
+use crate::delivery::Dispatcher;
 use crate::registry::{self, Function};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub core: Arc<Core>,
     pub routes: Arc<RoutesTable>,
+    pub access: Access,
+    /// Read at each scrape for the connection and session gauges.
+    pub broker: Option<BrokerHandle>,
+    /// Read at each scrape for the invocations in flight.
+    pub dispatcher: Option<Arc<Dispatcher>>,
 }
 
 pub fn router(state: HttpState) -> axum::Router {
-    axum::Router::new().fallback(dispatch).with_state(state)
+    let access = state.access.clone();
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::guard,
+        ))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    let store = match state.core.ports.twins() {
+        Ok(twins) => state.core.metrics.probe_store(twins).await,
+        Err(_) => Ok(()),
+    };
+    let (status, body) = match store {
+        Ok(()) => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "status": "unavailable", "store": "does not answer" }),
+            )
+        }
+    };
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let m = &state.core.metrics;
+    if let Ok(twins) = state.core.ports.twins() {
+        let _ = m.probe_store(twins).await;
+    }
+    if let Some(d) = &state.dispatcher {
+        m.in_flight
+            .set(i64::try_from(d.in_flight()).unwrap_or(i64::MAX));
+    }
+    if let Some(b) = &state.broker {
+        m.observe_broker(b);
+    }
+    (
+        StatusCode::OK,
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 async fn dispatch(

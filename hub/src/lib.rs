@@ -7,7 +7,9 @@
 //!   handlers as the Lambda functions), retries and the dead-letter file;
 //! - [`delivery`]: invocations run concurrently and unordered, as on AWS, and with
 //!   `chaos` also duplicated and delayed;
-//! - [`http`]: the HTTP server with the API Gateway routes and event shape;
+//! - [`http`]: the HTTP server with the API Gateway routes and event shape, `/healthz`
+//!   and `/metrics`, behind [`access`] (Host check, bearer token);
+//! - [`metrics`]: the Prometheus metrics;
 //! - [`adapters`]: publishing through the embedded broker;
 //! - [`certificates`]: certificates from the local CA, and the certificate book that
 //!   says which may connect (mTLS only for a device that holds one; none once revoked);
@@ -20,12 +22,14 @@
 //! Architecture: see docs/architecture.md in the repository (sections Layout, Profiles,
 //! Delivery semantics).
 
+pub mod access;
 pub mod adapters;
 pub mod certificates;
 pub mod config;
 pub mod core;
 pub mod delivery;
 pub mod http;
+pub mod metrics;
 pub mod registry;
 
 use std::{
@@ -57,6 +61,7 @@ use self::{
     certificates::{CertificateBook, LocalCertificates},
     core::{Core, DeadLetters, Rules},
     delivery::{key_of, Chaos, Dispatcher},
+    metrics::HubMetrics,
 };
 
 /// How long a stopping hub lets accepted invocations finish.
@@ -180,6 +185,7 @@ impl Hooks for RuleHooks {
     }
     async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
         let at = chrono::Utc::now();
+        HubMetrics::count_topic(&self.0.core().metrics.messages_in, topic);
         let key = key_of(&[c.client_id.as_bytes(), topic.as_bytes(), &payload]);
         let (client, topic) = (c.client_id.clone(), topic.to_string());
         self.0
@@ -231,7 +237,8 @@ impl Hub {
         let book = Arc::new(CertificateBook::open(
             &config.ca_dir().join("certificates.json"),
         )?);
-        let publisher = Arc::new(BrokerPublisher::default());
+        let metrics = Arc::new(HubMetrics::default());
+        let publisher = Arc::new(BrokerPublisher::counting(metrics.clone()));
         let mtls_endpoint = Arc::new(std::sync::OnceLock::new());
         let ports = Ports {
             publisher: Some(publisher.clone()),
@@ -254,6 +261,7 @@ impl Hub {
                 .copied()
                 .map(Duration::from_millis)
                 .collect(),
+            metrics,
             ..Core::new(
                 ports,
                 Rules::from_routes(&routes)?,
@@ -271,11 +279,17 @@ impl Hub {
                 "chaos: invocations are duplicated, delayed and reordered (replay with --chaos-seed {seed})"
             );
         }
+        if config.access.insecure_plain_mqtt && !config.bind.is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "access.insecurePlainMqtt: the plain MQTT port is open beyond loopback; any client there may claim a device id that holds no certificate"
+            );
+        }
         let dispatcher = Arc::new(Dispatcher::new(core.clone(), &config.delivery, chaos));
         let token = CancellationToken::new();
         let broker = Broker::start(
             BrokerConfig {
-                plain: Some(config.addr(config.mqtt_port)),
+                plain: Some(config.plain_mqtt_addr()),
                 tls: Some(TlsListenerConfig {
                     addr: config.addr(config.mqtts_port),
                     server_cert_chain_pem: server.cert_pem.clone(),
@@ -316,6 +330,9 @@ impl Hub {
         let app = http::router(http::HttpState {
             core: core.clone(),
             routes,
+            access: access::Access::new(&config.access),
+            broker: Some(broker.handle()),
+            dispatcher: Some(dispatcher.clone()),
         });
         let http_token = token.clone();
         let http = tokio::spawn(async move {

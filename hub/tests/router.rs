@@ -44,7 +44,13 @@ impl App {
             DeadLetters::new(dir.path().join("dead-letters.jsonl")),
         ));
         App {
-            router: http::router(HttpState { core, routes }),
+            router: http::router(HttpState {
+                core,
+                routes,
+                access: mir_hub::access::Access::new(&Default::default()),
+                broker: None,
+                dispatcher: None,
+            }),
             _dir: dir,
         }
     }
@@ -55,6 +61,7 @@ impl App {
             .method(method)
             .uri(path)
             .header(CONTENT_TYPE, "application/json")
+            .header("host", "localhost")
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
             .unwrap();
         let response = self.router.clone().oneshot(request).await.unwrap();

@@ -577,6 +577,9 @@ pub enum ContextCommand {
         /// AWS profile (aws)
         #[arg(long)]
         profile: Option<String>,
+        /// Bearer token of a hub bound beyond loopback (its access.apiToken)
+        #[arg(long)]
+        token: Option<String>,
         /// Also switch to it
         #[arg(long = "use")]
         use_it: bool,

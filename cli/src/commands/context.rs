@@ -20,6 +20,7 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
                 kind,
                 region,
                 profile,
+                token,
                 use_it,
             }),
             _,
@@ -32,6 +33,7 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
                 region,
                 profile,
                 mqtt: None,
+                token,
             });
             if use_it {
                 cfg.switch(&name)?;

@@ -62,6 +62,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub(crate) struct Connection {
     api: Option<String>,
     context: Option<String>,
+    /// `MIR_API_TOKEN`: the hub's bearer token, over the context's.
+    token: Option<String>,
 }
 
 impl Connection {
@@ -72,18 +74,22 @@ impl Connection {
         env: impl Fn(&str) -> Option<String>,
     ) -> Self {
         let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let token = env("MIR_API_TOKEN");
         match (api, context) {
             (Some(api), context) => Self {
                 api: Some(api),
                 context,
+                token,
             },
             (None, Some(context)) => Self {
                 api: None,
                 context: Some(context),
+                token,
             },
             (None, None) => Self {
                 api: env("MIR_API"),
                 context: env("MIR_CONTEXT"),
+                token,
             },
         }
     }
@@ -100,7 +106,10 @@ impl Connection {
 
     fn client(&self) -> anyhow::Result<Client> {
         let endpoint = self.endpoint()?;
-        let client = Client::new(&endpoint.api)?;
+        let mut client = Client::new(&endpoint.api)?;
+        if let Some(token) = self.token.clone().or(endpoint.token) {
+            client = client.with_token(token);
+        }
         Ok(match &endpoint.sigv4 {
             Some(s) => client.with_signer(crate::sigv4::Signer::from_config(s)),
             None => client,
