@@ -83,7 +83,11 @@
 //!
 //! # In the field
 //!
-//! [`Mir::status`] says what the device is going through ([`Status`]):
+//! [`Mir::status`] says what the device is going through ([`Status`]), and every
+//! heartbeat (`mir/{id}/hb`) tells the cloud the same: where the queue lives
+//! (`store_state`), the clock (`clock_state`), the last link issue (`link_issue`,
+//! `dropped_after_connect_in_a_row`), quarantined records, queued bytes, store errors,
+//! dropped and corrupt records (`Heartbeat` fields 5 to 13).
 //!
 //! - **Kicked right after connecting.** [`KICKED_IN_A_ROW`] connections in a row that
 //!   end within [`KICKED_WITHIN`] of their CONNACK (two processes with one client id, a
@@ -190,7 +194,7 @@
 //!   [`Mir::launch`], [`Status`].
 //! - `session`: the session state machine, free of I/O: what is sent on every connect
 //!   (subscriptions, `Hello` with the zlib-compressed schema, a pull of desired
-//!   properties, a heartbeat), telemetry batching under the 128 KB payload limit,
+//!   properties, a heartbeat with the status), telemetry batching under the 128 KB payload limit,
 //!   command and desired-property routing, the outbox with its acknowledgement
 //!   tracking (packet id -> message), the in-flight window, persistence policy,
 //!   retention and caps. It never calls the store: it asks for store operations
@@ -203,7 +207,8 @@
 //! - `backoff`: [`Backoff`] and the reconnect policy (connect interval, reset after a
 //!   stable connection, kicks after CONNACK counted).
 //! - `clock`: [`WallClock`], [`SystemClock`], whether the clock is set.
-//! - `status`: [`Status`], [`LinkIssue`], [`StoreHealth`], [`ClockState`].
+//! - `status`: [`Status`], [`LinkIssue`], [`StoreHealth`], [`ClockState`], and their
+//!   values in a heartbeat.
 //! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.
 //! - `handlers`: type-erased handlers by message full name.
