@@ -183,6 +183,18 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! - `csr` (default): key pair and CSR generation on the device
+//!   ([`credentials::generate_csr`], rcgen).
+//! - `log-subscriber` (default): the fmt subscriber (tracing-subscriber) that a log
+//!   level installs ([`Builder::log_level`], `logLevel`, `MIR__LOG_LEVEL`) on stdout,
+//!   unless the application installed one; without it the SDK only emits `tracing`
+//!   events.
+//! - `json-logs`: that subscriber prints one JSON object per line when the format is
+//!   [`LogFormat::Json`] ([`Builder::log_format`], `logFormat: json`,
+//!   `MIR__LOG_FORMAT=json`); a build without it prints text and warns.
+//!
 //! # Layout
 //!
 //! - `config`: [`Builder`], [`Target`], [`Credentials`], [`LogLevel`], [`IdPrefix`],
@@ -212,6 +224,7 @@
 //! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.
 //! - `handlers`: type-erased handlers by message full name.
+//! - `logs`: the subscriber a log level installs, text or JSON.
 //!
 //! # Topics
 //!
@@ -229,6 +242,8 @@ pub mod credentials;
 mod error;
 mod eventloop;
 mod handlers;
+#[cfg(feature = "log-subscriber")]
+mod logs;
 mod session;
 mod status;
 pub mod store;
@@ -244,8 +259,8 @@ pub use backoff::{
 pub use client::{Mir, Running, SendTelemetry};
 pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
-    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogLevel,
-    Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
+    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogFormat,
+    LogLevel, Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
     DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
