@@ -121,7 +121,8 @@
 //!   certificate is back.
 //! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s): a
 //!   connection that received nothing within half of it (at most 5 s) of a ping is
-//!   given up, so a link that dies without closing is noticed.
+//!   given up, so a link that dies without closing is noticed. TCP keepalive is not
+//!   set on the socket: rumqttc 0.25 creates it with no hook for that.
 //! - **Size limits.** `Hello` (the compressed schema) and its topic must fit in 128 KB,
 //!   checked by [`Builder::build`] ([`BuildError::SchemaTooLarge`]); every publish is
 //!   checked with its topic.
