@@ -306,6 +306,7 @@ impl Driver {
                     s.connected = true;
                     s.connects += 1;
                     s.retry_in = None;
+                    s.link_issue = kicked;
                 });
             }
             NetMsg::Event { epoch, event } if epoch == self.epoch => self.on_event(event),
@@ -342,6 +343,7 @@ impl Driver {
                 self.status.send_modify(|s| {
                     s.connected = false;
                     s.retry_in = Some(retry_in);
+                    s.link_issue = Some(issue);
                 });
                 if epoch == self.epoch && self.client.is_some() {
                     tracing::warn!(
