@@ -45,7 +45,7 @@ use crate::{
         error_response, Action, NotStored, Now, Request, Session, SessionConfig, StoreReply, WaitId,
     },
     store::Store,
-    ClockState, LinkIssue, SdkError, Status, StoreHealth,
+    LinkIssue, SdkError, Status, StoreHealth,
 };
 
 mod connector;
@@ -74,8 +74,8 @@ fn now_of(clock: &dyn WallClock) -> Now {
     }
 }
 
-/// The session configuration of a device.
-pub(crate) fn session_config(config: &Config) -> SessionConfig {
+/// The session configuration of a device whose queue is where `store_health` says.
+pub(crate) fn session_config(config: &Config, store_health: StoreHealth) -> SessionConfig {
     SessionConfig {
         device_id: config.device_id.clone(),
         schema: config.schema.clone(),
@@ -90,6 +90,7 @@ pub(crate) fn session_config(config: &Config) -> SessionConfig {
         max_inflight: usize::from(MAX_INFLIGHT),
         hello_on_connect: !config.no_schema_on_boot,
         pace: config.pace,
+        store_health,
     }
 }
 
@@ -122,7 +123,11 @@ pub(crate) async fn run(
         },
         None => (StoreTask::none(), None),
     };
-    let session = Session::new(session_config(&config), boot, now_of(&*config.clock));
+    let session = Session::new(
+        session_config(&config, store_health),
+        boot,
+        now_of(&*config.clock),
+    );
     let mut driver = Driver {
         config,
         session,
@@ -130,7 +135,6 @@ pub(crate) async fn run(
         client: None,
         epoch: 0,
         up_since: None,
-        store_health,
         registry,
         status,
         done_tx,
@@ -214,8 +218,6 @@ struct Driver {
     epoch: u64,
     /// When the current connection was accepted.
     up_since: Option<tokio::time::Instant>,
-    /// Where the queue lives when the store works.
-    store_health: StoreHealth,
     registry: SharedRegistry,
     status: watch::Sender<Status>,
     done_tx: mpsc::Sender<CommandResponse>,
@@ -242,8 +244,7 @@ impl Driver {
     fn clear_link_issue_when_stable(&mut self) {
         let stable = self.up_since.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
         if stable {
-            self.status
-                .send_if_modified(|s| s.link_issue.take().is_some());
+            self.session.set_link_issue(None);
         }
     }
 
@@ -294,14 +295,18 @@ impl Driver {
                 self.epoch = epoch;
                 self.client = Some(client);
                 self.up_since = Some(tokio::time::Instant::now());
+                // Kicks after CONNACK stay reported until a connection is stable.
+                let kicked = self
+                    .session
+                    .link_issue()
+                    .filter(|i| matches!(i, LinkIssue::DroppedAfterConnect { .. }));
+                self.session.set_link_issue(kicked);
                 self.session.on_connected(self.now());
                 self.status.send_modify(|s| {
                     s.connected = true;
                     s.connects += 1;
                     s.retry_in = None;
-                    if !matches!(s.link_issue, Some(LinkIssue::DroppedAfterConnect { .. })) {
-                        s.link_issue = None;
-                    }
+                    s.link_issue = kicked;
                 });
             }
             NetMsg::Event { epoch, event } if epoch == self.epoch => self.on_event(event),
@@ -334,6 +339,7 @@ impl Driver {
                     );
                 }
                 self.up_since = None;
+                self.session.set_link_issue(Some(issue));
                 self.status.send_modify(|s| {
                     s.connected = false;
                     s.retry_in = Some(retry_in);
@@ -385,12 +391,9 @@ impl Driver {
         }
     }
 
+    /// The status from the session's counters: what its heartbeats carry too.
     fn publish_status(&self) {
         let c = self.session.counters();
-        let store = match self.store_health {
-            StoreHealth::Durable if c.store_failing => StoreHealth::Failing,
-            health => health,
-        };
         self.status.send_if_modified(|s| {
             let before = *s;
             s.stored_messages = c.stored_messages;
@@ -401,12 +404,9 @@ impl Driver {
             s.quarantined_records = c.quarantined_records;
             s.corrupt_records = c.corrupt_records;
             s.store_errors = c.store_errors;
-            s.store = store;
-            s.clock = if c.clock_synced {
-                ClockState::Synced
-            } else {
-                ClockState::Unsynced
-            };
+            s.store = c.store;
+            s.clock = c.clock;
+            s.link_issue = c.link_issue;
             *s != before
         });
     }

@@ -83,7 +83,11 @@
 //!
 //! # In the field
 //!
-//! [`Mir::status`] says what the device is going through ([`Status`]):
+//! [`Mir::status`] says what the device is going through ([`Status`]), and every
+//! heartbeat (`mir/{id}/hb`) tells the cloud the same: where the queue lives
+//! (`store_state`), the clock (`clock_state`), the last link issue (`link_issue`,
+//! `dropped_after_connect_in_a_row`), quarantined records, queued bytes, store errors,
+//! dropped and corrupt records (`Heartbeat` fields 5 to 13).
 //!
 //! - **Kicked right after connecting.** [`KICKED_IN_A_ROW`] connections in a row that
 //!   end within [`KICKED_WITHIN`] of their CONNACK (two processes with one client id, a
@@ -117,7 +121,8 @@
 //!   certificate is back.
 //! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s): a
 //!   connection that received nothing within half of it (at most 5 s) of a ping is
-//!   given up, so a link that dies without closing is noticed.
+//!   given up, so a link that dies without closing is noticed. TCP keepalive is not
+//!   set on the socket: rumqttc 0.25 creates it with no hook for that.
 //! - **Size limits.** `Hello` (the compressed schema) and its topic must fit in 128 KB,
 //!   checked by [`Builder::build`] ([`BuildError::SchemaTooLarge`]); every publish is
 //!   checked with its topic.
@@ -179,6 +184,18 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! - `csr` (default): key pair and CSR generation on the device
+//!   ([`credentials::generate_csr`], rcgen).
+//! - `log-subscriber` (default): the fmt subscriber (tracing-subscriber) that a log
+//!   level installs ([`Builder::log_level`], `logLevel`, `MIR__LOG_LEVEL`) on stdout,
+//!   unless the application installed one; without it the SDK only emits `tracing`
+//!   events.
+//! - `json-logs`: that subscriber prints one JSON object per line when the format is
+//!   [`LogFormat::Json`] ([`Builder::log_format`], `logFormat: json`,
+//!   `MIR__LOG_FORMAT=json`); a build without it prints text and warns.
+//!
 //! # Layout
 //!
 //! - `config`: [`Builder`], [`Target`], [`Credentials`], [`LogLevel`], [`IdPrefix`],
@@ -190,7 +207,7 @@
 //!   [`Mir::launch`], [`Status`].
 //! - `session`: the session state machine, free of I/O: what is sent on every connect
 //!   (subscriptions, `Hello` with the zlib-compressed schema, a pull of desired
-//!   properties, a heartbeat), telemetry batching under the 128 KB payload limit,
+//!   properties, a heartbeat with the status), telemetry batching under the 128 KB payload limit,
 //!   command and desired-property routing, the outbox with its acknowledgement
 //!   tracking (packet id -> message), the in-flight window, persistence policy,
 //!   retention and caps. It never calls the store: it asks for store operations
@@ -203,10 +220,12 @@
 //! - `backoff`: [`Backoff`] and the reconnect policy (connect interval, reset after a
 //!   stable connection, kicks after CONNACK counted).
 //! - `clock`: [`WallClock`], [`SystemClock`], whether the clock is set.
-//! - `status`: [`Status`], [`LinkIssue`], [`StoreHealth`], [`ClockState`].
+//! - `status`: [`Status`], [`LinkIssue`], [`StoreHealth`], [`ClockState`], and their
+//!   values in a heartbeat.
 //! - `credentials`: file search, CSR generation, the Amazon root CA.
 //! - `tls`: rustls (ring) client configuration; ALPN `x-amzn-mqtt-ca` on port 443.
 //! - `handlers`: type-erased handlers by message full name.
+//! - `logs`: the subscriber a log level installs, text or JSON.
 //!
 //! # Topics
 //!
@@ -224,6 +243,8 @@ pub mod credentials;
 mod error;
 mod eventloop;
 mod handlers;
+#[cfg(feature = "log-subscriber")]
+mod logs;
 mod session;
 mod status;
 pub mod store;
@@ -239,8 +260,8 @@ pub use backoff::{
 pub use client::{Mir, Running, SendTelemetry};
 pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
-    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogLevel,
-    Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
+    default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogFormat,
+    LogLevel, Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
     DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,

@@ -21,6 +21,7 @@ use crate::{
     eventloop::store_task::{execute, load_boot},
     session::{HandlerNames, Now, Publish, Request, Session, SessionConfig, StoreOp},
     store::{MemoryStore, Record, Store, StoreError, StoreStats},
+    StoreHealth,
 };
 
 pub(crate) const DEVICE: &str = "weather";
@@ -92,6 +93,7 @@ impl SessionBuilder {
                 max_inflight: 100,
                 hello_on_connect: true,
                 pace: None,
+                store_health: StoreHealth::MemoryOnly,
             },
             store: None,
         }
@@ -119,6 +121,7 @@ impl SessionBuilder {
 
     pub fn store(mut self, store: Box<dyn Store>) -> Self {
         self.store = Some(store);
+        self.config.store_health = StoreHealth::Durable;
         self
     }
 

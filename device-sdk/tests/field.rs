@@ -1,6 +1,6 @@
 //! The SDK in the field, against misbehaving peers on loopback: a broker that kicks
 //! the device right after every CONNACK, a record that makes the connection drop,
-//! stores that fail, commands delivered twice.
+//! stores that fail, commands delivered twice; and the heartbeat that tells the cloud.
 
 mod support;
 
@@ -16,18 +16,18 @@ use std::{
 use bytes::Bytes;
 use mir_device_sdk::{
     store::{Record, Store, StoreError, StoreStats},
-    BuildError, LinkIssue, Mir, Persistence, StoreHealth, StoreOptions,
+    BuildError, ClockState, LinkIssue, Mir, Persistence, StoreHealth, StoreOptions, WallClock,
 };
 use mir_proto::{
     examples::weather::{ActivateHvacCmd, ActivateHvacResp, Env, DESCRIPTOR_SET},
-    wire::{CommandRequest, CommandResponse, TelemetryBatch},
+    wire::{heartbeat, CommandRequest, CommandResponse, Heartbeat, TelemetryBatch},
     MAX_PAYLOAD_BYTES,
 };
 use prost::{Message, Name};
 use support::{
     launch, launch_connected,
-    net::{free_port, CuttingProxy, KickingBroker, SilentProxy},
-    TestBroker, WAIT,
+    net::{free_port, CuttingProxy, KickingBroker, KickingProxy, SilentProxy},
+    wait_until, TestBroker, WAIT,
 };
 
 /// Every `Env.ts` the broker received on `mir/{id}/tlm`, with repeats.
@@ -145,6 +145,15 @@ async fn a_record_that_makes_the_broker_drop_the_connection_is_quarantined_and_t
         .expect("quarantined, and the store empties");
     let ts: BTreeSet<i64> = received_ts(&broker, "poisoned").into_iter().collect();
     assert_eq!(ts, (0..20).collect::<BTreeSet<_>>());
+    // The heartbeat of the connection after the quarantine tells the cloud.
+    wait_until("a heartbeat reporting the quarantine", || {
+        broker
+            .recorder
+            .on("mir/poisoned/hb")
+            .into_iter()
+            .any(|b| Heartbeat::decode(b).expect("hb").quarantined_records == 1)
+    })
+    .await;
     // The first cut finds the records in flight together (no attempt counted: they
     // then leave one at a time); then three attempts of the poison alone.
     let cuts = proxy.cuts();
@@ -394,5 +403,90 @@ async fn a_link_that_goes_silent_without_closing_is_noticed_through_the_keep_ali
         })
         .await
         .expect("the dead link noticed");
+    dev.stop().await;
+}
+
+/// A time source that says its (correct) time is not synchronised yet.
+#[derive(Debug)]
+struct NotSynced;
+
+impl WallClock for NotSynced {
+    fn unix_ns(&self) -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+        i64::try_from(since.as_nanos()).expect("fits")
+    }
+    fn is_synced(&self) -> Option<bool> {
+        Some(false)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_carries_the_status_of_the_device_store_clock_and_link() {
+    let broker = TestBroker::start().await;
+    // Three connections kicked right after their CONNACK, then a stable one.
+    let proxy = KickingProxy::start(broker.addr, 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    let mir = Mir::builder()
+        .device_id("hb-status")
+        .target(format!("mqtt://{}", proxy.addr))
+        .schema(DESCRIPTOR_SET)
+        .store(StoreOptions {
+            folder_path: Some(file.join("store")),
+            ..Default::default()
+        })
+        .wall_clock(NotSynced)
+        .heartbeat_interval(Duration::from_millis(500))
+        .connect_interval(Duration::from_millis(100))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .env_vars(Vec::<(String, String)>::new())
+        .build()
+        .expect("build");
+    let dev = launch(mir).await;
+    let kicked = Some(LinkIssue::DroppedAfterConnect { in_a_row: 3 });
+    dev.mir
+        .wait_for_status(WAIT, |s| s.connected && s.link_issue == kicked)
+        .await
+        .expect("connected after three kicks");
+    assert_eq!(proxy.kicked(), 3);
+    let status = dev.mir.status();
+    assert_eq!(status.store, StoreHealth::Unavailable);
+    assert_eq!(status.clock, ClockState::Unsynced);
+
+    // The next heartbeat, sent after the status was read.
+    let topic = "mir/hb-status/hb";
+    let seen = broker.recorder.on(topic).len();
+    let beats = broker.recorder.wait_on(topic, seen + 1).await;
+    let hb = Heartbeat::decode(beats[seen].clone()).expect("hb");
+    assert_eq!(
+        dev.mir.status(),
+        status,
+        "the status did not change meanwhile"
+    );
+    assert_eq!(hb.store_state(), heartbeat::StoreState::Unavailable);
+    assert_eq!(hb.clock_state(), heartbeat::ClockState::Unsynced);
+    assert_eq!(hb.link_issue(), heartbeat::LinkIssue::DroppedAfterConnect);
+    assert_eq!(hb.dropped_after_connect_in_a_row, 3);
+    assert_eq!(
+        (
+            hb.queued,
+            hb.queued_bytes,
+            hb.quarantined_records,
+            hb.store_errors,
+            hb.dropped_messages,
+            hb.corrupt_records
+        ),
+        (
+            status.queued_messages,
+            status.queued_bytes,
+            status.quarantined_records,
+            status.store_errors,
+            status.dropped_messages,
+            status.corrupt_records
+        )
+    );
     dev.stop().await;
 }

@@ -10,7 +10,8 @@ use super::{
         BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge,
         PaceSection, Setting,
     },
-    validate, Config, Credentials, IdPrefix, LogLevel, Persistence, Profile, StoreOptions,
+    validate, Config, Credentials, IdPrefix, LogFormat, LogLevel, Persistence, Profile,
+    StoreOptions,
 };
 #[cfg(doc)]
 use super::{Secret, DEFAULT_TARGET};
@@ -124,6 +125,14 @@ impl Builder {
     /// the SDK installs nothing.
     pub fn log_level(mut self, level: LogLevel) -> Self {
         self.options.log_level = Some(Setting::Given(level));
+        self
+    }
+
+    /// How that subscriber prints: [`LogFormat::Text`] (default) or
+    /// [`LogFormat::Json`], one JSON object per line (feature `json-logs`; a build
+    /// without it prints text and warns). `logFormat` in the file, `MIR__LOG_FORMAT`.
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.options.log_format = Some(Setting::Given(format));
         self
     }
 
@@ -396,16 +405,14 @@ fn build_device(config: Config, backend: Option<StoreBackend>) -> Result<Mir, Bu
     #[cfg(not(feature = "log-subscriber"))]
     if config.log_level.is_some() {
         tracing::warn!(
+            format = ?config.log_format,
             "the log level is set but this build has no log subscriber \
              (feature log-subscriber): install one in the application"
         );
     }
     #[cfg(feature = "log-subscriber")]
     if let Some(level) = config.log_level {
-        // Ignored when the application already installed a subscriber.
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(level.as_tracing())
-            .try_init();
+        crate::logs::install(level, config.log_format);
     }
     if config.store_folder.is_none() && config.persistence != Persistence::NoStorage {
         tracing::info!(

@@ -100,6 +100,7 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("TLS_CERT", &["tlsCert"]),
     ("TLS_KEY", &["tlsKey"]),
     ("LOG_LEVEL", &["logLevel"]),
+    ("LOG_FORMAT", &["logFormat"]),
     ("DEVICE__ID", &["device", "id"]),
     ("DEVICE_ID", &["device", "id"]),
     (

@@ -13,7 +13,7 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 use serde::{Deserialize, Deserializer};
 use serde_yaml::Value;
 
-use super::{Credentials, LogLevel, Persistence, Profile, StoreOptions};
+use super::{Credentials, LogFormat, LogLevel, Persistence, Profile, StoreOptions};
 use crate::BuildError;
 
 /// Merging two layers of the same options: `self` is the higher layer.
@@ -134,6 +134,8 @@ layered! {
         pub tls_cert: Option<PathBuf>,
         pub tls_key: Option<PathBuf>,
         pub log_level: Option<Setting<LogLevel>>,
+        /// `text` (default) or `json` (feature `json-logs`).
+        pub log_format: Option<Setting<LogFormat>>,
         pub device: Option<DeviceSection>,
         /// Shorthand of `device.id` (folded into it by [`Layer::normalized`]).
         pub device_id: Option<String>,

@@ -20,7 +20,7 @@ mod validate;
 pub use builder::Builder;
 pub use file::{default_config_paths, Secret};
 pub use types::{
-    default_store_folder, Credentials, IdPrefix, LogLevel, Persistence, Profile, Scheme,
+    default_store_folder, Credentials, IdPrefix, LogFormat, LogLevel, Persistence, Profile, Scheme,
     StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,

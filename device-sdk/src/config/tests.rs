@@ -258,6 +258,15 @@ fn log_levels_parse_with_mir_names() {
 }
 
 #[test]
+fn log_formats_parse_by_name() {
+    use crate::LogFormat;
+    assert_eq!("JSON".parse::<LogFormat>().expect("json"), LogFormat::Json);
+    assert_eq!("text".parse::<LogFormat>().expect("text"), LogFormat::Text);
+    let err = "xml".parse::<LogFormat>().expect_err("not a format");
+    assert_eq!(refused_option(err), "log format");
+}
+
+#[test]
 fn the_schema_sent_keeps_every_byte_of_the_descriptor_set_so_mir_options_survive() {
     use std::io::Read;
     let weather = mir_proto::examples::weather::DESCRIPTOR_SET;
@@ -287,6 +296,7 @@ const FULL_YAML: &str = r#"
 mir:
   target: "mqtt://file-host:1884"
   logLevel: "warn"
+  logFormat: "json"
   device:
     id: "from-file"
     idPrefix:
@@ -323,6 +333,7 @@ fn a_device_yaml_in_mirs_layout_configures_everything() {
     assert_eq!(c.device_id.as_str(), "site_from-file");
     assert_eq!(c.target, "mqtt://file-host:1884".parse().expect("target"));
     assert_eq!(c.log_level, Some(LogLevel::Warn));
+    assert_eq!(c.log_format, crate::LogFormat::Json);
     assert!(c.no_schema_on_boot);
     assert_eq!(c.persistence, Persistence::Always);
     assert_eq!(
@@ -334,6 +345,19 @@ fn a_device_yaml_in_mirs_layout_configures_everything() {
     assert_eq!(c.backoff_min, Duration::from_millis(200));
     assert_eq!(c.backoff_max, Duration::from_secs(10));
     assert_eq!(c.config_file, Some(path));
+}
+
+#[test]
+fn the_example_device_yaml_is_a_valid_configuration() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/device.yaml");
+    let c = Builder::default()
+        .config_file(&path)
+        .env_vars(no_env())
+        .resolve()
+        .expect("valid");
+    assert_eq!(c.device_id.as_str(), "weather");
+    assert_eq!(c.log_level, Some(LogLevel::Info));
+    assert_eq!(c.log_format, crate::LogFormat::Text);
 }
 
 #[test]
@@ -363,6 +387,7 @@ fn defaults_when_nothing_is_configured() {
     assert_eq!(c.backoff_max, Duration::from_secs(128));
     assert!(c.persistent_session);
     assert_eq!(c.log_level, None);
+    assert_eq!(c.log_format, crate::LogFormat::Text);
 }
 
 #[test]
@@ -383,6 +408,7 @@ mir:
         ("MIR__DEVICE__ID", "from-env"),
         ("MIR__TARGET", "mqtt://env-host:1885"),
         ("MIR__LOG_LEVEL", "debug"),
+        ("MIR__LOG_FORMAT", "json"),
         ("MIR__LOCAL_STORE__PERSISTENCE", "nostorage"),
         ("MIR__LOCAL_STORE__RETENTION_LIMIT", "2h"),
         ("MIR__LOCAL_STORE__DISK_SPACE_LIMIT", "60"),
@@ -397,6 +423,7 @@ mir:
     assert_eq!(c.device_id.as_str(), "from-env");
     assert_eq!(c.target.host, "env-host");
     assert_eq!(c.log_level, Some(LogLevel::Debug));
+    assert_eq!(c.log_format, crate::LogFormat::Json);
     assert_eq!(c.persistence, Persistence::NoStorage);
     assert_eq!(c.retention, Duration::from_secs(2 * 3600));
     assert_eq!(c.disk_limit_percent, 60.0);
@@ -420,6 +447,7 @@ mir:
         .env_vars(env)
         .device_id("from-builder")
         .target("mqtt://builder-host:1886")
+        .log_format(crate::LogFormat::Text)
         .store(StoreOptions {
             persistence_type: Some(Persistence::IfOffline),
             ..Default::default()
@@ -428,6 +456,7 @@ mir:
         .expect("valid");
     assert_eq!(c.device_id.as_str(), "from-builder");
     assert_eq!(c.target.host, "builder-host");
+    assert_eq!(c.log_format, crate::LogFormat::Text);
     assert_eq!(c.persistence, Persistence::IfOffline);
     assert_eq!(c.retention, Duration::from_secs(2 * 3600), "still from env");
 }

@@ -140,7 +140,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     #[cfg(feature = "log-subscriber")]
-    pub(super) fn as_tracing(self) -> tracing::Level {
+    pub(crate) fn as_tracing(self) -> tracing::Level {
         match self {
             LogLevel::Trace => tracing::Level::TRACE,
             LogLevel::Debug => tracing::Level::DEBUG,
@@ -164,6 +164,31 @@ impl FromStr for LogLevel {
             _ => Err(BuildError::InvalidOption {
                 option: "log level",
                 reason: format!("{s:?} is not one of trace, debug, info, warn, error, fatal"),
+            }),
+        }
+    }
+}
+
+/// How the subscriber the SDK installs prints (see [`crate::Builder::log_format`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (tracing-subscriber's fmt).
+    #[default]
+    Text,
+    /// One JSON object per line (needs the feature `json-logs`; without it, text).
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = BuildError;
+    /// `text` or `json`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(BuildError::InvalidOption {
+                option: "log format",
+                reason: format!("{s:?} is not one of text, json"),
             }),
         }
     }
@@ -382,6 +407,7 @@ pub(crate) struct Config {
     pub pace: Option<crate::Pace>,
     pub persistent_session: bool,
     pub log_level: Option<LogLevel>,
+    pub log_format: LogFormat,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// Where message times come from.

@@ -176,6 +176,7 @@ pub(super) fn resolve(
     }
     let pace = pace(o.pace.unwrap_or_default())?;
     let log_level = setting(o.log_level)?;
+    let log_format = setting(o.log_format)?.unwrap_or_default();
 
     let schema = compressed_schema(schemas)?;
     check_hello_fits(&device_id, &schema)?;
@@ -206,6 +207,7 @@ pub(super) fn resolve(
         pace,
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
+        log_format,
         config_file,
         clock: Arc::new(crate::clock::SystemClock),
     })

@@ -9,6 +9,7 @@
 //! `eventloop.rs`, so every rule here is unit-tested without a broker or a disk.
 //!
 //! - `batcher`: telemetry batches under the payload limit;
+//! - `heartbeat`: `Hello`, `Heartbeat` with the device's status, the counters;
 //! - `outbox`: control messages, records in memory and in the store, replay order,
 //!   the in-flight window and acknowledgements;
 //! - `properties`: desired values (newest wins, applied once, cached) and reported ones;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use mir_proto::wire::CommandResponse;
 use mir_proto::{
     topics::DeviceTopic,
-    wire::{Heartbeat, Hello, PropertyValue, TelemetryBatch, TelemetryItem},
+    wire::{PropertyValue, TelemetryBatch, TelemetryItem},
     DeviceId,
 };
 use prost::Message;
@@ -37,6 +38,7 @@ use crate::{
 mod batcher;
 mod clock_fix;
 mod commands;
+mod heartbeat;
 mod outbox;
 mod pacer;
 mod properties;
@@ -130,6 +132,8 @@ pub(crate) struct Session {
     paced: Option<usize>,
     /// The publish last offered by [`Session::next_request`] and its size.
     offered: Option<(Token, usize)>,
+    /// Why the link is down or unstable, as the event loop last said.
+    link_issue: Option<crate::LinkIssue>,
 }
 
 impl std::fmt::Debug for Session {
@@ -193,6 +197,7 @@ impl Session {
             pacer: cfg.pace.map(Pacer::new),
             paced: None,
             offered: None,
+            link_issue: None,
             cfg,
         };
         if let Some(boot) = boot {
@@ -339,38 +344,6 @@ impl Session {
         self.connected = false;
         self.next_heartbeat = None;
         self.outbox.on_disconnected();
-    }
-
-    fn hello(&self, now: Now) -> Request {
-        let hello = Hello {
-            schema: self.cfg.schema.clone(),
-            compression: self.cfg.schema_compression as i32,
-            sdk_version: crate::SDK_VERSION.to_string(),
-            sent_at_ns: now.unix_ns,
-            heartbeat_interval_sec: self.heartbeat_interval_sec(),
-        };
-        Request::Publish(Publish {
-            topic: self.topics.hello.clone(),
-            payload: hello.encode_to_vec().into(),
-        })
-    }
-
-    /// The heartbeat interval as `Hello` and `Heartbeat` carry it (whole seconds, at least 1).
-    fn heartbeat_interval_sec(&self) -> u32 {
-        u32::try_from(self.cfg.heartbeat_interval.as_secs().max(1)).unwrap_or(u32::MAX)
-    }
-
-    fn heartbeat(&self, now: Now) -> Request {
-        let hb = Heartbeat {
-            sent_at_ns: now.unix_ns,
-            uptime_sec: now.mono.saturating_duration_since(self.started).as_secs(),
-            queued: self.queued_messages(),
-            interval_sec: self.heartbeat_interval_sec(),
-        };
-        Request::Publish(Publish {
-            topic: self.topics.heartbeat.clone(),
-            payload: hb.encode_to_vec().into(),
-        })
     }
 
     /// A message from the broker on one of the device's subscriptions.
@@ -639,22 +612,6 @@ impl Session {
     /// Telemetry messages not yet acknowledged: open batch, memory, store.
     pub fn queued_messages(&self) -> u64 {
         self.batcher.len() as u64 + self.outbox.queued_messages()
-    }
-
-    pub fn counters(&self) -> Counters {
-        let stats = self.outbox.store.stats();
-        Counters {
-            queued_messages: self.queued_messages(),
-            stored_records: stats.records,
-            dropped_messages: self.outbox.dropped_messages(),
-            stored_messages: stats.messages,
-            queued_bytes: self.outbox.memory_bytes() as u64,
-            quarantined_records: self.outbox.quarantined(),
-            corrupt_records: self.outbox.corrupt(),
-            store_errors: self.outbox.store_errors(),
-            store_failing: self.outbox.store_failing(),
-            clock_synced: self.clock.synced(),
-        }
     }
 
     /// The store's counts as of its last answer, if there is one.

@@ -466,6 +466,39 @@ fn heartbeats_follow_the_interval_only_while_connected() {
 }
 
 #[test]
+fn a_heartbeat_carries_the_queue_store_clock_and_link_status_of_the_counters() {
+    use mir_proto::wire::heartbeat::{ClockState as WireClock, LinkIssue as WireLink, StoreState};
+    let now = t0();
+    let mut s = SessionBuilder::new()
+        .heartbeat(Duration::from_secs(10))
+        .connected(now);
+    s.set_link_issue(Some(crate::LinkIssue::DroppedAfterConnect { in_a_row: 3 }));
+    s.push_telemetry(item("schema.v1.Env", 8, now), now)
+        .expect("fits");
+    s.flush_telemetry(now);
+    // NTP lost: the clock is no longer called set when the heartbeat is due.
+    let due = Now {
+        synced: false,
+        ..later(now, Duration::from_secs(10))
+    };
+    s.on_timer(due);
+    let c = s.counters();
+    assert!(c.queued_bytes > 0, "{c:?}");
+    assert_eq!(c.clock, crate::ClockState::Unsynced);
+    assert_eq!(c.store, crate::StoreHealth::MemoryOnly);
+    let hb = published_on(&drain(&mut s), "hb");
+    let hb = Heartbeat::decode(hb[0].clone()).expect("hb");
+    assert_eq!(hb.queued, 1);
+    assert_eq!(hb.queued_bytes, c.queued_bytes);
+    assert_eq!(hb.quarantined_records, 0);
+    assert_eq!(hb.store_errors, 0);
+    assert_eq!(hb.store_state(), StoreState::MemoryOnly);
+    assert_eq!(hb.clock_state(), WireClock::Unsynced);
+    assert_eq!(hb.link_issue(), WireLink::DroppedAfterConnect);
+    assert_eq!(hb.dropped_after_connect_in_a_row, 3);
+}
+
+#[test]
 fn control_messages_leave_before_records_and_records_keep_their_order() {
     let now = t0();
     let mut s = SessionBuilder::new().connected(now);

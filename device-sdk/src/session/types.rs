@@ -9,7 +9,10 @@ use mir_proto::{
     DeviceId,
 };
 
-use crate::config::Persistence;
+use crate::{
+    config::Persistence,
+    status::{ClockState, HeartbeatStatus, LinkIssue, StoreHealth},
+};
 
 /// The two clocks: monotonic for timers, wall clock (Unix ns) for message times, and
 /// whether the wall clock is set ([`crate::clock`]).
@@ -86,6 +89,9 @@ pub(crate) struct SessionConfig {
     pub hello_on_connect: bool,
     /// Pacing of publishes (`None`: as fast as the window allows).
     pub pace: Option<super::Pace>,
+    /// Where the queue lives while the store works ([`StoreHealth::Durable`],
+    /// [`StoreHealth::MemoryOnly`] or [`StoreHealth::Unavailable`]).
+    pub store_health: StoreHealth,
 }
 
 /// Counters of what the session holds and dropped.
@@ -104,8 +110,26 @@ pub(crate) struct Counters {
     pub quarantined_records: u64,
     pub corrupt_records: u64,
     pub store_errors: u64,
-    /// The store's writes fail: records wait in memory.
-    pub store_failing: bool,
-    /// The last clock reading was of a set clock.
-    pub clock_synced: bool,
+    /// Where the queue lives ([`StoreHealth::Failing`] while the store's writes fail).
+    pub store: StoreHealth,
+    /// Whether the last clock reading was of a set clock.
+    pub clock: ClockState,
+    /// As the event loop last said ([`super::Session::set_link_issue`]).
+    pub link_issue: Option<LinkIssue>,
+}
+
+impl Counters {
+    /// What a heartbeat carries of them.
+    pub fn heartbeat_status(&self) -> HeartbeatStatus {
+        HeartbeatStatus {
+            quarantined_records: self.quarantined_records,
+            queued_bytes: self.queued_bytes,
+            store: self.store,
+            clock: self.clock,
+            link_issue: self.link_issue,
+            store_errors: self.store_errors,
+            dropped_messages: self.dropped_messages,
+            corrupt_records: self.corrupt_records,
+        }
+    }
 }

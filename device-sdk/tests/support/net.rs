@@ -1,6 +1,7 @@
 //! Misbehaving network peers on loopback: a broker that closes every connection right
 //! after its CONNACK, a proxy that cuts the connection whenever the device sends a
-//! marker, and a server-only TLS front for a plain broker.
+//! marker, a proxy that kicks its first connections right after their CONNACK, and a
+//! server-only TLS front for a plain broker.
 
 use std::{
     net::SocketAddr,
@@ -127,6 +128,67 @@ impl CuttingProxy {
 }
 
 impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Forwards connections to `upstream`; the first `kicks` are closed (both sides) as
+/// soon as the broker's first bytes (the CONNACK) reached the client.
+pub struct KickingProxy {
+    pub addr: SocketAddr,
+    kicked: Arc<Mutex<usize>>,
+    task: JoinHandle<()>,
+}
+
+impl KickingProxy {
+    pub async fn start(upstream: SocketAddr, kicks: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let kicked = Arc::new(Mutex::new(0));
+        let counted = Arc::clone(&kicked);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let kick = {
+                    let mut n = lock(&counted);
+                    let kick = *n < kicks;
+                    if kick {
+                        *n += 1;
+                    }
+                    kick
+                };
+                tokio::spawn(async move {
+                    if !kick {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                    });
+                    let mut buf = [0u8; 64];
+                    if let Ok(n) = sr.read(&mut buf).await {
+                        let _ = cw.write_all(&buf[..n]).await;
+                        let _ = cw.flush().await;
+                    }
+                    up.abort();
+                });
+            }
+        });
+        Self { addr, kicked, task }
+    }
+
+    /// Connections kicked so far.
+    pub fn kicked(&self) -> usize {
+        *lock(&self.kicked)
+    }
+}
+
+impl Drop for KickingProxy {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -242,6 +242,7 @@ async fn main() {
             uptime_sec: k as u64,
             queued: 0,
             interval_sec: interval,
+            ..Default::default()
         }
         .encode_to_vec()
     };
