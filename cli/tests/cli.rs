@@ -759,3 +759,46 @@ async fn a_send_to_the_whole_fleet_needs_all_and_all_excludes_targets() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("or pass --all"), "{}", run.stderr);
 }
+
+#[test]
+fn a_context_with_the_hubs_token_reaches_a_hub_bound_beyond_loopback() {
+    const TOKEN: &str = "lab-token-0123456789";
+    let hub = TestHub::start_embedded_with(cli(), |c| {
+        c.bind = "0.0.0.0".parse().unwrap();
+        c.access.api_token = Some(TOKEN.into());
+    });
+    let api = format!("http://127.0.0.1:{}", hub.http_addr().port());
+    let dir = tempfile::tempdir().unwrap();
+    let add = mir(dir.path(), &["ctx", "add", "lab", "--api", &api, "--use"]).run();
+    assert!(add.ok, "{add:?}");
+    let refused = mir(dir.path(), &["dev", "ls"]).run();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert_eq!(
+        refused.stderr.trim(),
+        "Error: this hub needs Authorization: Bearer <token> (access.apiToken)"
+    );
+    let add = mir(
+        dir.path(),
+        &[
+            "ctx", "add", "lab", "--api", &api, "--token", TOKEN, "--use",
+        ],
+    )
+    .run();
+    assert!(add.ok, "{add:?}");
+    let listed = mir(dir.path(), &["dev", "ls"]).run();
+    assert!(listed.ok, "{listed:?}");
+    let shown = mir(dir.path(), &["ctx"]).run();
+    assert!(
+        !shown.stdout.contains(TOKEN),
+        "the token is never printed: {shown:?}"
+    );
+    // MIR_API_TOKEN overrides the context's token.
+    let wrong = mir(dir.path(), &["dev", "ls"])
+        .env("MIR_API_TOKEN", "not-the-token-of-this-hub")
+        .run();
+    assert_eq!(wrong.code, Some(1), "{wrong:?}");
+    assert_eq!(
+        wrong.stderr.trim(),
+        "Error: the bearer token is not this hub's"
+    );
+}

@@ -106,6 +106,14 @@ impl TestHub {
         Self::start_with(cli, config, dir)
     }
 
+    /// [`TestHub::start_embedded`] with `edit` applied to its configuration first.
+    pub fn start_embedded_with(cli: Cli, edit: impl FnOnce(&mut HubConfig)) -> TestHub {
+        let dir = tempfile::tempdir().expect("a temporary data dir");
+        let mut config = Self::config(dir.path());
+        edit(&mut config);
+        Self::start_with(cli, config, dir)
+    }
+
     /// The test configuration: loopback, every port 0, `data_dir`, warnings only, a
     /// device offline after 60 s without heartbeat.
     /// The test configuration: loopback, every port 0, `data_dir`, warnings only, and
