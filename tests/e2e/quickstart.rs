@@ -244,7 +244,33 @@ async fn mirs_quick_start_works_as_printed() {
         )
         .await;
     }
+    // The hub's health and metrics, read by curl: the counters moved.
+    let health = curl(&format!("{}/healthz", hub.api()));
+    assert_eq!(health.trim(), r#"{"status":"ok"}"#);
+    let metrics = curl(&format!("{}/metrics", hub.api()));
+    for series in [
+        "mir_hub_messages_in_total{kind=\"tlm\"}",
+        "mir_hub_messages_in_total{kind=\"hello\"}",
+        "mir_hub_invocations_total{function=\"telemetry\"}",
+        "mir_hub_messages_out_total{kind=\"cmd/req\"}",
+    ] {
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 1.0, "{series} is {n}:\n{metrics}");
+    }
     drop(swarm);
+}
+
+/// `curl -sS --fail URL`: a client that is not ours.
+fn curl(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", url])
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 #[test]
