@@ -18,7 +18,7 @@ pub struct BrokerConfig {
     /// persistent session); when full the oldest is dropped.
     pub max_queued_per_session: usize,
     /// Bytes (topic + payload) queued or in flight to one session; past it the oldest
-    /// are dropped, waiting ones first.
+    /// are dropped (in-flight ones are the oldest).
     pub max_queued_bytes_per_session: usize,
     /// Bytes queued or in flight to all sessions together; past it a new message is
     /// not queued.

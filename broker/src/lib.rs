@@ -75,7 +75,7 @@
 //! | `max_inflight` | 100 (AWS) | QoS 1 messages wait until the client acknowledges |
 //! | `session_expiry` | 1 hour (AWS) | an offline persistent session is forgotten |
 //! | `max_queued_per_session` | 10,000 messages | the oldest waiting message is dropped |
-//! | `max_queued_bytes_per_session` | 8 MiB | the oldest messages are dropped, waiting ones first, then in flight (so a subscriber that never acknowledges holds at most this) |
+//! | `max_queued_bytes_per_session` | 8 MiB | the oldest messages are dropped, in flight ones first (they are the oldest), so a subscriber that never acknowledges holds at most this and gets the newest when it resumes |
 //! | `max_queued_bytes` | 256 MiB, all sessions | the session's own oldest messages are dropped to make room; with none, the new message is not queued |
 //! | `max_subscriptions_per_connection` | 50 (AWS) | the filter gets SUBACK 0x80, as AWS fails the subscriptions past its quota; the client stays |
 //! | `max_filters_per_subscribe` | 8 (AWS) | the client is disconnected (`CLIENT_ERROR`), as AWS does |

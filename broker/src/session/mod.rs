@@ -3,8 +3,9 @@
 //!
 //! A session's queue is bounded three ways ([`QueueLimits`]): messages waiting, bytes
 //! waiting or in flight to it, and bytes of all sessions together. The oldest are
-//! dropped first (waiting ones, then in-flight ones); a message that cannot fit is not
-//! queued. Every drop is counted by its limit.
+//! dropped first (the message cap drops waiting ones; the byte caps drop in-flight
+//! ones first, as they are older); a message that cannot fit is not queued. Every drop
+//! is counted by its limit.
 //!
 //! Lock order: the session table before a session's state, never the reverse.
 
@@ -233,7 +234,7 @@ impl SessionState {
             hits.push(Limit::SessionQueueBytes);
             return (false, hits);
         }
-        while self.pending.len() >= l.max_messages.max(1) && self.drop_oldest() {
+        while self.pending.len() >= l.max_messages.max(1) && self.drop_oldest_waiting() {
             hits.push(Limit::SessionQueueMessages);
         }
         while self.bytes + size > l.max_session_bytes && self.drop_oldest() {
@@ -252,18 +253,30 @@ impl SessionState {
         (true, hits)
     }
 
-    /// Drops the oldest waiting message, else the oldest in flight. Returns whether
-    /// there was one.
+    /// Drops the oldest message: the oldest in flight (each is older than every waiting
+    /// one), else the oldest waiting. Returns whether there was one. A client's late
+    /// PUBACK for a dropped message is ignored; its packet id comes back only after
+    /// 65,535 others.
     fn drop_oldest(&mut self) -> bool {
-        let msg = match self.pending.pop_front() {
-            Some(m) => m,
-            None => match self.inflight.pop_front() {
-                Some((_, m)) => m,
+        let msg = match self.inflight.pop_front() {
+            Some((_, m)) => m,
+            None => match self.pending.pop_front() {
+                Some(m) => m,
                 None => return false,
             },
         };
         self.release(&msg);
         true
+    }
+
+    fn drop_oldest_waiting(&mut self) -> bool {
+        match self.pending.pop_front() {
+            Some(msg) => {
+                self.release(&msg);
+                true
+            }
+            None => false,
+        }
     }
 
     fn release(&mut self, msg: &OutMsg) {

@@ -91,22 +91,28 @@ fn the_window_bounds_qos1_but_not_qos0() {
 }
 
 #[test]
-fn the_byte_cap_of_a_session_drops_the_oldest_waiting_then_in_flight() {
+fn the_byte_cap_of_a_session_drops_the_oldest_in_flight_first() {
     let metrics = Arc::new(Metrics::default());
     let s = Session::new("a", true, metrics.clone());
     let mut st = s.state();
     let l = limits(100, 30, 1 << 20);
-    for _ in 0..3 {
-        assert_eq!(st.enqueue(msg(10, 1), &l), (true, vec![]));
+    for i in 0..3u8 {
+        let m = OutMsg {
+            topic: Bytes::from_static(b"t"),
+            payload: Bytes::from(vec![i; 9]),
+            qos: 1,
+        };
+        assert_eq!(st.enqueue(m, &l), (true, vec![]));
     }
-    // Two in flight, one waiting.
+    // Two in flight (0 and 1), one waiting (2).
     st.drain_into(&mut BytesMut::new(), 2, 1 << 20);
     assert_eq!((st.inflight.len(), st.pending.len()), (2, 1));
-    // 30 + 15 > 30: the waiting message goes, then the oldest in flight.
+    // 30 + 15 > 30: the two oldest go, both in flight; 2 and the new one stay.
     let (queued, hits) = st.enqueue(msg(15, 1), &l);
     assert!(queued);
     assert_eq!(hits, vec![Limit::SessionQueueBytes; 2]);
-    assert_eq!((st.inflight.len(), st.pending.len()), (1, 1));
+    assert_eq!((st.inflight.len(), st.pending.len()), (0, 2));
+    assert_eq!(st.pending[0].payload[0], 2);
     assert_eq!(st.bytes, 25);
     assert_eq!(metrics.snapshot(0, 0).queued_bytes, 25);
     assert_eq!(metrics.snapshot(0, 0).queued_messages, 2);
@@ -115,6 +121,9 @@ fn the_byte_cap_of_a_session_drops_the_oldest_waiting_then_in_flight() {
         st.enqueue(msg(31, 1), &l),
         (false, vec![Limit::SessionQueueBytes])
     );
+    assert_eq!(st.bytes, 25);
+    // A late PUBACK of a dropped message changes nothing.
+    st.acked(1);
     assert_eq!(st.bytes, 25);
 }
 
