@@ -3,12 +3,16 @@
 
 mod support;
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use mir_broker::{DisconnectReason, Limit, QoS, Rejection};
 use rumqttc::{Packet, QoS as Q, SubscribeReasonCode};
 use support::*;
+use tokio::sync::Semaphore;
 
 // On tokio's paused clock, an hour takes no time (see broker.rs).
 #[tokio::test(start_paused = true)]
@@ -283,4 +287,43 @@ async fn metrics_follow_connections_sessions_and_messages() {
         .find(|s| s.name == "mir_broker_sessions" && s.label == Some(("state", "online")))
         .map(|s| s.value);
     assert_eq!(online, Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_admission_hook_that_does_not_answer_in_time_refuses_as_server_unavailable() {
+    let gate = Arc::new(Semaphore::new(0));
+    let b = broker()
+        .config(|c| c.connect_timeout = Duration::from_secs(2))
+        .admit_gate(gate.clone())
+        .start()
+        .await;
+    let mut raw = RawClient::connect(b.addr()).await;
+    assert_eq!(raw.handshake("dev-1", 4, 30).await, Some((3, false)));
+    assert_eq!(
+        b.handle.metrics().rejections(Rejection::AdmissionRefused),
+        1
+    );
+    assert!(b.hooks.connects("dev-1").is_empty());
+    // Once it answers in time, the client is in.
+    gate.add_permits(1);
+    let mut raw = RawClient::connect(b.addr()).await;
+    assert_eq!(raw.handshake("dev-1", 4, 30).await, Some((0, false)));
+}
+
+#[tokio::test]
+async fn a_retained_publish_is_delivered_like_any_other_and_not_kept() {
+    let b = broker().start().await;
+    let (mut d, _) = Device::connect(opts("dev-1", b.addr())).await;
+    d.subscribe(&[("mir/dev-1/hb", Q::AtLeastOnce)]).await;
+    d.client
+        .publish("mir/dev-1/hb", Q::AtLeastOnce, true, b"hb".to_vec())
+        .await
+        .unwrap();
+    let p = d.next_publish(WAIT).await.expect("its own heartbeat");
+    assert!(!p.retain);
+    assert_eq!(b.hooks.publish_count(), 1);
+    // A new subscriber gets no retained message.
+    let (mut late, _) = Device::connect(opts("dev-1", b.addr())).await;
+    late.subscribe(&[("mir/dev-1/hb", Q::AtLeastOnce)]).await;
+    assert!(late.next_publish(QUIET).await.is_none());
 }

@@ -373,3 +373,33 @@ async fn read_connect<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_buffer_grows_with_what_arrives_and_not_with_what_is_announced() {
+        let mut rbuf = ReadBuf::new();
+        assert_eq!(rbuf.buf.capacity(), 0, "nothing before the first read");
+        // A PUBLISH header announcing 2 MB: only what arrived is held.
+        let mut header: &[u8] = &[0x30, 0x80, 0x80, 0x80, 0x01];
+        assert_eq!(rbuf.read_from(&mut header).await.unwrap(), 5);
+        assert_eq!(codec::decode(&mut rbuf.buf, 4 << 20), Ok(None));
+        assert!(rbuf.buf.capacity() <= READ_MIN, "{}", rbuf.buf.capacity());
+        // A steady stream: reservations double up to READ_CHUNK, never past it.
+        let data = vec![0u8; 256 * 1024];
+        let mut stream: &[u8] = &data;
+        let mut most = 0;
+        while rbuf.read_from(&mut stream).await.unwrap() > 0 {
+            most = most.max(rbuf.step);
+            rbuf.buf.clear();
+        }
+        assert_eq!(most, READ_CHUNK);
+        assert!(
+            rbuf.buf.capacity() <= 2 * READ_CHUNK,
+            "{}",
+            rbuf.buf.capacity()
+        );
+    }
+}

@@ -53,6 +53,8 @@ pub struct Recorder {
     changed: Notify,
     gate: Option<Arc<Semaphore>>,
     admission: Option<Admission>,
+    /// `admit` waits for a permit of it first.
+    admit_gate: Option<Arc<Semaphore>>,
     pub fail_publishes: std::sync::atomic::AtomicBool,
 }
 
@@ -60,6 +62,9 @@ pub struct Recorder {
 impl Hooks for Recorder {
     async fn admit(&self, request: &ConnectRequest) -> Result<(), Refusal> {
         self.push(HookEvent::Admit(request.clone()));
+        if let Some(gate) = &self.admit_gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
         match &self.admission {
             Some(admit) => admit(request),
             None => Ok(()),
@@ -194,6 +199,7 @@ pub struct BrokerBuilder {
     config: BrokerConfig,
     gate: Option<Arc<Semaphore>>,
     admission: Option<Admission>,
+    admit_gate: Option<Arc<Semaphore>>,
     plain: bool,
 }
 
@@ -202,6 +208,7 @@ pub fn broker() -> BrokerBuilder {
         config: BrokerConfig::default(),
         gate: None,
         admission: None,
+        admit_gate: None,
         plain: true,
     }
 }
@@ -210,6 +217,11 @@ impl BrokerBuilder {
     /// Changes any setting.
     pub fn config(mut self, change: impl FnOnce(&mut BrokerConfig)) -> Self {
         change(&mut self.config);
+        self
+    }
+    /// `admit` waits for a permit of `gate` before it answers.
+    pub fn admit_gate(mut self, gate: Arc<Semaphore>) -> Self {
+        self.admit_gate = Some(gate);
         self
     }
     /// `admit` answers with `admission`.
@@ -253,6 +265,7 @@ impl BrokerBuilder {
         let hooks = Arc::new(Recorder {
             gate: self.gate,
             admission: self.admission,
+            admit_gate: self.admit_gate,
             ..Recorder::default()
         });
         let (stop, stop_rx) = oneshot::channel::<()>();
