@@ -83,6 +83,8 @@ pub(crate) struct SessionState {
     bytes: usize,
     /// When the last connection of a persistent session ended.
     pub offline_since: Option<Instant>,
+    /// Whether an expiry timer watches this session (at most one does).
+    pub expiry_armed: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -109,6 +111,7 @@ impl Session {
                 link: None,
                 bytes: 0,
                 offline_since: None,
+                expiry_armed: false,
                 metrics,
             }),
         }

@@ -283,7 +283,8 @@ impl Shared {
     }
 
     /// Detaches connection `conn_id`; a clean session is dropped with it. Returns
-    /// whether a persistent session went offline (its expiry starts now).
+    /// whether a persistent session went offline without an expiry timer watching it
+    /// (the caller starts one: [`expire_later`]).
     pub fn detach(&self, session: &Arc<Session>, conn_id: u64) -> bool {
         {
             let mut st = session.state();
@@ -291,7 +292,9 @@ impl Shared {
                 st.link = None;
                 if session.persistent {
                     st.offline_since = Some(Instant::now());
-                    return true;
+                    let start = !st.expiry_armed;
+                    st.expiry_armed = true;
+                    return start;
                 }
             }
         }
@@ -308,25 +311,32 @@ impl Shared {
         false
     }
 
-    /// Forgets `session` if it is still offline and past its expiry.
-    fn expire(&self, session: &Arc<Session>) {
+    /// Forgets `session` if it is still offline and past its expiry. Returns when to
+    /// look again: `None` when the timer's work is over (expired, replaced, or online
+    /// again, in which case the timer is disarmed for the next disconnect).
+    fn expire(&self, session: &Arc<Session>) -> Option<Instant> {
         let mut table = self.table_mut();
         let ours = table
             .get(&session.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, session));
         if !ours {
-            return;
+            return None;
         }
-        let st = session.state();
-        let expired = st.link.is_none()
-            && st
-                .offline_since
-                .is_some_and(|t| t.elapsed() >= self.limits.session_expiry);
+        let mut st = session.state();
+        let deadline = match (&st.link, st.offline_since) {
+            (None, Some(since)) => since + self.limits.session_expiry,
+            _ => {
+                st.expiry_armed = false;
+                return None;
+            }
+        };
+        if Instant::now() < deadline {
+            return Some(deadline);
+        }
         drop(st);
-        if expired {
-            table.remove(&session.client_id);
-            self.count_expired(&session.client_id);
-        }
+        table.remove(&session.client_id);
+        self.count_expired(&session.client_id);
+        None
     }
 
     fn count_expired(&self, client_id: &str) {
@@ -409,18 +419,26 @@ impl Shared {
 }
 
 /// Forgets `session` once it has been offline for the session expiry, unless a
-/// connection resumed it by then.
+/// connection resumed it by then. One timer per session: it follows the session's
+/// later disconnects until it expires, is replaced, or is online when the timer wakes.
 pub(crate) fn expire_later(shared: &Arc<Shared>, session: &Arc<Session>) {
     let weak = Arc::downgrade(session);
     let shared = shared.clone();
     tokio::spawn(async move {
         let mut stop = shared.shutdown.clone();
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(shared.limits.session_expiry) => {}
-        }
-        if let Some(session) = weak.upgrade() {
-            shared.expire(&session);
+        let mut deadline = Instant::now() + shared.limits.session_expiry;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            let Some(session) = weak.upgrade() else {
+                return;
+            };
+            match shared.expire(&session) {
+                Some(later) => deadline = later,
+                None => return,
+            }
         }
     });
 }
