@@ -6,189 +6,141 @@
 //! the client id must be a valid [`mir_proto::DeviceId`]; on the mTLS listener the
 //! certificate's common name must equal it; a device may publish only on its own
 //! device-to-cloud topics (anything else disconnects it, as AWS does) and subscribe
-//! only under `mir/{its id}/`. There is no QoS 2 and no retained-message store.
+//! only under `mir/{its id}/` (anything else gets the SUBACK failure code 0x80, so `#`,
+//! `mir/#`, `mir/+/cmd/req` and `$aws/#` are refused). There is no QoS 2 and no
+//! retained-message store (the retain flag is ignored).
 //!
-//! Layout:
-//! - this file: the public API ([`Broker`], [`BrokerHandle`], [`BrokerConfig`],
-//!   [`Hooks`], [`ClientInfo`], [`DisconnectReason`], [`QoS`], [`BrokerError`]) and the
-//!   listeners' accept loops.
-//! - `codec`: a zero-copy MQTT 3.1.1 codec, only what a server reads and writes.
+//! # Layout
+//!
+//! - this file: the public API ([`Broker`], [`BrokerHandle`], [`BrokerError`]);
+//!   `config`: [`BrokerConfig`], [`TlsListenerConfig`]; `hooks`: [`Hooks`],
+//!   [`ConnectRequest`], [`ClientInfo`], [`ClientCertificate`], [`Refusal`],
+//!   [`HookError`], [`DisconnectReason`], [`QoS`]; `metrics`: [`BrokerMetrics`],
+//!   [`Rejection`], [`Limit`], [`Sample`].
+//! - `listener`: the accept loops (connection cap, pending budget, TLS handshake).
+//! - `codec`: a strict, zero-copy MQTT 3.1.1 codec (`decode`, `encode`).
+//! - `topic`: topic names and filters ([`TopicError`]); `policy`: the device policy.
 //! - `session`: sessions (subscriptions, outbound queue and in-flight window, kept
-//!   while offline for `clean_session = false`), the session table and routing.
-//! - `conn`: one task per connection: CONNECT checks, authorization, keepalive,
-//!   hooks, outbound flow control.
+//!   while offline for `clean_session = false`), the session table, routing, expiry.
+//! - `conn`: one task per connection: CONNECT checks, admission, keepalive, hooks,
+//!   outbound flow control.
 //! - `tls`: the rustls server configuration (client certificates required).
 //! - [`ca`]: the hub's certificate authority (CA, server and device certificates, CSRs).
 //!
-//! Outbound messages wait in their session's queue (bounded by
-//! [`BrokerConfig::max_queued_per_session`], oldest dropped first) rather than in a
-//! per-connection channel, so that a persistent session keeps exactly one queue whether
-//! its device is online or not; the connection task is woken to drain it within the
-//! in-flight window.
+//! # Strict codec
+//!
+//! Whatever MQTT 3.1.1 says to reject closes the connection, with a log line naming
+//! the cause (a typed `DecodeError`) and the [`Rejection::CodecError`] count: reserved
+//! packet types; fixed-header flags other than the required ones (every type but
+//! PUBLISH; SUBSCRIBE, UNSUBSCRIBE and PUBREL need `0b0010`); a remaining length over
+//! 4 bytes, or other than 2 (acknowledgements) or 0 (PINGREQ, DISCONNECT); packet
+//! identifier 0; a QoS 3 PUBLISH, or DUP on QoS 0; empty topics and filters, invalid
+//! UTF-8 or U+0000 in any string, wildcards in a topic name, `#` or `+` not alone in
+//! their level; SUBSCRIBE or UNSUBSCRIBE without filters, a requested QoS over 2;
+//! a CONNECT with its reserved flag, will QoS or retain without the will flag, will QoS
+//! 3, a password without a user name, or bytes after its payload. A protocol other
+//! than MQTT 3.1.1 (name `MQTT`, level 4) gets CONNACK 1. The first packet must be
+//! CONNECT; a second CONNECT, the QoS 2 flow and the packets only servers send close
+//! the connection ([`Rejection::ProtocolError`]).
+//!
+//! # Admission and takeover
+//!
+//! After the broker's own checks and before any session is touched, [`Hooks::admit`]
+//! sees a [`ConnectRequest`] (with the [`ClientCertificate`] of an mTLS client): the
+//! hub refuses a plain-port client claiming the id of a device that has a certificate,
+//! or a revoked certificate. A refused client gets CONNACK 5 (3 for
+//! [`Refusal::Unavailable`]) and the session of that id, online or not, stays exactly
+//! as it was. An admitted client with the id of a connected one takes its place
+//! ([`DisconnectReason::DuplicateClientId`]). [`BrokerHandle::disconnect`] cuts off a
+//! client (a device whose certificate was just revoked) and forgets its session.
+//!
+//! # Acknowledgements
+//!
+//! A QoS 1 PUBLISH is acknowledged only once [`Hooks::on_publish`] returned `Ok`. When
+//! it returns a [`HookError`] the message is neither acknowledged nor routed and the
+//! client is disconnected ([`DisconnectReason::ServerError`], AWS's `SERVER_ERROR`):
+//! MQTT 3.1.1 clients resend unacknowledged messages when they reconnect, so nothing
+//! the hub could not keep is lost. A QoS 0 message the hook refused is dropped and
+//! the connection stays.
+//!
+//! # Limits
+//!
+//! Each is a [`BrokerConfig`] field whose default is AWS IoT Core's value where AWS has
+//! one. Each hit is logged with its reason (the first hits, then every power of two and
+//! every thousandth, with the count so far) and counted by its [`Limit`]:
+//!
+//! | field | default | when hit |
+//! |---|---|---|
+//! | `max_payload` | 128 KB (AWS) | the client is disconnected ([`Rejection::PayloadTooLarge`]) |
+//! | `max_inflight` | 100 (AWS) | QoS 1 messages wait until the client acknowledges |
+//! | `session_expiry` | 1 hour (AWS) | an offline persistent session is forgotten |
+//! | `max_queued_per_session` | 10,000 messages | the oldest waiting message is dropped |
+//! | `max_queued_bytes_per_session` | 8 MiB | the oldest messages are dropped, in flight ones first (they are the oldest), so a subscriber that never acknowledges holds at most this and gets the newest when it resumes |
+//! | `max_queued_bytes` | 256 MiB, all sessions | the session's own oldest messages are dropped to make room; with none, the new message is not queued |
+//! | `max_subscriptions_per_connection` | 50 (AWS) | the filter gets SUBACK 0x80, as AWS fails the subscriptions past its quota; the client stays |
+//! | `max_filters_per_subscribe` | 8 (AWS) | the client is disconnected (`CLIENT_ERROR`), as AWS does |
+//! | `max_connections` | 10,000 | a new TCP connection is closed as soon as accepted |
+//! | `max_pending_connections` | 500 | connections without a complete CONNECT (TLS handshake included): a new one closes the oldest, so a flood of silent connections cannot keep out a client that sends its CONNECT at once |
+//! | `connect_timeout` | 5 s | no complete CONNECT within it of the TCP accept (or no answer of [`Hooks::admit`]): closed |
+//!
+//! Queued bytes are topic plus payload of the messages waiting for, or in flight to, a
+//! session. Nothing is reserved for a packet before its bytes arrive: a read buffer
+//! starts empty and grows with what is read (to 16 KB steps).
+//!
+//! Outbound messages wait in their session's queue rather than in a per-connection
+//! channel, so that a persistent session keeps exactly one queue whether its device is
+//! online or not; the connection task is woken to drain it within the in-flight window.
+//!
+//! # Metrics
+//!
+//! [`BrokerHandle::metrics`] returns a [`BrokerMetrics`] snapshot of plain atomic
+//! counters: connections (plain, mTLS), pending connections, sessions (online,
+//! offline), messages in and out, queued messages and bytes, rejections by
+//! [`Rejection`] and limit hits by [`Limit`]. [`BrokerMetrics::samples`] names them
+//! for Prometheus (`mir_broker_...`); the names are stable.
+//!
+//! # Property tests
+//!
+//! The codec's properties (arbitrary bytes never panic and decode or fail with a typed
+//! error; what the broker writes and what clients send decode back to what was
+//! encoded; a stream split anywhere decodes like the whole) run 2,000 cases each with
+//! `cargo test -p mir-broker`. The longer run:
+//!
+//! ```sh
+//! PROPTEST_CASES=1000000 cargo test --release -p mir-broker --lib codec::proptests
+//! ```
 //!
 //! Architecture: see docs/architecture.md in the repository (section Topics and rule events).
 
 pub mod ca;
 mod codec;
+mod config;
 mod conn;
+mod hooks;
+mod listener;
+mod metrics;
+mod policy;
 mod session;
 mod tls;
+mod topic;
 
-use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{fmt, future::Future, io, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{mpsc, watch},
 };
-use tracing::{debug, info, warn};
+use tracing::info;
+
+pub use config::{BrokerConfig, TlsListenerConfig};
+pub use hooks::{
+    ClientCertificate, ClientInfo, ConnectRequest, DisconnectReason, HookError, Hooks, QoS, Refusal,
+};
+pub use metrics::{BrokerMetrics, Limit, MetricKind, Rejection, Sample};
+pub use topic::TopicError;
 
 use crate::session::Shared;
-
-/// Room for the fixed and variable headers (topic, packet id) around a payload.
-const HEADER_SLACK: usize = 4096;
-/// Time a client has to complete the TLS handshake and send CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Broker settings.
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// Plain TCP listener (development); port 0 picks a free port.
-    pub plain: Option<SocketAddr>,
-    /// mTLS listener; port 0 picks a free port.
-    pub tls: Option<TlsListenerConfig>,
-    /// Largest accepted PUBLISH payload; larger ones disconnect the client.
-    pub max_payload: usize,
-    /// Outbound QoS 1 window per client: at most this many unacknowledged publishes.
-    pub max_inflight: u16,
-    /// QoS 1 messages kept for an offline persistent session (and outbound messages
-    /// waiting for an online one); when full the oldest is dropped.
-    pub max_queued_per_session: usize,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            plain: None,
-            tls: None,
-            max_payload: mir_proto::MAX_PAYLOAD_BYTES,
-            max_inflight: mir_proto::MAX_INFLIGHT,
-            max_queued_per_session: 10_000,
-        }
-    }
-}
-
-/// The mTLS listener: server certificate and the CA that signs device certificates.
-#[derive(Clone)]
-pub struct TlsListenerConfig {
-    pub addr: SocketAddr,
-    pub server_cert_chain_pem: String,
-    pub server_key_pem: String,
-    pub client_ca_pem: String,
-}
-
-impl fmt::Debug for TlsListenerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsListenerConfig")
-            .field("addr", &self.addr)
-            .field("server_key_pem", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-/// One accepted connection, as passed to [`Hooks`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientInfo {
-    /// The MQTT client id, a valid device id.
-    pub client_id: String,
-    /// Unique per connection (a UUID), like AWS's `sessionIdentifier`.
-    pub session_id: String,
-    /// Like AWS's `versionNumber`: each new connection of a client id gets a higher one
-    /// than the connection it follows, so lifecycle events delivered out of order can
-    /// be put back in order. Microseconds since the Unix epoch (bumped when two
-    /// connections fall in the same microsecond), so it keeps growing across restarts
-    /// of the broker.
-    pub version: u64,
-    pub peer: SocketAddr,
-    /// Whether the client came through the mTLS listener.
-    pub tls: bool,
-    /// Subject common name of the client certificate (mTLS only).
-    pub cert_common_name: Option<String>,
-    pub clean_session: bool,
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisconnectReason {
-    /// The client sent DISCONNECT.
-    ClientInitiated,
-    /// The connection closed or failed without DISCONNECT.
-    ConnectionLost,
-    /// No packet for 1.5 times the keepalive.
-    KeepAliveTimeout,
-    /// The client published or acted outside its policy.
-    AuthorizationFailure,
-    /// Malformed or forbidden packet (QoS 2, second CONNECT, ...).
-    ProtocolError,
-    /// Another connection with the same client id took over.
-    DuplicateClientId,
-    /// The broker is stopping.
-    ServerShutdown,
-    /// A PUBLISH larger than [`BrokerConfig::max_payload`].
-    PayloadTooLarge,
-}
-
-impl DisconnectReason {
-    /// The `disconnectReason` of AWS IoT lifecycle events.
-    pub fn as_aws_str(&self) -> &'static str {
-        match self {
-            DisconnectReason::ClientInitiated => "CLIENT_INITIATED_DISCONNECT",
-            DisconnectReason::ConnectionLost => "CONNECTION_LOST",
-            DisconnectReason::KeepAliveTimeout => "MQTT_KEEP_ALIVE_TIMEOUT",
-            DisconnectReason::AuthorizationFailure => "AUTH_ERROR",
-            DisconnectReason::ProtocolError => "CLIENT_ERROR",
-            DisconnectReason::DuplicateClientId => "DUPLICATE_CLIENTID",
-            DisconnectReason::ServerShutdown => "SERVER_INITIATED_DISCONNECT",
-            // AWS: "a client will be disconnected ... if the client attempts to publish
-            // with a payload that exceeds the payload limit" (CLIENT_ERROR).
-            DisconnectReason::PayloadTooLarge => "CLIENT_ERROR",
-        }
-    }
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_aws_str())
-    }
-}
-
-/// What the hub does with connections and messages.
-#[async_trait::async_trait]
-pub trait Hooks: Send + Sync + 'static {
-    /// After the CONNACK accepting `client` was sent.
-    async fn on_connect(&self, client: &ClientInfo);
-    /// Exactly once per accepted connection, shutdown included.
-    async fn on_disconnect(&self, client: &ClientInfo, reason: DisconnectReason);
-    /// Every accepted inbound PUBLISH. For QoS 1 the PUBACK is sent only after this returns,
-    /// so a slow hook applies backpressure to that client and nothing acknowledged is lost.
-    async fn on_publish(&self, client: &ClientInfo, topic: &str, payload: Bytes);
-}
-
-/// Delivery guarantee (AWS IoT has no QoS 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum QoS {
-    AtMostOnce,
-    AtLeastOnce,
-}
-
-impl QoS {
-    pub(crate) fn level(self) -> u8 {
-        match self {
-            QoS::AtMostOnce => 0,
-            QoS::AtLeastOnce => 1,
-        }
-    }
-}
 
 /// Errors of the broker.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +164,7 @@ pub enum BrokerError {
     #[error("invalid client CA: {0}")]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
     #[error("invalid topic {topic:?}: {why}")]
-    InvalidTopic { topic: String, why: &'static str },
+    InvalidTopic { topic: String, why: TopicError },
     #[error("payload of {size} bytes exceeds the limit of {max} bytes")]
     PayloadTooLarge { size: usize, max: usize },
     #[error("the broker is stopped")]
@@ -278,11 +230,16 @@ impl Broker {
         let guard = TaskGuard(done_tx);
         if let Some(listener) = plain {
             info!(addr = ?plain_addr, "MQTT listener (plain TCP)");
-            tokio::spawn(accept_loop(listener, None, shared.clone(), guard.clone()));
+            tokio::spawn(listener::accept_loop(
+                listener,
+                None,
+                shared.clone(),
+                guard.clone(),
+            ));
         }
         if let (Some(listener), Some(acceptor)) = (tls_listener, acceptor) {
             info!(addr = ?tls_addr, "MQTT listener (mTLS)");
-            tokio::spawn(accept_loop(
+            tokio::spawn(listener::accept_loop(
                 listener,
                 Some(acceptor),
                 shared.clone(),
@@ -326,80 +283,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
         .map_err(|source| BrokerError::Bind { addr, source })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
-    guard: TaskGuard,
-) {
-    let mut stop = shared.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let guard = guard.clone();
-        match &acceptor {
-            None => {
-                tokio::spawn(async move {
-                    conn::serve(shared, stream, peer, false, None).await;
-                    drop(guard);
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    serve_tls(shared, acceptor, stream, peer).await;
-                    drop(guard);
-                });
-            }
-        }
-    }
-    debug!("listener stopped");
-}
-
-async fn serve_tls(
-    shared: Arc<Shared>,
-    acceptor: tokio_rustls::TlsAcceptor,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
-    let mut stop = shared.shutdown.clone();
-    let handshake = tokio::select! {
-        _ = stop.wait_for(|s| *s) => return,
-        r = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)) => r,
-    };
-    let stream = match handshake {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            warn!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let cn = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|der| tls::common_name(der));
-    conn::serve(shared, stream, peer, true, cn).await;
-}
-
 /// Cheap handle to a running broker.
 #[derive(Clone)]
 pub struct BrokerHandle {
@@ -424,11 +307,15 @@ impl BrokerHandle {
         if *self.shared.shutdown.borrow() {
             return Err(BrokerError::Stopped);
         }
-        check_topic_name(topic)?;
-        if payload.len() > self.shared.max_payload {
+        topic::check_name(topic).map_err(|why| BrokerError::InvalidTopic {
+            topic: topic.to_string(),
+            why,
+        })?;
+        let max = self.shared.limits.max_payload;
+        if payload.len() > max {
             return Err(BrokerError::PayloadTooLarge {
                 size: payload.len(),
-                max: self.shared.max_payload,
+                max,
             });
         }
         let topic = Bytes::copy_from_slice(topic.as_bytes());
@@ -444,61 +331,20 @@ impl BrokerHandle {
     pub fn connected_clients(&self) -> Vec<String> {
         self.shared.connected_clients()
     }
-}
 
-fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
-    let why = if topic.is_empty() {
-        "empty"
-    } else if topic.len() > usize::from(u16::MAX) {
-        "longer than 65535 bytes"
-    } else if topic.contains(['+', '#']) {
-        "wildcards are not allowed in a topic name"
-    } else if topic.contains('\0') {
-        "NUL character"
-    } else {
-        return Ok(());
-    };
-    Err(BrokerError::InvalidTopic {
-        topic: topic.to_string(),
-        why,
-    })
-}
+    /// Closes the connection of `client_id`, if any, with `reason` (the hub cutting off
+    /// a device whose certificate it revoked passes
+    /// [`DisconnectReason::AuthorizationFailure`]), without publishing its last will,
+    /// and forgets its session, persistent or not, with what was queued for it.
+    /// [`Hooks::on_disconnect`] is called as for any accepted connection. Returns
+    /// whether the client id had a session.
+    pub fn disconnect(&self, client_id: &str, reason: DisconnectReason) -> bool {
+        self.shared.disconnect(client_id, reason)
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::DisconnectReason::*;
-
-    #[test]
-    fn every_disconnect_reason_is_one_aws_iot_lifecycle_events_use() {
-        // The `disconnectReason` values of the AWS IoT Core lifecycle event documentation.
-        const AWS: [&str; 12] = [
-            "AUTH_ERROR",
-            "CLIENT_INITIATED_DISCONNECT",
-            "CLIENT_ERROR",
-            "CONNECTION_LOST",
-            "DUPLICATE_CLIENTID",
-            "FORBIDDEN_ACCESS",
-            "MQTT_KEEP_ALIVE_TIMEOUT",
-            "SERVER_ERROR",
-            "SERVER_INITIATED_DISCONNECT",
-            "THROTTLED",
-            "WEBSOCKET_TTL_EXPIRATION",
-            "CUSTOMAUTH_TTL_EXPIRATION",
-        ];
-        for reason in [
-            ClientInitiated,
-            ConnectionLost,
-            KeepAliveTimeout,
-            AuthorizationFailure,
-            ProtocolError,
-            DuplicateClientId,
-            ServerShutdown,
-            PayloadTooLarge,
-        ] {
-            assert!(AWS.contains(&reason.as_aws_str()), "{reason:?}");
-        }
-        assert_eq!(DuplicateClientId.as_aws_str(), "DUPLICATE_CLIENTID");
-        assert_eq!(AuthorizationFailure.as_aws_str(), "AUTH_ERROR");
-        assert_eq!(PayloadTooLarge.as_aws_str(), "CLIENT_ERROR");
+    /// A snapshot of the broker's counters (crate documentation, Metrics).
+    pub fn metrics(&self) -> BrokerMetrics {
+        let (online, offline) = self.shared.session_counts();
+        self.shared.metrics.snapshot(online, offline)
     }
 }

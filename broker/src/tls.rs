@@ -9,7 +9,7 @@ use rustls::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use crate::{BrokerError, TlsListenerConfig};
+use crate::{BrokerError, ClientCertificate, TlsListenerConfig};
 
 /// Builds the acceptor: the server certificate, and client certificates required and
 /// verified against `client_ca_pem`.
@@ -55,9 +55,29 @@ fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, BrokerError> {
         .ok_or(BrokerError::EmptyPem("server key"))
 }
 
-/// Subject common name of a DER certificate.
-pub(crate) fn common_name(der: &CertificateDer<'_>) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_string)
+/// What the hub learns of a client certificate: its id (SHA-256 of the DER, as
+/// [`crate::ca::IssuedCert::certificate_id`]), serial number and common name.
+pub(crate) fn client_certificate(der: &CertificateDer<'_>) -> ClientCertificate {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    let parsed = x509_parser::parse_x509_certificate(der.as_ref()).ok();
+    let serial_hex = parsed
+        .as_ref()
+        .map(|(_, c)| {
+            let raw = c.tbs_certificate.raw_serial();
+            let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+            crate::ca::hex(&raw[start..])
+        })
+        .unwrap_or_default();
+    let common_name = parsed.as_ref().and_then(|(_, c)| {
+        c.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string)
+    });
+    ClientCertificate {
+        certificate_id: crate::ca::hex(digest.as_ref()),
+        serial_hex,
+        common_name,
+    }
 }

@@ -32,11 +32,17 @@ struct Arrivals(Mutex<Vec<(Instant, usize)>>);
 impl Hooks for Arrivals {
     async fn on_connect(&self, _: &ClientInfo) {}
     async fn on_disconnect(&self, _: &ClientInfo, _: DisconnectReason) {}
-    async fn on_publish(&self, _: &ClientInfo, topic: &str, payload: Bytes) {
+    async fn on_publish(
+        &self,
+        _: &ClientInfo,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), mir_broker::HookError> {
         if topic.ends_with("/tlm") {
             let mut a = self.0.lock().unwrap_or_else(|e| e.into_inner());
             a.push((Instant::now(), payload.len() + topic.len()));
         }
+        Ok(())
     }
 }
 

@@ -39,13 +39,19 @@ struct Counter {
 impl Hooks for Counter {
     async fn on_connect(&self, _: &ClientInfo) {}
     async fn on_disconnect(&self, _: &ClientInfo, _: DisconnectReason) {}
-    async fn on_publish(&self, _: &ClientInfo, topic: &str, payload: Bytes) {
+    async fn on_publish(
+        &self,
+        _: &ClientInfo,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), mir_broker::HookError> {
         if topic.ends_with("/tlm") {
             if let Ok(b) = TelemetryBatch::decode(payload) {
                 self.items
                     .fetch_add(b.items.len() as u64, Ordering::Relaxed);
             }
         }
+        Ok(())
     }
 }
 

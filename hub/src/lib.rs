@@ -183,7 +183,14 @@ impl Hooks for RuleHooks {
         self.presence(PresenceKind::Disconnected, c, Some(reason.as_aws_str()))
             .await;
     }
-    async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
+    /// `Ok` once the invocation is accepted (queued): like AWS, the PUBACK does not wait
+    /// for the function, so a store or dead-letter failure happens after it.
+    async fn on_publish(
+        &self,
+        c: &ClientInfo,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), mir_broker::HookError> {
         let at = chrono::Utc::now();
         HubMetrics::count_topic(&self.0.core().metrics.messages_in, topic);
         let key = key_of(&[c.client_id.as_bytes(), topic.as_bytes(), &payload]);
@@ -200,6 +207,7 @@ impl Hooks for RuleHooks {
                 }),
             )
             .await;
+        Ok(())
     }
 }
 

@@ -13,8 +13,8 @@ use std::{
 
 use bytes::Bytes;
 use mir_broker::{
-    ca::LocalCa, Broker, BrokerConfig, BrokerHandle, ClientInfo, DisconnectReason, Hooks,
-    TlsListenerConfig,
+    ca::LocalCa, Broker, BrokerConfig, BrokerHandle, ClientInfo, ConnectRequest, DisconnectReason,
+    HookError, Hooks, Refusal, TlsListenerConfig,
 };
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, Transport};
 use tokio::{
@@ -37,26 +37,51 @@ pub enum HookEvent {
         topic: String,
         payload: Bytes,
     },
+    /// `admit` was asked (whatever it answered).
+    Admit(ConnectRequest),
 }
 
-/// Hooks that record every call; `on_publish` optionally waits for a permit of `gate`.
+/// The answer of `admit`.
+pub type Admission = Arc<dyn Fn(&ConnectRequest) -> Result<(), Refusal> + Send + Sync>;
+
+/// Hooks that record every call; `on_publish` optionally waits for a permit of `gate`,
+/// and fails while `fail_publishes` is set; `admit` answers with `admission`.
 #[derive(Default)]
 pub struct Recorder {
     events: Mutex<Vec<HookEvent>>,
     /// Woken on every recorded event.
     changed: Notify,
     gate: Option<Arc<Semaphore>>,
+    admission: Option<Admission>,
+    /// `admit` waits for a permit of it first.
+    admit_gate: Option<Arc<Semaphore>>,
+    pub fail_publishes: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl Hooks for Recorder {
+    async fn admit(&self, request: &ConnectRequest) -> Result<(), Refusal> {
+        self.push(HookEvent::Admit(request.clone()));
+        if let Some(gate) = &self.admit_gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        match &self.admission {
+            Some(admit) => admit(request),
+            None => Ok(()),
+        }
+    }
     async fn on_connect(&self, client: &ClientInfo) {
         self.push(HookEvent::Connect(client.clone()));
     }
     async fn on_disconnect(&self, client: &ClientInfo, reason: DisconnectReason) {
         self.push(HookEvent::Disconnect(client.clone(), reason));
     }
-    async fn on_publish(&self, client: &ClientInfo, topic: &str, payload: Bytes) {
+    async fn on_publish(
+        &self,
+        client: &ClientInfo,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), HookError> {
         self.push(HookEvent::Publish {
             client_id: client.client_id.clone(),
             topic: topic.to_string(),
@@ -65,6 +90,13 @@ impl Hooks for Recorder {
         if let Some(gate) = &self.gate {
             gate.acquire().await.expect("gate open").forget();
         }
+        if self
+            .fail_publishes
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(HookError::NotKept("the test's store is down".into()));
+        }
+        Ok(())
     }
 }
 
@@ -166,6 +198,8 @@ impl Recorder {
 pub struct BrokerBuilder {
     config: BrokerConfig,
     gate: Option<Arc<Semaphore>>,
+    admission: Option<Admission>,
+    admit_gate: Option<Arc<Semaphore>>,
     plain: bool,
 }
 
@@ -173,11 +207,31 @@ pub fn broker() -> BrokerBuilder {
     BrokerBuilder {
         config: BrokerConfig::default(),
         gate: None,
+        admission: None,
+        admit_gate: None,
         plain: true,
     }
 }
 
 impl BrokerBuilder {
+    /// Changes any setting.
+    pub fn config(mut self, change: impl FnOnce(&mut BrokerConfig)) -> Self {
+        change(&mut self.config);
+        self
+    }
+    /// `admit` waits for a permit of `gate` before it answers.
+    pub fn admit_gate(mut self, gate: Arc<Semaphore>) -> Self {
+        self.admit_gate = Some(gate);
+        self
+    }
+    /// `admit` answers with `admission`.
+    pub fn admit(
+        mut self,
+        admission: impl Fn(&ConnectRequest) -> Result<(), Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        self.admission = Some(Arc::new(admission));
+        self
+    }
     pub fn max_payload(mut self, n: usize) -> Self {
         self.config.max_payload = n;
         self
@@ -210,6 +264,8 @@ impl BrokerBuilder {
         }
         let hooks = Arc::new(Recorder {
             gate: self.gate,
+            admission: self.admission,
+            admit_gate: self.admit_gate,
             ..Recorder::default()
         });
         let (stop, stop_rx) = oneshot::channel::<()>();
@@ -520,6 +576,61 @@ impl RawClient {
                 Ok(Ok(_)) => {}
                 Err(_) => return None,
             }
+        }
+    }
+}
+
+/// A frame: first byte, remaining length, body.
+pub fn frame(byte1: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![byte1];
+    let mut len = body.len();
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A length-prefixed string or binary field.
+pub fn field(s: &[u8]) -> Vec<u8> {
+    let mut v = (s.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(s);
+    v
+}
+
+/// A CONNECT of MQTT 3.1.1 with `flags`, keepalive 30 and `payload` (client id first).
+pub fn connect_packet(flags: u8, payload: &[&[u8]]) -> Vec<u8> {
+    let mut body = field(b"MQTT");
+    body.extend_from_slice(&[4, flags, 0, 30]);
+    for p in payload {
+        body.extend_from_slice(p);
+    }
+    frame(0x10, &body)
+}
+
+impl RawClient {
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        // The broker may close before reading everything: a failed write is a close.
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// Reads `n` bytes, or `None` if the broker closed the connection first.
+    pub async fn read(&mut self, n: usize) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; n];
+        match tokio::time::timeout(WAIT, self.stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => Some(buf),
+            Ok(Err(_)) => None,
+            Err(_) => panic!("no {n} bytes and no close within {WAIT:?}"),
         }
     }
 }

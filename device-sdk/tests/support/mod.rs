@@ -41,12 +41,18 @@ impl Hooks for Recorder {
     async fn on_disconnect(&self, c: &ClientInfo, r: DisconnectReason) {
         lock(&self.disconnects).push((c.client_id.clone(), r));
     }
-    async fn on_publish(&self, c: &ClientInfo, topic: &str, payload: Bytes) {
+    async fn on_publish(
+        &self,
+        c: &ClientInfo,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<(), mir_broker::HookError> {
         lock(&self.publishes).push(Received {
             client_id: c.client_id.clone(),
             topic: topic.to_string(),
             payload,
         });
+        Ok(())
     }
 }
 
