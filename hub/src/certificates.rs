@@ -17,7 +17,7 @@ use std::{
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use mir_broker::ca::LocalCa;
+use mir_broker::{ca::LocalCa, BrokerHandle, DisconnectReason};
 use mir_proto::DeviceId;
 use mir_shared::ports::{CertificateError, CertificateIssuer, DeviceCertificate};
 
@@ -199,6 +199,22 @@ pub struct LocalCertificates {
     pub book: Arc<CertificateBook>,
     /// The broker's mTLS endpoint (`mqtts://...`), known once the broker listens.
     pub endpoint: Arc<OnceLock<String>>,
+    /// The broker, once it runs: a device whose certificates were revoked or made
+    /// inactive is disconnected at once (and refused when it comes back).
+    pub broker: Arc<OnceLock<BrokerHandle>>,
+}
+
+impl LocalCertificates {
+    fn cut_off(&self, device_id: &str) {
+        if let Some(b) = self.broker.get() {
+            if b.disconnect(device_id, DisconnectReason::AuthorizationFailure) {
+                tracing::info!(
+                    device = device_id,
+                    "disconnected: its certificate no longer admits it"
+                );
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -246,7 +262,11 @@ impl CertificateIssuer for LocalCertificates {
                     }
                 }
             })
-            .await
+            .await?;
+        if !active {
+            self.cut_off(device_id);
+        }
+        Ok(())
     }
 
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
@@ -257,7 +277,9 @@ impl CertificateIssuer for LocalCertificates {
                     e.status = CertificateStatus::Revoked;
                 }
             })
-            .await
+            .await?;
+        self.cut_off(device_id);
+        Ok(())
     }
 
     async fn retire_earlier(
@@ -266,7 +288,8 @@ impl CertificateIssuer for LocalCertificates {
         keep_id: &str,
     ) -> Result<u32, CertificateError> {
         let (device, keep) = (device_id.to_string(), keep_id.to_string());
-        self.book
+        let retired = self
+            .book
             .update(move |b| {
                 let Some(entries) = b.devices.get_mut(&device) else {
                     return 0;
@@ -286,7 +309,11 @@ impl CertificateIssuer for LocalCertificates {
                 }
                 retired
             })
-            .await
+            .await?;
+        if retired > 0 {
+            self.cut_off(device_id);
+        }
+        Ok(retired)
     }
 }
 
@@ -299,6 +326,7 @@ mod tests {
             ca: Arc::new(LocalCa::load_or_create(&dir.join("ca")).expect("ca")),
             book: Arc::new(CertificateBook::open(&dir.join("certificates.json")).expect("book")),
             endpoint: Arc::new(OnceLock::new()),
+            broker: Arc::new(OnceLock::new()),
         }
     }
 

@@ -11,7 +11,10 @@ use std::{
     future::Future,
     io::Write,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -102,6 +105,8 @@ pub struct Core {
 pub struct DeadLetters {
     path: PathBuf,
     lock: Mutex<()>,
+    /// The last write failed: [`DeadLetters::writable`] checks the file again.
+    failing: AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -119,7 +124,22 @@ impl DeadLetters {
         Self {
             path,
             lock: Mutex::new(()),
+            failing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a dead letter can be written: `Ok` unless the last write failed and the
+    /// file still cannot be opened for appending.
+    pub fn writable(&self) -> std::io::Result<()> {
+        if !self.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.failing.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Appends one dead letter; `false` when it could not be written (logged).
@@ -147,8 +167,10 @@ impl DeadLetters {
             .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = written {
             tracing::error!(error = %e, path = %self.path.display(), "could not write a dead letter");
+            self.failing.store(true, Ordering::Release);
             return false;
         }
+        self.failing.store(false, Ordering::Release);
         true
     }
 

@@ -89,7 +89,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             .set(i64::try_from(d.in_flight()).unwrap_or(i64::MAX));
     }
     if let Some(b) = &state.broker {
-        m.observe_broker(b);
+        m.observe_broker(&b.metrics());
     }
     (
         StatusCode::OK,

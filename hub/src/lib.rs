@@ -45,7 +45,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use mir_broker::{
-    ca::LocalCa, Broker, BrokerConfig, ClientInfo, DisconnectReason, Hooks, TlsListenerConfig,
+    ca::LocalCa, Broker, BrokerConfig, ClientInfo, ConnectRequest, DisconnectReason, Hooks,
+    Refusal, TlsListenerConfig,
 };
 use mir_proto::topics::PresenceKind;
 use mir_shared::{
@@ -147,8 +148,9 @@ pub struct Hub {
     stopped: tokio::task::JoinHandle<()>,
 }
 
-/// The broker's events become invocations, stamped with the time the broker saw them.
-struct RuleHooks(Arc<Dispatcher>);
+/// The broker's events become invocations, stamped with the time the broker saw them;
+/// the certificate book decides who may connect.
+struct RuleHooks(Arc<Dispatcher>, Arc<CertificateBook>);
 
 impl RuleHooks {
     async fn presence(&self, kind: PresenceKind, c: &ClientInfo, reason: Option<&'static str>) {
@@ -183,14 +185,34 @@ impl Hooks for RuleHooks {
         self.presence(PresenceKind::Disconnected, c, Some(reason.as_aws_str()))
             .await;
     }
+    /// A device that holds a certificate connects over mTLS only, with an active
+    /// certificate of the book (see [`certificates`]).
+    async fn admit(&self, c: &ConnectRequest) -> Result<(), Refusal> {
+        let certificate = c.certificate.as_ref().map(|x| x.certificate_id.as_str());
+        self.1.admit(&c.client_id, certificate).map_err(|refusal| {
+            tracing::warn!(client = %c.client_id, peer = %c.peer, tls = c.tls, reason = %refusal, "connection refused");
+            match refusal {
+                certificates::Refusal::CertifiedOnPlainPort(_) => Refusal::CertificateRequired,
+                certificates::Refusal::Revoked(_) => Refusal::CertificateRevoked,
+                certificates::Refusal::UnknownCertificate(_)
+                | certificates::Refusal::Inactive(_) => Refusal::NotAuthorized,
+            }
+        })
+    }
     /// `Ok` once the invocation is accepted (queued): like AWS, the PUBACK does not wait
-    /// for the function, so a store or dead-letter failure happens after it.
+    /// for the function, so a store failure happens after it and ends in a dead letter.
+    /// While dead letters cannot be written, nothing is acknowledged: the device keeps
+    /// the message and sends it again once it reconnects.
     async fn on_publish(
         &self,
         c: &ClientInfo,
         topic: &str,
         payload: Bytes,
     ) -> Result<(), mir_broker::HookError> {
+        if let Err(e) = self.0.core().dead_letters.writable() {
+            tracing::error!(client = %c.client_id, topic, error = %e, "dead letters cannot be written: the message is not acknowledged");
+            return Err(mir_broker::HookError::NotKept(Box::new(e)));
+        }
         let at = chrono::Utc::now();
         HubMetrics::count_topic(&self.0.core().metrics.messages_in, topic);
         let key = key_of(&[c.client_id.as_bytes(), topic.as_bytes(), &payload]);
@@ -246,6 +268,7 @@ impl Hub {
             &config.ca_dir().join("certificates.json"),
         )?);
         let metrics = Arc::new(HubMetrics::default());
+        let broker_handle = Arc::new(std::sync::OnceLock::new());
         let publisher = Arc::new(BrokerPublisher::counting(metrics.clone()));
         let mtls_endpoint = Arc::new(std::sync::OnceLock::new());
         let ports = Ports {
@@ -254,6 +277,7 @@ impl Hub {
                 ca: ca.clone(),
                 book: book.clone(),
                 endpoint: mtls_endpoint.clone(),
+                broker: broker_handle.clone(),
             })),
             stale_after: chrono::Duration::seconds(
                 i64::try_from(config.stale_after_secs).unwrap_or(90),
@@ -307,12 +331,13 @@ impl Hub {
                 max_queued_per_session: config.max_queued_per_session,
                 ..BrokerConfig::default()
             },
-            Arc::new(RuleHooks(dispatcher.clone())),
+            Arc::new(RuleHooks(dispatcher.clone(), book.clone())),
             token.clone().cancelled_owned(),
         )
         .await
         .map_err(HubError::Broker)?;
         publisher.set(broker.handle());
+        let _ = broker_handle.set(broker.handle());
         let mqtt_addr = broker.plain_addr().ok_or(HubError::NoListener("plain"))?;
         let mqtts_addr = broker.tls_addr().ok_or(HubError::NoListener("TLS"))?;
         // What a device provisioned through this hub connects to: an unspecified bind

@@ -4,10 +4,15 @@
 //! Counters move as the hub works: messages in by topic kind (from devices), messages
 //! out by topic kind (to devices), invocations and failures by function, dead letters.
 //! Histograms: invocation time by function, and the store's latency, measured by a read
-//! at each scrape and health check. Gauges read at each scrape: the broker's
-//! connections and sessions, queued messages and bytes, and invocations in flight.
+//! at each scrape and health check. Read at each scrape: invocations in flight, and the
+//! broker's own samples (`mir_broker_*`: connections by listener, pending connections,
+//! sessions, messages, queued messages and bytes, rejections by reason, limit hits).
 
-use std::time::Instant;
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard},
+    time::Instant,
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -20,7 +25,13 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use mir_broker::MetricKind;
 use mir_shared::ports::{StoreError, TwinStore};
+
+/// The metrics stay usable after a panic elsewhere: their state is only counters.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -40,11 +51,6 @@ pub struct FailureLabel {
     pub retryable: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
-}
-
 type Timings = Family<FunctionLabel, Histogram, fn() -> Histogram>;
 
 fn latency_buckets() -> Histogram {
@@ -54,7 +60,7 @@ fn latency_buckets() -> Histogram {
 
 /// Every metric of the hub.
 pub struct HubMetrics {
-    registry: Registry,
+    registry: Mutex<Registry>,
     pub messages_in: Family<KindLabel, Counter>,
     pub messages_out: Family<KindLabel, Counter>,
     pub invocations: Family<FunctionLabel, Counter>,
@@ -64,12 +70,16 @@ pub struct HubMetrics {
     pub invocation_seconds: Timings,
     pub store_seconds: Histogram,
     pub store_errors: Counter,
-    pub connections: Family<ReasonLabel, Gauge>,
-    pub sessions: Family<ReasonLabel, Gauge>,
-    pub broker_queued_messages: Gauge,
-    pub broker_queued_bytes: Gauge,
-    pub broker_refusals: Family<ReasonLabel, Gauge>,
     pub in_flight: Gauge,
+    /// The broker's samples (`mir_broker_*`), registered at the first scrape.
+    broker: Mutex<BTreeMap<&'static str, BrokerFamily>>,
+}
+
+type SampleLabels = Vec<(String, String)>;
+
+enum BrokerFamily {
+    Gauge(Family<SampleLabels, Gauge>),
+    Counter(Family<SampleLabels, Counter>),
 }
 
 impl Default for HubMetrics {
@@ -85,13 +95,9 @@ impl Default for HubMetrics {
             invocation_seconds: Family::new_with_constructor(latency_buckets),
             store_seconds: latency_buckets(),
             store_errors: Counter::default(),
-            connections: Family::default(),
-            sessions: Family::default(),
-            broker_queued_messages: Gauge::default(),
-            broker_queued_bytes: Gauge::default(),
-            broker_refusals: Family::default(),
             in_flight: Gauge::default(),
-            registry: Registry::default(),
+            registry: Mutex::new(Registry::default()),
+            broker: Mutex::new(BTreeMap::new()),
         };
         let r = &mut registry;
         r.register(
@@ -140,36 +146,14 @@ impl Default for HubMetrics {
             m.store_errors.clone(),
         );
         r.register(
-            "connections",
-            "Open MQTT connections, by listener (plain, tls) and state",
-            m.connections.clone(),
-        );
-        r.register(
-            "sessions",
-            "MQTT sessions, by state (online, offline)",
-            m.sessions.clone(),
-        );
-        r.register(
-            "broker_queued_messages",
-            "Messages waiting in the broker's session queues",
-            m.broker_queued_messages.clone(),
-        );
-        r.register(
-            "broker_queued_bytes",
-            "Bytes waiting in the broker's session queues",
-            m.broker_queued_bytes.clone(),
-        );
-        r.register(
-            "broker_refusals",
-            "Connections, packets and subscriptions the broker refused, by reason (since start)",
-            m.broker_refusals.clone(),
-        );
-        r.register(
             "invocations_in_flight",
             "Invocations accepted and not finished",
             m.in_flight.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry: Mutex::new(registry),
+            ..m
+        }
     }
 }
 
@@ -213,21 +197,51 @@ impl HubMetrics {
         read.map(|_| ())
     }
 
-    /// Sets the broker's gauges from its current state.
-    pub fn observe_broker(&self, broker: &mir_broker::BrokerHandle) {
-        let online = i64::try_from(broker.connected_clients().len()).unwrap_or(i64::MAX);
-        self.sessions
-            .get_or_create(&ReasonLabel {
-                reason: "online".into(),
-            })
-            .set(online);
+    /// Takes the broker's samples (`mir_broker_*`: connections, sessions, messages,
+    /// queued messages and bytes, rejections and limit hits) as they are now.
+    pub fn observe_broker(&self, snapshot: &mir_broker::BrokerMetrics) {
+        let mut families = lock(&self.broker);
+        let mut registry = lock(&self.registry);
+        for s in snapshot.samples() {
+            let family = families.entry(s.name).or_insert_with(|| match s.kind {
+                MetricKind::Gauge => {
+                    let f = Family::<SampleLabels, Gauge>::default();
+                    registry.register(s.name, s.help, f.clone());
+                    BrokerFamily::Gauge(f)
+                }
+                MetricKind::Counter => {
+                    let f = Family::<SampleLabels, Counter>::default();
+                    let name = s.name.strip_suffix("_total").unwrap_or(s.name);
+                    registry.register(name, s.help, f.clone());
+                    BrokerFamily::Counter(f)
+                }
+            });
+            let labels: SampleLabels = s
+                .label
+                .map(|(k, v)| vec![(k.to_string(), v.to_string())])
+                .unwrap_or_default();
+            match family {
+                BrokerFamily::Gauge(f) => {
+                    f.get_or_create(&labels)
+                        .set(i64::try_from(s.value).unwrap_or(i64::MAX));
+                }
+                // The broker's counters only grow: the family catches up with them.
+                BrokerFamily::Counter(f) => {
+                    let c = f.get_or_create(&labels);
+                    let now = c.get();
+                    if s.value > now {
+                        c.inc_by(s.value - now);
+                    }
+                }
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &lock(&self.registry));
         out
     }
 }

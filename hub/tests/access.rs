@@ -157,7 +157,7 @@ async fn the_metrics_move_as_a_device_publishes() {
         "each scrape probes the store: {after}"
     );
     assert!(
-        after.contains("mir_hub_sessions{reason=\"online\"} 1"),
+        after.contains("mir_broker_sessions{state=\"online\"} 1"),
         "{after}"
     );
 }

@@ -134,6 +134,7 @@ impl Run {
                 CertificateBook::open(&ca_dir.path().join("certificates.json")).expect("book"),
             ),
             endpoint: Arc::new(std::sync::OnceLock::new()),
+            broker: Arc::new(std::sync::OnceLock::new()),
         };
         let ports = Ports {
             publisher: Some(publisher.clone()),

@@ -347,3 +347,59 @@ async fn the_sweep_runs_by_itself_and_marks_a_silent_device_offline() {
     );
     driver.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_dead_letters_cannot_be_written_no_publish_is_acknowledged() {
+    let (hub, dir, _stop) = hub(90, 30).await;
+    // The dead-letter file cannot be opened: a directory stands in its place.
+    let letters = dir.path().join("dead-letters.jsonl");
+    std::fs::create_dir(&letters).unwrap();
+    let (c, mut ev) = client(&hub, "dl1", true);
+    // A heartbeat that is not protobuf: refused at once, and its dead letter fails.
+    c.publish(
+        "mir/dl1/hb",
+        QoS::AtLeastOnce,
+        false,
+        vec![0xff, 0xff, 0xff],
+    )
+    .await
+    .unwrap();
+    until(&mut ev, 10, "the PUBACK of the first", |p| {
+        matches!(p, Packet::PubAck(_))
+    })
+    .await;
+    eventually(10, "the failed dead letter", || async {
+        hub.core
+            .metrics
+            .render()
+            .contains("mir_hub_dead_letter_write_failures_total 1")
+    })
+    .await;
+    // The next publish is not acknowledged: the connection closes instead.
+    c.publish("mir/dl1/hb", QoS::AtLeastOnce, false, vec![0xff])
+        .await
+        .unwrap();
+    let mut acked = false;
+    let mut closed = false;
+    for _ in 0..20 {
+        match tokio::time::timeout(Duration::from_secs(5), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked = true,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed && !acked, "acked {acked}, closed {closed}");
+    // Once the file can be written again, publishes are acknowledged again.
+    std::fs::remove_dir(&letters).unwrap();
+    let (c, mut ev) = client(&hub, "dl1", true);
+    c.publish("mir/dl1/hb", QoS::AtLeastOnce, false, vec![0xff])
+        .await
+        .unwrap();
+    until(&mut ev, 10, "a PUBACK again", |p| {
+        matches!(p, Packet::PubAck(_))
+    })
+    .await;
+}

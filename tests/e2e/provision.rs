@@ -136,8 +136,51 @@ async fn a_provisioned_device_connects_over_mtls_with_the_written_files_and_no_k
     assert!(!proxy.sent().contains("PRIVATE KEY"));
     assert!(!proxy.received().contains("PRIVATE KEY"));
     assert_eq!(proxy.sent().matches("BEGIN CERTIFICATE REQUEST").count(), 2);
-    let (_mir, stop) = device_from_file(&dir.join("device.yaml")).await;
+    let (mir, stop) = device_from_file(&dir.join("device.yaml")).await;
+
+    // WHEN another process claims secure-1 on the plain port: refused (CONNACK 5), and
+    // the device keeps its mTLS connection.
+    assert_eq!(
+        plain_connack(&hub, "secure-1").await,
+        Some(rumqttc_ring::ConnectReturnCode::NotAuthorized)
+    );
+    assert!(mir.status().connected, "the real device was not taken over");
+    assert_eq!(
+        plain_connack(&hub, "no-certificate-1").await,
+        Some(rumqttc_ring::ConnectReturnCode::Success),
+        "a device without a certificate still connects on the plain port"
+    );
+
+    // WHEN the operator deletes the device: it is disconnected, and its certificate is
+    // refused from then on.
+    let deleted = hub.mir(&["device", "delete", "secure-1"]);
+    assert!(deleted.ok, "{deleted:?}");
+    eventually(
+        Duration::from_secs(15),
+        "the deleted device cut off",
+        || !mir.status().connected,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!mir.status().connected, "its certificate connected again");
     let _ = stop.send(true);
+}
+
+/// The CONNACK answer to a CONNECT as `client_id` on the hub's plain port.
+async fn plain_connack(hub: &TestHub, client_id: &str) -> Option<rumqttc_ring::ConnectReturnCode> {
+    use rumqttc_ring::{AsyncClient, ConnectionError, Event, MqttOptions, Packet};
+    let addr = hub.mqtt_addr();
+    let opts = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    let (_client, mut events) = AsyncClient::new(opts, 10);
+    for _ in 0..10 {
+        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => return Some(ack.code),
+            Ok(Err(ConnectionError::ConnectionRefused(code))) => return Some(code),
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
