@@ -84,9 +84,7 @@ impl RuleEvent {
     }
 
     pub fn received_at(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.received_at)
-            .single()
-            .unwrap_or_else(Utc::now)
+        event_time(self.received_at)
     }
 
     /// A key that is the same for every delivery of this message (for idempotency).
@@ -128,10 +126,18 @@ pub struct LifecycleEvent {
 
 impl LifecycleEvent {
     pub fn time(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.timestamp)
-            .single()
-            .unwrap_or_else(Utc::now)
+        event_time(self.timestamp)
     }
+}
+
+/// Unix ms as a time; now when outside what the stores keep (nanoseconds in an i64,
+/// 1677 to 2262), so that the presence rules' arithmetic on it cannot overflow (a time
+/// at chrono's limit plus a heartbeat interval panicked; found by the property tests).
+fn event_time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .filter(|t| t.timestamp_nanos_opt().is_some())
+        .unwrap_or_else(Utc::now)
 }
 
 /// An EventBridge scheduled event (only the parts the sweep reads).
@@ -165,6 +171,42 @@ mod tests {
         assert_eq!(ev.device().expect("ok").as_str(), "weather");
         assert_eq!(ev.payload_bytes().expect("b64"), [8, 1]);
         assert_eq!(ev.received_at().timestamp_millis(), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn an_event_time_beyond_what_the_stores_keep_reads_as_now() {
+        // Found by the property tests: a connected event at chrono's limit made the
+        // presence rules panic (`DateTime + TimeDelta` overflowed).
+        let before = Utc::now();
+        let lc: LifecycleEvent = serde_json::from_str(
+            r#"{"clientId":"0","timestamp":8210266876500000,"eventType":"connected"}"#,
+        )
+        .expect("lifecycle");
+        let ev = RuleEvent::new("d", "d", b"", Utc::now());
+        let far = RuleEvent {
+            received_at: -8_334_601_228_800_000,
+            ..ev
+        };
+        for t in [lc.time(), far.received_at()] {
+            assert!(t >= before && t <= Utc::now(), "{t}");
+        }
+        let mut status = crate::domain::twin::Status::default();
+        let at = lc.time();
+        let connect = crate::domain::presence::Lifecycle {
+            session_id: "",
+            version: 0,
+            at,
+            phase: crate::domain::presence::Phase::Connected,
+            disconnect_reason: None,
+        };
+        crate::domain::presence::apply_lifecycle(&mut status, &connect);
+        crate::domain::presence::set_stale_at(&mut status, chrono::Duration::minutes(5));
+        assert_eq!(status.stale_at, Some(at + chrono::Duration::minutes(5)));
+        let last = RuleEvent {
+            received_at: 8_210_266_876_799_999,
+            ..far
+        };
+        assert!(last.received_at() <= Utc::now());
     }
 
     #[test]

@@ -128,6 +128,7 @@ pub fn decompress(bytes: &[u8]) -> Result<Vec<u8>, SchemaError> {
 impl Schema {
     /// Reads an encoded `FileDescriptorSet`.
     pub fn from_descriptor_set(bytes: &[u8]) -> Result<Self, SchemaError> {
+        refuse_unknown_syntax(bytes)?;
         // Decoding the bytes directly (not through prost_types) keeps the custom
         // options, which prost_types would drop as unknown fields.
         let pool = DescriptorPool::decode(bytes)
@@ -304,6 +305,29 @@ impl Schema {
             Some(ext) => tags_of(&field.options(), ext),
             None => Vec::new(),
         }
+    }
+}
+
+/// The `syntax` of each file of a descriptor set (the other fields are skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Syntaxes {
+    #[prost(message, repeated, tag = "1")]
+    file: Vec<Syntax>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+struct Syntax {
+    #[prost(string, optional, tag = "12")]
+    syntax: Option<String>,
+}
+
+/// Refuses a `syntax` other than proto2 and proto3 (`editions`, `""`): prost-reflect 0.16
+/// panics on one (index out of bounds) instead of returning its UnknownSyntax error.
+fn refuse_unknown_syntax(bytes: &[u8]) -> Result<(), SchemaError> {
+    let files = Syntaxes::decode(bytes).map_or_else(|_| Vec::new(), |s| s.file);
+    let mut syntaxes = files.into_iter().filter_map(|f| f.syntax);
+    match syntaxes.find(|s| s != "proto2" && s != "proto3") {
+        Some(s) => Err(SchemaError::InvalidDescriptor(format!("syntax {s:?}"))),
+        None => Ok(()),
     }
 }
 

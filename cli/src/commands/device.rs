@@ -317,6 +317,9 @@ async fn delete(client: &Client, a: DeviceDeleteArgs) -> anyhow::Result<ExitCode
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};

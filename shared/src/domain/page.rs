@@ -144,6 +144,14 @@ mod tests {
     }
 
     #[test]
+    fn a_position_holding_a_double_survives_its_token() {
+        // Found by the property tests (serde_json's float_roundtrip).
+        let pos = serde_json::json!({"": {"": 4.4211471976600445e-71}});
+        let back: serde_json::Value = decode_token(&encode_token(&pos)).expect("decodes");
+        assert_eq!(back, pos);
+    }
+
+    #[test]
     fn a_token_that_is_not_ours_is_refused_with_the_reason() {
         let err = decode_token::<serde_json::Value>("%%%").expect_err("not base64");
         assert!(err.0.starts_with("not base64url"), "{err}");
