@@ -47,14 +47,39 @@ fn hello() -> impl Strategy<Value = Hello> {
 }
 
 fn heartbeat() -> impl Strategy<Value = Heartbeat> {
-    (any::<i64>(), any::<u64>(), any::<u64>(), any::<u32>()).prop_map(
-        |(sent_at_ns, uptime_sec, queued, interval_sec)| Heartbeat {
-            sent_at_ns,
-            uptime_sec,
-            queued,
-            interval_sec,
-        },
+    (
+        (any::<i64>(), any::<u64>(), any::<u64>(), any::<u32>()),
+        // The SDK's status; enums as any i32 (an unknown value must round-trip too).
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<i32>(),
+            any::<i32>(),
+            any::<i32>(),
+        ),
+        (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
     )
+        .prop_map(
+            |(
+                (sent_at_ns, uptime_sec, queued, interval_sec),
+                (quarantined_records, queued_bytes, store_state, clock_state, link_issue),
+                (dropped_after_connect_in_a_row, store_errors, dropped_messages, corrupt_records),
+            )| Heartbeat {
+                sent_at_ns,
+                uptime_sec,
+                queued,
+                interval_sec,
+                quarantined_records,
+                queued_bytes,
+                store_state,
+                clock_state,
+                link_issue,
+                dropped_after_connect_in_a_row,
+                store_errors,
+                dropped_messages,
+                corrupt_records,
+            },
+        )
 }
 
 fn telemetry_item() -> impl Strategy<Value = TelemetryItem> {
