@@ -250,20 +250,26 @@ impl CertificateIssuer for LocalCertificates {
 
     async fn set_active(&self, device_id: &str, active: bool) -> Result<(), CertificateError> {
         let device = device_id.to_string();
-        self.book
+        let changed = self
+            .book
             .update(move |b| {
+                let want = if active {
+                    CertificateStatus::Active
+                } else {
+                    CertificateStatus::Inactive
+                };
+                let mut changed = 0;
                 for e in b.devices.get_mut(&device).into_iter().flatten() {
-                    if e.status != CertificateStatus::Revoked {
-                        e.status = if active {
-                            CertificateStatus::Active
-                        } else {
-                            CertificateStatus::Inactive
-                        };
+                    if e.status != CertificateStatus::Revoked && e.status != want {
+                        e.status = want;
+                        changed += 1;
                     }
                 }
+                changed
             })
             .await?;
-        if !active {
+        // A device without certificates (on the plain port) is not cut off.
+        if !active && changed > 0 {
             self.cut_off(device_id);
         }
         Ok(())
@@ -271,14 +277,24 @@ impl CertificateIssuer for LocalCertificates {
 
     async fn revoke_all(&self, device_id: &str) -> Result<(), CertificateError> {
         let device = device_id.to_string();
-        self.book
+        let revoked = self
+            .book
             .update(move |b| {
+                let mut revoked = 0;
                 for e in b.devices.get_mut(&device).into_iter().flatten() {
-                    e.status = CertificateStatus::Revoked;
+                    if e.status != CertificateStatus::Revoked {
+                        e.status = CertificateStatus::Revoked;
+                        revoked += 1;
+                    }
                 }
+                revoked
             })
             .await?;
-        self.cut_off(device_id);
+        // A device without certificates (on the plain port) is not cut off: its later
+        // messages are ignored, as on AWS for a connection that stays open.
+        if revoked > 0 {
+            self.cut_off(device_id);
+        }
         Ok(())
     }
 
