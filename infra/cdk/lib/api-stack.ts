@@ -1,15 +1,18 @@
 // The operator API: an HTTP API with IAM (SigV4) authorization on every route, throttled,
 // with an access log line per request (caller identity, route, status) and one role per
-// operator job (operator-access.ts).
-import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+// operator job (operator-access.ts); and the console that calls it (console.ts), whose
+// origin alone passes the API's CORS.
+import { CfnOutput, Duration, Stack, StackProps } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { MirConfig } from './config';
+import { consoleConnectSources, ConsoleSignIn, ConsoleSite, SIGNED_REQUEST_HEADERS } from './console';
 import { pascal } from './functions-stack';
 import { OperatorRoles } from './operator-access';
 
@@ -18,6 +21,8 @@ export interface ApiStackProps extends StackProps {
   readonly functions: ReadonlyMap<string, lambda.IFunction>;
   /** Retained, in the data stack: the access log outlives this stack. */
   readonly accessLogs: logs.ILogGroup;
+  /** The console's operators (retained, in the data stack). */
+  readonly operators: cognito.IUserPool;
 }
 
 /**
@@ -50,14 +55,31 @@ export class ApiStack extends Stack {
   public readonly api: apigw.HttpApi;
   public readonly stage: apigw.HttpStage;
   public readonly operatorRoles: OperatorRoles;
+  /** The console's bucket and distribution; its files are the console stack's. */
+  public readonly console: ConsoleSite;
+  public readonly consoleSignIn: ConsoleSignIn;
 
   constructor(scope: Construct, id: string, props: ApiStackProps) {
     super(scope, id, props);
     const { config } = props;
 
+    this.console = new ConsoleSite(this, 'Console', { stage: config.stage, connectSources: consoleConnectSources(this.region) });
     this.api = new apigw.HttpApi(this, 'HttpApi', {
       description: `mir ${config.stage} operator API (IAM auth)`,
       defaultAuthorizer: new HttpIamAuthorizer(),
+      // API Gateway answers the preflight itself; every real call still needs SigV4.
+      corsPreflight: {
+        allowOrigins: [this.console.origin],
+        allowHeaders: SIGNED_REQUEST_HEADERS,
+        allowMethods: [
+          apigw.CorsHttpMethod.GET,
+          apigw.CorsHttpMethod.POST,
+          apigw.CorsHttpMethod.PUT,
+          apigw.CorsHttpMethod.PATCH,
+          apigw.CorsHttpMethod.DELETE,
+        ],
+        maxAge: Duration.hours(1),
+      },
       // The stage below, with throttling and access logs.
       createDefaultStage: false,
     });
@@ -95,6 +117,13 @@ export class ApiStack extends Stack {
     }
 
     this.operatorRoles = new OperatorRoles(this, 'OperatorRoles', { api: this.api, routes: config.routes, stage: config.stage });
+
+    this.consoleSignIn = new ConsoleSignIn(this, 'ConsoleSignIn', {
+      stage: config.stage,
+      userPool: props.operators,
+      callbackUrl: this.console.url,
+      policies: this.operatorRoles.policies,
+    });
 
     new CfnOutput(this, 'ApiUrl', { value: this.stage.url, description: 'Base URL of the operator API (SigV4, service execute-api)' });
     new CfnOutput(this, 'Region', { value: this.region });

@@ -1,8 +1,9 @@
-// Builds the whole Mir platform into an App: data, functions, IoT, API, and the dashboard.
+// Builds the whole Mir platform into an App: data, functions, IoT, API, the console, and the dashboard.
 import { App, Environment, Tags } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { MirConfig, readConfig, stackName } from './config';
 import { ApiStack } from './api-stack';
+import { ConsoleStack } from './console-stack';
 import { MirDashboard } from './dashboard';
 import { DataStack } from './data-stack';
 import { FunctionsStack } from './functions-stack';
@@ -15,6 +16,7 @@ export interface MirApp {
   readonly functions: FunctionsStack;
   readonly iot: IotStack;
   readonly api: ApiStack;
+  readonly console: ConsoleStack;
 }
 
 export interface MirAppOptions {
@@ -57,10 +59,18 @@ export function buildMirApp(app: App, env?: Environment, options: MirAppOptions 
   });
   const api = new ApiStack(app, stackName(config.stage, 'api'), {
     ...common,
-    description: 'Mir: operator HTTP API (IAM auth)',
+    description: 'Mir: operator HTTP API (IAM auth) and the console (CloudFront, Cognito sign-in)',
     config,
     functions: functions.functions,
     accessLogs: data.apiAccessLogs,
+    operators: data.operators,
+  });
+
+  const consoleStack = new ConsoleStack(app, stackName(config.stage, 'console'), {
+    ...common,
+    description: 'Mir: the console\'s files (front end and config.json) on the api stack\'s CloudFront site',
+    api,
+    data,
   });
 
   // In the iot stack, which then depends on every other stack and is deployed last (dashboard.ts).
@@ -82,9 +92,9 @@ export function buildMirApp(app: App, env?: Environment, options: MirAppOptions 
     tables,
   });
 
-  for (const stack of [data, functions, iot, api]) {
+  for (const stack of [data, functions, iot, api, consoleStack]) {
     Tags.of(stack).add('mir:stage', config.stage);
     Tags.of(stack).add('project', 'mir');
   }
-  return { config, data, functions, iot, api };
+  return { config, data, functions, iot, api, console: consoleStack };
 }

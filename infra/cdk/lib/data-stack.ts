@@ -3,6 +3,7 @@
 // (a retained resource with a fixed name would block the next deployment), except the
 // stage lock (stage-lock.ts), which is not retained and whose fixed name is the point.
 import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -67,6 +68,8 @@ export class DataStack extends Stack {
   /** Where API Gateway writes one line per request (the api stack's stage). */
   public readonly apiAccessLogs: logs.LogGroup;
   public readonly stageLock: StageLock;
+  /** The console's operators (console.ts): people, so retained like the data. */
+  public readonly operators: cognito.UserPool;
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, props);
@@ -81,6 +84,20 @@ export class DataStack extends Stack {
     this.schemas = this.table('Schemas', 'SchemasTable', { gsi1: dynamodb.ProjectionType.ALL });
     this.commands = this.table('Commands', 'CommandsTable', { gsi1: dynamodb.ProjectionType.ALL });
     this.events = this.table('Events', 'EventsTable', { gsi1: dynamodb.ProjectionType.ALL });
+
+    // Only an administrator creates operators (infra/cdk/README.md, "Console").
+    this.operators = new cognito.UserPool(this, 'Operators', {
+      selfSignUpEnabled: false,
+      signInAliases: { email: true },
+      autoVerify: { email: true },
+      mfa: cognito.Mfa.OPTIONAL,
+      mfaSecondFactor: { otp: true, sms: false },
+      passwordPolicy: { minLength: 12, requireLowercase: true, requireUppercase: true, requireDigits: true, requireSymbols: false },
+      accountRecovery: cognito.AccountRecovery.EMAIL_ONLY,
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    new CfnOutput(this, 'OperatorsUserPoolId', { value: this.operators.userPoolId, description: 'Console operators (admin-create-user, then a group per job)' });
 
     new CfnOutput(this, 'TelemetrySink', { value: props.telemetrySink, description: 'timestream or dynamodb' });
 

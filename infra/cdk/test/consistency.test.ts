@@ -16,9 +16,13 @@ for (const flavour of ['default', 'timestream'] as const) {
     // The only other Lambda is the AwsCustomResource provider (IoT endpoint lookup).
     const all = resourcesOfType(s.json.functions, 'AWS::Lambda::Function');
     assert.equal(all.length, ROUTES.functions.length + 1);
-    for (const part of PARTS.filter((p) => p !== 'functions')) {
+    for (const part of PARTS.filter((p) => p !== 'functions' && p !== 'console')) {
       assert.equal(resourcesOfType(s.json[part], 'AWS::Lambda::Function').length, 0, `${part} holds no function`);
     }
+    // The console stack: CDK's BucketDeployment handler alone, which uploads the console.
+    const uploaders = resourcesOfType(s.json.console, 'AWS::Lambda::Function');
+    assert.equal(uploaders.length, 1);
+    assert.match(uploaders[0][0], /^CustomCDKBucketDeployment/);
   });
 
   test(`${flavour}: topic rules in the template == rules in routes.json (SQL and target)`, () => {
@@ -72,6 +76,8 @@ for (const flavour of ['default', 'timestream'] as const) {
     // For operators, not for `mir ctx import`: where alarms go, what to redrive, the access
     // logs, the dashboard, and the role (or managed policy) of each operator job.
     want.push('AlarmTopicArn', 'FailureQueueUrl', 'ApiAccessLogGroup', 'DashboardUrl');
+    // The console (mir ctx import records ConsoleUrl; mir tlm list links to it) and its operators.
+    want.push('ConsoleUrl', 'OperatorsUserPoolId');
     for (const job of ['ReadOnly', 'Operator', 'Provisioner', 'Admin']) want.push(`${job}RoleArn`, `${job}PolicyArn`);
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
   });
@@ -80,7 +86,7 @@ for (const flavour of ['default', 'timestream'] as const) {
 test('stack names carry the mir:stage prefix', () => {
   const s = synth('dynamodb');
   assert.deepEqual(
-    [s.mir.data, s.mir.functions, s.mir.iot, s.mir.api].map((x) => x.stackName),
+    [s.mir.data, s.mir.functions, s.mir.iot, s.mir.api, s.mir.console].map((x) => x.stackName),
     PARTS.map((p) => `mir-${s.stage}-${p}`),
   );
 });

@@ -27,6 +27,16 @@ const ANY_RESOURCE_ACTIONS: Record<string, string> = {
   // so there is no ARN to scope to.
   'iot:CreateCertificateFromCsr': 'creates the certificate, no resource type',
   'iot:CreateKeysAndCertificate': 'creates the certificate, no resource type',
+  // CDK's BucketDeployment (console stack, lib/console.ts) invalidates the console's
+  // index.html and config.json after an upload; CDK grants its invalidations on `*`.
+  'cloudfront:CreateInvalidation': "CDK's BucketDeployment, console stack only",
+  'cloudfront:GetInvalidation': "CDK's BucketDeployment, console stack only",
+};
+
+/** The stack each `*`-resource action above may stand in, where it is not every stack. */
+const ANY_RESOURCE_STACKS: Record<string, string> = {
+  'cloudfront:CreateInvalidation': 'console',
+  'cloudfront:GetInvalidation': 'console',
 };
 
 /**
@@ -134,6 +144,7 @@ function wildcardGrants(tpl: any, stack: string): string[] {
     if (asArray<any>(st.Resource).map(flatten).includes('*')) {
       for (const a of actions) {
         if (!(a in ANY_RESOURCE_ACTIONS)) problems.push(`${where}: ${a} on resource *`);
+        else if (ANY_RESOURCE_STACKS[a] && ANY_RESOURCE_STACKS[a] !== stack) problems.push(`${where}: ${a} on resource * outside the ${ANY_RESOURCE_STACKS[a]} stack`);
       }
     }
     problems.push(...iotGrantProblems(where, st));

@@ -21,8 +21,8 @@ export const CDK_DIR = path.resolve(__dirname, '..', '..');
  * explicitly; artifacts: prebuilt bootstraps (with the timestream sink).
  */
 export type Flavour = 'default' | 'timestream' | 'dynamodb' | 'artifacts';
-export type Part = 'data' | 'functions' | 'iot' | 'api';
-export const PARTS: Part[] = ['data', 'functions', 'iot', 'api'];
+export type Part = 'data' | 'functions' | 'iot' | 'api' | 'console';
+export const PARTS: Part[] = ['data', 'functions', 'iot', 'api', 'console'];
 
 export interface Synth {
   readonly mir: MirApp;
@@ -99,7 +99,7 @@ export function synth(flavour: Flavour = 'default'): Synth {
 /** Builds the Mir app into `app` (from newApp) and synthesizes it. */
 export function synthApp(app: App, artifactsDir?: string): Synth {
   const mir = buildMirApp(app);
-  const stacks = { data: mir.data, functions: mir.functions, iot: mir.iot, api: mir.api };
+  const stacks = { data: mir.data, functions: mir.functions, iot: mir.iot, api: mir.api, console: mir.console };
   const assembly = app.synth();
   const json = {} as Record<Part, any>;
   const template = {} as Record<Part, Template>;
