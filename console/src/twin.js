@@ -5,7 +5,7 @@
 
 /** The part of a twin an operator edits. */
 export function editableDoc(twin) {
-  return {
+  return structuredClone({
     meta: {
       name: twin.meta?.name ?? '',
       namespace: twin.meta?.namespace ?? '',
@@ -14,7 +14,7 @@ export function editableDoc(twin) {
     },
     spec: { deviceId: twin.spec?.deviceId ?? '', disabled: Boolean(twin.spec?.disabled) },
     properties: { desired: twin.properties?.desired ?? {} },
-  };
+  });
 }
 
 function isObject(v) {
