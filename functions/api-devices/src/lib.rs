@@ -1,5 +1,6 @@
 //! `api-devices`: `/v1/devices...` — list (by namespace, labels, names, ids), get,
-//! create, apply (PUT), merge (PATCH), delete, issue a certificate, ask for the schema.
+//! create, apply (PUT), merge (PATCH), delete, issue a certificate, describe the schema
+//! (fields, types and `mir.device.v1` annotations, for the console) and ask for it again.
 //!
 //! Operators edit meta, spec.disabled and desired properties; status is the system's.
 //! Desired properties are validated against the device schema when it is known and
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use mir_proto::{topics::DeviceTopic, DeviceId};
 use mir_shared::{
-    api::{self, ApiError, ApiRequest, Caller, CertificateRequest, DeviceList},
+    api::{self, ApiError, ApiRequest, Caller, CertificateRequest, DeviceList, DeviceSchema},
     domain::{twin::Status, Event, EventReason, Twin},
     service::{self, Change, HandlerError},
 };
@@ -36,6 +37,7 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
         "PATCH /v1/devices/{deviceId}" => api::respond(merge(deps, &req).await),
         "DELETE /v1/devices/{deviceId}" => api::respond(delete(deps, &req).await),
         "POST /v1/devices/{deviceId}/certificate" => api::respond(certificate(deps, &req).await),
+        "GET /v1/devices/{deviceId}/schema" => api::respond(schema(deps, &req).await),
         "POST /v1/devices/{deviceId}/schema/refresh" => api::respond(refresh(deps, &req).await),
         other => api::error_response(&ApiError::not_found(format!("no route {other}"))),
     }
@@ -388,6 +390,31 @@ async fn certificate(
     .with_payload(serde_json::json!({ "certificateId": cert.certificate_id }));
     deps.events.append(&[ev]).await?;
     Ok((201, cert))
+}
+
+/// The schema the device last sent, described; 404 when it has sent none.
+async fn schema(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, DeviceSchema), ApiError> {
+    let id = device_id(req)?;
+    let twin = deps
+        .twins
+        .get(id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} does not exist")))?
+        .value;
+    let schema = deps
+        .cache
+        .get(deps.schemas, id.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("device {id} has not sent its schema yet")))?;
+    Ok((
+        200,
+        DeviceSchema {
+            device_id: twin.spec.device_id,
+            name: twin.meta.name,
+            namespace: twin.meta.namespace,
+            schema: schema.view(),
+        },
+    ))
 }
 
 async fn refresh(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Value), ApiError> {

@@ -250,6 +250,56 @@ async fn a_schema_refresh_asks_the_device_and_certificates_need_an_issuer() {
     assert_eq!(status, 501);
 }
 
+#[tokio::test]
+async fn the_schema_route_describes_the_devices_messages_and_404s_without_one() {
+    let w = TestWorld::new();
+    w.with_weather_device("w1").await;
+    let (status, body) = call(
+        &w,
+        "GET /v1/devices/{deviceId}/schema",
+        "/v1/devices/w1/schema",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["deviceId"], "w1");
+    assert_eq!(body["namespace"], "default");
+    let cmd = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "schema.v1.ActivateHVACCmd")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cmd["kind"], "command", "{body}");
+    assert_eq!(cmd["fields"][0]["jsonName"], "durationSec");
+    assert_eq!(cmd["template"], json!({"durationSec": 0}));
+
+    let bare = json!({"meta": {"name": "bare"}, "spec": {"deviceId": "bare"}});
+    call(&w, "POST /v1/devices", "/v1/devices", "", Some(bare)).await;
+    let (status, body) = call(
+        &w,
+        "GET /v1/devices/{deviceId}/schema",
+        "/v1/devices/bare/schema",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "device bare has not sent its schema yet");
+    let (status, body) = call(
+        &w,
+        "GET /v1/devices/{deviceId}/schema",
+        "/v1/devices/nobody/schema",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "device nobody does not exist");
+}
+
 /// A certificate authority that records what the twin store held when it was asked to
 /// revoke or to change its certificates' state, and fails when told to.
 struct Revoker {

@@ -342,6 +342,17 @@ pub struct DeviceList {
     pub next_token: Option<String>,
 }
 
+/// `GET /v1/devices/{deviceId}/schema`: the device's schema described as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSchema {
+    pub device_id: String,
+    pub name: String,
+    pub namespace: String,
+    #[serde(flatten)]
+    pub schema: crate::schema::SchemaView,
+}
+
 /// `POST /v1/devices/{id}/certificate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

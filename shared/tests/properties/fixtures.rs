@@ -130,6 +130,8 @@ pub const ALL_KINDS: [MessageKind; 4] = [
 /// answers a value or the typed error of its kind.
 pub fn exercise(schema: &Schema, payload: &[u8]) -> Result<(), TestCaseError> {
     let _ = schema.package_names();
+    let view = schema.view();
+    prop_assert!(serde_json::to_value(&view).is_ok(), "{view:?}");
     let _ = format!("{schema:?}");
     for kind in ALL_KINDS {
         for name in schema.messages_of(kind) {

@@ -22,6 +22,11 @@ use mir_proto::wire::{Compression, Hello};
 
 use crate::telemetry::TelemetryPlan;
 
+mod view;
+pub use view::{
+    Cardinality, EnumValue, FieldView, MessageView, SchemaView, TimestampPrecision, ValueType,
+};
+
 /// Largest schema accepted once decompressed.
 pub const MAX_SCHEMA_BYTES: usize = 8 * 1024 * 1024;
 
@@ -405,11 +410,7 @@ fn scalar_template(field: &FieldDescriptor, depth: usize) -> Value {
         Kind::String => Value::String(String::new()),
         Kind::Bytes => Value::String(String::new()),
         Kind::Float | Kind::Double => serde_json::json!(0.0),
-        Kind::Enum(e) => e
-            .values()
-            .next()
-            .map(|v| Value::String(v.name().to_string()))
-            .unwrap_or(Value::Null),
+        Kind::Enum(e) => Value::String(e.default_value().name().to_string()),
         Kind::Message(m) => {
             if depth >= MAX_TEMPLATE_DEPTH {
                 Value::Object(Map::new())
@@ -568,133 +569,4 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mir_proto::examples::weather;
-    use serde_json::json;
-
-    fn schema() -> Schema {
-        Schema::from_descriptor_set(weather::DESCRIPTOR_SET).expect("weather schema")
-    }
-
-    #[test]
-    fn mir_annotations_classify_messages() {
-        let s = schema();
-        assert_eq!(s.messages_of(MessageKind::Telemetry), ["schema.v1.Env"]);
-        assert_eq!(
-            s.messages_of(MessageKind::Command),
-            ["schema.v1.ActivateHVACCmd"]
-        );
-        assert_eq!(
-            s.messages_of(MessageKind::Config),
-            ["schema.v1.DataRateProp"]
-        );
-        assert_eq!(
-            s.package_names(),
-            ["google.protobuf", "mir.device.v1", "schema.v1"]
-        );
-    }
-
-    #[test]
-    fn json_round_trips_through_protobuf_with_proto3_names() {
-        let s = schema();
-        let d = s
-            .message_of_kind("schema.v1.ActivateHVACCmd", MessageKind::Command)
-            .expect("cmd");
-        let bytes = s
-            .json_to_proto(&d, &json!({"durationSec": 5}))
-            .expect("encodes");
-        assert_eq!(
-            s.proto_to_json(&d, &bytes).expect("decodes"),
-            json!({"durationSec": 5})
-        );
-        let bytes = s
-            .json_to_proto(&d, &json!({"duration_sec": 7}))
-            .expect("proto names too");
-        assert_eq!(
-            s.proto_to_json(&d, &bytes).expect("decodes"),
-            json!({"durationSec": 7})
-        );
-    }
-
-    #[test]
-    fn json_that_does_not_match_names_the_field() {
-        let s = schema();
-        let d = s.message("schema.v1.ActivateHVACCmd").expect("cmd");
-        let err = s
-            .json_to_proto(&d, &json!({"durationSec": "five"}))
-            .expect_err("bad type");
-        assert!(err.to_string().contains("durationSec"), "{err}");
-        let err = s
-            .json_to_proto(&d, &json!({"duration": 5}))
-            .expect_err("unknown");
-        assert!(
-            err.to_string().contains("duration") && err.to_string().contains("durationSec"),
-            "{err}"
-        );
-        let err = s
-            .json_to_proto(&d, &json!({"durationSec": 1e12}))
-            .expect_err("range");
-        assert!(err.to_string().contains("durationSec"), "{err}");
-        let err = s.json_to_proto(&d, &json!([1])).expect_err("not object");
-        assert!(err.to_string().contains("object"), "{err}");
-    }
-
-    #[test]
-    fn unknown_names_list_the_known_messages_of_that_kind() {
-        let s = schema();
-        let err = s
-            .message_of_kind("schema.v1.Nope", MessageKind::Command)
-            .expect_err("unknown");
-        assert!(
-            err.to_string().contains("schema.v1.ActivateHVACCmd"),
-            "{err}"
-        );
-        let err = s
-            .message_of_kind("schema.v1.Env", MessageKind::Command)
-            .expect_err("wrong kind");
-        assert!(matches!(err, SchemaError::WrongKind { .. }));
-    }
-
-    #[test]
-    fn templates_show_every_field_like_mirs_j_flag() {
-        let s = schema();
-        let d = s.message("schema.v1.Env").expect("env");
-        let t = s.template(&d);
-        assert_eq!(t["temperature"], json!(0));
-        assert_eq!(t["windSpeed"], json!(0.0));
-        assert_eq!(t["raining"], json!(false));
-        assert_eq!(t["station"], json!(""));
-        let bytes = s.json_to_proto(&d, &t).expect("a template is valid input");
-        assert!(bytes.is_empty());
-    }
-
-    #[test]
-    fn malformed_protobuf_is_an_error_not_a_panic() {
-        let s = schema();
-        let d = s.message("schema.v1.Env").expect("env");
-        assert!(matches!(
-            s.proto_to_json(&d, &[0xff, 0xff, 0xff]),
-            Err(SchemaError::Decode { .. })
-        ));
-        assert!(matches!(
-            Schema::from_descriptor_set(b"\x0a\xff garbage"),
-            Err(SchemaError::InvalidDescriptor(_))
-        ));
-    }
-
-    #[test]
-    fn compressed_schemas_round_trip_and_bombs_are_refused() {
-        let packed = compress(weather::DESCRIPTOR_SET);
-        assert_eq!(
-            decompress(&packed).expect("inflates"),
-            weather::DESCRIPTOR_SET
-        );
-        let bomb = compress(&vec![0u8; MAX_SCHEMA_BYTES + 10]);
-        assert_eq!(decompress(&bomb), Err(SchemaError::TooLarge));
-        assert!(matches!(
-            decompress(b"not zlib"),
-            Err(SchemaError::Decompress(_))
-        ));
-    }
-}
+mod tests;
