@@ -8,7 +8,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { useConsole } from '../app.js';
 import { parseLabels } from '../api.js';
 import { href, setQuery } from '../router.js';
-import { displayName, matchesText, presence } from '../twin.js';
+import { matchesText, presence } from '../twin.js';
 import { html, useData, usePages, ErrorBox, Field, Labels, Loading, PresenceBadge, Table, Time } from '../ui/common.js';
 
 export const FLEET_POLL_MS = 3000;
@@ -61,7 +61,11 @@ export function FleetPage({ query }) {
     labelError = e;
   }
   const { data, error } = useData(
-    () => api.all('/v1/devices', 'devices', { namespaces: namespace, labels: labelQuery, limit: 1000 }),
+    async () => {
+      const all = await api.all('/v1/devices', 'devices', { namespaces: namespace, labels: labelQuery, limit: 1000 });
+      performance.mark('mir:fleet-data', { detail: { devices: all.length } });
+      return all;
+    },
     [api, namespace, labelQuery],
     FLEET_POLL_MS,
   );
