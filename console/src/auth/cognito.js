@@ -115,7 +115,8 @@ export class CognitoAuth {
   async signIn() {
     const verifier = randomString(48);
     const state = randomString(16);
-    this.storage.setItem(PKCE_KEY, JSON.stringify({ verifier, state }));
+    // The hosted UI sends the browser back to redirectUri: the page asked for is kept.
+    this.storage.setItem(PKCE_KEY, JSON.stringify({ verifier, state, returnTo: window.location.hash }));
     window.location.assign(await authorizeUrl(this.auth, verifier, state));
   }
 
@@ -137,7 +138,7 @@ export class CognitoAuth {
     this.storage.setItem(TOKENS_KEY, JSON.stringify(this.tokens));
     url.searchParams.delete('code');
     url.searchParams.delete('state');
-    window.history.replaceState(null, '', url.pathname + url.search + url.hash);
+    window.history.replaceState(null, '', url.pathname + url.search + (url.hash || pending.returnTo || ''));
     return true;
   }
 

@@ -38,6 +38,25 @@ test('the fleet page shows the weather device online', async () => {
   assert.equal(await page.getByTestId('role').innerText(), 'admin', 'mir local on loopback: the role is admin');
   await screenshot(page, 'fleet');
 
+  // Devices coming and going show up without a reload (the page polls).
+  const created = await fetch(`${base}/v1/devices`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ meta: { name: 'console-new', namespace: 'lab', labels: { kind: 'probe' } }, spec: { deviceId: 'console-new' } }),
+  });
+  assert.equal(created.status, 201, await created.text());
+  const newRow = page.locator('[data-testid=fleet] tbody tr', { hasText: 'console-new' });
+  await newRow.waitFor(WAIT);
+  assert.match(await newRow.innerText(), /lab[\s\S]*offline[\s\S]*kind=probe/);
+  await page.getByLabel('namespace').fill('lab');
+  await page.getByLabel('namespace').press('Tab');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=fleet] tbody tr').length === 1, null, WAIT);
+  assert.match(await page.locator('[data-testid=fleet] tbody tr').innerText(), /console-new/);
+  await page.getByLabel('namespace').fill('');
+  await page.getByLabel('namespace').press('Tab');
+  assert.equal((await fetch(`${base}/v1/devices/console-new`, { method: 'DELETE' })).ok, true);
+  await newRow.waitFor({ ...WAIT, state: 'detached' });
+
   await page.getByLabel('search').fill('no-such-device');
   await page.getByText('No device matches.').waitFor(WAIT);
   await page.getByLabel('search').fill('weath');
