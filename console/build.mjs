@@ -1,12 +1,15 @@
 // Bundles src/ into dist/: dist/index.html and dist/assets/app-<hash>.{js,css}
 // (minified, no source maps). The hub embeds dist/ (hub/src/console.rs).
+// `node build.mjs --out DIR` writes elsewhere (scripts/test-console.sh checks that the
+// committed dist/ is what src/ builds to).
 import { build } from 'esbuild';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
-const dist = join(root, 'dist');
+const outArg = process.argv.indexOf('--out');
+const dist = outArg > 0 ? resolve(process.argv[outArg + 1]) : join(root, 'dist');
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(join(dist, 'assets'), { recursive: true });
 

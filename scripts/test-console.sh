@@ -52,6 +52,9 @@ export MIR_CHROMIUM="$chromium"
 
 (cd console && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci in console/ failed"
 (cd console && node --test tests/unit/) || fail "the console's unit tests failed"
+# The committed console/dist (what the hub embeds) must be what console/src builds to.
+(cd console && node build.mjs --out "$data/dist" >/dev/null) || fail "the console does not build"
+diff -r "$data/dist" console/dist >/dev/null || fail "console/dist is not what console/src builds to: run console/build.sh and commit console/dist"
 
 cargo build -q -p mir-cli --bin mir || fail "cargo build -p mir-cli failed"
 cargo build -q -p mir-device-sdk --example weather || fail "cargo build of the weather example failed"

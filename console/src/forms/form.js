@@ -27,13 +27,13 @@ function ScalarInput({ schema, spec, value, path, onChange, error }) {
   }
 }
 
-function Value({ schema, spec, value, path, onChange, errors, depth }) {
+function Value({ schema, spec, value, path, onChange, errors, depth, canUnset = false }) {
   if (inputKind(schema, spec) === 'message') {
     if (value === null || value === undefined) {
       return html`<button type="button" class="secondary small" onClick=${() => onChange(emptyValue(schema, spec))}>Set ${spec.messageType}</button>`;
     }
     return html`<${MessageFields} schema=${schema} name=${spec.messageType} state=${value} prefix=${path} onChange=${onChange} errors=${errors} depth=${depth + 1} />
-      ${depth > 0 || path ? html`<button type="button" class="link small" onClick=${() => onChange(null)}>unset</button>` : null}`;
+      ${canUnset ? html`<button type="button" class="link small" aria-label=${`unset ${path}`} onClick=${() => onChange(null)}>unset</button>` : null}`;
   }
   return html`<${ScalarInput} schema=${schema} spec=${spec} value=${value} path=${path} onChange=${onChange} error=${errors[path]} />`;
 }
@@ -73,7 +73,7 @@ function FieldRow({ schema, field, value, path, onChange, errors, depth }) {
       <button type="button" class="secondary small" aria-label=${`add to ${path}`} onClick=${() => onChange([...entries, { key: emptyValue(schema, key), value: emptyValue(schema, vspec) }])}>Add</button>
     </div>`;
   } else {
-    input = html`<${Value} schema=${schema} spec=${field} value=${value} path=${path} onChange=${onChange} errors=${errors} depth=${depth} />`;
+    input = html`<${Value} schema=${schema} spec=${field} value=${value} path=${path} onChange=${onChange} errors=${errors} depth=${depth} canUnset />`;
   }
   const nested = inputKind(schema, field) === 'message' || field.cardinality === 'repeated' || field.cardinality === 'map';
   const own = errors[path];

@@ -125,6 +125,10 @@ test('a bulk dry run by label selector and by selection shows each device its re
   await page.getByRole('button', { name: 'Dry run' }).click();
   await page.locator('[data-testid=results] tbody tr', { hasText: 'VALIDATED' }).waitFor(WAIT);
   await screenshot(page, 'bulk-command');
+  await page.goto(`${base}/#/devices?labels=site%3Droof`);
+  await page.locator('.selection a', { hasText: 'Send configuration' }).click();
+  await page.getByText('1 device(s) targeted.').waitFor(WAIT);
+  await page.locator('[name="sec"]').waitFor(WAIT);
   await page.goto(`${base}/#/devices/weather`);
 });
 
@@ -139,9 +143,29 @@ test('the telemetry tab charts the readings with points', async () => {
   assert.ok((await recent.count()) >= 1, 'the table of recent values has rows');
   const head = (await page.locator('[data-testid=recent] thead').innerText()).toLowerCase();
   for (const column of ['time', 'temperature', 'humidity', 'station']) assert.ok(head.includes(column), `recent values show ${column}: ${head}`);
-  await page.getByRole('button', { name: '1 h' }).click();
-  await page.locator('[data-testid=chart][data-rendered]').waitFor(WAIT);
+  // Auto-refresh: the device sends every second, so the chart grows without a reload.
+  const before = Number(await page.locator('[data-testid=chart]').getAttribute('data-points'));
+  await page.waitForFunction((n) => Number(document.querySelector('[data-testid=chart]')?.dataset.points) > n, before, WAIT);
+  for (const range of ['24 h', '7 d', '1 h']) {
+    await page.getByRole('button', { name: range }).click();
+    await page.locator('[data-testid=chart][data-rendered]').waitFor(WAIT);
+  }
   await screenshot(page, 'telemetry');
+  await page.getByRole('button', { name: 'Custom' }).click();
+  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+  await page.getByLabel('From').fill(local(new Date(Date.now() - 3_600_000)));
+  await page.getByLabel('From').press('Tab');
+  await page.getByLabel('To').fill(local(new Date(Date.now() + 3_600_000)));
+  await page.getByLabel('To').press('Tab');
+  await page.waitForFunction(() => /since=.*until=/.test(location.hash), null, WAIT);
+  await page.locator('[data-testid=chart][data-rendered]').waitFor(WAIT);
+  assert.equal(await page.getByLabel('Auto-refresh').count(), 0, 'a custom range is fixed');
+  await page.getByLabel('From').fill(local(new Date('2001-01-01T00:00:00Z')));
+  await page.getByLabel('From').press('Tab');
+  await page.getByLabel('To').fill(local(new Date('2001-01-02T00:00:00Z')));
+  await page.getByLabel('To').press('Tab');
+  await page.getByText('No reading in this range.').first().waitFor(WAIT);
+  await page.getByRole('button', { name: '15 min' }).click();
 });
 
 test('a command sent through the generated form succeeds with the decoded response', async () => {
@@ -185,7 +209,10 @@ test('a desired property sent through the configuration form comes back reported
   await page.locator('.tabs a', { hasText: 'Overview' }).click();
   const props = page.locator('[data-testid=properties] tbody tr', { hasText: 'schema.v1.DataRateProp' });
   await props.waitFor(WAIT);
-  assert.match(await props.innerText(), /\{"sec":2\}/, 'the overview shows the desired value with its time');
+  assert.match(await props.innerText(), /\{"sec":2\}\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/, 'the overview shows the desired value with its time');
+  const status = page.locator('[data-testid=properties] tbody tr', { hasText: 'schema.v1.DataRateStatus' });
+  assert.match(await status.locator('td').nth(3).innerText(), /\{"sec":2\}/, 'and the reported value beside it');
+  assert.match(await status.locator('td').nth(4).innerText(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, 'with its time');
 });
 
 test('the events page shows the command and the property change', async () => {
@@ -201,6 +228,14 @@ test('the events page shows the command and the property change', async () => {
     const cells = [...document.querySelectorAll('[data-testid=events-table] tbody tr td:nth-child(2)')];
     return cells.length > 0 && cells.every((c) => c.textContent === 'CommandCompleted');
   }, null, WAIT);
+
+  await page.getByLabel('until').fill('2001-01-01T00:00');
+  await page.getByLabel('until').press('Tab');
+  await page.getByText('No event matches.').waitFor(WAIT);
+  await page.getByLabel('until').fill('');
+  await page.getByLabel('since').fill('1h');
+  await page.getByLabel('since').press('Tab');
+  await table.locator('td', { hasText: 'CommandCompleted' }).first().waitFor(WAIT);
 
   await page.goto(`${base}/#/devices/weather/events`);
   const timeline = page.getByTestId('timeline');
