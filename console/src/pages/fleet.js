@@ -11,7 +11,7 @@ import { href, setQuery } from '../router.js';
 import { matchesText, presence } from '../twin.js';
 import { html, useData, usePages, ErrorBox, Field, Labels, Loading, PresenceBadge, Table, Time } from '../ui/common.js';
 
-export const FLEET_POLL_MS = 3000;
+export const FLEET_POLL_MS = 4000;
 const PAGE_SIZE = 100;
 
 function CreateDevice({ onCreated }) {
