@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn with_a_token_every_route_but_healthz_needs_it() {
+    fn with_a_token_every_route_but_healthz_and_the_console_files_needs_it() {
         let access = Access::new(&AccessConfig {
             api_token: Some("0123456789abcdef".into()),
             ..AccessConfig::default()
@@ -201,5 +201,16 @@ mod tests {
             Ok(())
         );
         assert_eq!(access.check("/healthz", &headers(host, None)), Ok(()));
+        for console in ["/", "/config.json", "/assets/app-X1.js"] {
+            assert_eq!(
+                access.check(console, &headers(host, None)),
+                Ok(()),
+                "{console}"
+            );
+        }
+        assert_eq!(
+            access.check("/", &headers(Some("evil.example"), None)),
+            Err(AccessRefusal::ForeignHost("evil.example".into()))
+        );
     }
 }

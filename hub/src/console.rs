@@ -100,7 +100,7 @@ pub async fn asset(Path(path): Path<String>) -> Response {
         Some(file) if !path.contains("..") => with_headers(
             StatusCode::OK,
             file.data.into_owned(),
-            &file.metadata.mimetype().to_string(),
+            file.metadata.mimetype(),
             "public, max-age=31536000, immutable",
         ),
         _ => not_found(&format!("/{name}")),

@@ -2,7 +2,8 @@
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
 //! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
 //! `GET /healthz` (200 when the store answers, else 503), `GET /metrics`
-//! (Prometheus) and the browser [`console`](crate::console) at `/`. Every request passes [`access::guard`](crate::access::guard) first.
+//! (Prometheus) and the browser [`console`](crate::console) at `/`. Every request
+//! passes [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
 
