@@ -31,16 +31,19 @@ export function chartData(rows, fields) {
 export function TimeChart({ rows, fields, height = 320 }) {
   const box = useRef(null);
   const plot = useRef(null);
+  const shape = useRef('');
+  const key = fields.join(',');
   useEffect(() => {
     const el = box.current;
     if (!el) return undefined;
     const data = chartData(rows, fields);
     const width = Math.max(320, el.clientWidth || 800);
-    if (plot.current && plot.current.series.length === fields.length + 1) {
+    if (plot.current && shape.current === key) {
       plot.current.setData(data);
       return undefined;
     }
     plot.current?.destroy();
+    shape.current = key;
     const start = performance.now();
     let first = true;
     const opts = {
@@ -62,7 +65,7 @@ export function TimeChart({ rows, fields, height = 320 }) {
     };
     plot.current = new uPlot(opts, data, el);
     return undefined;
-  }, [rows, fields.join(',')]);
+  }, [rows, key]);
   useEffect(() => () => plot.current?.destroy(), []);
   useEffect(() => {
     const onResize = () => plot.current && box.current && plot.current.setSize({ width: Math.max(320, box.current.clientWidth), height });

@@ -8,8 +8,9 @@ import htm from 'htm';
 export const html = htm.bind(h);
 
 /**
- * Runs `load` (an async function) when `deps` change, and every `pollMs` if given.
- * Returns {data, error, loading, reload}. A failed poll keeps the last data.
+ * Runs `load` (an async function) when `deps` change (dropping the data of the old
+ * ones), and every `pollMs` if given. Returns {data, error, loading, reload}. A failed
+ * poll keeps the last data.
  */
 export function useData(load, deps, pollMs = 0) {
   const [state, setState] = useState({ data: undefined, error: null, loading: true });
@@ -23,8 +24,11 @@ export function useData(load, deps, pollMs = 0) {
       if (mine === gen.current) setState((s) => ({ data: s.data, error, loading: false }));
     }
   }, deps);
+  const lastRun = useRef(null);
   useEffect(() => {
-    setState((s) => ({ ...s, loading: true }));
+    // New inputs: what was shown belongs to the old ones (a new poll rate keeps it).
+    if (lastRun.current !== run) setState({ data: undefined, error: null, loading: true });
+    lastRun.current = run;
     run();
     if (!pollMs) return () => gen.current++;
     const timer = setInterval(run, pollMs);
