@@ -49,9 +49,9 @@ function CognitoSignIn({ session }) {
 }
 
 function Page({ route }) {
-  const [section, id, sub] = route.parts;
+  const [section, id, sub, item] = route.parts;
   if (!section || section === 'devices') {
-    if (id) return html`<${DevicePage} id=${id} tab=${sub ?? 'overview'} query=${route.query} />`;
+    if (id) return html`<${DevicePage} id=${id} tab=${sub ?? 'overview'} item=${item} query=${route.query} />`;
     return html`<${FleetPage} query=${route.query} />`;
   }
   if (section === 'commands') return html`<${SendPage} kind="command" query=${route.query} />`;

@@ -131,7 +131,7 @@ function Overview({ twin, reload }) {
   </div>`;
 }
 
-export function DevicePage({ id, tab, query }) {
+export function DevicePage({ id, tab, item, query }) {
   const { api } = useConsole();
   const { data: twin, error, reload } = useData(() => api.get(`/v1/devices/${encodeURIComponent(id)}`), [api, id], DEVICE_POLL_MS);
   const tabs = [
@@ -149,7 +149,7 @@ export function DevicePage({ id, tab, query }) {
   let body;
   switch (tab) {
     case 'telemetry':
-      body = html`<${TelemetryPage} id=${id} query=${query} />`;
+      body = html`<${TelemetryPage} id=${id} message=${item} query=${query} />`;
       break;
     case 'commands':
       body = html`<${SendPage} kind="command" query=${{ ...query, ids: id }} device=${twin} />`;

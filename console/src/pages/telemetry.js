@@ -1,6 +1,7 @@
 // Telemetry of one device: per telemetry message, a uPlot chart of its numeric fields
 // over 15 min, 1 h, 24 h, 7 d or a custom range, refreshed every few seconds, and the
-// table of its most recent values.
+// table of its most recent values. A message's page is
+// `#/devices/<id>/telemetry/<message>` (the link `mir tlm list` prints).
 
 import { useMemo } from 'preact/hooks';
 
@@ -49,12 +50,12 @@ function valueText(v) {
   return typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
-export function TelemetryPage({ id, query }) {
+export function TelemetryPage({ id, message, query }) {
   const { api } = useConsole();
   const list = useData(() => api.get('/v1/telemetry', { ids: id }), [api, id]);
   const device = list.data?.devices?.[0];
   const messages = device?.messages ?? [];
-  const name = query.name ?? messages[0]?.measure;
+  const name = message ?? query.name ?? messages[0]?.measure;
   const range = query.range ?? '15m';
   const auto = query.auto !== 'off';
   const span = rangeQuery(range, query.since, query.until);
@@ -78,7 +79,7 @@ export function TelemetryPage({ id, query }) {
     ${device.error ? html`<div class="note">${device.error}</div>` : null}
     <nav class="tabs sub">
       ${messages.map(
-        (m) => html`<a href=${href('devices', id, 'telemetry', { ...query, name: m.measure })} class=${m.measure === name ? 'active' : ''}>${m.measure} <span class="muted">(${m.count})</span></a>`,
+        (m) => html`<a href=${href('devices', id, 'telemetry', m.measure, { ...query, name: undefined })} class=${m.measure === name ? 'active' : ''}>${m.measure} <span class="muted">(${m.count})</span></a>`,
       )}
     </nav>
     ${!name

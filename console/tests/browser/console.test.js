@@ -166,6 +166,13 @@ test('the telemetry tab charts the readings with points', async () => {
   await page.getByLabel('To').press('Tab');
   await page.getByText('No reading in this range.').first().waitFor(WAIT);
   await page.getByRole('button', { name: '15 min' }).click();
+
+  // The link `mir tlm list` prints for a message opens its chart.
+  await page.goto(`${base}/#/devices/weather/telemetry/schema.v1.Env`);
+  await page.locator('[data-testid=chart][data-rendered]').waitFor(WAIT);
+  assert.equal(await page.locator('.tabs.sub a.active').innerText(), await page.locator('.tabs.sub a', { hasText: 'schema.v1.Env' }).innerText());
+  assert.match(await page.locator('.tabs.sub a.active').getAttribute('href'), /^#\/devices\/weather\/telemetry\/schema\.v1\.Env$/);
+  await page.goto(`${base}/#/devices/weather`);
 });
 
 test('a command sent through the generated form succeeds with the decoded response', async () => {
