@@ -91,7 +91,7 @@ api=$(endpoint http)
 mqtt=$(endpoint mqtt)
 [ -n "$api" ] && [ -n "$mqtt" ] || fail "endpoints.json has no http or mqtt endpoint"
 export MIR_API="$api"
-echo "hub: API $api, MQTT $mqtt"
+echo "hub: API $api, MQTT $mqtt, console $api/"
 [ "$http_port" = 8180 ] || echo "(port 8180 was taken: the hub listens on $api instead)"
 
 step "start the weather device"

@@ -50,6 +50,8 @@ for p in "${holders[@]}"; do kill "$p" 2>/dev/null || true; done
 expect "the demo exits 0" [ "$rc" = 0 ]
 if [ "$rc" != 0 ]; then sed 's/^/  | /' "$work/out.txt" "$work/err.txt" | tail -40; fi
 check "the hub moved off the taken HTTP port" 'port 8180 was taken: the hub listens on http://127\.0\.0\.1:[0-9]+' "$work/out.txt"
+check "mir local prints the console's address" '^  Console   http://127\.0\.0\.1:[0-9]+/$' "$work/data/hub.log"
+check "the demo names the console" '^hub: API http://127\.0\.0\.1:[0-9]+, MQTT .*, console http://127\.0\.0\.1:[0-9]+/$' "$work/out.txt"
 check "the device is online" '^weather/default +weather +true' "$work/out.txt"
 check "a command answered with SUCCESS" '^1\. weather/default COMMAND_RESPONSE_STATUS_SUCCESS' "$work/out.txt"
 check "the configuration reported back" '^ +schema\.v1\.DataRateStatus:' "$work/out.txt"

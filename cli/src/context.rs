@@ -42,6 +42,10 @@ pub struct Context {
     /// overrides it. Never printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The console's address (aws: the `ConsoleUrl` output); a local hub serves it at
+    /// its API's `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
 }
 
 fn default_context_name() -> String {
@@ -60,6 +64,7 @@ impl Default for CliConfig {
                 profile: None,
                 mqtt: None,
                 token: None,
+                console: None,
             }],
         }
     }
@@ -198,11 +203,17 @@ impl CliConfig {
             (None, Some(c)) => c.api.clone(),
             (None, None) => DEFAULT_LOCAL_API.to_string(),
         };
+        let console = match ctx {
+            Some(c) if c.console.is_some() => c.console.clone(),
+            Some(c) if c.kind == ContextKind::Aws => None,
+            _ => Some(api.clone()),
+        };
         Ok(Endpoint {
             api,
             sigv4,
             mqtt: ctx.and_then(|c| c.mqtt.clone()),
             token: ctx.and_then(|c| c.token.clone()),
+            console,
         })
     }
 }
@@ -216,6 +227,9 @@ pub struct Endpoint {
     pub mqtt: Option<String>,
     /// The hub's bearer token recorded in the context, if any.
     pub token: Option<String>,
+    /// Where the console is: the context's, else a hub's own API (it serves the console
+    /// at `/`); unknown for an aws context without one.
+    pub console: Option<String>,
 }
 
 /// How to sign requests for API Gateway's IAM auth.
@@ -227,7 +241,7 @@ pub struct SigV4Config {
 }
 
 /// The stacks of the CDK app, named `mir-<stage>-<part>` (`infra/cdk/lib/app.ts`).
-const CDK_STACK_PARTS: [&str; 4] = ["data", "functions", "iot", "api"];
+const CDK_STACK_PARTS: [&str; 5] = ["data", "functions", "iot", "api", "console"];
 
 /// Reads `cdk deploy --outputs-file` JSON: merges the outputs of the stacks named
 /// `mir-<stage>-*` (one stage, or `stage` when the file holds several) into an aws
@@ -296,6 +310,7 @@ pub fn context_from_cdk_outputs(
         profile,
         mqtt: get("IotDataEndpoint").map(|e| format!("mqtts://{e}:8883")),
         token: None,
+        console: get("ConsoleUrl"),
     })
 }
 
@@ -359,6 +374,7 @@ mod tests {
             profile: None,
             mqtt: None,
             token: None,
+            console: None,
         });
         cfg.switch("ls").expect("switch");
         assert_eq!(cfg.resolve_api(None, None).expect("ok"), "http://ls:8180");
@@ -380,9 +396,19 @@ mod tests {
             profile: None,
             mqtt: None,
             token: None,
+            console: None,
         });
         let e = cfg.resolve(None, Some("prod")).expect("aws");
         assert_eq!(e.api, "https://a");
+        assert_eq!(e.console, None, "an aws API does not serve the console");
+        assert_eq!(
+            cfg.resolve(None, Some("ls"))
+                .expect("ls")
+                .console
+                .as_deref(),
+            Some("http://ls:8180"),
+            "a hub serves the console at its API's /"
+        );
         assert_eq!(
             e.sigv4,
             Some(SigV4Config {
@@ -401,6 +427,7 @@ mod tests {
         let text = r#"{
             "mir-dev-data": {"TwinsTable": "mir-dev-twins", "TelemetrySink": "timestream"},
             "mir-dev-api": {"ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com/", "Region": "eu-west-1"},
+            "mir-dev-console": {"ConsoleUrl": "https://d111111abcdef8.cloudfront.net/"},
             "mir-dev-functions": {"IotDataEndpoint": "a1b2c3-ats.iot.eu-west-1.amazonaws.com"},
             "mir-dev-iot": {"DevicePolicyName": "mir-dev-device"},
             "other-stack": {"ApiUrl": "https://wrong"}
@@ -417,6 +444,10 @@ mod tests {
         assert_eq!(
             ctx.mqtt.as_deref(),
             Some("mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883")
+        );
+        assert_eq!(
+            ctx.console.as_deref(),
+            Some("https://d111111abcdef8.cloudfront.net/")
         );
         // The region also comes from the URL; several stages need --stage.
         let two = r#"{"mir-dev-api": {"ApiUrl": "https://x.execute-api.us-east-2.amazonaws.com/"},
@@ -524,6 +555,7 @@ mod tests {
             profile: None,
             mqtt: None,
             token: None,
+            console: None,
         });
         cfg.switch("b").expect("switch");
         cfg.save(&path).expect("save");

@@ -141,7 +141,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         eprintln!("chaos is on: seed {seed} (replay with --chaos-seed {seed})");
     }
     eprintln!(
-        "mir local is running\n  HTTP API  {}\n  MQTT      {}\n  MQTT/mTLS {} (CA: {})\n  data      {}\nTry: mir device ls --api {}   (Ctrl-C to stop)",
+        "mir local is running\n  Console   {}/\n  HTTP API  {}\n  MQTT      {}\n  MQTT/mTLS {} (CA: {})\n  data      {}\nTry: mir device ls --api {}   (Ctrl-C to stop)",
+        hub.endpoints.http.trim_end_matches('/'),
         hub.endpoints.http,
         hub.endpoints.mqtt,
         hub.endpoints.mqtts,

@@ -95,6 +95,8 @@ async fn a_device_announces_its_schema_streams_telemetry_and_is_seen_by_the_cli(
         "{}",
         list.stdout
     );
+    let link = format!("{}/#/devices/weather/telemetry/schema.v1.Env", hub.api());
+    assert!(list.stdout.contains(&link), "{link} in {}", list.stdout);
     dev.stop().await;
 }
 

@@ -580,6 +580,9 @@ pub enum ContextCommand {
         /// Bearer token of a hub bound beyond loopback (its access.apiToken)
         #[arg(long)]
         token: Option<String>,
+        /// The console's address (default: the API's `/`, where a hub serves it)
+        #[arg(long, value_name = "URL")]
+        console: Option<String>,
         /// Also switch to it
         #[arg(long = "use")]
         use_it: bool,

@@ -21,6 +21,7 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
                 region,
                 profile,
                 token,
+                console,
                 use_it,
             }),
             _,
@@ -34,6 +35,7 @@ pub(super) fn context(_conn: &Connection, args: ContextArgs) -> anyhow::Result<E
                 profile,
                 mqtt: None,
                 token,
+                console,
             });
             if use_it {
                 cfg.switch(&name)?;

@@ -104,6 +104,11 @@ impl Connection {
         self.endpoint().ok().and_then(|e| e.mqtt)
     }
 
+    /// The console's address, when known (see `Endpoint::console`).
+    fn console(&self) -> Option<String> {
+        self.endpoint().ok().and_then(|e| e.console)
+    }
+
     fn client(&self) -> anyhow::Result<Client> {
         let endpoint = self.endpoint()?;
         let mut client = Client::new(&endpoint.api)?;

@@ -22,12 +22,16 @@ const CHART_WIDTH: usize = 72;
 pub(super) async fn run(conn: &Connection, args: TelemetryArgs) -> anyhow::Result<ExitCode> {
     let client = conn.client()?;
     match args.command {
-        TelemetryCommand::List(a) => list(&client, a).await,
+        TelemetryCommand::List(a) => list(&client, a, conn.console().as_deref()).await,
         TelemetryCommand::Query(a) => query(&client, a).await,
     }
 }
 
-async fn list(client: &Client, a: MessageListArgs) -> anyhow::Result<ExitCode> {
+async fn list(
+    client: &Client,
+    a: MessageListArgs,
+    console: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let targets = input::targets(&a.targets)?;
     if a.refresh {
         refresh(client, &targets).await?;
@@ -40,14 +44,35 @@ async fn list(client: &Client, a: MessageListArgs) -> anyhow::Result<ExitCode> {
             if list.devices.is_empty() {
                 bail!("{}", no_device(&targets));
             }
-            out(&list_text(&list, chrono::Utc::now()))?;
+            out(&list_text(&list, chrono::Utc::now(), console))?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `1. weather/default` then one line per telemetry message: stored count, last time.
-pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>) -> String {
+/// The console page of one telemetry message (as Mir links each to its dashboard).
+pub(crate) fn console_link(console: &str, device_id: &str, measure: &str) -> String {
+    // form encoding writes a space as `+` (and a `+` as `%2B`): a path wants `%20`.
+    let enc = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    format!(
+        "{}/#/devices/{}/telemetry/{}",
+        console.trim_end_matches('/'),
+        enc(device_id),
+        enc(measure)
+    )
+}
+
+/// `1. weather/default` then one line per telemetry message: stored count, last time and,
+/// when the console's address is known, the message's console link.
+pub(crate) fn list_text(
+    list: &TelemetryList,
+    now: chrono::DateTime<chrono::Utc>,
+    console: Option<&str>,
+) -> String {
     let mut text = String::new();
     for (i, d) in list.devices.iter().enumerate() {
         text.push_str(&format!("{}. {}/{}\n", i + 1, d.name, d.namespace));
@@ -59,9 +84,11 @@ pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>
             text.push_str(&format!("   ({why})\n"));
             continue;
         }
-        let mut t = Table::new(["TELEMETRY", "FIELDS", "STORED", "LAST"]);
+        let mut header = vec!["TELEMETRY", "FIELDS", "STORED", "LAST"];
+        header.extend(console.map(|_| "CONSOLE"));
+        let mut t = Table::new(header);
         for m in &d.messages {
-            t.row([
+            let mut row = vec![
                 m.measure.clone(),
                 d.fields
                     .get(&m.measure)
@@ -69,7 +96,9 @@ pub(crate) fn list_text(list: &TelemetryList, now: chrono::DateTime<chrono::Utc>
                     .unwrap_or_default(),
                 m.count.to_string(),
                 output::relative_opt(output::from_nanos(m.last_time_ns), now),
-            ]);
+            ];
+            row.extend(console.map(|c| console_link(c, &d.device_id, &m.measure)));
+            t.row(row);
         }
         for line in t.render().lines() {
             text.push_str("   ");
@@ -320,8 +349,24 @@ mod tests {
             }],
         };
         assert_eq!(
-            list_text(&list, now),
+            list_text(&list, now, None),
             "1. weather/default\n   TELEMETRY       FIELDS                  STORED   LAST\n   schema.v1.Env   temperature, humidity   120      4s ago\n"
+        );
+        let linked = list_text(&list, now, Some("http://127.0.0.1:8180/"));
+        assert!(
+            linked.contains("   CONSOLE\n")
+                && linked.contains(
+                    "   http://127.0.0.1:8180/#/devices/weather/telemetry/schema.v1.Env\n"
+                ),
+            "{linked}"
+        );
+    }
+
+    #[test]
+    fn console_links_encode_the_device_and_message() {
+        assert_eq!(
+            console_link("https://d1.cloudfront.net", "a b+", "x.y/z"),
+            "https://d1.cloudfront.net/#/devices/a%20b%2B/telemetry/x.y%2Fz"
         );
     }
 }
