@@ -1,5 +1,5 @@
 // A fleet larger than a page: 150 devices created through the API are shown in pages of
-// 100, the search narrows them, and they leave the page once deleted.
+// 100 and the search narrows them; a device is created and deleted from the console.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -53,6 +53,36 @@ test('a fleet larger than a page is shown in pages of 100', async () => {
   await page.getByLabel('select the devices of this page').check();
   assert.match(await page.locator('.selection').innerText(), /^10 selected:/);
   assert.match(await page.locator('.selection a', { hasText: 'Send a command' }).getAttribute('href'), /^#\/commands\?ids=page-120%2Cpage-121%2C/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a device is created from the fleet page and deleted from its own', async () => {
+  const page = await browser.context.newPage();
+  const errors = pageErrors(page);
+  await page.goto(`${base}/#/devices?labels=nolabel`);
+  await page.getByRole('alert').waitFor(WAIT);
+  assert.equal(await page.getByRole('alert').innerText(), 'label selector: "nolabel" must be key=value');
+
+  await page.goto(`${base}/#/devices`);
+  await page.getByRole('button', { name: 'New device' }).click();
+  const form = page.locator('form.inline-form');
+  await form.getByLabel('Device id').fill('bad id!');
+  await page.getByRole('button', { name: 'Create' }).click();
+  assert.equal(await page.getByRole('alert').innerText(), 'device id: must be 1 to 128 of a-z A-Z 0-9 : _ -');
+  await form.getByLabel('Device id').fill('made-in-console');
+  await form.getByLabel('Namespace').fill('lab');
+  await form.getByLabel('Labels').fill('room=12, owner=ops');
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.locator('h1', { hasText: 'made-in-console/lab' }).waitFor(WAIT);
+  assert.match(await page.locator('.facts').innerText(), /owner=ops[\s\S]*room=12|room=12[\s\S]*owner=ops/);
+  const twin = await (await fetch(`${base}/v1/devices/made-in-console`)).json();
+  assert.deepEqual(twin.meta.labels, { owner: 'ops', room: '12' });
+
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Delete device' }).click();
+  await page.locator('h1', { hasText: 'Fleet' }).waitFor(WAIT);
+  assert.equal((await fetch(`${base}/v1/devices/made-in-console`)).status, 404);
   assert.deepEqual(errors, []);
   await page.close();
 });
