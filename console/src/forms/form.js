@@ -3,8 +3,6 @@
 // add and remove, well-known types as JSON text. Each input is labelled with its field's
 // JSON path, and the error of a field is shown next to it.
 
-import { useState } from 'preact/hooks';
-
 import { html } from '../ui/common.js';
 import { emptyValue, inputKind, mapSpecs, messageByName } from './model.js';
 
@@ -111,10 +109,4 @@ export function SchemaForm({ schema, name, state, onChange, errors = [] }) {
   return html`<div class="schema-form" data-message=${name}>
     <${MessageFields} schema=${schema} name=${name} state=${state} prefix="" onChange=${onChange} errors=${byPath} depth=${0} />
   </div>`;
-}
-
-/** Keeps a form's state; `reset(json)` starts over from a JSON value. */
-export function useFormState(initial) {
-  const [state, setState] = useState(initial);
-  return [state, setState];
 }

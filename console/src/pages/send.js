@@ -4,7 +4,7 @@
 // response; configuration shows the desired value stored, then what the device reports
 // back. Targets: one device, a selection (ids), a namespace or a label selector.
 
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useMemo, useRef, useState } from 'preact/hooks';
 
 import { useConsole } from '../app.js';
 import { commandStatusName, labelsQuery, parseLabels } from '../api.js';
@@ -195,7 +195,7 @@ function Composer({ kind, message, schema, targets, single }) {
     <${ErrorBox} error=${error} />
     ${outcome
       ? kind === 'command' || outcome.dryRun
-        ? html`<${CommandResults} results=${outcome.results.map((r) => ({ ...r, status: r.status }))} />`
+        ? html`<${CommandResults} results=${outcome.results} />`
         : html`<${ConfigFollow} key=${outcome.sentAt} results=${outcome.results} name=${message.name} sentAt=${outcome.sentAt} />`
       : null}
   </div>`;
