@@ -60,6 +60,9 @@ fi
 step "the README's first command: scripts/demo.sh --once (scripts/test-demo.sh)"
 scripts/test-demo.sh
 
+step "console in headless Chromium (scripts/test-console.sh)"
+bash scripts/test-console.sh
+
 step "clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 

@@ -1,8 +1,9 @@
 //! Who may use the hub's HTTP API: the `Host` header must name this hub (`localhost`,
 //! an IP address, or one of `access.allowedHosts`), so that a web page cannot reach it
 //! through DNS rebinding; and, when `access.apiToken` is set (required beyond loopback),
-//! every request but `/healthz` carries `Authorization: Bearer <token>`, compared in
-//! constant time.
+//! every request but `/healthz` and the console's own files
+//! ([`console::is_public`](crate::console::is_public)) carries
+//! `Authorization: Bearer <token>`, compared in constant time.
 
 use std::sync::Arc;
 
@@ -58,6 +59,11 @@ impl Access {
         }
     }
 
+    /// True when API calls need the bearer token (`access.apiToken` is set).
+    pub fn token_required(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// Checks one request's headers; `path` decides whether a token is needed.
     pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), AccessRefusal> {
         let host = headers
@@ -70,7 +76,7 @@ impl Access {
         let Some(token) = &self.token else {
             return Ok(());
         };
-        if path == "/healthz" {
+        if path == "/healthz" || crate::console::is_public(path) {
             return Ok(());
         }
         let given = headers
@@ -173,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn with_a_token_every_route_but_healthz_needs_it() {
+    fn with_a_token_every_route_but_healthz_and_the_console_files_needs_it() {
         let access = Access::new(&AccessConfig {
             api_token: Some("0123456789abcdef".into()),
             ..AccessConfig::default()
@@ -195,5 +201,16 @@ mod tests {
             Ok(())
         );
         assert_eq!(access.check("/healthz", &headers(host, None)), Ok(()));
+        for console in ["/", "/config.json", "/assets/app-X1.js"] {
+            assert_eq!(
+                access.check(console, &headers(host, None)),
+                Ok(()),
+                "{console}"
+            );
+        }
+        assert_eq!(
+            access.check("/", &headers(Some("evil.example"), None)),
+            Err(AccessRefusal::ForeignHost("evil.example".into()))
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The hub's HTTP server: the routes of API Gateway (from the routes table), turned
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
 //! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
-//! `GET /healthz` (200 when the store answers, else 503) and `GET /metrics`
-//! (Prometheus). Every request passes [`access::guard`](crate::access::guard) first.
+//! `GET /healthz` (200 when the store answers, else 503), `GET /metrics`
+//! (Prometheus) and the browser [`console`](crate::console) at `/`. Every request
+//! passes [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
 
@@ -48,6 +49,10 @@ pub fn router(state: HttpState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/", get(crate::console::index))
+        .route("/index.html", get(crate::console::index))
+        .route(crate::console::CONFIG_PATH, get(crate::console::config))
+        .route("/assets/{*path}", get(crate::console::asset))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             access,

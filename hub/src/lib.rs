@@ -9,6 +9,7 @@
 //!   `chaos` also duplicated and delayed;
 //! - [`http`]: the HTTP server with the API Gateway routes and event shape, `/healthz`
 //!   and `/metrics`, behind [`access`] (Host check, bearer token);
+//! - [`console`]: the browser console (`console/dist`, embedded) at `/`;
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`adapters`]: publishing through the embedded broker;
 //! - [`certificates`]: certificates from the local CA, and the certificate book that
@@ -26,6 +27,7 @@ pub mod access;
 pub mod adapters;
 pub mod certificates;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod delivery;
 pub mod http;
