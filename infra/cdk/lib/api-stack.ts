@@ -125,6 +125,7 @@ export class ApiStack extends Stack {
       policies: this.operatorRoles.policies,
     });
 
+    new CfnOutput(this, 'ConsoleBucket', { value: this.console.bucket.bucketName, description: "The console's files (retained; see Removing it)" });
     new CfnOutput(this, 'ApiUrl', { value: this.stage.url, description: 'Base URL of the operator API (SigV4, service execute-api)' });
     new CfnOutput(this, 'Region', { value: this.region });
   }

@@ -77,7 +77,7 @@ for (const flavour of ['default', 'timestream'] as const) {
     // logs, the dashboard, and the role (or managed policy) of each operator job.
     want.push('AlarmTopicArn', 'FailureQueueUrl', 'ApiAccessLogGroup', 'DashboardUrl');
     // The console (mir ctx import records ConsoleUrl; mir tlm list links to it) and its operators.
-    want.push('ConsoleUrl', 'OperatorsUserPoolId');
+    want.push('ConsoleUrl', 'OperatorsUserPoolId', 'ConsoleBucket');
     for (const job of ['ReadOnly', 'Operator', 'Provisioner', 'Admin']) want.push(`${job}RoleArn`, `${job}PolicyArn`);
     assert.deepEqual(sorted(Object.keys(outputs)), sorted(want));
   });

@@ -103,9 +103,17 @@ test('the removal commands of infra/cdk/README.md read the default stage data st
   assert.equal(synth('default').stage, 'dev');
   const keys = new Set([...block.matchAll(/\bget ([A-Z][A-Za-z]+)\)/g)].map((m) => m[1]));
   for (const m of block.matchAll(/\bfor key in ([A-Za-z ]+);/g)) for (const k of m[1].trim().split(/\s+/)) keys.add(k);
-  const outputs = new Set([...Object.keys(synth('default').json.data.Outputs), ...Object.keys(synth('timestream').json.data.Outputs)]);
-  const tablesAndStores = [...outputs].filter((o) => /Table$|Database$|Bucket$|LogGroup$/.test(o) && !o.startsWith('ExportsOutput'));
-  assert.deepEqual([...keys].sort(), tablesAndStores.sort(), 'the block removes exactly the retained stores of both sinks');
+  const outputs = new Set(
+    (['default', 'timestream'] as const).flatMap((f) => [...Object.keys(synth(f).json.data.Outputs), ...Object.keys(synth(f).json.api.Outputs)]),
+  );
+  const tablesAndStores = [...outputs].filter((o) => /Table$|Database$|Bucket$|LogGroup$|UserPoolId$/.test(o) && !o.startsWith('ExportsOutput'));
+  assert.deepEqual([...keys].sort(), tablesAndStores.sort(), 'the block removes exactly the retained stores of both sinks, the operators and the console bucket');
+  // Each retained resource is retained indeed.
+  for (const [part, type] of [['data', 'AWS::Cognito::UserPool'], ['api', 'AWS::S3::Bucket']] as const) {
+    for (const [id, r] of Object.entries<any>(synth('default').json[part].Resources)) {
+      if (r.Type === type) assert.equal(r.DeletionPolicy, 'Retain', `${part}/${id}`);
+    }
+  }
 });
 
 test('infra/cdk/README.md deploys and bootstraps every stage with its account\'s --profile (one stage per account)', () => {
@@ -117,6 +125,31 @@ test('infra/cdk/README.md deploys and bootstraps every stage with its account\'s
   const block = shBlocks(md.slice(md.indexOf('## Deploy to AWS')))[0];
   const profiles = new Set([...block.matchAll(/\bcdk deploy .*--profile (\S+)/g)].map((m) => m[1]));
   assert.ok(profiles.size >= 2, `the deploy block uses ${[...profiles]}`);
+});
+
+test('every output a README command reads from a stack (require(...)[\'mir-dev-<part>\'].Output) is an output of that stack', () => {
+  const s = synth('default');
+  let seen = 0;
+  for (const [file, md] of docs()) {
+    for (const m of md.matchAll(/\['mir-dev-([a-z]+)'\]\??\.\??([A-Za-z]+)/g)) {
+      seen++;
+      const [, part, output] = m;
+      const outs = { ...(s.json as any)[part]?.Outputs, ...(synth('timestream').json as any)[part]?.Outputs };
+      assert.ok(output in outs, `${file}: ${m[0]}: no output ${output} in mir-dev-${part}`);
+    }
+  }
+  assert.ok(seen >= 3, `${seen} references`);
+});
+
+test('the Console section of infra/cdk/README.md adds the first operator to an operator job\'s group', () => {
+  const md = read('infra/cdk/README.md');
+  const section = md.slice(md.indexOf('### Console'), md.indexOf('### Connecting the first device'));
+  const cmds = shBlocks(section).flatMap(commands);
+  assert.ok(cmds.some((c) => /^aws cognito-idp admin-create-user .*--user-pool-id "\$pool"/.test(c)), cmds.join('\n'));
+  const groups = cmds.flatMap((c) => [...c.matchAll(/--group-name (\S+)/g)].map((m) => m[1]));
+  assert.ok(groups.length > 0);
+  for (const g of groups) assert.ok((JOBS as readonly string[]).includes(g), `${g} is a job`);
+  assert.ok(section.includes('ConsoleUrl'));
 });
 
 test('infra/cdk/README.md names the stage lock the data stack creates', () => {
