@@ -17,7 +17,30 @@ const RUNS = Number(process.env.MIR_BENCH_RUNS ?? 5);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round = (x) => Math.round(x * 10) / 10;
 
+/** Waits (bounded) until `n` devices of a running `mir swarm` (MIR_BENCH_SWARM) are online. */
+async function awaitSwarm(n) {
+  for (let i = 0; i < 240; i++) {
+    let online = 0;
+    let token;
+    do {
+      const q = new URLSearchParams({ limit: '1000', ...(token ? { nextToken: token } : {}) });
+      const page = await (await fetch(`${base}/v1/devices?${q}`)).json();
+      online += page.devices.filter((d) => d.status?.online).length;
+      token = page.nextToken;
+    } while (token);
+    if (online >= n) return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`the swarm's ${n} devices did not come online`);
+}
+
 async function createFleet() {
+  if (process.env.MIR_BENCH_SWARM) {
+    await awaitSwarm(DEVICES);
+    // The chart's device (its readings are served by the bench, see chartRun).
+    await fetch(`${base}/v1/devices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ meta: { name: 'bench-0000' }, spec: { deviceId: 'bench-0000' } }) });
+    return;
+  }
   const have = await (await fetch(`${base}/v1/devices?limit=1`)).json();
   if (have.devices.length) return;
   const ids = Array.from({ length: DEVICES }, (_, i) => `bench-${String(i).padStart(4, '0')}`);
