@@ -24,7 +24,7 @@
 
 use std::{fmt, time::Duration};
 
-use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::{client::result::SdkError, http::Response};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ports::StoreError;
@@ -98,7 +98,7 @@ const RETRYABLE_CODES: &[&str] = &[
 ];
 
 /// Whether an SDK error is worth retrying.
-pub fn is_retryable_sdk<E, R>(e: &SdkError<E, R>) -> bool
+pub fn is_retryable_sdk<E>(e: &SdkError<E, Response>) -> bool
 where
     E: ProvideErrorMetadata,
 {
@@ -106,16 +106,20 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }
-        SdkError::ServiceError(s) => s.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c)),
+        // A 5xx is the service's own failure, whatever its body says (a proxy's HTML
+        // page has no error code at all).
+        SdkError::ServiceError(s) => {
+            s.err().code().is_some_and(|c| RETRYABLE_CODES.contains(&c))
+                || s.raw().status().is_server_error()
+        }
         _ => false,
     }
 }
 
 /// Maps an SDK error to a store error, keeping the cause and the retryability.
-pub fn store_error<E, R>(what: impl Into<String>, e: SdkError<E, R>) -> StoreError
+pub fn store_error<E>(what: impl Into<String>, e: SdkError<E, Response>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug + Send + Sync + 'static,
 {
     let what = what.into();
     let code = e.code().unwrap_or("").to_string();
@@ -243,6 +247,30 @@ mod tests {
                 "requestId": "JKJaXmPLvHcESHA="
             })
         );
+    }
+
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn a_server_error_without_a_code_is_retryable_not_corrupt_data() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::{body::SdkBody, error::ErrorMetadata};
+        let html = |status: u16| {
+            SdkError::service_error(
+                aws_sdk_dynamodb::operation::query::QueryError::generic(
+                    ErrorMetadata::builder().build(),
+                ),
+                Response::new(
+                    StatusCode::try_from(status).expect("status"),
+                    SdkBody::from("<html><body>Internal Server Error</body></html>"),
+                ),
+            )
+        };
+        let e = store_error("DynamoDB Query twins", html(500));
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+        assert!(e.is_retryable());
+        let e = store_error("DynamoDB Query twins", html(400));
+        assert!(matches!(e, StoreError::Corrupt(_)), "a 4xx without a code: {e}");
+        assert!(!e.is_retryable());
     }
 
     #[test]

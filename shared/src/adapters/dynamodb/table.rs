@@ -141,14 +141,13 @@ pub(super) enum Written {
 
 /// A single-item write's result as [`Written`] (`replaced` from the output), a failed
 /// condition included; any other error as a [`StoreError`] about `what`.
-fn written<T, E, R>(
+fn written<T, E>(
     what: String,
-    result: Result<T, SdkError<E, R>>,
+    result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
     replaced: impl FnOnce(T) -> bool,
 ) -> StoreResult<Written>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(out) => Ok(Written::Done {

@@ -12,10 +12,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::adapters::aws::{backoff, is_retryable_sdk, DisplayErrorChain};
 use crate::ports::{CertificateError, CertificateIssuer, DeviceCertificate};
 
-fn cert_error<E, R>(what: &str, e: SdkError<E, R>) -> CertificateError
+fn cert_error<E>(what: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> CertificateError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let code = e.code().unwrap_or("");
     if !is_retryable_sdk(&e)
@@ -249,10 +248,9 @@ enum DeleteStep {
 }
 
 /// Sorts a DeleteCertificate result by the SDK's typed error variants.
-fn classify_delete<O, R>(result: Result<O, SdkError<DeleteCertificateError, R>>) -> DeleteStep
-where
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+fn classify_delete<O>(
+    result: Result<O, SdkError<DeleteCertificateError, aws_smithy_runtime_api::http::Response>>,
+) -> DeleteStep {
     let e = match result {
         Ok(_) => return DeleteStep::Done,
         Err(e) => e,
