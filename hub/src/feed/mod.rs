@@ -19,7 +19,7 @@
 
 pub mod watch;
 
-use std::{collections::BTreeMap, collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,7 +27,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use mir_shared::{
-    domain::{page, Event, EventFilter, FeedEvent, FeedFilter, Page, PageRequest},
+    domain::{page, twin::Meta, Event, EventFilter, FeedEvent, FeedFilter, Page, PageRequest},
     ports::{EventStore, MissingPort, Ports, StoreError, StoreResult, TwinStore},
 };
 
@@ -108,33 +108,39 @@ impl Feed {
         }
     }
 
-    /// The events with their devices' labels (one twin read per device).
+    /// The events with their devices' labels (one twin read per device); an event
+    /// recorded without its device's name gets the twin's name and namespace.
     async fn labelled(&self, events: Vec<Event>) -> Vec<FeedEvent> {
-        let mut labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut metas: HashMap<String, Option<Meta>> = HashMap::new();
         let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            if !labels.contains_key(&e.device_id) {
-                let l = self.labels_of(&e.device_id).await;
-                labels.insert(e.device_id.clone(), l);
+        for mut e in events {
+            if !metas.contains_key(&e.device_id) {
+                let m = self.meta_of(&e.device_id).await;
+                metas.insert(e.device_id.clone(), m);
             }
-            let l = labels.get(&e.device_id).cloned().unwrap_or_default();
-            out.push(FeedEvent::new(e, l));
+            let meta = metas
+                .get(&e.device_id)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
+            if e.name.is_empty() {
+                e.name = meta.name;
+                e.namespace = meta.namespace;
+            }
+            out.push(FeedEvent::new(e, meta.labels));
         }
         out
     }
 
-    /// The device's labels; none for a deleted device or when the twin cannot be read
-    /// (the event is published all the same).
-    async fn labels_of(&self, device_id: &str) -> BTreeMap<String, String> {
-        let Some(twins) = &self.twins else {
-            return BTreeMap::new();
-        };
+    /// The device's name, namespace and labels; none for a deleted device or when the
+    /// twin cannot be read (the event is published all the same).
+    async fn meta_of(&self, device_id: &str) -> Option<Meta> {
+        let twins = self.twins.as_ref()?;
         match twins.get(device_id).await {
-            Ok(Some(t)) => t.value.meta.labels,
-            Ok(None) => BTreeMap::new(),
+            Ok(t) => t.map(|t| t.value.meta),
             Err(e) => {
                 tracing::warn!(device_id, error = %e, "event feed: publishing without labels, the twin cannot be read");
-                BTreeMap::new()
+                None
             }
         }
     }

@@ -32,7 +32,8 @@ pub const WATCH_PATH: &str = "/v1/events/watch";
 pub const LAGGED: &str = "lagged";
 
 /// One event of the feed: the stored event and its device's labels at publishing time
-/// (none for a device that no longer exists).
+/// (none for a device that no longer exists); an event recorded without the device's
+/// name carries the twin's name and namespace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedEvent {
