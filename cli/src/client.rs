@@ -10,13 +10,17 @@ use mir_shared::api::{
     Catalog, CertificateRequest, CommandResults, ConfigResults, DeviceList, ErrorBody, EventList,
     SendCommand, SendConfig, TelemetryList, TelemetryQueryResult,
 };
-use mir_shared::domain::{CommandRecord, Targets, Twin};
+use mir_shared::domain::{feed::WATCH_PATH, CommandRecord, FeedFilter, Targets, Twin};
 use mir_shared::ports::DeviceCertificate;
 
 /// Time to open a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a whole request; commands wait at most 25 s on the server.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `mir evt watch`: a stream silent for this long (three of the hub's 15 s keep-alives)
+/// is taken as dropped.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Devices asked for per page: well under Lambda's 6 MB response limit for twins of
 /// a few KB.
@@ -39,7 +43,15 @@ pub enum ClientError {
     Signing { reason: String },
     #[error("request to the Mir API failed: {0}")]
     Http(#[source] reqwest::Error),
+    /// What this API (an aws context) does not offer.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error("the event stream broke: {0}")]
+    Stream(String),
 }
+
+/// The server-sent events of `GET /v1/events/watch`.
+pub type EventStream = futures::stream::BoxStream<'static, ClientResult<eventsource_stream::Event>>;
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
@@ -59,6 +71,8 @@ pub struct EventQuery {
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    /// For streams: no total timeout, a read timeout instead.
+    stream_http: reqwest::Client,
     /// SigV4 signing (aws contexts).
     signer: Option<crate::sigv4::Signer>,
     /// `Authorization: Bearer` (a hub with access.apiToken).
@@ -94,9 +108,16 @@ impl Client {
             .user_agent(concat!("mir-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Http)?;
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(WATCH_READ_TIMEOUT)
+            .user_agent(concat!("mir-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientError::Http)?;
         Ok(Self {
             base,
             http,
+            stream_http,
             signer: None,
             token: None,
         })
@@ -348,6 +369,46 @@ impl Client {
     }
 
     // ---- events ----
+
+    /// `GET /v1/events/watch`, the local hub's event feed (server-sent events), from
+    /// after `last_event_id` when given. Not on aws contexts (API Gateway does not
+    /// stream; the AWS feed is EventBridge).
+    pub async fn watch_events(
+        &self,
+        filter: &FeedFilter,
+        last_event_id: Option<&str>,
+    ) -> ClientResult<EventStream> {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        if self.signer.is_some() {
+            return Err(ClientError::Unsupported(
+                "`mir evt watch` streams from a local hub (contexts of kind local or localstack, `mir local`); on an aws context the event feed is EventBridge, which `mir evt watch` does not read yet: use `mir evt ls`",
+            ));
+        }
+        let segments: Vec<&str> = WATCH_PATH.split('/').filter(|s| !s.is_empty()).collect();
+        let mut req = self
+            .stream_http
+            .get(self.url(&segments))
+            .query(&filter.to_query())
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        if let Some(Bearer(token)) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(api_error(status, &text));
+        }
+        Ok(resp
+            .bytes_stream()
+            .eventsource()
+            .map(|item| item.map_err(|e| ClientError::Stream(e.to_string())))
+            .boxed())
+    }
 
     pub async fn list_events(&self, q: &EventQuery) -> ClientResult<EventList> {
         let mut query = Vec::new();

@@ -804,3 +804,28 @@ fn a_context_with_the_hubs_token_reaches_a_hub_bound_beyond_loopback() {
         "Error: the bearer token is not this hub's"
     );
 }
+
+#[test]
+fn evt_watch_on_an_aws_context_fails_naming_the_local_profiles() {
+    let dir = tempfile::tempdir().expect("dir");
+    let add = [
+        "ctx",
+        "add",
+        "prod",
+        "--kind",
+        "aws",
+        "--region",
+        "eu-west-1",
+        "--api",
+        "https://abc.execute-api.eu-west-1.amazonaws.com",
+    ];
+    let run = mir(dir.path(), &add).run();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = mir(dir.path(), &["--context", "prod", "evt", "watch"]).run();
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("local or localstack") && run.stderr.contains("EventBridge"),
+        "{}",
+        run.stderr
+    );
+}

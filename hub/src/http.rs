@@ -2,7 +2,8 @@
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
 //! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
 //! `GET /healthz` (200 when the store answers, else 503), `GET /metrics`
-//! (Prometheus) and the browser [`console`](crate::console) at `/`. Every request
+//! (Prometheus), `GET /v1/events/watch` (the [`feed`](crate::feed), server-sent
+//! events) and the browser [`console`](crate::console) at `/`. Every request
 //! passes [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct HttpState {
     pub broker: Option<BrokerHandle>,
     /// Read at each scrape for the invocations in flight.
     pub dispatcher: Option<Arc<Dispatcher>>,
+    /// The event feed the watch route streams.
+    pub feed: crate::feed::Feed,
 }
 
 pub fn router(state: HttpState) -> axum::Router {
@@ -49,6 +52,7 @@ pub fn router(state: HttpState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(crate::feed::watch::PATH, get(crate::feed::watch::watch))
         .route("/", get(crate::console::index))
         .route("/index.html", get(crate::console::index))
         .route(crate::console::CONFIG_PATH, get(crate::console::config))

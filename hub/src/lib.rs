@@ -10,6 +10,8 @@
 //! - [`http`]: the HTTP server with the API Gateway routes and event shape, `/healthz`
 //!   and `/metrics`, behind [`access`] (Host check, bearer token);
 //! - [`console`]: the browser console (`console/dist`, embedded) at `/`;
+//! - [`feed`]: the event feed (every stored event, to the watchers of
+//!   `GET /v1/events/watch`);
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`adapters`]: publishing through the embedded broker;
 //! - [`certificates`]: certificates from the local CA, and the certificate book that
@@ -30,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod core;
 pub mod delivery;
+pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod registry;
@@ -123,6 +126,8 @@ pub enum HubError {
     },
     #[error("this hub was built without the localstack profile: build it with the `localstack` feature (`cargo build -p mir-cli --features localstack`)")]
     LocalstackNotBuilt,
+    #[error(transparent)]
+    MissingPort(#[from] mir_shared::ports::MissingPort),
 }
 
 /// Where the running hub listens; printed as one JSON line and written to
@@ -258,6 +263,8 @@ impl Hub {
             }
             Profile::Localstack => (localstack_stores(&config).await?, None),
         };
+        let token = CancellationToken::new();
+        let (stores, feed) = feed::Feed::wire(stores, feed::FEED_CAPACITY, token.clone())?;
         let ca_error = |source| HubError::Ca {
             path: config.ca_dir(),
             source,
@@ -320,7 +327,6 @@ impl Hub {
             );
         }
         let dispatcher = Arc::new(Dispatcher::new(core.clone(), &config.delivery, chaos));
-        let token = CancellationToken::new();
         let broker = Broker::start(
             BrokerConfig {
                 plain: Some(config.plain_mqtt_addr()),
@@ -368,6 +374,7 @@ impl Hub {
             access: access::Access::new(&config.access),
             broker: Some(broker.handle()),
             dispatcher: Some(dispatcher.clone()),
+            feed,
         });
         let http_token = token.clone();
         let http = tokio::spawn(async move {

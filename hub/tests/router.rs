@@ -34,11 +34,17 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
         let routes = Arc::new(RoutesTable::load().unwrap());
-        let core = Arc::new(Core::new(
+        let (ports, feed) = mir_hub::feed::Feed::wire(
             Ports {
                 publisher: Some(Arc::new(RecordingPublisher::new())),
                 ..Ports::with_stores(store.clone())
             },
+            mir_hub::feed::FEED_CAPACITY,
+            Default::default(),
+        )
+        .unwrap();
+        let core = Arc::new(Core::new(
+            ports,
             Rules::from_routes(&routes).unwrap(),
             Some(store),
             DeadLetters::new(dir.path().join("dead-letters.jsonl")),
@@ -50,6 +56,7 @@ impl App {
                 access: mir_hub::access::Access::new(&Default::default()),
                 broker: None,
                 dispatcher: None,
+                feed,
             }),
             _dir: dir,
         }

@@ -11,6 +11,7 @@ mod readme;
 mod redrive;
 mod scale;
 mod support;
+mod watch;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -509,6 +509,31 @@ pub enum EventCommand {
   mir evt ls --reason CommandFailed --limit 20 -o yaml
   mir evt ls --since 2d --until 1d --limit 5000")]
     Ls(EventListArgs),
+    /// Stream events as they are recorded (a local hub's feed; Ctrl-C stops)
+    #[command(after_help = "Examples:
+  mir evt watch
+  mir evt watch --reason DeviceOffline
+  mir evt watch --namespace lab -l site=roof -o json")]
+    Watch(EventWatchArgs),
+}
+
+/// The filters of `mir evt ls` and a device selection by namespace and labels.
+#[derive(Debug, Args)]
+pub struct EventWatchArgs {
+    /// Only this device: name/namespace, name or id
+    #[arg(short, long, value_name = "TARGET")]
+    pub device: Option<String>,
+    /// Only this reason (e.g. DeviceOnline, CommandFailed)
+    #[arg(short, long)]
+    pub reason: Option<String>,
+    /// Only devices of this namespace
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only devices with these labels (k=v,k2=v2; repeatable)
+    #[arg(short, long = "label", value_name = "K=V,...")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,42 +1,45 @@
-//! `mir event ls`.
+//! `mir event ls` (this module) and `mir event watch` ([`watch`]).
+
+mod watch;
 
 use std::process::ExitCode;
-
-use anyhow::bail;
 
 use mir_shared::domain::{page::collect_up_to, Event, EventReason, Page};
 
 use super::{out, resolve_one, Connection, ResolveError};
 use crate::args::{EventArgs, EventCommand, EventListArgs, Output};
-use crate::client::EventQuery;
+use crate::client::{Client, EventQuery};
 use crate::output::{self, Table};
 
 pub(super) async fn run(conn: &Connection, args: EventArgs) -> anyhow::Result<ExitCode> {
     let client = conn.client()?;
-    let EventCommand::Ls(a) = args.command;
-    list(&client, a).await
+    match args.command {
+        EventCommand::Ls(a) => list(&client, a).await,
+        EventCommand::Watch(a) => watch::watch(&client, a).await,
+    }
 }
 
-async fn list(client: &crate::client::Client, a: EventListArgs) -> anyhow::Result<ExitCode> {
-    let reason = match &a.reason {
-        Some(r) => match EventReason::parse(r) {
-            Some(r) => Some(r.as_str().to_string()),
-            None => {
-                let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
-                bail!("unknown reason {r:?}; known: {}", known.join(", "));
-            }
-        },
-        None => None,
-    };
-    let device_id = match &a.device {
-        None => None,
-        // A deleted device keeps its events: fall back to the argument as an id.
+/// `--reason`, checked against the known reasons.
+fn reason(arg: Option<&str>) -> anyhow::Result<Option<EventReason>> {
+    Ok(arg.map(EventReason::from_name).transpose()?)
+}
+
+/// `--device` as a device id. A deleted device keeps its events: a name that matches
+/// no device is taken as an id.
+async fn device_id(client: &Client, arg: Option<&str>) -> anyhow::Result<Option<String>> {
+    match arg {
+        None => Ok(None),
         Some(d) => match resolve_one(client, d).await {
-            Ok(t) => Some(t.spec.device_id),
-            Err(ResolveError::NoDevice(_)) if !d.contains('/') => Some(d.clone()),
-            Err(e) => return Err(e.into()),
+            Ok(t) => Ok(Some(t.spec.device_id)),
+            Err(ResolveError::NoDevice(_)) if !d.contains('/') => Ok(Some(d.to_string())),
+            Err(e) => Err(e.into()),
         },
-    };
+    }
+}
+
+async fn list(client: &Client, a: EventListArgs) -> anyhow::Result<ExitCode> {
+    let reason = reason(a.reason.as_deref())?.map(|r| r.as_str().to_string());
+    let device_id = device_id(client, a.device.as_deref()).await?;
     let q = EventQuery {
         device_id,
         reason,
@@ -73,23 +76,31 @@ async fn list(client: &crate::client::Client, a: EventListArgs) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// The columns of an event list.
+const COLUMNS: [&str; 4] = ["TIME", "REASON", "DEVICE", "MESSAGE"];
+
 /// TIME, REASON, DEVICE, MESSAGE.
 pub(crate) fn event_table(events: &[Event]) -> String {
-    let mut t = Table::new(["TIME", "REASON", "DEVICE", "MESSAGE"]);
+    let mut t = Table::new(COLUMNS);
     for e in events {
-        let device = if e.name.is_empty() {
-            e.device_id.clone()
-        } else {
-            format!("{}/{}", e.name, e.namespace)
-        };
-        t.row([
-            output::timestamp(e.time),
-            e.reason.as_str().to_string(),
-            device,
-            e.message.clone(),
-        ]);
+        t.row(event_cells(e));
     }
     t.render()
+}
+
+/// One event's cells of [`COLUMNS`].
+fn event_cells(e: &Event) -> [String; 4] {
+    let device = if e.name.is_empty() {
+        e.device_id.clone()
+    } else {
+        format!("{}/{}", e.name, e.namespace)
+    };
+    [
+        output::timestamp(e.time),
+        e.reason.as_str().to_string(),
+        device,
+        e.message.clone(),
+    ]
 }
 
 #[cfg(test)]

@@ -33,10 +33,9 @@ pub fn filter(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<EventFilter, ApiError> {
     let reason = match req.query_value("reason") {
-        Some(r) => Some(EventReason::parse(r).ok_or_else(|| {
-            let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
-            ApiError::bad_request(format!("unknown reason {r:?}; known: {}", known.join(", ")))
-        })?),
+        Some(r) => {
+            Some(EventReason::from_name(r).map_err(|e| ApiError::bad_request(e.to_string()))?)
+        }
         None => None,
     };
     let time = |name: &str| {

@@ -69,12 +69,28 @@ impl EventReason {
             .find(|r| r.as_str().eq_ignore_ascii_case(s))
     }
 
+    /// [`parse`](Self::parse), with an error that lists the known reasons (the API's
+    /// and the CLI's answer to a reason they do not know).
+    pub fn from_name(s: &str) -> Result<Self, UnknownReason> {
+        Self::parse(s).ok_or_else(|| UnknownReason(s.to_string()))
+    }
+
     pub fn event_type(self) -> EventType {
         match self {
             EventReason::CommandFailed | EventReason::InvalidMessage => EventType::Warning,
             _ => EventType::Normal,
         }
     }
+}
+
+/// A reason name that is not one of [`EventReason::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reason {0:?}; known: {known}", known = known_reasons())]
+pub struct UnknownReason(pub String);
+
+fn known_reasons() -> String {
+    let known: Vec<&str> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
+    known.join(", ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +231,10 @@ mod tests {
             Some(EventReason::DeviceOnline)
         );
         assert_eq!(EventReason::parse("nope"), None);
+        let unknown = EventReason::from_name("nope").expect_err("unknown");
+        assert!(unknown
+            .to_string()
+            .starts_with("unknown reason \"nope\"; known: DeviceCreated, DeviceUpdated"));
     }
 
     #[test]

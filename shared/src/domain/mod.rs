@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod event;
+pub mod feed;
 pub mod page;
 pub mod presence;
 pub mod retention;
@@ -9,7 +10,8 @@ pub mod targets;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
-pub use event::{Event, EventFilter, EventReason, EventType};
+pub use event::{Event, EventFilter, EventReason, EventType, UnknownReason};
+pub use feed::{FeedEvent, FeedFilter, RecentIds};
 pub use page::{Page, PageRequest};
 pub use retention::{EventRetention, RetentionError};
 pub use targets::{NameRef, Targets};

@@ -6,6 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{twin::Twin, DomainError};
 
+/// Adds the labels of a selector `k=v,k2=v2` to `labels` (the CLI's `-l`, the API's
+/// `labels` query parameter).
+pub fn parse_labels(spec: &str, labels: &mut BTreeMap<String, String>) -> Result<(), DomainError> {
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| DomainError::Invalid(format!("label {pair:?} must be key=value")))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(())
+}
+
 /// A device named in a namespace (`name/namespace`), or in any namespace (`name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRef {
@@ -68,16 +80,9 @@ impl Targets {
         Ok(())
     }
 
-    /// Parses `k=v,k2=v2`.
+    /// Parses `k=v,k2=v2` (see [`parse_labels`]).
     pub fn add_labels(&mut self, spec: &str) -> Result<(), DomainError> {
-        for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| DomainError::Invalid(format!("label {pair:?} must be key=value")))?;
-            self.labels
-                .insert(k.trim().to_string(), v.trim().to_string());
-        }
-        Ok(())
+        parse_labels(spec, &mut self.labels)
     }
 
     pub fn is_all(&self) -> bool {

@@ -1,0 +1,204 @@
+//! The local event feed: every event the hub stores is published, with its device's
+//! labels, to the watchers of `GET /v1/events/watch` (server-sent events).
+//!
+//! - this module: [`Feed`] (a broadcast channel of [`FeedEvent`]s; labels read from the
+//!   twins; replays from the store) and [`Feed::wire`], which puts [`FeedEvents`], a
+//!   decorator of the `EventStore` port, in the hub's [`Ports`]: after the store's
+//!   `append` succeeds, it publishes each event. Both profiles go through it;
+//! - [`watch`]: the SSE route, its filters, `Last-Event-ID` and lag replays.
+//!
+//! **At least once.** An event is published after it is stored, so a watcher never sees
+//! one the store does not hold. The store's `append` is idempotent but does not say
+//! which events were new, so an event appended twice (a redelivered invocation) is
+//! published twice; one SSE connection drops the ids it sent recently, and a replay
+//! (after `Last-Event-ID`, or when a watcher lags behind the channel's
+//! [`FEED_CAPACITY`]) starts [`REPLAY_MARGIN`] before the last event the watcher saw, so
+//! duplicates are possible across reconnects: consumers deduplicate by `id`. An event
+//! whose `time` is more than that margin older than when it was appended may be missed by
+//! a replay. With nobody watching, nothing is published (no twin reads).
+
+pub mod watch;
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use mir_shared::{
+    domain::{page, twin::Meta, Event, EventFilter, FeedEvent, FeedFilter, Page, PageRequest},
+    ports::{EventStore, MissingPort, Ports, StoreError, StoreResult, TwinStore},
+};
+
+/// How many events the channel holds for a watcher that reads slower than they come.
+pub const FEED_CAPACITY: usize = 1024;
+
+/// How far before the last event a watcher saw a replay starts.
+pub const REPLAY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// At most this many events in one replay; past it the watcher is told it lagged.
+pub const REPLAY_LIMIT: usize = 10_000;
+
+/// The feed of one hub. Cloning shares the channel.
+#[derive(Clone)]
+pub struct Feed {
+    tx: broadcast::Sender<Arc<FeedEvent>>,
+    /// The undecorated store: replays read it.
+    store: Arc<dyn EventStore>,
+    twins: Option<Arc<dyn TwinStore>>,
+    /// The hub's shutdown: every watch stream ends with it.
+    shutdown: CancellationToken,
+}
+
+/// Why a replay could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("more than {REPLAY_LIMIT} events to replay")]
+    TooMany,
+}
+
+impl Feed {
+    /// Replaces the events port of `ports` by one that publishes what it stores, and
+    /// returns the feed; the streams end when `shutdown` is cancelled.
+    pub fn wire(
+        ports: Ports,
+        capacity: usize,
+        shutdown: CancellationToken,
+    ) -> Result<(Ports, Feed), MissingPort> {
+        let store = ports.events.clone().ok_or(MissingPort { port: "events" })?;
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        let feed = Feed {
+            tx,
+            store: store.clone(),
+            twins: ports.twins.clone(),
+            shutdown,
+        };
+        let events: Arc<dyn EventStore> = Arc::new(FeedEvents {
+            inner: store,
+            feed: feed.clone(),
+        });
+        Ok((
+            Ports {
+                events: Some(events),
+                ..ports
+            },
+            feed,
+        ))
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+        self.tx.subscribe()
+    }
+
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Publishes stored events to the current watchers (none: nothing to do).
+    async fn publish(&self, events: &[Event]) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        for e in self.labelled(events.to_vec()).await {
+            // No receiver left between the check and now: nobody to tell.
+            let _ = self.tx.send(Arc::new(e));
+        }
+    }
+
+    /// The events with their devices' labels (one twin read per device); an event
+    /// recorded without its device's name gets the twin's name and namespace.
+    async fn labelled(&self, events: Vec<Event>) -> Vec<FeedEvent> {
+        let mut metas: HashMap<String, Option<Meta>> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for mut e in events {
+            if !metas.contains_key(&e.device_id) {
+                let m = self.meta_of(&e.device_id).await;
+                metas.insert(e.device_id.clone(), m);
+            }
+            let meta = metas
+                .get(&e.device_id)
+                .cloned()
+                .flatten()
+                .unwrap_or_default();
+            if e.name.is_empty() {
+                e.name = meta.name;
+                e.namespace = meta.namespace;
+            }
+            out.push(FeedEvent::new(e, meta.labels));
+        }
+        out
+    }
+
+    /// The device's name, namespace and labels; none for a deleted device or when the
+    /// twin cannot be read (the event is published all the same).
+    async fn meta_of(&self, device_id: &str) -> Option<Meta> {
+        let twins = self.twins.as_ref()?;
+        match twins.get(device_id).await {
+            Ok(t) => t.map(|t| t.value.meta),
+            Err(e) => {
+                tracing::warn!(device_id, error = %e, "event feed: publishing without labels, the twin cannot be read");
+                None
+            }
+        }
+    }
+
+    /// The stored events `filter` selects from `since` on, oldest first, with labels.
+    pub async fn replay(
+        &self,
+        filter: &FeedFilter,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FeedEvent>, ReplayError> {
+        let (mut events, complete) = self.read(&filter.store_filter(Some(since))).await?;
+        if !complete {
+            return Err(ReplayError::TooMany);
+        }
+        events.reverse();
+        let labelled = self.labelled(events).await;
+        Ok(labelled.into_iter().filter(|e| filter.matches(e)).collect())
+    }
+
+    /// The time of the stored event `id` among those `filter` selects (None: not found
+    /// among the newest [`REPLAY_LIMIT`]).
+    pub async fn time_of(
+        &self,
+        filter: &FeedFilter,
+        id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (events, _) = self.read(&filter.store_filter(None)).await?;
+        Ok(events.iter().find(|e| e.id == id).map(|e| e.time))
+    }
+
+    /// Newest first, at most [`REPLAY_LIMIT`], and whether that was all of them.
+    async fn read(&self, f: &EventFilter) -> Result<(Vec<Event>, bool), StoreError> {
+        let store = &self.store;
+        let mut events = page::collect_up_to(REPLAY_LIMIT + 1, |p: PageRequest| async move {
+            store.list(f, &p).await
+        })
+        .await?;
+        let complete = events.len() <= REPLAY_LIMIT;
+        events.truncate(REPLAY_LIMIT);
+        Ok((events, complete))
+    }
+}
+
+/// The `EventStore` that publishes to the [`Feed`] what the inner store stored.
+struct FeedEvents {
+    inner: Arc<dyn EventStore>,
+    feed: Feed,
+}
+
+#[async_trait]
+impl EventStore for FeedEvents {
+    async fn append(&self, events: &[Event]) -> StoreResult<()> {
+        self.inner.append(events).await?;
+        self.feed.publish(events).await;
+        Ok(())
+    }
+
+    async fn list(&self, filter: &EventFilter, page: &PageRequest) -> StoreResult<Page<Event>> {
+        self.inner.list(filter, page).await
+    }
+}

@@ -1,0 +1,376 @@
+//! The event feed: the `EventStore` decorator publishes what it stored, with labels, and
+//! `GET /v1/events/watch` streams it as server-sent events (filters, `Last-Event-ID`,
+//! lag replays, the bearer token, shutdown). In-process through the router, no socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use mir_hub::{
+    config::AccessConfig,
+    core::{Core, DeadLetters, Rules},
+    feed::{Feed, FEED_CAPACITY},
+    http::{self, HttpState},
+};
+use mir_shared::{
+    adapters::{embedded::EmbeddedStore, memory::RecordingPublisher},
+    domain::{Event, EventReason, Twin},
+    ports::{EventStore, Ports, TwinStore},
+    routes::RoutesTable,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+const TOKEN: &str = "0123456789abcdef";
+
+struct App {
+    router: axum::Router,
+    events: Arc<dyn EventStore>,
+    store: EmbeddedStore,
+    feed: Feed,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    fn new(capacity: usize, access: AccessConfig) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
+        let routes = Arc::new(RoutesTable::load().unwrap());
+        let shutdown = CancellationToken::new();
+        let (ports, feed) = Feed::wire(
+            Ports {
+                publisher: Some(Arc::new(RecordingPublisher::new())),
+                ..Ports::with_stores(store.clone())
+            },
+            capacity,
+            shutdown.clone(),
+        )
+        .unwrap();
+        let events = ports.events.clone().unwrap();
+        let core = Arc::new(Core::new(
+            ports,
+            Rules::from_routes(&routes).unwrap(),
+            Some(store.clone()),
+            DeadLetters::new(dir.path().join("dead-letters.jsonl")),
+        ));
+        let router = http::router(HttpState {
+            core,
+            routes,
+            access: mir_hub::access::Access::new(&access),
+            broker: None,
+            dispatcher: None,
+            feed: feed.clone(),
+        });
+        App {
+            router,
+            events,
+            store,
+            feed,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    fn open() -> App {
+        App::new(FEED_CAPACITY, AccessConfig::default())
+    }
+
+    async fn device(&self, id: &str, namespace: &str, labels: &[(&str, &str)]) {
+        let mut t = Twin::default();
+        t.spec.device_id = id.into();
+        t.meta.name = id.into();
+        t.meta.namespace = namespace.into();
+        t.meta.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TwinStore::create(&self.store, &t).await.unwrap();
+    }
+
+    async fn watch(&self, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Sse) {
+        let mut request = Request::builder()
+            .uri(format!("/v1/events/watch{query}"))
+            .header(header::HOST, "localhost");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        (
+            status,
+            Sse {
+                body: response.into_body(),
+                buffer: String::new(),
+            },
+        )
+    }
+}
+
+/// One SSE message: `event`, `id`, `data` (parsed as JSON when it is).
+#[derive(Debug)]
+struct Message {
+    event: String,
+    id: String,
+    data: Value,
+}
+
+struct Sse {
+    body: Body,
+    buffer: String,
+}
+
+impl Sse {
+    /// The next message (comments skipped); None when the stream ended or nothing came
+    /// within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut m = Message {
+                    event: String::new(),
+                    id: String::new(),
+                    data: Value::Null,
+                };
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        m.event = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        m.id = v.trim().into();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        let v = v.trim();
+                        m.data = serde_json::from_str(v).unwrap_or(Value::String(v.into()));
+                    }
+                }
+                if m.event.is_empty() && m.id.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(m);
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
+            match frame {
+                Ok(Some(Ok(f))) => {
+                    if let Ok(data) = f.into_data() {
+                        self.buffer.push_str(&String::from_utf8_lossy(&data));
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    async fn ids(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::new();
+        while ids.len() < n {
+            match self.next(WAIT).await {
+                Some(m) => ids.push(m.id),
+                None => break,
+            }
+        }
+        ids
+    }
+}
+
+fn event(reason: EventReason, device: &str, cause: &str, offset_ms: i64) -> Event {
+    let time = Utc::now() + chrono::Duration::milliseconds(offset_ms);
+    Event::new(reason, device, time, cause, "test")
+}
+
+#[tokio::test]
+async fn the_feed_publishes_an_appended_event_with_its_devices_labels() {
+    let app = App::open();
+    app.device("w1", "lab", &[("site", "roof")]).await;
+    let mut rx = app.feed.subscribe();
+    let e = event(EventReason::DeviceOnline, "w1", "s1", 0).for_twin(&{
+        let mut t = Twin::default();
+        t.meta.name = "w1".into();
+        t.meta.namespace = "lab".into();
+        t
+    });
+    app.events.append(std::slice::from_ref(&e)).await.unwrap();
+    let got = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, e.id);
+    assert_eq!(got.reason, EventReason::DeviceOnline);
+    assert_eq!(got.namespace, "lab");
+    assert_eq!(
+        got.labels,
+        BTreeMap::from([("site".to_string(), "roof".to_string())])
+    );
+    // A device without a twin (deleted): published, without labels.
+    let gone = event(EventReason::DeviceDeleted, "gone", "d1", 1);
+    app.events
+        .append(std::slice::from_ref(&gone))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, gone.id);
+    assert!(got.labels.is_empty());
+    // And it is stored: the decorator lists what the store holds.
+    let page = app
+        .events
+        .list(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+}
+
+#[tokio::test]
+async fn an_event_appended_twice_is_published_twice_but_one_stream_sends_it_once() {
+    let app = App::open();
+    let (status, mut sse) = app.watch("", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut rx = app.feed.subscribe();
+    let e = event(EventReason::CommandSent, "w1", "c1", 0);
+    app.events.append(std::slice::from_ref(&e)).await.unwrap();
+    app.events.append(std::slice::from_ref(&e)).await.unwrap();
+    let marker = event(EventReason::CommandCompleted, "w1", "c1", 1);
+    app.events
+        .append(std::slice::from_ref(&marker))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let got = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.id, e.id);
+    }
+    assert_eq!(sse.ids(2).await, vec![e.id.clone(), marker.id.clone()]);
+    let stored = app
+        .events
+        .list(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.items.len(),
+        2,
+        "the store keeps one of the two appends"
+    );
+}
+
+#[tokio::test]
+async fn the_watch_stream_filters_by_reason_device_namespace_and_labels() {
+    let app = App::open();
+    app.device("w1", "lab", &[("site", "roof")]).await;
+    app.device("w2", "lab", &[("site", "cellar")]).await;
+    app.device("w3", "default", &[("site", "roof")]).await;
+    let (_, mut by_reason) = app.watch("?reason=deviceoffline", &[]).await;
+    let (_, mut by_device) = app.watch("?deviceId=w2", &[]).await;
+    let (_, mut by_namespace) = app.watch("?namespace=default", &[]).await;
+    let (_, mut by_labels) = app.watch("?labels=site%3Droof&namespace=lab", &[]).await;
+    let evs = [
+        event(EventReason::DeviceOnline, "w1", "1", 0),
+        event(EventReason::DeviceOffline, "w2", "2", 1),
+        event(EventReason::DeviceOnline, "w3", "3", 2),
+    ];
+    app.events.append(&evs).await.unwrap();
+    let first = by_reason.next(WAIT).await.unwrap();
+    assert_eq!(first.id, evs[1].id);
+    assert_eq!(first.event, "DeviceOffline");
+    assert_eq!(first.data["deviceId"], "w2");
+    assert_eq!(first.data["labels"]["site"], "cellar");
+    assert_eq!(by_device.next(WAIT).await.unwrap().id, evs[1].id);
+    assert_eq!(by_namespace.next(WAIT).await.unwrap().id, evs[2].id);
+    assert_eq!(by_labels.next(WAIT).await.unwrap().id, evs[0].id);
+    // Nothing else came on any of them.
+    for sse in [
+        &mut by_reason,
+        &mut by_device,
+        &mut by_namespace,
+        &mut by_labels,
+    ] {
+        assert!(sse.next(Duration::from_millis(300)).await.is_none());
+    }
+    let (status, _) = app.watch("?reason=Exploded", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn last_event_id_replays_the_stored_events_after_it_then_goes_live() {
+    let app = App::open();
+    let evs: Vec<Event> = (0..3)
+        .map(|i| event(EventReason::CommandSent, "w1", &format!("c{i}"), i))
+        .collect();
+    app.events.append(&evs).await.unwrap();
+    let (status, mut sse) = app
+        .watch("?deviceId=w1", &[("last-event-id", &evs[0].id)])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sse.ids(2).await, vec![evs[1].id.clone(), evs[2].id.clone()]);
+    let live = event(EventReason::CommandSent, "w1", "c3", 3);
+    app.events
+        .append(std::slice::from_ref(&live))
+        .await
+        .unwrap();
+    assert_eq!(sse.next(WAIT).await.unwrap().id, live.id);
+}
+
+#[tokio::test]
+async fn a_watcher_that_lags_behind_the_channel_gets_what_it_missed_from_the_store() {
+    let app = App::new(4, AccessConfig::default());
+    let (_, mut sse) = app.watch("", &[]).await;
+    // The watcher does not read: its buffer fills and the channel (4) overflows.
+    let evs: Vec<Event> = (0..150)
+        .map(|i| event(EventReason::CommandSent, "w1", &format!("c{i}"), i))
+        .collect();
+    for e in &evs {
+        app.events.append(std::slice::from_ref(e)).await.unwrap();
+    }
+    let got = sse.ids(evs.len()).await;
+    let want: Vec<String> = evs.iter().map(|e| e.id.clone()).collect();
+    let mut sorted_got = got.clone();
+    sorted_got.sort();
+    let mut sorted_want = want.clone();
+    sorted_want.sort();
+    assert_eq!(sorted_got, sorted_want, "every event once, none missing");
+    assert!(sse.next(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn the_watch_route_needs_the_hubs_bearer_token() {
+    let app = App::new(
+        FEED_CAPACITY,
+        AccessConfig {
+            api_token: Some(TOKEN.into()),
+            ..AccessConfig::default()
+        },
+    );
+    let (status, _) = app.watch("", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, mut sse) = app.watch("", &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let e = event(EventReason::DeviceOnline, "w1", "s", 0);
+    app.events.append(std::slice::from_ref(&e)).await.unwrap();
+    assert_eq!(sse.next(WAIT).await.unwrap().id, e.id);
+}
+
+#[tokio::test]
+async fn the_stream_ends_when_the_hub_shuts_down() {
+    let app = App::open();
+    let (_, mut sse) = app.watch("", &[]).await;
+    app.shutdown.cancel();
+    let ended =
+        tokio::time::timeout(WAIT, async { while sse.body.frame().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the stream did not end");
+}
