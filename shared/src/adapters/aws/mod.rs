@@ -269,7 +269,10 @@ mod tests {
         assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
         assert!(e.is_retryable());
         let e = store_error("DynamoDB Query twins", html(400));
-        assert!(matches!(e, StoreError::Corrupt(_)), "a 4xx without a code: {e}");
+        assert!(
+            matches!(e, StoreError::Corrupt(_)),
+            "a 4xx without a code: {e}"
+        );
         assert!(!e.is_retryable());
     }
 

@@ -12,7 +12,10 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use crate::adapters::aws::{backoff, is_retryable_sdk, DisplayErrorChain};
 use crate::ports::{CertificateError, CertificateIssuer, DeviceCertificate};
 
-fn cert_error<E>(what: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> CertificateError
+fn cert_error<E>(
+    what: &str,
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> CertificateError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
