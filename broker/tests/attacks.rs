@@ -11,27 +11,15 @@ use std::{
 
 use bytes::Bytes;
 use mir_broker::{DisconnectReason, Limit, QoS, Refusal, Rejection};
-use mir_proto::DeviceId;
 use rumqttc::{
     ConnectReturnCode, ConnectionError, LastWill, Packet, QoS as Q, SubscribeReasonCode,
 };
 use support::*;
 
-fn id(s: &str) -> DeviceId {
-    DeviceId::new(s).unwrap()
-}
-
 /// Connects the victim `dev-1` over mTLS with a persistent session subscribed to its
 /// commands.
 async fn victim(b: &TestBroker, pki: &Pki) -> (Device, rumqttc::MqttOptions) {
-    let cert = pki.ca.issue_device_cert(&id("dev-1")).unwrap();
-    let key = cert.private_key_pem.clone().unwrap();
-    let mut o = tls_opts(
-        "dev-1",
-        b.tls.unwrap(),
-        pki.ca.ca_cert_pem(),
-        Some((&cert.cert_pem, &key)),
-    );
+    let (mut o, _) = pki.device_opts("dev-1", b.tls.unwrap());
     o.set_clean_session(false);
     let (mut d, _) = Device::connect(o.clone()).await;
     let codes = d.subscribe(&[("mir/dev-1/cmd/req", Q::AtLeastOnce)]).await;
@@ -152,14 +140,7 @@ async fn a_revoked_certificate_is_refused_and_disconnect_cuts_off_the_device_usi
         })
         .start()
         .await;
-    let cert = pki.ca.issue_device_cert(&id("dev-1")).unwrap();
-    let key = cert.private_key_pem.clone().unwrap();
-    let mut o = tls_opts(
-        "dev-1",
-        b.tls.unwrap(),
-        pki.ca.ca_cert_pem(),
-        Some((&cert.cert_pem, &key)),
-    );
+    let (mut o, cert) = pki.device_opts("dev-1", b.tls.unwrap());
     o.set_clean_session(false);
     o.set_last_will(LastWill::new(
         "mir/dev-1/hb",
@@ -214,14 +195,7 @@ async fn a_revoked_certificate_is_refused_and_disconnect_cuts_off_the_device_usi
         b.handle.metrics().rejections(Rejection::AdmissionRefused),
         1
     );
-    let fresh = pki.ca.issue_device_cert(&id("dev-1")).unwrap();
-    let fresh_key = fresh.private_key_pem.clone().unwrap();
-    let mut o = tls_opts(
-        "dev-1",
-        b.tls.unwrap(),
-        pki.ca.ca_cert_pem(),
-        Some((&fresh.cert_pem, &fresh_key)),
-    );
+    let (mut o, _fresh) = pki.device_opts("dev-1", b.tls.unwrap());
     o.set_clean_session(false);
     let (_d, present) = Device::connect(o).await;
     assert!(!present, "a new session");

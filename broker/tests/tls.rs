@@ -19,14 +19,7 @@ async fn a_device_with_a_certificate_from_the_hub_ca_is_accepted() {
     let pki = Pki::new();
     let b = broker().tls_only(pki.listener()).start().await;
     let addr = b.tls.unwrap();
-    let cert = pki.ca.issue_device_cert(&id("dev-1")).unwrap();
-    let key = cert.private_key_pem.clone().unwrap();
-    let o = tls_opts(
-        "dev-1",
-        addr,
-        pki.ca.ca_cert_pem(),
-        Some((&cert.cert_pem, &key)),
-    );
+    let (o, _) = pki.device_opts("dev-1", addr);
     let (mut d, _) = Device::connect(o).await;
     b.hooks.wait_connects("dev-1", 1).await;
     let info = &b.hooks.connects("dev-1")[0];

@@ -470,6 +470,27 @@ impl Pki {
             client_ca_pem: self.ca.ca_cert_pem().to_string(),
         }
     }
+
+    /// A new certificate of this CA for device `id`, and the options that connect with
+    /// it to the mTLS listener at `addr`.
+    pub fn device_opts(
+        &self,
+        id: &str,
+        addr: SocketAddr,
+    ) -> (MqttOptions, mir_broker::ca::IssuedCert) {
+        let cert = self
+            .ca
+            .issue_device_cert(&mir_proto::DeviceId::new(id).unwrap())
+            .unwrap();
+        let key = cert.private_key_pem.clone().unwrap();
+        let opts = tls_opts(
+            id,
+            addr,
+            self.ca.ca_cert_pem(),
+            Some((&cert.cert_pem, &key)),
+        );
+        (opts, cert)
+    }
 }
 
 /// MQTT options for the mTLS listener, trusting `server_ca_pem`, with an optional
