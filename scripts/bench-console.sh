@@ -28,9 +28,10 @@ for _ in $(seq 1 120); do
   kill -0 "$hub" 2>/dev/null || { cat "$data/hub.log" >&2; exit 1; }
   sleep 0.5
 done
-api=$(sed -n 's/.*"http": *"\([^"]*\)".*/\1/p' "$data/endpoints.json" | head -n 1)
+. scripts/lib/local-hub.sh
+api=$(hub_endpoint "$data" http)
 [ -n "$api" ] || { echo "mir local wrote no http endpoint" >&2; exit 1; }
-mqtt=$(sed -n 's/.*"mqtt": *"\([^"]*\)".*/\1/p' "$data/endpoints.json" | head -n 1)
+mqtt=$(hub_endpoint "$data" mqtt)
 devices="${MIR_BENCH_DEVICES:-1000}"
 cat >"$data/swarm.yaml" <<YAML
 apiVersion: mir/v1alpha

@@ -55,15 +55,8 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 step() { current_step="$1"; printf '\n==> %s\n' "$1"; }
 
-# Polls "$@" every 0.5 s until it succeeds or $1 seconds pass.
-wait_for() {
-  local secs=$1; shift
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.5
-  done
-}
+# wait_for, hub_endpoint, weather_yaml
+. scripts/lib/local-hub.sh
 
 port_free() { ! (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_port() { if port_free "$1"; then echo "$1"; else echo 0; fi; }
@@ -86,21 +79,15 @@ mir local --data-dir "$data" --http-port "$http_port" --mqtt-port "$mqtt_port" \
 hub=$!
 hub_ready() { kill -0 "$hub" 2>/dev/null && [ -s "$data/endpoints.json" ]; }
 wait_for 60 hub_ready || fail "mir local did not write $data/endpoints.json"
-endpoint() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$data/endpoints.json" | head -n 1; }
-api=$(endpoint http)
-mqtt=$(endpoint mqtt)
+api=$(hub_endpoint "$data" http)
+mqtt=$(hub_endpoint "$data" mqtt)
 [ -n "$api" ] && [ -n "$mqtt" ] || fail "endpoints.json has no http or mqtt endpoint"
 export MIR_API="$api"
 echo "hub: API $api, MQTT $mqtt, console $api/"
 [ "$http_port" = 8180 ] || echo "(port 8180 was taken: the hub listens on $api instead)"
 
 step "start the weather device"
-mkdir -p "$data/weather"
-# The example's own device.yaml with the hub's MQTT endpoint and a store under the data dir.
-sed -e "s|^  target: .*|  target: \"$mqtt\"|" \
-  -e "s|^    folderPath: .*|    folderPath: \"$data/weather/store\"|" \
-  device-sdk/examples/device.yaml >"$data/weather/device.yaml"
-grep -q "target: \"$mqtt\"" "$data/weather/device.yaml" || fail "could not write $data/weather/device.yaml"
+weather_yaml "$data" "$mqtt" || fail "could not write $data/weather/device.yaml"
 RUST_LOG=warn "$bin/examples/weather" "$data/weather/device.yaml" >"$data/device.log" 2>&1 &
 device=$!
 

@@ -31,15 +31,8 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-# Polls "$@" every 0.5 s until it succeeds or $1 seconds pass.
-wait_for() {
-  local secs=$1; shift
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.5
-  done
-}
+# wait_for, hub_endpoint, weather_yaml
+. scripts/lib/local-hub.sh
 
 chromium=/usr/bin/chromium
 if [ ! -x "$chromium" ]; then
@@ -65,17 +58,12 @@ bin="$CARGO_TARGET_DIR/debug"
 hub=$!
 hub_ready() { kill -0 "$hub" 2>/dev/null && [ -s "$data/endpoints.json" ]; }
 wait_for 60 hub_ready || fail "mir local did not write $data/endpoints.json"
-endpoint() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$data/endpoints.json" | head -n 1; }
-api=$(endpoint http)
-mqtt=$(endpoint mqtt)
+api=$(hub_endpoint "$data" http)
+mqtt=$(hub_endpoint "$data" mqtt)
 [ -n "$api" ] && [ -n "$mqtt" ] || fail "endpoints.json has no http or mqtt endpoint"
 
-mkdir -p "$data/weather"
-sed -e "s|^  target: .*|  target: \"$mqtt\"|" \
-  -e "s|^    folderPath: .*|    folderPath: \"$data/weather/store\"|" \
-  -e "s|^  dataRateSec: .*|  dataRateSec: 1|" \
-  device-sdk/examples/device.yaml >"$data/weather/device.yaml"
-grep -q "target: \"$mqtt\"" "$data/weather/device.yaml" || fail "could not write $data/weather/device.yaml"
+weather_yaml "$data" "$mqtt" -e "s|^  dataRateSec: .*|  dataRateSec: 1|" ||
+  fail "could not write $data/weather/device.yaml"
 RUST_LOG=warn "$bin/examples/weather" "$data/weather/device.yaml" >"$data/device.log" 2>&1 &
 device=$!
 
