@@ -1,16 +1,18 @@
 //! The device policy (docs/architecture.md, Topics and rule events): what a device may
 //! publish and subscribe to. Pure functions of the client id and the topic.
 
-use mir_proto::topics::{DeviceTopic, Direction};
+use mir_proto::topics::{parse_custom, DeviceTopic, Direction};
 
-/// The device policy for PUBLISH: `mir/{own id}/{suffix}` of a device-to-cloud topic.
+/// The device policy for PUBLISH: `mir/{own id}/{suffix}` of a device-to-cloud topic,
+/// or one of its own custom routes, `mir/{own id}/x/{module}/{route}`.
 pub(crate) fn may_publish(client_id: &str, topic: &str) -> bool {
     let Some(suffix) = own_rest(client_id, topic) else {
         return false;
     };
-    DeviceTopic::ALL
+    let platform = DeviceTopic::ALL
         .iter()
-        .any(|t| t.suffix() == suffix && t.direction() == Direction::DeviceToCloud)
+        .any(|t| t.suffix() == suffix && t.direction() == Direction::DeviceToCloud);
+    platform || parse_custom(topic).is_ok_and(|(id, _)| id.as_str() == client_id)
 }
 
 /// The device policy for SUBSCRIBE: a valid filter under `mir/{own id}/` (so no
@@ -45,6 +47,15 @@ mod tests {
         assert!(!may_publish("d1", "mir/d1/unknown"));
         assert!(!may_publish("d1", "other/d1/tlm"));
         assert!(!may_publish("d1", "$aws/events/presence/connected/d1"));
+    }
+
+    #[test]
+    fn devices_publish_on_their_own_custom_routes_only() {
+        assert!(may_publish("d1", "mir/d1/x/alerts/door"));
+        assert!(!may_publish("d1", "mir/d2/x/alerts/door"));
+        assert!(!may_publish("d1", "mir/d1/x/alerts"));
+        assert!(!may_publish("d1", "mir/d1/x/alerts/door/open"));
+        assert!(!may_publish("d1", "mir/d1/x/Alerts/door"));
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Rules {
                     schedule,
                 } => rules.presence = Some((name, *lifecycle, *schedule)),
                 Function::Schedule(handler) => rules.scheduled.push((name, *handler)),
-                Function::Api(_) => {}
+                // The hub's feed (`crate::feed`) publishes what the events port stores.
+                Function::Api(_) | Function::Stream(_) => {}
             }
         }
         Ok(rules)

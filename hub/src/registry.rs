@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use mir_shared::{
     api::{error_response, ApiError},
+    domain::Event,
     invocation::Invocation,
     ports::{MissingPort, Ports},
     rule_event::{PresenceInput, RuleEvent},
@@ -54,6 +55,8 @@ pub type PresenceFn =
 /// A scheduled run (the presence sweep, the certificate rotation), at a time.
 pub type ScheduleFn =
     for<'a> fn(&'a Ports, DateTime<Utc>) -> BoxFuture<'a, Result<Value, InvokeError>>;
+/// A function of the events table's stream: the stored events, in order.
+pub type StreamFn = for<'a> fn(&'a Ports, Vec<Event>) -> BoxFuture<'a, Result<Value, InvokeError>>;
 /// An HTTP route: API Gateway (payload v2) in, response out, before the invocation's
 /// deadline.
 pub type ApiFn = for<'a> fn(
@@ -73,6 +76,8 @@ pub enum Function {
     Api(ApiFn),
     /// A function run by its schedule alone.
     Schedule(ScheduleFn),
+    /// A function of the events table's stream (the hub runs it after each append).
+    Stream(StreamFn),
 }
 
 impl std::fmt::Debug for Function {
@@ -82,6 +87,7 @@ impl std::fmt::Debug for Function {
             Function::Presence { .. } => "Presence",
             Function::Api(_) => "Api",
             Function::Schedule(_) => "Schedule",
+            Function::Stream(_) => "Stream",
         })
     }
 }
@@ -181,6 +187,18 @@ pub const REGISTRY: &[(&str, Function)] = &[
         "certificate-rotation",
         schedule!(mir_fn_certificate_rotation),
     ),
+    (
+        "event-feed",
+        Function::Stream(|ports, events| {
+            Box::pin(async move {
+                let deps = mir_fn_event_feed::Deps::try_from(ports)?;
+                let out = mir_fn_event_feed::handle(&deps, events)
+                    .await
+                    .map_err(|p| p.error)?;
+                Ok(serde_json::to_value(out)?)
+            })
+        }),
+    ),
 ];
 
 /// The function named `name`.
@@ -221,6 +239,20 @@ mod tests {
                     "{} is registered as a scheduled function",
                     f.name
                 ),
+                Function::Stream(_) => assert!(
+                    f.streams.iter().any(|s| s.table == "events")
+                        && f.rules.is_empty()
+                        && f.http.is_empty(),
+                    "{} is registered as a function of the events stream",
+                    f.name
+                ),
+            }
+            if !f.streams.is_empty() {
+                assert!(
+                    matches!(entry, Function::Stream(_)),
+                    "{} has a stream the registry cannot run",
+                    f.name
+                );
             }
             if !f.schedules.is_empty() {
                 assert!(

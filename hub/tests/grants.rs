@@ -6,8 +6,8 @@
 //! the sweep, delete) and on unknown devices (which provision their twin). The proxy
 //! sees each DynamoDB request; read operations count as `r` on their table, writes as
 //! `w` (a transaction item by item: a condition check reads). The publisher records
-//! the topics. The test fails when routes.json grants a function less than it uses, or
-//! more.
+//! the topics, the event feed whether the function published. The test fails when
+//! routes.json grants a function less than it uses, or more.
 //!
 //! Needs MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start).
 
@@ -29,7 +29,11 @@ use mir_hub::{
 };
 use mir_proto::wire::Heartbeat;
 use mir_shared::{
-    adapters::{aws::AwsEnvironment, memory::RecordingPublisher},
+    adapters::{
+        aws::AwsEnvironment,
+        memory::{RecordingFeed, RecordingPublisher},
+    },
+    domain::{EventFilter, PageRequest},
     invocation::Invocation,
     ports::Ports,
     routes::RoutesTable,
@@ -42,11 +46,13 @@ use mir_shared::{
 
 use meter::{Call, Meter};
 
-/// What one function was seen doing: per store, read and/or write; topics published.
+/// What one function was seen doing: per store, read and/or write; topics published;
+/// whether it put events on the feed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Used {
     stores: BTreeMap<String, BTreeSet<char>>,
     topics: BTreeSet<String>,
+    feed: bool,
 }
 
 impl Used {
@@ -110,6 +116,9 @@ struct Run {
     publisher: Arc<RecordingPublisher>,
     /// How many of the publisher's records are already filed.
     published: usize,
+    feed: Arc<RecordingFeed>,
+    /// How many of the feed's events are already filed.
+    fed: usize,
     used: BTreeMap<String, Used>,
     now_ms: i64,
     /// The local CA and certificate book of the certificate routes.
@@ -136,9 +145,11 @@ impl Run {
             endpoint: Arc::new(std::sync::OnceLock::new()),
             broker: Arc::new(std::sync::OnceLock::new()),
         };
+        let feed = Arc::new(RecordingFeed::new());
         let ports = Ports {
             publisher: Some(publisher.clone()),
             certificates: Some(Arc::new(certificates)),
+            feed: Some(feed.clone()),
             ..env.ports
         };
         Run {
@@ -147,6 +158,8 @@ impl Run {
             ports,
             publisher,
             published: 0,
+            feed,
+            fed: 0,
             used: BTreeMap::new(),
             now_ms: 1_790_000_000_000,
             _ca_dir: ca_dir,
@@ -171,6 +184,9 @@ impl Run {
             let (_, suffix) = mir_proto::topics::parse(&topic).expect("a device topic");
             used.topics.insert(suffix.suffix().to_string());
         }
+        let fed = self.feed.published().len();
+        used.feed |= fed > self.fed;
+        self.fed = fed;
     }
 
     /// The ports of a fresh process: each function is its own Lambda with its own
@@ -232,6 +248,30 @@ impl Run {
         self.record(function);
     }
 
+    /// The function of the events stream, with every event stored so far (as the stream
+    /// would bring them). Reading them is the test's, not the function's.
+    async fn stream(&mut self, function: &str) {
+        let Some(Function::Stream(f)) = registry::function(function) else {
+            panic!("{function} is not a function of the events stream");
+        };
+        let page = PageRequest {
+            limit: 100,
+            token: None,
+        };
+        let events = self
+            .ports
+            .events()
+            .expect("events")
+            .list(&EventFilter::default(), &page)
+            .await
+            .expect("stored events")
+            .items;
+        assert!(!events.is_empty(), "the device's life recorded events");
+        self.meter.take();
+        let _ = f(&self.fresh(), events).await;
+        self.record(function);
+    }
+
     /// One API request; returns its status and JSON body.
     async fn api(
         &mut self,
@@ -265,15 +305,20 @@ fn heartbeat(id: &str, ms: i64) -> RuleEvent {
     rule_event(id, &hb.encode_to_vec(), ms)
 }
 
-/// routes.json's grants of `f`: table access, and the topics it may publish.
-fn granted(f: &mir_shared::routes::FunctionRoute) -> (BTreeMap<String, String>, BTreeSet<String>) {
+/// routes.json's grants of `f`: table access, the topics it may publish, whether it may
+/// put events on the feed.
+fn granted(
+    f: &mir_shared::routes::FunctionRoute,
+) -> (BTreeMap<String, String>, BTreeSet<String>, bool) {
     let mut stores = BTreeMap::new();
     let mut topics = BTreeSet::new();
+    let mut feed = false;
     for (k, v) in &f.access {
         match (k.as_str(), v) {
             ("publish", Value::Array(list)) => {
                 topics.extend(list.iter().filter_map(Value::as_str).map(str::to_string))
             }
+            ("feed", Value::Bool(b)) => feed = *b,
             ("certificates", _) => {}
             (store, Value::String(rw)) => {
                 stores.insert(store.to_string(), rw.clone());
@@ -281,7 +326,7 @@ fn granted(f: &mir_shared::routes::FunctionRoute) -> (BTreeMap<String, String>, 
             other => panic!("{}: unexpected access entry {other:?}", f.name),
         }
     }
-    (stores, topics)
+    (stores, topics, feed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,12 +491,14 @@ async fn routes_json_grants_each_function_exactly_what_its_handler_uses() {
     r.lifecycle("g1", "disconnected").await;
     r.lifecycle("g5", "connected").await;
     r.sweep().await;
+    // The feed: every event of that life, off the events stream.
+    r.stream("event-feed").await;
 
     let routes = RoutesTable::load().expect("routes.json");
     let mut wrong = Vec::new();
     for f in &routes.functions {
         let used = r.used.get(&f.name).cloned().unwrap_or_default();
-        let (stores, topics) = granted(f);
+        let (stores, topics, feed) = granted(f);
         if used.access() != stores {
             wrong.push(format!(
                 "{}: routes.json grants {stores:?}, the handler uses {:?}",
@@ -463,6 +510,12 @@ async fn routes_json_grants_each_function_exactly_what_its_handler_uses() {
             wrong.push(format!(
                 "{}: routes.json lets it publish {topics:?}, the handler publishes {:?}",
                 f.name, used.topics
+            ));
+        }
+        if used.feed != feed {
+            wrong.push(format!(
+                "{}: routes.json lets it put events on the feed: {feed}, the handler does: {}",
+                f.name, used.feed
             ));
         }
     }

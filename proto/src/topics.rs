@@ -115,6 +115,107 @@ pub fn parse(topic: &str) -> Result<(DeviceId, DeviceTopic), TopicError> {
     Ok((id, kind))
 }
 
+/// The level of custom device routes: `mir/{id}/x/{module}/{route}`.
+pub const CUSTOM: &str = "x";
+
+/// The filter of every custom device route of every device.
+pub const CUSTOM_FILTER: &str = "mir/+/x/+/+";
+
+/// Most bytes of a module or route name.
+pub const MAX_CUSTOM_NAME: usize = 32;
+
+/// A custom device route: a device -> cloud topic of a module's own
+/// (`mir/{id}/x/{module}/{route}`), which the device may publish on and the module
+/// subscribes to. The platform stores nothing of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomRoute {
+    module: String,
+    route: String,
+}
+
+/// Why a module or route name is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} {name:?} must be 1 to {MAX_CUSTOM_NAME} of a-z, 0-9 and '-', starting with a letter"
+)]
+pub struct InvalidCustomName {
+    pub what: &'static str,
+    pub name: String,
+}
+
+fn custom_name(what: &'static str, name: &str) -> Result<String, InvalidCustomName> {
+    let ok = name.len() <= MAX_CUSTOM_NAME
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(InvalidCustomName {
+            what,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl CustomRoute {
+    pub fn new(module: &str, route: &str) -> Result<Self, InvalidCustomName> {
+        Ok(Self {
+            module: custom_name("module", module)?,
+            route: custom_name("route", route)?,
+        })
+    }
+
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The topic for one device.
+    pub fn for_device(&self, id: &DeviceId) -> String {
+        format!(
+            "{ROOT}/{}/{CUSTOM}/{}/{}",
+            id.as_str(),
+            self.module,
+            self.route
+        )
+    }
+
+    /// The filter of this route for every device, as a module's IoT rule reads it.
+    pub fn filter(&self) -> String {
+        format!("{ROOT}/+/{CUSTOM}/{}/{}", self.module, self.route)
+    }
+}
+
+/// Parses `mir/{id}/x/{module}/{route}`.
+pub fn parse_custom(topic: &str) -> Result<(DeviceId, CustomRoute), TopicError> {
+    let rest = topic
+        .strip_prefix(ROOT)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(|| TopicError::NotMir(topic.to_string()))?;
+    let unknown = || TopicError::Unknown(topic.to_string());
+    let mut parts = rest.split('/');
+    let (Some(id), Some(CUSTOM), Some(module), Some(route), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(unknown());
+    };
+    let id = DeviceId::new(id).map_err(|source| TopicError::BadDeviceId {
+        topic: topic.to_string(),
+        source,
+    })?;
+    let route = CustomRoute::new(module, route).map_err(|_| unknown())?;
+    Ok((id, route))
+}
+
 /// Lifecycle event kinds published by AWS IoT (and the local hub).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceKind {
@@ -187,6 +288,50 @@ mod tests {
         assert!(matches!(parse("mir/x/nope"), Err(TopicError::Unknown(_))));
         assert!(matches!(parse("mir/x"), Err(TopicError::Unknown(_))));
         assert!(matches!(parse("mirx/y/tlm"), Err(TopicError::NotMir(_))));
+    }
+
+    #[test]
+    fn a_custom_route_round_trips_through_its_topic_and_matches_its_filters() {
+        let route = CustomRoute::new("alerts", "door-open").expect("valid names");
+        let topic = route.for_device(&id("pump-1"));
+        assert_eq!(topic, "mir/pump-1/x/alerts/door-open");
+        assert_eq!(parse_custom(&topic), Ok((id("pump-1"), route.clone())));
+        assert!(matches(&route.filter(), &topic));
+        assert!(matches(CUSTOM_FILTER, &topic));
+        // Not a platform topic.
+        assert!(matches!(parse(&topic), Err(TopicError::Unknown(_))));
+    }
+
+    #[test]
+    fn custom_routes_with_bad_names_or_levels_are_refused() {
+        for bad in [
+            "mir/d1/x/alerts",
+            "mir/d1/x/alerts/door/more",
+            "mir/d1/x/Alerts/door",
+            "mir/d1/x/alerts/",
+            "mir/d1/x/alerts/+",
+            "mir/d1/y/alerts/door",
+            "mir/d1/tlm",
+        ] {
+            assert!(
+                matches!(parse_custom(bad), Err(TopicError::Unknown(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_custom("mir/a b/x/alerts/door"),
+            Err(TopicError::BadDeviceId { .. })
+        ));
+        assert_eq!(
+            CustomRoute::new("alerts", &"r".repeat(33))
+                .err()
+                .map(|e| e.what),
+            Some("route")
+        );
+        assert_eq!(
+            CustomRoute::new("9lives", "door").err().map(|e| e.what),
+            Some("module")
+        );
     }
 
     #[test]

@@ -39,20 +39,28 @@
 //!   acknowledged as success ([`crate::failure::settle`]), so that neither AWS retries
 //!   it nor does it fill the failure queue;
 //! - HTTP routes ([`run_api`]): the handler always answers (errors are HTTP statuses);
-//!   [`run_api_within`] also hands it the invocation's deadline ([`Invocation`]).
+//!   [`run_api_within`] also hands it the invocation's deadline ([`Invocation`]);
+//! - the events table's stream ([`run_event_stream`]): the inserted events, in order;
+//!   a failure a retry can fix is reported for the first event that did not go out
+//!   (`ReportBatchItemFailures`), so Lambda retries the stream from that record.
 
 use std::{future::Future, sync::OnceLock};
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::{
+    apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse},
+    dynamodb::Event as DynamoDbStreamEvent,
+    streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse},
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::adapters::aws::AwsEnvironment;
+use crate::adapters::{aws::AwsEnvironment, dynamodb::event_of_image};
 use crate::api;
+use crate::domain::Event;
 use crate::failure::{self, InvocationInput};
 use crate::invocation::Invocation;
 use crate::ports::Ports;
-use crate::service::HandlerError;
+use crate::service::{feed::Partial, HandlerError};
 
 pub use lambda_runtime::Error;
 
@@ -150,4 +158,174 @@ where
         Ok::<_, Error>(resp)
     }))
     .await
+}
+
+/// The events of a batch of the events table's stream, each with its record's sequence
+/// number. Only inserted events count (the event source mapping lets no other record
+/// through); an image that does not decode is logged and skipped, since no retry can
+/// decode it.
+pub fn stream_events(batch: DynamoDbStreamEvent) -> Vec<(Event, String)> {
+    batch
+        .records
+        .into_iter()
+        .filter(|r| r.event_name == "INSERT")
+        .filter_map(|r| {
+            let sequence = r.change.sequence_number.clone().unwrap_or_default();
+            match event_of_image(r.change.new_image) {
+                Ok(Some(event)) => Some((event, sequence)),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(%sequence, error = %e, "stream record skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// The batch response for `outcome`: no failure, or the record of the first event that
+/// did not go out when a retry can publish it (Lambda retries from there). A failure no
+/// retry can fix is logged and the batch acknowledged.
+pub fn stream_response<O: Serialize>(
+    sequences: &[String],
+    outcome: Result<O, Partial>,
+) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    match outcome {
+        Ok(out) => {
+            let out = serde_json::to_string(&out).unwrap_or_default();
+            tracing::debug!(%out, "batch done");
+        }
+        Err(p) if p.is_retryable() => match sequences.get(p.published) {
+            Some(sequence) => {
+                tracing::warn!(error = %p, %sequence, "batch failed; Lambda retries from this record");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = Some(sequence.clone());
+                response.batch_item_failures.push(failure);
+            }
+            None => tracing::warn!(error = %p, "batch failed after its last event"),
+        },
+        Err(p) => tracing::error!(error = %p, retryable = false, "batch failed; not retried"),
+    }
+    response
+}
+
+/// Runs a handler of the events table's stream until the runtime stops (see the module
+/// docs): [`stream_events`] in, [`stream_response`] out.
+pub async fn run_event_stream<O, F, Fut>(handler: F) -> Result<(), Error>
+where
+    O: Serialize + Send + 'static,
+    F: Fn(Vec<Event>) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<O, Partial>> + Send,
+{
+    let handler = &handler;
+    lambda_runtime::run(service_fn(
+        move |ev: LambdaEvent<DynamoDbStreamEvent>| async move {
+            let (events, sequences): (Vec<Event>, Vec<String>) =
+                stream_events(ev.payload).into_iter().unzip();
+            let outcome = handler(events).await;
+            Ok::<_, Error>(stream_response(&sequences, outcome))
+        },
+    ))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::FeedError;
+
+    fn sequences() -> Vec<String> {
+        ["100", "200", "300"].map(String::from).to_vec()
+    }
+
+    fn unavailable(published: usize) -> Partial {
+        Partial {
+            published,
+            error: HandlerError::Feed(FeedError::Unavailable {
+                published,
+                message: "throttled".into(),
+                source: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_that_went_out_reports_no_failure() {
+        let r = stream_response(&sequences(), Ok(3));
+        assert!(r.batch_item_failures.is_empty());
+    }
+
+    #[test]
+    fn a_retryable_failure_reports_the_record_of_the_first_event_that_did_not_go_out() {
+        let r = stream_response::<()>(&sequences(), Err(unavailable(1)));
+        let ids: Vec<Option<String>> = r
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        assert_eq!(ids, vec![Some("200".to_string())]);
+    }
+
+    #[test]
+    fn a_failure_no_retry_can_fix_acknowledges_the_batch() {
+        let refused = Partial {
+            published: 0,
+            error: HandlerError::Feed(FeedError::Refused {
+                id: "e1".into(),
+                code: "InvalidArgument".into(),
+            }),
+        };
+        let r = stream_response::<()>(&sequences(), Err(refused));
+        assert!(r.batch_item_failures.is_empty());
+    }
+
+    #[test]
+    fn stream_records_of_new_events_decode_and_the_rest_are_skipped() {
+        let event = crate::domain::Event::new(
+            crate::domain::EventReason::DeviceOnline,
+            "d1",
+            chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default(),
+            "c1",
+            "online",
+        );
+        let image = |pk: &str, with_event: bool| {
+            let mut item = serde_json::json!({
+                "pk": {"S": pk}, "sk": {"S": "0001:e"}, "gsi1pk": {"S": "x"},
+                "gsi1sk": {"S": "y"}, "expiresAt": {"N": "1790000000"}
+            });
+            if with_event {
+                item["event"] = serde_json::json!({"M": {
+                    "id": {"S": event.id}, "time": {"S": "2026-09-21T13:46:40Z"},
+                    "type": {"S": "Normal"}, "reason": {"S": "DeviceOnline"},
+                    "deviceId": {"S": "d1"}, "message": {"S": "online"}
+                }});
+            }
+            item
+        };
+        let record = |name: &str, seq: &str, image: serde_json::Value| {
+            serde_json::json!({
+                "eventID": seq, "eventName": name, "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/e/stream/2026",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1790000000,
+                    "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                    "NewImage": image, "SequenceNumber": seq, "SizeBytes": 120,
+                    "StreamViewType": "NEW_IMAGE"
+                }
+            })
+        };
+        let batch = serde_json::json!({"Records": [
+            record("INSERT", "1", image("DAY#2026-09-21#03", true)),
+            record("INSERT", "2", image("DAYS", false)),
+            record("MODIFY", "3", image("DAY#2026-09-21#03", true)),
+            record("INSERT", "4", image("DAY#2026-09-21#04", false)),
+        ]});
+        let got = stream_events(serde_json::from_value(batch).expect("a stream event"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "1");
+        assert_eq!(got[0].0.id, event.id);
+        assert_eq!(got[0].0.reason, crate::domain::EventReason::DeviceOnline);
+    }
 }

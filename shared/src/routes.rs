@@ -25,7 +25,8 @@ pub struct FunctionRoute {
     pub crate_name: String,
     pub path: String,
     pub description: String,
-    /// Store -> "r" | "w" | "rw"; `publish` / `certificates` -> true.
+    /// Store -> "r" | "w" | "rw"; `publish` -> its topics; `certificates` / `feed`
+    /// (puts events on the EventBridge bus) -> true.
     pub access: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub rules: Vec<TopicRule>,
@@ -33,6 +34,9 @@ pub struct FunctionRoute {
     pub http: Vec<HttpRoute>,
     #[serde(default)]
     pub schedules: Vec<Schedule>,
+    /// DynamoDB streams that invoke the function (the table's store name).
+    #[serde(default)]
+    pub streams: Vec<StreamTrigger>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +57,13 @@ pub struct HttpRoute {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schedule {
     pub rate_minutes: u32,
+}
+
+/// A DynamoDB stream trigger: the new items of the table of store `table` (`events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamTrigger {
+    pub table: String,
 }
 
 impl RoutesTable {
@@ -98,14 +109,17 @@ mod tests {
     use mir_proto::topics::{DeviceTopic, Direction};
 
     #[test]
-    fn the_routes_file_parses_and_names_thirteen_functions() {
+    fn the_routes_file_parses_and_names_fourteen_functions() {
         let t = RoutesTable::load().expect("routes.json parses");
-        assert_eq!(t.functions.len(), 13);
+        assert_eq!(t.functions.len(), 14);
         for f in &t.functions {
             assert_eq!(f.crate_name, format!("mir-fn-{}", f.name));
             assert_eq!(f.path, format!("functions/{}", f.name));
             assert!(
-                !f.rules.is_empty() || !f.http.is_empty() || !f.schedules.is_empty(),
+                !f.rules.is_empty()
+                    || !f.http.is_empty()
+                    || !f.schedules.is_empty()
+                    || !f.streams.is_empty(),
                 "{} has no trigger",
                 f.name
             );

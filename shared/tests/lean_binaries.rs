@@ -1,6 +1,7 @@
 //! Each Lambda binary links only the AWS SDK clients its `access` in routes.json needs:
 //! DynamoDB always, the IoT clients when it publishes or issues certificates, Timestream
-//! when it touches telemetry (the sink is chosen at deploy time). Read from
+//! when it touches telemetry (the sink is chosen at deploy time), EventBridge when it puts
+//! events on the feed. Read from
 //! `cargo tree` of each function crate alone, with its default (`lambda`) features.
 
 use std::collections::BTreeSet;
@@ -51,6 +52,9 @@ fn expected(access: &std::collections::BTreeMap<String, serde_json::Value>) -> B
     ]);
     if on("publish") || on("certificates") {
         want.extend(["aws-sdk-iot".into(), "aws-sdk-iotdataplane".into()]);
+    }
+    if on("feed") {
+        want.insert("aws-sdk-eventbridge".into());
     }
     if on("telemetry") {
         want.extend([

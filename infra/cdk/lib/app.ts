@@ -35,11 +35,12 @@ export function buildMirApp(app: App, env?: Environment, options: MirAppOptions 
 
   const data = new DataStack(app, stackName(config.stage, 'data'), {
     ...common,
-    description: `Mir ${config.stage}: DynamoDB tables, telemetry store, API access logs (retained); the stage lock of the account and region`,
+    description: `Mir ${config.stage}: DynamoDB tables, telemetry store, API access logs (retained), the event bus; the stage lock of the account and region`,
     stage: config.stage,
     telemetrySink: config.telemetrySink,
     telemetryRetentionDays: config.telemetryRetentionDays,
     apiAccessLogRetentionDays: config.apiAccessLogRetentionDays,
+    feedArchiveDays: config.feedArchiveDays,
   });
   claimAccountRegion(app, data, config.stage);
   const functions = new FunctionsStack(app, stackName(config.stage, 'functions'), {

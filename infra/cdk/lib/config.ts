@@ -29,6 +29,8 @@ export interface MirConfig {
    * function name -> executions, or undefined for "no reservation".
    */
   readonly deviceConcurrency: ReadonlyMap<string, number | undefined>;
+  /** Days the event bus's archive keeps the platform's events, for replays. */
+  readonly feedArchiveDays: number;
 }
 
 /** Context keys understood by the app. */
@@ -46,6 +48,7 @@ export const CONTEXT = {
   apiThrottleBurstLimit: 'mir:apiThrottleBurstLimit',
   apiAccessLogRetentionDays: 'mir:apiAccessLogRetentionDays',
   deviceConcurrency: 'mir:deviceConcurrency',
+  feedArchiveDays: 'mir:feedArchiveDays',
 } as const;
 
 /** The telemetry sink of a deployment without `-c mir:telemetrySink=...`. */
@@ -77,6 +80,11 @@ export const LOG_RETENTION_DAYS: readonly number[] = [
  * unreserved).
  */
 export const DEFAULT_DEVICE_CONCURRENCY = 'default=20,telemetry=100';
+/**
+ * The event bus archives the platform's events this many days, so that a module that was
+ * down (or a new one) can replay what it missed (EventBridge StartReplay).
+ */
+export const DEFAULT_FEED_ARCHIVE_DAYS = 7;
 /** Upper bound of one function's reserved concurrency (the default account quota). */
 export const MAX_RESERVED_CONCURRENCY = 1000;
 /** Upper bound of every retention in days (100 years; Timestream's magnetic store allows 73000). */
@@ -220,6 +228,7 @@ export function readConfig(node: Node, stageOverride?: string): MirConfig {
     apiThrottle: apiThrottle(node),
     apiAccessLogRetentionDays: accessLogRetention(node),
     deviceConcurrency: parseDeviceConcurrency(String(node.tryGetContext(CONTEXT.deviceConcurrency) ?? DEFAULT_DEVICE_CONCURRENCY), routes),
+    feedArchiveDays: intInRange(node, CONTEXT.feedArchiveDays, DEFAULT_FEED_ARCHIVE_DAYS, 1, MAX_RETENTION_DAYS),
   };
 }
 
@@ -239,6 +248,8 @@ export const ENV = {
   commandsTtlDays: 'MIR_COMMANDS_TTL_DAYS',
   telemetryRetentionDays: 'MIR_TELEMETRY_RETENTION_DAYS',
   eventRetention: 'MIR_EVENT_RETENTION',
+  /** The event feed's EventBridge bus (functions with `access.feed`). */
+  eventBusName: 'MIR_EVENT_BUS_NAME',
   /** Every function: the AWS SDK's operation timeout (all attempts of one call), in ms, below the function's timeout. */
   awsOperationTimeoutMs: 'MIR_AWS_OPERATION_TIMEOUT_MS',
   /** Every function: the AWS SDK's timeout of one attempt, in ms. */

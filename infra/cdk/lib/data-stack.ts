@@ -10,6 +10,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as timestream from 'aws-cdk-lib/aws-timestream';
 import { Construct } from 'constructs';
 import { TelemetrySink } from './config';
+import { EventFeedBus } from './feed';
 import { StageLock } from './stage-lock';
 
 export interface DataStackProps extends StackProps {
@@ -19,6 +20,8 @@ export interface DataStackProps extends StackProps {
   readonly telemetrySink: TelemetrySink;
   /** Magnetic store retention of the Timestream table (timestream sink), in days. */
   readonly telemetryRetentionDays: number;
+  /** Days the event bus's archive keeps the platform's events. */
+  readonly feedArchiveDays: number;
 }
 
 export interface TimestreamStore {
@@ -53,6 +56,8 @@ interface TableOptions {
   readonly gsi1: dynamodb.ProjectionType;
   /** Add the sparse KEYS_ONLY gsi2. */
   readonly gsi2?: boolean;
+  /** A stream of the table's changes. */
+  readonly stream?: dynamodb.StreamViewType;
 }
 
 export class DataStack extends Stack {
@@ -68,6 +73,8 @@ export class DataStack extends Stack {
   /** Where API Gateway writes one line per request (the api stack's stage). */
   public readonly apiAccessLogs: logs.LogGroup;
   public readonly stageLock: StageLock;
+  /** The event feed (feed.ts): teams attach their rules to it, so it outlives the functions. */
+  public readonly eventBus: EventFeedBus;
   /** The console's operators (console.ts): people, so retained like the data. */
   public readonly operators: cognito.UserPool;
 
@@ -83,7 +90,9 @@ export class DataStack extends Stack {
     // telemetry write no gsi1 attributes, so theirs stays empty and costs nothing.
     this.schemas = this.table('Schemas', 'SchemasTable', { gsi1: dynamodb.ProjectionType.ALL });
     this.commands = this.table('Commands', 'CommandsTable', { gsi1: dynamodb.ProjectionType.ALL });
-    this.events = this.table('Events', 'EventsTable', { gsi1: dynamodb.ProjectionType.ALL });
+    // Its stream carries each new event to the event feed (functions-stack.ts, event-feed).
+    this.events = this.table('Events', 'EventsTable', { gsi1: dynamodb.ProjectionType.ALL, stream: dynamodb.StreamViewType.NEW_IMAGE });
+    this.eventBus = new EventFeedBus(this, 'EventFeed', { archiveDays: props.feedArchiveDays });
 
     // Only an administrator creates operators (infra/cdk/README.md, "Console").
     this.operators = new cognito.UserPool(this, 'Operators', {
@@ -130,6 +139,7 @@ export class DataStack extends Stack {
 
   private table(id: string, outputId: string, options: TableOptions): dynamodb.Table {
     const table = new dynamodb.Table(this, id, {
+      stream: options.stream,
       partitionKey: { name: KEYS.pk, type: dynamodb.AttributeType.STRING },
       sortKey: { name: KEYS.sk, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,

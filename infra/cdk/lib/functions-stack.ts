@@ -6,6 +6,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as cr from 'aws-cdk-lib/custom-resources';
@@ -80,6 +81,7 @@ export class FunctionsStack extends Stack {
           targets: [new targets.LambdaFunction(mf.function, { retryAttempts: 2, maxEventAge: Duration.hours(1) })],
         });
       }
+      for (const st of spec.streams ?? []) this.addStream(mf.function, st.table, props.data);
       this.functions.set(spec.name, mf.function);
     }
 
@@ -117,6 +119,7 @@ export class FunctionsStack extends Stack {
     }
     if (a.publish || a.certificates) env[ENV.iotDataEndpoint] = this.iotDataEndpoint;
     if (a.certificates) env[ENV.iotPolicyName] = props.devicePolicyName;
+    if (a.feed) env[ENV.eventBusName] = data.eventBus.bus.eventBusName;
     return env;
   }
 
@@ -158,6 +161,36 @@ export class FunctionsStack extends Stack {
       );
     }
     if (a.certificates) this.grantCertificates(fn, props.devicePolicyName);
+    if (a.feed) data.eventBus.bus.grantPutEventsTo(fn);
+  }
+
+  /**
+   * The new events of the events table (the stream's inserts of `DAY#` items; the
+   * directory of days and TTL deletions are filtered out before Lambda is invoked, so
+   * they cost nothing). The handler reports the first record it could not publish
+   * (ReportBatchItemFailures), Lambda retries from there, and a batch still failing
+   * after its retries or a day old goes to the failure queue (as a pointer to the
+   * records, which stay readable in the table).
+   */
+  private addStream(fn: lambda.IFunction, table: 'events', data: DataStack): void {
+    const source = { events: data.events }[table];
+    fn.addEventSource(
+      new sources.DynamoEventSource(source, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        maxBatchingWindow: Duration.seconds(1),
+        reportBatchItemFailures: true,
+        retryAttempts: 10,
+        maxRecordAge: Duration.days(1),
+        onFailure: new sources.SqsDlq(this.deadLetterQueue),
+        filters: [
+          lambda.FilterCriteria.filter({
+            eventName: lambda.FilterRule.isEqual('INSERT'),
+            dynamodb: { NewImage: { pk: { S: lambda.FilterRule.beginsWith('DAY#') } } },
+          }),
+        ],
+      }),
+    );
   }
 
   /**

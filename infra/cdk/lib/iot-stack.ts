@@ -97,9 +97,13 @@ export class IotStack extends Stack {
 
 /**
  * A device may connect only as its own thing, publish only its device->cloud topics and
+ * its own custom routes (`mir/{id}/x/{module}/{route}`, for modules: lib/module.ts), and
  * subscribe/receive only its cloud->device topics: every resource carries
  * ${iot:Connection.Thing.ThingName} in the device id position.
  */
+/** The level of custom device routes (mir-proto topics::CUSTOM). */
+export const CUSTOM_ROUTES = 'x';
+
 export function devicePolicyDocument(scope: Construct): Record<string, unknown> {
   const stack = Stack.of(scope);
   const arn = (resource: string, resourceName: string) =>
@@ -121,6 +125,13 @@ export function devicePolicyDocument(scope: Construct): Record<string, unknown> 
         Effect: 'Allow',
         Action: 'iot:Publish',
         Resource: TOPICS.deviceToCloud.map((s) => arn('topic', own(s))),
+      },
+      {
+        // Below its own id only: the wildcard can never reach another device's topics.
+        Sid: 'PublishOwnCustomRoutes',
+        Effect: 'Allow',
+        Action: 'iot:Publish',
+        Resource: [arn('topic', own(`${CUSTOM_ROUTES}/*`))],
       },
       {
         Sid: 'SubscribeOwnTopics',

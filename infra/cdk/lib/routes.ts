@@ -16,6 +16,8 @@ export interface Access {
   readonly publish?: readonly string[];
   /** IoT control plane: things, certificates, policy attachment. */
   readonly certificates?: boolean;
+  /** events:PutEvents on the event feed's bus. */
+  readonly feed?: boolean;
 }
 
 export interface TopicRuleSpec {
@@ -34,6 +36,11 @@ export interface ScheduleSpec {
   readonly rateMinutes: number;
 }
 
+/** A DynamoDB stream trigger: the new items of a table (only `events` has a stream). */
+export interface StreamSpec {
+  readonly table: 'events';
+}
+
 export interface FunctionSpec {
   readonly name: string;
   readonly crate: string;
@@ -43,6 +50,8 @@ export interface FunctionSpec {
   readonly rules: TopicRuleSpec[];
   readonly http: HttpRouteSpec[];
   readonly schedules: ScheduleSpec[];
+  /** Absent means none. */
+  readonly streams?: StreamSpec[];
 }
 
 export interface RoutesTable {
@@ -57,7 +66,9 @@ const RW_VALUES: readonly string[] = ['r', 'w', 'rw'];
 const METHODS: readonly string[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 /** The topics a function may publish to (config.ts TOPICS.cloudToDevice). */
 const CLOUD_TO_DEVICE: readonly unknown[] = ['cmd/req', 'cfg/desired', 'hello/get'];
-const ACCESS_KEYS: readonly string[] = [...TABLE_ACCESS_KEYS, 'publish', 'certificates'];
+const ACCESS_KEYS: readonly string[] = [...TABLE_ACCESS_KEYS, 'publish', 'certificates', 'feed'];
+/** The tables with a stream (data-stack.ts). */
+const STREAM_TABLES: readonly unknown[] = ['events'];
 const NAME_RE = /^[a-z][a-z0-9-]*$/;
 // API Gateway HTTP API paths: literal segments and {param} segments, no greedy params.
 const HTTP_PATH_RE = /^\/v1(\/([a-z0-9-]+|\{[a-zA-Z][a-zA-Z0-9]*\}))+$/;
@@ -123,7 +134,7 @@ export function validateRoutes(raw: unknown, source = 'routes.json'): RoutesTabl
           if (!Array.isArray(v) || v.length === 0 || !v.every((t) => CLOUD_TO_DEVICE.includes(t))) {
             fail(`${where}: access.publish must list cloud -> device topics (${CLOUD_TO_DEVICE.join(', ')})`);
           }
-        } else if (k === 'certificates') {
+        } else if (k === 'certificates' || k === 'feed') {
           if (typeof v !== 'boolean') fail(`${where}: access.${k} must be a boolean`);
         } else if (typeof v !== 'string' || !RW_VALUES.includes(v)) {
           fail(`${where}: access.${k} must be one of r, w, rw`);
@@ -154,10 +165,15 @@ export function validateRoutes(raw: unknown, source = 'routes.json'): RoutesTabl
         fail(`${where}: schedule rateMinutes must be a positive integer`);
       }
     }
+    if (f.streams !== undefined && !Array.isArray(f.streams)) fail(`${where}: "streams" must be an array`);
+    for (const st of (Array.isArray(f.streams) ? f.streams : []) as Record<string, unknown>[]) {
+      if (!STREAM_TABLES.includes(st.table)) fail(`${where}: a stream must name a table with a stream (${STREAM_TABLES.join(', ')}), got ${JSON.stringify(st.table)}`);
+    }
     const triggers = (f.rules as unknown[] | undefined)?.length ?? 0;
     const routes = (f.http as unknown[] | undefined)?.length ?? 0;
     const schedules = (f.schedules as unknown[] | undefined)?.length ?? 0;
-    if (triggers + routes + schedules === 0) fail(`${where}: has no trigger (rules, http or schedules)`);
+    const streams = Array.isArray(f.streams) ? f.streams.length : 0;
+    if (triggers + routes + schedules + streams === 0) fail(`${where}: has no trigger (rules, http, schedules or streams)`);
   }
   if (errors.length > 0) {
     throw new Error(`${source} is invalid:\n  - ${errors.join('\n  - ')}`);

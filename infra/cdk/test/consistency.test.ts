@@ -76,6 +76,8 @@ for (const flavour of ['default', 'timestream'] as const) {
     // For operators, not for `mir ctx import`: where alarms go, what to redrive, the access
     // logs, the dashboard, and the role (or managed policy) of each operator job.
     want.push('AlarmTopicArn', 'FailureQueueUrl', 'ApiAccessLogGroup', 'DashboardUrl');
+    // The event feed, for the rules of modules (module-sdk's construct).
+    want.push('EventBusName', 'EventBusArn');
     // The console (mir ctx import records ConsoleUrl; mir tlm list links to it) and its operators.
     want.push('ConsoleUrl', 'OperatorsUserPoolId', 'ConsoleBucket');
     for (const job of ['ReadOnly', 'Operator', 'Provisioner', 'Admin']) want.push(`${job}RoleArn`, `${job}PolicyArn`);

@@ -23,6 +23,7 @@ const CONTRACT = new Set([
   'MIR_COMMANDS_TTL_DAYS',
   'MIR_TELEMETRY_RETENTION_DAYS',
   'MIR_EVENT_RETENTION',
+  'MIR_EVENT_BUS_NAME',
   'MIR_AWS_OPERATION_TIMEOUT_MS',
   'MIR_AWS_ATTEMPT_TIMEOUT_MS',
   'RUST_LOG',
@@ -42,6 +43,7 @@ function expectedEnv(a: Access, sink: 'timestream' | 'dynamodb'): string[] {
   }
   if (a.publish || a.certificates) e.push('MIR_IOT_DATA_ENDPOINT');
   if (a.certificates) e.push('MIR_IOT_POLICY_NAME');
+  if (a.feed) e.push('MIR_EVENT_BUS_NAME');
   return e.sort();
 }
 
@@ -84,6 +86,25 @@ function tableIds(s: Synth): Map<string, string> {
 }
 
 /** store -> {read, write} as granted to a function by its IAM statements. */
+/** The stream actions CDK grants a function its DynamoDB stream trigger needs. */
+const STREAM_READ = ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator'];
+
+/** The tables whose streams a function may read, from its stream-only statements. */
+function streamAccess(s: Synth, fnResource: any): string[] {
+  const ids = tableIds(s);
+  const out: string[] = [];
+  for (const st of statementsOf(s, fnResource)) {
+    const acts = actionsOf(st);
+    for (const imp of importsIn(st.Resource)) {
+      const target = resolveImport(s, imp);
+      if (target?.['Fn::GetAtt']?.[1] !== 'StreamArn') continue;
+      assert.deepEqual([...acts].sort(), STREAM_READ, 'only stream reads on a stream');
+      out.push(ids.get(target['Fn::GetAtt'][0])!);
+    }
+  }
+  return out.sort();
+}
+
 function dynamoAccess(s: Synth, fnResource: any): Map<string, { read: boolean; write: boolean }> {
   const ids = tableIds(s);
   const access = new Map<string, { read: boolean; write: boolean }>();
@@ -92,6 +113,8 @@ function dynamoAccess(s: Synth, fnResource: any): Map<string, { read: boolean; w
     if (!acts.some((a) => a.startsWith('dynamodb:'))) continue;
     for (const imp of importsIn(st.Resource)) {
       const target = resolveImport(s, imp);
+      // A stream trigger's reads (streamAccess) are not table access.
+      if (target?.['Fn::GetAtt']?.[1] === 'StreamArn') continue;
       const id = target?.['Fn::GetAtt']?.[0];
       const store = ids.get(id);
       assert.ok(store, `dynamodb grant on unknown resource ${JSON.stringify(target)}`);
@@ -214,6 +237,14 @@ for (const flavour of ['default', 'timestream', 'artifacts'] as const) {
         const queue = s.json.functions.Resources[dest];
         assert.equal(queue.Type, 'AWS::SQS::Queue');
         assert.ok(queue.Properties.SqsManagedSseEnabled === true || queue.Properties.KmsMasterKeyId, `${name}: DLQ not encrypted`);
+      }
+    });
+
+    test('a function reads the stream of the tables its streams name, and no other stream', () => {
+      const s = synth(flavour);
+      for (const f of ROUTES.functions) {
+        const want = (f.streams ?? []).map((st) => st.table).sort();
+        assert.deepEqual(streamAccess(s, mirFunctions(s).get(f.name)![1]), want, f.name);
       }
     });
 

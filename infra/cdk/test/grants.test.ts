@@ -27,6 +27,9 @@ const ANY_RESOURCE_ACTIONS: Record<string, string> = {
   // so there is no ARN to scope to.
   'iot:CreateCertificateFromCsr': 'creates the certificate, no resource type',
   'iot:CreateKeysAndCertificate': 'creates the certificate, no resource type',
+  // event-feed's event source mapping reads the events table's stream; CDK grants the
+  // stream reads on the stream ARN, and ListStreams, which has no resource type, on `*`.
+  'dynamodb:ListStreams': 'lists the streams of the account, no resource type',
   // CDK's BucketDeployment (console stack, lib/console.ts) invalidates the console's
   // index.html and config.json after an upload; CDK grants its invalidations on `*`.
   'cloudfront:CreateInvalidation': "CDK's BucketDeployment, console stack only",

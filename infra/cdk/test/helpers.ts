@@ -186,7 +186,9 @@ export function devicePolicyViolations(doc: any): string[] {
     for (const r of resources) {
       const where = `${asArray(st.Action).join(',')} on ${r}`;
       if (!r.includes(THING_NAME_VAR)) problems.push(`${where}: not scoped by ${THING_NAME_VAR}`);
-      if (r.includes('*')) problems.push(`${where}: wildcard`);
+      // The one wildcard allowed: below the device's own custom routes level.
+      const ownCustom = r.endsWith(`:topic/mir/${THING_NAME_VAR}/x/*`) && r.indexOf('*') === r.length - 1;
+      if (r.includes('*') && !ownCustom) problems.push(`${where}: wildcard`);
       const m = /:(client|topic|topicfilter)\/(.*)$/.exec(r);
       if (!m) {
         problems.push(`${where}: not a client/topic/topicfilter resource`);

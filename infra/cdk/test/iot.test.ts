@@ -62,6 +62,11 @@ test('the device policy checker catches a policy that lets a device reach other 
   publish.Resource.push('arn:aws:iot:eu-west-1:123456789012:topic/mir/*/tlm');
   assert.ok(devicePolicyViolations(doc).some((v) => v.includes('topic/mir/*/tlm')));
 
+  const others = JSON.parse(JSON.stringify(devicePolicy().Properties.PolicyDocument));
+  const custom = others.Statement.find((st: any) => st.Sid === 'PublishOwnCustomRoutes');
+  custom.Resource = ['arn:aws:iot:eu-west-1:123456789012:topic/mir/*/x/*'];
+  assert.ok(devicePolicyViolations(others).some((v) => v.includes('topic/mir/*/x/*')), 'custom routes of any device');
+
   const sneaky = JSON.parse(JSON.stringify(devicePolicy().Properties.PolicyDocument));
   const receive = sneaky.Statement.find((st: any) => asArray(st.Action).includes('iot:Receive'));
   receive.Resource = [`arn:aws:iot:eu-west-1:123456789012:topic/mir/other/cmd/req/${THING}`];
@@ -72,7 +77,7 @@ test('the device policy checker catches a policy that lets a device reach other 
   assert.ok(devicePolicyViolations(client).length > 0, 'any client id');
 });
 
-test('the device policy grants exactly: connect as itself, publish device->cloud, subscribe/receive cloud->device', () => {
+test('the device policy grants exactly: connect as itself, publish device->cloud and its own custom routes, subscribe/receive cloud->device', () => {
   const doc = devicePolicy().Properties.PolicyDocument;
   const byAction = new Map<string, string[]>();
   for (const st of doc.Statement) {
@@ -86,7 +91,7 @@ test('the device policy grants exactly: connect as itself, publish device->cloud
   assert.deepEqual(byAction.get('iot:Connect'), [`client/${THING}`]);
   const up = ['hello', 'hb', 'tlm', 'cfg/reported', 'cfg/desired/get', 'cmd/resp'];
   const down = ['cmd/req', 'cfg/desired', 'hello/get'];
-  assert.deepEqual(byAction.get('iot:Publish')!.sort(), up.map((x) => `topic/mir/${THING}/${x}`).sort());
+  assert.deepEqual(byAction.get('iot:Publish')!.sort(), [...up, 'x/*'].map((x) => `topic/mir/${THING}/${x}`).sort());
   assert.deepEqual(byAction.get('iot:Subscribe')!.sort(), down.map((x) => `topicfilter/mir/${THING}/${x}`).sort());
   assert.deepEqual(byAction.get('iot:Receive')!.sort(), down.map((x) => `topic/mir/${THING}/${x}`).sort());
 });

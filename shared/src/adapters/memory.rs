@@ -1,5 +1,6 @@
-//! In-process adapters that hold no data worth keeping: a recording publisher and a
-//! settable clock. Used by the local hub's tests and by handler tests.
+//! In-process adapters that hold no data worth keeping: a recording publisher, a
+//! recording event feed and a settable clock. Used by the local hub's tests and by
+//! handler tests.
 
 use std::sync::Mutex;
 
@@ -7,7 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::ports::{Clock, DevicePublisher, PublishError};
+use crate::domain::FeedEvent;
+use crate::ports::{Clock, DevicePublisher, FeedError, FeedPublisher, PublishError};
 
 /// Records every publish; devices listed in `offline` refuse them.
 #[derive(Debug, Default)]
@@ -47,6 +49,67 @@ impl DevicePublisher for RecordingPublisher {
         }
         if let Ok(mut p) = self.published.lock() {
             p.push((topic.to_string(), payload));
+        }
+        Ok(())
+    }
+}
+
+/// Records every event published; can be told to refuse an event for good, or to be
+/// unavailable after a number of events.
+#[derive(Debug, Default)]
+pub struct RecordingFeed {
+    published: Mutex<Vec<FeedEvent>>,
+    refuse: Mutex<Vec<String>>,
+    /// Publishes this many more events, then is unavailable (once).
+    fail_after: Mutex<Option<usize>>,
+}
+
+impl RecordingFeed {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn published(&self) -> Vec<FeedEvent> {
+        self.published.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The bus refuses the event `id` for good ([`FeedError::Refused`]).
+    pub fn refuse(&self, id: &str) {
+        if let Ok(mut r) = self.refuse.lock() {
+            r.push(id.to_string());
+        }
+    }
+
+    /// The next publish takes `n` events, then fails ([`FeedError::Unavailable`]).
+    pub fn fail_after(&self, n: usize) {
+        if let Ok(mut f) = self.fail_after.lock() {
+            *f = Some(n);
+        }
+    }
+}
+
+#[async_trait]
+impl FeedPublisher for RecordingFeed {
+    async fn publish(&self, events: &[FeedEvent]) -> Result<(), FeedError> {
+        let refused = self.refuse.lock().map(|r| r.clone()).unwrap_or_default();
+        let fail_after = self.fail_after.lock().ok().and_then(|mut f| f.take());
+        for (i, e) in events.iter().enumerate() {
+            if fail_after == Some(i) {
+                return Err(FeedError::Unavailable {
+                    published: i,
+                    message: "the recording feed was told to fail".into(),
+                    source: None,
+                });
+            }
+            if refused.contains(&e.id) {
+                return Err(FeedError::Refused {
+                    id: e.id.clone(),
+                    code: "InvalidArgument".into(),
+                });
+            }
+            if let Ok(mut p) = self.published.lock() {
+                p.push(e.clone());
+            }
         }
         Ok(())
     }

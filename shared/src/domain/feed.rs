@@ -27,6 +27,10 @@ use super::{
 /// The hub's server-sent events route (not in routes.json: API Gateway cannot stream).
 pub const WATCH_PATH: &str = "/v1/events/watch";
 
+/// The `source` of every event the platform puts on its EventBridge bus; the
+/// `detail-type` is the event's reason and the `detail` the [`FeedEvent`] document.
+pub const EVENTBRIDGE_SOURCE: &str = "mir";
+
 /// The SSE event name that tells a watcher it missed `data` events (a number) and that
 /// the stream ends: reconnect with `Last-Event-ID`.
 pub const LAGGED: &str = "lagged";

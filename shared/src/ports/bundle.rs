@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use super::{
-    CertificateIssuer, Clock, CommandStore, DevicePublisher, EventStore, SchemaStore, SystemClock,
-    TelemetryReader, TelemetrySink, TwinStore,
+    CertificateIssuer, Clock, CommandStore, DevicePublisher, EventStore, FeedPublisher,
+    SchemaStore, SystemClock, TelemetryReader, TelemetrySink, TwinStore,
 };
 use crate::service::SchemaCache;
 
@@ -37,6 +37,8 @@ pub struct Ports {
     pub publisher: Option<Arc<dyn DevicePublisher>>,
     /// `None` where the deployment issues no certificates (the API says so).
     pub certificates: Option<Arc<dyn CertificateIssuer>>,
+    /// The event feed (the EventBridge bus, the hub's feed).
+    pub feed: Option<Arc<dyn FeedPublisher>>,
     pub clock: Arc<dyn Clock>,
     /// Decoded schemas, shared by every function of the process.
     pub cache: Arc<SchemaCache>,
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Ports {
             .field("telemetry_reader", &has(self.telemetry_reader.is_some()))
             .field("publisher", &has(self.publisher.is_some()))
             .field("certificates", &has(self.certificates.is_some()))
+            .field("feed", &has(self.feed.is_some()))
             .field("stale_after", &self.stale_after)
             .field("certificate_grace", &self.certificate_grace)
             .finish()
@@ -76,6 +79,7 @@ impl Default for Ports {
             telemetry_reader: None,
             publisher: None,
             certificates: None,
+            feed: None,
             clock: Arc::new(SystemClock),
             cache: Arc::new(SchemaCache::default()),
             stale_after: DEFAULT_STALE_AFTER,
@@ -147,6 +151,10 @@ impl Ports {
         need("device publisher", &self.publisher)
     }
 
+    pub fn feed(&self) -> Result<&dyn FeedPublisher, MissingPort> {
+        need("event feed", &self.feed)
+    }
+
     /// Optional by design: `None` where no certificates are issued.
     pub fn certificates(&self) -> Option<&dyn CertificateIssuer> {
         self.certificates.as_deref()
@@ -163,9 +171,9 @@ impl Ports {
 
 /// Declares a function's `Deps`: the ports its handler uses, named as in [`Ports`]
 /// (`twins`, `schemas`, `commands`, `events`, `sink` (the telemetry sink), `telemetry`
-/// (the telemetry reader), `publisher`, `certificates` (optional), `cache`, `clock`,
-/// `stale_after`, `certificate_grace`), with its `TryFrom<&Ports>`. A port the environment lacks is a
-/// [`MissingPort`] naming it.
+/// (the telemetry reader), `publisher`, `certificates` (optional), `feed`, `cache`,
+/// `clock`, `stale_after`, `certificate_grace`), with its `TryFrom<&Ports>`. A port the
+/// environment lacks is a [`MissingPort`] naming it.
 ///
 /// ```
 /// mir_shared::deps! {
@@ -202,6 +210,7 @@ macro_rules! deps {
     (@type telemetry $l:lifetime) => { &$l dyn $crate::ports::TelemetryReader };
     (@type publisher $l:lifetime) => { &$l dyn $crate::ports::DevicePublisher };
     (@type certificates $l:lifetime) => { Option<&$l dyn $crate::ports::CertificateIssuer> };
+    (@type feed $l:lifetime) => { &$l dyn $crate::ports::FeedPublisher };
     (@type cache $l:lifetime) => { &$l $crate::service::SchemaCache };
     (@type clock $l:lifetime) => { &$l dyn $crate::ports::Clock };
     (@type stale_after $l:lifetime) => { $crate::ports::StaleAfter };

@@ -3,12 +3,14 @@
 //! [`Ports`] bundles them for one environment.
 
 mod bundle;
+mod feed;
 mod telemetry;
 
 pub use bundle::{
     CertificateGrace, MissingPort, Ports, StaleAfter, DEFAULT_CERTIFICATE_GRACE,
     DEFAULT_STALE_AFTER,
 };
+pub use feed::{FeedError, FeedPublisher};
 pub use telemetry::{
     PointKey, TelemetryCursor, TelemetryOrder, TelemetryQuery, TelemetryReader, TelemetrySeries,
     TelemetrySink,

@@ -114,6 +114,66 @@ fn malformed_protobuf_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_map_entry_without_its_key_field_is_an_invalid_descriptor_not_a_panic() {
+    use prost::Message as _;
+    use prost_types::{
+        field_descriptor_proto::{Label, Type},
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+        MessageOptions,
+    };
+    let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>, label: Label| {
+        FieldDescriptorProto {
+            name: Some(name.into()),
+            number: Some(number),
+            label: Some(label as i32),
+            r#type: Some(ty as i32),
+            type_name: type_name.map(str::to_string),
+            json_name: Some(name.into()),
+            ..Default::default()
+        }
+    };
+    // `map<string, int32> counts = 1;` whose entry's key field is numbered 3, not 1.
+    let entry = DescriptorProto {
+        name: Some("CountsEntry".into()),
+        field: vec![
+            field("key", 3, Type::String, None, Label::Optional),
+            field("value", 2, Type::Int32, None, Label::Optional),
+        ],
+        options: Some(MessageOptions {
+            map_entry: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let holder = DescriptorProto {
+        name: Some("Holder".into()),
+        field: vec![field(
+            "counts",
+            1,
+            Type::Message,
+            Some(".m.v1.Holder.CountsEntry"),
+            Label::Repeated,
+        )],
+        nested_type: vec![entry],
+        ..Default::default()
+    };
+    let set = FileDescriptorSet {
+        file: vec![FileDescriptorProto {
+            name: Some("m.proto".into()),
+            package: Some("m.v1".into()),
+            message_type: vec![holder],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        }],
+    };
+    let Err(SchemaError::InvalidDescriptor(why)) = Schema::from_descriptor_set(&set.encode_to_vec())
+    else {
+        panic!("a broken map entry must be refused");
+    };
+    assert!(why.contains("CountsEntry"), "{why}");
+}
+
+#[test]
 fn compressed_schemas_round_trip_and_bombs_are_refused() {
     let packed = compress(weather::DESCRIPTOR_SET);
     assert_eq!(

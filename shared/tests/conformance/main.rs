@@ -27,5 +27,7 @@ mod twins;
 
 #[cfg(feature = "aws")]
 mod aws_only;
+#[cfg(all(feature = "aws", feature = "lambda"))]
+mod event_feed;
 #[cfg(feature = "aws")]
 mod events_burst;

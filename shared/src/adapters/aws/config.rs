@@ -26,6 +26,7 @@ pub mod env {
     pub const OPERATION_TIMEOUT_MS: &str = "MIR_AWS_OPERATION_TIMEOUT_MS";
     pub const ATTEMPT_TIMEOUT_MS: &str = "MIR_AWS_ATTEMPT_TIMEOUT_MS";
     pub const CERTIFICATE_GRACE_HOURS: &str = "MIR_CERTIFICATE_GRACE_HOURS";
+    pub const EVENT_BUS_NAME: &str = "MIR_EVENT_BUS_NAME";
 }
 
 /// A configuration that cannot work.
@@ -69,6 +70,8 @@ pub struct AwsConfig {
     /// Host of the IoT data endpoint (`<prefix>-ats.iot.<region>.amazonaws.com`).
     pub iot_data_endpoint: Option<String>,
     pub iot_policy_name: Option<String>,
+    /// The EventBridge bus of the event feed (name or ARN).
+    pub event_bus: Option<String>,
     /// How long events are kept, per reason (validated).
     pub event_retention: EventRetention,
     pub commands_ttl_days: u32,
@@ -178,6 +181,7 @@ impl Default for AwsConfig {
             telemetry: None,
             iot_data_endpoint: None,
             iot_policy_name: None,
+            event_bus: None,
             event_retention: EventRetention::default(),
             commands_ttl_days: 7,
             telemetry_retention_days: DEFAULT_TELEMETRY_RETENTION_DAYS,
@@ -283,7 +287,8 @@ impl AwsConfig {
 
     /// Whether this binary has the adapters the configuration names: the IoT clients
     /// (feature `iot`) for `MIR_IOT_DATA_ENDPOINT` and `MIR_IOT_POLICY_NAME`, Timestream
-    /// (feature `timestream`) for the timestream sink.
+    /// (feature `timestream`) for the timestream sink, EventBridge (feature
+    /// `eventbridge`) for `MIR_EVENT_BUS_NAME`.
     pub fn check_built_in(&self) -> Result<(), ConfigError> {
         let missing = |var, feature| Err(ConfigError::NotBuiltIn { var, feature });
         if matches!(self.telemetry, Some(TelemetryConfig::Timestream { .. }))
@@ -298,6 +303,9 @@ impl AwsConfig {
             if self.iot_policy_name.is_some() {
                 return missing(env::IOT_POLICY_NAME, "iot");
             }
+        }
+        if self.event_bus.is_some() && !cfg!(feature = "eventbridge") {
+            return missing(env::EVENT_BUS_NAME, "eventbridge");
         }
         Ok(())
     }
@@ -388,6 +396,7 @@ impl AwsConfig {
             telemetry,
             iot_data_endpoint,
             iot_policy_name: get(env::IOT_POLICY_NAME),
+            event_bus: get(env::EVENT_BUS_NAME),
             event_retention: event_retention(get(env::EVENTS_TTL_DAYS), get(env::EVENT_RETENTION))?,
             commands_ttl_days: days(env::COMMANDS_TTL_DAYS, get(env::COMMANDS_TTL_DAYS), 7)?,
             telemetry_retention_days: telemetry_retention(get(env::TELEMETRY_RETENTION_DAYS))?,
@@ -471,9 +480,10 @@ impl fmt::Display for AwsConfig {
         }
         write!(
             f,
-            " iotDataEndpoint={} iotPolicy={} eventRetention={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={} allowGeneratedKeys={} sdkTimeoutMs={}/{}",
+            " iotDataEndpoint={} iotPolicy={} eventBus={} eventRetention={} commandsTtlDays={} telemetryRetentionDays={} endpointUrl={} allowGeneratedKeys={} sdkTimeoutMs={}/{}",
             o(&self.iot_data_endpoint),
             o(&self.iot_policy_name),
+            o(&self.event_bus),
             self.event_retention,
             self.commands_ttl_days,
             self.telemetry_retention_days,

@@ -2,8 +2,9 @@
 //! [`Ports`] of the adapters the configuration names (a function's environment only
 //! holds the tables and endpoints its `access` in `routes.json` grants).
 //!
-//! DynamoDB is always built in; the IoT clients (feature `iot`) and Timestream (feature
-//! `timestream`) only in the binaries whose `access` needs them. [`AwsEnvironment::from_env`]
+//! DynamoDB is always built in; the IoT clients (feature `iot`), Timestream (feature
+//! `timestream`) and EventBridge (feature `eventbridge`) only in the binaries whose
+//! `access` needs them. [`AwsEnvironment::from_env`]
 //! refuses a configuration that names an adapter the binary lacks
 //! ([`ConfigError::NotBuiltIn`]).
 
@@ -129,6 +130,11 @@ impl AwsEnvironment {
         ports.telemetry_reader = reader;
         #[cfg(feature = "iot")]
         Self::iot_ports(&config, &sdk, &mut ports);
+        #[cfg(feature = "eventbridge")]
+        if let Some(bus) = &config.event_bus {
+            use crate::adapters::eventbridge::{aws_sdk_eventbridge::Client, EventBridgeFeed};
+            ports.feed = Some(Arc::new(EventBridgeFeed::new(Client::new(&sdk), bus)));
+        }
         Self { config, sdk, ports }
     }
 

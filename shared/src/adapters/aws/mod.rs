@@ -21,6 +21,7 @@
 //! | `MIR_AWS_OPERATION_TIMEOUT_MS`, `MIR_AWS_ATTEMPT_TIMEOUT_MS` | the SDK clients' operation and attempt timeouts (default 10000 and 3000; the attempt at most the operation) |
 //! | `MIR_ALLOW_GENERATED_KEYS` | `true` lets the API issue a certificate without a CSR (AWS generates the key); default `false` |
 //! | `MIR_CERTIFICATE_GRACE_HOURS` | hours a device's earlier certificates stay active after a new one is issued (`certificate-rotation`); default 24 |
+//! | `MIR_EVENT_BUS_NAME` | EventBridge bus of the event feed (`event-feed`; feature `eventbridge`) |
 
 use std::{fmt, time::Duration};
 

@@ -87,6 +87,22 @@ fn time_of_key(key: &str) -> Option<DateTime<Utc>> {
     Some(DateTime::from_timestamp_nanos(ns))
 }
 
+/// The event of an item of the events table as its stream records carry it (a
+/// DynamoDB Streams `NewImage`): `None` for the table's other items (its directory of
+/// days), [`StoreError::Corrupt`] for an event item that does not decode.
+pub fn event_of_image(image: serde_dynamo::Item) -> StoreResult<Option<Event>> {
+    let is_event = matches!(
+        image.get("pk"),
+        Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with("DAY#")
+    );
+    if !is_event {
+        return Ok(None);
+    }
+    let item: EventItem = serde_dynamo::from_item(image)
+        .map_err(|e| StoreError::Corrupt(format!("decoding an event stream image: {e}")))?;
+    Ok(Some(item.event))
+}
+
 /// Where a page ended: the sort key of its last event.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -54,7 +54,7 @@ mod twins;
 pub use aws_sdk_dynamodb;
 pub use commands::DynamoCommandStore;
 pub use create::create_table;
-pub use events::{DynamoEventStore, EVENT_SHARDS};
+pub use events::{event_of_image, DynamoEventStore, EVENT_SHARDS};
 pub use schemas::DynamoSchemaStore;
 pub use telemetry::DynamoTelemetry;
 pub use twins::DynamoTwinStore;

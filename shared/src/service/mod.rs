@@ -1,4 +1,10 @@
 //! Workflows over ports shared by several handlers, and the handlers' error type.
+//!
+//! - this module: [`HandlerError`], twin read-modify-write, provisioning, the schema
+//!   cache;
+//! - [`feed`]: events with their devices' labels, the documents of the event feed.
+
+pub mod feed;
 
 use std::{
     collections::HashMap,
@@ -10,7 +16,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{DomainError, Event, EventReason, Twin, Versioned};
 use crate::ports::{
-    CertificateError, EventStore, Provisioned, PublishError, SchemaStore, StoreError, TwinStore,
+    CertificateError, EventStore, FeedError, Provisioned, PublishError, SchemaStore, StoreError,
+    TwinStore,
 };
 use crate::rule_event::RuleEventError;
 use crate::schema::{Schema, SchemaError};
@@ -33,6 +40,8 @@ pub enum HandlerError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Certificates(#[from] CertificateError),
+    #[error(transparent)]
+    Feed(#[from] FeedError),
     #[error("malformed {what}: {source}")]
     Malformed {
         what: &'static str,
@@ -74,6 +83,7 @@ impl HandlerError {
             HandlerError::Store(e) => e.is_retryable(),
             HandlerError::Publish(PublishError::Failed { .. }) => true,
             HandlerError::Certificates(e) => e.is_retryable(),
+            HandlerError::Feed(e) => e.is_retryable(),
             // The schema usually arrives moments later: a retry delivers the data.
             HandlerError::NoSchema(_) => true,
             HandlerError::Event(_)
@@ -99,6 +109,7 @@ impl HandlerError {
             HandlerError::Publish(PublishError::NotConnected(_)) => 409,
             HandlerError::Publish(PublishError::Failed { .. }) => 503,
             HandlerError::Certificates(e) => e.http_status(),
+            HandlerError::Feed(e) => e.http_status(),
             HandlerError::NoSchema(_) => 409,
             HandlerError::UnknownDevice(_) | HandlerError::UnknownCommand(_) => 404,
             HandlerError::DeviceDeleted(_) => 410,

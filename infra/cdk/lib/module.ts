@@ -1,0 +1,170 @@
+// MirModule: the construct a team uses to deploy a module of its own (module-sdk/) as a
+// Lambda function subscribed to chosen platform events on the stage's event bus
+// (feed.ts), and optionally to its devices' custom routes (mir/{id}/x/{module}/{name}).
+//
+// - Direct mode: a rule on the bus invokes the function with each EventBridge event
+//   (retried by EventBridge, then kept in the module's dead-letter queue).
+// - Worker mode: the rule feeds an SQS queue that the function drains in batches, with
+//   partial batch failures; as many instances as Lambda runs share the queue, and each
+//   event goes to one of them (at least once; the SDK deduplicates by event id).
+// - Custom device routes: an IoT topic rule per route name invokes the function with
+//   the device's bytes (base64), its id, the route and the receive time.
+//
+// The module calls the platform's API with SigV4: give it an operator job's managed
+// policy (api stack outputs `<Job>PolicyArn`) through `apiPolicy`.
+import { Duration, Stack } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as iot from 'aws-cdk-lib/aws-iot';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { EVENT_SOURCE } from './feed';
+
+/** Which platform events a module receives; every field narrows, none means all. */
+export interface ModuleEvents {
+  /** Event reasons (the EventBridge detail-type): DeviceOnline, DeviceOffline, CommandCompleted, ... */
+  readonly reasons?: readonly string[];
+  readonly deviceIds?: readonly string[];
+  readonly namespaces?: readonly string[];
+  /** Every label must match (`site: north`). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface ModuleWorker {
+  /** Events per invocation (default 10). */
+  readonly batchSize?: number;
+  /** Most instances at once (default: as many as Lambda runs, at least 2). */
+  readonly maxConcurrency?: number;
+}
+
+export interface MirModuleProps {
+  /** The stage's event bus: `events.EventBus.fromEventBusArn(this, 'Bus', <EventBusArn output>)`. */
+  readonly bus: events.IEventBus;
+  /** The module's function (for a Rust module, cargo-lambda-cdk's RustFunction). */
+  readonly handler: lambda.IFunction;
+  /** The events it subscribes to; without it, none (a module of custom routes only). */
+  readonly events?: ModuleEvents;
+  /** Share the events among the function's instances through an SQS queue. */
+  readonly worker?: ModuleWorker;
+  /** The module's name in its devices' custom routes (`mir/{id}/x/{module}/{route}`). */
+  readonly module?: string;
+  /** Custom device routes the function receives (needs `module`). */
+  readonly routes?: readonly string[];
+  /** An operator job's managed policy, for the module's calls to the platform API. */
+  readonly apiPolicy?: iam.IManagedPolicy;
+}
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
+
+/** The EventBridge pattern of `e`: source mir, then only the fields given. */
+export function eventPattern(e: ModuleEvents): events.EventPattern {
+  const detail: Record<string, unknown> = {};
+  if (e.deviceIds?.length) detail.deviceId = [...e.deviceIds];
+  if (e.namespaces?.length) detail.namespace = [...e.namespaces];
+  if (e.labels && Object.keys(e.labels).length > 0) {
+    detail.labels = Object.fromEntries(Object.entries(e.labels).map(([k, v]) => [k, [v]]));
+  }
+  return {
+    source: [EVENT_SOURCE],
+    ...(e.reasons?.length ? { detailType: [...e.reasons] } : {}),
+    ...(Object.keys(detail).length > 0 ? { detail } : {}),
+  };
+}
+
+/** The IoT SQL of a custom device route: the same fields as the platform's own rules, and the route. */
+export function routeSql(module: string, route: string): string {
+  const topic = `mir/+/x/${module}/${route}`;
+  return `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, topic(5) AS route, clientid() AS clientId, timestamp() AS receivedAt FROM '${topic}'`;
+}
+
+export class MirModule extends Construct {
+  public readonly rule?: events.Rule;
+  /** Worker mode: the queue the instances share. */
+  public readonly queue?: sqs.Queue;
+  /** Events that could not be delivered or handled after their retries. */
+  public readonly deadLetters: sqs.Queue;
+  public readonly topicRules: iot.CfnTopicRule[] = [];
+
+  constructor(scope: Construct, id: string, props: MirModuleProps) {
+    super(scope, id);
+    if (props.routes?.length && !props.module) throw new Error('MirModule: routes need the module name');
+    if (props.module !== undefined && !NAME_RE.test(props.module)) {
+      throw new Error(`MirModule: module must match ${NAME_RE}, got ${JSON.stringify(props.module)}`);
+    }
+    for (const r of props.routes ?? []) {
+      if (!NAME_RE.test(r)) throw new Error(`MirModule: route must match ${NAME_RE}, got ${JSON.stringify(r)}`);
+    }
+    if (!props.events && !props.routes?.length) throw new Error('MirModule: subscribe to events, routes, or both');
+    if (props.worker && !props.events) throw new Error('MirModule: worker mode shares events: give events');
+
+    this.deadLetters = new sqs.Queue(this, 'DeadLetters', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+
+    if (props.events) {
+      const pattern = eventPattern(props.events);
+      if (props.worker) {
+        const timeout = props.handler instanceof lambda.Function ? props.handler.timeout : undefined;
+        this.queue = new sqs.Queue(this, 'Events', {
+          encryption: sqs.QueueEncryption.SQS_MANAGED,
+          enforceSSL: true,
+          // AWS: at least six times the function's timeout.
+          visibilityTimeout: Duration.seconds(Math.max(30, 6 * (timeout?.toSeconds() ?? 30))),
+          retentionPeriod: Duration.days(4),
+          deadLetterQueue: { queue: this.deadLetters, maxReceiveCount: 5 },
+        });
+        this.rule = new events.Rule(this, 'Rule', {
+          eventBus: props.bus,
+          eventPattern: pattern,
+          targets: [new targets.SqsQueue(this.queue, { deadLetterQueue: this.deadLetters, retryAttempts: 8 })],
+        });
+        props.handler.addEventSource(
+          new sources.SqsEventSource(this.queue, {
+            batchSize: props.worker.batchSize ?? 10,
+            // SQS allows more than 10 per batch only with a batching window.
+            maxBatchingWindow: (props.worker.batchSize ?? 10) > 10 ? Duration.seconds(1) : undefined,
+            reportBatchItemFailures: true,
+            maxConcurrency: Math.max(2, props.worker.maxConcurrency ?? 1000),
+          }),
+        );
+      } else {
+        this.rule = new events.Rule(this, 'Rule', {
+          eventBus: props.bus,
+          eventPattern: pattern,
+          targets: [
+            new targets.LambdaFunction(props.handler, {
+              deadLetterQueue: this.deadLetters,
+              retryAttempts: 8,
+              maxEventAge: Duration.hours(24),
+            }),
+          ],
+        });
+      }
+    }
+
+    for (const [i, route] of (props.routes ?? []).entries()) {
+      const rule = new iot.CfnTopicRule(this, `Route${i}`, {
+        topicRulePayload: {
+          description: `mir module ${props.module}: custom device route ${route}`,
+          sql: routeSql(props.module!, route),
+          awsIotSqlVersion: '2016-03-23',
+          ruleDisabled: false,
+          actions: [{ lambda: { functionArn: props.handler.functionArn } }],
+        },
+      });
+      props.handler.addPermission(`IotRoute${i}`, {
+        principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+        sourceArn: rule.attrArn,
+        sourceAccount: Stack.of(this).account,
+      });
+      this.topicRules.push(rule);
+    }
+
+    if (props.apiPolicy) props.handler.role?.addManagedPolicy(props.apiPolicy);
+  }
+}

@@ -1,0 +1,104 @@
+// MirModule (lib/module.ts): a team's module on the event bus, on its synthesized template.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { MirModule, MirModuleProps, routeSql } from '../lib/module';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { resourcesOfType } from './helpers';
+
+/** A fake bootstrap, as `cargo lambda build` leaves it. */
+function fakeCode(): lambda.Code {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mir-module-'));
+  fs.writeFileSync(path.join(dir, 'bootstrap'), '#!/bin/sh\n', { mode: 0o755 });
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return lambda.Code.fromAsset(dir);
+}
+
+const BUS_ARN = 'arn:aws:events:eu-west-1:111122223333:event-bus/mir-dev-data-EventFeedBus';
+
+function moduleStack(props: Omit<MirModuleProps, 'bus' | 'handler'>): any {
+  const app = new App();
+  const stack = new Stack(app, 'Team', { env: { account: '111122223333', region: 'eu-west-1' } });
+  const handler = new lambda.Function(stack, 'Alert', {
+    runtime: lambda.Runtime.PROVIDED_AL2023,
+    architecture: lambda.Architecture.ARM_64,
+    handler: 'bootstrap',
+    code: fakeCode(),
+  });
+  const bus = events.EventBus.fromEventBusArn(stack, 'Bus', BUS_ARN);
+  new MirModule(stack, 'Module', { bus, handler, ...props });
+  return Template.fromStack(stack).toJSON();
+}
+
+test('a module subscribed to events gets a rule on the bus with their pattern, retries and a dead-letter queue', () => {
+  const t = moduleStack({ events: { reasons: ['DeviceOffline'], labels: { site: 'north' }, namespaces: ['plant-a'] } });
+  const rules = resourcesOfType(t, 'AWS::Events::Rule');
+  assert.equal(rules.length, 1);
+  const [, rule] = rules[0];
+  assert.equal(rule.Properties.EventBusName, 'mir-dev-data-EventFeedBus');
+  assert.deepEqual(rule.Properties.EventPattern, {
+    source: ['mir'],
+    'detail-type': ['DeviceOffline'],
+    detail: { namespace: ['plant-a'], labels: { site: ['north'] } },
+  });
+  const [target] = rule.Properties.Targets;
+  assert.match(JSON.stringify(target.Arn), /Alert/);
+  assert.equal(target.RetryPolicy.MaximumRetryAttempts, 8);
+  assert.match(JSON.stringify(target.DeadLetterConfig.Arn), /DeadLetters/);
+  const perms = resourcesOfType(t, 'AWS::Lambda::Permission');
+  assert.ok(perms.some(([, p]) => p.Properties.Principal === 'events.amazonaws.com'));
+  assert.equal(resourcesOfType(t, 'AWS::Lambda::EventSourceMapping').length, 0);
+});
+
+test('in worker mode the events go through one queue that the instances drain in batches with partial failures', () => {
+  const t = moduleStack({ events: { reasons: ['DeviceOnline', 'DeviceOffline'] }, worker: { batchSize: 25, maxConcurrency: 4 } });
+  const queues = resourcesOfType(t, 'AWS::SQS::Queue');
+  const events = queues.find(([id]) => id.includes('Events'));
+  assert.ok(events, 'a queue of events');
+  assert.equal(events[1].Properties.RedrivePolicy.maxReceiveCount, 5);
+  const [[, rule]] = resourcesOfType(t, 'AWS::Events::Rule');
+  assert.match(JSON.stringify(rule.Properties.Targets[0].Arn), /Events/);
+  const [[, esm]] = resourcesOfType(t, 'AWS::Lambda::EventSourceMapping');
+  assert.equal(esm.Properties.BatchSize, 25);
+  assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
+  assert.equal(esm.Properties.ScalingConfig.MaximumConcurrency, 4);
+  assert.match(JSON.stringify(esm.Properties.EventSourceArn), /Events/);
+});
+
+test('custom device routes become IoT rules of mir/+/x/<module>/<route> that may invoke the function', () => {
+  const t = moduleStack({ module: 'alerts', routes: ['door', 'battery'] });
+  const rules = resourcesOfType(t, 'AWS::IoT::TopicRule');
+  assert.deepEqual(
+    rules.map(([, r]) => r.Properties.TopicRulePayload.Sql).sort(),
+    [routeSql('alerts', 'battery'), routeSql('alerts', 'door')],
+  );
+  assert.match(routeSql('alerts', 'door'), /FROM 'mir\/\+\/x\/alerts\/door'$/);
+  const perms = resourcesOfType(t, 'AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === 'iot.amazonaws.com');
+  assert.equal(perms.length, 2);
+  for (const [, p] of perms) assert.ok(p.Properties.SourceArn, 'scoped to its rule');
+  assert.equal(resourcesOfType(t, 'AWS::Events::Rule').length, 0);
+});
+
+test('a module given an operator job policy carries it for its API calls', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Team');
+  const handler = new lambda.Function(stack, 'Fn', { runtime: lambda.Runtime.PROVIDED_AL2023, handler: 'bootstrap', code: fakeCode() });
+  const policy = iam.ManagedPolicy.fromManagedPolicyArn(stack, 'Operator', 'arn:aws:iam::111122223333:policy/mir-dev-operator');
+  new MirModule(stack, 'M', { bus: events.EventBus.fromEventBusArn(stack, 'Bus', BUS_ARN), handler, events: {}, apiPolicy: policy });
+  const roles = resourcesOfType(Template.fromStack(stack).toJSON(), 'AWS::IAM::Role');
+  assert.ok(roles.some(([, r]) => JSON.stringify(r.Properties.ManagedPolicyArns ?? []).includes('mir-dev-operator')));
+});
+
+test('a module refuses settings that cannot work, naming them', () => {
+  assert.throws(() => moduleStack({ routes: ['door'] }), /routes need the module name/);
+  assert.throws(() => moduleStack({ module: 'Bad Name', routes: ['door'] }), /module must match/);
+  assert.throws(() => moduleStack({ module: 'alerts', routes: ['a/b'] }), /route must match/);
+  assert.throws(() => moduleStack({}), /subscribe to events, routes, or both/);
+  assert.throws(() => moduleStack({ module: 'alerts', routes: ['door'], worker: {} }), /worker mode shares events/);
+});
