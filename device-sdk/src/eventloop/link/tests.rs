@@ -132,3 +132,21 @@ async fn a_relay_dropped_before_its_connection_removes_its_directory() {
     }
     panic!("{} is still there", dir.display());
 }
+
+#[tokio::test]
+async fn a_reset_upstream_closes_rumqttcs_side_and_is_reported_as_the_cause() {
+    let (mut relay, path, _dir, peer) = relay().await;
+    let mut local = UnixStream::connect(&path).await.expect("connect");
+    // Linger 0: closing sends a RST, as a link the kernel gave up on ends in an error.
+    SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(peer);
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(5), local.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let cause = relay.upstream_error().await.expect("the upstream's error");
+    assert_eq!(cause.kind(), std::io::ErrorKind::ConnectionReset, "{cause}");
+}
