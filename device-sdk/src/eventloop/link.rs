@@ -23,8 +23,6 @@
 //! own socket (no TCP keepalive) with a warning. On non-unix targets rumqttc always
 //! connects directly: there is no TCP keepalive there.
 
-use std::time::Duration;
-
 use rumqttc::{ConnectionError, MqttOptions};
 use rumqttc_ring as rumqttc;
 
@@ -39,7 +37,8 @@ mod tests;
 
 /// Longest time the TCP connect and the TLS handshake of one attempt may take (as
 /// rumqttc's default connection timeout).
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+#[cfg(unix)]
+pub(crate) const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The MQTT options of one attempt, and what carries its bytes.
 pub(super) struct Link {
