@@ -49,6 +49,7 @@ use crate::{
 };
 
 mod connector;
+mod link;
 pub(crate) mod store_task;
 
 use connector::{connect_loop, NetMsg};

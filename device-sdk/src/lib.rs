@@ -121,8 +121,17 @@
 //!   certificate is back.
 //! - **Keep-alive** is [`Builder::keep_alive`] (default 30 s; AWS: 30 s to 1,200 s): a
 //!   connection that received nothing within half of it (at most 5 s) of a ping is
-//!   given up, so a link that dies without closing is noticed. TCP keepalive is not
-//!   set on the socket: rumqttc 0.25 creates it with no hook for that.
+//!   given up, so a link that dies without closing is noticed.
+//! - **TCP keepalive** is set on the socket ([`Builder::tcp_keepalive`],
+//!   `tcpKeepalive:`; default on: idle = the keep-alive, a probe every 10 s, dropped
+//!   after 3 unanswered, [`TcpKeepalive`]), with `TCP_NODELAY`. rumqttc 0.25 creates
+//!   its socket with no hook for options, so on unix the SDK opens the connection
+//!   itself for every attempt (its socket, then TLS with the same rustls
+//!   configuration) and hands it to rumqttc through a Unix socket in a private
+//!   directory (mode 0700) that accepts one connection and is removed at once; when
+//!   that connection fails (a reset, the kernel giving up on the probes), rumqttc's
+//!   side is closed and the device reconnects. On other targets rumqttc connects
+//!   itself, without TCP keepalive.
 //! - **Size limits.** `Hello` (the compressed schema) and its topic must fit in 128 KB,
 //!   checked by [`Builder::build`] ([`BuildError::SchemaTooLarge`]); every publish is
 //!   checked with its topic.
@@ -261,10 +270,12 @@ pub use client::{Mir, Running, SendTelemetry};
 pub use clock::{SystemClock, WallClock, CLOCK_FLOOR_UNIX_SECS};
 pub use config::{
     default_config_paths, default_store_folder, Builder, Credentials, IdPrefix, LogFormat,
-    LogLevel, Persistence, Profile, Scheme, Secret, StoreOptions, Target, AWS_HEARTBEAT_INTERVAL,
-    DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
-    DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION,
-    DEFAULT_TARGET, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
+    LogLevel, Persistence, Profile, Scheme, Secret, StoreOptions, Target, TcpKeepalive,
+    AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET, DEFAULT_TCP_KEEPALIVE_INTERVAL,
+    DEFAULT_TCP_KEEPALIVE_RETRIES, DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE, MAX_TCP_KEEPALIVE,
+    MAX_TCP_KEEPALIVE_RETRIES,
 };
 pub use error::{BuildError, SdkError};
 pub use session::{Pace, BATCH_LIMIT, BATCH_SAFETY_MARGIN};

@@ -8,7 +8,7 @@ use super::{
     file::{self, ConfigFile},
     layers::{
         BackoffSection, CredentialSource, IdPrefixSection, Layer, LocalStoreSection, Merge,
-        PaceSection, Setting,
+        PaceSection, Setting, TcpKeepaliveSection,
     },
     validate, Config, Credentials, IdPrefix, LogFormat, LogLevel, Persistence, Profile,
     StoreOptions,
@@ -300,6 +300,31 @@ impl Builder {
     /// 1,200 s everywhere.
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
         self.options.keep_alive = Some(keep_alive);
+        self
+    }
+
+    /// TCP keepalive on the MQTT socket (default: on, `idle` = the keep-alive, 10 s
+    /// between probes, 3 probes): after `idle` of silence the kernel probes every
+    /// `interval` and drops the connection after `retries` unanswered probes
+    /// ([`crate::TcpKeepalive`]). Whole seconds, 1 s to 32,767 s; 1 to 127 probes.
+    /// `tcpKeepalive: { idle, interval, retries }` in `device.yaml`.
+    pub fn tcp_keepalive(mut self, idle: Duration, interval: Duration, retries: u32) -> Self {
+        self.options.tcp_keepalive = Some(TcpKeepaliveSection {
+            enabled: Some(true),
+            idle: Some(idle),
+            interval: Some(interval),
+            retries: Some(retries),
+        });
+        self
+    }
+
+    /// No TCP keepalive on the socket (`tcpKeepalive.enabled: false`): only MQTT's
+    /// pings probe the link.
+    pub fn no_tcp_keepalive(mut self) -> Self {
+        self.options.tcp_keepalive = Some(TcpKeepaliveSection {
+            enabled: Some(false),
+            ..TcpKeepaliveSection::default()
+        });
         self
     }
 

@@ -143,6 +143,10 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
     ("BACKOFF__MAX", &["backoff", "max"]),
     ("BACKOFF__CONNECT_INTERVAL", &["backoff", "connectInterval"]),
     ("KEEP_ALIVE", &["keepAlive"]),
+    ("TCP_KEEPALIVE__ENABLED", &["tcpKeepalive", "enabled"]),
+    ("TCP_KEEPALIVE__IDLE", &["tcpKeepalive", "idle"]),
+    ("TCP_KEEPALIVE__INTERVAL", &["tcpKeepalive", "interval"]),
+    ("TCP_KEEPALIVE__RETRIES", &["tcpKeepalive", "retries"]),
     ("PACE__ENABLED", &["pace", "enabled"]),
     (
         "PACE__PUBLISHES_PER_SECOND",

@@ -47,6 +47,7 @@ higher_wins!(
     String,
     bool,
     f64,
+    u32,
     u64,
     usize,
     PathBuf,
@@ -148,6 +149,8 @@ layered! {
         /// MQTT keep-alive (default 30 s; AWS IoT Core: 30 s to 1,200 s).
         #[serde(default, deserialize_with = "duration")]
         pub keep_alive: Option<Duration>,
+        /// TCP keepalive on the socket (default on: idle = keep-alive, 10 s, 3 probes).
+        pub tcp_keepalive: Option<TcpKeepaliveSection>,
         #[serde(skip)]
         pub heartbeat_interval: Option<Duration>,
         #[serde(skip)]
@@ -215,6 +218,23 @@ layered! {
         pub enabled: Option<bool>,
         pub publishes_per_second: Option<f64>,
         pub bytes_per_second: Option<f64>,
+    }
+}
+
+layered! {
+    #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(crate) struct TcpKeepaliveSection {
+        /// `false`: no TCP keepalive on the socket.
+        pub enabled: Option<bool>,
+        /// Silence before the first probe (default: the MQTT keep-alive).
+        #[serde(default, deserialize_with = "duration")]
+        pub idle: Option<Duration>,
+        /// Between two probes (default 10 s).
+        #[serde(default, deserialize_with = "duration")]
+        pub interval: Option<Duration>,
+        /// Unanswered probes before the connection is dropped (default 3).
+        pub retries: Option<u32>,
     }
 }
 

@@ -21,10 +21,11 @@ pub use builder::Builder;
 pub use file::{default_config_paths, Secret};
 pub use types::{
     default_store_folder, Credentials, IdPrefix, LogFormat, LogLevel, Persistence, Profile, Scheme,
-    StoreOptions, Target, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
+    StoreOptions, Target, TcpKeepalive, AWS_HEARTBEAT_INTERVAL, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_KEEP_ALIVE,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETENTION, DEFAULT_TARGET,
-    DEFAULT_TELEMETRY_LINGER, MAX_KEEP_ALIVE,
+    DEFAULT_TCP_KEEPALIVE_INTERVAL, DEFAULT_TCP_KEEPALIVE_RETRIES, DEFAULT_TELEMETRY_LINGER,
+    MAX_KEEP_ALIVE, MAX_TCP_KEEPALIVE, MAX_TCP_KEEPALIVE_RETRIES,
 };
 pub(crate) use types::{Config, SCHEMA_COMPRESSION};
 
@@ -35,5 +36,7 @@ use crate::BuildError;
 #[cfg(test)]
 use validate::compressed_schema;
 
+#[cfg(test)]
+mod tcp_keepalive_tests;
 #[cfg(test)]
 mod tests;

@@ -34,6 +34,15 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(30);
 pub const AWS_MIN_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// Longest keep-alive AWS IoT Core accepts.
 pub const MAX_KEEP_ALIVE: Duration = Duration::from_secs(1200);
+/// Default time between two TCP keepalive probes of an unanswered link.
+pub const DEFAULT_TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Default unanswered TCP keepalive probes after which the kernel drops the connection.
+pub const DEFAULT_TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// Longest TCP keepalive idle time or interval (Linux's limit, 32,767 s).
+pub const MAX_TCP_KEEPALIVE: Duration = Duration::from_secs(32_767);
+/// Most TCP keepalive probes (Linux's limit).
+pub const MAX_TCP_KEEPALIVE_RETRIES: u32 = 127;
+
 /// Default retention of the offline store (Mir's: one week).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default most used percentage of the store's file system (Mir's: 85 %).
@@ -371,6 +380,20 @@ impl fmt::Display for Target {
     }
 }
 
+/// TCP keepalive on the MQTT socket (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
+/// `TCP_KEEPCNT`): after `idle` without any packet, the kernel sends a probe every
+/// `interval`, and drops the connection after `retries` unanswered ones, so a link
+/// that went silent is given up at most `idle + interval × retries` after its last
+/// packet. Whole seconds (the kernel's unit). Default: `idle` = the MQTT keep-alive,
+/// 10 s, 3 probes; `tcpKeepalive.enabled: false` / [`crate::Builder::no_tcp_keepalive`]
+/// turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub retries: u32,
+}
+
 /// The resolved configuration of a device.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -403,6 +426,8 @@ pub(crate) struct Config {
     pub connect_interval: Duration,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
+    /// TCP keepalive on the socket (`None`: off).
+    pub tcp_keepalive: Option<TcpKeepalive>,
     /// Pacing of publishes (`None`: unpaced).
     pub pace: Option<crate::Pace>,
     pub persistent_session: bool,

@@ -13,9 +13,12 @@ use bytes::Bytes;
 use mir_proto::{DeviceId, MAX_PAYLOAD_BYTES};
 use prost::Message;
 
-use super::types::{AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, MAX_KEEP_ALIVE};
+use super::types::{
+    TcpKeepalive, AWS_MIN_KEEP_ALIVE, DEFAULT_KEEP_ALIVE, DEFAULT_TCP_KEEPALIVE_INTERVAL,
+    DEFAULT_TCP_KEEPALIVE_RETRIES, MAX_KEEP_ALIVE, MAX_TCP_KEEPALIVE, MAX_TCP_KEEPALIVE_RETRIES,
+};
 use super::{
-    layers::{CredentialSource, Layer, PaceSection, Setting},
+    layers::{CredentialSource, Layer, PaceSection, Setting, TcpKeepaliveSection},
     tls_files::TlsFiles,
     Config, Credentials, IdPrefix, Persistence, Profile, Scheme, Target, AWS_HEARTBEAT_INTERVAL,
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_DISK_LIMIT_PERCENT, DEFAULT_HEARTBEAT_INTERVAL,
@@ -174,6 +177,7 @@ pub(super) fn resolve(
             ),
         ));
     }
+    let tcp_keepalive = tcp_keepalive(o.tcp_keepalive.unwrap_or_default(), keep_alive)?;
     let pace = pace(o.pace.unwrap_or_default())?;
     let log_level = setting(o.log_level)?;
     let log_format = setting(o.log_format)?.unwrap_or_default();
@@ -204,6 +208,7 @@ pub(super) fn resolve(
         backoff_max,
         connect_interval,
         keep_alive,
+        tcp_keepalive,
         pace,
         persistent_session: o.persistent_session.unwrap_or(true),
         log_level,
@@ -211,6 +216,44 @@ pub(super) fn resolve(
         config_file,
         clock: Arc::new(crate::clock::SystemClock),
     })
+}
+
+/// TCP keepalive: off when disabled, else idle (default: the keep-alive), interval and
+/// probes within what Linux accepts, in whole seconds.
+fn tcp_keepalive(
+    section: TcpKeepaliveSection,
+    keep_alive: Duration,
+) -> Result<Option<TcpKeepalive>, BuildError> {
+    if section.enabled == Some(false) {
+        return Ok(None);
+    }
+    let range = Duration::from_secs(1)..=MAX_TCP_KEEPALIVE;
+    let idle = section.idle.unwrap_or(keep_alive);
+    if !range.contains(&idle) {
+        return Err(invalid(
+            "tcpKeepalive.idle",
+            format!("{idle:?} is outside 1s to {MAX_TCP_KEEPALIVE:?}"),
+        ));
+    }
+    let interval = section.interval.unwrap_or(DEFAULT_TCP_KEEPALIVE_INTERVAL);
+    if !range.contains(&interval) {
+        return Err(invalid(
+            "tcpKeepalive.interval",
+            format!("{interval:?} is outside 1s to {MAX_TCP_KEEPALIVE:?}"),
+        ));
+    }
+    let retries = section.retries.unwrap_or(DEFAULT_TCP_KEEPALIVE_RETRIES);
+    if !(1..=MAX_TCP_KEEPALIVE_RETRIES).contains(&retries) {
+        return Err(invalid(
+            "tcpKeepalive.retries",
+            format!("{retries} is outside 1 to {MAX_TCP_KEEPALIVE_RETRIES}"),
+        ));
+    }
+    Ok(Some(TcpKeepalive {
+        idle,
+        interval,
+        retries,
+    }))
 }
 
 /// The pacing: [`crate::Pace::AWS`] unless rates are given (bursts of a quarter second

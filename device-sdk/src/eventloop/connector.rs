@@ -1,6 +1,7 @@
 //! The connector task: owns the connection. For every attempt it waits as the
-//! reconnect policy ([`Reconnect`]) says, builds the MQTT options anew, creates a fresh
-//! rumqttc client and event loop, and polls it until the connection fails, telling the
+//! reconnect policy ([`Reconnect`]) says, opens the connection with TCP keepalive
+//! ([`link`]), builds the MQTT options anew, creates a fresh rumqttc client and event
+//! loop on that connection, and polls it until the connection fails, telling the
 //! driver every event ([`NetMsg`]).
 //!
 //! rumqttc pings every keep-alive and only fails when the next ping is due with the
@@ -17,7 +18,10 @@ use rumqttc::{
 use rumqttc_ring as rumqttc;
 use tokio::sync::mpsc;
 
-use super::{CLIENT_CHANNEL, PACKET_OVERHEAD};
+use super::{
+    link::{self, Link},
+    CLIENT_CHANNEL, PACKET_OVERHEAD,
+};
 use crate::{backoff::Reconnect, config::Config};
 use mir_proto::{MAX_INFLIGHT, MAX_PAYLOAD_BYTES};
 
@@ -45,12 +49,10 @@ pub(super) enum NetMsg {
     },
 }
 
-pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
-    let mut options = MqttOptions::new(
-        config.device_id.as_str(),
-        config.target.host.clone(),
-        config.target.port,
-    );
+/// The MQTT options of every attempt, to the broker at `host:port` (rumqttc's transport
+/// left as TCP).
+pub(super) fn base_options(config: &Config, host: String, port: u16) -> MqttOptions {
+    let mut options = MqttOptions::new(config.device_id.as_str(), host, port);
     options
         .set_keep_alive(config.keep_alive)
         .set_clean_session(!config.persistent_session)
@@ -59,20 +61,30 @@ pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
             MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
             MAX_PAYLOAD_BYTES + PACKET_OVERHEAD,
         );
-    let tls = match &config.tls_files {
+    options
+}
+
+/// The TLS configuration of this attempt: the credential files read again, else the
+/// one built; `None` for plain MQTT.
+pub(super) fn tls_config(config: &Config) -> Option<Arc<rustls::ClientConfig>> {
+    match &config.tls_files {
         Some(files) => files.current(),
         None => config.tls.clone(),
-    };
-    if let Some(tls) = &tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::clone(tls),
-        )));
+    }
+}
+
+/// The options of rumqttc's own connection to the target (its socket, its TLS).
+pub(crate) fn mqtt_options(config: &Config) -> MqttOptions {
+    let mut options = base_options(config, config.target.host.clone(), config.target.port);
+    if let Some(tls) = tls_config(config) {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     }
     options
 }
 
 /// Connects, polls until the connection fails, waits as the reconnect policy says,
-/// again, forever. Every attempt builds its MQTT options (and TLS configuration) anew.
+/// again, forever. Every attempt opens its connection ([`link::open`]) and builds its
+/// MQTT options (and TLS configuration) anew.
 pub(super) async fn connect_loop(
     config: Arc<Config>,
     tx: mpsc::Sender<NetMsg>,
@@ -85,13 +97,64 @@ pub(super) async fn connect_loop(
         let at = policy.connect_at(tokio::time::Instant::now().into_std());
         tokio::time::sleep_until(at.into()).await;
         epoch += 1;
-        let (client, mut eventloop) = AsyncClient::new(mqtt_options(&config), CLIENT_CHANNEL);
-        // Small packets (command answers, acks) must not wait for Nagle + delayed ACK.
+        let mut attempt = Attempt {
+            config: &config,
+            tx: &tx,
+            policy: &mut policy,
+            failures: &mut failures,
+            epoch,
+            was_up: false,
+        };
+        let error = match link::open(&config).await {
+            Ok(link) => match attempt.poll(link).await {
+                Some(error) => error,
+                None => return,
+            },
+            Err(error) => error,
+        };
+        let was_up = attempt.was_up;
+        failures = failures.saturating_add(1);
+        let retry = policy.on_lost(tokio::time::Instant::now().into_std());
+        if failures == 1 || failures.is_power_of_two() {
+            tracing::warn!(target, failures, "MQTT connection error: {error}");
+        }
+        let lost = NetMsg::Lost {
+            epoch,
+            error,
+            retry_in: retry.delay,
+            was_up,
+            kicked_in_a_row: retry.kicked_in_a_row,
+        };
+        if tx.send(lost).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(retry.delay).await;
+    }
+}
+
+/// One connection attempt, polled until it fails.
+struct Attempt<'a> {
+    config: &'a Config,
+    tx: &'a mpsc::Sender<NetMsg>,
+    policy: &'a mut Reconnect,
+    failures: &'a mut u32,
+    epoch: u64,
+    /// Whether it had been accepted (CONNACK).
+    was_up: bool,
+}
+
+impl Attempt<'_> {
+    /// Polls a fresh rumqttc client and event loop on `link` until the connection
+    /// fails: its error, or `None` when the driver is gone.
+    async fn poll(&mut self, mut link: Link) -> Option<ConnectionError> {
+        let epoch = self.epoch;
+        let (client, mut eventloop) = AsyncClient::new(link.options.clone(), CLIENT_CHANNEL);
+        // Small packets (command answers, acks) must not wait for Nagle + delayed ACK
+        // (rumqttc's own socket; the SDK's has it already).
         eventloop.network_options.set_tcp_nodelay(true);
-        let mut was_up = false;
         // When a PINGREQ went out with nothing received since.
         let mut pinged: Option<tokio::time::Instant> = None;
-        let patience = ping_timeout(config.keep_alive);
+        let patience = ping_timeout(self.config.keep_alive);
         let error = loop {
             let polled = tokio::select! {
                 polled = eventloop.poll() => polled,
@@ -109,45 +172,27 @@ pub(super) async fn connect_loop(
             }
             match polled {
                 Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                    policy.on_connack(tokio::time::Instant::now().into_std());
-                    was_up = true;
-                    failures = 0;
+                    self.policy
+                        .on_connack(tokio::time::Instant::now().into_std());
+                    self.was_up = true;
+                    *self.failures = 0;
                     let msg = NetMsg::Connected {
                         epoch,
                         client: client.clone(),
                         session_present: ack.session_present,
                     };
-                    if tx.send(msg).await.is_err() {
-                        return;
-                    }
+                    self.tx.send(msg).await.ok()?;
                 }
-                Ok(event) => {
-                    if tx.send(NetMsg::Event { epoch, event }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break e,
+                Ok(event) => self.tx.send(NetMsg::Event { epoch, event }).await.ok()?,
+                Err(e) => break link.cause(e).await,
             }
         };
-        // Everything this connection held is dropped here; the session resends it.
+        // Everything this connection held is dropped here (the link too: its relay
+        // closes both sides); the session resends it.
         drop(eventloop);
         drop(client);
-        failures = failures.saturating_add(1);
-        let retry = policy.on_lost(tokio::time::Instant::now().into_std());
-        if failures == 1 || failures.is_power_of_two() {
-            tracing::warn!(target, failures, "MQTT connection error: {error}");
-        }
-        let lost = NetMsg::Lost {
-            epoch,
-            error,
-            retry_in: retry.delay,
-            was_up,
-            kicked_in_a_row: retry.kicked_in_a_row,
-        };
-        if tx.send(lost).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(retry.delay).await;
+        drop(link);
+        Some(error)
     }
 }
 

@@ -261,11 +261,12 @@ impl Drop for ServerOnlyTls {
     }
 }
 
-/// Forwards to `upstream` until [`SilentProxy::go_silent`]; then swallows everything
-/// and closes nothing, like a link that died without a FIN or RST.
+/// Forwards to `upstream`; [`SilentProxy::go_silent`] makes the connections open at
+/// that time swallow everything and close nothing, like a link that died without a
+/// FIN or RST. Later connections are forwarded again (the link came back).
 pub struct SilentProxy {
     pub addr: SocketAddr,
-    silent: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
     task: JoinHandle<()>,
 }
 
@@ -274,13 +275,15 @@ impl SilentProxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let silent = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&silent);
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let opened = Arc::clone(&links);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     continue;
                 };
+                let flag = Arc::new(AtomicBool::new(false));
+                lock(&opened).push(Arc::clone(&flag));
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
                 for (mut from, mut to) in [
@@ -309,12 +312,20 @@ impl SilentProxy {
                 }
             }
         });
-        Self { addr, silent, task }
+        Self { addr, links, task }
     }
 
-    /// From now on nothing gets through, and nothing is closed.
+    /// From now on nothing gets through the connections open now, and nothing is
+    /// closed.
     pub fn go_silent(&self) {
-        self.silent.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in lock(&self.links).iter() {
+            link.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        lock(&self.links).len()
     }
 }
 
