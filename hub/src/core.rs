@@ -30,7 +30,7 @@ use mir_shared::{
     failure::{self, InvocationInput},
     ports::Ports,
     routes::RoutesTable,
-    rule_event::{LifecycleEvent, PresenceInput, RuleEvent, ScheduledEvent},
+    rule_event::{CustomRouteEvent, LifecycleEvent, PresenceInput, RuleEvent, ScheduledEvent},
 };
 
 use crate::metrics::HubMetrics;
@@ -100,6 +100,8 @@ pub struct Core {
     /// Cancelled when the hub stops: pending retries run at once instead of waiting.
     pub draining: CancellationToken,
     pub metrics: Arc<HubMetrics>,
+    /// Messages of the devices' custom routes, for the modules watching them.
+    pub custom_routes: crate::custom_routes::CustomRoutes,
 }
 
 /// Appends failed invocations to `dead-letters.jsonl` (the hub's on-failure destination).
@@ -205,6 +207,7 @@ impl Core {
             retry_delays: default_retry_delays(),
             draining: CancellationToken::new(),
             metrics: Arc::new(HubMetrics::default()),
+            custom_routes: Default::default(),
         }
     }
 
@@ -285,6 +288,13 @@ impl Core {
         payload: &Bytes,
         received_at: DateTime<Utc>,
     ) {
+        if let Ok((id, route)) = topics::parse_custom(topic) {
+            // A module's route: no platform function reads it (the broker's policy let
+            // only the device itself publish on it).
+            let event = CustomRouteEvent::new(id.as_str(), client_id, &route, payload, received_at);
+            self.custom_routes.publish(event);
+            return;
+        }
         let Some((function, handler)) = self.rules.device_rule(topic) else {
             tracing::warn!(client_id, topic, "message on a topic no rule reads");
             return;

@@ -53,6 +53,7 @@ pub fn router(state: HttpState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(crate::feed::watch::PATH, get(crate::feed::watch::watch))
+        .route(crate::custom_routes::PATH, get(crate::custom_routes::watch))
         .route("/", get(crate::console::index))
         .route("/index.html", get(crate::console::index))
         .route(crate::console::CONFIG_PATH, get(crate::console::config))

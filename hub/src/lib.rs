@@ -12,6 +12,8 @@
 //! - [`console`]: the browser console (`console/dist`, embedded) at `/`;
 //! - [`feed`]: the event feed (every stored event, to the watchers of
 //!   `GET /v1/events/watch`);
+//! - [`custom_routes`]: the devices' custom routes, to the modules watching
+//!   `GET /v1/routes/watch`;
 //! - [`metrics`]: the Prometheus metrics;
 //! - [`adapters`]: publishing through the embedded broker;
 //! - [`certificates`]: certificates from the local CA, and the certificate book that
@@ -31,6 +33,7 @@ pub mod certificates;
 pub mod config;
 pub mod console;
 pub mod core;
+pub mod custom_routes;
 pub mod delivery;
 pub mod feed;
 pub mod http;

@@ -101,6 +101,60 @@ impl RuleEvent {
     }
 }
 
+/// The hub's server-sent route of custom device routes (a module's local subscription).
+pub const ROUTES_WATCH_PATH: &str = "/v1/routes/watch";
+
+/// A message of a custom device route (`mir/{id}/x/{module}/{route}`) as a module gets
+/// it: on AWS the JSON of the module's topic rule (`infra/cdk/lib/module.ts`,
+/// `routeSql`: the device route fields plus `topic(4) AS module, topic(5) AS route`),
+/// locally the data of `GET /v1/routes/watch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRouteEvent {
+    #[serde(flatten)]
+    pub message: RuleEvent,
+    pub module: String,
+    pub route: String,
+}
+
+impl CustomRouteEvent {
+    pub fn new(
+        device_id: &str,
+        client_id: &str,
+        route: &mir_proto::topics::CustomRoute,
+        payload: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            message: RuleEvent::new(device_id, client_id, payload, received_at),
+            module: route.module().to_string(),
+            route: route.route().to_string(),
+        }
+    }
+
+    /// The route, checked.
+    pub fn custom_route(
+        &self,
+    ) -> Result<mir_proto::topics::CustomRoute, mir_proto::topics::InvalidCustomName> {
+        mir_proto::topics::CustomRoute::new(&self.module, &self.route)
+    }
+
+    /// The same for every delivery of this message: consumers deduplicate by it.
+    pub fn id(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.message.payload.hash(&mut h);
+        format!(
+            "{}/{}/{}/{}/{:016x}",
+            self.message.device_id,
+            self.module,
+            self.route,
+            self.message.received_at,
+            h.finish()
+        )
+    }
+}
+
 /// An AWS IoT lifecycle event (`$aws/events/presence/...`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -161,6 +215,32 @@ pub enum PresenceInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_custom_route_event_from_the_module_rule_sql_reads_its_route_and_payload() {
+        let ev: CustomRouteEvent = serde_json::from_str(
+            r#"{"payload":"AQI=","deviceId":"pump-1","route":"door","module":"alerts","clientId":"pump-1","receivedAt":1700000000123}"#,
+        )
+        .expect("the JSON of the module's topic rule");
+        assert_eq!(ev.message.payload_bytes().expect("base64"), vec![1, 2]);
+        assert_eq!(
+            ev.message.device().map(|d| d.to_string()).ok(),
+            Some("pump-1".into())
+        );
+        let route = ev.custom_route().expect("valid names");
+        assert_eq!((route.module(), route.route()), ("alerts", "door"));
+        let again: CustomRouteEvent =
+            serde_json::from_value(serde_json::to_value(&ev).expect("json")).expect("back");
+        assert_eq!(again.id(), ev.id(), "the same message has the same id");
+        let other = CustomRouteEvent {
+            message: RuleEvent {
+                payload: "AQM=".into(),
+                ..ev.message.clone()
+            },
+            ..ev.clone()
+        };
+        assert_ne!(other.id(), ev.id(), "another payload is another message");
+    }
 
     #[test]
     fn a_rule_event_from_the_aws_sql_deserializes() {

@@ -38,6 +38,11 @@ export interface ModuleWorker {
   readonly batchSize?: number;
   /** Most instances at once (default: as many as Lambda runs, at least 2). */
   readonly maxConcurrency?: number;
+  /**
+   * Hold each event this long before a worker gets it (SQS delivery delay, at most 15
+   * minutes): "still offline after N minutes" is a check when the event arrives.
+   */
+  readonly delay?: Duration;
 }
 
 export interface MirModuleProps {
@@ -77,7 +82,7 @@ export function eventPattern(e: ModuleEvents): events.EventPattern {
 /** The IoT SQL of a custom device route: the same fields as the platform's own rules, and the route. */
 export function routeSql(module: string, route: string): string {
   const topic = `mir/+/x/${module}/${route}`;
-  return `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, topic(5) AS route, clientid() AS clientId, timestamp() AS receivedAt FROM '${topic}'`;
+  return `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, topic(4) AS module, topic(5) AS route, clientid() AS clientId, timestamp() AS receivedAt FROM '${topic}'`;
 }
 
 export class MirModule extends Construct {
@@ -99,6 +104,8 @@ export class MirModule extends Construct {
     }
     if (!props.events && !props.routes?.length) throw new Error('MirModule: subscribe to events, routes, or both');
     if (props.worker && !props.events) throw new Error('MirModule: worker mode shares events: give events');
+    const delay = props.worker?.delay?.toSeconds() ?? 0;
+    if (delay > 900) throw new Error(`MirModule: worker.delay is at most 15 minutes (SQS), got ${delay} s`);
 
     this.deadLetters = new sqs.Queue(this, 'DeadLetters', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -116,6 +123,7 @@ export class MirModule extends Construct {
           // AWS: at least six times the function's timeout.
           visibilityTimeout: Duration.seconds(Math.max(30, 6 * (timeout?.toSeconds() ?? 30))),
           retentionPeriod: Duration.days(4),
+          deliveryDelay: props.worker.delay,
           deadLetterQueue: { queue: this.deadLetters, maxReceiveCount: 5 },
         });
         this.rule = new events.Rule(this, 'Rule', {

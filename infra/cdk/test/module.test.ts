@@ -1,7 +1,7 @@
 // MirModule (lib/module.ts): a team's module on the event bus, on its synthesized template.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -69,6 +69,13 @@ test('in worker mode the events go through one queue that the instances drain in
   assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
   assert.equal(esm.Properties.ScalingConfig.MaximumConcurrency, 4);
   assert.match(JSON.stringify(esm.Properties.EventSourceArn), /Events/);
+});
+
+test('a delayed worker gets each event after the delay, which is at most SQS\'s 15 minutes', () => {
+  const t = moduleStack({ events: { reasons: ['DeviceOffline'] }, worker: { delay: Duration.minutes(5) } });
+  const events = resourcesOfType(t, 'AWS::SQS::Queue').find(([id]) => id.includes('Events'));
+  assert.equal(events![1].Properties.DelaySeconds, 300);
+  assert.throws(() => moduleStack({ events: {}, worker: { delay: Duration.minutes(16) } }), /at most 15 minutes/);
 });
 
 test('custom device routes become IoT rules of mir/+/x/<module>/<route> that may invoke the function', () => {

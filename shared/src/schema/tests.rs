@@ -166,7 +166,8 @@ fn a_map_entry_without_its_key_field_is_an_invalid_descriptor_not_a_panic() {
             ..Default::default()
         }],
     };
-    let Err(SchemaError::InvalidDescriptor(why)) = Schema::from_descriptor_set(&set.encode_to_vec())
+    let Err(SchemaError::InvalidDescriptor(why)) =
+        Schema::from_descriptor_set(&set.encode_to_vec())
     else {
         panic!("a broken map entry must be refused");
     };
