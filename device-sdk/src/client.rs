@@ -14,8 +14,9 @@ use std::{
 
 use bytes::Bytes;
 use mir_proto::{
+    topics::CustomRoute,
     wire::{PropertyValue, TelemetryItem},
-    DeviceId,
+    DeviceId, MAX_PAYLOAD_BYTES,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -26,7 +27,7 @@ use crate::{
         command_fn, property_fn, raw_command_fn, raw_property_fn, CommandFn, PropertyFn,
         SharedRegistry,
     },
-    session::check_item_fits,
+    session::{check_item_fits, Publish},
     store::Store,
     SdkError, Status, StoreHealth,
 };
@@ -45,6 +46,8 @@ pub(crate) enum AppRequest {
     },
     Reported(PropertyValue),
     PropertyRegistered(String),
+    /// A message on a custom device route ([`Mir::send_custom`]), checked already.
+    Custom(Publish),
     /// [`Mir::flush`].
     Flush(Done),
 }
@@ -294,6 +297,42 @@ impl Mir {
             version: 0,
         };
         self.try_send(AppRequest::Reported(value))
+    }
+
+    /// Sends `payload` as is on the device's custom route `x/{module}/{route}`
+    /// (`mir/{id}/x/{module}/{route}`, QoS 1), for a server-side module subscribed to
+    /// it; the platform stores nothing of it. Never blocks.
+    ///
+    /// Custom messages never go to the offline store: they are sent only while the
+    /// device is connected. Called while not connected (or before [`Mir::launch`]) it
+    /// is refused with [`SdkError::NotConnected`] (or [`SdkError::NotLaunched`]) and
+    /// nothing is sent. A message accepted is kept in memory until the broker
+    /// acknowledges it, and sent again after a reconnect if the connection drops first
+    /// (lost only if the process stops first, or when more than 1024 control messages
+    /// wait, the oldest custom one being dropped first); [`Mir::flush`] does not wait
+    /// for them, and shutdown gives them the same grace as telemetry. Other errors:
+    /// [`SdkError::InvalidCustomRoute`] (a name not 1 to 32 of `a-z`, `0-9`, `-`
+    /// starting with a letter), [`SdkError::PayloadTooLarge`] (payload and topic over
+    /// [`MAX_PAYLOAD_BYTES`]), [`SdkError::QueueFull`].
+    pub fn send_custom(&self, module: &str, route: &str, payload: Bytes) -> Result<(), SdkError> {
+        let route = CustomRoute::new(module, route)?;
+        let topic = route.for_device(&self.inner.config.device_id);
+        // AWS IoT Core counts the topic with the payload.
+        let size = payload.len() + topic.len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(SdkError::PayloadTooLarge {
+                name: topic,
+                size,
+                limit: MAX_PAYLOAD_BYTES,
+            });
+        }
+        if !self.inner.launched.load(Ordering::SeqCst) {
+            return Err(SdkError::NotLaunched);
+        }
+        if !self.is_connected() {
+            return Err(SdkError::NotConnected);
+        }
+        self.try_send(AppRequest::Custom(Publish { topic, payload }))
     }
 
     fn try_send(&self, request: AppRequest) -> Result<(), SdkError> {

@@ -2,7 +2,7 @@
 
 use std::{io, path::PathBuf, sync::Arc, time::Duration};
 
-use mir_proto::InvalidDeviceId;
+use mir_proto::{topics::InvalidCustomName, InvalidDeviceId};
 
 use crate::store::StoreError;
 
@@ -123,6 +123,14 @@ pub enum SdkError {
     StoreFull,
     #[error("launch() was already called on this device")]
     AlreadyLaunched,
+    /// [`crate::Mir::send_custom`] with a module or route name that is not one (it
+    /// names which, and the name): nothing was sent.
+    #[error("invalid custom route: {0}")]
+    InvalidCustomRoute(#[from] InvalidCustomName),
+    /// [`crate::Mir::send_custom`] while the device is not connected: custom messages
+    /// are never queued offline. Nothing was sent; send again once connected.
+    #[error("the device is not connected: custom route messages are not queued offline")]
+    NotConnected,
     #[error("not connected after {0:?}")]
     ConnectTimeout(Duration),
     #[error("the device event loop failed: {0}")]
@@ -138,11 +146,13 @@ impl SdkError {
             SdkError::QueueFull { .. }
             | SdkError::StoreFull
             | SdkError::ConnectTimeout(_)
+            | SdkError::NotConnected
             | SdkError::NotStored { .. } => true,
             SdkError::PayloadTooLarge { .. }
             | SdkError::Closed
             | SdkError::NotLaunched
             | SdkError::AlreadyLaunched
+            | SdkError::InvalidCustomRoute(_)
             | SdkError::Task(_) => false,
         }
     }
@@ -176,5 +186,10 @@ mod tests {
         .is_retryable());
         assert!(!StoreError::Corrupt { key: 1 }.is_retryable());
         assert!(!BuildError::MissingDeviceId.is_retryable());
+        assert!(SdkError::NotConnected.is_retryable());
+        let bad = mir_proto::topics::CustomRoute::new("Alerts", "door").expect_err("bad");
+        let bad = SdkError::from(bad);
+        assert!(!bad.is_retryable());
+        assert!(bad.to_string().contains("module \"Alerts\""), "{bad}");
     }
 }

@@ -439,6 +439,7 @@ impl Driver {
                     tracing::error!("reported properties refused: {e}");
                 }
             }
+            AppRequest::Custom(publish) => self.session.push_custom(publish),
             AppRequest::PropertyRegistered(name) => {
                 if let Some(action) = self.session.on_property_registered(&name) {
                     self.dispatch(action);

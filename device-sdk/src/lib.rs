@@ -158,6 +158,13 @@
 //!   [`SdkError::NotLaunched`], as the commit needs the event loop.
 //! - Reported properties ([`Mir::send_properties`]) never wait: with `always` their
 //!   record is committed with the next store write; [`Mir::flush`] waits for it.
+//! - Custom device routes ([`Mir::send_custom`]: raw bytes on
+//!   `mir/{id}/x/{module}/{route}`, QoS 1, for a server-side module) are never
+//!   durable and never queued offline: a send while not connected is
+//!   [`SdkError::NotConnected`], nothing sent; one accepted waits in memory for its
+//!   PUBACK (sent again after a reconnect). Bad names are
+//!   [`SdkError::InvalidCustomRoute`], payload and topic over 128 KB
+//!   [`SdkError::PayloadTooLarge`]; [`Mir::flush`] does not wait for them.
 //! - A durable message stays durable until the broker acknowledges it, or until the
 //!   retention or the store's caps drop it (counted in [`Status::dropped_messages`]).
 //! - A replay after a restart publishes the stored batch as it was: every message keeps

@@ -55,9 +55,9 @@ use clock_fix::ClockFix;
 pub(crate) use commands::error_response;
 use commands::Commands;
 pub(crate) use outbox::Token;
-#[cfg(test)]
-use outbox::DELETE_LINGER;
 use outbox::{Kind, Outbox, OutboxConfig};
+#[cfg(test)]
+use outbox::{DELETE_LINGER, MAX_CONTROL_QUEUED};
 pub use pacer::Pace;
 use pacer::Pacer;
 use properties::{reported_payload, Properties};
@@ -486,6 +486,16 @@ impl Session {
             self.connected,
         );
         Ok(())
+    }
+
+    /// Queues a message on one of the device's custom routes (`mir/{id}/x/{module}/{route}`,
+    /// checked by the caller, as is its size). It is not a record: it never goes to the
+    /// store. It waits in memory, after the control messages queued before it, until
+    /// the broker acknowledges it, and is sent again after a reconnect; when the
+    /// control queue is full the oldest custom message is dropped first.
+    pub fn push_custom(&mut self, publish: Publish) {
+        self.outbox
+            .push_control(Kind::Custom, Request::Publish(publish));
     }
 
     /// Asks the store to drop the records older than the retention. Only by a set

@@ -46,7 +46,7 @@ fn has_real_time(r: &Record) -> bool {
 mod poison;
 
 /// Most control messages (responses, reported properties, ...) kept while offline.
-const MAX_CONTROL_QUEUED: usize = 1024;
+pub(crate) const MAX_CONTROL_QUEUED: usize = 1024;
 /// Largest bytes of publishes in flight (at least one publish is always allowed).
 const MAX_INFLIGHT_BYTES: usize = 2 * 1024 * 1024;
 /// Records read from the store at once.
@@ -65,6 +65,17 @@ const DELETE_BATCH: usize = 256;
 pub(super) enum Kind {
     PerConnection,
     Durable,
+    /// A message on a custom device route: kept in memory until acknowledged, like
+    /// [`Kind::Durable`] (never in the store), and the first to go when the control
+    /// queue is full.
+    Custom,
+}
+
+impl Kind {
+    /// Whether a message of this kind waits until acknowledged (across connections).
+    fn kept(self) -> bool {
+        self != Kind::PerConnection
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +228,8 @@ impl Outbox {
     /// Queues a control message after the others.
     pub fn push_control(&mut self, kind: Kind, request: Request) {
         if self.control.len() >= MAX_CONTROL_QUEUED {
-            if let Some(i) = self.control.iter().position(|c| c.kind == Kind::Durable) {
+            let oldest = |kind| self.control.iter().position(|c: &Control| c.kind == kind);
+            if let Some(i) = oldest(Kind::Custom).or_else(|| oldest(Kind::Durable)) {
                 self.control.remove(i);
                 self.dropped_control += 1;
                 tracing::warn!("offline control queue full: dropped the oldest message");
@@ -230,7 +242,7 @@ impl Outbox {
     /// A new connection: `burst` goes first, replacing the per-connection messages
     /// of the last one.
     pub fn start_connection(&mut self, burst: Vec<Request>) {
-        self.control.retain(|c| c.kind == Kind::Durable);
+        self.control.retain(|c| c.kind.kept());
         for request in burst.into_iter().rev() {
             let id = self.control_id();
             self.control.push_front(Control {
@@ -252,7 +264,7 @@ impl Outbox {
         self.inflight_bytes = 0;
         let unacked = std::mem::take(&mut self.control_inflight);
         for (_, c) in unacked.into_iter().rev() {
-            if c.kind == Kind::Durable {
+            if c.kind.kept() {
                 self.control.push_front(c);
             }
         }

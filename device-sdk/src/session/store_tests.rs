@@ -524,3 +524,69 @@ fn a_failing_store_does_not_spill_memory_back_to_it_forever() {
     assert_eq!(s.counters().dropped_messages, 2, "over the cap, dropped");
     assert_eq!(s.counters().queued_messages, 1);
 }
+
+fn custom(payload: &'static [u8]) -> Publish {
+    Publish {
+        topic: topic("x/alerts/door"),
+        payload: Bytes::from_static(payload),
+    }
+}
+
+#[test]
+fn a_custom_message_unacknowledged_when_the_connection_drops_is_sent_again_and_never_stored() {
+    let now = t0();
+    let store = SharedStore::default();
+    let mut s = SessionBuilder::new().store(store.boxed()).build(now);
+    connect(&mut s, now);
+    s.push_custom(custom(b"open"));
+    let mut net = FakeNet::default();
+    assert_eq!(
+        published_on(&net.send(&mut s, 10), "x/alerts/door"),
+        [&b"open"[..]]
+    );
+    assert!(!s.is_idle(), "waits for its PUBACK");
+
+    net.drop_connection(&mut s);
+    assert_eq!(store.lock().stats().records, 0, "memory only, even offline");
+    s.push_custom(custom(b"closed"));
+    connect(&mut s, now);
+    let sent = net.send(&mut s, 10);
+    assert_eq!(
+        published_on(&sent, "x/alerts/door"),
+        [&b"open"[..], &b"closed"[..]],
+        "in order, after the reconnect"
+    );
+    net.ack_all(&mut s, now);
+    assert!(s.is_idle());
+    assert!(published_on(&net.send(&mut s, 10), "x/alerts/door").is_empty());
+    assert_eq!(store.lock().stats().records, 0);
+}
+
+#[test]
+fn a_full_control_queue_drops_the_oldest_custom_message_before_any_command_response() {
+    let now = t0();
+    let mut s = SessionBuilder::new().build(now);
+    s.command_finished(CommandResponse {
+        id: "c1".into(),
+        ..Default::default()
+    });
+    s.push_custom(custom(b"first"));
+    for _ in 0..MAX_CONTROL_QUEUED - 2 {
+        s.push_custom(custom(b"old"));
+    }
+    s.push_custom(custom(b"new"));
+    connect(&mut s, now);
+    let sent = drain(&mut s);
+    assert_eq!(
+        published_on(&sent, "cmd/resp").len(),
+        1,
+        "the response stays"
+    );
+    let custom = published_on(&sent, "x/alerts/door");
+    assert_eq!(custom.len(), MAX_CONTROL_QUEUED - 1, "one dropped");
+    assert!(
+        custom.iter().all(|b| &b[..] != b"first"),
+        "the oldest custom one"
+    );
+    assert_eq!(custom.last().map(|b| &b[..]), Some(&b"new"[..]));
+}

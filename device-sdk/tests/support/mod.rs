@@ -70,6 +70,14 @@ impl Recorder {
             .collect()
     }
 
+    /// Every topic published on so far, in order of arrival.
+    pub fn topics(&self) -> Vec<String> {
+        lock(&self.publishes)
+            .iter()
+            .map(|r| r.topic.clone())
+            .collect()
+    }
+
     pub fn connects(&self) -> usize {
         lock(&self.connects).len()
     }
