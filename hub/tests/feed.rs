@@ -494,3 +494,19 @@ async fn the_telemetry_route_needs_the_hubs_bearer_token() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_custom_event_is_sent_as_custom_and_filtered_by_its_name() {
+    let app = App::open();
+    let (_, mut alerts) = app.watch("?customName=DeviceOfflineAlert", &[]).await;
+    let mut other = event(EventReason::Custom, "w1", "1", 0);
+    other.custom_name = Some("Other".into());
+    let mut alert = event(EventReason::Custom, "w1", "2", 1);
+    alert.custom_name = Some("DeviceOfflineAlert".into());
+    app.events.append(&[other, alert.clone()]).await.unwrap();
+    let m = alerts.next(WAIT).await.unwrap();
+    assert_eq!(m.id, alert.id);
+    assert_eq!(m.event, "Custom");
+    assert_eq!(m.data["customName"], "DeviceOfflineAlert");
+    assert!(alerts.next(Duration::from_millis(300)).await.is_none());
+}

@@ -77,12 +77,13 @@ struct SqsMessage {
     body: String,
 }
 
+/// One SQS message's id and its Mir event (or why it is not one).
+pub type SqsItem = (String, Result<FeedEvent, EnvelopeError>);
+
 /// The Mir events of an SQS event (JSON text) whose messages are EventBridge envelopes,
 /// one result per message in order (with its message id), so that a Lambda can report
 /// the failed ones as batch item failures.
-pub fn from_sqs(
-    json: &str,
-) -> Result<Vec<(String, Result<FeedEvent, EnvelopeError>)>, EnvelopeError> {
+pub fn from_sqs(json: &str) -> Result<Vec<SqsItem>, EnvelopeError> {
     let event: SqsEvent = serde_json::from_str(json).map_err(EnvelopeError::Sqs)?;
     Ok(event
         .records

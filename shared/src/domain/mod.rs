@@ -11,7 +11,9 @@ pub mod telemetry_feed;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
-pub use event::{CustomName, CustomNameError, Event, EventFilter, EventReason, EventType, UnknownReason};
+pub use event::{
+    CustomName, CustomNameError, Event, EventFilter, EventReason, EventType, UnknownReason,
+};
 pub use feed::{FeedEvent, FeedFilter, RecentIds};
 pub use page::{Page, PageRequest};
 pub use retention::{EventRetention, RetentionError};
