@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use mir_shared::api::{
     Catalog, CertificateRequest, CommandResults, ConfigResults, DeviceList, ErrorBody, EventList,
-    SendCommand, SendConfig, TelemetryList, TelemetryQueryResult,
+    PublishEvent, SendCommand, SendConfig, TelemetryList, TelemetryQueryResult,
 };
-use mir_shared::domain::{feed::WATCH_PATH, CommandRecord, FeedFilter, Targets, Twin};
+use mir_shared::domain::{feed::WATCH_PATH, CommandRecord, Event, FeedFilter, Targets, Twin};
 use mir_shared::ports::DeviceCertificate;
 
 /// Time to open a connection.
@@ -48,6 +48,21 @@ pub enum ClientError {
     Unsupported(&'static str),
     #[error("the event stream broke: {0}")]
     Stream(String),
+}
+
+impl ClientError {
+    /// Whether reconnecting a stream may help: the network and the hub's 5xx, not a
+    /// refusal.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Api { status, .. } => *status >= 500,
+            ClientError::Unsupported(_)
+            | ClientError::BadUrl { .. }
+            | ClientError::Signing { .. }
+            | ClientError::Decode { .. } => false,
+            _ => true,
+        }
+    }
 }
 
 /// The server-sent events of `GET /v1/events/watch`.
@@ -120,6 +135,22 @@ impl Client {
             stream_http,
             signer: None,
             token: None,
+        })
+    }
+
+    /// The client of a resolved endpoint: its bearer token (`token` over the
+    /// endpoint's), SigV4 signing for an aws context.
+    pub fn for_endpoint(
+        endpoint: &crate::context::Endpoint,
+        token: Option<String>,
+    ) -> ClientResult<Self> {
+        let mut client = Client::new(&endpoint.api)?;
+        if let Some(token) = token.or_else(|| endpoint.token.clone()) {
+            client = client.with_token(token);
+        }
+        Ok(match &endpoint.sigv4 {
+            Some(s) => client.with_signer(crate::sigv4::Signer::from_config(s)),
+            None => client,
         })
     }
 
@@ -378,6 +409,19 @@ impl Client {
         filter: &FeedFilter,
         last_event_id: Option<&str>,
     ) -> ClientResult<EventStream> {
+        self.watch(WATCH_PATH, &filter.to_query(), last_event_id)
+            .await
+    }
+
+    /// Server-sent events of one of the hub's streams (`path`: `/v1/events/watch`,
+    /// `/v1/telemetry/watch`) with `query`; refused on aws contexts (see
+    /// [`Client::watch_events`]).
+    pub async fn watch(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        last_event_id: Option<&str>,
+    ) -> ClientResult<EventStream> {
         use eventsource_stream::Eventsource;
         use futures::StreamExt;
         if self.signer.is_some() {
@@ -385,11 +429,11 @@ impl Client {
                 "`mir evt watch` streams from a local hub (contexts of kind local or localstack, `mir local`); on an aws context the event feed is EventBridge, which `mir evt watch` does not read yet: use `mir evt ls`",
             ));
         }
-        let segments: Vec<&str> = WATCH_PATH.split('/').filter(|s| !s.is_empty()).collect();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut req = self
             .stream_http
             .get(self.url(&segments))
-            .query(&filter.to_query())
+            .query(query)
             .header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
@@ -408,6 +452,12 @@ impl Client {
             .eventsource()
             .map(|item| item.map_err(|e| ClientError::Stream(e.to_string())))
             .boxed())
+    }
+
+    /// `POST /v1/events`: records a custom event; the stored event comes back.
+    pub async fn publish_event(&self, event: &PublishEvent) -> ClientResult<Event> {
+        self.call(Method::POST, &["v1", "events"], &[], Some(event))
+            .await
     }
 
     pub async fn list_events(&self, q: &EventQuery) -> ClientResult<EventList> {

@@ -2,8 +2,8 @@
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
 //! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
 //! `GET /healthz` (200 when the store answers, else 503), `GET /metrics`
-//! (Prometheus), `GET /v1/events/watch` (the [`feed`](crate::feed), server-sent
-//! events) and the browser [`console`](crate::console) at `/`. Every request
+//! (Prometheus), `GET /v1/events/watch` and `GET /v1/telemetry/watch` (the
+//! [`feed`](crate::feed), server-sent events) and the browser [`console`](crate::console) at `/`. Every request
 //! passes [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
@@ -54,6 +54,10 @@ pub fn router(state: HttpState) -> axum::Router {
         .route("/metrics", get(metrics))
         .route(crate::feed::watch::PATH, get(crate::feed::watch::watch))
         .route(crate::custom_routes::PATH, get(crate::custom_routes::watch))
+        .route(
+            mir_shared::domain::telemetry_feed::TELEMETRY_WATCH_PATH,
+            get(crate::feed::telemetry::watch),
+        )
         .route("/", get(crate::console::index))
         .route("/index.html", get(crate::console::index))
         .route(crate::console::CONFIG_PATH, get(crate::console::config))

@@ -1,6 +1,7 @@
 //! The event feed: the `EventStore` decorator publishes what it stored, with labels, and
 //! `GET /v1/events/watch` streams it as server-sent events (filters, `Last-Event-ID`,
-//! lag replays, the bearer token, shutdown). In-process through the router, no socket.
+//! lag replays, the bearer token, shutdown), worker groups (`?group=`) and the telemetry
+//! stream (`GET /v1/telemetry/watch`). In-process through the router, no socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -24,8 +25,9 @@ use mir_hub::{
 use mir_shared::{
     adapters::{embedded::EmbeddedStore, memory::RecordingPublisher},
     domain::{Event, EventReason, Twin},
-    ports::{EventStore, Ports, TwinStore},
+    ports::{EventStore, Ports, TelemetrySink, TwinStore},
     routes::RoutesTable,
+    telemetry::{FieldValue, TelemetryRecord},
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -34,6 +36,7 @@ const TOKEN: &str = "0123456789abcdef";
 struct App {
     router: axum::Router,
     events: Arc<dyn EventStore>,
+    telemetry: Arc<dyn TelemetrySink>,
     store: EmbeddedStore,
     feed: Feed,
     shutdown: CancellationToken,
@@ -56,6 +59,7 @@ impl App {
         )
         .unwrap();
         let events = ports.events.clone().unwrap();
+        let telemetry = ports.telemetry_sink.clone().unwrap();
         let core = Arc::new(Core::new(
             ports,
             Rules::from_routes(&routes).unwrap(),
@@ -73,6 +77,7 @@ impl App {
         App {
             router,
             events,
+            telemetry,
             store,
             feed,
             shutdown,
@@ -97,8 +102,13 @@ impl App {
     }
 
     async fn watch(&self, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Sse) {
+        self.stream(&format!("/v1/events/watch{query}"), headers)
+            .await
+    }
+
+    async fn stream(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Sse) {
         let mut request = Request::builder()
-            .uri(format!("/v1/events/watch{query}"))
+            .uri(uri)
             .header(header::HOST, "localhost");
         for (k, v) in headers {
             request = request.header(*k, *v);
@@ -373,4 +383,130 @@ async fn the_stream_ends_when_the_hub_shuts_down() {
     let ended =
         tokio::time::timeout(WAIT, async { while sse.body.frame().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the stream did not end");
+}
+
+#[tokio::test]
+async fn members_of_a_group_each_get_a_share_and_a_plain_watcher_gets_everything() {
+    let app = App::open();
+    let (status, mut a) = app.watch("?group=workers", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mut b) = app.watch("?group=workers", &[]).await;
+    let (_, mut other_group) = app.watch("?group=auditors", &[]).await;
+    let (_, mut plain) = app.watch("", &[]).await;
+    let evs: Vec<Event> = (0..10)
+        .map(|i| event(EventReason::CommandSent, "w1", &i.to_string(), i))
+        .collect();
+    app.events.append(&evs).await.unwrap();
+    // A republished event (a redelivered invocation) goes to the group once.
+    app.events.append(&evs[..2]).await.unwrap();
+    let (ga, gb) = (a.ids(5).await, b.ids(5).await);
+    assert!(a.next(Duration::from_millis(300)).await.is_none());
+    assert!(b.next(Duration::from_millis(300)).await.is_none());
+    let mut split: Vec<String> = ga.iter().chain(&gb).cloned().collect();
+    split.sort();
+    let mut all: Vec<String> = evs.iter().map(|e| e.id.clone()).collect();
+    all.sort();
+    assert_eq!(split, all, "each event to exactly one member");
+    assert_eq!(other_group.ids(10).await.len(), 10);
+    assert_eq!(plain.ids(10).await.len(), 10);
+}
+
+#[tokio::test]
+async fn when_a_member_leaves_its_events_go_to_the_remaining_member() {
+    let app = App::open();
+    let (_, mut a) = app.watch("?group=workers", &[]).await;
+    let (_, b) = app.watch("?group=workers", &[]).await;
+    drop(b);
+    // The hub sees the stream dropped once its task notices; give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let evs: Vec<Event> = (0..4)
+        .map(|i| event(EventReason::CommandSent, "w1", &i.to_string(), i))
+        .collect();
+    app.events.append(&evs).await.unwrap();
+    assert_eq!(
+        a.ids(4).await.len(),
+        4,
+        "the remaining member gets them all"
+    );
+}
+
+fn point(device: &str, seq: u64, temperature: i64) -> TelemetryRecord {
+    TelemetryRecord {
+        device_id: device.into(),
+        name: device.into(),
+        namespace: "lab".into(),
+        measure: Arc::from("schema.v1.Env"),
+        time_ns: 1_700_000_000_000_000_000 + seq as i64,
+        seq,
+        tags: vec![],
+        values: vec![
+            (Arc::from("temperature"), FieldValue::Int(temperature)),
+            (Arc::from("station"), FieldValue::Text("roof".into())),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn the_telemetry_stream_sends_each_written_point_with_its_values_and_labels() {
+    let app = App::open();
+    app.device("w1", "lab", &[("site", "roof")]).await;
+    let (status, mut w1) = app
+        .stream("/v1/telemetry/watch?deviceId=w1&message=schema.v1.Env", &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mut by_label) = app
+        .stream("/v1/telemetry/watch?labels=site%3Dcellar", &[])
+        .await;
+    let records = [point("w1", 1, 20), point("w2", 2, 30), point("w1", 3, 21)];
+    app.telemetry.write(&records).await.unwrap();
+    let first = w1.next(WAIT).await.unwrap();
+    assert_eq!(first.event, "schema.v1.Env");
+    assert_eq!(first.id, "w1/schema.v1.Env/1700000000000000001/1");
+    assert_eq!(first.data["values"]["temperature"], 20);
+    assert_eq!(first.data["values"]["station"], "roof");
+    assert_eq!(first.data["labels"]["site"], "roof");
+    assert_eq!(first.data["namespace"], "lab");
+    let second = w1.next(WAIT).await.unwrap();
+    assert_eq!(second.data["values"]["temperature"], 21);
+    assert!(
+        w1.next(Duration::from_millis(300)).await.is_none(),
+        "not w2's"
+    );
+    assert!(by_label.next(Duration::from_millis(300)).await.is_none());
+    let (status, _) = app.stream("/v1/telemetry/watch?labels=novalue", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_telemetry_route_needs_the_hubs_bearer_token() {
+    let app = App::new(
+        FEED_CAPACITY,
+        AccessConfig {
+            api_token: Some(TOKEN.into()),
+            ..AccessConfig::default()
+        },
+    );
+    let (status, _) = app.stream("/v1/telemetry/watch", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _) = app
+        .stream("/v1/telemetry/watch", &[("authorization", bearer.as_str())])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_custom_event_is_sent_as_custom_and_filtered_by_its_name() {
+    let app = App::open();
+    let (_, mut alerts) = app.watch("?customName=DeviceOfflineAlert", &[]).await;
+    let mut other = event(EventReason::Custom, "w1", "1", 0);
+    other.custom_name = Some("Other".into());
+    let mut alert = event(EventReason::Custom, "w1", "2", 1);
+    alert.custom_name = Some("DeviceOfflineAlert".into());
+    app.events.append(&[other, alert.clone()]).await.unwrap();
+    let m = alerts.next(WAIT).await.unwrap();
+    assert_eq!(m.id, alert.id);
+    assert_eq!(m.event, "Custom");
+    assert_eq!(m.data["customName"], "DeviceOfflineAlert");
+    assert!(alerts.next(Duration::from_millis(300)).await.is_none());
 }

@@ -110,15 +110,7 @@ impl Connection {
     }
 
     fn client(&self) -> anyhow::Result<Client> {
-        let endpoint = self.endpoint()?;
-        let mut client = Client::new(&endpoint.api)?;
-        if let Some(token) = self.token.clone().or(endpoint.token) {
-            client = client.with_token(token);
-        }
-        Ok(match &endpoint.sigv4 {
-            Some(s) => client.with_signer(crate::sigv4::Signer::from_config(s)),
-            None => client,
-        })
+        Ok(Client::for_endpoint(&self.endpoint()?, self.token.clone())?)
     }
 }
 

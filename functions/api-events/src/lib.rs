@@ -1,13 +1,15 @@
 //! `api-events`: `/v1/events` lists the audit trail, newest first, filtered by device,
-//! reason and time, one page at a time (`limit`, `nextToken`).
+//! reason and time, one page at a time (`limit`, `nextToken`); `POST /v1/events` records
+//! a module's custom event ([`PublishEvent`]: reason `Custom`, its name in
+//! `customName`), which the event feed then fans out like Mir's own.
 //!
 //! Architecture: see docs/architecture.md in the repository (sections Routes, Delivery semantics).
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 
 use mir_shared::{
-    api::{self, ApiError, ApiRequest, EventList},
-    domain::{EventFilter, EventReason},
+    api::{self, ApiError, ApiRequest, EventList, PublishEvent},
+    domain::{Event, EventFilter, EventReason},
 };
 
 mir_shared::deps! {
@@ -22,6 +24,7 @@ pub async fn handle(deps: &Deps<'_>, event: &ApiGatewayV2httpRequest) -> ApiGate
     };
     match req.route_key.as_str() {
         "GET /v1/events" => api::respond(list(deps, &req).await),
+        "POST /v1/events" => api::respond(publish(deps, &req).await),
         other => api::error_response(&ApiError::not_found(format!("no route {other}"))),
     }
 }
@@ -75,6 +78,18 @@ async fn list(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, EventList), Api
     ))
 }
 
+/// Records the custom event of the body: 201 with the stored event. A retried request
+/// (same request id) records it once.
+async fn publish(deps: &Deps<'_>, req: &ApiRequest) -> Result<(u16, Event), ApiError> {
+    let body: PublishEvent = req.json()?;
+    api::refuse_large_json("event", &body.payload)?;
+    let event = body
+        .to_event(&req.caller, deps.clock.now())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    deps.events.append(std::slice::from_ref(&event)).await?;
+    Ok((201, event))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +137,94 @@ mod tests {
             .as_str()
             .unwrap_or("")
             .contains("before until"));
+    }
+
+    fn post(body: serde_json::Value) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
+        api_request("POST /v1/events", "/v1/events", "", Some(body))
+    }
+
+    #[tokio::test]
+    async fn a_custom_event_is_stored_with_its_name_type_payload_and_caller() {
+        let w = TestWorld::new();
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
+        let req = post(serde_json::json!({
+            "deviceId": "w1", "type": "Warning", "name": "DeviceOfflineAlert",
+            "message": "offline for 5 minutes", "payload": {"minutes": 5}
+        }));
+        let (status, body) = response_json(&handle(&deps, &req).await);
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["reason"], "Custom");
+        assert_eq!(body["customName"], "DeviceOfflineAlert");
+        assert_eq!(body["type"], "Warning");
+        assert_eq!(body["actor"], "arn:aws:iam::123456789012:user/operator");
+        let again = response_json(&handle(&deps, &req).await).1;
+        assert_eq!(
+            again["id"], body["id"],
+            "the id derives from the request id"
+        );
+        let (_, listed) = response_json(
+            &handle(
+                &deps,
+                &api_request("GET /v1/events", "/v1/events", "reason=custom", None),
+            )
+            .await,
+        );
+        let events = listed["events"].as_array().cloned().unwrap_or_default();
+        assert_eq!(events.len(), 1, "{listed}");
+        assert_eq!(events[0]["payload"]["minutes"], 5);
+        assert_eq!(events[0]["message"], "offline for 5 minutes");
+    }
+
+    #[tokio::test]
+    async fn a_custom_event_with_a_bad_name_device_or_body_is_a_bad_request() {
+        let w = TestWorld::new();
+        let deps = Deps::try_from(&w.ports).expect("the test world has every port");
+        let cases = [
+            (
+                serde_json::json!({"deviceId": "w1", "name": "DeviceOnline"}),
+                "is Mir's reason DeviceOnline",
+            ),
+            (
+                serde_json::json!({"deviceId": "w1", "name": "on fire"}),
+                "has ' '",
+            ),
+            (
+                serde_json::json!({"deviceId": " ", "name": "Alert"}),
+                "deviceId is required",
+            ),
+            (
+                serde_json::json!({"deviceId": "a/b", "name": "Alert"}),
+                "device id",
+            ),
+            (
+                serde_json::json!({"deviceId": "w1", "name": "Alert", "reason": "DeviceOnline"}),
+                "unknown field `reason`",
+            ),
+            (
+                serde_json::json!({"deviceId": "w1", "name": "Alert", "type": "Fatal"}),
+                "unknown variant `Fatal`",
+            ),
+            (
+                serde_json::json!({"deviceId": "w1", "name": "Alert", "message": "m".repeat(1025)}),
+                "at most 1024",
+            ),
+        ];
+        for (body, expected) in cases {
+            let (status, answer) = response_json(&handle(&deps, &post(body.clone())).await);
+            assert_eq!(status, 400, "{body} -> {answer}");
+            let error = answer["error"].as_str().unwrap_or("");
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+        let huge = serde_json::json!({"deviceId": "w1", "name": "Alert",
+            "payload": "x".repeat(api::MAX_PAYLOAD_JSON_BYTES)});
+        let (status, _) = response_json(&handle(&deps, &post(huge)).await);
+        assert_eq!(status, 413);
+        let listed = w
+            .store
+            .list(&EventFilter::default(), &Default::default())
+            .await
+            .expect("list");
+        assert!(listed.items.is_empty(), "nothing refused was stored");
     }
 
     #[tokio::test]

@@ -5,7 +5,10 @@
 //!   twins; replays from the store) and [`Feed::wire`], which puts [`FeedEvents`], a
 //!   decorator of the `EventStore` port, in the hub's [`Ports`]: after the store's
 //!   `append` succeeds, it publishes each event. Both profiles go through it;
-//! - [`watch`]: the SSE route, its filters, `Last-Event-ID` and lag replays.
+//! - [`watch`]: the SSE route, its filters, `Last-Event-ID` and lag replays;
+//! - [`group`]: worker mode (`?group=<name>`), each event to one member of the group;
+//! - [`telemetry`]: the telemetry stream (`GET /v1/telemetry/watch`), a decorator of the
+//!   `TelemetrySink` port that [`Feed::wire`] also puts in the ports.
 //!
 //! **At least once.** An event is published after it is stored, so a watcher never sees
 //! one the store does not hold. The store's `append` is idempotent but does not say
@@ -17,6 +20,8 @@
 //! whose `time` is more than that margin older than when it was appended may be missed by
 //! a replay. With nobody watching, nothing is published (no twin reads).
 
+pub mod group;
+pub mod telemetry;
 pub mod watch;
 
 use std::{collections::HashMap, sync::Arc};
@@ -27,8 +32,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use mir_shared::{
-    domain::{page, twin::Meta, Event, EventFilter, FeedEvent, FeedFilter, Page, PageRequest},
-    ports::{EventStore, MissingPort, Ports, StoreError, StoreResult, TwinStore},
+    domain::{
+        page, twin::Meta, Event, EventFilter, FeedEvent, FeedFilter, Page, PageRequest,
+        TelemetryPoint,
+    },
+    ports::{EventStore, MissingPort, Ports, StoreError, StoreResult, TelemetrySink, TwinStore},
 };
 
 /// How many events the channel holds for a watcher that reads slower than they come.
@@ -44,6 +52,10 @@ pub const REPLAY_LIMIT: usize = 10_000;
 #[derive(Clone)]
 pub struct Feed {
     tx: broadcast::Sender<Arc<FeedEvent>>,
+    /// The telemetry stream ([`telemetry`]).
+    telemetry: broadcast::Sender<Arc<TelemetryPoint>>,
+    /// Worker mode ([`group`]).
+    groups: Arc<group::Groups>,
     /// The undecorated store: replays read it.
     store: Arc<dyn EventStore>,
     twins: Option<Arc<dyn TwinStore>>,
@@ -70,8 +82,11 @@ impl Feed {
     ) -> Result<(Ports, Feed), MissingPort> {
         let store = ports.events.clone().ok_or(MissingPort { port: "events" })?;
         let (tx, _) = broadcast::channel(capacity.max(1));
+        let (telemetry, _) = broadcast::channel(capacity.max(1));
         let feed = Feed {
             tx,
+            telemetry,
+            groups: Arc::default(),
             store: store.clone(),
             twins: ports.twins.clone(),
             shutdown,
@@ -80,13 +95,26 @@ impl Feed {
             inner: store,
             feed: feed.clone(),
         });
+        let telemetry_sink = ports.telemetry_sink.clone().map(|inner| {
+            let sink: Arc<dyn TelemetrySink> = Arc::new(telemetry::FeedTelemetry {
+                inner,
+                feed: feed.clone(),
+            });
+            sink
+        });
         Ok((
             Ports {
                 events: Some(events),
+                telemetry_sink,
                 ..ports
             },
             feed,
         ))
+    }
+
+    /// Joins the worker group `name` ([`group`]).
+    pub fn join(&self, name: &str, filter: FeedFilter) -> group::Membership {
+        self.groups.join(name, filter)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
@@ -99,30 +127,24 @@ impl Feed {
 
     /// Publishes stored events to the current watchers (none: nothing to do).
     async fn publish(&self, events: &[Event]) {
-        if self.tx.receiver_count() == 0 {
+        if self.tx.receiver_count() == 0 && self.groups.is_empty() {
             return;
         }
         for e in self.labelled(events.to_vec()).await {
+            let e = Arc::new(e);
+            self.groups.dispatch(&e);
             // No receiver left between the check and now: nobody to tell.
-            let _ = self.tx.send(Arc::new(e));
+            let _ = self.tx.send(e);
         }
     }
 
     /// The events with their devices' labels (one twin read per device); an event
     /// recorded without its device's name gets the twin's name and namespace.
     async fn labelled(&self, events: Vec<Event>) -> Vec<FeedEvent> {
-        let mut metas: HashMap<String, Option<Meta>> = HashMap::new();
+        let mut metas = Labels::new(self);
         let mut out = Vec::with_capacity(events.len());
         for mut e in events {
-            if !metas.contains_key(&e.device_id) {
-                let m = self.meta_of(&e.device_id).await;
-                metas.insert(e.device_id.clone(), m);
-            }
-            let meta = metas
-                .get(&e.device_id)
-                .cloned()
-                .flatten()
-                .unwrap_or_default();
+            let meta = metas.meta(&e.device_id).await;
             if e.name.is_empty() {
                 e.name = meta.name;
                 e.namespace = meta.namespace;
@@ -181,6 +203,37 @@ impl Feed {
         let complete = events.len() <= REPLAY_LIMIT;
         events.truncate(REPLAY_LIMIT);
         Ok((events, complete))
+    }
+}
+
+/// The devices' name, namespace and labels, read once per device (one batch).
+struct Labels<'a> {
+    feed: &'a Feed,
+    metas: HashMap<String, Option<Meta>>,
+}
+
+impl<'a> Labels<'a> {
+    fn new(feed: &'a Feed) -> Self {
+        Self {
+            feed,
+            metas: HashMap::new(),
+        }
+    }
+
+    async fn meta(&mut self, device_id: &str) -> Meta {
+        if !self.metas.contains_key(device_id) {
+            let m = self.feed.meta_of(device_id).await;
+            self.metas.insert(device_id.to_string(), m);
+        }
+        self.metas
+            .get(device_id)
+            .cloned()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    async fn of(&mut self, device_id: &str) -> std::collections::BTreeMap<String, String> {
+        self.meta(device_id).await.labels
     }
 }
 

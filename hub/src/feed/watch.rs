@@ -10,7 +10,9 @@
 //! - a watcher that lags behind the channel gets the events it missed from the store; if
 //!   that fails (or there are too many), a [`LAGGED`] message with the count of missed
 //!   events, and the stream ends, so that the client reconnects with `Last-Event-ID`;
-//! - the stream ends when the hub shuts down or the client goes.
+//! - the stream ends when the hub shuts down or the client goes;
+//! - `group=<name>`: worker mode, each event to one member of the group (see
+//!   [`super::group`]); `Last-Event-ID` is then ignored.
 //!
 //! One connection sends an id once (among its last [`RECENT_IDS`]); across connections
 //! an event may come again (see [`super`]).
@@ -46,6 +48,9 @@ pub const RECENT_IDS: usize = 4096;
 /// The route's path (from `mir_shared::domain::feed`).
 pub const PATH: &str = WATCH_PATH;
 
+/// The most characters of a worker group's name.
+pub const MAX_GROUP_NAME: usize = 128;
+
 /// The handler.
 pub async fn watch(
     State(state): State<HttpState>,
@@ -55,25 +60,110 @@ pub async fn watch(
     let filter = match FeedFilter::from_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
         Ok(f) => f,
-        Err(e) => {
-            let body = serde_json::json!({ "error": e.to_string() }).to_string();
-            return (
-                StatusCode::BAD_REQUEST,
-                [("content-type", "application/json")],
-                body,
-            )
-                .into_response();
-        }
+        Err(e) => return bad_request(&e),
     };
+    let group = params
+        .iter()
+        .find(|(k, _)| k == "group")
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty());
+    if let Some(group) = group {
+        if group.chars().count() > MAX_GROUP_NAME {
+            return bad_request(&format!(
+                "a group name is at most {MAX_GROUP_NAME} characters"
+            ));
+        }
+        return sse_response(member(&state.feed, group, filter));
+    }
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(String::from);
-    Sse::new(events(&state.feed, filter, last_id))
+    sse_response(events(&state.feed, filter, last_id))
+}
+
+/// A 400 answer with `{"error": ...}`.
+pub(super) fn bad_request(e: &dyn std::fmt::Display) -> Response {
+    let body = serde_json::json!({ "error": e.to_string() }).to_string();
+    (
+        StatusCode::BAD_REQUEST,
+        [("content-type", "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// The SSE answer of a stream, with a comment every [`KEEP_ALIVE`].
+pub(super) fn sse_response(
+    stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
+) -> Response {
+    Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response()
+}
+
+/// The messages a watcher task sends on `out`, as the response's stream.
+pub(super) fn receiver_stream(
+    out: mpsc::Receiver<SseEvent>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures::stream::unfold(out, |mut out| async move {
+        out.recv().await.map(|e| (Ok(e), out))
+    })
+}
+
+/// Sends one message unless the hub shuts down; false when the stream is over.
+pub(super) async fn send_or_stop(feed: &Feed, tx: &mpsc::Sender<SseEvent>, m: SseEvent) -> bool {
+    tokio::select! {
+        _ = feed.shutdown().cancelled() => false,
+        sent = tx.send(m) => sent.is_ok(),
+    }
+}
+
+/// The SSE message of an event: `id`, `event: <reason>`, `data: <FeedEvent>`.
+fn message_of(e: &FeedEvent) -> Option<SseEvent> {
+    match SseEvent::default()
+        .id(&e.id)
+        .event(e.reason.as_str())
+        .json_data(e)
+    {
+        Ok(m) => Some(m),
+        Err(err) => {
+            tracing::warn!(id = %e.id, error = %err, "event feed: cannot encode an event");
+            None
+        }
+    }
+}
+
+/// The messages of one member of the worker group `group`; it joins before this
+/// returns and leaves when the stream is dropped or the hub shuts down.
+pub fn member(
+    feed: &Feed,
+    group: &str,
+    filter: FeedFilter,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let mut membership = feed.join(group, filter);
+    let (tx, out) = mpsc::channel(64);
+    let feed = feed.clone();
+    tokio::spawn(async move {
+        loop {
+            let e = tokio::select! {
+                _ = feed.shutdown().cancelled() => return,
+                _ = tx.closed() => return,
+                e = membership.rx.recv() => e,
+            };
+            let Some(e) = e else { return };
+            let Some(message) = message_of(&e) else {
+                continue;
+            };
+            membership.sent(e);
+            if !send_or_stop(&feed, &tx, message).await {
+                return;
+            }
+        }
+    });
+    receiver_stream(out)
 }
 
 /// The messages of one watcher. It is subscribed before this returns, so an event
@@ -93,9 +183,7 @@ pub fn events(
         tx,
     };
     tokio::spawn(watcher.run(rx, last_id));
-    futures::stream::unfold(out, |mut out| async move {
-        out.recv().await.map(|e| (Ok(e), out))
-    })
+    receiver_stream(out)
 }
 
 struct Watcher {
@@ -183,18 +271,10 @@ impl Watcher {
         if !self.filter.matches(e) || !self.sent.insert(&e.id) {
             return true;
         }
-        let message = match SseEvent::default()
-            .id(&e.id)
-            .event(e.reason.as_str())
-            .json_data(e)
-        {
-            Ok(m) => m,
-            Err(err) => {
-                tracing::warn!(id = %e.id, error = %err, "event feed: cannot encode an event");
-                return true;
-            }
-        };
-        self.send(message).await
+        match message_of(e) {
+            Some(message) => self.send(message).await,
+            None => true,
+        }
     }
 
     async fn lagged(&self, missed: u64) {
@@ -203,9 +283,6 @@ impl Watcher {
     }
 
     async fn send(&self, message: SseEvent) -> bool {
-        tokio::select! {
-            _ = self.feed.shutdown().cancelled() => false,
-            sent = self.tx.send(message) => sent.is_ok(),
-        }
+        send_or_stop(&self.feed, &self.tx, message).await
     }
 }

@@ -27,6 +27,8 @@ export function jobOfChangingRoute(route: HttpRouteSpec): 'operator' | 'provisio
   const { path } = route;
   if (path === '/v1/commands' || path.startsWith('/v1/commands/')) return 'operator';
   if (path === '/v1/config' || path.startsWith('/v1/config/')) return 'operator';
+  // Records a module's custom event (POST /v1/events): operations, like commands.
+  if (path === '/v1/events') return 'operator';
   // Asks the device to send its hello again (publishes hello/get): operations, not provisioning.
   if (path === '/v1/devices/{deviceId}/schema/refresh') return 'operator';
   if (path === '/v1/devices' || path.startsWith('/v1/devices/')) return 'provisioner';

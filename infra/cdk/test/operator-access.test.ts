@@ -14,7 +14,7 @@ const GETS = ALL.filter((r) => r.startsWith('GET '));
 
 /** The routes each job may call: the expectation, by route. */
 function expected(job: Job): string[] {
-  const ops = (r: string) => /^POST \/v1\/(commands|config)$/.test(r) || r === 'POST /v1/devices/{deviceId}/schema/refresh';
+  const ops = (r: string) => /^POST \/v1\/(commands|config|events)$/.test(r) || r === 'POST /v1/devices/{deviceId}/schema/refresh';
   const prov = (r: string) => !r.startsWith('GET ') && !ops(r) && / \/v1\/devices(\/|$)/.test(r);
   switch (job) {
     case 'readOnly':

@@ -2,12 +2,15 @@
 //! with a status and a plain message, and the JSON bodies the CLI reads.
 //!
 //! Files: this one (requests, responses, errors, bodies), `caller` (who asked, from the
-//! request context), `time` (`since`/`until` parameters, bounded).
+//! request context), `time` (`since`/`until` parameters, bounded), `events` (the body of
+//! `POST /v1/events`, a custom event).
 
 mod caller;
+mod events;
 mod time;
 
 pub use caller::Caller;
+pub use events::{PublishEvent, PublishEventError, MAX_CUSTOM_MESSAGE};
 pub use time::{parse_since, MAX_LOOKBACK_DAYS};
 
 use std::collections::BTreeMap;

@@ -24,10 +24,13 @@ pub enum EventReason {
     /// The device's certificates were revoked (delete) or set inactive or active again
     /// (disable, enable).
     CertificatesChanged,
+    /// An event a module published (`POST /v1/events`); its own name is
+    /// [`Event::custom_name`] (see [`CustomName`]).
+    Custom,
 }
 
 impl EventReason {
-    pub const ALL: [EventReason; 14] = [
+    pub const ALL: [EventReason; 15] = [
         EventReason::DeviceCreated,
         EventReason::DeviceUpdated,
         EventReason::DeviceDeleted,
@@ -42,6 +45,7 @@ impl EventReason {
         EventReason::InvalidMessage,
         EventReason::CertificateIssued,
         EventReason::CertificatesChanged,
+        EventReason::Custom,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +64,7 @@ impl EventReason {
             EventReason::InvalidMessage => "InvalidMessage",
             EventReason::CertificateIssued => "CertificateIssued",
             EventReason::CertificatesChanged => "CertificatesChanged",
+            EventReason::Custom => "Custom",
         }
     }
 
@@ -121,6 +126,11 @@ pub struct Event {
     /// Events a device's own messages cause have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// A [`EventReason::Custom`] event's own name (a [`CustomName`], e.g.
+    /// `DeviceOfflineAlert`); none for Mir's reasons. Absent from events stored before it
+    /// existed, so they read back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_name: Option<String>,
     /// When the store drops it (epoch seconds): set by the store on append, from its
     /// [`super::EventRetention`] (the DynamoDB TTL attribute `expiresAt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +163,7 @@ impl Event {
             message: message.into(),
             payload: Value::Null,
             actor: None,
+            custom_name: None,
             expires_at: None,
         }
     }
@@ -181,6 +192,83 @@ impl Event {
     pub fn with_payload(mut self, payload: Value) -> Self {
         self.payload = payload;
         self
+    }
+}
+
+/// The most characters of a [`CustomName`].
+pub const MAX_CUSTOM_NAME: usize = 64;
+
+/// The name of a custom event: an ASCII letter, then letters, digits, `_`, `-` or `.`,
+/// at most [`MAX_CUSTOM_NAME`] characters, and not one of Mir's reasons (so that a
+/// subscriber filtering on `customName` never confuses the two).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CustomName(String);
+
+/// Why a custom event name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CustomNameError {
+    #[error("a custom event needs a name (e.g. DeviceOfflineAlert)")]
+    Empty,
+    #[error("custom event name {name:?} is {len} characters long; at most {MAX_CUSTOM_NAME}")]
+    TooLong { name: String, len: usize },
+    #[error("custom event name {name:?} must start with an ASCII letter")]
+    BadStart { name: String },
+    #[error(
+        "custom event name {name:?} has {character:?}; use ASCII letters, digits, '_', '-' or '.'"
+    )]
+    BadCharacter { name: String, character: char },
+    #[error("custom event name {name:?} is Mir's reason {reason}; choose a name of your own", reason = reason.as_str())]
+    Reserved { name: String, reason: EventReason },
+}
+
+impl CustomName {
+    pub fn new(name: &str) -> Result<Self, CustomNameError> {
+        let name = name.trim();
+        let owned = || name.to_string();
+        let Some(first) = name.chars().next() else {
+            return Err(CustomNameError::Empty);
+        };
+        let len = name.chars().count();
+        if len > MAX_CUSTOM_NAME {
+            return Err(CustomNameError::TooLong { name: owned(), len });
+        }
+        if !first.is_ascii_alphabetic() {
+            return Err(CustomNameError::BadStart { name: owned() });
+        }
+        if let Some(character) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(CustomNameError::BadCharacter {
+                name: owned(),
+                character,
+            });
+        }
+        if let Some(reason) = EventReason::parse(name) {
+            return Err(CustomNameError::Reserved {
+                name: owned(),
+                reason,
+            });
+        }
+        Ok(Self(owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CustomName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        CustomName::new(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -235,6 +323,54 @@ mod tests {
         assert!(unknown
             .to_string()
             .starts_with("unknown reason \"nope\"; known: DeviceCreated, DeviceUpdated"));
+    }
+
+    #[test]
+    fn custom_names_are_identifiers_that_are_not_mir_reasons() {
+        assert_eq!(
+            CustomName::new(" DeviceOfflineAlert ").map(|n| n.to_string()),
+            Ok("DeviceOfflineAlert".into())
+        );
+        assert!(CustomName::new("acme.cold-room_2").is_ok());
+        assert_eq!(CustomName::new("  "), Err(CustomNameError::Empty));
+        assert_eq!(
+            CustomName::new("2fast"),
+            Err(CustomNameError::BadStart {
+                name: "2fast".into()
+            })
+        );
+        assert_eq!(
+            CustomName::new("on fire"),
+            Err(CustomNameError::BadCharacter {
+                name: "on fire".into(),
+                character: ' '
+            })
+        );
+        assert_eq!(
+            CustomName::new("deviceoffline"),
+            Err(CustomNameError::Reserved {
+                name: "deviceoffline".into(),
+                reason: EventReason::DeviceOffline
+            })
+        );
+        let long = "a".repeat(MAX_CUSTOM_NAME + 1);
+        assert_eq!(
+            CustomName::new(&long),
+            Err(CustomNameError::TooLong {
+                name: long.clone(),
+                len: MAX_CUSTOM_NAME + 1
+            })
+        );
+    }
+
+    #[test]
+    fn an_event_stored_before_custom_names_reads_back_without_one() {
+        let legacy = r#"{"id":"1","time":"2026-01-01T00:00:00Z","type":"Normal",
+            "reason":"DeviceOnline","deviceId":"d","message":"online"}"#;
+        let e: Event = serde_json::from_str(legacy).expect("parse");
+        assert_eq!(e.custom_name, None);
+        let json = serde_json::to_value(&e).expect("json");
+        assert!(json.get("customName").is_none());
     }
 
     #[test]

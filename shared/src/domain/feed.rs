@@ -1,9 +1,11 @@
 //! The event feed's types, shared by the hub that publishes it, the CLI that watches it
-//! (`mir evt watch`) and, later, modules (the EventBridge `detail` is the same document).
+//! (`mir evt watch`) and modules (`mir-module-sdk`; the EventBridge `detail` is the same
+//! document).
 //!
 //! - [`FeedEvent`]: one published event: the [`Event`] as stored plus its device's labels;
-//! - [`FeedFilter`]: which events a watcher wants (device, reason, namespace, labels), its
-//!   query string (`deviceId`, `reason`, `namespace`, `labels=k=v,k2=v2`);
+//! - [`FeedFilter`]: which events a watcher wants (device, reason, namespace, labels, a
+//!   custom event's name), its query string (`deviceId`, `reason`, `namespace`,
+//!   `labels=k=v,k2=v2`, `customName`);
 //! - [`RecentIds`]: a bounded set of the ids seen last, to drop the duplicates that
 //!   at-least-once delivery allows;
 //! - [`WATCH_PATH`], [`LAGGED`]: the hub's server-sent events route and the name of the
@@ -58,6 +60,9 @@ pub struct FeedEvent {
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// A custom event's name ([`EventReason::Custom`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_name: Option<String>,
 }
 
 impl FeedEvent {
@@ -74,6 +79,7 @@ impl FeedEvent {
             message: event.message,
             payload: event.payload,
             actor: event.actor,
+            custom_name: event.custom_name,
         }
     }
 
@@ -90,6 +96,7 @@ impl FeedEvent {
             message: self.message.clone(),
             payload: self.payload.clone(),
             actor: self.actor.clone(),
+            custom_name: self.custom_name.clone(),
             expires_at: None,
         }
     }
@@ -103,6 +110,8 @@ pub struct FeedFilter {
     pub namespace: Option<String>,
     /// The device carries every one of these labels.
     pub labels: BTreeMap<String, String>,
+    /// Custom events of this name only (implies the reason `Custom`).
+    pub custom_name: Option<String>,
 }
 
 impl FeedFilter {
@@ -111,6 +120,9 @@ impl FeedFilter {
             && self.reason.is_none_or(|r| r == e.reason)
             && self.namespace.as_ref().is_none_or(|n| *n == e.namespace)
             && self.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v))
+            && self.custom_name.as_ref().is_none_or(|n| {
+                e.reason == EventReason::Custom && e.custom_name.as_ref() == Some(n)
+            })
     }
 
     /// The part of the filter the event store answers (device and reason), for
@@ -118,7 +130,9 @@ impl FeedFilter {
     pub fn store_filter(&self, since: Option<DateTime<Utc>>) -> EventFilter {
         EventFilter {
             device_id: self.device_id.clone(),
-            reason: self.reason,
+            reason: self
+                .reason
+                .or(self.custom_name.as_ref().map(|_| EventReason::Custom)),
             since,
             until: None,
         }
@@ -144,6 +158,9 @@ impl FeedFilter {
                 .collect();
             q.push(("labels", labels.join(",")));
         }
+        if let Some(n) = &self.custom_name {
+            q.push(("customName", n.clone()));
+        }
         q
     }
 
@@ -164,6 +181,7 @@ impl FeedFilter {
                     )
                 }
                 "labels" | "label" => parse_labels(v, &mut f.labels)?,
+                "customName" => f.custom_name = some(v),
                 _ => {}
             }
         }
@@ -253,6 +271,11 @@ mod tests {
         ])
         .expect("parse");
         assert_eq!(f.reason, Some(EventReason::DeviceOnline));
+        let custom = FeedFilter::from_query([("customName", "DeviceOfflineAlert")]).expect("parse");
+        let q = custom.to_query();
+        let back = FeedFilter::from_query(q.iter().map(|(k, v)| (*k, v.as_str()))).expect("back");
+        assert_eq!(back, custom);
+        assert_eq!(custom.store_filter(None).reason, Some(EventReason::Custom));
         let q = f.to_query();
         let back = FeedFilter::from_query(q.iter().map(|(k, v)| (*k, v.as_str()))).expect("back");
         assert_eq!(back, f);
@@ -281,6 +304,24 @@ mod tests {
         let err = FeedFilter::from_query([("reason", "Exploded")]).expect_err("unknown");
         assert!(err.to_string().contains("DeviceOnline"), "{err}");
         assert!(FeedFilter::from_query([("labels", "novalue")]).is_err());
+    }
+
+    #[test]
+    fn a_custom_name_filter_takes_only_custom_events_of_that_name() {
+        let f = FeedFilter {
+            custom_name: Some("DeviceOfflineAlert".into()),
+            ..FeedFilter::default()
+        };
+        let mut e = feed_event();
+        assert!(!f.matches(&e), "not a custom event");
+        e.reason = EventReason::Custom;
+        e.custom_name = Some("DeviceOfflineAlert".into());
+        assert!(f.matches(&e));
+        e.custom_name = Some("Other".into());
+        assert!(!f.matches(&e));
+        let json = serde_json::to_value(&e).expect("json");
+        assert_eq!(json["reason"], "Custom");
+        assert_eq!(json["customName"], "Other");
     }
 
     #[test]

@@ -7,14 +7,18 @@ pub mod page;
 pub mod presence;
 pub mod retention;
 pub mod targets;
+pub mod telemetry_feed;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
-pub use event::{Event, EventFilter, EventReason, EventType, UnknownReason};
+pub use event::{
+    CustomName, CustomNameError, Event, EventFilter, EventReason, EventType, UnknownReason,
+};
 pub use feed::{FeedEvent, FeedFilter, RecentIds};
 pub use page::{Page, PageRequest};
 pub use retention::{EventRetention, RetentionError};
 pub use targets::{NameRef, Targets};
+pub use telemetry_feed::{TelemetryFilter, TelemetryPoint};
 pub use twin::{Twin, Versioned};
 
 /// A rule of the domain was broken by the input.

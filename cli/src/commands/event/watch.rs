@@ -136,15 +136,9 @@ fn row(cells: [String; 4]) -> String {
     format!("{time:<19}   {reason:<25}   {device:<24}   {message}\n")
 }
 
-/// Whether reconnecting may help: the network and the hub's 5xx, not a refusal.
+/// Whether reconnecting may help ([`ClientError::is_retryable`]).
 fn retryable(e: &ClientError) -> bool {
-    match e {
-        ClientError::Api { status, .. } => *status >= 500,
-        ClientError::Unsupported(_) | ClientError::BadUrl { .. } | ClientError::Signing { .. } => {
-            false
-        }
-        _ => true,
-    }
+    e.is_retryable()
 }
 
 #[cfg(test)]

@@ -1,0 +1,123 @@
+//! The telemetry stream: every decoded point the hub's telemetry sink stores, with its
+//! device's labels, to the watchers of `GET /v1/telemetry/watch` (server-sent events).
+//!
+//! - [`FeedTelemetry`], a decorator of the `TelemetrySink` port that [`super::Feed::wire`]
+//!   puts in the hub's ports: after the sink's `write` succeeds it publishes each record
+//!   the sink did not reject, as a [`TelemetryPoint`] (the values as the device's schema
+//!   decodes them, as `GET /v1/telemetry/query` returns them);
+//! - [`watch`]: the route; query `deviceId`, `message`, `namespace`, `labels`
+//!   ([`TelemetryFilter`]); each message `id: <point id>`, `event: <message name>`,
+//!   `data: <TelemetryPoint>`. There is no replay: a watcher that falls behind the
+//!   channel ([`super::FEED_CAPACITY`] points) gets a `lagged` message (how many it
+//!   missed) and the stream ends.
+//!
+//! At least once, like events: a batch written twice is published twice; consumers drop
+//! a point id they saw. Nothing is read or sent while nobody watches.
+
+use std::{convert::Infallible, sync::Arc};
+
+use async_trait::async_trait;
+use axum::{
+    extract::{Query, State},
+    response::{sse::Event as SseEvent, Response},
+};
+use futures::Stream;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+
+use mir_shared::{
+    domain::{feed::LAGGED, RecentIds, TelemetryFilter, TelemetryPoint},
+    ports::{StoreResult, TelemetrySink, WriteReport},
+    telemetry::TelemetryRecord,
+};
+
+use super::{
+    watch::{bad_request, send_or_stop, sse_response, RECENT_IDS},
+    Feed,
+};
+use crate::http::HttpState;
+
+/// The sink that publishes to the [`Feed`] what the inner sink wrote.
+pub(super) struct FeedTelemetry {
+    pub(super) inner: Arc<dyn TelemetrySink>,
+    pub(super) feed: Feed,
+}
+
+#[async_trait]
+impl TelemetrySink for FeedTelemetry {
+    async fn write(&self, records: &[TelemetryRecord]) -> StoreResult<WriteReport> {
+        let report = self.inner.write(records).await?;
+        if self.feed.telemetry.receiver_count() > 0 {
+            let written = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !report.rejected.iter().any(|r| r.index == *i))
+                .map(|(_, r)| r);
+            let mut labels = super::Labels::new(&self.feed);
+            for r in written {
+                let l = labels.of(&r.device_id).await;
+                let _ = self
+                    .feed
+                    .telemetry
+                    .send(Arc::new(TelemetryPoint::new(r, l)));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// `GET /v1/telemetry/watch`.
+pub async fn watch(
+    State(state): State<HttpState>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    match TelemetryFilter::from_query(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(filter) => sse_response(points(&state.feed, filter)),
+        Err(e) => bad_request(&e),
+    }
+}
+
+/// The messages of one telemetry watcher, subscribed before this returns.
+pub fn points(
+    feed: &Feed,
+    filter: TelemetryFilter,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let mut rx = feed.telemetry.subscribe();
+    let (tx, out) = mpsc::channel(64);
+    let feed = feed.clone();
+    tokio::spawn(async move {
+        let mut sent = RecentIds::new(RECENT_IDS);
+        loop {
+            let item = tokio::select! {
+                _ = feed.shutdown().cancelled() => return,
+                _ = tx.closed() => return,
+                r = rx.recv() => r,
+            };
+            let message = match item {
+                Ok(p) if filter.matches(&p) && sent.insert(&p.id) => {
+                    match SseEvent::default()
+                        .id(&p.id)
+                        .event(&p.message)
+                        .json_data(&*p)
+                    {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(id = %p.id, error = %e, "telemetry feed: cannot encode a point");
+                            continue;
+                        }
+                    }
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => {
+                    let m = SseEvent::default().event(LAGGED).data(missed.to_string());
+                    send_or_stop(&feed, &tx, m).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            if !send_or_stop(&feed, &tx, message).await {
+                return;
+            }
+        }
+    });
+    super::watch::receiver_stream(out)
+}

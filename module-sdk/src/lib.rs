@@ -1,0 +1,55 @@
+//! `mir-module-sdk`: extend Mir's server side with modules that react to the platform's
+//! events, read its device streams, call its API and publish events of their own.
+//!
+//! Layout:
+//! - this file: [`ModuleError`] and the re-exports ([`FeedEvent`], [`FeedFilter`],
+//!   [`TelemetryPoint`], [`TelemetryFilter`], [`PublishEvent`], ...; the platform's own
+//!   types from `mir-shared`, so a module and Mir never disagree on a document);
+//! - [`module`]: [`Module`] and its builder: the CLI's contexts (`cli.yaml`, the hub's
+//!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker and
+//!   telemetry streams, `publish_event`, and client operations through the CLI's HTTP
+//!   client (devices, commands, configuration, telemetry queries);
+//! - [`stream`]: the hub's server-sent streams as typed streams: deduplicated by id,
+//!   reconnecting (events resume with `Last-Event-ID`);
+//! - [`envelope`]: the same [`FeedEvent`] from an EventBridge envelope (a Lambda a rule
+//!   targets) and from SQS messages whose bodies are such envelopes (worker mode on AWS).
+//!
+//! Delivery is at least once everywhere; the streams drop the ids they yielded
+//! recently, and a worker group hands a leaving member's last events to the others, so
+//! a module's side effects should be idempotent. The streams read a local hub (`mir
+//! local`); on an aws context they are refused (the AWS feed is EventBridge: use
+//! [`envelope`] in a Lambda).
+//!
+//! Architecture: see docs/architecture.md in the repository (section Event feed).
+
+pub mod envelope;
+pub mod module;
+pub mod stream;
+
+pub use envelope::{from_eventbridge, from_sqs, EnvelopeError};
+pub use mir_cli::client::ClientError;
+pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
+pub use mir_shared::domain::{
+    CustomName, EventReason, EventType, FeedEvent, FeedFilter, Targets, TelemetryFilter,
+    TelemetryPoint,
+};
+pub use module::{Module, ModuleBuilder};
+
+/// What a module's call or stream can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The CLI configuration could not be read or names no usable context.
+    #[error("cannot resolve the Mir API: {source:#}")]
+    Config {
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("event {id}: not a document of this stream: {source}")]
+    Decode {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
