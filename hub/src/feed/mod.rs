@@ -141,17 +141,23 @@ impl Feed {
     /// The events with their devices' labels (one twin read per device); an event
     /// recorded without its device's name gets the twin's name and namespace.
     async fn labelled(&self, events: Vec<Event>) -> Vec<FeedEvent> {
-        let mut metas = Labels::new(self);
-        let mut out = Vec::with_capacity(events.len());
-        for mut e in events {
-            let meta = metas.meta(&e.device_id).await;
-            if e.name.is_empty() {
-                e.name = meta.name;
-                e.namespace = meta.namespace;
+        let unlabelled = |events: Vec<Event>| {
+            events
+                .into_iter()
+                .map(|e| FeedEvent::new(e, Default::default()))
+                .collect()
+        };
+        let Some(twins) = self.twins.as_deref() else {
+            return unlabelled(events);
+        };
+        // The same labelling as the event-feed function on AWS.
+        match mir_shared::service::feed::labelled(twins, events.clone()).await {
+            Ok(labelled) => labelled,
+            Err(e) => {
+                tracing::warn!(error = %e, "event feed: publishing without labels, the twins cannot be read");
+                unlabelled(events)
             }
-            out.push(FeedEvent::new(e, meta.labels));
         }
-        out
     }
 
     /// The device's name, namespace and labels; none for a deleted device or when the
