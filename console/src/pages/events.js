@@ -22,6 +22,7 @@ export const REASONS = [
   'InvalidMessage',
   'CertificateIssued',
   'CertificatesChanged',
+  'Custom',
 ];
 export const EVENTS_POLL_MS = 5000;
 const PAGE = 100;
