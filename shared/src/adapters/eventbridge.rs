@@ -228,6 +228,7 @@ mod tests {
             message: "online".into(),
             payload: json!({ "blob": "x".repeat(payload_bytes) }),
             actor: None,
+            custom_name: None,
         }
     }
 
