@@ -487,6 +487,19 @@ async fn routes_json_grants_each_function_exactly_what_its_handler_uses() {
     .await;
     r.api("api-events", "GET /v1/events", "/v1/events", "", None)
         .await;
+    // A module's custom event.
+    let custom =
+        json!({"deviceId": "g1", "name": "DoorOpened", "message": "open", "payload": {"door": 2}});
+    let (status, body) = r
+        .api(
+            "api-events",
+            "POST /v1/events",
+            "/v1/events",
+            "",
+            Some(custom),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     // Presence: a disconnect, an unknown device's connect, the sweep.
     r.lifecycle("g1", "disconnected").await;
     r.lifecycle("g5", "connected").await;
