@@ -12,11 +12,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { resourcesOfType } from './helpers';
 
+// Fake bootstraps of this process, removed at exit.
+const fakeDirs: string[] = [];
+process.on('exit', () => {
+  for (const d of fakeDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 /** A fake bootstrap, as `cargo lambda build` leaves it. */
 function fakeCode(): lambda.Code {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mir-module-'));
   fs.writeFileSync(path.join(dir, 'bootstrap'), '#!/bin/sh\n', { mode: 0o755 });
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  fakeDirs.push(dir);
   return lambda.Code.fromAsset(dir);
 }
 
