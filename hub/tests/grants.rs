@@ -319,7 +319,9 @@ fn granted(
                 topics.extend(list.iter().filter_map(Value::as_str).map(str::to_string))
             }
             ("feed", Value::Bool(b)) => feed = *b,
-            ("certificates", _) => {}
+            // The bus only where the deployment turns the telemetry feed on: the
+            // world of this test does not.
+            ("certificates" | "telemetryFeed", _) => {}
             (store, Value::String(rw)) => {
                 stores.insert(store.to_string(), rw.clone());
             }

@@ -4,12 +4,14 @@
 //! The envelope is Mir's feed document as EventBridge carries it: `source` [`SOURCE`],
 //! `detail-type` the event's reason (`Custom` for a module's own events, whose name is
 //! `detail.customName`), `detail` the [`FeedEvent`] JSON, the same document the local
-//! feed sends.
+//! feed sends. With the stage's telemetry feed on, decoded telemetry points come the
+//! same way: `detail-type` [`TELEMETRY_DETAIL_TYPE`], `detail` the [`TelemetryPoint`]
+//! ([`telemetry_from_eventbridge`]).
 
 use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 use serde::Deserialize;
 
-use mir_shared::domain::FeedEvent;
+use mir_shared::domain::{feed::TELEMETRY_DETAIL_TYPE, FeedEvent, TelemetryPoint};
 
 /// The `source` of Mir's events on the bus.
 pub const SOURCE: &str = "mir";
@@ -34,6 +36,8 @@ pub enum EnvelopeError {
         #[source]
         source: Box<EnvelopeError>,
     },
+    #[error("the detail-type {found:?} is not {TELEMETRY_DETAIL_TYPE:?}: not a telemetry point")]
+    NotTelemetry { found: Option<String> },
     #[error("not an SQS event: {0}")]
     Sqs(#[source] serde_json::Error),
 }
@@ -61,6 +65,25 @@ pub fn from_envelope(envelope: EventBridgeEvent) -> Result<FeedEvent, EnvelopeEr
             reason: reason.to_string(),
         }),
     }
+}
+
+/// The decoded telemetry point of an EventBridge envelope (JSON text): checks the
+/// source and that the detail-type is [`TELEMETRY_DETAIL_TYPE`].
+pub fn telemetry_from_eventbridge(json: &str) -> Result<TelemetryPoint, EnvelopeError> {
+    let envelope: CloudWatchEvent<serde_json::Value> =
+        serde_json::from_str(json).map_err(EnvelopeError::Json)?;
+    if envelope.source.as_deref() != Some(SOURCE) {
+        return Err(EnvelopeError::Source {
+            found: envelope.source,
+        });
+    }
+    if envelope.detail_type.as_deref() != Some(TELEMETRY_DETAIL_TYPE) {
+        return Err(EnvelopeError::NotTelemetry {
+            found: envelope.detail_type,
+        });
+    }
+    let detail = envelope.detail.ok_or(EnvelopeError::NoDetail)?;
+    serde_json::from_value(detail).map_err(EnvelopeError::Json)
 }
 
 /// The SQS event a Lambda receives (only what a module reads of it).
@@ -135,6 +158,25 @@ mod tests {
             from_eventbridge("{}"),
             Err(EnvelopeError::Json(_))
         ));
+    }
+
+    const TELEMETRY: &str = include_str!("../fixtures/eventbridge-telemetry.json");
+
+    #[test]
+    fn a_telemetry_envelope_gives_its_point_and_an_event_envelope_is_not_one() {
+        let p = telemetry_from_eventbridge(TELEMETRY).expect("a point");
+        assert_eq!(p.device_id, "weather-1");
+        assert_eq!(p.message, "mir.examples.weather.v1.Weather");
+        assert_eq!(
+            p.values.get("temperature"),
+            Some(&mir_shared::telemetry::FieldValue::Double(21.5))
+        );
+        assert_eq!(p.labels.get("site").map(String::as_str), Some("roof"));
+        let err = telemetry_from_eventbridge(EVENTBRIDGE).expect_err("an event");
+        assert!(
+            matches!(&err, EnvelopeError::NotTelemetry { found: Some(t) } if t == "DeviceOffline"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - [`stream`]: the hub's server-sent streams as typed streams: deduplicated by id,
 //!   reconnecting (events resume with `Last-Event-ID`);
 //! - [`envelope`]: the same [`FeedEvent`] from an EventBridge envelope (a Lambda a rule
-//!   targets) and from SQS messages whose bodies are such envelopes (worker mode on AWS).
+//!   targets) and from SQS messages whose bodies are such envelopes (worker mode on AWS);
+//!   decoded telemetry points too ([`telemetry_from_eventbridge`]);
 //!
 //! Delivery is at least once everywhere; the streams drop the ids they yielded
 //! recently, and a worker group hands a leaving member's last events to the others, so
@@ -26,7 +27,7 @@ pub mod envelope;
 pub mod module;
 pub mod stream;
 
-pub use envelope::{from_eventbridge, from_sqs, EnvelopeError};
+pub use envelope::{from_eventbridge, from_sqs, telemetry_from_eventbridge, EnvelopeError};
 pub use mir_cli::client::ClientError;
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
 pub use mir_shared::domain::{

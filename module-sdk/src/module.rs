@@ -30,6 +30,8 @@ pub struct ModuleBuilder {
     token: Option<String>,
     context: Option<String>,
     config: Option<PathBuf>,
+    /// `api` signed with SigV4 in this region, without the CLI's configuration.
+    aws_region: Option<String>,
 }
 
 impl ModuleBuilder {
@@ -58,8 +60,32 @@ impl ModuleBuilder {
         self
     }
 
+    /// The platform's API Gateway URL (the api stack's `ApiUrl` output), signed with
+    /// SigV4 in `region` with the standard AWS credentials (a Lambda's role): no CLI
+    /// configuration is read. The way a module deployed with the CDK construct
+    /// `MirModule` calls the API.
+    pub fn aws(mut self, api_url: impl Into<String>, region: impl Into<String>) -> Self {
+        self.api = Some(api_url.into());
+        self.aws_region = Some(region.into());
+        self
+    }
+
     /// Resolves the endpoint as the CLI does (an aws context signs with SigV4).
     pub fn build(self) -> Result<Module, ModuleError> {
+        if let (Some(api), Some(region)) = (&self.api, &self.aws_region) {
+            let endpoint = mir_cli::context::Endpoint {
+                api: api.clone(),
+                sigv4: Some(mir_cli::context::SigV4Config {
+                    region: region.clone(),
+                    profile: None,
+                }),
+                mqtt: None,
+                token: None,
+                console: None,
+            };
+            let client = Client::for_endpoint(&endpoint, None)?;
+            return Ok(Module { client });
+        }
         let path = match self.config {
             Some(p) => p,
             None => config_path().map_err(|source| ModuleError::Config { source })?,

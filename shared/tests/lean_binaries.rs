@@ -53,7 +53,8 @@ fn expected(access: &std::collections::BTreeMap<String, serde_json::Value>) -> B
     if on("publish") || on("certificates") {
         want.extend(["aws-sdk-iot".into(), "aws-sdk-iotdataplane".into()]);
     }
-    if on("feed") {
+    // `telemetryFeed`: the bus when the deployment turns the telemetry feed on.
+    if on("feed") || on("telemetryFeed") {
         want.insert("aws-sdk-eventbridge".into());
     }
     if on("telemetry") {

@@ -7,6 +7,13 @@
 //! silently. A device with no schema yet is asked to resend it and the invocation fails
 //! as retryable, so the rule's retry delivers the batch once the schema is there.
 //!
+//! Where the deployment turns the telemetry feed on (the optional `telemetry_feed`
+//! port: on AWS the CDK context `mir:telemetryFeed`), the points written then go to
+//! the feed as [`TelemetryPoint`]s with the device's labels, from the twin already read;
+//! a feed that fails for now fails the invocation as retryable, and the retry writes
+//! the same points again (the sink drops what it holds) and publishes them again (at
+//! least once: consumers deduplicate by point id).
+//!
 //! Requests per batch (N points of one message within one hour, DynamoDB): one twin
 //! read, one chunk write and one series update, whatever N (before: N point writes).
 //! The twin read stays on every batch: it is what refuses a deleted (tombstoned) or
@@ -27,7 +34,7 @@ use mir_proto::{
     wire::{TelemetryBatch, TelemetryItem},
 };
 use mir_shared::{
-    domain::{Event, EventReason},
+    domain::{Event, EventReason, TelemetryPoint},
     ports::RejectedRecord,
     rule_event::RuleEvent,
     schema::{Schema, SchemaError},
@@ -37,7 +44,7 @@ use mir_shared::{
 
 mir_shared::deps! {
     /// The ports `telemetry` uses.
-    pub struct Deps { twins, schemas, sink, events, publisher, cache }
+    pub struct Deps { twins, schemas, sink, events, publisher, cache, telemetry_feed }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -131,6 +138,15 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
     if !records.is_empty() {
         let report = deps.sink.write(&records).await?;
         written = report.written;
+        if let Some(feed) = deps.telemetry_feed {
+            let points: Vec<TelemetryPoint> = records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !report.rejected.iter().any(|r| r.index == *i))
+                .map(|(_, r)| TelemetryPoint::new(r, twin.value.meta.labels.clone()))
+                .collect();
+            feed.publish_telemetry(&points).await?;
+        }
         // Map record indexes back to item indexes.
         let item_index: Vec<usize> = (0..batch.items.len())
             .filter(|i| !rejected.iter().any(|(r, _)| r == i))
@@ -289,6 +305,85 @@ mod tests {
             out.rejected[0].1
         );
         assert_eq!(w.reasons("w1").await, ["InvalidMessage"]);
+    }
+
+    /// A labelled weather device `w1` in a world whose telemetry feed records.
+    async fn world_with_telemetry_feed() -> (
+        TestWorld,
+        std::sync::Arc<mir_shared::adapters::memory::RecordingFeed>,
+    ) {
+        let mut w = TestWorld::new();
+        let feed = std::sync::Arc::new(mir_shared::adapters::memory::RecordingFeed::new());
+        w.ports.feed = Some(feed.clone());
+        let mut twin = w.with_weather_device("w1").await;
+        twin.meta.labels.insert("site".into(), "north".into());
+        let current = w.twin_versioned("w1").await;
+        mir_shared::ports::TwinStore::update(&w.store, &twin, current.version)
+            .await
+            .expect("labels");
+        (w, feed)
+    }
+
+    #[tokio::test]
+    async fn without_the_telemetry_feed_nothing_is_published() {
+        let w = TestWorld::new();
+        w.with_weather_device("w1").await;
+        assert!(deps(&w).telemetry_feed.is_none());
+        let items = [("schema.v1.Env", env(1_000, 20).encode_to_vec(), 1)];
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000))
+            .await
+            .expect("ok");
+        assert_eq!(out.written, 1);
+    }
+
+    #[tokio::test]
+    async fn with_the_telemetry_feed_each_stored_point_is_published_with_the_devices_labels() {
+        let (w, feed) = world_with_telemetry_feed().await;
+        let items = [
+            ("schema.v1.Env", env(1_000_000_000, 20).encode_to_vec(), 1),
+            ("schema.v1.Env", vec![0xff, 0xff, 0xff], 2),
+            ("schema.v1.Env", env(2_000_000_000, 21).encode_to_vec(), 3),
+        ];
+        let out = handle(&deps(&w), &telemetry_event("w1", &items, 5_000))
+            .await
+            .expect("partial");
+        assert_eq!(out.written, 2);
+        let points = feed.published_telemetry();
+        assert_eq!(
+            points.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            [
+                "w1/schema.v1.Env/1000000000/1",
+                "w1/schema.v1.Env/2000000000/3"
+            ]
+        );
+        assert_eq!(points[0].labels["site"], "north");
+        assert_eq!(
+            points[1].values["temperature"],
+            mir_shared::telemetry::FieldValue::Int(21)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_feed_down_fails_the_batch_as_retryable_and_the_retry_stores_once_and_publishes() {
+        let (w, feed) = world_with_telemetry_feed().await;
+        let ev = telemetry_event(
+            "w1",
+            &[("schema.v1.Env", env(1_000, 20).encode_to_vec(), 1)],
+            5_000,
+        );
+        feed.fail_after(0);
+        let err = handle(&deps(&w), &ev).await.expect_err("the feed is down");
+        assert!(
+            matches!(
+                err,
+                HandlerError::Feed(mir_shared::ports::FeedError::Unavailable { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        handle(&deps(&w), &ev).await.expect("the retry");
+        assert_eq!(stored(&w).await.len(), 1);
+        assert_eq!(feed.published_telemetry().len(), 1);
     }
 
     #[tokio::test]

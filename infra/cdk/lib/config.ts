@@ -31,6 +31,12 @@ export interface MirConfig {
   readonly deviceConcurrency: ReadonlyMap<string, number | undefined>;
   /** Days the event bus's archive keeps the platform's events, for replays. */
   readonly feedArchiveDays: number;
+  /**
+   * Whether the telemetry function also puts each decoded telemetry point on the event
+   * bus (detail-type Telemetry). Off by default: it adds a PutEvents entry per point
+   * (docs/cost.md, "Event feed").
+   */
+  readonly telemetryFeed: boolean;
 }
 
 /** Context keys understood by the app. */
@@ -49,6 +55,7 @@ export const CONTEXT = {
   apiAccessLogRetentionDays: 'mir:apiAccessLogRetentionDays',
   deviceConcurrency: 'mir:deviceConcurrency',
   feedArchiveDays: 'mir:feedArchiveDays',
+  telemetryFeed: 'mir:telemetryFeed',
 } as const;
 
 /** The telemetry sink of a deployment without `-c mir:telemetrySink=...`. */
@@ -156,6 +163,15 @@ function intInRange(node: Node, key: string, dflt: number, min: number, max: num
   return n;
 }
 
+/** true or false from context (a boolean, or its text), else dflt. */
+function bool(node: Node, key: string, dflt: boolean): boolean {
+  const v = node.tryGetContext(key);
+  if (v === undefined || v === null || v === '') return dflt;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw new Error(`context ${key} must be true or false, got ${JSON.stringify(v)}`);
+}
+
 function apiThrottle(node: Node): MirConfig['apiThrottle'] {
   const rateLimit = intInRange(node, CONTEXT.apiThrottleRateLimit, DEFAULT_API_THROTTLE_RATE_LIMIT, 1, 10000);
   const burstLimit = intInRange(node, CONTEXT.apiThrottleBurstLimit, DEFAULT_API_THROTTLE_BURST_LIMIT, 1, 5000);
@@ -229,6 +245,7 @@ export function readConfig(node: Node, stageOverride?: string): MirConfig {
     apiAccessLogRetentionDays: accessLogRetention(node),
     deviceConcurrency: parseDeviceConcurrency(String(node.tryGetContext(CONTEXT.deviceConcurrency) ?? DEFAULT_DEVICE_CONCURRENCY), routes),
     feedArchiveDays: intInRange(node, CONTEXT.feedArchiveDays, DEFAULT_FEED_ARCHIVE_DAYS, 1, MAX_RETENTION_DAYS),
+    telemetryFeed: bool(node, CONTEXT.telemetryFeed, false),
   };
 }
 
@@ -248,7 +265,7 @@ export const ENV = {
   commandsTtlDays: 'MIR_COMMANDS_TTL_DAYS',
   telemetryRetentionDays: 'MIR_TELEMETRY_RETENTION_DAYS',
   eventRetention: 'MIR_EVENT_RETENTION',
-  /** The event feed's EventBridge bus (functions with `access.feed`). */
+  /** The event feed's EventBridge bus (functions with `access.feed`, and `access.telemetryFeed` when mir:telemetryFeed is on). */
   eventBusName: 'MIR_EVENT_BUS_NAME',
   /** Every function: the AWS SDK's operation timeout (all attempts of one call), in ms, below the function's timeout. */
   awsOperationTimeoutMs: 'MIR_AWS_OPERATION_TIMEOUT_MS',

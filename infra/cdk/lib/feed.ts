@@ -13,6 +13,19 @@ import { Construct } from 'constructs';
 /** The `source` of the platform's events (shared/src/domain/feed.rs, EVENTBRIDGE_SOURCE). */
 export const EVENT_SOURCE = 'mir';
 
+/**
+ * The detail-type of a decoded telemetry point (shared/src/domain/feed.rs,
+ * TELEMETRY_DETAIL_TYPE), on the bus only when the stage turns the telemetry feed on
+ * (context mir:telemetryFeed). The archive and a module's event rules leave them out.
+ */
+export const TELEMETRY_DETAIL_TYPE = 'Telemetry';
+
+/** The pattern of the platform's events: source mir, no telemetry point. */
+export const EVENTS_PATTERN: events.EventPattern = {
+  source: [EVENT_SOURCE],
+  detailType: [{ 'anything-but': TELEMETRY_DETAIL_TYPE }] as unknown as string[],
+};
+
 export interface EventFeedBusProps {
   /** Days the archive keeps the platform's events. */
   readonly archiveDays: number;
@@ -28,7 +41,7 @@ export class EventFeedBus extends Construct {
     this.bus = new events.EventBus(this, 'Bus', { description: 'Mir: every event the platform stores (source mir)' });
     this.archive = this.bus.archive('Archive', {
       description: 'Mir events, for replays to modules that missed them',
-      eventPattern: { source: [EVENT_SOURCE] },
+      eventPattern: EVENTS_PATTERN,
       retention: Duration.days(props.archiveDays),
     });
     new CfnOutput(scope, 'EventBusName', { value: this.bus.eventBusName, description: 'The event feed: attach rules with source mir, detail-type = the event reason' });

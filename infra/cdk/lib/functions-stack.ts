@@ -119,7 +119,7 @@ export class FunctionsStack extends Stack {
     }
     if (a.publish || a.certificates) env[ENV.iotDataEndpoint] = this.iotDataEndpoint;
     if (a.certificates) env[ENV.iotPolicyName] = props.devicePolicyName;
-    if (a.feed) env[ENV.eventBusName] = data.eventBus.bus.eventBusName;
+    if (this.putsOnBus(spec, config)) env[ENV.eventBusName] = data.eventBus.bus.eventBusName;
     return env;
   }
 
@@ -161,7 +161,12 @@ export class FunctionsStack extends Stack {
       );
     }
     if (a.certificates) this.grantCertificates(fn, props.devicePolicyName);
-    if (a.feed) data.eventBus.bus.grantPutEventsTo(fn);
+    if (this.putsOnBus(spec, props.config)) data.eventBus.bus.grantPutEventsTo(fn);
+  }
+
+  /** The event feed's publishers, and the telemetry feed's when the stage turns it on. */
+  private putsOnBus(spec: FunctionSpec, config: MirConfig): boolean {
+    return Boolean(spec.access.feed || (spec.access.telemetryFeed && config.telemetryFeed));
   }
 
   /**

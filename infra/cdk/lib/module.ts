@@ -7,6 +7,8 @@
 // - Worker mode: the rule feeds an SQS queue that the function drains in batches, with
 //   partial batch failures; as many instances as Lambda runs share the queue, and each
 //   event goes to one of them (at least once; the SDK deduplicates by event id).
+// - Telemetry: with the stage's telemetry feed on (context mir:telemetryFeed), a
+//   second rule delivers the decoded points (detail-type Telemetry) the same way.
 // - Custom device routes: an IoT topic rule per route name invokes the function with
 //   the device's bytes (base64), its id, the route and the receive time.
 //
@@ -21,7 +23,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE } from './feed';
+import { EVENT_SOURCE, TELEMETRY_DETAIL_TYPE } from './feed';
 
 /** Which platform events a module receives; every field narrows, none means all. */
 export interface ModuleEvents {
@@ -30,6 +32,15 @@ export interface ModuleEvents {
   readonly deviceIds?: readonly string[];
   readonly namespaces?: readonly string[];
   /** Every label must match (`site: north`). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/** Which decoded telemetry points a module receives (the stage's telemetry feed must be on). */
+export interface ModuleTelemetry {
+  readonly deviceIds?: readonly string[];
+  /** Telemetry message full names (`mir.examples.weather.v1.Weather`). */
+  readonly messages?: readonly string[];
+  readonly namespaces?: readonly string[];
   readonly labels?: Readonly<Record<string, string>>;
 }
 
@@ -52,6 +63,8 @@ export interface MirModuleProps {
   readonly handler: lambda.IFunction;
   /** The events it subscribes to; without it, none (a module of custom routes only). */
   readonly events?: ModuleEvents;
+  /** The telemetry points it subscribes to (needs the stage's mir:telemetryFeed). */
+  readonly telemetry?: ModuleTelemetry;
   /** Share the events among the function's instances through an SQS queue. */
   readonly worker?: ModuleWorker;
   /** The module's name in its devices' custom routes (`mir/{id}/x/{module}/{route}`). */
@@ -64,17 +77,38 @@ export interface MirModuleProps {
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,31}$/;
 
-/** The EventBridge pattern of `e`: source mir, then only the fields given. */
-export function eventPattern(e: ModuleEvents): events.EventPattern {
+/** The `detail` part of a pattern: only the fields given. */
+function detailPattern(f: ModuleTelemetry): Record<string, unknown> {
   const detail: Record<string, unknown> = {};
-  if (e.deviceIds?.length) detail.deviceId = [...e.deviceIds];
-  if (e.namespaces?.length) detail.namespace = [...e.namespaces];
-  if (e.labels && Object.keys(e.labels).length > 0) {
-    detail.labels = Object.fromEntries(Object.entries(e.labels).map(([k, v]) => [k, [v]]));
+  if (f.deviceIds?.length) detail.deviceId = [...f.deviceIds];
+  if (f.namespaces?.length) detail.namespace = [...f.namespaces];
+  if (f.messages?.length) detail.message = [...f.messages];
+  if (f.labels && Object.keys(f.labels).length > 0) {
+    detail.labels = Object.fromEntries(Object.entries(f.labels).map(([k, v]) => [k, [v]]));
   }
+  return detail;
+}
+
+/**
+ * The EventBridge pattern of `e`: source mir, then only the fields given; without
+ * reasons, every event but the telemetry points.
+ */
+export function eventPattern(e: ModuleEvents): events.EventPattern {
+  const detail = detailPattern({ deviceIds: e.deviceIds, namespaces: e.namespaces, labels: e.labels });
+  const detailType = e.reasons?.length ? [...e.reasons] : ([{ 'anything-but': TELEMETRY_DETAIL_TYPE }] as unknown as string[]);
   return {
     source: [EVENT_SOURCE],
-    ...(e.reasons?.length ? { detailType: [...e.reasons] } : {}),
+    detailType,
+    ...(Object.keys(detail).length > 0 ? { detail } : {}),
+  };
+}
+
+/** The EventBridge pattern of the telemetry points `t` selects. */
+export function telemetryPattern(t: ModuleTelemetry): events.EventPattern {
+  const detail = detailPattern(t);
+  return {
+    source: [EVENT_SOURCE],
+    detailType: [TELEMETRY_DETAIL_TYPE],
     ...(Object.keys(detail).length > 0 ? { detail } : {}),
   };
 }
@@ -87,6 +121,8 @@ export function routeSql(module: string, route: string): string {
 
 export class MirModule extends Construct {
   public readonly rule?: events.Rule;
+  /** The rule of the telemetry points (`telemetry`). */
+  public readonly telemetryRule?: events.Rule;
   /** Worker mode: the queue the instances share. */
   public readonly queue?: sqs.Queue;
   /** Events that could not be delivered or handled after their retries. */
@@ -102,8 +138,8 @@ export class MirModule extends Construct {
     for (const r of props.routes ?? []) {
       if (!NAME_RE.test(r)) throw new Error(`MirModule: route must match ${NAME_RE}, got ${JSON.stringify(r)}`);
     }
-    if (!props.events && !props.routes?.length) throw new Error('MirModule: subscribe to events, routes, or both');
-    if (props.worker && !props.events) throw new Error('MirModule: worker mode shares events: give events');
+    if (!props.events && !props.telemetry && !props.routes?.length) throw new Error('MirModule: subscribe to events, telemetry or routes');
+    if (props.worker && !props.events && !props.telemetry) throw new Error('MirModule: worker mode shares events: give events or telemetry');
     const delay = props.worker?.delay?.toSeconds() ?? 0;
     if (delay > 900) throw new Error(`MirModule: worker.delay is at most 15 minutes (SQS), got ${delay} s`);
 
@@ -113,8 +149,11 @@ export class MirModule extends Construct {
       retentionPeriod: Duration.days(14),
     });
 
-    if (props.events) {
-      const pattern = eventPattern(props.events);
+    const patterns: [string, events.EventPattern][] = [];
+    if (props.events) patterns.push(['Rule', eventPattern(props.events)]);
+    if (props.telemetry) patterns.push(['TelemetryRule', telemetryPattern(props.telemetry)]);
+    if (patterns.length > 0) {
+      let target: events.IRuleTarget;
       if (props.worker) {
         const timeout = props.handler instanceof lambda.Function ? props.handler.timeout : undefined;
         this.queue = new sqs.Queue(this, 'Events', {
@@ -126,11 +165,7 @@ export class MirModule extends Construct {
           deliveryDelay: props.worker.delay,
           deadLetterQueue: { queue: this.deadLetters, maxReceiveCount: 5 },
         });
-        this.rule = new events.Rule(this, 'Rule', {
-          eventBus: props.bus,
-          eventPattern: pattern,
-          targets: [new targets.SqsQueue(this.queue, { deadLetterQueue: this.deadLetters, retryAttempts: 8 })],
-        });
+        target = new targets.SqsQueue(this.queue, { deadLetterQueue: this.deadLetters, retryAttempts: 8 });
         props.handler.addEventSource(
           new sources.SqsEventSource(this.queue, {
             batchSize: props.worker.batchSize ?? 10,
@@ -141,17 +176,16 @@ export class MirModule extends Construct {
           }),
         );
       } else {
-        this.rule = new events.Rule(this, 'Rule', {
-          eventBus: props.bus,
-          eventPattern: pattern,
-          targets: [
-            new targets.LambdaFunction(props.handler, {
-              deadLetterQueue: this.deadLetters,
-              retryAttempts: 8,
-              maxEventAge: Duration.hours(24),
-            }),
-          ],
+        target = new targets.LambdaFunction(props.handler, {
+          deadLetterQueue: this.deadLetters,
+          retryAttempts: 8,
+          maxEventAge: Duration.hours(24),
         });
+      }
+      for (const [id, eventPattern] of patterns) {
+        const rule = new events.Rule(this, id, { eventBus: props.bus, eventPattern, targets: [target] });
+        if (id === 'Rule') this.rule = rule;
+        else this.telemetryRule = rule;
       }
     }
 

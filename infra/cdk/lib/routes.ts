@@ -18,6 +18,8 @@ export interface Access {
   readonly certificates?: boolean;
   /** events:PutEvents on the event feed's bus. */
   readonly feed?: boolean;
+  /** The same, only when the stage turns the telemetry feed on (context mir:telemetryFeed). */
+  readonly telemetryFeed?: boolean;
 }
 
 export interface TopicRuleSpec {
@@ -66,7 +68,7 @@ const RW_VALUES: readonly string[] = ['r', 'w', 'rw'];
 const METHODS: readonly string[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 /** The topics a function may publish to (config.ts TOPICS.cloudToDevice). */
 const CLOUD_TO_DEVICE: readonly unknown[] = ['cmd/req', 'cfg/desired', 'hello/get'];
-const ACCESS_KEYS: readonly string[] = [...TABLE_ACCESS_KEYS, 'publish', 'certificates', 'feed'];
+const ACCESS_KEYS: readonly string[] = [...TABLE_ACCESS_KEYS, 'publish', 'certificates', 'feed', 'telemetryFeed'];
 /** The tables with a stream (data-stack.ts). */
 const STREAM_TABLES: readonly unknown[] = ['events'];
 const NAME_RE = /^[a-z][a-z0-9-]*$/;
@@ -134,7 +136,7 @@ export function validateRoutes(raw: unknown, source = 'routes.json'): RoutesTabl
           if (!Array.isArray(v) || v.length === 0 || !v.every((t) => CLOUD_TO_DEVICE.includes(t))) {
             fail(`${where}: access.publish must list cloud -> device topics (${CLOUD_TO_DEVICE.join(', ')})`);
           }
-        } else if (k === 'certificates' || k === 'feed') {
+        } else if (k === 'certificates' || k === 'feed' || k === 'telemetryFeed') {
           if (typeof v !== 'boolean') fail(`${where}: access.${k} must be a boolean`);
         } else if (typeof v !== 'string' || !RW_VALUES.includes(v)) {
           fail(`${where}: access.${k} must be one of r, w, rw`);

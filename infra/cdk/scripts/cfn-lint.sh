@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Synthesizes every stack with the real CDK CLI (default context, then the Timestream
-# sink) and runs cfn-lint on the templates. Fails on any cfn-lint error; warnings are
+# Synthesizes every stack with the real CDK CLI (default context, the Timestream sink,
+# the telemetry feed on, and the example module offline-alert's app) and runs cfn-lint on
+# the templates. Fails on any cfn-lint error; warnings are
 # printed and allowed. No AWS account, no cargo, no Docker: the functions' code is a fake
 # prebuilt bootstrap per routes.json crate (`-c mir:artifacts=<dir>`), which leaves the
 # templates as they are for a real deployment (only the asset hashes differ).
@@ -46,18 +47,25 @@ for crate in $(node -e 'for (const f of require("../../shared/routes.json").func
   mkdir -p "$artifacts/$crate"
   printf '#!/bin/sh\n# placeholder for cfn-lint\n' >"$artifacts/$crate/bootstrap"
 done
+# The example module's Lambda (lib/offline-alert-stack.ts, OFFLINE_ALERT_BINARY).
+mkdir -p "$artifacts/offline-alert-lambda"
+printf '#!/bin/sh\n# placeholder for cfn-lint\n' >"$artifacts/offline-alert-lambda/bootstrap"
 
 # "default" is what `cdk deploy` does with no -c; "timestream" the opt-in sink.
+# "module" is the example module's own app, beside a stage (its inputs are that stage's outputs).
+module_app="--app 'node build/bin/offline-alert.js' -c mir:eventBusArn=arn:aws:events:eu-west-1:111122223333:event-bus/mir-dev-data-EventFeedBus -c mir:apiUrl=https://abc123.execute-api.eu-west-1.amazonaws.com -c mir:apiPolicyArn=arn:aws:iam::111122223333:policy/mir-dev-operator"
 declare -A flavours=(
   [default]=""
   [timestream]="-c mir:telemetrySink=timestream"
+  [telemetryfeed]="-c mir:telemetryFeed=true"
+  [module]="$module_app"
 )
 status=0
-for flavour in default timestream; do
+for flavour in default timestream telemetryfeed module; do
   out="$work/cdk.out.$flavour"
-  # shellcheck disable=SC2086 # the flavour's extra arguments are words
-  npx --no-install cdk synth --quiet --no-notices --no-version-reporting -o "$out" \
-    -c "mir:artifacts=$artifacts" ${flavours[$flavour]} >/dev/null
+  # The flavour's extra arguments are words, some of them quoted.
+  eval "npx --no-install cdk synth --quiet --no-notices --no-version-reporting -o \"\$out\" \
+    -c \"mir:artifacts=\$artifacts\" ${flavours[$flavour]}" >/dev/null
   templates=("$out"/*.template.json)
   echo "cfn-lint ($flavour): ${#templates[@]} templates: $(cd "$out" && ls ./*.template.json | xargs -n1 basename | tr '\n' ' ')"
   # cfn-lint exit code: bit 2 = errors, 4 = warnings, 8 = informational.

@@ -2,8 +2,8 @@
 // on the synthesized templates.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { EVENT_SOURCE } from '../lib/feed';
-import { asArray, mirFunctions, PARTS, resolveImport, resourcesOfType, ROUTES, synth } from './helpers';
+import { EVENT_SOURCE, TELEMETRY_DETAIL_TYPE } from '../lib/feed';
+import { asArray, mirFunctions, newApp, PARTS, resolveImport, resourcesOfType, ROUTES, synth, Synth, synthApp } from './helpers';
 
 const s = synth();
 
@@ -20,7 +20,8 @@ test('the data stack has one event bus with a generated name and an archive of t
   const archives = resourcesOfType(s.json.data, 'AWS::Events::Archive');
   assert.equal(archives.length, 1);
   const [, archive] = archives[0];
-  assert.deepEqual(archive.Properties.EventPattern, { source: [EVENT_SOURCE] });
+  // The platform's events; telemetry points (with the telemetry feed on) are not archived.
+  assert.deepEqual(archive.Properties.EventPattern, { source: [EVENT_SOURCE], 'detail-type': [{ 'anything-but': TELEMETRY_DETAIL_TYPE }] });
   assert.equal(archive.Properties.RetentionDays, 7);
   for (const out of ['EventBusName', 'EventBusArn']) assert.ok(s.json.data.Outputs?.[out], `output ${out}`);
 });
@@ -58,10 +59,9 @@ test('each stream function reads the events stream with item failures, retries, 
   assert.deepEqual(patterns, [{ eventName: ['INSERT'], dynamodb: { NewImage: { pk: { S: [{ prefix: 'DAY#' }] } } } }]);
 });
 
-test('only the functions with access.feed may put events on the bus, and only on that bus', () => {
-  const busId = busLogicalId();
-  const allowed = new Set(ROUTES.functions.filter((f) => f.access.feed).map((f) => f.name));
-  assert.deepEqual([...allowed], ['event-feed']);
+/** The functions whose role may put events on the bus of `s` (and only on it). */
+function putters(s: Synth): Set<string> {
+  const [[busId]] = resourcesOfType(s.json.data, 'AWS::Events::EventBus');
   const fns = mirFunctions(s);
   const roleOf = new Map<string, string>();
   for (const [name, [, r]] of fns) roleOf.set(r.Properties.Role['Fn::GetAtt'][0], name);
@@ -78,7 +78,29 @@ test('only the functions with access.feed may put events on the bus, and only on
       }
     }
   }
-  assert.deepEqual([...putters].sort(), [...allowed].sort());
+  return putters;
+}
+
+test('only the functions with access.feed may put events on the bus, and only on that bus', () => {
+  const allowed = new Set(ROUTES.functions.filter((f) => f.access.feed).map((f) => f.name));
+  assert.deepEqual([...allowed], ['event-feed']);
+  assert.deepEqual([...putters(s)].sort(), [...allowed].sort());
+});
+
+test('the telemetry feed is off by default: the telemetry function is not told the bus and may not put events', () => {
+  assert.deepEqual(ROUTES.functions.filter((f) => f.access.telemetryFeed).map((f) => f.name), ['telemetry']);
+  const [, fn] = mirFunctions(s).get('telemetry')!;
+  assert.equal(fn.Properties.Environment.Variables.MIR_EVENT_BUS_NAME, undefined);
+  assert.ok(!putters(s).has('telemetry'));
+});
+
+test('with mir:telemetryFeed the telemetry function is told the bus and may put events on it alone', () => {
+  const on = synthApp(newApp({ 'mir:stage': 'ttfeed', 'mir:telemetryFeed': 'true' }));
+  const [[busId]] = resourcesOfType(on.json.data, 'AWS::Events::EventBus');
+  const [, fn] = mirFunctions(on).get('telemetry')!;
+  assert.match(JSON.stringify(resolveImport(on, fn.Properties.Environment.Variables.MIR_EVENT_BUS_NAME)), new RegExp(busId));
+  assert.deepEqual([...putters(on)].sort(), ['event-feed', 'telemetry']);
+  assert.throws(() => synthApp(newApp({ 'mir:stage': 'ttbad', 'mir:telemetryFeed': 'yes' })), /mir:telemetryFeed must be true or false/);
 });
 
 test('the event-feed function is told the bus and the twins table, nothing else of the data', () => {

@@ -7,6 +7,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { MirModule, MirModuleProps, routeSql } from '../lib/module';
+import { OFFLINE_ALERT_BINARY, OfflineAlertStack } from '../lib/offline-alert-stack';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -112,6 +113,67 @@ test('a module refuses settings that cannot work, naming them', () => {
   assert.throws(() => moduleStack({ routes: ['door'] }), /routes need the module name/);
   assert.throws(() => moduleStack({ module: 'Bad Name', routes: ['door'] }), /module must match/);
   assert.throws(() => moduleStack({ module: 'alerts', routes: ['a/b'] }), /route must match/);
-  assert.throws(() => moduleStack({}), /subscribe to events, routes, or both/);
+  assert.throws(() => moduleStack({}), /subscribe to events, telemetry or routes/);
   assert.throws(() => moduleStack({ module: 'alerts', routes: ['door'], worker: {} }), /worker mode shares events/);
+});
+
+test('a module subscribed to every event does not get the telemetry points', () => {
+  const t = moduleStack({ events: {} });
+  const [[, rule]] = resourcesOfType(t, 'AWS::Events::Rule');
+  assert.deepEqual(rule.Properties.EventPattern, { source: ['mir'], 'detail-type': [{ 'anything-but': 'Telemetry' }] });
+});
+
+test('a module subscribed to telemetry gets a second rule of the points it selects, to the same worker queue', () => {
+  const t = moduleStack({
+    events: { reasons: ['DeviceOffline'] },
+    telemetry: { messages: ['mir.examples.weather.v1.Weather'], labels: { site: 'north' } },
+    worker: {},
+  });
+  const rules = resourcesOfType(t, 'AWS::Events::Rule');
+  assert.equal(rules.length, 2);
+  const telemetry = rules.find(([id]) => id.includes('TelemetryRule'))!;
+  assert.deepEqual(telemetry[1].Properties.EventPattern, {
+    source: ['mir'],
+    'detail-type': ['Telemetry'],
+    detail: { message: ['mir.examples.weather.v1.Weather'], labels: { site: ['north'] } },
+  });
+  const targets = rules.map(([, r]) => JSON.stringify(r.Properties.Targets[0].Arn));
+  assert.equal(targets[0], targets[1], 'one queue for both');
+  assert.equal(resourcesOfType(t, 'AWS::Lambda::EventSourceMapping').length, 1);
+});
+
+/** The example module's stack with a fake bootstrap. */
+function offlineAlertStack(minutes = 5): any {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mir-offline-alert-'));
+  fakeDirs.push(dir);
+  fs.mkdirSync(path.join(dir, OFFLINE_ALERT_BINARY));
+  fs.writeFileSync(path.join(dir, OFFLINE_ALERT_BINARY, 'bootstrap'), '#!/bin/sh\n', { mode: 0o755 });
+  const app = new App();
+  const stack = new OfflineAlertStack(app, 'OfflineAlert', {
+    env: { account: '111122223333', region: 'eu-west-1' },
+    eventBusArn: BUS_ARN,
+    apiUrl: 'https://abc123.execute-api.eu-west-1.amazonaws.com',
+    apiPolicyArn: 'arn:aws:iam::111122223333:policy/mir-dev-operator',
+    minutes,
+    manifestPath: '/nonexistent/Cargo.toml',
+    artifactsDir: dir,
+  });
+  return Template.fromStack(stack).toJSON();
+}
+
+test('the example module offline-alert deploys as a delayed worker of DeviceOffline events that calls the API', () => {
+  const t = offlineAlertStack(5);
+  const [[, rule]] = resourcesOfType(t, 'AWS::Events::Rule');
+  assert.deepEqual(rule.Properties.EventPattern, { source: ['mir'], 'detail-type': ['DeviceOffline'] });
+  const queue = resourcesOfType(t, 'AWS::SQS::Queue').find(([id]) => id.includes('Events'))!;
+  assert.equal(queue[1].Properties.DelaySeconds, 300);
+  const fns = resourcesOfType(t, 'AWS::Lambda::Function');
+  assert.equal(fns.length, 1);
+  const env = fns[0][1].Properties.Environment.Variables;
+  assert.deepEqual(env, { MIR_API_URL: 'https://abc123.execute-api.eu-west-1.amazonaws.com', MIR_OFFLINE_MINUTES: '5', RUST_LOG: 'info' });
+  const roles = resourcesOfType(t, 'AWS::IAM::Role');
+  assert.ok(roles.some(([, r]) => JSON.stringify(r.Properties.ManagedPolicyArns ?? []).includes('mir-dev-operator')));
+  const [[, esm]] = resourcesOfType(t, 'AWS::Lambda::EventSourceMapping');
+  assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
+  assert.throws(() => offlineAlertStack(20), /minutes must be a whole number from 1 to 15/);
 });

@@ -2,13 +2,15 @@
 //!
 //! Each [`FeedEvent`] is one entry: `source` [`EVENTBRIDGE_SOURCE`], `detail-type` the
 //! event's reason, `detail` the event document (the JSON that `GET /v1/events/watch`
-//! sends locally), `time` the event's time. `PutEvents` takes up to
+//! sends locally), `time` the event's time. Each decoded [`TelemetryPoint`] (the
+//! telemetry feed) is one entry too: `detail-type` [`TELEMETRY_DETAIL_TYPE`], `detail`
+//! the point (the JSON of `GET /v1/telemetry/watch`), `time` the point's. `PutEvents` takes up to
 //! [`MAX_ENTRIES_PER_CALL`] entries and [`MAX_CALL_BYTES`] per call, so events go out in
 //! order in chunks within both. Entries the bus failed for now (throttling, an internal
 //! error) are sent again, up to [`ATTEMPTS`] times; an entry it refuses for good is
 //! [`FeedError::Refused`]. An event whose document alone is over the limit goes out
-//! with its payload replaced by `{"truncated": true, "bytes": <size>}`: the stored event
-//! (`GET /v1/events`) keeps it whole.
+//! with its payload replaced by `{"truncated": true, "bytes": <size>}`, and a point over
+//! it without its values and with `truncatedBytes`: the stores keep both whole.
 
 use std::time::Duration;
 
@@ -19,7 +21,10 @@ use aws_sdk_eventbridge::{
 use serde_json::json;
 
 use super::aws::{backoff, is_retryable_sdk, DisplayErrorChain};
-use crate::domain::{feed::EVENTBRIDGE_SOURCE, FeedEvent};
+use crate::domain::{
+    feed::{EVENTBRIDGE_SOURCE, TELEMETRY_DETAIL_TYPE},
+    FeedEvent, TelemetryPoint,
+};
 use crate::ports::{FeedError, FeedPublisher};
 
 pub use aws_sdk_eventbridge;
@@ -148,11 +153,11 @@ fn entry_size(detail_type: &str, detail: &str) -> usize {
 impl Entry {
     fn of(event: &FeedEvent) -> Entry {
         let detail_type = event.reason.as_str().to_string();
-        let mut detail = document(event);
+        let mut detail = json_text(event);
         if entry_size(&detail_type, &detail) > MAX_CALL_BYTES {
             let mut small = event.clone();
             small.payload = json!({ "truncated": true, "bytes": detail.len() });
-            detail = document(&small);
+            detail = json_text(&small);
         }
         Entry {
             id: event.id.clone(),
@@ -162,14 +167,31 @@ impl Entry {
         }
     }
 
+    fn of_point(point: &TelemetryPoint) -> Entry {
+        let detail_type = TELEMETRY_DETAIL_TYPE.to_string();
+        let mut detail = json_text(point);
+        if entry_size(&detail_type, &detail) > MAX_CALL_BYTES {
+            let mut small = point.clone();
+            small.values.clear();
+            small.truncated_bytes = Some(detail.len());
+            detail = json_text(&small);
+        }
+        Entry {
+            id: point.id.clone(),
+            detail_type,
+            detail,
+            time_ms: point.time.timestamp_millis(),
+        }
+    }
+
     fn size(&self) -> usize {
         entry_size(&self.detail_type, &self.detail)
     }
 }
 
-/// The event's JSON document (a `FeedEvent` always serializes).
-fn document(event: &FeedEvent) -> String {
-    serde_json::to_string(event).unwrap_or_else(|_| String::from("{}"))
+/// A document's JSON (feed events and points always serialize: string keys only).
+fn json_text(doc: &impl serde::Serialize) -> String {
+    serde_json::to_string(doc).unwrap_or_else(|_| String::from("{}"))
 }
 
 /// The entries in order, in chunks of at most [`MAX_ENTRIES_PER_CALL`] and
@@ -197,8 +219,19 @@ fn chunks(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
 #[async_trait]
 impl FeedPublisher for EventBridgeFeed {
     async fn publish(&self, events: &[FeedEvent]) -> Result<(), FeedError> {
+        self.send_all(events.iter().map(Entry::of).collect()).await
+    }
+
+    async fn publish_telemetry(&self, points: &[TelemetryPoint]) -> Result<(), FeedError> {
+        self.send_all(points.iter().map(Entry::of_point).collect())
+            .await
+    }
+}
+
+impl EventBridgeFeed {
+    async fn send_all(&self, entries: Vec<Entry>) -> Result<(), FeedError> {
         let mut published = 0;
-        for chunk in chunks(events.iter().map(Entry::of).collect()) {
+        for chunk in chunks(entries) {
             self.send(&chunk, published).await?;
             published += chunk.len();
         }
@@ -270,6 +303,49 @@ mod tests {
             (doc.id, doc.reason),
             ("big".to_string(), EventReason::DeviceOnline)
         );
+    }
+
+    fn point(values: usize, bytes_each: usize) -> TelemetryPoint {
+        let record = crate::telemetry::TelemetryRecord {
+            device_id: "d1".into(),
+            name: "d1".into(),
+            namespace: "default".into(),
+            measure: "schema.v1.Env".into(),
+            time_ns: 1_790_000_000_123_000_000,
+            seq: 7,
+            tags: Vec::new(),
+            values: (0..values)
+                .map(|i| {
+                    (
+                        format!("f{i}").into(),
+                        crate::telemetry::FieldValue::Text("x".repeat(bytes_each)),
+                    )
+                })
+                .collect(),
+        };
+        TelemetryPoint::new(&record, [("site".to_string(), "north".to_string())].into())
+    }
+
+    #[test]
+    fn a_telemetry_point_is_a_telemetry_entry_with_the_point_as_detail() {
+        let p = point(2, 4);
+        let entry = Entry::of_point(&p);
+        assert_eq!(entry.detail_type, "Telemetry");
+        assert_eq!(entry.id, "d1/schema.v1.Env/1790000000123000000/7");
+        assert_eq!(entry.time_ms, 1_790_000_000_123);
+        let doc: TelemetryPoint = serde_json::from_str(&entry.detail).expect("a point");
+        assert_eq!(doc, p);
+        assert!(!entry.detail.contains("truncatedBytes"), "{}", entry.detail);
+    }
+
+    #[test]
+    fn a_point_too_large_for_the_bus_goes_out_without_its_values() {
+        let entry = Entry::of_point(&point(3, 100 * 1024));
+        assert!(entry.size() <= MAX_CALL_BYTES);
+        let doc: TelemetryPoint = serde_json::from_str(&entry.detail).expect("a point");
+        assert!(doc.values.is_empty());
+        assert!(doc.truncated_bytes.unwrap_or(0) > 300 * 1024);
+        assert_eq!(doc.labels["site"], "north");
     }
 
     #[test]

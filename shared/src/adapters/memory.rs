@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::domain::FeedEvent;
+use crate::domain::{FeedEvent, TelemetryPoint};
 use crate::ports::{Clock, DevicePublisher, FeedError, FeedPublisher, PublishError};
 
 /// Records every publish; devices listed in `offline` refuse them.
@@ -59,6 +59,7 @@ impl DevicePublisher for RecordingPublisher {
 #[derive(Debug, Default)]
 pub struct RecordingFeed {
     published: Mutex<Vec<FeedEvent>>,
+    points: Mutex<Vec<TelemetryPoint>>,
     refuse: Mutex<Vec<String>>,
     /// Publishes this many more events, then is unavailable (once).
     fail_after: Mutex<Option<usize>>,
@@ -73,6 +74,11 @@ impl RecordingFeed {
         self.published.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// The telemetry points published, in order.
+    pub fn published_telemetry(&self) -> Vec<TelemetryPoint> {
+        self.points.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     /// The bus refuses the event `id` for good ([`FeedError::Refused`]).
     pub fn refuse(&self, id: &str) {
         if let Ok(mut r) = self.refuse.lock() {
@@ -80,7 +86,8 @@ impl RecordingFeed {
         }
     }
 
-    /// The next publish takes `n` events, then fails ([`FeedError::Unavailable`]).
+    /// The next publish (of events or points) takes `n` of them, then fails
+    /// ([`FeedError::Unavailable`]).
     pub fn fail_after(&self, n: usize) {
         if let Ok(mut f) = self.fail_after.lock() {
             *f = Some(n);
@@ -88,12 +95,17 @@ impl RecordingFeed {
     }
 }
 
-#[async_trait]
-impl FeedPublisher for RecordingFeed {
-    async fn publish(&self, events: &[FeedEvent]) -> Result<(), FeedError> {
+impl RecordingFeed {
+    /// Records `items` into `into` in order, refusing and failing as told.
+    fn record<T: Clone>(
+        &self,
+        items: &[T],
+        id: impl Fn(&T) -> &str,
+        into: &Mutex<Vec<T>>,
+    ) -> Result<(), FeedError> {
         let refused = self.refuse.lock().map(|r| r.clone()).unwrap_or_default();
         let fail_after = self.fail_after.lock().ok().and_then(|mut f| f.take());
-        for (i, e) in events.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if fail_after == Some(i) {
                 return Err(FeedError::Unavailable {
                     published: i,
@@ -101,17 +113,28 @@ impl FeedPublisher for RecordingFeed {
                     source: None,
                 });
             }
-            if refused.contains(&e.id) {
+            if refused.iter().any(|r| r == id(item)) {
                 return Err(FeedError::Refused {
-                    id: e.id.clone(),
+                    id: id(item).to_string(),
                     code: "InvalidArgument".into(),
                 });
             }
-            if let Ok(mut p) = self.published.lock() {
-                p.push(e.clone());
+            if let Ok(mut p) = into.lock() {
+                p.push(item.clone());
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl FeedPublisher for RecordingFeed {
+    async fn publish(&self, events: &[FeedEvent]) -> Result<(), FeedError> {
+        self.record(events, |e| &e.id, &self.published)
+    }
+
+    async fn publish_telemetry(&self, points: &[TelemetryPoint]) -> Result<(), FeedError> {
+        self.record(points, |p| &p.id, &self.points)
     }
 }
 

@@ -33,6 +33,11 @@ pub const WATCH_PATH: &str = "/v1/events/watch";
 /// `detail-type` is the event's reason and the `detail` the [`FeedEvent`] document.
 pub const EVENTBRIDGE_SOURCE: &str = "mir";
 
+/// The `detail-type` of a decoded telemetry point on the bus (the telemetry feed, off
+/// unless the deployment turns it on); its `detail` is the
+/// [`TelemetryPoint`](super::TelemetryPoint) document.
+pub const TELEMETRY_DETAIL_TYPE: &str = "Telemetry";
+
 /// The SSE event name that tells a watcher it missed `data` events (a number) and that
 /// the stream ends: reconnect with `Last-Event-ID`.
 pub const LAGGED: &str = "lagged";

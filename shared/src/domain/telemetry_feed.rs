@@ -43,6 +43,11 @@ pub struct TelemetryPoint {
     pub seq: u64,
     /// Field name (nested fields flattened with dots) -> value.
     pub values: BTreeMap<String, FieldValue>,
+    /// Set, to the size of the point's document, when the values were left out because
+    /// the document was over the bus's entry limit (the stored point keeps them:
+    /// `GET /v1/telemetry/query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_bytes: Option<usize>,
 }
 
 impl TelemetryPoint {
@@ -64,6 +69,7 @@ impl TelemetryPoint {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            truncated_bytes: None,
         }
     }
 }

@@ -155,6 +155,12 @@ impl Ports {
         need("event feed", &self.feed)
     }
 
+    /// The feed for decoded telemetry: optional by design, `None` unless the deployment
+    /// turns the telemetry feed on (on AWS, by giving the telemetry function the bus).
+    pub fn telemetry_feed(&self) -> Option<&dyn FeedPublisher> {
+        self.feed.as_deref()
+    }
+
     /// Optional by design: `None` where no certificates are issued.
     pub fn certificates(&self) -> Option<&dyn CertificateIssuer> {
         self.certificates.as_deref()
@@ -172,7 +178,7 @@ impl Ports {
 /// Declares a function's `Deps`: the ports its handler uses, named as in [`Ports`]
 /// (`twins`, `schemas`, `commands`, `events`, `sink` (the telemetry sink), `telemetry`
 /// (the telemetry reader), `publisher`, `certificates` (optional), `feed`, `cache`,
-/// `clock`, `stale_after`, `certificate_grace`), with its `TryFrom<&Ports>`. A port the
+/// `clock`, `stale_after`, `certificate_grace`, `telemetry_feed` (optional)), with its `TryFrom<&Ports>`. A port the
 /// environment lacks is a [`MissingPort`] naming it.
 ///
 /// ```
@@ -211,6 +217,7 @@ macro_rules! deps {
     (@type publisher $l:lifetime) => { &$l dyn $crate::ports::DevicePublisher };
     (@type certificates $l:lifetime) => { Option<&$l dyn $crate::ports::CertificateIssuer> };
     (@type feed $l:lifetime) => { &$l dyn $crate::ports::FeedPublisher };
+    (@type telemetry_feed $l:lifetime) => { Option<&$l dyn $crate::ports::FeedPublisher> };
     (@type cache $l:lifetime) => { &$l $crate::service::SchemaCache };
     (@type clock $l:lifetime) => { &$l dyn $crate::ports::Clock };
     (@type stale_after $l:lifetime) => { $crate::ports::StaleAfter };
@@ -218,6 +225,7 @@ macro_rules! deps {
     (@get sink $p:ident) => { $p.telemetry_sink()? };
     (@get telemetry $p:ident) => { $p.telemetry_reader()? };
     (@get certificates $p:ident) => { $p.certificates() };
+    (@get telemetry_feed $p:ident) => { $p.telemetry_feed() };
     (@get cache $p:ident) => { $p.cache() };
     (@get clock $p:ident) => { $p.clock() };
     (@get stale_after $p:ident) => { $p.stale_after };

@@ -1,9 +1,10 @@
 //! The event feed port: publishes stored events, with their device's labels, to the
-//! subscribers of the platform (an EventBridge bus on AWS, the hub's feed locally).
+//! subscribers of the platform (an EventBridge bus on AWS, the hub's feed locally), and
+//! where the deployment turns it on, the decoded telemetry points that were stored.
 
 use async_trait::async_trait;
 
-use crate::domain::FeedEvent;
+use crate::domain::{FeedEvent, TelemetryPoint};
 
 /// Why events could not be published, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -44,4 +45,8 @@ pub trait FeedPublisher: Send + Sync {
     /// Publishes `events` in order. On [`FeedError::Unavailable`], its first
     /// `published` events went out and the rest did not.
     async fn publish(&self, events: &[FeedEvent]) -> Result<(), FeedError>;
+
+    /// Publishes decoded telemetry points in order, with the same at-least-once terms
+    /// (a consumer deduplicates by [`TelemetryPoint::id`]).
+    async fn publish_telemetry(&self, points: &[TelemetryPoint]) -> Result<(), FeedError>;
 }
