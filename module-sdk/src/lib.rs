@@ -27,7 +27,7 @@ pub mod module;
 pub mod stream;
 
 pub use envelope::{from_eventbridge, from_sqs, EnvelopeError};
-pub use mir_cli::client::ClientError;
+pub use mir_cli::client::{AwsUnsupported, ClientError};
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
 pub use mir_shared::domain::{
     CustomName, EventReason, EventType, FeedEvent, FeedFilter, Targets, TelemetryFilter,
