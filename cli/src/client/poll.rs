@@ -160,3 +160,132 @@ fn notice(kind: &str, data: String) -> eventsource_stream::Event {
         retry: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    use aws_credential_types::Credentials;
+    use axum::{http::StatusCode, response::IntoResponse, routing::get, Router};
+
+    use super::*;
+
+    /// A fake API Gateway whose `GET /v1/events` answers the n-th request (from 0) with
+    /// `answer(n)`.
+    async fn api(answer: fn(usize) -> (StatusCode, String)) -> Client {
+        let count = Arc::new(AtomicUsize::new(0));
+        let app = Router::new().route(
+            "/v1/events",
+            get(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let (status, body) = answer(n);
+                    (status, [("content-type", "application/json")], body).into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let creds = Credentials::new("AKIDTEST", "secret", None, None, "test");
+        Client::new(&format!("http://{addr}"))
+            .expect("client")
+            .with_signer(crate::sigv4::Signer::with_credentials("eu-west-1", creds))
+    }
+
+    fn one_event() -> String {
+        let time = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+        serde_json::json!({"events": [{
+            "id": "e1", "time": time, "type": "Normal", "reason": "DeviceOnline",
+            "deviceId": "w1", "message": "online"
+        }]})
+        .to_string()
+    }
+
+    #[test]
+    fn it_polls_once_a_second_at_most_ten_pages() {
+        assert_eq!(POLL_INTERVAL, Duration::from_secs(1));
+        assert_eq!(MAX_PAGES, 10);
+    }
+
+    #[tokio::test]
+    async fn a_failure_a_retry_may_fix_is_a_notice_and_the_poller_keeps_its_place() {
+        let client = api(|n| match n {
+            0 => (StatusCode::OK, r#"{"events": []}"#.into()),
+            1 => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"error": "busy"}"#.into(),
+            ),
+            _ => (StatusCode::OK, one_event()),
+        })
+        .await;
+        let mut stream = client
+            .watch(WATCH_PATH, &[], None)
+            .await
+            .expect("the baseline");
+        let notice = stream
+            .next()
+            .await
+            .expect("a notice")
+            .expect("not an error");
+        assert_eq!(notice.event, RETRYING);
+        assert_eq!(notice.id, "");
+        assert_eq!(notice.data, "busy; polling again in 2s");
+        let event = stream
+            .next()
+            .await
+            .expect("the event")
+            .expect("not an error");
+        assert_eq!(
+            (event.id.as_str(), event.event.as_str()),
+            ("e1", "DeviceOnline")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_the_streams_last_item_and_a_refused_baseline_is_the_callers_error() {
+        let client = api(|n| match n {
+            0 => (StatusCode::OK, r#"{"events": []}"#.into()),
+            _ => (StatusCode::FORBIDDEN, r#"{"error": "denied"}"#.into()),
+        })
+        .await;
+        let mut stream = client.watch(WATCH_PATH, &[], None).await.expect("baseline");
+        let last = stream.next().await.expect("an item");
+        assert!(
+            matches!(&last, Err(ClientError::Api { status: 403, .. })),
+            "{last:?}"
+        );
+        assert!(stream.next().await.is_none(), "the stream ended");
+        let refused = client.watch(WATCH_PATH, &[], None).await.err();
+        assert!(
+            matches!(refused, Some(ClientError::Api { status: 403, .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn telemetry_worker_groups_and_other_streams_are_refused_without_a_request() {
+        let client = api(|_| panic!("no request")).await;
+        let refusal = |path: &'static str, query: Vec<(&'static str, String)>| {
+            let client = client.clone();
+            async move { client.watch(path, &query, None).await.err() }
+        };
+        assert!(matches!(
+            refusal(TELEMETRY_WATCH_PATH, vec![]).await,
+            Some(ClientError::Unsupported(AwsUnsupported::TelemetryWatch))
+        ));
+        assert!(matches!(
+            refusal(WATCH_PATH, vec![("group", "g".into())]).await,
+            Some(ClientError::Unsupported(AwsUnsupported::WorkerGroup))
+        ));
+        assert!(matches!(
+            refusal("/v1/routes/watch", vec![]).await,
+            Some(ClientError::Unsupported(AwsUnsupported::Stream { .. }))
+        ));
+    }
+}
