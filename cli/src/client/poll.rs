@@ -11,8 +11,8 @@
 //!   newest event seen, at most [`MAX_PAGES`] of [`cursor::PAGE_LIMIT`] events.
 //! - Messages without an id are notices (`data` a sentence): [`SKIPPED`] when a poll
 //!   fell behind, [`RETRYING`] when a request failed in a way a retry may fix; the
-//!   poller keeps its place and asks again after a backoff from [`POLL_INTERVAL`]
-//!   doubling to [`MAX_RETRY_WAIT`], so the stream does not end for those (it does not
+//!   poller keeps its place and asks again after a backoff doubling from twice
+//!   [`POLL_INTERVAL`] to [`MAX_RETRY_WAIT`], so the stream does not end for those (it does not
 //!   use `Last-Event-ID`). Any other failure is the stream's last item.
 //! - Telemetry and worker groups are not polled: [`AwsUnsupported`].
 
@@ -208,9 +208,12 @@ mod tests {
     }
 
     #[test]
-    fn it_polls_once_a_second_at_most_ten_pages() {
+    fn it_polls_once_a_second_at_most_ten_pages_and_waits_at_most_30_s_after_failures() {
         assert_eq!(POLL_INTERVAL, Duration::from_secs(1));
         assert_eq!(MAX_PAGES, 10);
+        assert_eq!(cursor::PAGE_LIMIT, 1_000);
+        assert_eq!(cursor::RECENT_IDS, 50_000);
+        assert_eq!(MAX_RETRY_WAIT, Duration::from_secs(30));
     }
 
     #[tokio::test]
