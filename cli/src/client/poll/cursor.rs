@@ -36,6 +36,9 @@ pub const PAGE_LIMIT: usize = 1_000;
 /// How often the device set of a label filter is listed again.
 pub const DEVICE_REFRESH: Duration = Duration::from_secs(30);
 
+/// Device id -> labels.
+type Labels = HashMap<String, BTreeMap<String, String>>;
+
 /// Where a poller is.
 #[derive(Debug)]
 pub struct Cursor {
@@ -46,7 +49,7 @@ pub struct Cursor {
     /// The next batch is the baseline.
     baseline: bool,
     /// Device id -> labels, for a label filter: the last listing and when it was made.
-    devices: Option<(HashMap<String, BTreeMap<String, String>>, Instant)>,
+    devices: Option<(Labels, Instant)>,
 }
 
 /// What one poll gave: the new events that pass the filter, oldest first, and whether
