@@ -1,7 +1,8 @@
 //! The SDK's streams against a scripted server-sent events server: a dropped
 //! connection is reopened with `Last-Event-ID` and a repeated id is yielded once; the
 //! CLI's contexts choose the API and its token; on an aws context the event stream
-//! polls `GET /v1/events` (signed) and the telemetry and worker streams are refused.
+//! polls `GET /v1/events` (signed; a retried poll logged as a warning) and the telemetry
+//! and worker streams are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -231,5 +232,88 @@ async fn an_unknown_context_is_a_config_error() {
     assert!(
         matches!(&unknown, Some(ModuleError::Config { source }) if source.to_string().contains("no context \"staging\"")),
         "{unknown:?}"
+    );
+}
+
+/// The log lines written while it runs.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn on_an_aws_context_a_retried_poll_is_logged_as_a_warning_and_the_stream_goes_on() {
+    for (k, v) in [
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let calls = Arc::new(Mutex::new(0usize));
+    let time = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let app = Router::new().route(
+        "/v1/events",
+        get(move || {
+            let calls = calls.clone();
+            let time = time.clone();
+            async move {
+                let n = {
+                    let mut c = calls.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                match n {
+                    1 => axum::Json(serde_json::json!({"events": []})).into_response(),
+                    2 => (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"error": "busy"})),
+                    )
+                        .into_response(),
+                    _ => axum::Json(serde_json::json!({"events": [{
+                        "id": "e1", "time": time, "type": "Normal", "reason": "DeviceOnline",
+                        "deviceId": "w1", "message": "online"
+                    }]}))
+                    .into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli.yaml");
+    std::fs::write(
+        &config,
+        format!("currentContext: prod\ncontexts:\n- name: prod\n  api: http://{addr}\n  kind: aws\n  region: eu-west-1\n"),
+    )
+    .unwrap();
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let module = Module::builder().config_file(&config).build().unwrap();
+    let mut events = module.events(&FeedFilter::default()).await.unwrap();
+    assert_eq!(next(&mut events).await, "e1");
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("WARN")
+            && text.contains("module stream: the poller's notice")
+            && text.contains("busy; polling again in 2s"),
+        "{text}"
     );
 }
