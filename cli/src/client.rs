@@ -1,4 +1,10 @@
 //! The HTTP API client: one function per route, bodies typed with `mir_shared::api`.
+//!
+//! Layout: [`ClientError`] and [`AwsUnsupported`], [`EventQuery`], [`Client`] (requests,
+//! then one section per resource), the error of a non-2xx answer, unit tests; [`poll`]:
+//! the event feed of an aws context, polled.
+
+pub mod poll;
 
 use std::time::Duration;
 
@@ -45,18 +51,22 @@ pub enum ClientError {
     Http(#[source] reqwest::Error),
     /// What this API (an aws context) does not offer.
     #[error("{0}")]
-    Unsupported(&'static str),
+    Unsupported(AwsUnsupported),
+    /// A watch query that is not an event filter.
+    #[error("invalid event filter: {0}")]
+    BadFilter(String),
     #[error("the event stream broke: {0}")]
     Stream(String),
 }
 
 impl ClientError {
-    /// Whether reconnecting a stream may help: the network and the hub's 5xx, not a
-    /// refusal.
+    /// Whether reconnecting a stream (or polling again) may help: the network, the
+    /// API's 5xx and 429 (throttled), not a refusal.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Api { status, .. } => *status >= 500,
+            ClientError::Api { status, .. } => *status >= 500 || *status == 429,
             ClientError::Unsupported(_)
+            | ClientError::BadFilter(_)
             | ClientError::BadUrl { .. }
             | ClientError::Signing { .. }
             | ClientError::Decode { .. } => false,
@@ -65,7 +75,18 @@ impl ClientError {
     }
 }
 
-/// The server-sent events of `GET /v1/events/watch`.
+/// The streams an aws context (API Gateway) does not give, and what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsUnsupported {
+    #[error("the telemetry stream (`/v1/telemetry/watch`) is a local hub's (contexts of kind local or localstack, `mir local`); on an aws context query telemetry with `mir tlm query` (GET /v1/telemetry/query), or subscribe a Lambda to the EventBridge bus with the CDK construct `MirModule` (infra/cdk/lib/module.ts)")]
+    TelemetryWatch,
+    #[error("worker groups (`?group=`) are a local hub's (contexts of kind local or localstack, `mir local`); on an aws context use the worker mode of the CDK construct `MirModule` (infra/cdk/lib/module.ts): an SQS queue behind the EventBridge bus that the module's instances drain")]
+    WorkerGroup,
+    #[error("the stream {path} is a local hub's (contexts of kind local or localstack, `mir local`); on an aws context subscribe to the EventBridge bus with the CDK construct `MirModule` (infra/cdk/lib/module.ts)")]
+    Stream { path: String },
+}
+
+/// The server-sent events of `GET /v1/events/watch` (on an aws context, [`poll`]ed).
 pub type EventStream = futures::stream::BoxStream<'static, ClientResult<eventsource_stream::Event>>;
 
 pub type ClientResult<T> = Result<T, ClientError>;
@@ -402,8 +423,9 @@ impl Client {
     // ---- events ----
 
     /// `GET /v1/events/watch`, the local hub's event feed (server-sent events), from
-    /// after `last_event_id` when given. Not on aws contexts (API Gateway does not
-    /// stream; the AWS feed is EventBridge).
+    /// after `last_event_id` when given. On an aws context (API Gateway does not
+    /// stream) the same stream comes from polling `GET /v1/events` ([`poll`]), from the
+    /// events recorded after this returns; `last_event_id` is not used there.
     pub async fn watch_events(
         &self,
         filter: &FeedFilter,
@@ -414,8 +436,9 @@ impl Client {
     }
 
     /// Server-sent events of one of the hub's streams (`path`: `/v1/events/watch`,
-    /// `/v1/telemetry/watch`) with `query`; refused on aws contexts (see
-    /// [`Client::watch_events`]).
+    /// `/v1/telemetry/watch`) with `query`. On an aws context the event feed is polled
+    /// (see [`Client::watch_events`]); the others, and worker groups (`group=`), are
+    /// refused with [`ClientError::Unsupported`].
     pub async fn watch(
         &self,
         path: &str,
@@ -425,9 +448,7 @@ impl Client {
         use eventsource_stream::Eventsource;
         use futures::StreamExt;
         if self.signer.is_some() {
-            return Err(ClientError::Unsupported(
-                "`mir evt watch` streams from a local hub (contexts of kind local or localstack, `mir local`); on an aws context the event feed is EventBridge, which `mir evt watch` does not read yet: use `mir evt ls`",
-            ));
+            return poll::open(self.clone(), path, query).await;
         }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut req = self

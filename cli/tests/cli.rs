@@ -1,6 +1,7 @@
 //! The real `mir` binary against the real hub (in-process, over a temporary embedded
 //! store): the API's own answers, with a recording proxy in front where a test checks
-//! what the CLI sent.
+//! what the CLI sent; `mir evt watch` on an aws context against a fake API Gateway
+//! ([`aws_watch`]).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -805,27 +806,6 @@ fn a_context_with_the_hubs_token_reaches_a_hub_bound_beyond_loopback() {
     );
 }
 
-#[test]
-fn evt_watch_on_an_aws_context_fails_naming_the_local_profiles() {
-    let dir = tempfile::tempdir().expect("dir");
-    let add = [
-        "ctx",
-        "add",
-        "prod",
-        "--kind",
-        "aws",
-        "--region",
-        "eu-west-1",
-        "--api",
-        "https://abc.execute-api.eu-west-1.amazonaws.com",
-    ];
-    let run = mir(dir.path(), &add).run();
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let run = mir(dir.path(), &["--context", "prod", "evt", "watch"]).run();
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(
-        run.stderr.contains("local or localstack") && run.stderr.contains("EventBridge"),
-        "{}",
-        run.stderr
-    );
-}
+// `mir evt watch` on an aws context polls `GET /v1/events`.
+#[path = "cli/aws_watch.rs"]
+mod aws_watch;

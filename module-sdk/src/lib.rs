@@ -9,8 +9,9 @@
 //!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker and
 //!   telemetry streams, `publish_event`, and client operations through the CLI's HTTP
 //!   client (devices, commands, configuration, telemetry queries);
-//! - [`stream`]: the hub's server-sent streams as typed streams: deduplicated by id,
-//!   reconnecting (events resume with `Last-Event-ID`);
+//! - [`stream`]: the hub's server-sent streams (or an aws context's polled events) as
+//!   typed streams: deduplicated by id, reconnecting (events resume with
+//!   `Last-Event-ID`);
 //! - [`envelope`]: the same [`FeedEvent`] from an EventBridge envelope (a Lambda a rule
 //!   targets) and from SQS messages whose bodies are such envelopes (worker mode on AWS);
 //!   decoded telemetry points too ([`telemetry_from_eventbridge`]);
@@ -18,8 +19,11 @@
 //! Delivery is at least once everywhere; the streams drop the ids they yielded
 //! recently, and a worker group hands a leaving member's last events to the others, so
 //! a module's side effects should be idempotent. The streams read a local hub (`mir
-//! local`); on an aws context they are refused (the AWS feed is EventBridge: use
-//! [`envelope`] in a Lambda).
+//! local`). On an aws context the event stream polls `GET /v1/events` once a second (the
+//! CLI client's `poll`: from the events recorded after it opens, `labels` filled only
+//! for a label filter); the telemetry and worker streams are refused
+//! ([`AwsUnsupported`]): on AWS the feed is EventBridge, read with [`envelope`] in a
+//! Lambda that `MirModule` subscribes (worker mode: an SQS queue).
 //!
 //! Architecture: see docs/architecture.md in the repository (section Event feed).
 
@@ -28,7 +32,7 @@ pub mod module;
 pub mod stream;
 
 pub use envelope::{from_eventbridge, from_sqs, telemetry_from_eventbridge, EnvelopeError};
-pub use mir_cli::client::ClientError;
+pub use mir_cli::client::{AwsUnsupported, ClientError};
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
 pub use mir_shared::domain::{
     CustomName, EventReason, EventType, FeedEvent, FeedFilter, Targets, TelemetryFilter,

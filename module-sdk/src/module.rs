@@ -118,14 +118,16 @@ impl Module {
     }
 
     /// The events `filter` selects, live, deduplicated, reconnecting with
-    /// `Last-Event-ID`. Subscribed when this returns.
+    /// `Last-Event-ID`. Subscribed when this returns. On an aws context, polled from
+    /// `GET /v1/events` (`mir_cli::client::poll`).
     pub async fn events(&self, filter: &FeedFilter) -> Result<Stream<FeedEvent>, ModuleError> {
         Subscription::open(self.client.clone(), WATCH_PATH, filter.to_query(), true).await
     }
 
     /// Worker mode: this instance's share of the events of the group `group`: each event
     /// goes to one connected member (see the hub's `feed::group`). Joined when this
-    /// returns.
+    /// returns. Refused on an aws context (`ClientError::Unsupported`: use `MirModule`'s
+    /// worker mode, an SQS queue).
     pub async fn worker(
         &self,
         group: &str,
@@ -137,7 +139,7 @@ impl Module {
     }
 
     /// The decoded telemetry points `filter` selects, live, deduplicated. Subscribed
-    /// when this returns.
+    /// when this returns. Refused on an aws context (`ClientError::Unsupported`).
     pub async fn telemetry(
         &self,
         filter: &TelemetryFilter,

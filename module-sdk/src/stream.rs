@@ -5,14 +5,21 @@
 //! dropped connection (or one the hub ended, or that said it lagged) after a backoff
 //! from [`FIRST_BACKOFF`] doubling to [`MAX_BACKOFF`], and, for events, resumes with
 //! `Last-Event-ID` (the hub replays what was stored since). A refusal (4xx, a bad URL,
-//! an aws context) ends the stream with the error.
+//! a stream an aws context does not give) ends the stream with the error.
+//!
+//! On an aws context the event stream is the CLI client's poller
+//! (`mir_cli::client::poll`: `GET /v1/events` once a second); its notices (it fell
+//! behind, a request is retried) are logged as warnings.
+//!
+//! Layout: the constants, [`Stream`], [`Subscription`] (open, then `next`: reconnects,
+//! notices, dedup, decoding).
 
 use std::{marker::PhantomData, time::Duration};
 
 use futures::{stream::BoxStream, StreamExt};
 use serde::de::DeserializeOwned;
 
-use mir_cli::client::{Client, EventStream};
+use mir_cli::client::{poll, Client, EventStream};
 use mir_shared::domain::{feed::LAGGED, RecentIds};
 
 use crate::ModuleError;
@@ -114,6 +121,9 @@ impl<T: DeserializeOwned + Send + 'static> Subscription<T> {
                 continue;
             }
             if message.id.is_empty() {
+                if [poll::SKIPPED, poll::RETRYING].contains(&message.event.as_str()) {
+                    tracing::warn!(path = self.path, notice = %message.data, "module stream: the poller's notice");
+                }
                 continue;
             }
             self.backoff = FIRST_BACKOFF;

@@ -509,11 +509,15 @@ pub enum EventCommand {
   mir evt ls --reason CommandFailed --limit 20 -o yaml
   mir evt ls --since 2d --until 1d --limit 5000")]
     Ls(EventListArgs),
-    /// Stream events as they are recorded (a local hub's feed; Ctrl-C stops)
-    #[command(after_help = "Examples:
+    /// Stream events as they are recorded (Ctrl-C stops)
+    #[command(
+        after_help = "A local hub streams its feed; on an aws context the command polls GET /v1/events once a second (one API request per second), from the events recorded after it starts, and says on stderr when it fell behind.
+
+Examples:
   mir evt watch
   mir evt watch --reason DeviceOffline
-  mir evt watch --namespace lab -l site=roof -o json")]
+  mir evt watch --namespace lab -l site=roof -o json"
+    )]
     Watch(EventWatchArgs),
 }
 

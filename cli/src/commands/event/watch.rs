@@ -1,10 +1,15 @@
 //! `mir event watch`: the hub's event feed (`GET /v1/events/watch`, server-sent
-//! events), one line per event as it is recorded.
+//! events), one line per event as it is recorded; on an aws context the same stream
+//! polls `GET /v1/events` ([`crate::client::poll`]).
+//!
+//! Layout: [`watch`] (the filter, Ctrl-C), the [`Watcher`] loop (connections, notices,
+//! dedup, printing), the table row, unit tests.
 //!
 //! Delivery is at least once, so the command drops an id it printed among the last
 //! [`RECENT_IDS`]. A dropped connection (or the hub telling it lagged) is reopened with
 //! `Last-Event-ID`, after a backoff from [`FIRST_BACKOFF`] doubling to [`MAX_BACKOFF`];
-//! the first connection failing is an error. Ctrl-C stops it with status 0.
+//! the first connection failing is an error. The poller's notices (it fell behind, a
+//! request is retried) go to stderr. Ctrl-C stops it with status 0.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -14,7 +19,7 @@ use mir_shared::domain::{feed::LAGGED, targets::parse_labels, FeedEvent, FeedFil
 
 use super::{device_id, event_cells, out, reason, COLUMNS};
 use crate::args::{EventWatchArgs, Output};
-use crate::client::{Client, ClientError};
+use crate::client::{poll, Client, ClientError};
 use crate::output;
 
 /// How many printed ids are remembered to drop duplicates.
@@ -96,6 +101,9 @@ impl Watcher<'_> {
                 return Ok(());
             }
             if message.id.is_empty() {
+                if let Some(notice) = notice(&message) {
+                    eprintln!("{notice}");
+                }
                 continue;
             }
             self.last_id = Some(message.id.clone());
@@ -134,6 +142,13 @@ fn print_line(text: &str) {
 fn row(cells: [String; 4]) -> String {
     let [time, reason, device, message] = cells;
     format!("{time:<19}   {reason:<25}   {device:<24}   {message}\n")
+}
+
+/// The stderr line of a poller's notice (a message without an id).
+fn notice(message: &eventsource_stream::Event) -> Option<String> {
+    [poll::SKIPPED, poll::RETRYING]
+        .contains(&message.event.as_str())
+        .then(|| format!("event stream: {}", message.data))
 }
 
 /// Whether reconnecting may help ([`ClientError::is_retryable`]).
@@ -176,6 +191,28 @@ mod tests {
             status: 401,
             message: "m".into()
         }));
-        assert!(!retryable(&ClientError::Unsupported("aws")));
+        assert!(retryable(&ClientError::Api {
+            status: 429,
+            message: "throttled".into()
+        }));
+        assert!(!retryable(&ClientError::Unsupported(
+            crate::client::AwsUnsupported::WorkerGroup
+        )));
+    }
+
+    #[test]
+    fn the_pollers_notices_print_and_other_messages_without_an_id_do_not() {
+        let message = |event: &str| eventsource_stream::Event {
+            event: event.into(),
+            data: "fell behind: events between a and b may be missing".into(),
+            id: String::new(),
+            retry: None,
+        };
+        assert_eq!(
+            notice(&message(poll::SKIPPED)).as_deref(),
+            Some("event stream: fell behind: events between a and b may be missing")
+        );
+        assert!(notice(&message(poll::RETRYING)).is_some());
+        assert_eq!(notice(&message("message")), None);
     }
 }
