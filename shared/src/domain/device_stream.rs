@@ -257,7 +257,10 @@ impl DeviceStreamFilter {
     /// The query string of [`HEARTBEATS_WATCH_PATH`] and [`SCHEMAS_WATCH_PATH`].
     pub fn to_query(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
-        for (k, v) in [("deviceId", &self.device_id), ("namespace", &self.namespace)] {
+        for (k, v) in [
+            ("deviceId", &self.device_id),
+            ("namespace", &self.namespace),
+        ] {
             if let Some(v) = v {
                 q.push((k, v.clone()));
             }
@@ -390,8 +393,8 @@ mod tests {
         ])
         .expect("parse");
         let q = f.to_query();
-        let back = DeviceStreamFilter::from_query(q.iter().map(|(k, v)| (*k, v.as_str())))
-            .expect("back");
+        let back =
+            DeviceStreamFilter::from_query(q.iter().map(|(k, v)| (*k, v.as_str()))).expect("back");
         assert_eq!(back, f);
         let p = HeartbeatPoint::new("w1", at(), &Heartbeat::default(), 0).of_device(meta());
         assert!(f.matches(&p));
@@ -422,7 +425,10 @@ mod tests {
         );
         let err = DeviceStreamFilter::from_query([("labels", "novalue")]).expect_err("bad");
         assert!(
-            matches!(err, DeviceStreamFilterError::Labels(DomainError::Invalid(_))),
+            matches!(
+                err,
+                DeviceStreamFilterError::Labels(DomainError::Invalid(_))
+            ),
             "{err:?}"
         );
         assert_eq!(
