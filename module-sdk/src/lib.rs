@@ -3,12 +3,15 @@
 //!
 //! Layout:
 //! - this file: [`ModuleError`] and the re-exports ([`FeedEvent`], [`FeedFilter`],
-//!   [`TelemetryPoint`], [`TelemetryFilter`], [`PublishEvent`], ...; the platform's own
-//!   types from `mir-shared`, so a module and Mir never disagree on a document);
+//!   [`TelemetryPoint`], [`TelemetryFilter`], [`HeartbeatPoint`],
+//!   [`SchemaAnnouncement`], [`DeviceStreamFilter`], [`PublishEvent`], ...; the
+//!   platform's own types from `mir-shared`, so a module and Mir never disagree on a
+//!   document);
 //! - [`module`]: [`Module`] and its builder: the CLI's contexts (`cli.yaml`, the hub's
-//!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker and
-//!   telemetry streams, `publish_event`, and client operations through the CLI's HTTP
-//!   client (devices, commands, configuration, telemetry queries);
+//!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker,
+//!   telemetry, heartbeat and schema streams, `publish_event`, and client operations
+//!   through the CLI's HTTP client (devices, commands, configuration, telemetry
+//!   queries);
 //! - [`stream`]: the hub's server-sent streams as typed streams: deduplicated by id,
 //!   reconnecting (events resume with `Last-Event-ID`);
 //! - [`envelope`]: the same [`FeedEvent`] from an EventBridge envelope (a Lambda a rule
@@ -30,8 +33,8 @@ pub use envelope::{from_eventbridge, from_sqs, EnvelopeError};
 pub use mir_cli::client::ClientError;
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
 pub use mir_shared::domain::{
-    CustomName, EventReason, EventType, FeedEvent, FeedFilter, Targets, TelemetryFilter,
-    TelemetryPoint,
+    CustomName, DeviceStreamFilter, EventReason, EventType, FeedEvent, FeedFilter, HeartbeatPoint,
+    HeartbeatStatus, SchemaAnnouncement, Targets, TelemetryFilter, TelemetryPoint,
 };
 pub use module::{Module, ModuleBuilder};
 
