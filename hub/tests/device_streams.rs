@@ -3,7 +3,8 @@
 //! `GET /v1/schemas/watch` once the `heartbeat` or `hello` function handled them, with
 //! the device's labels, filtered (`deviceId`, `namespace`, `labels`), each id once per
 //! connection; a failed or ignored message does not; a bad query is a 400 naming the
-//! cause; a watcher behind the channel gets `lagged`; the bearer token; shutdown.
+//! cause; a watcher behind the channel gets `lagged`; the bearer token; a stream ends
+//! when its client goes or the hub shuts down.
 //! In-process through the router, no socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,11 @@ use http_body_util::BodyExt;
 use prost::Message as _;
 use serde_json::Value;
 
-use mir_hub::config::AccessConfig;
+use mir_hub::{
+    config::AccessConfig,
+    feed::devices::{Handled, Publication},
+};
+use mir_proto::topics::DeviceTopic;
 use mir_proto::wire::{
     heartbeat::{ClockState, StoreState},
     Compression, Heartbeat, Hello,
@@ -56,7 +61,7 @@ fn hello(sent_at_ns: i64) -> Bytes {
 
 impl App {
     /// A device's message, as the broker hands it to the rules emulation.
-    async fn from_device(&self, id: &str, suffix: &str, payload: Bytes) {
+    async fn device_sends(&self, id: &str, suffix: &str, payload: Bytes) {
         self.core
             .on_device_message(id, &format!("mir/{id}/{suffix}"), &payload)
             .await;
@@ -88,7 +93,7 @@ async fn each_handled_heartbeat_is_streamed_with_its_status_and_labels_filtered_
         .stream("/v1/heartbeats/watch?namespace=default", &[])
         .await;
 
-    app.from_device("w1", "hb", heartbeat(1_000, 5)).await;
+    app.device_sends("w1", "hb", heartbeat(1_000, 5)).await;
     let first = w1.next(WAIT).await.unwrap();
     assert_eq!(first.id, "w1/hb/1000");
     assert_eq!(first.event, "", "the default event");
@@ -115,12 +120,12 @@ async fn each_handled_heartbeat_is_streamed_with_its_status_and_labels_filtered_
 
     // Delivered twice (a redelivery): the same id, sent once per connection.
     let mut raw = app.core.device_streams.subscribe_heartbeats();
-    app.from_device("w1", "hb", heartbeat(2_000, 6)).await;
-    app.from_device("w1", "hb", heartbeat(2_000, 6)).await;
+    app.device_sends("w1", "hb", heartbeat(2_000, 6)).await;
+    app.device_sends("w1", "hb", heartbeat(2_000, 6)).await;
     // An unknown device: auto-provisioned in `default` by the function.
-    app.from_device("w2", "hb", heartbeat(3_000, 1)).await;
+    app.device_sends("w2", "hb", heartbeat(3_000, 1)).await;
     // An empty heartbeat carries no status.
-    app.from_device("w1", "hb", Bytes::new()).await;
+    app.device_sends("w1", "hb", Bytes::new()).await;
 
     assert_eq!(w1.next(WAIT).await.unwrap().id, "w1/hb/2000");
     let empty = w1.next(WAIT).await.unwrap();
@@ -150,8 +155,8 @@ async fn a_schema_announcement_names_the_packages_and_messages_the_hub_stored() 
     let app = App::open();
     let (status, mut w1) = app.stream("/v1/schemas/watch?deviceId=w1", &[]).await;
     assert_eq!(status, StatusCode::OK);
-    app.from_device("w2", "hello", hello(5)).await;
-    app.from_device("w1", "hello", hello(7)).await;
+    app.device_sends("w2", "hello", hello(5)).await;
+    app.device_sends("w1", "hello", hello(7)).await;
     let m = w1.next(WAIT).await.unwrap();
     assert_eq!(m.id, "w1/hello/7");
     assert_eq!(m.data["deviceId"], "w1");
@@ -192,13 +197,13 @@ async fn a_failed_or_ignored_device_message_is_not_streamed() {
     let (_, mut heartbeats) = app.stream("/v1/heartbeats/watch", &[]).await;
     let (_, mut schemas) = app.stream("/v1/schemas/watch", &[]).await;
     // Malformed: the functions refuse them (dead-lettered).
-    app.from_device("w1", "hb", Bytes::from_static(&[0xff, 0xff]))
+    app.device_sends("w1", "hb", Bytes::from_static(&[0xff, 0xff]))
         .await;
-    app.from_device("w1", "hello", Bytes::from_static(&[0xff, 0xff]))
+    app.device_sends("w1", "hello", Bytes::from_static(&[0xff, 0xff]))
         .await;
     // A deleted device's heartbeat: the function ignores it.
-    app.from_device("gone", "hb", heartbeat(1, 1)).await;
-    app.from_device("w1", "hb", heartbeat(2, 1)).await;
+    app.device_sends("gone", "hb", heartbeat(1, 1)).await;
+    app.device_sends("w1", "hb", heartbeat(2, 1)).await;
     assert_eq!(heartbeats.next(WAIT).await.unwrap().id, "w1/hb/2");
     assert!(heartbeats.next(QUIET).await.is_none());
     assert!(schemas.next(QUIET).await.is_none());
@@ -229,7 +234,7 @@ async fn a_heartbeat_watcher_behind_the_channel_is_told_it_lagged_and_its_stream
     let (_, mut sse) = app.stream("/v1/heartbeats/watch", &[]).await;
     // The watcher does not read: its buffer fills and the channel (4) overflows.
     for i in 1..=200 {
-        app.from_device("w1", "hb", heartbeat(i, 1)).await;
+        app.device_sends("w1", "hb", heartbeat(i, 1)).await;
     }
     let mut last = None;
     while let Some(m) = sse.next(WAIT).await {
@@ -273,4 +278,36 @@ async fn the_device_streams_end_when_the_hub_shuts_down() {
     })
     .await;
     assert!(ended.is_ok(), "a stream did not end");
+}
+
+#[tokio::test]
+async fn a_device_stream_ends_when_its_client_goes() {
+    let app = App::open();
+    let (_, sse) = app.stream("/v1/heartbeats/watch", &[]).await;
+    let unwatched = || async {
+        let published = app
+            .core
+            .device_streams
+            .handled(
+                None,
+                Handled {
+                    topic: DeviceTopic::Heartbeat,
+                    device_id: "w1",
+                    received_at: chrono::Utc::now(),
+                    payload: &[],
+                    outcome: &Value::Null,
+                },
+            )
+            .await;
+        published.unwrap() == Publication::Unwatched
+    };
+    assert!(!unwatched().await, "watched while the client reads");
+    drop(sse);
+    let gone = tokio::time::timeout(WAIT, async {
+        while !unwatched().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the watcher's task still runs");
 }

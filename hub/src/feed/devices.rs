@@ -16,9 +16,9 @@
 //!   the channel gets a `lagged` message and the stream ends, as does every stream when
 //!   the hub shuts down.
 //!
-//! At least once: an invocation run twice (a retry, chaos) publishes twice, with the
-//! same id; consumers drop an id they saw. Nothing is decoded, read or sent while nobody
-//! watches.
+//! At least once: a message handled twice (chaos, a device sending it again) publishes
+//! twice, with the same id; consumers drop an id they saw. Nothing is decoded, read or
+//! sent while nobody watches.
 
 use std::sync::Arc;
 
@@ -294,6 +294,28 @@ mod tests {
             );
         }
         assert!(heartbeats.try_recv().is_err(), "nothing sent");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_of_the_default_streams_lags_once_it_is_feed_capacity_behind() {
+        let streams = DeviceStreams::default();
+        let mut heartbeats = streams.subscribe_heartbeats();
+        let outcome = json!({ "deviceId": "w1" });
+        for i in 0..=FEED_CAPACITY {
+            let hb = Heartbeat {
+                sent_at_ns: i64::try_from(i).expect("small") + 1,
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let published = streams
+                .handled(None, handled(DeviceTopic::Heartbeat, &hb, &outcome))
+                .await;
+            assert_eq!(published.expect("sent"), Publication::Sent);
+        }
+        assert!(matches!(
+            heartbeats.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(1))
+        ));
     }
 
     #[tokio::test]

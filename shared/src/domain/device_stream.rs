@@ -14,10 +14,10 @@
 //! - [`HEARTBEATS_WATCH_PATH`], [`SCHEMAS_WATCH_PATH`].
 //!
 //! Delivery is at least once, as for events: a document's `id` derives from the device
-//! and the time the device put in its message (`sent_at_ns`, or the receive time when the
-//! device left it 0), so the same message delivered twice has the same id (and the same
-//! document but for the labels, read when it is published); consumers drop an id they
-//! saw.
+//! and the time the device put in its message (`sent_at_ns`), so the same message
+//! delivered twice has the same id; consumers drop an id they saw. A device that sends
+//! 0 there gets the receive time instead, which is the same only for a redelivered
+//! invocation of one received message.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +39,7 @@ pub const SCHEMAS_WATCH_PATH: &str = "/v1/schemas/watch";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatPoint {
-    /// `<deviceId>/hb/<sent_at_ns>` (the receive time in ns when the device sent 0): the
-    /// same for a heartbeat delivered twice.
+    /// `<deviceId>/hb/<sent_at_ns>` (the receive time in ns when the device sent 0).
     pub id: String,
     pub device_id: String,
     #[serde(default)]
@@ -139,8 +138,7 @@ impl HeartbeatPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaAnnouncement {
-    /// `<deviceId>/hello/<sent_at_ns>` (the receive time in ns when the device sent 0):
-    /// the same for a hello delivered twice.
+    /// `<deviceId>/hello/<sent_at_ns>` (the receive time in ns when the device sent 0).
     pub id: String,
     pub device_id: String,
     #[serde(default)]
