@@ -5,7 +5,9 @@
 //! an error a retry can fix is retried after each of the configured delays (like
 //! asynchronous Lambda invocations: two retries), then written to the dead-letter file;
 //! any other failure is recorded as an `InvalidMessage` event and dead-lettered at once,
-//! so nothing is lost silently. [`crate::delivery`] decides when invocations run.
+//! so nothing is lost silently. After the `heartbeat` or `hello` function handled a
+//! message, the [`device streams`](crate::feed::devices) publish it to their watchers.
+//! [`crate::delivery`] decides when invocations run.
 
 use std::{
     future::Future,
@@ -102,6 +104,8 @@ pub struct Core {
     pub metrics: Arc<HubMetrics>,
     /// Messages of the devices' custom routes, for the modules watching them.
     pub custom_routes: crate::custom_routes::CustomRoutes,
+    /// The heartbeats and schemas the device routes handled, for their watchers.
+    pub device_streams: crate::feed::devices::DeviceStreams,
 }
 
 /// Appends failed invocations to `dead-letters.jsonl` (the hub's on-failure destination).
@@ -208,13 +212,14 @@ impl Core {
             draining: CancellationToken::new(),
             metrics: Arc::new(HubMetrics::default()),
             custom_routes: Default::default(),
+            device_streams: Default::default(),
         }
     }
 
     /// Runs `call` like an asynchronous Lambda invocation: retried after each delay while
     /// the error is retryable, then dead-lettered; an error a retry cannot fix is
-    /// recorded as an event and dead-lettered at once.
-    async fn invoke<E, F, Fut>(&self, function: &str, event: &E, call: F)
+    /// recorded as an event and dead-lettered at once. The outcome when it succeeded.
+    async fn invoke<E, F, Fut>(&self, function: &str, event: &E, call: F) -> Option<Value>
     where
         E: Serialize + InvocationInput,
         F: Fn() -> Fut,
@@ -229,7 +234,7 @@ impl Core {
             match result {
                 Ok(outcome) => {
                     tracing::debug!(function, %outcome, "handled");
-                    return;
+                    return Some(outcome);
                 }
                 Err(e) if e.is_retryable() && attempt < self.retry_delays.len() => {
                     tracing::info!(function, error = %e, attempt, "retrying");
@@ -251,7 +256,7 @@ impl Core {
                     } else {
                         self.metrics.dead_letter_write_failures.inc();
                     }
-                    return;
+                    return None;
                 }
             }
         }
@@ -299,7 +304,7 @@ impl Core {
             tracing::warn!(client_id, topic, "message on a topic no rule reads");
             return;
         };
-        let Ok((id, _)) = topics::parse(topic) else {
+        let Ok((id, kind)) = topics::parse(topic) else {
             tracing::warn!(
                 client_id,
                 topic,
@@ -308,8 +313,26 @@ impl Core {
             return;
         };
         let ev = RuleEvent::new(id.as_str(), client_id, payload, received_at);
-        self.invoke(function, &ev, || handler(&self.ports, &ev))
+        let Some(outcome) = self
+            .invoke(function, &ev, || handler(&self.ports, &ev))
             .await
+        else {
+            return;
+        };
+        let handled = crate::feed::devices::Handled {
+            topic: kind,
+            device_id: id.as_str(),
+            received_at: ev.received_at(),
+            payload,
+            outcome: &outcome,
+        };
+        let published = self
+            .device_streams
+            .handled(self.ports.twins.as_deref(), handled)
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(function, topic, error = %e, "handled, but not published to the device streams");
+        }
     }
 
     /// The lifecycle rule: a client connected or disconnected at `at`. `version` is the

@@ -2,9 +2,11 @@
 //! into the same payload v2 events and handed to the same `api-*` handlers through the
 //! [`registry`](crate::registry), each with API Gateway's 29 s as its deadline; and
 //! `GET /healthz` (200 when the store answers, else 503), `GET /metrics`
-//! (Prometheus), `GET /v1/events/watch` and `GET /v1/telemetry/watch` (the
-//! [`feed`](crate::feed), server-sent events) and the browser [`console`](crate::console) at `/`. Every request
-//! passes [`access::guard`](crate::access::guard) first.
+//! (Prometheus), `GET /v1/events/watch`, `GET /v1/telemetry/watch`,
+//! `GET /v1/heartbeats/watch` and `GET /v1/schemas/watch` (the [`feed`](crate::feed),
+//! server-sent events), `GET /v1/routes/watch` ([`custom_routes`](crate::custom_routes))
+//! and the browser [`console`](crate::console) at `/`. Every request passes
+//! [`access::guard`](crate::access::guard) first.
 
 use std::sync::Arc;
 
@@ -57,6 +59,14 @@ pub fn router(state: HttpState) -> axum::Router {
         .route(
             mir_shared::domain::telemetry_feed::TELEMETRY_WATCH_PATH,
             get(crate::feed::telemetry::watch),
+        )
+        .route(
+            mir_shared::domain::device_stream::HEARTBEATS_WATCH_PATH,
+            get(crate::feed::devices::heartbeats),
+        )
+        .route(
+            mir_shared::domain::device_stream::SCHEMAS_WATCH_PATH,
+            get(crate::feed::devices::schemas),
         )
         .route("/", get(crate::console::index))
         .route("/index.html", get(crate::console::index))

@@ -11,7 +11,8 @@
 //!   and `/metrics`, behind [`access`] (Host check, bearer token);
 //! - [`console`]: the browser console (`console/dist`, embedded) at `/`;
 //! - [`feed`]: the event feed (every stored event, to the watchers of
-//!   `GET /v1/events/watch`);
+//!   `GET /v1/events/watch`) and the device streams: decoded telemetry, heartbeats and
+//!   schemas (`GET /v1/telemetry/watch`, `/v1/heartbeats/watch`, `/v1/schemas/watch`);
 //! - [`custom_routes`]: the devices' custom routes, to the modules watching
 //!   `GET /v1/routes/watch`;
 //! - [`metrics`]: the Prometheus metrics;

@@ -6,194 +6,19 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    http::{header, Request, StatusCode},
-};
+use axum::http::StatusCode;
 use chrono::Utc;
 use http_body_util::BodyExt;
-use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-use mir_hub::{
-    config::AccessConfig,
-    core::{Core, DeadLetters, Rules},
-    feed::{Feed, FEED_CAPACITY},
-    http::{self, HttpState},
-};
+use mir_hub::{config::AccessConfig, feed::FEED_CAPACITY};
 use mir_shared::{
-    adapters::{embedded::EmbeddedStore, memory::RecordingPublisher},
     domain::{Event, EventReason, Twin},
-    ports::{EventStore, Ports, TelemetrySink, TwinStore},
-    routes::RoutesTable,
     telemetry::{FieldValue, TelemetryRecord},
 };
 
-const WAIT: Duration = Duration::from_secs(5);
-const TOKEN: &str = "0123456789abcdef";
+mod support;
 
-struct App {
-    router: axum::Router,
-    events: Arc<dyn EventStore>,
-    telemetry: Arc<dyn TelemetrySink>,
-    store: EmbeddedStore,
-    feed: Feed,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl App {
-    fn new(capacity: usize, access: AccessConfig) -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("mir.redb")).unwrap();
-        let routes = Arc::new(RoutesTable::load().unwrap());
-        let shutdown = CancellationToken::new();
-        let (ports, feed) = Feed::wire(
-            Ports {
-                publisher: Some(Arc::new(RecordingPublisher::new())),
-                ..Ports::with_stores(store.clone())
-            },
-            capacity,
-            shutdown.clone(),
-        )
-        .unwrap();
-        let events = ports.events.clone().unwrap();
-        let telemetry = ports.telemetry_sink.clone().unwrap();
-        let core = Arc::new(Core::new(
-            ports,
-            Rules::from_routes(&routes).unwrap(),
-            Some(store.clone()),
-            DeadLetters::new(dir.path().join("dead-letters.jsonl")),
-        ));
-        let router = http::router(HttpState {
-            core,
-            routes,
-            access: mir_hub::access::Access::new(&access),
-            broker: None,
-            dispatcher: None,
-            feed: feed.clone(),
-        });
-        App {
-            router,
-            events,
-            telemetry,
-            store,
-            feed,
-            shutdown,
-            _dir: dir,
-        }
-    }
-
-    fn open() -> App {
-        App::new(FEED_CAPACITY, AccessConfig::default())
-    }
-
-    async fn device(&self, id: &str, namespace: &str, labels: &[(&str, &str)]) {
-        let mut t = Twin::default();
-        t.spec.device_id = id.into();
-        t.meta.name = id.into();
-        t.meta.namespace = namespace.into();
-        t.meta.labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TwinStore::create(&self.store, &t).await.unwrap();
-    }
-
-    async fn watch(&self, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Sse) {
-        self.stream(&format!("/v1/events/watch{query}"), headers)
-            .await
-    }
-
-    async fn stream(&self, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, Sse) {
-        let mut request = Request::builder()
-            .uri(uri)
-            .header(header::HOST, "localhost");
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        (
-            status,
-            Sse {
-                body: response.into_body(),
-                buffer: String::new(),
-            },
-        )
-    }
-}
-
-/// One SSE message: `event`, `id`, `data` (parsed as JSON when it is).
-#[derive(Debug)]
-struct Message {
-    event: String,
-    id: String,
-    data: Value,
-}
-
-struct Sse {
-    body: Body,
-    buffer: String,
-}
-
-impl Sse {
-    /// The next message (comments skipped); None when the stream ended or nothing came
-    /// within `wait`.
-    async fn next(&mut self, wait: Duration) -> Option<Message> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut m = Message {
-                    event: String::new(),
-                    id: String::new(),
-                    data: Value::Null,
-                };
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        m.event = v.trim().into();
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        m.id = v.trim().into();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        let v = v.trim();
-                        m.data = serde_json::from_str(v).unwrap_or(Value::String(v.into()));
-                    }
-                }
-                if m.event.is_empty() && m.id.is_empty() {
-                    continue; // a keep-alive comment
-                }
-                return Some(m);
-            }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame()).await;
-            match frame {
-                Ok(Some(Ok(f))) => {
-                    if let Ok(data) = f.into_data() {
-                        self.buffer.push_str(&String::from_utf8_lossy(&data));
-                    }
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    async fn ids(&mut self, n: usize) -> Vec<String> {
-        let mut ids = Vec::new();
-        while ids.len() < n {
-            match self.next(WAIT).await {
-                Some(m) => ids.push(m.id),
-                None => break,
-            }
-        }
-        ids
-    }
-}
+use support::{App, TOKEN, WAIT};
 
 fn event(reason: EventReason, device: &str, cause: &str, offset_ms: i64) -> Event {
     let time = Utc::now() + chrono::Duration::milliseconds(offset_ms);

@@ -3,12 +3,15 @@
 //!
 //! Layout:
 //! - this file: [`ModuleError`] and the re-exports ([`FeedEvent`], [`FeedFilter`],
-//!   [`TelemetryPoint`], [`TelemetryFilter`], [`PublishEvent`], ...; the platform's own
-//!   types from `mir-shared`, so a module and Mir never disagree on a document);
+//!   [`TelemetryPoint`], [`TelemetryFilter`], [`HeartbeatPoint`],
+//!   [`SchemaAnnouncement`], [`DeviceStreamFilter`], [`PublishEvent`], ...; the
+//!   platform's own types from `mir-shared`, so a module and Mir never disagree on a
+//!   document);
 //! - [`module`]: [`Module`] and its builder: the CLI's contexts (`cli.yaml`, the hub's
-//!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker and
-//!   telemetry streams, `publish_event`, and client operations through the CLI's HTTP
-//!   client (devices, commands, configuration, telemetry queries);
+//!   token, SigV4 for aws contexts) or an explicit URL and token; the event, worker,
+//!   telemetry, heartbeat and schema streams, `publish_event`, and client operations
+//!   through the CLI's HTTP client (devices, commands, configuration, telemetry
+//!   queries);
 //! - [`stream`]: the hub's server-sent streams (or an aws context's polled events) as
 //!   typed streams: deduplicated by id, reconnecting (events resume with
 //!   `Last-Event-ID`);
@@ -21,7 +24,7 @@
 //! a module's side effects should be idempotent. The streams read a local hub (`mir
 //! local`). On an aws context the event stream polls `GET /v1/events` once a second (the
 //! CLI client's `poll`: from the events recorded after it opens, `labels` filled only
-//! for a label filter); the telemetry and worker streams are refused
+//! for a label filter); the telemetry, heartbeat, schema and worker streams are refused
 //! ([`AwsUnsupported`]): on AWS the feed is EventBridge, read with [`envelope`] in a
 //! Lambda that `MirModule` subscribes (worker mode: an SQS queue).
 //!
@@ -35,8 +38,8 @@ pub use envelope::{from_eventbridge, from_sqs, telemetry_from_eventbridge, Envel
 pub use mir_cli::client::{AwsUnsupported, ClientError};
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};
 pub use mir_shared::domain::{
-    CustomName, EventReason, EventType, FeedEvent, FeedFilter, Targets, TelemetryFilter,
-    TelemetryPoint,
+    CustomName, DeviceStreamFilter, EventReason, EventType, FeedEvent, FeedFilter, HeartbeatPoint,
+    HeartbeatStatus, SchemaAnnouncement, Targets, TelemetryFilter, TelemetryPoint,
 };
 pub use module::{Module, ModuleBuilder};
 

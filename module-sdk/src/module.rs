@@ -13,7 +13,10 @@ use mir_shared::{
         TelemetryQueryResult,
     },
     domain::{
-        feed::WATCH_PATH, telemetry_feed::TELEMETRY_WATCH_PATH, Event, FeedEvent, FeedFilter,
+        device_stream::{HEARTBEATS_WATCH_PATH, SCHEMAS_WATCH_PATH},
+        feed::WATCH_PATH,
+        telemetry_feed::TELEMETRY_WATCH_PATH,
+        DeviceStreamFilter, Event, FeedEvent, FeedFilter, HeartbeatPoint, SchemaAnnouncement,
         Targets, TelemetryFilter, TelemetryPoint,
     },
 };
@@ -147,6 +150,36 @@ impl Module {
         Subscription::open(
             self.client.clone(),
             TELEMETRY_WATCH_PATH,
+            filter.to_query(),
+            false,
+        )
+        .await
+    }
+
+    /// Each heartbeat of the devices `filter` selects (with its status fields when the
+    /// heartbeat carries any), live, deduplicated. Subscribed when this returns.
+    pub async fn heartbeats(
+        &self,
+        filter: &DeviceStreamFilter,
+    ) -> Result<Stream<HeartbeatPoint>, ModuleError> {
+        Subscription::open(
+            self.client.clone(),
+            HEARTBEATS_WATCH_PATH,
+            filter.to_query(),
+            false,
+        )
+        .await
+    }
+
+    /// Each schema the devices `filter` selects announce (their hello: package and
+    /// message names), live, deduplicated. Subscribed when this returns.
+    pub async fn schemas(
+        &self,
+        filter: &DeviceStreamFilter,
+    ) -> Result<Stream<SchemaAnnouncement>, ModuleError> {
+        Subscription::open(
+            self.client.clone(),
+            SCHEMAS_WATCH_PATH,
             filter.to_query(),
             false,
         )

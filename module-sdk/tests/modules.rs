@@ -1,7 +1,9 @@
 //! The Module SDK against an in-process hub (chaos on, see mir-test-support): a module
 //! subscribed to events sees a device's online, offline and command-completed events and
 //! the custom event it published, each once; a module subscribed to telemetry gets the
-//! decoded values of every point; two workers of one group split 1,000 events.
+//! decoded values of every point; one subscribed to heartbeats and schemas gets the
+//! device's heartbeat (with its status) and schema (with its message names) of each
+//! connection, each once; two workers of one group split 1,000 events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -13,8 +15,9 @@ use futures::StreamExt;
 use serde_json::json;
 
 use mir_module_sdk::{
-    stream::Stream, EventReason, EventType, FeedEvent, FeedFilter, Module, PublishEvent,
-    SendCommand, Targets, TelemetryFilter,
+    stream::Stream, DeviceStreamFilter, EventReason, EventType, FeedEvent, FeedFilter,
+    HeartbeatPoint, Module, PublishEvent, SchemaAnnouncement, SendCommand, Targets,
+    TelemetryFilter,
 };
 use mir_proto::examples::weather::Env;
 use mir_test_support::{Behaviour, Cli, TestDevice, TestHub};
@@ -173,6 +176,77 @@ async fn a_module_subscribed_to_telemetry_gets_the_decoded_values_of_every_point
     }
     assert!(rest(&mut points, Duration::from_secs(1)).await.is_empty());
     device.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_module_subscribed_to_heartbeats_and_schemas_gets_each_of_a_devices_connections_once() {
+    let hub = hub();
+    let m = module(&hub);
+    let filter = DeviceStreamFilter {
+        device_id: Some("w-hb".into()),
+        ..DeviceStreamFilter::default()
+    };
+    let mut heartbeats = m.heartbeats(&filter).await.expect("subscribed");
+    let mut schemas = m.schemas(&filter).await.expect("subscribed");
+    let mut others = m
+        .heartbeats(&DeviceStreamFilter {
+            device_id: Some("someone-else".into()),
+            ..DeviceStreamFilter::default()
+        })
+        .await
+        .expect("subscribed");
+    // Each connection sends a hello and a heartbeat.
+    let mut got_heartbeats: Vec<HeartbeatPoint> = Vec::new();
+    let mut got_schemas: Vec<SchemaAnnouncement> = Vec::new();
+    for connection in 0..2 {
+        let device = TestDevice::start(&hub, "w-hb", Behaviour::Succeed).await;
+        got_heartbeats.push(next(&mut heartbeats, "the heartbeat of a connection").await);
+        got_schemas.push(next(&mut schemas, "the schema of a connection").await);
+        device.stop().await;
+        assert_eq!(got_heartbeats.len(), connection + 1);
+    }
+    got_heartbeats.extend(rest(&mut heartbeats, Duration::from_secs(2)).await);
+    got_schemas.extend(rest(&mut schemas, Duration::from_secs(1)).await);
+    assert_eq!(
+        got_heartbeats.len(),
+        2,
+        "one per connection, chaos duplicates dropped: {got_heartbeats:#?}"
+    );
+    assert_eq!(got_schemas.len(), 2, "one per connection: {got_schemas:#?}");
+    assert_ne!(got_heartbeats[0].id, got_heartbeats[1].id);
+    assert_ne!(got_schemas[0].id, got_schemas[1].id);
+    for hb in &got_heartbeats {
+        assert_eq!(hb.device_id, "w-hb");
+        assert_eq!(hb.name, "w-hb", "the twin's name");
+        assert_eq!(hb.namespace, "default");
+        let status = hb
+            .status
+            .as_ref()
+            .expect("the SDK's heartbeat carries a status");
+        assert_eq!(status.interval_sec, 30, "the SDK's default interval");
+        assert_eq!(
+            status.store_state, "STORE_STATE_MEMORY_ONLY",
+            "a test device"
+        );
+        assert_eq!(status.clock_state, "CLOCK_STATE_SYNCED");
+    }
+    for schema in &got_schemas {
+        assert_eq!(schema.device_id, "w-hb");
+        assert_eq!(schema.namespace, "default");
+        assert_eq!(
+            schema.package_names,
+            ["google.protobuf", "mir.device.v1", "schema.v1"]
+        );
+        assert_eq!(schema.telemetry, ["schema.v1.Env"]);
+        assert_eq!(schema.commands, ["schema.v1.ActivateHVACCmd"]);
+        assert_eq!(schema.config, ["schema.v1.DataRateProp"]);
+    }
+    assert!(
+        rest(&mut others, Duration::from_millis(200))
+            .await
+            .is_empty(),
+        "another device's filter gets none"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,12 @@
 //! - [`watch`]: the SSE route, its filters, `Last-Event-ID` and lag replays;
 //! - [`group`]: worker mode (`?group=<name>`), each event to one member of the group;
 //! - [`telemetry`]: the telemetry stream (`GET /v1/telemetry/watch`), a decorator of the
-//!   `TelemetrySink` port that [`Feed::wire`] also puts in the ports.
+//!   `TelemetrySink` port that [`Feed::wire`] also puts in the ports;
+//! - [`devices`]: the heartbeat and schema streams (`GET /v1/heartbeats/watch`,
+//!   `GET /v1/schemas/watch`), published by the hub's core after the `heartbeat` or
+//!   `hello` function handled a device's message;
+//! - `live`: the watcher loop the telemetry, heartbeat and schema streams share (no
+//!   replay; a watcher behind the channel is told it lagged).
 //!
 //! **At least once.** An event is published after it is stored, so a watcher never sees
 //! one the store does not hold. The store's `append` is idempotent but does not say
@@ -20,7 +25,9 @@
 //! whose `time` is more than that margin older than when it was appended may be missed by
 //! a replay. With nobody watching, nothing is published (no twin reads).
 
+pub mod devices;
 pub mod group;
+mod live;
 pub mod telemetry;
 pub mod watch;
 
@@ -160,19 +167,6 @@ impl Feed {
         }
     }
 
-    /// The device's name, namespace and labels; none for a deleted device or when the
-    /// twin cannot be read (the event is published all the same).
-    async fn meta_of(&self, device_id: &str) -> Option<Meta> {
-        let twins = self.twins.as_ref()?;
-        match twins.get(device_id).await {
-            Ok(t) => t.map(|t| t.value.meta),
-            Err(e) => {
-                tracing::warn!(device_id, error = %e, "event feed: publishing without labels, the twin cannot be read");
-                None
-            }
-        }
-    }
-
     /// The stored events `filter` selects from `since` on, oldest first, with labels.
     pub async fn replay(
         &self,
@@ -212,6 +206,18 @@ impl Feed {
     }
 }
 
+/// The device's name, namespace and labels; none for a deleted device or when the twin
+/// cannot be read (the document is published all the same).
+async fn meta_of(twins: Option<&dyn TwinStore>, device_id: &str) -> Option<Meta> {
+    match twins?.get(device_id).await {
+        Ok(t) => t.map(|t| t.value.meta),
+        Err(e) => {
+            tracing::warn!(device_id, error = %e, "feed: publishing without labels, the twin cannot be read");
+            None
+        }
+    }
+}
+
 /// The devices' name, namespace and labels, read once per device (one batch).
 struct Labels<'a> {
     feed: &'a Feed,
@@ -228,7 +234,7 @@ impl<'a> Labels<'a> {
 
     async fn meta(&mut self, device_id: &str) -> Meta {
         if !self.metas.contains_key(device_id) {
-            let m = self.feed.meta_of(device_id).await;
+            let m = meta_of(self.feed.twins.as_deref(), device_id).await;
             self.metas.insert(device_id.to_string(), m);
         }
         self.metas

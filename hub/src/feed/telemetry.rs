@@ -9,7 +9,7 @@
 //!   ([`TelemetryFilter`]); each message `id: <point id>`, `event: <message name>`,
 //!   `data: <TelemetryPoint>`. There is no replay: a watcher that falls behind the
 //!   channel ([`super::FEED_CAPACITY`] points) gets a `lagged` message (how many it
-//!   missed) and the stream ends.
+//!   missed) and the stream ends (the loop of [`super::live`]).
 //!
 //! At least once, like events: a batch written twice is published twice; consumers drop
 //! a point id they saw. Nothing is read or sent while nobody watches.
@@ -22,16 +22,16 @@ use axum::{
     response::{sse::Event as SseEvent, Response},
 };
 use futures::Stream;
-use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use mir_shared::{
-    domain::{feed::LAGGED, RecentIds, TelemetryFilter, TelemetryPoint},
+    domain::{TelemetryFilter, TelemetryPoint},
     ports::{StoreResult, TelemetrySink, WriteReport},
     telemetry::TelemetryRecord,
 };
 
 use super::{
-    watch::{bad_request, send_or_stop, sse_response, RECENT_IDS},
+    live::{live, LiveDocument},
+    watch::{bad_request, sse_response},
     Feed,
 };
 use crate::http::HttpState;
@@ -76,48 +76,20 @@ pub async fn watch(
     }
 }
 
+impl LiveDocument for TelemetryPoint {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn event(&self) -> Option<&str> {
+        Some(&self.message)
+    }
+}
+
 /// The messages of one telemetry watcher, subscribed before this returns.
 pub fn points(
     feed: &Feed,
     filter: TelemetryFilter,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let mut rx = feed.telemetry.subscribe();
-    let (tx, out) = mpsc::channel(64);
-    let feed = feed.clone();
-    tokio::spawn(async move {
-        let mut sent = RecentIds::new(RECENT_IDS);
-        loop {
-            let item = tokio::select! {
-                _ = feed.shutdown().cancelled() => return,
-                _ = tx.closed() => return,
-                r = rx.recv() => r,
-            };
-            let message = match item {
-                Ok(p) if filter.matches(&p) && sent.insert(&p.id) => {
-                    match SseEvent::default()
-                        .id(&p.id)
-                        .event(&p.message)
-                        .json_data(&*p)
-                    {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(id = %p.id, error = %e, "telemetry feed: cannot encode a point");
-                            continue;
-                        }
-                    }
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => {
-                    let m = SseEvent::default().event(LAGGED).data(missed.to_string());
-                    send_or_stop(&feed, &tx, m).await;
-                    return;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            if !send_or_stop(&feed, &tx, message).await {
-                return;
-            }
-        }
-    });
-    super::watch::receiver_stream(out)
+    let rx = feed.telemetry.subscribe();
+    live(feed, rx, move |p| filter.matches(p), "telemetry")
 }

@@ -1,6 +1,7 @@
-//! The domain: twins, presence, device targets, events and their retention, commands and list pages. Pure data and rules, no I/O.
+//! The domain: twins, presence, device targets, events and their retention, commands, list pages and the documents of the hub's streams (events, telemetry, heartbeats, schemas). Pure data and rules, no I/O.
 
 pub mod command;
+pub mod device_stream;
 pub mod event;
 pub mod feed;
 pub mod page;
@@ -11,6 +12,10 @@ pub mod telemetry_feed;
 pub mod twin;
 
 pub use command::{CommandRecord, CommandStatus};
+pub use device_stream::{
+    DeviceStreamFilter, DeviceStreamFilterError, HeartbeatPoint, HeartbeatStatus,
+    SchemaAnnouncement,
+};
 pub use event::{
     CustomName, CustomNameError, Event, EventFilter, EventReason, EventType, UnknownReason,
 };
