@@ -3,7 +3,9 @@
 //! stream; its records read by the AWS CLI (`dynamodbstreams get-records`) and shaped as
 //! Lambda delivers them; decoded by `lambda::stream_events`; published by `event-feed`
 //! on an EventBridge bus; routed by a rule (source `mir`) to an SQS queue; and read from
-//! the queue by the AWS CLI.
+//! the queue by the AWS CLI. And the telemetry feed: a batch through the telemetry
+//! handler with the bus as its `telemetry_feed`, each stored point on the bus as a
+//! `Telemetry` entry, read from a rule's queue by the AWS CLI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 
 use mir_shared::{
     adapters::eventbridge::{aws_sdk_eventbridge, EventBridgeFeed},
-    domain::{Event, EventReason, FeedEvent, Twin},
+    domain::{Event, EventReason, FeedEvent, TelemetryPoint, Twin},
     lambda::stream_events,
     ports::Ports,
 };
@@ -87,6 +89,34 @@ fn stream_as_lambda_event(stream_arn: &str) -> Value {
         }
     }
     json!({ "Records": records })
+}
+
+/// A bus named `<prefix>-bus` whose rule `pattern` sends to a new queue: (bus, queue URL).
+fn bus_to_queue(prefix: &str, pattern: &str) -> (String, String) {
+    let bus = format!("{prefix}-bus");
+    aws_cli(&["events", "create-event-bus", "--name", &bus]);
+    let (queue_url, queue_arn) = queue(prefix);
+    aws_cli(&[
+        "events",
+        "put-rule",
+        "--name",
+        "to-queue",
+        "--event-bus-name",
+        &bus,
+        "--event-pattern",
+        pattern,
+    ]);
+    aws_cli(&[
+        "events",
+        "put-targets",
+        "--rule",
+        "to-queue",
+        "--event-bus-name",
+        &bus,
+        "--targets",
+        &format!("Id=q,Arn={queue_arn}"),
+    ]);
+    (bus, queue_url)
 }
 
 fn queue(prefix: &str) -> (String, String) {
@@ -168,29 +198,7 @@ async fn stored_events_reach_a_rule_on_the_bus_once_each_with_their_devices_labe
         .as_str()
         .expect("the table's stream")
         .to_string();
-    let bus = format!("{prefix}-bus");
-    aws_cli(&["events", "create-event-bus", "--name", &bus]);
-    let (queue_url, queue_arn) = queue(&prefix);
-    aws_cli(&[
-        "events",
-        "put-rule",
-        "--name",
-        "to-queue",
-        "--event-bus-name",
-        &bus,
-        "--event-pattern",
-        r#"{"source":["mir"]}"#,
-    ]);
-    aws_cli(&[
-        "events",
-        "put-targets",
-        "--rule",
-        "to-queue",
-        "--event-bus-name",
-        &bus,
-        "--targets",
-        &format!("Id=q,Arn={queue_arn}"),
-    ]);
+    let (bus, queue_url) = bus_to_queue(&prefix, r#"{"source":["mir"]}"#);
 
     // A labelled device, and events of it and of a device that has no twin.
     let twins = env.ports.twins().expect("twins");
@@ -268,4 +276,69 @@ async fn stored_events_reach_a_rule_on_the_bus_once_each_with_their_devices_labe
             assert!(doc.labels.is_empty(), "{doc:?}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an AWS-compatible endpoint in MIR_TEST_AWS_ENDPOINT (scripts/moto.sh start); run with --include-ignored"]
+async fn with_the_telemetry_feed_each_stored_point_reaches_a_telemetry_rule_with_its_labels() {
+    use mir_shared::{adapters::memory::RecordingPublisher, ports::StoredSchema, testing};
+    use prost::Message;
+
+    let env = aws_env().await;
+    let prefix = random_prefix();
+    let (bus, queue_url) = bus_to_queue(&prefix, r#"{"source":["mir"],"detail-type":["Telemetry"]}"#);
+    let device = format!("{prefix}-t1");
+    let mut twin = Twin::auto_provisioned(&mir_proto::DeviceId::new(&device).expect("id"));
+    twin.meta.labels = BTreeMap::from([("site".to_string(), "north".to_string())]);
+    env.ports.twins().expect("twins").create(&twin).await.expect("twin");
+    env.ports
+        .schemas()
+        .expect("schemas")
+        .put(&StoredSchema {
+            device_id: device.clone(),
+            compressed: mir_shared::schema::compress(mir_proto::examples::weather::DESCRIPTOR_SET)
+                .into(),
+            hash: mir_shared::service::schema_hash(mir_proto::examples::weather::DESCRIPTOR_SET),
+            package_names: vec!["schema.v1".into()],
+            updated_at: testing::at_ms(0),
+        })
+        .await
+        .expect("schema");
+    let ports = Ports {
+        feed: Some(Arc::new(EventBridgeFeed::new(
+            aws_sdk_eventbridge::Client::new(&env.sdk),
+            &bus,
+        ))),
+        publisher: Some(Arc::new(RecordingPublisher::new())),
+        ..env.ports.clone()
+    };
+    let deps = mir_fn_telemetry::Deps::try_from(&ports).expect("deps");
+    let t = 1_790_000_000_000_000_000;
+    let items = [
+        ("schema.v1.Env", testing::env(t, 20).encode_to_vec(), 1),
+        ("schema.v1.Env", vec![0xff, 0xff], 2),
+        ("schema.v1.Env", testing::env(t + 1_000_000_000, 21).encode_to_vec(), 3),
+    ];
+    let out = mir_fn_telemetry::handle(&deps, &testing::telemetry_event(&device, &items, 5_000))
+        .await
+        .expect("stored and published");
+    assert_eq!(out.written, 2);
+
+    let envelopes = drain(&queue_url, 2);
+    assert_eq!(envelopes.len(), 2, "{envelopes:#?}");
+    let mut points: Vec<TelemetryPoint> = envelopes
+        .iter()
+        .map(|e| {
+            assert_eq!(e["source"], json!("mir"));
+            assert_eq!(e["detail-type"], json!("Telemetry"));
+            serde_json::from_value(e["detail"].clone()).expect("a telemetry point")
+        })
+        .collect();
+    points.sort_by_key(|p| p.seq);
+    assert_eq!(points.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(points[0].labels.get("site").map(String::as_str), Some("north"));
+    assert_eq!(
+        points[1].values.get("temperature"),
+        Some(&mir_shared::telemetry::FieldValue::Int(21))
+    );
 }
