@@ -18,6 +18,8 @@
 //! - [`envelope`]: the same [`FeedEvent`] from an EventBridge envelope (a Lambda a rule
 //!   targets) and from SQS messages whose bodies are such envelopes (worker mode on AWS);
 //!   decoded telemetry points too ([`telemetry_from_eventbridge`]);
+//! - [`device_rule`]: heartbeats and schemas on AWS, from the IoT rule events of
+//!   `MirModule`'s `deviceStreams` ([`heartbeat_from_rule_event`], [`schema_from_rule_event`]);
 //!
 //! Delivery is at least once everywhere; the streams drop the ids they yielded
 //! recently, and a worker group hands a leaving member's last events to the others, so
@@ -30,10 +32,12 @@
 //!
 //! Architecture: see docs/architecture.md in the repository (section Event feed).
 
+pub mod device_rule;
 pub mod envelope;
 pub mod module;
 pub mod stream;
 
+pub use device_rule::{heartbeat_from_rule_event, schema_from_rule_event, DeviceRuleError};
 pub use envelope::{from_eventbridge, from_sqs, telemetry_from_eventbridge, EnvelopeError};
 pub use mir_cli::client::{AwsUnsupported, ClientError};
 pub use mir_shared::api::{PublishEvent, SendCommand, SendConfig};

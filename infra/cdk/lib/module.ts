@@ -11,6 +11,10 @@
 //   second rule delivers the decoded points (detail-type Telemetry) the same way.
 // - Custom device routes: an IoT topic rule per route name invokes the function with
 //   the device's bytes (base64), its id, the route and the receive time.
+// - Device streams (`deviceStreams`): an IoT topic rule per stream, on mir/+/hb
+//   (heartbeats) or mir/+/hello (schemas), with the same SQL as the platform's own
+//   rule of that topic (routes.json), invokes the function with the device's bytes; the
+//   SDK decodes them (mir_module_sdk::heartbeat_from_rule_event / schema_from_rule_event).
 //
 // The module calls the platform's API with SigV4: give it an operator job's managed
 // policy (api stack outputs `<Job>PolicyArn`) through `apiPolicy`.
@@ -44,6 +48,17 @@ export interface ModuleTelemetry {
   readonly labels?: Readonly<Record<string, string>>;
 }
 
+/** Which device streams a module receives from IoT Core (at least one). */
+export interface ModuleDeviceStreams {
+  /** Every heartbeat (`mir/+/hb`). */
+  readonly heartbeats?: boolean;
+  /** Every hello with its schema (`mir/+/hello`). */
+  readonly schemas?: boolean;
+}
+
+/** The topic filter of each device stream: the platform's own rule of it is in routes.json. */
+export const DEVICE_STREAM_TOPICS = { heartbeats: 'mir/+/hb', schemas: 'mir/+/hello' } as const;
+
 export interface ModuleWorker {
   /** Events per invocation (default 10). */
   readonly batchSize?: number;
@@ -71,6 +86,8 @@ export interface MirModuleProps {
   readonly module?: string;
   /** Custom device routes the function receives (needs `module`). */
   readonly routes?: readonly string[];
+  /** The device streams (heartbeats, schemas) the function receives, one IoT rule each. */
+  readonly deviceStreams?: ModuleDeviceStreams;
   /** An operator job's managed policy, for the module's calls to the platform API. */
   readonly apiPolicy?: iam.IManagedPolicy;
 }
@@ -119,6 +136,11 @@ export function routeSql(module: string, route: string): string {
   return `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, topic(4) AS module, topic(5) AS route, clientid() AS clientId, timestamp() AS receivedAt FROM '${topic}'`;
 }
 
+/** The IoT SQL of a device stream's topic: the same SELECT as the platform's own rule of it. */
+export function deviceStreamSql(topic: string): string {
+  return `SELECT encode(*, 'base64') AS payload, topic(2) AS deviceId, clientid() AS clientId, timestamp() AS receivedAt FROM '${topic}'`;
+}
+
 export class MirModule extends Construct {
   public readonly rule?: events.Rule;
   /** The rule of the telemetry points (`telemetry`). */
@@ -138,7 +160,13 @@ export class MirModule extends Construct {
     for (const r of props.routes ?? []) {
       if (!NAME_RE.test(r)) throw new Error(`MirModule: route must match ${NAME_RE}, got ${JSON.stringify(r)}`);
     }
-    if (!props.events && !props.telemetry && !props.routes?.length) throw new Error('MirModule: subscribe to events, telemetry or routes');
+    const streams = (Object.keys(DEVICE_STREAM_TOPICS) as (keyof ModuleDeviceStreams)[]).filter((k) => props.deviceStreams?.[k]);
+    if (props.deviceStreams && streams.length === 0) {
+      throw new Error('MirModule: deviceStreams selects no stream: set heartbeats or schemas to true, or leave deviceStreams out');
+    }
+    if (!props.events && !props.telemetry && !props.routes?.length && streams.length === 0) {
+      throw new Error('MirModule: subscribe to events, telemetry, routes or device streams');
+    }
     if (props.worker && !props.events && !props.telemetry) throw new Error('MirModule: worker mode shares events: give events or telemetry');
     const delay = props.worker?.delay?.toSeconds() ?? 0;
     if (delay > 900) throw new Error(`MirModule: worker.delay is at most 15 minutes (SQS), got ${delay} s`);
@@ -200,6 +228,26 @@ export class MirModule extends Construct {
         },
       });
       props.handler.addPermission(`IotRoute${i}`, {
+        principal: new iam.ServicePrincipal('iot.amazonaws.com'),
+        sourceArn: rule.attrArn,
+        sourceAccount: Stack.of(this).account,
+      });
+      this.topicRules.push(rule);
+    }
+
+    for (const stream of streams) {
+      const topic = DEVICE_STREAM_TOPICS[stream];
+      const id = stream === 'heartbeats' ? 'Heartbeats' : 'Schemas';
+      const rule = new iot.CfnTopicRule(this, `${id}Stream`, {
+        topicRulePayload: {
+          description: `mir module${props.module ? ` ${props.module}` : ''}: device stream ${stream} (${topic})`,
+          sql: deviceStreamSql(topic),
+          awsIotSqlVersion: '2016-03-23',
+          ruleDisabled: false,
+          actions: [{ lambda: { functionArn: props.handler.functionArn } }],
+        },
+      });
+      props.handler.addPermission(`Iot${id}Stream`, {
         principal: new iam.ServicePrincipal('iot.amazonaws.com'),
         sourceArn: rule.attrArn,
         sourceAccount: Stack.of(this).account,

@@ -6,7 +6,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { MirModule, MirModuleProps, routeSql } from '../lib/module';
+import { DEVICE_STREAM_TOPICS, deviceStreamSql, MirModule, MirModuleProps, routeSql } from '../lib/module';
+import { findRepoRoot, loadRoutes, routesPath } from '../lib/routes';
 import { OFFLINE_ALERT_BINARY, OfflineAlertStack } from '../lib/offline-alert-stack';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -99,6 +100,46 @@ test('custom device routes become IoT rules of mir/+/x/<module>/<route> that may
   assert.equal(resourcesOfType(t, 'AWS::Events::Rule').length, 0);
 });
 
+/** The SQL of the platform's own rule of `topic` in routes.json. */
+function platformSql(topic: string): string {
+  const routes = loadRoutes(routesPath(findRepoRoot()));
+  const sqls = routes.functions.flatMap((f) => f.rules).filter((r) => r.topicFilter === topic).map((r) => r.sql);
+  assert.equal(sqls.length, 1, `one platform rule of ${topic} in routes.json`);
+  return sqls[0];
+}
+
+test('device streams become IoT rules of mir/+/hb and mir/+/hello with the SQL of the platform\'s own rules, each allowed to invoke the function', () => {
+  const t = moduleStack({ deviceStreams: { heartbeats: true, schemas: true } });
+  const rules = resourcesOfType(t, 'AWS::IoT::TopicRule');
+  assert.equal(rules.length, 2);
+  const sqls = rules.map(([, r]) => r.Properties.TopicRulePayload.Sql).sort();
+  assert.deepEqual(sqls, [platformSql('mir/+/hb'), platformSql('mir/+/hello')].sort());
+  assert.equal(deviceStreamSql(DEVICE_STREAM_TOPICS.heartbeats), platformSql('mir/+/hb'));
+  assert.equal(deviceStreamSql(DEVICE_STREAM_TOPICS.schemas), platformSql('mir/+/hello'));
+  for (const [, r] of rules) {
+    assert.equal(r.Properties.TopicRulePayload.AwsIotSqlVersion, '2016-03-23');
+    assert.equal(r.Properties.TopicRulePayload.RuleDisabled, false);
+    const [action] = r.Properties.TopicRulePayload.Actions;
+    assert.match(JSON.stringify(action.Lambda.FunctionArn), /Alert/);
+  }
+  const ruleIds = rules.map(([id]) => id).sort();
+  const perms = resourcesOfType(t, 'AWS::Lambda::Permission').filter(([, p]) => p.Properties.Principal === 'iot.amazonaws.com');
+  assert.equal(perms.length, 2);
+  const scopedTo = perms.map(([, p]) => p.Properties.SourceArn['Fn::GetAtt'][0]).sort();
+  assert.deepEqual(scopedTo, ruleIds, 'each permission scoped to its rule');
+  for (const [, p] of perms) assert.equal(p.Properties.SourceAccount, '111122223333');
+  assert.equal(resourcesOfType(t, 'AWS::Events::Rule').length, 0);
+});
+
+test('a module of heartbeats only gets the rule of mir/+/hb and no other', () => {
+  const t = moduleStack({ deviceStreams: { heartbeats: true } });
+  const rules = resourcesOfType(t, 'AWS::IoT::TopicRule');
+  assert.deepEqual(rules.map(([, r]) => r.Properties.TopicRulePayload.Sql), [platformSql('mir/+/hb')]);
+  const s = moduleStack({ deviceStreams: { schemas: true }, module: 'alerts', routes: ['door'] });
+  const sqls = resourcesOfType(s, 'AWS::IoT::TopicRule').map(([, r]) => r.Properties.TopicRulePayload.Sql).sort();
+  assert.deepEqual(sqls, [platformSql('mir/+/hello'), routeSql('alerts', 'door')].sort());
+});
+
 test('a module given an operator job policy carries it for its API calls', () => {
   const app = new App();
   const stack = new Stack(app, 'Team');
@@ -113,7 +154,10 @@ test('a module refuses settings that cannot work, naming them', () => {
   assert.throws(() => moduleStack({ routes: ['door'] }), /routes need the module name/);
   assert.throws(() => moduleStack({ module: 'Bad Name', routes: ['door'] }), /module must match/);
   assert.throws(() => moduleStack({ module: 'alerts', routes: ['a/b'] }), /route must match/);
-  assert.throws(() => moduleStack({}), /subscribe to events, telemetry or routes/);
+  assert.throws(() => moduleStack({}), /subscribe to events, telemetry, routes or device streams/);
+  assert.throws(() => moduleStack({ deviceStreams: {} }), /deviceStreams selects no stream/);
+  assert.throws(() => moduleStack({ deviceStreams: { heartbeats: false, schemas: false } }), /deviceStreams selects no stream/);
+  assert.throws(() => moduleStack({ deviceStreams: { heartbeats: true }, worker: {} }), /worker mode shares events/);
   assert.throws(() => moduleStack({ module: 'alerts', routes: ['door'], worker: {} }), /worker mode shares events/);
 });
 
