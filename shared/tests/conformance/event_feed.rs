@@ -286,11 +286,17 @@ async fn with_the_telemetry_feed_each_stored_point_reaches_a_telemetry_rule_with
 
     let env = aws_env().await;
     let prefix = random_prefix();
-    let (bus, queue_url) = bus_to_queue(&prefix, r#"{"source":["mir"],"detail-type":["Telemetry"]}"#);
+    let (bus, queue_url) =
+        bus_to_queue(&prefix, r#"{"source":["mir"],"detail-type":["Telemetry"]}"#);
     let device = format!("{prefix}-t1");
     let mut twin = Twin::auto_provisioned(&mir_proto::DeviceId::new(&device).expect("id"));
     twin.meta.labels = BTreeMap::from([("site".to_string(), "north".to_string())]);
-    env.ports.twins().expect("twins").create(&twin).await.expect("twin");
+    env.ports
+        .twins()
+        .expect("twins")
+        .create(&twin)
+        .await
+        .expect("twin");
     env.ports
         .schemas()
         .expect("schemas")
@@ -317,7 +323,11 @@ async fn with_the_telemetry_feed_each_stored_point_reaches_a_telemetry_rule_with
     let items = [
         ("schema.v1.Env", testing::env(t, 20).encode_to_vec(), 1),
         ("schema.v1.Env", vec![0xff, 0xff], 2),
-        ("schema.v1.Env", testing::env(t + 1_000_000_000, 21).encode_to_vec(), 3),
+        (
+            "schema.v1.Env",
+            testing::env(t + 1_000_000_000, 21).encode_to_vec(),
+            3,
+        ),
     ];
     let out = mir_fn_telemetry::handle(&deps, &testing::telemetry_event(&device, &items, 5_000))
         .await
@@ -336,7 +346,10 @@ async fn with_the_telemetry_feed_each_stored_point_reaches_a_telemetry_rule_with
         .collect();
     points.sort_by_key(|p| p.seq);
     assert_eq!(points.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(points[0].labels.get("site").map(String::as_str), Some("north"));
+    assert_eq!(
+        points[0].labels.get("site").map(String::as_str),
+        Some("north")
+    );
     assert_eq!(
         points[1].values.get("temperature"),
         Some(&mir_shared::telemetry::FieldValue::Int(21))
