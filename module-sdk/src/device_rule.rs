@@ -16,11 +16,8 @@
 //! (the device's send time, else the receive time), so a module deduplicates the same
 //! way on both.
 
-use mir_proto::wire::{Heartbeat, Hello};
-use mir_shared::domain::{HeartbeatPoint, SchemaAnnouncement};
+use mir_shared::domain::{device_stream::DeviceMessageError, HeartbeatPoint, SchemaAnnouncement};
 use mir_shared::rule_event::{RuleEvent, RuleEventError};
-use mir_shared::schema::{self, Schema, SchemaError};
-use prost::Message;
 
 /// What decoding a device stream's IoT rule event can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -28,45 +25,14 @@ pub enum DeviceRuleError {
     /// Not the JSON of an IoT rule event (`payload`, `deviceId`, `clientId`, `receivedAt`).
     #[error("not the JSON of an IoT rule event: {0}")]
     NotJson(#[source] serde_json::Error),
-    #[error("invalid device id in the topic: {0}")]
-    BadDeviceId(#[source] mir_proto::InvalidDeviceId),
-    /// Published by another client than the device of the topic.
-    #[error("client {client_id:?} published on the topic of device {device_id:?}; refused")]
-    ClientMismatch {
-        client_id: String,
-        device_id: String,
-    },
-    #[error("payload is not base64: {0}")]
-    BadBase64(String),
-    #[error("payload of {size} bytes is over the {limit} bytes limit")]
-    TooLarge { size: usize, limit: usize },
-    /// The payload is not a protobuf `mir.wire.v1.Heartbeat` / `Hello`.
-    #[error("malformed {what} protobuf: {source}")]
-    Malformed {
-        what: &'static str,
-        #[source]
-        source: prost::DecodeError,
-    },
-    /// The hello's schema is not a usable `FileDescriptorSet`.
-    #[error("the hello's schema does not decode: {0}")]
-    Schema(#[source] SchemaError),
-}
-
-impl From<RuleEventError> for DeviceRuleError {
-    fn from(e: RuleEventError) -> Self {
-        match e {
-            RuleEventError::BadDeviceId(e) => Self::BadDeviceId(e),
-            RuleEventError::ClientMismatch {
-                client_id,
-                device_id,
-            } => Self::ClientMismatch {
-                client_id,
-                device_id,
-            },
-            RuleEventError::BadBase64(e) => Self::BadBase64(e),
-            RuleEventError::TooLarge { size, limit } => Self::TooLarge { size, limit },
-        }
-    }
+    /// The rule event itself is refused, as the platform's functions refuse it: a bad
+    /// device id, another client than the device of the topic, a payload that is not
+    /// base64 or over the device limit.
+    #[error(transparent)]
+    Rule(#[from] RuleEventError),
+    /// The bytes are not a heartbeat / hello, or the hello's schema does not decode.
+    #[error(transparent)]
+    Message(#[from] DeviceMessageError),
 }
 
 /// The rule event of `json`, its device checked, and the payload's bytes.
@@ -81,34 +47,22 @@ fn parse(json: &str) -> Result<(RuleEvent, Vec<u8>), DeviceRuleError> {
 /// empty.
 pub fn heartbeat_from_rule_event(json: &str) -> Result<HeartbeatPoint, DeviceRuleError> {
     let (event, bytes) = parse(json)?;
-    let hb = Heartbeat::decode(bytes.as_slice()).map_err(|source| DeviceRuleError::Malformed {
-        what: "heartbeat",
-        source,
-    })?;
-    Ok(HeartbeatPoint::new(
+    Ok(HeartbeatPoint::decode(
         &event.device_id,
         event.received_at(),
-        &hb,
-        bytes.len(),
-    ))
+        &bytes,
+    )?)
 }
 
 /// The schema announcement of a `mir/+/hello` rule event (JSON text); name, namespace
 /// and labels empty.
 pub fn schema_from_rule_event(json: &str) -> Result<SchemaAnnouncement, DeviceRuleError> {
     let (event, bytes) = parse(json)?;
-    let hello = Hello::decode(bytes.as_slice()).map_err(|source| DeviceRuleError::Malformed {
-        what: "hello",
-        source,
-    })?;
-    let descriptors = schema::hello_schema_bytes(&hello).map_err(DeviceRuleError::Schema)?;
-    let schema = Schema::from_descriptor_set(&descriptors).map_err(DeviceRuleError::Schema)?;
-    Ok(SchemaAnnouncement::new(
+    Ok(SchemaAnnouncement::decode(
         &event.device_id,
         event.received_at(),
-        &hello,
-        &schema,
-    ))
+        &bytes,
+    )?)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use chrono::{TimeZone, Utc};
 use prost::Message;
 
 use mir_proto::wire::{Heartbeat, Hello};
-use mir_shared::domain::{HeartbeatPoint, SchemaAnnouncement};
+use mir_shared::domain::{device_stream::DeviceMessageError, HeartbeatPoint, SchemaAnnouncement};
+use mir_shared::rule_event::RuleEventError;
 use mir_shared::schema::{self, Schema, SchemaError};
 
 use super::{heartbeat_from_rule_event, schema_from_rule_event, DeviceRuleError};
@@ -132,7 +133,9 @@ fn a_hello_whose_schema_is_not_a_descriptor_set_is_a_schema_error() {
     assert!(
         matches!(
             err,
-            DeviceRuleError::Schema(SchemaError::InvalidDescriptor(_))
+            DeviceRuleError::Message(DeviceMessageError::Schema(SchemaError::InvalidDescriptor(
+                _
+            )))
         ),
         "{err:?}"
     );
@@ -145,7 +148,10 @@ fn a_hello_whose_schema_is_not_a_descriptor_set_is_a_schema_error() {
     let err =
         schema_from_rule_event(&rule_event(DEVICE, DEVICE, &zlib_garbage)).expect_err("not zlib");
     assert!(
-        matches!(err, DeviceRuleError::Schema(SchemaError::Decompress(_))),
+        matches!(
+            err,
+            DeviceRuleError::Message(DeviceMessageError::Schema(SchemaError::Decompress(_)))
+        ),
         "{err:?}"
     );
 }
@@ -177,9 +183,15 @@ fn a_payload_that_is_not_base64_is_bad_base64() {
     let json =
         r#"{"payload": "!!not base64!!", "deviceId": "w1", "clientId": "w1", "receivedAt": 1}"#;
     let err = heartbeat_from_rule_event(json).expect_err("bad base64");
-    assert!(matches!(err, DeviceRuleError::BadBase64(_)), "{err:?}");
+    assert!(
+        matches!(err, DeviceRuleError::Rule(RuleEventError::BadBase64(_))),
+        "{err:?}"
+    );
     let err = schema_from_rule_event(json).expect_err("bad base64");
-    assert!(matches!(err, DeviceRuleError::BadBase64(_)), "{err:?}");
+    assert!(
+        matches!(err, DeviceRuleError::Rule(RuleEventError::BadBase64(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -187,7 +199,7 @@ fn a_payload_over_the_device_limit_is_too_large() {
     let big = vec![0u8; mir_proto::MAX_PAYLOAD_BYTES + 1024];
     let err = heartbeat_from_rule_event(&rule_event(DEVICE, DEVICE, &big)).expect_err("big");
     assert!(
-        matches!(err, DeviceRuleError::TooLarge { limit, .. } if limit == mir_proto::MAX_PAYLOAD_BYTES),
+        matches!(err, DeviceRuleError::Rule(RuleEventError::TooLarge { limit, .. }) if limit == mir_proto::MAX_PAYLOAD_BYTES),
         "{err:?}"
     );
 }
@@ -198,12 +210,12 @@ fn an_invalid_device_id_in_the_topic_is_a_bad_device_id() {
         let json = rule_event(id, id, &[]);
         let err = heartbeat_from_rule_event(&json).expect_err(id);
         assert!(
-            matches!(err, DeviceRuleError::BadDeviceId(_)),
+            matches!(err, DeviceRuleError::Rule(RuleEventError::BadDeviceId(_))),
             "{id:?}: {err:?}"
         );
         let err = schema_from_rule_event(&json).expect_err(id);
         assert!(
-            matches!(err, DeviceRuleError::BadDeviceId(_)),
+            matches!(err, DeviceRuleError::Rule(RuleEventError::BadDeviceId(_))),
             "{id:?}: {err:?}"
         );
     }
@@ -214,7 +226,7 @@ fn a_message_of_another_client_on_the_topic_of_a_device_is_refused_as_the_platfo
     let json = rule_event(DEVICE, "intruder", &payload_of(HEARTBEAT));
     let err = heartbeat_from_rule_event(&json).expect_err("another client");
     assert!(
-        matches!(&err, DeviceRuleError::ClientMismatch { client_id, device_id } if client_id == "intruder" && device_id == DEVICE),
+        matches!(&err, DeviceRuleError::Rule(RuleEventError::ClientMismatch { client_id, device_id }) if client_id == "intruder" && device_id == DEVICE),
         "{err:?}"
     );
 }
@@ -227,23 +239,29 @@ fn bytes_that_are_not_protobuf_are_malformed_naming_the_message() {
     assert!(
         matches!(
             err,
-            DeviceRuleError::Malformed {
+            DeviceRuleError::Message(DeviceMessageError::Malformed {
                 what: "heartbeat",
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
     let err = schema_from_rule_event(&json).expect_err("garbage");
     assert!(
-        matches!(err, DeviceRuleError::Malformed { what: "hello", .. }),
+        matches!(
+            err,
+            DeviceRuleError::Message(DeviceMessageError::Malformed { what: "hello", .. })
+        ),
         "{err:?}"
     );
     // A heartbeat's first field is a varint where the hello has its schema's bytes.
     let hb = rule_event(DEVICE, DEVICE, &payload_of(HEARTBEAT));
     let err = schema_from_rule_event(&hb).expect_err("a heartbeat is no hello");
     assert!(
-        matches!(err, DeviceRuleError::Malformed { what: "hello", .. }),
+        matches!(
+            err,
+            DeviceRuleError::Message(DeviceMessageError::Malformed { what: "hello", .. })
+        ),
         "{err:?}"
     );
 }
@@ -254,8 +272,11 @@ fn assert_schema_as_on_the_hub(bytes: &[u8], case: &str) {
     let ours = schema_from_rule_event(&rule_event(DEVICE, DEVICE, bytes));
     match (hub_schema(bytes), ours) {
         (Ok(hub), Ok(ours)) => assert_eq!(ours, hub, "{case}"),
-        (Err("malformed"), Err(DeviceRuleError::Malformed { what: "hello", .. })) => {}
-        (Err("schema"), Err(DeviceRuleError::Schema(_))) => {}
+        (
+            Err("malformed"),
+            Err(DeviceRuleError::Message(DeviceMessageError::Malformed { what: "hello", .. })),
+        ) => {}
+        (Err("schema"), Err(DeviceRuleError::Message(DeviceMessageError::Schema(_)))) => {}
         (hub, ours) => panic!("{case}: hub {hub:?}, module {ours:?}"),
     }
 }
@@ -304,9 +325,10 @@ fn every_truncated_or_flipped_heartbeat_gives_the_hubs_point_or_is_malformed_nev
             (Some(hub), Ok(ours)) => assert_eq!(ours, hub, "{case:?}"),
             (
                 None,
-                Err(DeviceRuleError::Malformed {
-                    what: "heartbeat", ..
-                }),
+                Err(DeviceRuleError::Message(DeviceMessageError::Malformed {
+                    what: "heartbeat",
+                    ..
+                })),
             ) => {}
             (hub, ours) => panic!("{case:?}: hub {hub:?}, module {ours:?}"),
         }

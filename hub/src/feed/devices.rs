@@ -27,19 +27,14 @@ use axum::{
     response::Response,
 };
 use chrono::{DateTime, Utc};
-use prost::Message;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use mir_proto::{
-    topics::DeviceTopic,
-    wire::{Heartbeat, Hello},
-};
+use mir_proto::topics::DeviceTopic;
 use mir_shared::{
     domain::{DeviceStreamFilter, HeartbeatPoint, SchemaAnnouncement},
     ports::TwinStore,
-    schema::{self, Schema, SchemaError},
 };
 
 use super::{
@@ -82,17 +77,7 @@ struct Outcome {
 }
 
 /// Why a handled message could not be published (logged; the message was handled).
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceStreamError {
-    #[error("the {what} does not decode: {source}")]
-    Decode {
-        what: &'static str,
-        #[source]
-        source: prost::DecodeError,
-    },
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-}
+pub use mir_shared::domain::device_stream::DeviceMessageError as DeviceStreamError;
 
 impl DeviceStreams {
     /// Channels of `capacity` documents each.
@@ -132,19 +117,15 @@ impl DeviceStreams {
         if deleted {
             return Ok(Publication::Ignored);
         }
-        let decode = |what: &'static str| move |source| DeviceStreamError::Decode { what, source };
         let meta = || async { super::meta_of(twins, m.device_id).await.unwrap_or_default() };
         // A receiver gone since the count: nobody to tell.
         if m.topic == DeviceTopic::Heartbeat {
-            let hb = Heartbeat::decode(m.payload).map_err(decode("heartbeat"))?;
-            let point = HeartbeatPoint::new(m.device_id, m.received_at, &hb, m.payload.len());
+            let point = HeartbeatPoint::decode(m.device_id, m.received_at, m.payload)?;
             let _ = self
                 .heartbeats
                 .send(Arc::new(point.of_device(meta().await)));
         } else {
-            let hello = Hello::decode(m.payload).map_err(decode("hello"))?;
-            let schema = Schema::from_descriptor_set(&schema::hello_schema_bytes(&hello)?)?;
-            let a = SchemaAnnouncement::new(m.device_id, m.received_at, &hello, &schema);
+            let a = SchemaAnnouncement::decode(m.device_id, m.received_at, m.payload)?;
             let _ = self.schemas.send(Arc::new(a.of_device(meta().await)));
         }
         Ok(Publication::Sent)
@@ -210,7 +191,8 @@ pub async fn schemas(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mir_proto::wire::heartbeat::StoreState;
+    use mir_proto::wire::{heartbeat::StoreState, Heartbeat};
+    use prost::Message;
     use serde_json::json;
 
     fn at() -> DateTime<Utc> {
@@ -243,7 +225,7 @@ mod tests {
         assert!(
             matches!(
                 published,
-                Err(DeviceStreamError::Decode {
+                Err(DeviceStreamError::Malformed {
                     what: "heartbeat",
                     ..
                 })

@@ -11,7 +11,10 @@
 //! - [`DeviceStreamFilter`]: device, namespace, labels, and its query string
 //!   (`deviceId`, `namespace`, `labels=k=v,k2=v2`; any other parameter is refused,
 //!   [`DeviceStreamFilterError`]);
-//! - [`HEARTBEATS_WATCH_PATH`], [`SCHEMAS_WATCH_PATH`].
+//! - [`HEARTBEATS_WATCH_PATH`], [`SCHEMAS_WATCH_PATH`];
+//! - [`HeartbeatPoint::decode`] and [`SchemaAnnouncement::decode`]: the document of a
+//!   device's message bytes, the one decoding the hub and the module SDK (IoT rule
+//!   events on AWS) share ([`DeviceMessageError`]).
 //!
 //! Delivery is at least once, as for events: a document's `id` derives from the device
 //! and the time the device put in its message (`sent_at_ns`), so the same message
@@ -27,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use mir_proto::wire::{Heartbeat, Hello};
 
 use super::{targets::parse_labels, twin::Meta, DomainError};
-use crate::schema::{MessageKind, Schema};
+use crate::schema::{self, MessageKind, Schema, SchemaError};
 
 /// The hub's server-sent heartbeat route.
 pub const HEARTBEATS_WATCH_PATH: &str = "/v1/heartbeats/watch";
@@ -109,7 +112,36 @@ fn message_id(device_id: &str, topic: &str, sent_at_ns: i64, received: DateTime<
     format!("{device_id}/{topic}/{t}")
 }
 
+/// Why a device's message is not a device stream document.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceMessageError {
+    /// The bytes are not a protobuf `mir.wire.v1.Heartbeat` / `Hello`.
+    #[error("malformed {what} protobuf: {source}")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// The hello's schema is not a usable `FileDescriptorSet`.
+    #[error("the hello's schema does not decode: {0}")]
+    Schema(#[from] SchemaError),
+}
+
 impl HeartbeatPoint {
+    /// The point of the heartbeat bytes `payload` of `device_id` received at `time`.
+    pub fn decode(
+        device_id: &str,
+        time: DateTime<Utc>,
+        payload: &[u8],
+    ) -> Result<Self, DeviceMessageError> {
+        use prost::Message;
+        let hb = Heartbeat::decode(payload).map_err(|source| DeviceMessageError::Malformed {
+            what: "heartbeat",
+            source,
+        })?;
+        Ok(Self::new(device_id, time, &hb, payload.len()))
+    }
+
     /// The heartbeat `hb` of `device_id` received at `time`; `payload_len` is the size
     /// of the message the device sent (0: an empty heartbeat, which carries no status).
     /// Without name, namespace and labels: see [`HeartbeatPoint::of_device`].
@@ -166,6 +198,22 @@ pub struct SchemaAnnouncement {
 }
 
 impl SchemaAnnouncement {
+    /// The announcement of the hello bytes `payload` of `device_id` received at `time`
+    /// (its schema decoded).
+    pub fn decode(
+        device_id: &str,
+        time: DateTime<Utc>,
+        payload: &[u8],
+    ) -> Result<Self, DeviceMessageError> {
+        use prost::Message;
+        let hello = Hello::decode(payload).map_err(|source| DeviceMessageError::Malformed {
+            what: "hello",
+            source,
+        })?;
+        let schema = Schema::from_descriptor_set(&schema::hello_schema_bytes(&hello)?)?;
+        Ok(Self::new(device_id, time, &hello, &schema))
+    }
+
     /// The hello of `device_id` received at `time`, whose schema is `schema`. Without
     /// name, namespace and labels: see [`SchemaAnnouncement::of_device`].
     pub fn new(device_id: &str, time: DateTime<Utc>, hello: &Hello, schema: &Schema) -> Self {
