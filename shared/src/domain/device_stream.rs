@@ -29,7 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use mir_proto::wire::{Heartbeat, Hello};
 
-use super::{targets::parse_labels, twin::Meta, DomainError};
+use super::{
+    targets::{labels_query, parse_labels, query_value},
+    twin::Meta,
+    DomainError,
+};
 use crate::schema::{self, MessageKind, Schema, SchemaError};
 
 /// The hub's server-sent heartbeat route.
@@ -311,13 +315,8 @@ impl DeviceStreamFilter {
                 q.push((k, v.clone()));
             }
         }
-        if !self.labels.is_empty() {
-            let labels: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            q.push(("labels", labels.join(",")));
+        if let Some(labels) = labels_query(&self.labels) {
+            q.push(("labels", labels));
         }
         q
     }
@@ -328,11 +327,10 @@ impl DeviceStreamFilter {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, DeviceStreamFilterError> {
         let mut f = DeviceStreamFilter::default();
-        let some = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         for (k, v) in params {
             match k {
-                "deviceId" => f.device_id = some(v),
-                "namespace" => f.namespace = some(v),
+                "deviceId" => f.device_id = query_value(v),
+                "namespace" => f.namespace = query_value(v),
                 "labels" | "label" => parse_labels(v, &mut f.labels)?,
                 other => return Err(DeviceStreamFilterError::Unknown(other.to_string())),
             }

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{
     event::{Event, EventFilter, EventReason, EventType},
-    targets::parse_labels,
+    targets::{labels_query, parse_labels, query_value},
     DomainError,
 };
 
@@ -155,13 +155,8 @@ impl FeedFilter {
         if let Some(n) = &self.namespace {
             q.push(("namespace", n.clone()));
         }
-        if !self.labels.is_empty() {
-            let labels: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            q.push(("labels", labels.join(",")));
+        if let Some(labels) = labels_query(&self.labels) {
+            q.push(("labels", labels));
         }
         if let Some(n) = &self.custom_name {
             q.push(("customName", n.clone()));
@@ -174,11 +169,10 @@ impl FeedFilter {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, DomainError> {
         let mut f = FeedFilter::default();
-        let some = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         for (k, v) in params {
             match k {
-                "deviceId" => f.device_id = some(v),
-                "namespace" => f.namespace = some(v),
+                "deviceId" => f.device_id = query_value(v),
+                "namespace" => f.namespace = query_value(v),
                 "reason" => {
                     f.reason = Some(
                         EventReason::from_name(v.trim())
@@ -186,7 +180,7 @@ impl FeedFilter {
                     )
                 }
                 "labels" | "label" => parse_labels(v, &mut f.labels)?,
-                "customName" => f.custom_name = some(v),
+                "customName" => f.custom_name = query_value(v),
                 _ => {}
             }
         }

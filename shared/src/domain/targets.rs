@@ -18,6 +18,23 @@ pub fn parse_labels(spec: &str, labels: &mut BTreeMap<String, String>) -> Result
     Ok(())
 }
 
+/// The selector `k=v,k2=v2` of `labels` (the inverse of [`parse_labels`]); `None`
+/// when there are none.
+pub fn labels_query(labels: &BTreeMap<String, String>) -> Option<String> {
+    (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// A query parameter's value, trimmed; `None` when empty.
+pub fn query_value(v: &str) -> Option<String> {
+    Some(v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
 /// A device named in a namespace (`name/namespace`), or in any namespace (`name`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NameRef {
@@ -134,13 +151,8 @@ impl Targets {
         if !self.namespaces.is_empty() {
             q.push(("namespaces", self.namespaces.join(",")));
         }
-        if !self.labels.is_empty() {
-            let labels: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            q.push(("labels", labels.join(",")));
+        if let Some(labels) = labels_query(&self.labels) {
+            q.push(("labels", labels));
         }
         q
     }

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{targets::parse_labels, DomainError};
+use super::{
+    targets::{labels_query, parse_labels, query_value},
+    DomainError,
+};
 use crate::telemetry::{FieldValue, TelemetryRecord};
 
 /// The hub's server-sent telemetry route.
@@ -105,13 +108,8 @@ impl TelemetryFilter {
                 q.push((k, v.clone()));
             }
         }
-        if !self.labels.is_empty() {
-            let labels: Vec<String> = self
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            q.push(("labels", labels.join(",")));
+        if let Some(labels) = labels_query(&self.labels) {
+            q.push(("labels", labels));
         }
         q
     }
@@ -121,12 +119,11 @@ impl TelemetryFilter {
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, DomainError> {
         let mut f = TelemetryFilter::default();
-        let some = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         for (k, v) in params {
             match k {
-                "deviceId" => f.device_id = some(v),
-                "message" => f.message = some(v),
-                "namespace" => f.namespace = some(v),
+                "deviceId" => f.device_id = query_value(v),
+                "message" => f.message = query_value(v),
+                "namespace" => f.namespace = query_value(v),
                 "labels" | "label" => parse_labels(v, &mut f.labels)?,
                 _ => {}
             }
