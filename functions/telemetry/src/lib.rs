@@ -139,11 +139,9 @@ pub async fn handle(deps: &Deps<'_>, event: &RuleEvent) -> Result<TelemetryOutco
         let report = deps.sink.write(&records).await?;
         written = report.written;
         if let Some(feed) = deps.telemetry_feed {
-            let points: Vec<TelemetryPoint> = records
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !report.rejected.iter().any(|r| r.index == *i))
-                .map(|(_, r)| TelemetryPoint::new(r, twin.value.meta.labels.clone()))
+            let points: Vec<TelemetryPoint> = report
+                .stored(&records)
+                .map(|r| TelemetryPoint::new(r, twin.value.meta.labels.clone()))
                 .collect();
             feed.publish_telemetry(&points).await?;
         }

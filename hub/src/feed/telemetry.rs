@@ -47,11 +47,7 @@ impl TelemetrySink for FeedTelemetry {
     async fn write(&self, records: &[TelemetryRecord]) -> StoreResult<WriteReport> {
         let report = self.inner.write(records).await?;
         if self.feed.telemetry.receiver_count() > 0 {
-            let written = records
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !report.rejected.iter().any(|r| r.index == *i))
-                .map(|(_, r)| r);
+            let written = report.stored(records);
             let mut labels = super::Labels::new(&self.feed);
             for r in written {
                 let l = labels.of(&r.device_id).await;

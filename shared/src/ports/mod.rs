@@ -253,6 +253,17 @@ pub struct WriteReport {
     pub rejected: Vec<RejectedRecord>,
 }
 
+impl WriteReport {
+    /// The records of `records` (the slice this report is of) that were not rejected.
+    pub fn stored<'a, T>(&'a self, records: &'a [T]) -> impl Iterator<Item = &'a T> + 'a {
+        records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.rejected.iter().any(|r| r.index == *i))
+            .map(|(_, r)| r)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("device {0} is not connected")]
