@@ -5,7 +5,8 @@
 //
 //   npx cdk deploy --app 'node build/bin/offline-alert.js' \
 //     -c mir:eventBusArn=<data stack EventBusArn> -c mir:apiUrl=<api stack ApiUrl> \
-//     -c mir:apiPolicyArn=<api stack <Job>PolicyArn> [-c mir:offlineMinutes=5]
+//     -c mir:apiPolicyArn=<api stack OperatorPolicyArn> [-c mir:offlineMinutes=5]
+// (the operator job: it reads devices and records custom events; readOnly cannot).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
@@ -26,7 +27,7 @@ export interface OfflineAlertStackProps extends StackProps {
   readonly eventBusArn: string;
   /** The stage's API (api stack output ApiUrl). */
   readonly apiUrl: string;
-  /** An operator job's managed policy (api stack output <Job>PolicyArn): read devices, publish events. */
+  /** The operator job's managed policy (api stack output OperatorPolicyArn): reads devices, records custom events. */
   readonly apiPolicyArn: string;
   /** Minutes offline before the alert, 1 to 15 (SQS's longest delivery delay). */
   readonly minutes: number;
